@@ -1,0 +1,881 @@
+//! The write-ahead journal (R7): one SQLite file in WAL mode with `synchronous = FULL`.
+//!
+//! The engine builds each step as a list of [`Entry`] values and commits it as one transaction,
+//! so a step is either wholly durable or absent: never a half-written entry. Device calls happen
+//! only after the step that plans them has committed. The schema is plain tables that the
+//! `sqlite3` shell reads; it is documented in ARCHITECTURE.md.
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::alerts::{Alert, AlertCode};
+use super::types::*;
+use crate::model::Detection;
+
+/// Schema version stored in `meta`; bumped on any incompatible change.
+pub const SCHEMA_VERSION: &str = "1";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS detections (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL,
+    received_ms INTEGER NOT NULL, ip TEXT, mac TEXT, hostname TEXT, threat TEXT NOT NULL,
+    category TEXT NOT NULL, lserver TEXT, disposition TEXT NOT NULL, operation_id INTEGER,
+    UNIQUE (source, event_id));
+CREATE TABLE IF NOT EXISTS operations (
+    id INTEGER PRIMARY KEY, lserver TEXT NOT NULL, kind TEXT NOT NULL,
+    detection_id INTEGER, status TEXT NOT NULL, phase TEXT, outcome TEXT, detail TEXT,
+    created_ms INTEGER NOT NULL, started_ms INTEGER, deadline_ms INTEGER, finished_ms INTEGER);
+CREATE TABLE IF NOT EXISTS plan_nics (
+    operation_id INTEGER NOT NULL, nic_index INTEGER NOT NULL,
+    from_network TEXT NOT NULL, from_ip TEXT NOT NULL, to_network TEXT NOT NULL, to_ip TEXT NOT NULL,
+    PRIMARY KEY (operation_id, nic_index));
+CREATE TABLE IF NOT EXISTS ip_allocations (
+    network TEXT NOT NULL, ip TEXT NOT NULL, lserver TEXT NOT NULL, nic_index INTEGER NOT NULL,
+    PRIMARY KEY (network, ip));
+CREATE TABLE IF NOT EXISTS nic_records (
+    lserver TEXT NOT NULL, nic_index INTEGER NOT NULL, network TEXT NOT NULL, ip TEXT NOT NULL,
+    device_network TEXT, PRIMARY KEY (lserver, nic_index));
+CREATE TABLE IF NOT EXISTS lservers (
+    path TEXT PRIMARY KEY, state TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT);
+CREATE TABLE IF NOT EXISTS device_calls (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, operation_id INTEGER NOT NULL, nic_index INTEGER,
+    device TEXT NOT NULL, call TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, detail TEXT,
+    at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS alerts (
+    seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, severity TEXT NOT NULL, code TEXT NOT NULL,
+    lserver TEXT, ip TEXT, operation_id INTEGER, detail TEXT NOT NULL,
+    delivered INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS operations_open ON operations (status) WHERE status <> 'done';
+CREATE INDEX IF NOT EXISTS alerts_undelivered ON alerts (delivered) WHERE delivered = 0;
+";
+
+/// A journal failure. The engine stops all device work on any of these: without the journal it
+/// cannot keep R7.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// SQLite reported an error.
+    #[error("journal: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The file holds data this version cannot read.
+    #[error("journal: {0}")]
+    Corrupt(String),
+    /// The configured commit limit was reached (crash injection for tests and the lab).
+    #[error("journal: halted after {0} commits (crash injection)")]
+    Halted(u64),
+}
+
+/// One NIC of an operation's plan (R6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNic {
+    /// NIC index.
+    pub nic_index: usize,
+    /// Network and IP before the operation.
+    pub from_network: String,
+    /// IP before the operation.
+    pub from_ip: IpAddr,
+    /// Target network.
+    pub to_network: String,
+    /// Target IP (allocated quarantine IP, or the original operation IP for a release).
+    pub to_ip: IpAddr,
+}
+
+/// One element of a journal step.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    /// A received detection and what became of it.
+    Detection {
+        /// Id.
+        id: DetectionId,
+        /// The detection.
+        detection: Detection,
+        /// Receipt time.
+        received_ms: u64,
+        /// Matched L-Server.
+        lserver: Option<String>,
+        /// Disposition.
+        disposition: Disposition,
+        /// Operation it started.
+        operation: Option<OperationId>,
+    },
+    /// A new queued operation.
+    OperationQueued {
+        /// Id.
+        id: OperationId,
+        /// L-Server.
+        lserver: String,
+        /// Kind.
+        kind: OperationKind,
+        /// Detection that started it.
+        detection: Option<DetectionId>,
+        /// Creation time.
+        created_ms: u64,
+    },
+    /// An operation started, with its plan (R7: before its first device call).
+    OperationStarted {
+        /// Id.
+        id: OperationId,
+        /// Start time.
+        started_ms: u64,
+        /// Deadline (R19).
+        deadline_ms: u64,
+        /// Plan; replaces any earlier plan of the operation.
+        plan: Vec<PlanNic>,
+    },
+    /// A named phase of a multi-step operation (quarantine_reboot) was reached.
+    OperationPhase {
+        /// Id.
+        id: OperationId,
+        /// Phase name.
+        phase: String,
+    },
+    /// An operation ended.
+    OperationFinished {
+        /// Id.
+        id: OperationId,
+        /// Outcome.
+        outcome: Outcome,
+        /// Detail.
+        detail: String,
+        /// End time.
+        finished_ms: u64,
+    },
+    /// A quarantine IP was allocated (R6, INV-8).
+    Allocate {
+        /// Quarantine network.
+        network: String,
+        /// IP.
+        ip: IpAddr,
+        /// Owner.
+        lserver: String,
+        /// NIC index.
+        nic_index: usize,
+    },
+    /// A quarantine IP was freed (R10, R14).
+    Free {
+        /// Quarantine network.
+        network: String,
+        /// IP.
+        ip: IpAddr,
+    },
+    /// A NIC's management record.
+    NicRecord {
+        /// L-Server.
+        lserver: String,
+        /// The record.
+        record: NicRecord,
+    },
+    /// The outcome of one device call (R7).
+    DeviceCall {
+        /// Operation.
+        operation: OperationId,
+        /// NIC index, if the call concerns one NIC.
+        nic_index: Option<usize>,
+        /// Device name.
+        device: String,
+        /// Call name (`set_nic`, `get_port`, ...).
+        call: String,
+        /// Target value written or value read.
+        target: Option<String>,
+        /// `ok` or the outcome class.
+        outcome: String,
+        /// Device detail.
+        detail: String,
+        /// Time.
+        at_ms: u64,
+    },
+    /// An L-Server's state, status and last outcome.
+    LServer {
+        /// Path.
+        path: String,
+        /// State.
+        state: LServerState,
+        /// Console status.
+        status: String,
+        /// Last outcome.
+        outcome: Option<Outcome>,
+    },
+    /// An alert (delivered later, then marked).
+    Alert(Alert),
+    /// An alert reached syslog and email.
+    AlertDelivered {
+        /// Sequence number.
+        seq: i64,
+    },
+}
+
+/// An operation that was not finished when the journal was last closed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOperation {
+    /// Id.
+    pub id: OperationId,
+    /// L-Server.
+    pub lserver: String,
+    /// Kind.
+    pub kind: OperationKind,
+    /// `queued` or `running`.
+    pub status: String,
+    /// Last phase reached.
+    pub phase: Option<String>,
+    /// Detection that started it.
+    pub detection: Option<DetectionId>,
+    /// Plan, when it started.
+    pub plan: Vec<PlanNic>,
+}
+
+/// An L-Server row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LServerRow {
+    /// Path.
+    pub path: String,
+    /// State.
+    pub state: LServerState,
+    /// Status.
+    pub status: String,
+    /// Last outcome.
+    pub outcome: Option<Outcome>,
+}
+
+/// Everything the engine needs in memory, read at open.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// L-Server rows.
+    pub lservers: Vec<LServerRow>,
+    /// (L-Server, record).
+    pub nic_records: Vec<(String, NicRecord)>,
+    /// (network, ip, L-Server, NIC index).
+    pub allocations: Vec<(String, IpAddr, String, usize)>,
+    /// Unfinished operations in id order.
+    pub open_operations: Vec<OpenOperation>,
+    /// Alerts not yet delivered, in order.
+    pub undelivered_alerts: Vec<Alert>,
+    /// Next free ids.
+    pub next_detection_id: DetectionId,
+    /// Next operation id.
+    pub next_operation_id: OperationId,
+    /// Next alert sequence number.
+    pub next_alert_seq: i64,
+}
+
+/// The journal file.
+pub struct Journal {
+    conn: Connection,
+    commits: u64,
+    commit_limit: Option<u64>,
+}
+
+impl Journal {
+    /// Opens or creates the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        let conn = Connection::open(path)?;
+        Self::init(conn)
+    }
+
+    /// Opens a journal in memory (tests and throwaway runs; not durable).
+    pub fn open_in_memory() -> Result<Journal, JournalError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Journal, JournalError> {
+        // WAL keeps readers off the writer's back; FULL makes every commit durable (R7).
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        let version: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .optional()?;
+        match version.as_deref() {
+            None => {
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
+                    [SCHEMA_VERSION],
+                )?;
+            }
+            Some(SCHEMA_VERSION) => {}
+            Some(other) => {
+                return Err(JournalError::Corrupt(format!(
+                    "schema version {other}, this engine reads {SCHEMA_VERSION}"
+                )))
+            }
+        }
+        Ok(Journal {
+            conn,
+            commits: 0,
+            commit_limit: None,
+        })
+    }
+
+    /// Makes every commit after the `limit`-th fail with [`JournalError::Halted`], as if the
+    /// process died right after that step. The lab and the crash tests use it.
+    pub fn set_commit_limit(&mut self, limit: Option<u64>) {
+        self.commit_limit = limit;
+    }
+
+    /// Commits made through this handle.
+    pub fn commits(&self) -> u64 {
+        self.commits
+    }
+
+    /// Commits `entries` as one transaction: all or nothing.
+    pub fn commit(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
+        if let Some(limit) = self.commit_limit {
+            if self.commits >= limit {
+                return Err(JournalError::Halted(limit));
+            }
+        }
+        let tx = self.conn.transaction()?;
+        for entry in entries {
+            apply(&tx, entry)?;
+        }
+        tx.commit()?;
+        self.commits += 1;
+        Ok(())
+    }
+
+    /// The id of an already received `(source, event_id)` (R4).
+    pub fn find_detection(&self, source: &str, event_id: &str) -> Result<Option<DetectionId>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM detections WHERE source = ?1 AND event_id = ?2",
+                params![source, event_id],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The disposition, L-Server and operation of a journaled detection.
+    pub fn detection_receipt(&self, id: DetectionId) -> Result<Option<DetectionReceipt>, JournalError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT disposition, lserver, operation_id FROM detections WHERE id = ?1",
+                [id],
+                |r| {
+                    let disposition: String = r.get(0)?;
+                    Ok(DetectionReceipt {
+                        id,
+                        disposition: parse_disposition(&disposition),
+                        lserver: r.get(1)?,
+                        operation: r.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Whether operation `operation` journaled an `ok` outcome of any of `calls` (R16: a reset
+    /// that succeeded before a restart is not sent again).
+    pub fn has_successful_call(&self, operation: OperationId, calls: &[&str]) -> Result<bool, JournalError> {
+        for call in calls {
+            let found: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM device_calls WHERE operation_id = ?1 AND call = ?2 AND outcome = 'ok' LIMIT 1",
+                    params![operation, call],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Number of journaled detections.
+    pub fn detection_count(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM detections", [], |r| r.get::<_, i64>(0))? as u64)
+    }
+
+    /// One operation.
+    pub fn operation(&self, id: OperationId) -> Result<Option<OperationView>, JournalError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT lserver, kind, status, outcome, detail FROM operations WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(lserver, kind, status, outcome, detail)| {
+            Ok(OperationView {
+                id,
+                lserver,
+                kind: parse_kind(&kind)?,
+                status,
+                outcome: outcome.as_deref().map(parse_outcome).transpose()?,
+                detail,
+            })
+        })
+        .transpose()
+    }
+
+    /// Operations in id order (for reports and the API).
+    pub fn operations(&self) -> Result<Vec<OperationView>, JournalError> {
+        let mut stmt = self.conn.prepare("SELECT id FROM operations ORDER BY id")?;
+        let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        ids.into_iter()
+            .filter_map(|id| self.operation(id).transpose())
+            .collect()
+    }
+
+    /// Alerts with `seq > since`, in order, at most `limit`.
+    pub fn alerts_since(&self, since: i64, limit: usize) -> Result<Vec<Alert>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since, limit as i64], read_alert)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// Reads what the engine keeps in memory.
+    pub fn snapshot(&self) -> Result<Snapshot, JournalError> {
+        let mut snap = Snapshot::default();
+        let mut stmt = self.conn.prepare("SELECT path, state, status, outcome FROM lservers")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (path, state, status, outcome) = row?;
+            snap.lservers.push(LServerRow {
+                path,
+                state: LServerState::parse(&state)
+                    .ok_or_else(|| JournalError::Corrupt(format!("unknown state {state:?}")))?,
+                status,
+                outcome: outcome.as_deref().map(parse_outcome).transpose()?,
+            });
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT lserver, nic_index, network, ip, device_network FROM nic_records ORDER BY lserver, nic_index",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (lserver, index, network, ip, device_network) = row?;
+            snap.nic_records.push((
+                lserver,
+                NicRecord {
+                    index: index as usize,
+                    network,
+                    ip: parse_ip(&ip)?,
+                    device_network,
+                },
+            ));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (network, ip, lserver, nic) = row?;
+            snap.allocations.push((network, parse_ip(&ip)?, lserver, nic as usize));
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT id, lserver, kind, status, phase, detection_id FROM operations
+             WHERE status <> 'done' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, lserver, kind, status, phase, detection) = row?;
+            snap.open_operations.push(OpenOperation {
+                id,
+                lserver,
+                kind: parse_kind(&kind)?,
+                status,
+                phase,
+                detection,
+                plan: Vec::new(),
+            });
+        }
+        for op in &mut snap.open_operations {
+            op.plan = self.plan(op.id)?;
+        }
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
+             WHERE delivered = 0 ORDER BY seq",
+        )?;
+        for row in stmt.query_map([], read_alert)? {
+            snap.undelivered_alerts.push(row??);
+        }
+        let max = |sql: &str| -> Result<i64, JournalError> {
+            Ok(self
+                .conn
+                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(0))
+        };
+        snap.next_detection_id = max("SELECT MAX(id) FROM detections")? + 1;
+        snap.next_operation_id = max("SELECT MAX(id) FROM operations")? + 1;
+        snap.next_alert_seq = max("SELECT MAX(seq) FROM alerts")? + 1;
+        Ok(snap)
+    }
+
+    fn plan(&self, operation: OperationId) -> Result<Vec<PlanNic>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT nic_index, from_network, from_ip, to_network, to_ip FROM plan_nics
+             WHERE operation_id = ?1 ORDER BY nic_index",
+        )?;
+        let rows = stmt.query_map([operation], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut plan = Vec::new();
+        for row in rows {
+            let (nic, from_network, from_ip, to_network, to_ip) = row?;
+            plan.push(PlanNic {
+                nic_index: nic as usize,
+                from_network,
+                from_ip: parse_ip(&from_ip)?,
+                to_network,
+                to_ip: parse_ip(&to_ip)?,
+            });
+        }
+        Ok(plan)
+    }
+}
+
+fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::Result<()> {
+    match entry {
+        Entry::Detection {
+            id,
+            detection: d,
+            received_ms,
+            lserver,
+            disposition,
+            operation,
+        } => {
+            tx.execute(
+                "INSERT INTO detections (id, source, event_id, received_ms, ip, mac, hostname, threat,
+                 category, lserver, disposition, operation_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    id,
+                    d.source,
+                    d.event_id,
+                    *received_ms as i64,
+                    d.ip.map(|ip| ip.to_string()),
+                    d.mac,
+                    d.hostname,
+                    d.threat,
+                    d.category.as_str(),
+                    lserver,
+                    disposition.as_str(),
+                    operation
+                ],
+            )?;
+        }
+        Entry::OperationQueued {
+            id,
+            lserver,
+            kind,
+            detection,
+            created_ms,
+        } => {
+            tx.execute(
+                "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
+                params![id, lserver, kind.as_str(), detection, *created_ms as i64],
+            )?;
+        }
+        Entry::OperationStarted {
+            id,
+            started_ms,
+            deadline_ms,
+            plan,
+        } => {
+            tx.execute(
+                "UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
+                params![id, *started_ms as i64, *deadline_ms as i64],
+            )?;
+            tx.execute("DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
+            for p in plan {
+                tx.execute(
+                    "INSERT INTO plan_nics (operation_id, nic_index, from_network, from_ip, to_network, to_ip)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        id,
+                        p.nic_index as i64,
+                        p.from_network,
+                        p.from_ip.to_string(),
+                        p.to_network,
+                        p.to_ip.to_string()
+                    ],
+                )?;
+            }
+        }
+        Entry::OperationPhase { id, phase } => {
+            tx.execute("UPDATE operations SET phase = ?2 WHERE id = ?1", params![id, phase])?;
+        }
+        Entry::OperationFinished {
+            id,
+            outcome,
+            detail,
+            finished_ms,
+        } => {
+            tx.execute(
+                "UPDATE operations SET status = 'done', outcome = ?2, detail = ?3, finished_ms = ?4 WHERE id = ?1",
+                params![id, outcome.as_str(), detail, *finished_ms as i64],
+            )?;
+        }
+        Entry::Allocate {
+            network,
+            ip,
+            lserver,
+            nic_index,
+        } => {
+            tx.execute(
+                "INSERT INTO ip_allocations (network, ip, lserver, nic_index) VALUES (?1, ?2, ?3, ?4)",
+                params![network, ip.to_string(), lserver, *nic_index as i64],
+            )?;
+        }
+        Entry::Free { network, ip } => {
+            tx.execute(
+                "DELETE FROM ip_allocations WHERE network = ?1 AND ip = ?2",
+                params![network, ip.to_string()],
+            )?;
+        }
+        Entry::NicRecord { lserver, record } => {
+            tx.execute(
+                "INSERT INTO nic_records (lserver, nic_index, network, ip, device_network)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (lserver, nic_index) DO UPDATE SET network = ?3, ip = ?4, device_network = ?5",
+                params![
+                    lserver,
+                    record.index as i64,
+                    record.network,
+                    record.ip.to_string(),
+                    record.device_network
+                ],
+            )?;
+        }
+        Entry::DeviceCall {
+            operation,
+            nic_index,
+            device,
+            call,
+            target,
+            outcome,
+            detail,
+            at_ms,
+        } => {
+            tx.execute(
+                "INSERT INTO device_calls (operation_id, nic_index, device, call, target, outcome, detail, at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    operation,
+                    nic_index.map(|i| i as i64),
+                    device,
+                    call,
+                    target,
+                    outcome,
+                    detail,
+                    *at_ms as i64
+                ],
+            )?;
+        }
+        Entry::LServer {
+            path,
+            state,
+            status,
+            outcome,
+        } => {
+            tx.execute(
+                "INSERT INTO lservers (path, state, status, outcome) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (path) DO UPDATE SET state = ?2, status = ?3, outcome = ?4",
+                params![path, state.as_str(), status, outcome.map(|o| o.as_str())],
+            )?;
+        }
+        Entry::Alert(a) => {
+            tx.execute(
+                "INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    a.seq,
+                    a.at_ms as i64,
+                    a.severity().as_str(),
+                    a.code.as_str(),
+                    a.lserver,
+                    a.ip.map(|ip| ip.to_string()),
+                    a.operation,
+                    a.detail
+                ],
+            )?;
+        }
+        Entry::AlertDelivered { seq } => {
+            tx.execute("UPDATE alerts SET delivered = 1 WHERE seq = ?1", [seq])?;
+        }
+    }
+    Ok(())
+}
+
+type AlertRow = Result<Alert, JournalError>;
+
+fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    let seq: i64 = r.get(0)?;
+    let at_ms: i64 = r.get(1)?;
+    let code: String = r.get(2)?;
+    let lserver: Option<String> = r.get(3)?;
+    let ip: Option<String> = r.get(4)?;
+    let operation: Option<i64> = r.get(5)?;
+    let detail: String = r.get(6)?;
+    Ok((|| {
+        Ok(Alert {
+            seq,
+            at_ms: at_ms as u64,
+            code: AlertCode::parse(&code)
+                .ok_or_else(|| JournalError::Corrupt(format!("unknown alert code {code:?}")))?,
+            lserver,
+            ip: ip.as_deref().map(parse_ip).transpose()?,
+            operation,
+            detail,
+        })
+    })())
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+    text.parse()
+        .map_err(|_| JournalError::Corrupt(format!("bad IP address {text:?}")))
+}
+
+fn parse_kind(text: &str) -> Result<OperationKind, JournalError> {
+    OperationKind::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
+}
+
+fn parse_outcome(text: &str) -> Result<Outcome, JournalError> {
+    Outcome::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown outcome {text:?}")))
+}
+
+fn parse_disposition(text: &str) -> Disposition {
+    match text {
+        "accepted" => Disposition::Accepted,
+        "ignored" => Disposition::Ignored,
+        "not_found" => Disposition::NotFound,
+        "pending_decision" => Disposition::PendingDecision,
+        _ => Disposition::Duplicate,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Category;
+
+    fn detection(event_id: &str) -> Detection {
+        Detection {
+            source: "osce".into(),
+            event_id: event_id.into(),
+            ip: Some("10.0.0.1".parse().unwrap()),
+            mac: None,
+            hostname: None,
+            threat: "TROJ".into(),
+            category: Category::Virus,
+        }
+    }
+
+    #[test]
+    fn r7_a_step_is_all_or_nothing() {
+        let mut j = Journal::open_in_memory().unwrap();
+        let entry = |id| Entry::Detection {
+            id,
+            detection: detection("e-1"),
+            received_ms: 0,
+            lserver: None,
+            disposition: Disposition::NotFound,
+            operation: None,
+        };
+        j.commit(&[entry(1)]).unwrap();
+        // The second entry repeats (source, event_id): the whole step must be rolled back.
+        let queued = Entry::OperationQueued {
+            id: 1,
+            lserver: "/a".into(),
+            kind: OperationKind::Quarantine,
+            detection: None,
+            created_ms: 0,
+        };
+        assert!(j.commit(&[queued, entry(2)]).is_err());
+        let snap = j.snapshot().unwrap();
+        assert!(snap.open_operations.is_empty(), "half-written step survived");
+        assert_eq!(snap.next_detection_id, 2);
+    }
+
+    #[test]
+    fn r16_commit_limit_halts_like_a_crash() {
+        let mut j = Journal::open_in_memory().unwrap();
+        j.set_commit_limit(Some(1));
+        j.commit(&[]).unwrap();
+        assert!(matches!(j.commit(&[]), Err(JournalError::Halted(1))));
+    }
+
+    #[test]
+    fn r7_journal_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        {
+            let mut j = Journal::open(&path).unwrap();
+            j.commit(&[Entry::OperationQueued {
+                id: 5,
+                lserver: "/a".into(),
+                kind: OperationKind::Release,
+                detection: None,
+                created_ms: 1,
+            }])
+            .unwrap();
+        }
+        let j = Journal::open(&path).unwrap();
+        let snap = j.snapshot().unwrap();
+        assert_eq!(snap.open_operations.len(), 1);
+        assert_eq!(snap.open_operations[0].kind, OperationKind::Release);
+        assert_eq!(snap.next_operation_id, 6);
+    }
+}

@@ -1,0 +1,492 @@
+//! THE quarantine engine: intake of detections and commands, policy, planner, executor,
+//! rollback, release, recovery, journal and alerts (rules R1–R19 of `spec/semantics.md`).
+//!
+//! It knows devices only through the traits in [`crate::adapters`] and reads time only from
+//! tokio's clock, so the same code runs in production, on the lab's paused clock and on the wire.
+
+pub mod alerts;
+mod executor;
+pub mod journal;
+mod operation;
+pub mod policy;
+mod state;
+pub mod types;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+
+pub use alerts::{Alert, AlertCode, Severity};
+pub use journal::{Journal, JournalError};
+pub use types::*;
+
+use crate::adapters::Adapters;
+use crate::model::{Action, Detection, PolicySpec, Site};
+use journal::Entry;
+use state::{Allocator, Clock, LsState, QueuedOp, Shared, State};
+
+/// Something the engine did, for observers such as the lab's history recorder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineEvent {
+    /// A journal step committed; `commit` counts them since open.
+    Committed {
+        /// Commit number.
+        commit: u64,
+    },
+    /// A detection was made durable (R7).
+    DetectionJournaled(DetectionReceipt),
+    /// An operation began executing.
+    OperationStarted {
+        /// Id.
+        id: OperationId,
+        /// L-Server.
+        lserver: String,
+        /// Kind.
+        kind: OperationKind,
+    },
+    /// An operation ended.
+    OperationFinished {
+        /// Id.
+        id: OperationId,
+        /// L-Server.
+        lserver: String,
+        /// Outcome.
+        outcome: Outcome,
+    },
+    /// An alert was journaled (R17).
+    Alert(Alert),
+    /// The journal failed; the engine stopped all device work.
+    Halted {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Receives [`EngineEvent`]s synchronously; must not block.
+pub trait EngineObserver: Send + Sync {
+    /// Called for every event, in order.
+    fn on_event(&self, event: &EngineEvent);
+}
+
+/// How to run an engine beyond what the topology says.
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// Host name in syslog lines.
+    pub hostname: String,
+    /// Milliseconds that engine time reads at open (wall time in production, 0 in the lab).
+    pub origin_ms: u64,
+    /// Event observer.
+    pub observer: Option<Arc<dyn EngineObserver>>,
+    /// Most queued commands per L-Server; more are refused (R15 with a bound).
+    pub max_lane_len: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            hostname: "qlab".into(),
+            origin_ms: 0,
+            observer: None,
+            max_lane_len: 64,
+        }
+    }
+}
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The journal failed; nothing was made durable.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// The engine halted after a journal failure and accepts nothing more.
+    #[error("the engine has halted after a journal failure")]
+    Halted,
+    /// The input is malformed or unknown (R18).
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    /// No such L-Server.
+    #[error("no L-Server {0}")]
+    UnknownLServer(String),
+    /// The command is not allowed in the L-Server's state.
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
+    /// Too many queued operations for one L-Server.
+    #[error("too many queued operations for {0}")]
+    QueueFull(String),
+}
+
+/// A running quarantine engine. Dropping it aborts every task at once, like a crash: the
+/// journal is what survives (R16).
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.abort_all();
+    }
+}
+
+impl Engine {
+    /// Opens the engine on `journal`, resuming every unfinished operation (R16) and
+    /// re-sending undelivered alerts. Must be called inside a tokio runtime.
+    pub fn open(site: Arc<Site>, journal: Journal, adapters: Adapters, options: EngineOptions) -> Result<Engine, EngineError> {
+        let snapshot = journal.snapshot()?;
+        let mut lservers: HashMap<String, LsState> = site
+            .lservers
+            .iter()
+            .map(|ls| {
+                let records = ls
+                    .nics
+                    .iter()
+                    .map(|nic| NicRecord { index: nic.index, network: nic.network.clone(), ip: nic.ip, device_network: None })
+                    .collect();
+                let state = LsState {
+                    state: LServerState::Normal,
+                    status: "normal".into(),
+                    outcome: None,
+                    records,
+                    lane: VecDeque::new(),
+                    running: None,
+                    worker: false,
+                };
+                (ls.path.clone(), state)
+            })
+            .collect();
+        for row in &snapshot.lservers {
+            if let Some(ls) = lservers.get_mut(&row.path) {
+                ls.state = row.state;
+                ls.status = row.status.clone();
+                ls.outcome = row.outcome;
+            }
+        }
+        for (path, record) in &snapshot.nic_records {
+            if let Some(slot) = lservers.get_mut(path).and_then(|ls| ls.records.get_mut(record.index)) {
+                *slot = record.clone();
+            }
+        }
+        let mut allocator = Allocator::default();
+        for (network, ip, lserver, _) in &snapshot.allocations {
+            allocator.insert(network, *ip, lserver);
+        }
+        let t = &site.topology;
+        let device_slots = t
+            .hypervisors
+            .iter()
+            .map(|h| (h.name.clone(), h.max_concurrent))
+            .chain(t.switches.iter().map(|s| (s.name.clone(), s.max_concurrent)))
+            .chain(t.bmcs.iter().map(|b| (b.name.clone(), b.max_concurrent)))
+            .map(|(name, n)| (name, Arc::new(Semaphore::new(n.max(1) as usize))))
+            .collect();
+        let state = State {
+            journal,
+            lservers,
+            allocator,
+            next_detection_id: snapshot.next_detection_id,
+            next_operation_id: snapshot.next_operation_id,
+            next_alert_seq: snapshot.next_alert_seq,
+            running_lanes: 0,
+        };
+        let shared = Arc::new(Shared {
+            settings: t.engine,
+            policy: Mutex::new(t.policy.clone()),
+            site: site.clone(),
+            adapters,
+            state: Mutex::new(state),
+            device_slots,
+            clock: Clock::new(options.origin_ms),
+            hostname: options.hostname,
+            observer: options.observer,
+            halted: AtomicBool::new(false),
+            idle: Notify::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            max_lane_len: options.max_lane_len.max(1),
+        });
+        {
+            // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
+            let mut state = shared.lock();
+            for open in snapshot.open_operations {
+                if !state.lservers.contains_key(&open.lserver) {
+                    tracing::warn!(lserver = %open.lserver, "journaled operation for an L-Server the topology no longer has");
+                    continue;
+                }
+                let path = open.lserver.clone();
+                let op = QueuedOp {
+                    id: open.id,
+                    kind: open.kind,
+                    resume: Some(open),
+                };
+                enqueue(&shared, &mut state, &path, op);
+            }
+        }
+        if !snapshot.undelivered_alerts.is_empty() {
+            let s = shared.clone();
+            let alerts = snapshot.undelivered_alerts;
+            shared.spawn(async move { executor::deliver_alerts(&s, alerts).await });
+        }
+        Ok(Engine { shared })
+    }
+
+    /// Takes a detection (R1–R5) and returns once it is durable (R7).
+    pub async fn submit_detection(&self, detection: Detection) -> Result<DetectionReceipt, EngineError> {
+        detection.check().map_err(EngineError::Invalid)?;
+        let shared = &self.shared;
+        if !shared.site.topology.av_servers.iter().any(|a| a.name == detection.source) {
+            return Err(EngineError::Invalid(format!("unknown AV server {:?}", detection.source)));
+        }
+        let policy = shared.policy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut state = shared.lock();
+        if shared.is_halted() {
+            return Err(EngineError::Halted);
+        }
+        if let Some(id) = state.journal.find_detection(&detection.source, &detection.event_id)? {
+            // R4: the same event again is acknowledged and changes nothing.
+            let receipt = state.journal.detection_receipt(id)?;
+            return Ok(DetectionReceipt {
+                id,
+                disposition: Disposition::Duplicate,
+                lserver: receipt.as_ref().and_then(|r| r.lserver.clone()),
+                operation: receipt.and_then(|r| r.operation),
+            });
+        }
+        let now = shared.now_ms();
+        let id = state.next_detection_id;
+        let mut entries = Vec::new();
+        let mut queued = None;
+        let lserver = resolve(shared, &state, &detection);
+        let disposition = if !detection.category.triggers_action() || policy::excluded_keyword(&policy, &detection.threat).is_some() {
+            // R1, R2.
+            if let Some(path) = &lserver {
+                let ls = state.ls(path);
+                if ls.outcome.is_none() {
+                    entries.push(Entry::LServer { path: path.clone(), state: ls.state, status: ls.status.clone(), outcome: Some(Outcome::Ignored) });
+                }
+            }
+            Disposition::Ignored
+        } else if let Some(path) = &lserver {
+            let action = policy::action_for(&policy, path);
+            let ls = state.ls(path);
+            let busy_quarantining = ls.has_unfinished(|o| o.kind.quarantines()) || ls.state == LServerState::Quarantined;
+            match OperationKind::for_action(action) {
+                None if busy_quarantining || ls.state == LServerState::PendingDecision => Disposition::Duplicate,
+                None => {
+                    let status = ls.status.clone();
+                    let detail = format!("threat {} ({}) on {path}; choose quarantine, reboot or quarantine_reboot", detection.threat, detection.category.as_str());
+                    let alert = state.alert(now, AlertCode::DecisionRequired, Some(path), detection.ip, None, detail);
+                    entries.push(Entry::LServer { path: path.clone(), state: LServerState::PendingDecision, status, outcome: Some(Outcome::PendingDecision) });
+                    entries.push(Entry::Alert(alert));
+                    Disposition::PendingDecision
+                }
+                Some(kind) if ls.has_unfinished(|o| o.kind == kind) || (kind.quarantines() && busy_quarantining) => Disposition::Duplicate,
+                Some(kind) => {
+                    let op = state.next_operation_id;
+                    state.next_operation_id += 1;
+                    entries.push(Entry::OperationQueued { id: op, lserver: path.clone(), kind, detection: Some(id), created_ms: now });
+                    queued = Some(QueuedOp { id: op, kind, resume: None });
+                    Disposition::Accepted
+                }
+            }
+        } else {
+            // R3: nobody to quarantine, one ERROR alert naming the address.
+            let named = detection.ip.map(|ip| format!("ip={ip}")).or(detection.mac.clone()).or(detection.hostname.clone()).unwrap_or_default();
+            let alert = state.alert(now, AlertCode::LserverNotFound, None, detection.ip, None, format!("L-Server not found. {named}"));
+            entries.push(Entry::Alert(alert));
+            Disposition::NotFound
+        };
+        let receipt = DetectionReceipt { id, disposition, lserver: lserver.clone(), operation: queued.as_ref().map(|q| q.id) };
+        entries.insert(0, Entry::Detection {
+            id,
+            detection,
+            received_ms: now,
+            lserver: lserver.clone(),
+            disposition,
+            operation: receipt.operation,
+        });
+        shared.commit(&mut state, &entries).map_err(|_| EngineError::Halted)?;
+        state.next_detection_id += 1;
+        apply_lserver_entries(&mut state, &entries);
+        if let (Some(path), Some(op)) = (&lserver, queued) {
+            enqueue(shared, &mut state, path, op);
+        }
+        drop(state);
+        shared.emit(EngineEvent::DetectionJournaled(receipt.clone()));
+        self.deliver_in_background(&entries);
+        Ok(receipt)
+    }
+
+    /// Takes an administrator's command and returns the queued operation's id once durable.
+    pub async fn submit_command(&self, command: Command) -> Result<OperationId, EngineError> {
+        let shared = &self.shared;
+        let path = command.lserver().to_string();
+        let mut state = shared.lock();
+        if shared.is_halted() {
+            return Err(EngineError::Halted);
+        }
+        let Some(ls) = state.lservers.get(&path) else {
+            return Err(EngineError::UnknownLServer(path));
+        };
+        if ls.pending() >= shared.max_lane_len {
+            return Err(EngineError::QueueFull(path));
+        }
+        let mut entries = Vec::new();
+        let kind = match &command {
+            Command::Quarantine { .. } => OperationKind::ManualQuarantine,
+            Command::Release { .. } => {
+                let will_be_quarantined = ls.has_unfinished(|o| o.kind.quarantines());
+                if !ls.state.allows_release() && !will_be_quarantined {
+                    return Err(EngineError::NotAllowed(format!(
+                        "release needs a quarantined, quarantine_failed or release_failed L-Server; {path} is {}",
+                        ls.state.as_str()
+                    )));
+                }
+                OperationKind::Release
+            }
+            Command::Decide { choice, .. } => {
+                if ls.state != LServerState::PendingDecision {
+                    return Err(EngineError::NotAllowed(format!("{path} is not waiting for a decision (it is {})", ls.state.as_str())));
+                }
+                let Some(kind) = OperationKind::for_action(*choice).filter(|_| *choice != Action::None) else {
+                    return Err(EngineError::Invalid("choice must be quarantine, reboot or quarantine_reboot".into()));
+                };
+                entries.push(Entry::LServer { path: path.clone(), state: LServerState::Normal, status: ls.status.clone(), outcome: ls.outcome });
+                kind
+            }
+        };
+        let id = state.next_operation_id;
+        let now = shared.now_ms();
+        entries.push(Entry::OperationQueued { id, lserver: path.clone(), kind, detection: None, created_ms: now });
+        shared.commit(&mut state, &entries).map_err(|_| EngineError::Halted)?;
+        state.next_operation_id += 1;
+        apply_lserver_entries(&mut state, &entries);
+        enqueue(shared, &mut state, &path, QueuedOp { id, kind, resume: None });
+        Ok(id)
+    }
+
+    /// Replaces the policy without a restart (the modelled product re-reads its policy file).
+    pub fn set_policy(&self, policy: PolicySpec) {
+        *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+    }
+
+    /// The site the engine manages.
+    pub fn site(&self) -> &Arc<Site> {
+        &self.shared.site
+    }
+
+    /// One L-Server's records and state.
+    pub fn lserver(&self, path: &str) -> Option<LServerView> {
+        let state = self.shared.lock();
+        state.lservers.get(path).map(|ls| view(path, ls))
+    }
+
+    /// Every L-Server in topology order.
+    pub fn lservers(&self) -> Vec<LServerView> {
+        let state = self.shared.lock();
+        self.shared
+            .site
+            .lservers
+            .iter()
+            .filter_map(|l| state.lservers.get(&l.path).map(|ls| view(&l.path, ls)))
+            .collect()
+    }
+
+    /// One operation from the journal.
+    pub fn operation(&self, id: OperationId) -> Result<Option<OperationView>, EngineError> {
+        Ok(self.shared.lock().journal.operation(id)?)
+    }
+
+    /// Every operation from the journal, in id order.
+    pub fn operations(&self) -> Result<Vec<OperationView>, EngineError> {
+        Ok(self.shared.lock().journal.operations()?)
+    }
+
+    /// Alerts after sequence number `since`, at most `limit`.
+    pub fn alerts_since(&self, since: i64, limit: usize) -> Result<Vec<Alert>, EngineError> {
+        Ok(self.shared.lock().journal.alerts_since(since, limit)?)
+    }
+
+    /// Whether the engine halted after a journal failure.
+    pub fn is_halted(&self) -> bool {
+        self.shared.is_halted()
+    }
+
+    /// Waits until no operation is queued or running (or the engine halted).
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.shared.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.shared.is_halted() || self.shared.lock().running_lanes == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn deliver_in_background(&self, entries: &[Entry]) {
+        let alerts: Vec<Alert> = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Alert(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
+        if !alerts.is_empty() {
+            let shared = self.shared.clone();
+            self.shared.spawn(async move { executor::deliver_alerts(&shared, alerts).await });
+        }
+    }
+}
+
+/// R3: operation or current IP, then MAC, then host name.
+fn resolve(shared: &Shared, state: &State, d: &Detection) -> Option<String> {
+    let site = &shared.site;
+    let by_ip = |ip: IpAddr| {
+        site.lserver_by_ip(ip)
+            .map(|l| l.path.clone())
+            .or_else(|| state.allocator.owner(ip).map(str::to_string))
+    };
+    d.ip.and_then(by_ip)
+        .or_else(|| d.mac.as_deref().and_then(|m| site.lserver_by_mac(m)).map(|l| l.path.clone()))
+        .or_else(|| d.hostname.as_deref().and_then(|h| site.lserver_by_hostname(h)).map(|l| l.path.clone()))
+}
+
+/// Mirrors committed `LServer` entries in memory.
+fn apply_lserver_entries(state: &mut State, entries: &[Entry]) {
+    for entry in entries {
+        if let Entry::LServer { path, state: s, status, outcome } = entry {
+            let ls = state.ls(path);
+            ls.state = *s;
+            ls.status = status.clone();
+            ls.outcome = *outcome;
+        }
+    }
+}
+
+/// Appends to an L-Server's lane and starts its worker when none runs (R15).
+fn enqueue(shared: &Arc<Shared>, state: &mut State, path: &str, op: QueuedOp) {
+    let ls = state.ls(path);
+    ls.lane.push_back(op);
+    if !ls.worker {
+        ls.worker = true;
+        state.running_lanes += 1;
+        let s = shared.clone();
+        let p = path.to_string();
+        shared.spawn(operation::lane_worker(s, p));
+    }
+}
+
+fn view(path: &str, ls: &LsState) -> LServerView {
+    LServerView {
+        path: path.to_string(),
+        state: ls.state,
+        status: ls.status.clone(),
+        outcome: ls.outcome,
+        pending_operations: ls.pending(),
+        nics: ls.records.clone(),
+    }
+}

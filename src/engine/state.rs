@@ -1,0 +1,269 @@
+//! The engine's shared state: in-memory mirror of the journal, quarantine IP allocator, per
+//! L-Server lanes, device concurrency slots, the clock, and the commit path every step goes
+//! through.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use ipnet::IpNet;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::alerts::{Alert, AlertCode};
+use super::journal::{Entry, Journal, JournalError, OpenOperation};
+use super::types::*;
+use super::{EngineEvent, EngineObserver};
+use crate::adapters::Adapters;
+use crate::model::{EngineSpec, Network, PolicySpec, Site};
+
+/// Time as the engine sees it: tokio's clock, offset so that journal times read as wall time
+/// in production and as run time in the lab.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Clock {
+    origin: Instant,
+    origin_ms: u64,
+}
+
+impl Clock {
+    pub(crate) fn new(origin_ms: u64) -> Clock {
+        Clock {
+            origin: Instant::now(),
+            origin_ms,
+        }
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.origin_ms + self.origin.elapsed().as_millis() as u64
+    }
+}
+
+/// The engine stopped because its journal failed; every task ends at its next step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Halted;
+
+/// A queued operation in an L-Server's lane.
+#[derive(Debug, Clone)]
+pub(crate) struct QueuedOp {
+    pub id: OperationId,
+    pub kind: OperationKind,
+    /// Set when recovery resumes an operation that had started before a restart (R16).
+    pub resume: Option<OpenOperation>,
+}
+
+/// One L-Server's management view and lane.
+#[derive(Debug, Clone)]
+pub(crate) struct LsState {
+    pub state: LServerState,
+    pub status: String,
+    pub outcome: Option<Outcome>,
+    pub records: Vec<NicRecord>,
+    pub lane: VecDeque<QueuedOp>,
+    pub running: Option<QueuedOp>,
+    /// A lane worker task is alive for this L-Server.
+    pub worker: bool,
+}
+
+impl LsState {
+    /// Whether an unfinished operation of `kind` exists (R4).
+    pub fn has_unfinished(&self, predicate: impl Fn(&QueuedOp) -> bool) -> bool {
+        self.running.iter().chain(self.lane.iter()).any(predicate)
+    }
+
+    pub fn pending(&self) -> usize {
+        self.lane.len() + usize::from(self.running.is_some())
+    }
+}
+
+/// Quarantine IP allocation (R6, INV-8): lowest free host address, never the network,
+/// broadcast or first (gateway) address, unique per network.
+#[derive(Debug, Default)]
+pub(crate) struct Allocator {
+    used: HashMap<String, HashSet<IpAddr>>,
+    owner_by_ip: HashMap<IpAddr, String>,
+    cursor: HashMap<String, u128>,
+}
+
+impl Allocator {
+    pub fn insert(&mut self, network: &str, ip: IpAddr, lserver: &str) {
+        self.used.entry(network.to_string()).or_default().insert(ip);
+        self.owner_by_ip.insert(ip, lserver.to_string());
+    }
+
+    pub fn free(&mut self, network: &str, ip: IpAddr) {
+        if let Some(set) = self.used.get_mut(network) {
+            set.remove(&ip);
+        }
+        self.owner_by_ip.remove(&ip);
+    }
+
+    pub fn owner(&self, ip: IpAddr) -> Option<&str> {
+        self.owner_by_ip.get(&ip).map(String::as_str)
+    }
+
+    /// Allocates the next free address of `network` after the last one handed out, wrapping
+    /// once; `None` when the subnet is full.
+    pub fn allocate(&mut self, network: &Network, lserver: &str) -> Option<IpAddr> {
+        let (first, last) = usable_range(&network.subnet)?;
+        let span = last - first + 1;
+        let start = self.cursor.get(&network.name).copied().unwrap_or(first);
+        let used = self.used.entry(network.name.clone()).or_default();
+        for step in 0..span {
+            let candidate = first + (start - first + step) % span;
+            let ip = to_ip(&network.subnet, candidate);
+            if !used.contains(&ip) {
+                used.insert(ip);
+                self.owner_by_ip.insert(ip, lserver.to_string());
+                self.cursor.insert(network.name.clone(), candidate + 1);
+                return Some(ip);
+            }
+        }
+        None
+    }
+}
+
+/// First and last allocatable host of a subnet as integers.
+fn usable_range(subnet: &IpNet) -> Option<(u128, u128)> {
+    let (network, last) = match subnet {
+        IpNet::V4(n) => (
+            u32::from(n.network()) as u128,
+            u32::from(n.broadcast()) as u128 - 1,
+        ),
+        IpNet::V6(n) => (u128::from(n.network()), u128::from(n.broadcast())),
+    };
+    // Skip the network address and the first host (the quarantine network's gateway).
+    let first = network + 2;
+    (first <= last).then_some((first, last))
+}
+
+fn to_ip(subnet: &IpNet, value: u128) -> IpAddr {
+    match subnet {
+        IpNet::V4(_) => IpAddr::V4((value as u32).into()),
+        IpNet::V6(_) => IpAddr::V6(value.into()),
+    }
+}
+
+/// Everything under the engine's one lock. Never held across an `.await`.
+pub(crate) struct State {
+    pub journal: Journal,
+    pub lservers: HashMap<String, LsState>,
+    pub allocator: Allocator,
+    pub next_detection_id: DetectionId,
+    pub next_operation_id: OperationId,
+    pub next_alert_seq: i64,
+    pub running_lanes: usize,
+}
+
+impl State {
+    pub fn ls(&mut self, path: &str) -> &mut LsState {
+        self.lservers
+            .get_mut(path)
+            .expect("L-Server states are built for every path of the site at open")
+    }
+
+    /// Builds an alert with the next sequence number.
+    pub fn alert(
+        &mut self,
+        now_ms: u64,
+        code: AlertCode,
+        lserver: Option<&str>,
+        ip: Option<IpAddr>,
+        operation: Option<OperationId>,
+        detail: String,
+    ) -> Alert {
+        let seq = self.next_alert_seq;
+        self.next_alert_seq += 1;
+        Alert {
+            seq,
+            at_ms: now_ms,
+            code,
+            lserver: lserver.map(str::to_string),
+            ip,
+            operation,
+            detail,
+        }
+    }
+}
+
+/// What every engine task shares.
+pub(crate) struct Shared {
+    pub site: Arc<Site>,
+    pub adapters: Adapters,
+    pub settings: EngineSpec,
+    pub policy: Mutex<PolicySpec>,
+    pub state: Mutex<State>,
+    pub device_slots: HashMap<String, Arc<Semaphore>>,
+    pub clock: Clock,
+    pub hostname: String,
+    pub observer: Option<Arc<dyn EngineObserver>>,
+    pub halted: AtomicBool,
+    pub idle: Notify,
+    pub tasks: Mutex<JoinSet<()>>,
+    pub max_lane_len: usize,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug; the state is still the journal's mirror, so
+        // continuing with it is safer than poisoning every later call.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn is_halted(&self) -> bool {
+        self.halted.load(Ordering::SeqCst)
+    }
+
+    pub fn emit(&self, event: EngineEvent) {
+        if let Some(observer) = &self.observer {
+            observer.on_event(&event);
+        }
+    }
+
+    /// Commits one step. On failure the engine halts: no device call may follow a step that is
+    /// not durable (R7).
+    pub fn commit(&self, state: &mut State, entries: &[Entry]) -> Result<(), Halted> {
+        if self.is_halted() {
+            return Err(Halted);
+        }
+        match state.journal.commit(entries) {
+            Ok(()) => {
+                self.emit(EngineEvent::Committed {
+                    commit: state.journal.commits(),
+                });
+                for entry in entries {
+                    if let Entry::Alert(alert) = entry {
+                        self.emit(EngineEvent::Alert(alert.clone()));
+                    }
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.halt(&error);
+                Err(Halted)
+            }
+        }
+    }
+
+    pub fn halt(&self, error: &JournalError) {
+        if !self.halted.swap(true, Ordering::SeqCst) {
+            tracing::error!(%error, "journal failed: the engine stops all device work");
+            self.emit(EngineEvent::Halted {
+                reason: error.to_string(),
+            });
+        }
+        self.idle.notify_waiters();
+    }
+
+    pub fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        // Reap finished tasks so the set stays as small as the work in flight.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(fut);
+    }
+}

@@ -1,0 +1,318 @@
+//! The engine's vocabulary: operation kinds, outcomes, L-Server states, views and events.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Action;
+
+/// Journal id of an operation.
+pub type OperationId = i64;
+
+/// Journal id of a detection.
+pub type DetectionId = i64;
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Move every NIC to quarantine (R6–R10).
+    Quarantine,
+    /// Reset the server (R13).
+    Reboot,
+    /// Quarantine, then reset (R13).
+    QuarantineReboot,
+    /// Operator-requested quarantine that confirms by reading first (R12).
+    ManualQuarantine,
+    /// Move NICs back to their operation networks (R14).
+    Release,
+}
+
+impl OperationKind {
+    /// The spelling used in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationKind::Quarantine => "quarantine",
+            OperationKind::Reboot => "reboot",
+            OperationKind::QuarantineReboot => "quarantine_reboot",
+            OperationKind::ManualQuarantine => "manual_quarantine",
+            OperationKind::Release => "release",
+        }
+    }
+
+    /// Parses [`OperationKind::as_str`].
+    pub fn parse(text: &str) -> Option<OperationKind> {
+        [
+            OperationKind::Quarantine,
+            OperationKind::Reboot,
+            OperationKind::QuarantineReboot,
+            OperationKind::ManualQuarantine,
+            OperationKind::Release,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == text)
+    }
+
+    /// The operation a policy action starts (`None` starts none: it waits for a decision).
+    pub fn for_action(action: Action) -> Option<OperationKind> {
+        match action {
+            Action::Quarantine => Some(OperationKind::Quarantine),
+            Action::Reboot => Some(OperationKind::Reboot),
+            Action::QuarantineReboot => Some(OperationKind::QuarantineReboot),
+            Action::None => None,
+        }
+    }
+
+    /// Whether the operation moves NICs to quarantine.
+    pub fn quarantines(self) -> bool {
+        matches!(
+            self,
+            OperationKind::Quarantine
+                | OperationKind::QuarantineReboot
+                | OperationKind::ManualQuarantine
+        )
+    }
+}
+
+/// How an operation, or a detection that started none, ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Every NIC confirmed on quarantine (R9).
+    Quarantined,
+    /// At least one NIC not confirmed; records rolled back (R10).
+    QuarantineFailed,
+    /// Reset done (R13).
+    Rebooted,
+    /// Reset failed; a quarantine before it stays (R13).
+    RebootFailed,
+    /// Every NIC back on operation (R14).
+    Released,
+    /// Some NIC still on quarantine after a release (R14).
+    ReleaseFailed,
+    /// Category or keyword excluded (R1, R2).
+    Ignored,
+    /// No L-Server matched (R3).
+    NotFound,
+    /// Policy `none`: waiting for an administrator's decision (R5).
+    PendingDecision,
+    /// Not applicable when its turn came (e.g. a release of an L-Server that is not quarantined).
+    Cancelled,
+}
+
+impl Outcome {
+    /// The spelling used in the journal, the API and scenario files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Quarantined => "quarantined",
+            Outcome::QuarantineFailed => "quarantine_failed",
+            Outcome::Rebooted => "rebooted",
+            Outcome::RebootFailed => "reboot_failed",
+            Outcome::Released => "released",
+            Outcome::ReleaseFailed => "release_failed",
+            Outcome::Ignored => "ignored",
+            Outcome::NotFound => "not_found",
+            Outcome::PendingDecision => "pending_decision",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`Outcome::as_str`].
+    pub fn parse(text: &str) -> Option<Outcome> {
+        [
+            Outcome::Quarantined,
+            Outcome::QuarantineFailed,
+            Outcome::Rebooted,
+            Outcome::RebootFailed,
+            Outcome::Released,
+            Outcome::ReleaseFailed,
+            Outcome::Ignored,
+            Outcome::NotFound,
+            Outcome::PendingDecision,
+            Outcome::Cancelled,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+
+    /// Whether this outcome is a failure that carries one ERROR alert (R17).
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            Outcome::QuarantineFailed | Outcome::RebootFailed | Outcome::ReleaseFailed
+        )
+    }
+}
+
+/// Where an L-Server stands, as the management records say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LServerState {
+    /// On its operation networks.
+    Normal,
+    /// Every NIC recorded on quarantine (R9).
+    Quarantined,
+    /// Last quarantine failed; records on operation, some NICs may be on quarantine (R10).
+    QuarantineFailed,
+    /// Last release left NICs on quarantine (R14).
+    ReleaseFailed,
+    /// Waiting for an administrator's decision (R5).
+    PendingDecision,
+}
+
+impl LServerState {
+    /// The spelling used in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LServerState::Normal => "normal",
+            LServerState::Quarantined => "quarantined",
+            LServerState::QuarantineFailed => "quarantine_failed",
+            LServerState::ReleaseFailed => "release_failed",
+            LServerState::PendingDecision => "pending_decision",
+        }
+    }
+
+    /// Parses [`LServerState::as_str`].
+    pub fn parse(text: &str) -> Option<LServerState> {
+        [
+            LServerState::Normal,
+            LServerState::Quarantined,
+            LServerState::QuarantineFailed,
+            LServerState::ReleaseFailed,
+            LServerState::PendingDecision,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether a release may run from this state (R14).
+    pub fn allows_release(self) -> bool {
+        matches!(
+            self,
+            LServerState::Quarantined | LServerState::QuarantineFailed | LServerState::ReleaseFailed
+        )
+    }
+}
+
+/// A NIC's management record and last known device network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NicRecord {
+    /// NIC index.
+    pub index: usize,
+    /// Network the engine records the NIC on.
+    pub network: String,
+    /// IP the engine records for the NIC.
+    pub ip: IpAddr,
+    /// Network last read from or confirmed at the device; `None` when unknown.
+    pub device_network: Option<String>,
+}
+
+/// An L-Server as the API and the lab see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LServerView {
+    /// Path.
+    pub path: String,
+    /// Management state.
+    pub state: LServerState,
+    /// Console status: `unknown` for a quarantined physical L-Server (R9), else `normal`.
+    pub status: String,
+    /// Outcome of the last operation (or detection) on it.
+    pub outcome: Option<Outcome>,
+    /// Operations queued or running for it.
+    pub pending_operations: usize,
+    /// Per-NIC records.
+    pub nics: Vec<NicRecord>,
+}
+
+/// One operation as the API sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperationView {
+    /// Id.
+    pub id: OperationId,
+    /// L-Server path.
+    pub lserver: String,
+    /// Kind.
+    pub kind: OperationKind,
+    /// `queued`, `running` or `done`.
+    pub status: String,
+    /// Outcome once done.
+    pub outcome: Option<Outcome>,
+    /// Free-text detail of the end (failed NICs, remedy).
+    pub detail: Option<String>,
+}
+
+/// What became of a submitted detection (R1–R5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Disposition {
+    /// An operation was queued.
+    Accepted,
+    /// Excluded by category or keyword (R1, R2).
+    Ignored,
+    /// No L-Server matched (R3).
+    NotFound,
+    /// Same event again, or the L-Server's quarantine is in progress or done (R4).
+    Duplicate,
+    /// Waiting for an administrator's decision (R5).
+    PendingDecision,
+}
+
+impl Disposition {
+    /// The spelling used in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Disposition::Accepted => "accepted",
+            Disposition::Ignored => "ignored",
+            Disposition::NotFound => "not_found",
+            Disposition::Duplicate => "duplicate",
+            Disposition::PendingDecision => "pending_decision",
+        }
+    }
+}
+
+/// The durable acknowledgement of a detection (R7): returned only after the journal commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectionReceipt {
+    /// Journal id (the first receipt's id for a repeated event).
+    pub id: DetectionId,
+    /// What became of it.
+    pub disposition: Disposition,
+    /// The matched L-Server.
+    pub lserver: Option<String>,
+    /// The operation it started.
+    pub operation: Option<OperationId>,
+}
+
+/// An administrator's command (API or CLI).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Command {
+    /// Manual quarantine (R12).
+    Quarantine {
+        /// L-Server path.
+        lserver: String,
+    },
+    /// Release (R14).
+    Release {
+        /// L-Server path.
+        lserver: String,
+    },
+    /// Decision for a `pending_decision` L-Server (R5).
+    Decide {
+        /// L-Server path.
+        lserver: String,
+        /// `quarantine`, `reboot` or `quarantine_reboot`.
+        choice: Action,
+    },
+}
+
+impl Command {
+    /// The L-Server the command names.
+    pub fn lserver(&self) -> &str {
+        match self {
+            Command::Quarantine { lserver }
+            | Command::Release { lserver }
+            | Command::Decide { lserver, .. } => lserver,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! quarantine-lab: a quarantine engine that moves infected L-Servers to quarantine networks and
+//! rolls back by fixed rules, and the simulation lab that proves it keeps those rules.
+//!
+//! See `ARCHITECTURE.md` at the repository root for the modules and the arrows between them.
+
+pub mod adapters;
+pub mod engine;
+pub mod model;

@@ -1,0 +1,47 @@
+//! Human-readable durations (`"150ms"`, `"2s"`) in serde, through humantime.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serializer};
+
+/// Parses a duration such as `150ms`, `2s` or `1m 30s`.
+pub fn parse(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("bad duration {text:?}: {e} (write e.g. \"150ms\", \"2s\", \"1m\")"))
+}
+
+/// A required duration field.
+pub mod required {
+    use super::*;
+
+    /// Deserializes a duration from a string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
+    }
+
+    /// Serializes a duration as humantime text.
+    pub fn serialize<S: Serializer>(value: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*value).to_string())
+    }
+}
+
+/// An optional duration field.
+pub mod option {
+    use super::*;
+
+    /// Deserializes an optional duration from a string.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|t| parse(&t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+
+    /// Serializes an optional duration as humantime text.
+    pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(v) => s.serialize_str(&humantime::format_duration(*v).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+}
