@@ -1,0 +1,585 @@
+//! One or more tests per engine rule (R1–R15, R17, R19 here; R16 in `crash_recovery.rs`),
+//! each against fake devices with scripted outcomes on a paused clock.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use quarantine_lab::engine::*;
+use quarantine_lab::model::*;
+
+const VDI1: &str = "/tenant-a/vdi-001";
+const VDI2: &str = "/tenant-a/vdi-002";
+const VDI3: &str = "/tenant-b/vdi-003";
+const SBC: &str = "/tenant-a/sbc-01";
+
+fn q(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn r1_spyware_is_ignored_without_device_calls() {
+    let h = Harness::standard();
+    let mut d = detection("10.110.0.11", "e-1");
+    d.category = Category::Spyware;
+    let receipt = h.engine().submit_detection(d).await.unwrap();
+    h.settle().await;
+    assert_eq!(receipt.disposition, Disposition::Ignored);
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Ignored));
+    assert!(h.fakes.calls().is_empty());
+    assert_eq!(h.device(VDI1), q(&["op-a"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r1_malware_triggers_like_virus() {
+    let h = Harness::standard();
+    let mut d = detection("10.110.0.11", "e-1");
+    d.category = Category::Malware;
+    h.engine().submit_detection(d).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r2_excluded_keyword_is_ignored_case_insensitively() {
+    let h = Harness::standard();
+    let mut d = detection("10.110.0.11", "e-1");
+    d.threat = "eicar_test_file".into();
+    let receipt = h.engine().submit_detection(d).await.unwrap();
+    h.settle().await;
+    assert_eq!(receipt.disposition, Disposition::Ignored);
+    assert!(h.fakes.writes_for(&h.site, VDI1).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r3_unknown_ip_is_not_found_with_one_alert_naming_it() {
+    let h = Harness::standard();
+    let receipt = h.detect("10.110.0.99", "e-1").await;
+    h.settle().await;
+    assert_eq!(receipt.disposition, Disposition::NotFound);
+    let alerts = h.alerts();
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].code, AlertCode::LserverNotFound);
+    assert_eq!(alerts[0].ip, Some("10.110.0.99".parse().unwrap()));
+    assert!(alerts[0].syslog_line("h").contains("L-Server not found. ip=10.110.0.99"));
+    assert!(h.fakes.calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r3_resolution_by_mac_then_hostname() {
+    let h = Harness::standard();
+    let mut by_mac = detection("10.9.9.9", "e-1");
+    by_mac.mac = Some("00-50-56-00-00-11".into());
+    let r = h.engine().submit_detection(by_mac).await.unwrap();
+    assert_eq!(r.lserver.as_deref(), Some(VDI1));
+    let mut by_host = detection("10.9.9.8", "e-2");
+    by_host.ip = None;
+    by_host.hostname = Some("vdi-002".into());
+    let r = h.engine().submit_detection(by_host).await.unwrap();
+    assert_eq!(r.lserver.as_deref(), Some(VDI2));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r3_current_quarantine_ip_resolves_to_its_lserver() {
+    let h = Harness::standard();
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    let qip = h.view(VDI1).nics[0].ip;
+    let r = h.detect(&qip.to_string(), "e-2").await;
+    assert_eq!(r.lserver.as_deref(), Some(VDI1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_same_event_twice_is_processed_once() {
+    let h = Harness::standard();
+    let first = h.detect("10.110.0.11", "e-1").await;
+    let again = h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(first.disposition, Disposition::Accepted);
+    assert_eq!(again.disposition, Disposition::Duplicate);
+    assert_eq!(again.id, first.id);
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
+    let h = Harness::standard();
+    h.fakes.set_latency("vc-1", Duration::from_millis(200));
+    h.detect("10.110.0.11", "e-1").await;
+    let during = h.detect("10.110.0.11", "e-2").await;
+    h.settle().await;
+    let after = h.detect("10.110.0.11", "e-3").await;
+    h.settle().await;
+    assert_eq!(during.disposition, Disposition::Duplicate);
+    assert_eq!(after.disposition, Disposition::Duplicate);
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_path_rule_selects_reboot() {
+    let h = Harness::standard();
+    h.detect("10.110.0.13", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI3).outcome, Some(Outcome::Rebooted));
+    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1003".to_string()]);
+    assert!(h.fakes.writes_for(&h.site, VDI3).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_none_waits_for_a_decision_then_runs_the_choice() {
+    let site = site_with(|s| s.replace("default_action = \"quarantine\"", "default_action = \"none\""));
+    let h = Harness::new(site);
+    let r = h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(r.disposition, Disposition::PendingDecision);
+    assert_eq!(h.view(VDI1).state, LServerState::PendingDecision);
+    assert!(h.fakes.calls().iter().all(|c| c.call != "set_nic"));
+    let emails = h.fakes.emails();
+    assert_eq!(emails.len(), 1, "one email before the decision");
+    assert!(emails[0].body.contains("--choice quarantine_reboot"));
+    h.engine()
+        .submit_command(Command::Decide { lserver: VDI1.into(), choice: Action::Quarantine })
+        .await
+        .unwrap();
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.device(VDI1), q(&["qr-a"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_decide_is_refused_when_no_decision_is_pending() {
+    let h = Harness::standard();
+    let err = h
+        .engine()
+        .submit_command(Command::Decide { lserver: VDI1.into(), choice: Action::Quarantine })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EngineError::NotAllowed(_)), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r5_policy_is_replaced_without_restart() {
+    let h = Harness::standard();
+    let mut policy = h.site.topology.policy.clone();
+    policy.default_action = Action::Reboot;
+    h.engine().set_policy(policy);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r6_quarantine_ips_are_fresh_unique_and_inside_the_subnet() {
+    let h = Harness::standard();
+    h.detect("10.110.0.11", "e-1").await;
+    h.detect("10.110.0.12", "e-2").await;
+    h.settle().await;
+    let mut seen = std::collections::HashSet::new();
+    for path in [VDI1, VDI2] {
+        for nic in h.view(path).nics {
+            let net = h.site.network(&nic.network).unwrap();
+            assert_eq!(net.role, NetworkRole::Quarantine);
+            assert!(net.subnet.contains(&nic.ip), "{} outside {}", nic.ip, net.subnet);
+            assert_ne!(nic.ip, net.subnet.network());
+            assert_ne!(nic.ip, net.subnet.broadcast());
+            let first: std::net::IpAddr = match net.subnet.network() {
+                std::net::IpAddr::V4(a) => std::net::IpAddr::V4((u32::from(a) + 1).into()),
+                other => other,
+            };
+            assert_ne!(nic.ip, first, "the first address is the gateway");
+            assert!(seen.insert(nic.ip), "{} allocated twice", nic.ip);
+        }
+    }
+    assert_eq!(h.managed(VDI2), q(&["qr-a", "qr-b"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r6_unmapped_network_fails_before_any_device_call() {
+    let h = Harness::standard();
+    h.detect("10.130.0.9", "e-1").await;
+    h.settle().await;
+    let path = "/tenant-b/unmapped";
+    assert_eq!(h.view(path).outcome, Some(Outcome::QuarantineFailed));
+    assert!(h.fakes.calls().is_empty(), "{:?}", h.fakes.calls());
+    assert_eq!(h.alert_codes(path), vec!["config-error"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_detection_is_durable_when_acknowledged() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Hang, None);
+    let receipt = h.detect("10.110.0.11", "e-1").await;
+    // Read the file through a second connection: the acknowledgement implies durability.
+    let other = Journal::open(&h.journal_path).unwrap();
+    assert_eq!(other.detection_count().unwrap(), 1);
+    assert_eq!(other.detection_receipt(receipt.id).unwrap().unwrap().operation, receipt.operation);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Hang, None);
+    h.detect("10.110.0.11", "e-1").await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.fakes.calls().len(), 1, "the write is in flight");
+    let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
+    assert_eq!(snapshot.open_operations.len(), 1);
+    assert_eq!(snapshot.open_operations[0].plan.len(), 1);
+    assert_eq!(snapshot.open_operations[0].plan[0].to_network, "qr-a");
+    assert_eq!(snapshot.allocations.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_apply_then_timeout_is_resolved_by_reading() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1, "no second write once the read shows quarantine");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_transient_rejections_are_retried() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Busy, Some(2));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::AcceptWithoutApply, None);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.device(VDI1), q(&["op-a"]));
+    assert_eq!(h.alert_codes(VDI1), vec!["quarantine-started", "quarantine-failed"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_stale_read_is_read_again_not_written_again() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "get_nic", Effect::StaleRead, Some(1));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_expired_session_logs_in_again() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Auth, Some(1));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert!(h.fakes.calls().iter().any(|c| c.call == "login"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_physical_port_moves_vlan_and_saves_config() {
+    let h = Harness::standard();
+    h.detect("10.110.0.50", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.device(SBC), q(&["qr-a"]));
+    let writes = h.fakes.writes_for(&h.site, SBC);
+    assert_eq!(writes.len(), 1);
+    assert_eq!(writes[0].value.as_deref(), Some("910"));
+    assert_eq!(h.fakes.saves("sw-1"), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_unsaved_config_fails_the_quarantine_but_keeps_the_port_on_quarantine() {
+    let h = Harness::standard();
+    h.fakes.script("sw-1", "save_config", Effect::Reject, None);
+    h.detect("10.110.0.50", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(SBC).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.device(SBC), q(&["qr-a"]));
+    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::QuarantineFailed).unwrap();
+    assert!(alert.detail.contains("running config not saved"), "{}", alert.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r9_success_updates_records_status_alert_and_email() {
+    let h = Harness::standard();
+    h.detect("10.110.0.50", "e-1").await;
+    h.settle().await;
+    let view = h.view(SBC);
+    assert_eq!(view.state, LServerState::Quarantined);
+    assert_eq!(view.status, "unknown", "a quarantined physical L-Server's status is unknown");
+    assert_eq!(h.managed(SBC), q(&["qr-a"]));
+    assert_eq!(h.alert_codes(SBC), vec!["quarantine-started", "quarantine-completed"]);
+    let emails = h.fakes.emails();
+    assert_eq!(emails.len(), 1);
+    assert_eq!(emails[0].to, "admin-a@example.com");
+    assert!(emails[0].body.contains(&view.nics[0].ip.to_string()));
+    assert!(emails[0].body.contains("qlab engine release /tenant-a/sbc-01"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r9_no_email_for_a_tenant_without_address() {
+    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", ""));
+    let h = Harness::new(site);
+    h.detect("10.110.0.13", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI3).outcome, Some(Outcome::Quarantined));
+    assert!(h.fakes.emails().is_empty());
+}
+
+/// The seed's "Information" block: vdi-002's first NIC reaches quarantine, the second is
+/// rejected every time.
+async fn half_failed() -> Harness {
+    let h = Harness::standard();
+    h.fakes.script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
+    h.detect("10.110.0.12", "e-1").await;
+    h.settle().await;
+    h
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_nic_that_reached_quarantine_stays_there() {
+    let h = half_failed().await;
+    assert_eq!(h.view(VDI2).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.device(VDI2), q(&["qr-a", "op-b"]), "device truth is left as it is");
+    assert_eq!(h.managed(VDI2), q(&["op-a", "op-b"]), "records return to operation");
+    let ips: Vec<String> = h.view(VDI2).nics.iter().map(|n| n.ip.to_string()).collect();
+    assert_eq!(ips, q(&["10.110.0.12", "10.120.0.12"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_one_error_alert_lists_every_nic_and_the_remedy() {
+    let h = half_failed().await;
+    let errors: Vec<Alert> = h.alerts().into_iter().filter(|a| a.severity() == Severity::Error).collect();
+    assert_eq!(errors.len(), 1);
+    let detail = &errors[0].detail;
+    assert!(detail.contains("nic0") && detail.contains("device=qr-a"), "{detail}");
+    assert!(detail.contains("nic1") && detail.contains("device=op-b"), "{detail}");
+    assert!(detail.contains("qlab engine quarantine /tenant-a/vdi-002"), "{detail}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_rollback_frees_the_allocated_ips() {
+    let h = half_failed().await;
+    let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
+    assert!(snapshot.allocations.is_empty(), "{:?}", snapshot.allocations);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r10_unknown_nic_is_reported_as_unknown() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Timeout, None);
+    h.fakes.script("vc-1", "get_nic", Effect::Unavailable, None);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::QuarantineFailed).unwrap();
+    assert!(alert.detail.contains("device=unknown"), "{}", alert.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r11_failure_never_moves_a_nic_back_to_operation() {
+    let h = half_failed().await;
+    let operation_pgs = ["dvportgroup-110", "dvportgroup-120"];
+    for call in h.fakes.calls() {
+        if call.call == "set_nic" {
+            assert!(!operation_pgs.contains(&call.value.as_deref().unwrap()), "{call:?}");
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
+    let h = half_failed().await;
+    h.fakes.heal();
+    let before = h.fakes.writes_for(&h.site, VDI2).len();
+    h.engine().submit_command(Command::Quarantine { lserver: VDI2.into() }).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.view(VDI2).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.device(VDI2), q(&["qr-a", "qr-b"]));
+    let new_writes: Vec<_> = h.fakes.writes_for(&h.site, VDI2).into_iter().skip(before).collect();
+    assert_eq!(new_writes.len(), 1, "only the NIC not yet on quarantine is written: {new_writes:?}");
+    assert_eq!(new_writes[0].object, "vm-1002/4001");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
+    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let h = Harness::new(site);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
+    assert_eq!(h.view(VDI1).state, LServerState::Quarantined);
+    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1001".to_string()]);
+    let calls = h.fakes.calls();
+    let write = calls.iter().position(|c| c.call == "set_nic").unwrap();
+    let reset = calls.iter().position(|c| c.call == "power_reset").unwrap();
+    assert!(write < reset, "reboot only after the quarantine");
+    assert_eq!(h.fakes.emails().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r13_failed_quarantine_skips_the_reboot() {
+    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let h = Harness::new(site);
+    h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    assert!(h.fakes.resets().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
+    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let h = Harness::new(site);
+    h.fakes.script("irmc-1", "reset", Effect::Reject, None);
+    h.detect("10.110.0.50", "e-1").await;
+    h.settle().await;
+    let view = h.view(SBC);
+    assert_eq!(view.outcome, Some(Outcome::RebootFailed));
+    assert_eq!(view.state, LServerState::Quarantined);
+    assert_eq!(h.device(SBC), q(&["qr-a"]));
+    let errors: Vec<Alert> = h.alerts().into_iter().filter(|a| a.severity() == Severity::Error).collect();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].detail.contains("BMC"), "{}", errors[0].detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r14_release_restores_operation_networks_ips_and_status() {
+    let h = Harness::standard();
+    h.detect("10.110.0.50", "e-1").await;
+    h.settle().await;
+    h.engine().submit_command(Command::Release { lserver: SBC.into() }).await.unwrap();
+    h.settle().await;
+    let view = h.view(SBC);
+    assert_eq!(view.outcome, Some(Outcome::Released));
+    assert_eq!(view.state, LServerState::Normal);
+    assert_eq!(view.status, "normal");
+    assert_eq!(view.nics[0].ip.to_string(), "10.110.0.50");
+    assert_eq!(h.device(SBC), q(&["op-a"]));
+    assert!(Journal::open(&h.journal_path).unwrap().snapshot().unwrap().allocations.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r14_release_after_failure_returns_the_stranded_nic() {
+    let h = half_failed().await;
+    h.fakes.heal();
+    h.engine().submit_command(Command::Release { lserver: VDI2.into() }).await.unwrap();
+    h.settle().await;
+    assert_eq!(h.view(VDI2).outcome, Some(Outcome::Released));
+    assert_eq!(h.device(VDI2), q(&["op-a", "op-b"]));
+    assert_eq!(h.managed(VDI2), h.device(VDI2), "records and devices agree");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r14_release_of_a_normal_lserver_is_refused() {
+    let h = Harness::standard();
+    let err = h.engine().submit_command(Command::Release { lserver: VDI1.into() }).await.unwrap_err();
+    assert!(matches!(err, EngineError::NotAllowed(_)), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r14_failed_release_names_the_nics_still_quarantined() {
+    let h = Harness::standard();
+    h.detect("10.110.0.12", "e-1").await;
+    h.settle().await;
+    h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
+    h.engine().submit_command(Command::Release { lserver: VDI2.into() }).await.unwrap();
+    h.settle().await;
+    let view = h.view(VDI2);
+    assert_eq!(view.outcome, Some(Outcome::ReleaseFailed));
+    assert_eq!(view.state, LServerState::ReleaseFailed);
+    assert_eq!(h.managed(VDI2), h.device(VDI2), "records follow device truth");
+    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::ReleaseFailed).unwrap();
+    assert!(alert.detail.contains("nic0") && alert.detail.contains("nic1"), "{}", alert.detail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_operations_on_one_lserver_run_in_arrival_order() {
+    let h = Harness::standard();
+    h.fakes.set_latency("vc-1", Duration::from_millis(100));
+    h.detect("10.110.0.11", "e-1").await;
+    // Queued behind the running quarantine, accepted because the quarantine will finish first.
+    h.engine().submit_command(Command::Release { lserver: VDI1.into() }).await.unwrap();
+    h.settle().await;
+    let ops = h.engine().operations().unwrap();
+    assert_eq!(ops.len(), 2);
+    assert_eq!(ops[0].outcome, Some(Outcome::Quarantined));
+    assert_eq!(ops[1].outcome, Some(Outcome::Released));
+    assert_eq!(h.device(VDI1), q(&["op-a"]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_device_concurrency_is_bounded_and_lservers_run_in_parallel() {
+    let site = site_with(|s| s.replace("max_concurrent = 8", "max_concurrent = 2"));
+    let h = Harness::new(site);
+    h.fakes.set_latency("vc-1", Duration::from_millis(100));
+    let start = tokio::time::Instant::now();
+    h.detect("10.110.0.11", "e-1").await;
+    h.detect("10.110.0.12", "e-2").await;
+    h.engine().wait_idle().await;
+    let elapsed = start.elapsed();
+    assert_eq!(h.fakes.max_in_flight("vc-1"), 2);
+    // Three NICs, each a write and a read of 100 ms, two at a time: 300 ms, not 600 ms serially.
+    assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_every_alert_reaches_syslog_as_rfc5424() {
+    let h = half_failed().await;
+    let alerts = h.alerts();
+    let lines = h.fakes.syslog();
+    assert_eq!(lines.len(), alerts.len());
+    for (line, alert) in lines.iter().zip(&alerts) {
+        assert!(line.starts_with('<') && line.contains(">1 "), "{line}");
+        assert!(line.contains(alert.code.as_str()), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.starts_with("<131>1 ") && l.contains("FJSVrcx:ERROR:67198")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_failure_emails_the_tenant_once() {
+    let h = half_failed().await;
+    let emails = h.fakes.emails();
+    assert_eq!(emails.len(), 1);
+    assert!(emails[0].subject.contains("quarantine-failed"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r19_a_hanging_device_cannot_hold_an_operation_past_its_deadline() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::Timeout, None);
+    h.fakes.script("vc-1", "get_nic", Effect::Timeout, None);
+    let start = tokio::time::Instant::now();
+    h.detect("10.110.0.11", "e-1").await;
+    h.engine().wait_idle().await;
+    let elapsed = start.elapsed();
+    let settings = h.site.topology.engine;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    assert!(
+        elapsed <= settings.operation_deadline + settings.call_timeout,
+        "took {elapsed:?}: deadline {:?} plus one read {:?}",
+        settings.operation_deadline,
+        settings.call_timeout
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r18_unknown_source_and_malformed_detection_are_rejected_with_a_reason() {
+    let h = Harness::standard();
+    let mut d = detection("10.110.0.11", "e-1");
+    d.source = "rogue".into();
+    let err = h.engine().submit_detection(d).await.unwrap_err();
+    assert!(err.to_string().contains("unknown AV server"), "{err}");
+    let mut d = detection("10.110.0.11", "");
+    d.event_id.clear();
+    let err = h.engine().submit_detection(d).await.unwrap_err();
+    assert!(err.to_string().contains("event_id"), "{err}");
+    assert_eq!(Journal::open(&h.journal_path).unwrap().detection_count().unwrap(), 0);
+}
