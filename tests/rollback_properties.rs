@@ -50,17 +50,14 @@ fn run(writes: Vec<Vec<Option<Effect>>>, reads: Vec<Vec<Option<Effect>>>) -> Res
         for (i, seq) in writes.iter().enumerate() {
             let (device, call, object) = OBJECTS[i];
             for effect in seq {
-                // `None` is a normal call: script a one-shot no-op by skipping; later effects
-                // still apply in order because each script fires once.
-                if let Some(e) = effect {
-                    h.fakes.script_object(device, call, object, *e, Some(1));
-                }
+                // Each script fires once, in order; `None` is a normal call in the sequence.
+                h.fakes.script_object(device, call, object, effect.unwrap_or(Effect::Pass), Some(1));
             }
         }
         for (i, seq) in reads.iter().enumerate() {
             let (device, call, object) = READS[i];
-            for e in seq.iter().flatten() {
-                h.fakes.script_object(device, call, object, *e, Some(1));
+            for effect in seq {
+                h.fakes.script_object(device, call, object, effect.unwrap_or(Effect::Pass), Some(1));
             }
         }
         h.detect("10.110.0.12", "e-1").await;

@@ -15,6 +15,8 @@ use quarantine_lab::model::*;
 /// What a scripted call does instead of the normal behaviour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
+    /// Behaves normally (a placeholder that keeps a scripted sequence in order).
+    Pass,
     Reject,
     Unavailable,
     Busy,
@@ -271,7 +273,7 @@ impl FakeDevice {
         let effect = self.fakes.take_effect(&self.name, call, object);
         let err = |class, text: &str| Err(DeviceError::new(class, text));
         match effect {
-            None => {
+            None | Some(Effect::Pass) => {
                 apply(&mut self.fakes.inner.lock().unwrap());
                 Ok(())
             }
@@ -298,7 +300,7 @@ impl FakeDevice {
 
     fn read_effect(&self, call: &'static str, object: &str) -> Result<bool, DeviceError> {
         match self.fakes.take_effect(&self.name, call, object) {
-            None => Ok(false),
+            None | Some(Effect::Pass) => Ok(false),
             Some(Effect::StaleRead) => Ok(true),
             Some(Effect::Reject) => Err(DeviceError::new(OutcomeClass::Rejected, "read refused")),
             Some(Effect::Auth) => Err(DeviceError::new(OutcomeClass::Auth, "UNAUTHENTICATED")),
