@@ -15,7 +15,11 @@ async fn crash_after(limit: u64, setup: impl Fn(&Harness)) -> (Harness, bool) {
     let mut h = Harness::standard();
     setup(&h);
     h.reopen(Some(limit));
-    let acked = h.engine().submit_detection(detection("10.110.0.12", "e-1")).await.is_ok();
+    let acked = h
+        .engine()
+        .submit_detection(detection("10.110.0.12", "e-1"))
+        .await
+        .is_ok();
     h.engine().wait_idle().await;
     let completed = !h.engine().is_halted();
     // The crash: drop the engine with whatever was in flight, open a new one on the same file.
@@ -30,15 +34,29 @@ async fn crash_after(limit: u64, setup: impl Fn(&Harness)) -> (Harness, bool) {
 
 fn check_exactly_once(h: &Harness, limit: u64, expected: Outcome) {
     let journal = Journal::open(&h.journal_path).unwrap();
-    assert_eq!(journal.detection_count().unwrap(), 1, "limit {limit}: the detection is journaled once");
+    assert_eq!(
+        journal.detection_count().unwrap(),
+        1,
+        "limit {limit}: the detection is journaled once"
+    );
     let ops = h.engine().operations().unwrap();
     assert_eq!(ops.len(), 1, "limit {limit}: one operation, {ops:?}");
     assert_eq!(ops[0].status, "done", "limit {limit}");
-    assert_eq!(ops[0].outcome, Some(expected), "limit {limit}: {:?}", ops[0].detail);
+    assert_eq!(
+        ops[0].outcome,
+        Some(expected),
+        "limit {limit}: {:?}",
+        ops[0].detail
+    );
     let finished_alerts = h
         .alerts()
         .iter()
-        .filter(|a| matches!(a.code, AlertCode::QuarantineCompleted | AlertCode::QuarantineFailed))
+        .filter(|a| {
+            matches!(
+                a.code,
+                AlertCode::QuarantineCompleted | AlertCode::QuarantineFailed
+            )
+        })
         .count();
     assert_eq!(finished_alerts, 1, "limit {limit}: one closing alert");
     assert!(journal.snapshot().unwrap().open_operations.is_empty());
@@ -54,14 +72,21 @@ async fn r16_crash_after_every_journal_step_of_a_quarantine() {
         assert_eq!(h.managed(VDI2), vec!["qr-a", "qr-b"], "limit {limit}");
         // INV-6: a NIC already on quarantine after the restart is read, not written again.
         let writes = h.fakes.writes_for(&h.site, VDI2);
-        assert_eq!(writes.len(), 2, "limit {limit}: one write per NIC, {writes:?}");
+        assert_eq!(
+            writes.len(),
+            2,
+            "limit {limit}: one write per NIC, {writes:?}"
+        );
         if completed {
             break;
         }
         limit += 1;
         assert!(limit < 100, "the run never completed");
     }
-    assert!(limit >= 5, "the run has several steps to crash after, got {limit}");
+    assert!(
+        limit >= 5,
+        "the run has several steps to crash after, got {limit}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -69,7 +94,8 @@ async fn r16_crash_after_every_journal_step_of_a_failing_quarantine() {
     let mut limit = 0;
     loop {
         let (h, completed) = crash_after(limit, |h| {
-            h.fakes.script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
+            h.fakes
+                .script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
         })
         .await;
         check_exactly_once(&h, limit, Outcome::QuarantineFailed);
@@ -90,13 +116,21 @@ async fn r16_crash_after_every_journal_step_of_a_failing_quarantine() {
 async fn r16_crash_while_a_write_is_in_flight() {
     let mut h = Harness::standard();
     // The write is applied but its reply never comes; the engine dies meanwhile.
-    h.fakes.script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    h.fakes
+        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
     h.detect("10.110.0.11", "e-1").await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     h.reopen(None);
     h.settle().await;
-    assert_eq!(h.view("/tenant-a/vdi-001").outcome, Some(Outcome::Quarantined));
-    assert_eq!(h.fakes.writes_for(&h.site, "/tenant-a/vdi-001").len(), 1, "confirmed by reading");
+    assert_eq!(
+        h.view("/tenant-a/vdi-001").outcome,
+        Some(Outcome::Quarantined)
+    );
+    assert_eq!(
+        h.fakes.writes_for(&h.site, "/tenant-a/vdi-001").len(),
+        1,
+        "confirmed by reading"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -105,21 +139,36 @@ async fn r16_reboot_that_succeeded_before_a_crash_is_not_sent_again() {
     loop {
         let mut h = Harness::standard();
         h.reopen(Some(limit));
-        let acked = h.engine().submit_detection(detection("10.110.0.13", "e-1")).await.is_ok();
+        let acked = h
+            .engine()
+            .submit_detection(detection("10.110.0.13", "e-1"))
+            .await
+            .is_ok();
         h.engine().wait_idle().await;
         let completed = !h.engine().is_halted();
         let sent_before = h.fakes.resets().len();
-        let journaled = Journal::open(&h.journal_path).unwrap().has_successful_call(1, &["power_reset"]).unwrap();
+        let journaled = Journal::open(&h.journal_path)
+            .unwrap()
+            .has_successful_call(1, &["power_reset"])
+            .unwrap();
         h.reopen(None);
         if !acked {
             h.detect("10.110.0.13", "e-1").await;
         }
         h.settle().await;
-        assert_eq!(h.view("/tenant-b/vdi-003").outcome, Some(Outcome::Rebooted), "limit {limit}");
+        assert_eq!(
+            h.view("/tenant-b/vdi-003").outcome,
+            Some(Outcome::Rebooted),
+            "limit {limit}"
+        );
         // A reset sent but not journaled cannot be told from one never sent: it is sent again
         // (at least once). A journaled one never is.
         let expected = if sent_before == 1 && !journaled { 2 } else { 1 };
-        assert_eq!(h.fakes.resets().len(), expected, "limit {limit}: sent {sent_before}, journaled {journaled}");
+        assert_eq!(
+            h.fakes.resets().len(),
+            expected,
+            "limit {limit}: sent {sent_before}, journaled {journaled}"
+        );
         if completed {
             break;
         }

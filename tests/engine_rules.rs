@@ -62,7 +62,9 @@ async fn r3_unknown_ip_is_not_found_with_one_alert_naming_it() {
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].code, AlertCode::LserverNotFound);
     assert_eq!(alerts[0].ip, Some("10.110.0.99".parse().unwrap()));
-    assert!(alerts[0].syslog_line("h").contains("L-Server not found. ip=10.110.0.99"));
+    assert!(alerts[0]
+        .syslog_line("h")
+        .contains("L-Server not found. ip=10.110.0.99"));
     assert!(h.fakes.calls().is_empty());
 }
 
@@ -128,7 +130,12 @@ async fn r5_path_rule_selects_reboot() {
 
 #[tokio::test(start_paused = true)]
 async fn r5_none_waits_for_a_decision_then_runs_the_choice() {
-    let site = site_with(|s| s.replace("default_action = \"quarantine\"", "default_action = \"none\""));
+    let site = site_with(|s| {
+        s.replace(
+            "default_action = \"quarantine\"",
+            "default_action = \"none\"",
+        )
+    });
     let h = Harness::new(site);
     let r = h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
@@ -139,7 +146,10 @@ async fn r5_none_waits_for_a_decision_then_runs_the_choice() {
     assert_eq!(emails.len(), 1, "one email before the decision");
     assert!(emails[0].body.contains("--choice quarantine_reboot"));
     h.engine()
-        .submit_command(Command::Decide { lserver: VDI1.into(), choice: Action::Quarantine })
+        .submit_command(Command::Decide {
+            lserver: VDI1.into(),
+            choice: Action::Quarantine,
+        })
         .await
         .unwrap();
     h.settle().await;
@@ -152,7 +162,10 @@ async fn r5_decide_is_refused_when_no_decision_is_pending() {
     let h = Harness::standard();
     let err = h
         .engine()
-        .submit_command(Command::Decide { lserver: VDI1.into(), choice: Action::Quarantine })
+        .submit_command(Command::Decide {
+            lserver: VDI1.into(),
+            choice: Action::Quarantine,
+        })
         .await
         .unwrap_err();
     assert!(matches!(err, EngineError::NotAllowed(_)), "{err}");
@@ -180,7 +193,12 @@ async fn r6_quarantine_ips_are_fresh_unique_and_inside_the_subnet() {
         for nic in h.view(path).nics {
             let net = h.site.network(&nic.network).unwrap();
             assert_eq!(net.role, NetworkRole::Quarantine);
-            assert!(net.subnet.contains(&nic.ip), "{} outside {}", nic.ip, net.subnet);
+            assert!(
+                net.subnet.contains(&nic.ip),
+                "{} outside {}",
+                nic.ip,
+                net.subnet
+            );
             assert_ne!(nic.ip, net.subnet.network());
             assert_ne!(nic.ip, net.subnet.broadcast());
             let first: std::net::IpAddr = match net.subnet.network() {
@@ -213,7 +231,14 @@ async fn r7_detection_is_durable_when_acknowledged() {
     // Read the file through a second connection: the acknowledgement implies durability.
     let other = Journal::open(&h.journal_path).unwrap();
     assert_eq!(other.detection_count().unwrap(), 1);
-    assert_eq!(other.detection_receipt(receipt.id).unwrap().unwrap().operation, receipt.operation);
+    assert_eq!(
+        other
+            .detection_receipt(receipt.id)
+            .unwrap()
+            .unwrap()
+            .operation,
+        receipt.operation
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -233,11 +258,16 @@ async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
 #[tokio::test(start_paused = true)]
 async fn r8_apply_then_timeout_is_resolved_by_reading() {
     let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    h.fakes
+        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1, "no second write once the read shows quarantine");
+    assert_eq!(
+        h.fakes.writes_for(&h.site, VDI1).len(),
+        1,
+        "no second write once the read shows quarantine"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -253,18 +283,23 @@ async fn r8_transient_rejections_are_retried() {
 #[tokio::test(start_paused = true)]
 async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
     let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::AcceptWithoutApply, None);
+    h.fakes
+        .script("vc-1", "set_nic", Effect::AcceptWithoutApply, None);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
     assert_eq!(h.device(VDI1), q(&["op-a"]));
-    assert_eq!(h.alert_codes(VDI1), vec!["quarantine-started", "quarantine-failed"]);
+    assert_eq!(
+        h.alert_codes(VDI1),
+        vec!["quarantine-started", "quarantine-failed"]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_stale_read_is_read_again_not_written_again() {
     let h = Harness::standard();
-    h.fakes.script("vc-1", "get_nic", Effect::StaleRead, Some(1));
+    h.fakes
+        .script("vc-1", "get_nic", Effect::StaleRead, Some(1));
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
@@ -301,8 +336,16 @@ async fn r8_unsaved_config_fails_the_quarantine_but_keeps_the_port_on_quarantine
     h.settle().await;
     assert_eq!(h.view(SBC).outcome, Some(Outcome::QuarantineFailed));
     assert_eq!(h.device(SBC), q(&["qr-a"]));
-    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::QuarantineFailed).unwrap();
-    assert!(alert.detail.contains("running config not saved"), "{}", alert.detail);
+    let alert = h
+        .alerts()
+        .into_iter()
+        .find(|a| a.code == AlertCode::QuarantineFailed)
+        .unwrap();
+    assert!(
+        alert.detail.contains("running config not saved"),
+        "{}",
+        alert.detail
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -312,14 +355,22 @@ async fn r9_success_updates_records_status_alert_and_email() {
     h.settle().await;
     let view = h.view(SBC);
     assert_eq!(view.state, LServerState::Quarantined);
-    assert_eq!(view.status, "unknown", "a quarantined physical L-Server's status is unknown");
+    assert_eq!(
+        view.status, "unknown",
+        "a quarantined physical L-Server's status is unknown"
+    );
     assert_eq!(h.managed(SBC), q(&["qr-a"]));
-    assert_eq!(h.alert_codes(SBC), vec!["quarantine-started", "quarantine-completed"]);
+    assert_eq!(
+        h.alert_codes(SBC),
+        vec!["quarantine-started", "quarantine-completed"]
+    );
     let emails = h.fakes.emails();
     assert_eq!(emails.len(), 1);
     assert_eq!(emails[0].to, "admin-a@example.com");
     assert!(emails[0].body.contains(&view.nics[0].ip.to_string()));
-    assert!(emails[0].body.contains("qlab engine release /tenant-a/sbc-01"));
+    assert!(emails[0]
+        .body
+        .contains("qlab engine release /tenant-a/sbc-01"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -336,7 +387,8 @@ async fn r9_no_email_for_a_tenant_without_address() {
 /// rejected every time.
 async fn half_failed() -> Harness {
     let h = Harness::standard();
-    h.fakes.script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
+    h.fakes
+        .script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
     h.detect("10.110.0.12", "e-1").await;
     h.settle().await;
     h
@@ -346,8 +398,16 @@ async fn half_failed() -> Harness {
 async fn r10_nic_that_reached_quarantine_stays_there() {
     let h = half_failed().await;
     assert_eq!(h.view(VDI2).outcome, Some(Outcome::QuarantineFailed));
-    assert_eq!(h.device(VDI2), q(&["qr-a", "op-b"]), "device truth is left as it is");
-    assert_eq!(h.managed(VDI2), q(&["op-a", "op-b"]), "records return to operation");
+    assert_eq!(
+        h.device(VDI2),
+        q(&["qr-a", "op-b"]),
+        "device truth is left as it is"
+    );
+    assert_eq!(
+        h.managed(VDI2),
+        q(&["op-a", "op-b"]),
+        "records return to operation"
+    );
     let ips: Vec<String> = h.view(VDI2).nics.iter().map(|n| n.ip.to_string()).collect();
     assert_eq!(ips, q(&["10.110.0.12", "10.120.0.12"]));
 }
@@ -355,19 +415,36 @@ async fn r10_nic_that_reached_quarantine_stays_there() {
 #[tokio::test(start_paused = true)]
 async fn r10_one_error_alert_lists_every_nic_and_the_remedy() {
     let h = half_failed().await;
-    let errors: Vec<Alert> = h.alerts().into_iter().filter(|a| a.severity() == Severity::Error).collect();
+    let errors: Vec<Alert> = h
+        .alerts()
+        .into_iter()
+        .filter(|a| a.severity() == Severity::Error)
+        .collect();
     assert_eq!(errors.len(), 1);
     let detail = &errors[0].detail;
-    assert!(detail.contains("nic0") && detail.contains("device=qr-a"), "{detail}");
-    assert!(detail.contains("nic1") && detail.contains("device=op-b"), "{detail}");
-    assert!(detail.contains("qlab engine quarantine /tenant-a/vdi-002"), "{detail}");
+    assert!(
+        detail.contains("nic0") && detail.contains("device=qr-a"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("nic1") && detail.contains("device=op-b"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("qlab engine quarantine /tenant-a/vdi-002"),
+        "{detail}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn r10_rollback_frees_the_allocated_ips() {
     let h = half_failed().await;
     let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
-    assert!(snapshot.allocations.is_empty(), "{:?}", snapshot.allocations);
+    assert!(
+        snapshot.allocations.is_empty(),
+        "{:?}",
+        snapshot.allocations
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -378,7 +455,11 @@ async fn r10_unknown_nic_is_reported_as_unknown() {
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
-    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::QuarantineFailed).unwrap();
+    let alert = h
+        .alerts()
+        .into_iter()
+        .find(|a| a.code == AlertCode::QuarantineFailed)
+        .unwrap();
     assert!(alert.detail.contains("device=unknown"), "{}", alert.detail);
 }
 
@@ -388,7 +469,10 @@ async fn r11_failure_never_moves_a_nic_back_to_operation() {
     let operation_pgs = ["dvportgroup-110", "dvportgroup-120"];
     for call in h.fakes.calls() {
         if call.call == "set_nic" {
-            assert!(!operation_pgs.contains(&call.value.as_deref().unwrap()), "{call:?}");
+            assert!(
+                !operation_pgs.contains(&call.value.as_deref().unwrap()),
+                "{call:?}"
+            );
         }
     }
 }
@@ -398,18 +482,37 @@ async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
     let h = half_failed().await;
     h.fakes.heal();
     let before = h.fakes.writes_for(&h.site, VDI2).len();
-    h.engine().submit_command(Command::Quarantine { lserver: VDI2.into() }).await.unwrap();
+    h.engine()
+        .submit_command(Command::Quarantine {
+            lserver: VDI2.into(),
+        })
+        .await
+        .unwrap();
     h.settle().await;
     assert_eq!(h.view(VDI2).outcome, Some(Outcome::Quarantined));
     assert_eq!(h.device(VDI2), q(&["qr-a", "qr-b"]));
-    let new_writes: Vec<_> = h.fakes.writes_for(&h.site, VDI2).into_iter().skip(before).collect();
-    assert_eq!(new_writes.len(), 1, "only the NIC not yet on quarantine is written: {new_writes:?}");
+    let new_writes: Vec<_> = h
+        .fakes
+        .writes_for(&h.site, VDI2)
+        .into_iter()
+        .skip(before)
+        .collect();
+    assert_eq!(
+        new_writes.len(),
+        1,
+        "only the NIC not yet on quarantine is written: {new_writes:?}"
+    );
     assert_eq!(new_writes[0].object, "vm-1002/4001");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
-    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let site = site_with(|s| {
+        s.replace(
+            "\"/tenant-b/vdi-003\" = \"reboot\"",
+            "\"/tenant-a\" = \"quarantine_reboot\"",
+        )
+    });
     let h = Harness::new(site);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
@@ -425,7 +528,12 @@ async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_quarantine_skips_the_reboot() {
-    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let site = site_with(|s| {
+        s.replace(
+            "\"/tenant-b/vdi-003\" = \"reboot\"",
+            "\"/tenant-a\" = \"quarantine_reboot\"",
+        )
+    });
     let h = Harness::new(site);
     h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
     h.detect("10.110.0.11", "e-1").await;
@@ -436,7 +544,12 @@ async fn r13_failed_quarantine_skips_the_reboot() {
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
-    let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", "\"/tenant-a\" = \"quarantine_reboot\""));
+    let site = site_with(|s| {
+        s.replace(
+            "\"/tenant-b/vdi-003\" = \"reboot\"",
+            "\"/tenant-a\" = \"quarantine_reboot\"",
+        )
+    });
     let h = Harness::new(site);
     h.fakes.script("irmc-1", "reset", Effect::Reject, None);
     h.detect("10.110.0.50", "e-1").await;
@@ -445,7 +558,11 @@ async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
     assert_eq!(view.outcome, Some(Outcome::RebootFailed));
     assert_eq!(view.state, LServerState::Quarantined);
     assert_eq!(h.device(SBC), q(&["qr-a"]));
-    let errors: Vec<Alert> = h.alerts().into_iter().filter(|a| a.severity() == Severity::Error).collect();
+    let errors: Vec<Alert> = h
+        .alerts()
+        .into_iter()
+        .filter(|a| a.severity() == Severity::Error)
+        .collect();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].detail.contains("BMC"), "{}", errors[0].detail);
 }
@@ -455,7 +572,12 @@ async fn r14_release_restores_operation_networks_ips_and_status() {
     let h = Harness::standard();
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
-    h.engine().submit_command(Command::Release { lserver: SBC.into() }).await.unwrap();
+    h.engine()
+        .submit_command(Command::Release {
+            lserver: SBC.into(),
+        })
+        .await
+        .unwrap();
     h.settle().await;
     let view = h.view(SBC);
     assert_eq!(view.outcome, Some(Outcome::Released));
@@ -463,14 +585,24 @@ async fn r14_release_restores_operation_networks_ips_and_status() {
     assert_eq!(view.status, "normal");
     assert_eq!(view.nics[0].ip.to_string(), "10.110.0.50");
     assert_eq!(h.device(SBC), q(&["op-a"]));
-    assert!(Journal::open(&h.journal_path).unwrap().snapshot().unwrap().allocations.is_empty());
+    assert!(Journal::open(&h.journal_path)
+        .unwrap()
+        .snapshot()
+        .unwrap()
+        .allocations
+        .is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn r14_release_after_failure_returns_the_stranded_nic() {
     let h = half_failed().await;
     h.fakes.heal();
-    h.engine().submit_command(Command::Release { lserver: VDI2.into() }).await.unwrap();
+    h.engine()
+        .submit_command(Command::Release {
+            lserver: VDI2.into(),
+        })
+        .await
+        .unwrap();
     h.settle().await;
     assert_eq!(h.view(VDI2).outcome, Some(Outcome::Released));
     assert_eq!(h.device(VDI2), q(&["op-a", "op-b"]));
@@ -480,7 +612,13 @@ async fn r14_release_after_failure_returns_the_stranded_nic() {
 #[tokio::test(start_paused = true)]
 async fn r14_release_of_a_normal_lserver_is_refused() {
     let h = Harness::standard();
-    let err = h.engine().submit_command(Command::Release { lserver: VDI1.into() }).await.unwrap_err();
+    let err = h
+        .engine()
+        .submit_command(Command::Release {
+            lserver: VDI1.into(),
+        })
+        .await
+        .unwrap_err();
     assert!(matches!(err, EngineError::NotAllowed(_)), "{err}");
 }
 
@@ -490,14 +628,31 @@ async fn r14_failed_release_names_the_nics_still_quarantined() {
     h.detect("10.110.0.12", "e-1").await;
     h.settle().await;
     h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
-    h.engine().submit_command(Command::Release { lserver: VDI2.into() }).await.unwrap();
+    h.engine()
+        .submit_command(Command::Release {
+            lserver: VDI2.into(),
+        })
+        .await
+        .unwrap();
     h.settle().await;
     let view = h.view(VDI2);
     assert_eq!(view.outcome, Some(Outcome::ReleaseFailed));
     assert_eq!(view.state, LServerState::ReleaseFailed);
-    assert_eq!(h.managed(VDI2), h.device(VDI2), "records follow device truth");
-    let alert = h.alerts().into_iter().find(|a| a.code == AlertCode::ReleaseFailed).unwrap();
-    assert!(alert.detail.contains("nic0") && alert.detail.contains("nic1"), "{}", alert.detail);
+    assert_eq!(
+        h.managed(VDI2),
+        h.device(VDI2),
+        "records follow device truth"
+    );
+    let alert = h
+        .alerts()
+        .into_iter()
+        .find(|a| a.code == AlertCode::ReleaseFailed)
+        .unwrap();
+    assert!(
+        alert.detail.contains("nic0") && alert.detail.contains("nic1"),
+        "{}",
+        alert.detail
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -506,7 +661,12 @@ async fn r15_operations_on_one_lserver_run_in_arrival_order() {
     h.fakes.set_latency("vc-1", Duration::from_millis(100));
     h.detect("10.110.0.11", "e-1").await;
     // Queued behind the running quarantine, accepted because the quarantine will finish first.
-    h.engine().submit_command(Command::Release { lserver: VDI1.into() }).await.unwrap();
+    h.engine()
+        .submit_command(Command::Release {
+            lserver: VDI1.into(),
+        })
+        .await
+        .unwrap();
     h.settle().await;
     let ops = h.engine().operations().unwrap();
     assert_eq!(ops.len(), 2);
@@ -540,7 +700,9 @@ async fn r17_every_alert_reaches_syslog_as_rfc5424() {
         assert!(line.starts_with('<') && line.contains(">1 "), "{line}");
         assert!(line.contains(alert.code.as_str()), "{line}");
     }
-    assert!(lines.iter().any(|l| l.starts_with("<131>1 ") && l.contains("FJSVrcx:ERROR:67198")));
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("<131>1 ") && l.contains("FJSVrcx:ERROR:67198")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -581,5 +743,11 @@ async fn r18_unknown_source_and_malformed_detection_are_rejected_with_a_reason()
     d.event_id.clear();
     let err = h.engine().submit_detection(d).await.unwrap_err();
     assert!(err.to_string().contains("event_id"), "{err}");
-    assert_eq!(Journal::open(&h.journal_path).unwrap().detection_count().unwrap(), 0);
+    assert_eq!(
+        Journal::open(&h.journal_path)
+            .unwrap()
+            .detection_count()
+            .unwrap(),
+        0
+    );
 }

@@ -43,21 +43,40 @@ const READS: [(&str, &str, &str); 3] = [
     ("sw-1", "get_port", "Ethernet1/5"),
 ];
 
-fn run(writes: Vec<Vec<Option<Effect>>>, reads: Vec<Vec<Option<Effect>>>) -> Result<(), TestCaseError> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+fn run(
+    writes: Vec<Vec<Option<Effect>>>,
+    reads: Vec<Vec<Option<Effect>>>,
+) -> Result<(), TestCaseError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
     rt.block_on(async move {
         let h = Harness::standard();
         for (i, seq) in writes.iter().enumerate() {
             let (device, call, object) = OBJECTS[i];
             for effect in seq {
                 // Each script fires once, in order; `None` is a normal call in the sequence.
-                h.fakes.script_object(device, call, object, effect.unwrap_or(Effect::Pass), Some(1));
+                h.fakes.script_object(
+                    device,
+                    call,
+                    object,
+                    effect.unwrap_or(Effect::Pass),
+                    Some(1),
+                );
             }
         }
         for (i, seq) in reads.iter().enumerate() {
             let (device, call, object) = READS[i];
             for effect in seq {
-                h.fakes.script_object(device, call, object, effect.unwrap_or(Effect::Pass), Some(1));
+                h.fakes.script_object(
+                    device,
+                    call,
+                    object,
+                    effect.unwrap_or(Effect::Pass),
+                    Some(1),
+                );
             }
         }
         h.detect("10.110.0.12", "e-1").await;
@@ -82,7 +101,11 @@ fn run(writes: Vec<Vec<Option<Effect>>>, reads: Vec<Vec<Option<Effect>>>) -> Res
                         prop_assert_eq!(nic.ip, spec.ip);
                     }
                     prop_assert_eq!(
-                        h.alerts().iter().filter(|a| a.lserver.as_deref() == Some(path) && a.severity() == Severity::Error).count(),
+                        h.alerts()
+                            .iter()
+                            .filter(|a| a.lserver.as_deref() == Some(path)
+                                && a.severity() == Severity::Error)
+                            .count(),
                         1
                     );
                 }
@@ -93,7 +116,11 @@ fn run(writes: Vec<Vec<Option<Effect>>>, reads: Vec<Vec<Option<Effect>>>) -> Res
         let operation_values = ["dvportgroup-110", "dvportgroup-120", "110", "120"];
         for call in h.fakes.calls() {
             if matches!(call.call, "set_nic" | "set_port") {
-                prop_assert!(!operation_values.contains(&call.value.as_deref().unwrap_or("")), "{:?}", call);
+                prop_assert!(
+                    !operation_values.contains(&call.value.as_deref().unwrap_or("")),
+                    "{:?}",
+                    call
+                );
             }
         }
         // INV-8 after rollback: only quarantined L-Servers hold addresses.

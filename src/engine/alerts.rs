@@ -178,7 +178,8 @@ impl Alert {
             Severity::Error => 3,
         };
         let pri = 16 * 8 + severity;
-        let timestamp = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.at_ms));
+        let timestamp =
+            humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(self.at_ms));
         let mut sd = format!("[qlab@32473 code=\"{}\"", self.code.as_str());
         if let Some(ls) = &self.lserver {
             sd.push_str(&format!(" lserver=\"{}\"", escape_sd(ls)));
@@ -201,8 +202,17 @@ impl Alert {
     /// The email for the tenant administrator at `to`.
     pub fn email(&self, to: &str, release_hint: bool) -> Email {
         let who = self.lserver.as_deref().unwrap_or("-");
-        let subject = format!("[qlab] {} {}: {}", self.severity().as_str(), who, self.code.as_str());
-        let mut body = format!("L-Server: {who}\nEvent: {}\n\n{}\n", self.code.as_str(), self.detail);
+        let subject = format!(
+            "[qlab] {} {}: {}",
+            self.severity().as_str(),
+            who,
+            self.code.as_str()
+        );
+        let mut body = format!(
+            "L-Server: {who}\nEvent: {}\n\n{}\n",
+            self.code.as_str(),
+            self.detail
+        );
         match self.code {
             AlertCode::QuarantineCompleted if release_hint => body.push_str(&format!(
                 "\nWhen the risk is removed, switch the L-Server back with:\n  qlab engine release {who}\n"
@@ -294,7 +304,10 @@ mod tests {
     fn r5_decision_email_lists_the_choices() {
         let email = alert(AlertCode::DecisionRequired).email("a@example.com", false);
         for choice in ["quarantine", "reboot", "quarantine_reboot"] {
-            assert!(email.body.contains(&format!("--choice {choice}\n")), "{choice}");
+            assert!(
+                email.body.contains(&format!("--choice {choice}\n")),
+                "{choice}"
+            );
         }
     }
 }

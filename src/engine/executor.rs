@@ -121,12 +121,23 @@ impl OpCtx<'_> {
     pub async fn read(&self, nic: &Nic, timeout: Duration) -> Result<Truth, Halted> {
         let site = &self.shared.site;
         match &nic.location {
-            NicLocation::Virtual { hypervisor, vm, device } => {
+            NicLocation::Virtual {
+                hypervisor,
+                vm,
+                device,
+            } => {
                 let Some(h) = self.shared.adapters.hypervisors.get(hypervisor) else {
                     return Ok(Truth::Unknown);
                 };
                 let r = self
-                    .call(hypervisor, "get_nic", Some(nic.index), None, timeout, h.get_nic(vm, device))
+                    .call(
+                        hypervisor,
+                        "get_nic",
+                        Some(nic.index),
+                        None,
+                        timeout,
+                        h.get_nic(vm, device),
+                    )
                     .await?;
                 Ok(match r {
                     Ok(pg) => match site.network_by_portgroup(hypervisor, &pg) {
@@ -145,7 +156,14 @@ impl OpCtx<'_> {
                     return Ok(Truth::Unknown);
                 };
                 let r = self
-                    .call(switch, "get_port", Some(nic.index), None, timeout, s.get_port(port))
+                    .call(
+                        switch,
+                        "get_port",
+                        Some(nic.index),
+                        None,
+                        timeout,
+                        s.get_port(port),
+                    )
                     .await?;
                 Ok(match r {
                     Ok(vlan) => match site.network_by_vlan(vlan) {
@@ -163,7 +181,9 @@ impl OpCtx<'_> {
             let timeout = self.shared.settings.call_timeout;
             // A failed login needs no handling here: the retried call fails with `auth` again
             // and counts against the attempts.
-            let _login = self.call(hypervisor, "login", None, None, timeout, h.login()).await?;
+            let _login = self
+                .call(hypervisor, "login", None, None, timeout, h.login())
+                .await?;
         }
         Ok(())
     }
@@ -173,15 +193,26 @@ impl OpCtx<'_> {
         let site = &self.shared.site;
         let timeout = self.write_timeout();
         match &nic.location {
-            NicLocation::Virtual { hypervisor, vm, device } => {
+            NicLocation::Virtual {
+                hypervisor,
+                vm,
+                device,
+            } => {
                 let (Some(h), Some(pg)) = (
                     self.shared.adapters.hypervisors.get(hypervisor),
                     site.portgroup(hypervisor, network),
                 ) else {
                     return Ok(Err(missing(hypervisor)));
                 };
-                self.call(hypervisor, "set_nic", Some(nic.index), Some(pg.to_string()), timeout, h.set_nic(vm, device, pg))
-                    .await
+                self.call(
+                    hypervisor,
+                    "set_nic",
+                    Some(nic.index),
+                    Some(pg.to_string()),
+                    timeout,
+                    h.set_nic(vm, device, pg),
+                )
+                .await
             }
             NicLocation::Physical { switch, port } => {
                 let (Some(s), Some(net)) = (
@@ -191,15 +222,27 @@ impl OpCtx<'_> {
                     return Ok(Err(missing(switch)));
                 };
                 let vlan = net.vlan;
-                self.call(switch, "set_port", Some(nic.index), Some(vlan.to_string()), timeout, s.set_port(port, vlan))
-                    .await
+                self.call(
+                    switch,
+                    "set_port",
+                    Some(nic.index),
+                    Some(vlan.to_string()),
+                    timeout,
+                    s.set_port(port, vlan),
+                )
+                .await
             }
         }
     }
 
     /// Moves one NIC to `target` (R8). With `read_first` the device is read before any write,
     /// so a NIC already there is confirmed without a write (R12, INV-6).
-    pub async fn move_nic(&self, nic: &Nic, target: &str, read_first: bool) -> Result<NicMove, Halted> {
+    pub async fn move_nic(
+        &self,
+        nic: &Nic,
+        target: &str,
+        read_first: bool,
+    ) -> Result<NicMove, Halted> {
         let settings = self.shared.settings;
         let max_attempts = settings.retry.attempts.max(1);
         let mut must_read = read_first;
@@ -208,18 +251,33 @@ impl OpCtx<'_> {
         let mut attempts = 0u32;
         loop {
             if must_read {
-                truth = self.read(nic, self.shared.settings.call_timeout.min(self.remaining().max(Duration::from_millis(1)))).await?;
+                truth = self
+                    .read(
+                        nic,
+                        self.shared
+                            .settings
+                            .call_timeout
+                            .min(self.remaining().max(Duration::from_millis(1))),
+                    )
+                    .await?;
                 truth_fresh = true;
                 must_read = false;
                 if truth.network() == Some(target) {
-                    return Ok(NicMove { index: nic.index, confirmed: true, truth });
+                    return Ok(NicMove {
+                        index: nic.index,
+                        confirmed: true,
+                        truth,
+                    });
                 }
             }
             if attempts >= max_attempts || self.remaining().is_zero() {
                 break;
             }
             if attempts > 0 {
-                let backoff = settings.retry.backoff.saturating_mul(1 << (attempts - 1).min(16));
+                let backoff = settings
+                    .retry
+                    .backoff
+                    .saturating_mul(1 << (attempts - 1).min(16));
                 tokio::time::sleep(backoff.min(self.remaining())).await;
                 if self.remaining().is_zero() {
                     break;
@@ -229,14 +287,22 @@ impl OpCtx<'_> {
             truth_fresh = false;
             match self.write(nic, target).await? {
                 Ok(()) if !settings.verify_writes => {
-                    return Ok(NicMove { index: nic.index, confirmed: true, truth: Truth::Network(target.to_string()) });
+                    return Ok(NicMove {
+                        index: nic.index,
+                        confirmed: true,
+                        truth: Truth::Network(target.to_string()),
+                    });
                 }
                 Ok(()) => {
                     // R8: a device that says ok without applying is caught by this read.
                     truth = self.read(nic, self.shared.settings.call_timeout).await?;
                     truth_fresh = true;
                     if truth.network() == Some(target) {
-                        return Ok(NicMove { index: nic.index, confirmed: true, truth });
+                        return Ok(NicMove {
+                            index: nic.index,
+                            confirmed: true,
+                            truth,
+                        });
                     }
                     // A stale read or an unapplied write: read again before writing again.
                     must_read = true;
@@ -258,7 +324,11 @@ impl OpCtx<'_> {
             truth = self.read(nic, self.shared.settings.call_timeout).await?;
         }
         let confirmed = truth.network() == Some(target);
-        Ok(NicMove { index: nic.index, confirmed, truth })
+        Ok(NicMove {
+            index: nic.index,
+            confirmed,
+            truth,
+        })
     }
 
     /// Saves a switch's running config (R8 with `persist`), retried like a write.
@@ -267,7 +337,10 @@ impl OpCtx<'_> {
             return Ok(Err(missing(switch)));
         };
         let retry = self.shared.settings.retry;
-        let mut last = Err(DeviceError::new(OutcomeClass::Unavailable, "deadline passed before saving"));
+        let mut last = Err(DeviceError::new(
+            OutcomeClass::Unavailable,
+            "deadline passed before saving",
+        ));
         for attempt in 0..retry.attempts.max(1) {
             if attempt > 0 {
                 let backoff = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
@@ -277,7 +350,16 @@ impl OpCtx<'_> {
                 break;
             }
             // Saving twice is harmless, so `unknown` is simply retried.
-            last = self.call(switch, "save_config", None, None, self.write_timeout(), s.save_config()).await?;
+            last = self
+                .call(
+                    switch,
+                    "save_config",
+                    None,
+                    None,
+                    self.write_timeout(),
+                    s.save_config(),
+                )
+                .await?;
             if last.is_ok() {
                 break;
             }
@@ -289,7 +371,10 @@ impl OpCtx<'_> {
     /// one. An `unknown` outcome is not retried: a second reset could cut a reboot in progress.
     pub async fn reset(&self) -> Result<Result<(), DeviceError>, Halted> {
         let retry = self.shared.settings.retry;
-        let mut last = Err(DeviceError::new(OutcomeClass::Unavailable, "deadline passed before the reset"));
+        let mut last = Err(DeviceError::new(
+            OutcomeClass::Unavailable,
+            "deadline passed before the reset",
+        ));
         for attempt in 0..retry.attempts.max(1) {
             if attempt > 0 {
                 let backoff = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
@@ -300,12 +385,27 @@ impl OpCtx<'_> {
             }
             let timeout = self.write_timeout();
             last = match (&self.ls.vm, &self.ls.bmc) {
-                (Some((hypervisor, vm)), _) => match self.shared.adapters.hypervisors.get(hypervisor) {
-                    Some(h) => self.call(hypervisor, "power_reset", None, None, timeout, h.power_reset(vm)).await?,
-                    None => Err(missing(hypervisor)),
-                },
+                (Some((hypervisor, vm)), _) => {
+                    match self.shared.adapters.hypervisors.get(hypervisor) {
+                        Some(h) => {
+                            self.call(
+                                hypervisor,
+                                "power_reset",
+                                None,
+                                None,
+                                timeout,
+                                h.power_reset(vm),
+                            )
+                            .await?
+                        }
+                        None => Err(missing(hypervisor)),
+                    }
+                }
                 (None, Some(bmc)) => match self.shared.adapters.bmcs.get(bmc) {
-                    Some(b) => self.call(bmc, "reset", None, None, timeout, b.reset()).await?,
+                    Some(b) => {
+                        self.call(bmc, "reset", None, None, timeout, b.reset())
+                            .await?
+                    }
                     None => Err(missing(bmc)),
                 },
                 (None, None) => Err(DeviceError::new(
@@ -329,10 +429,16 @@ impl OpCtx<'_> {
 }
 
 fn missing(device: &str) -> DeviceError {
-    DeviceError::new(OutcomeClass::Rejected, format!("no adapter or mapping for device {device}"))
+    DeviceError::new(
+        OutcomeClass::Rejected,
+        format!("no adapter or mapping for device {device}"),
+    )
 }
 
-async fn bounded<T>(timeout: Duration, fut: impl Future<Output = DeviceResult<T>>) -> DeviceResult<T> {
+async fn bounded<T>(
+    timeout: Duration,
+    fut: impl Future<Output = DeviceResult<T>>,
+) -> DeviceResult<T> {
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,
         // Sent but not answered in time: it may have been applied (R8).
@@ -383,7 +489,8 @@ pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
         if !alert.code.emails_tenant() {
             continue;
         }
-        let (Some(mailer), Some(to)) = (&shared.adapters.mailer, tenant_email(shared, alert)) else {
+        let (Some(mailer), Some(to)) = (&shared.adapters.mailer, tenant_email(shared, alert))
+        else {
             continue;
         };
         let email = alert.email(&to, true);
@@ -402,5 +509,8 @@ pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
 
 fn tenant_email(shared: &Shared, alert: &Alert) -> Option<String> {
     let ls = shared.site.lserver(alert.lserver.as_deref()?)?;
-    shared.site.tenant_email(ls.tenant.as_deref()?).map(str::to_string)
+    shared
+        .site
+        .tenant_email(ls.tenant.as_deref()?)
+        .map(str::to_string)
 }

@@ -285,7 +285,11 @@ impl Journal {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema_version'", [], |r| r.get(0))
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
             .optional()?;
         match version.as_deref() {
             None => {
@@ -336,7 +340,11 @@ impl Journal {
     }
 
     /// The id of an already received `(source, event_id)` (R4).
-    pub fn find_detection(&self, source: &str, event_id: &str) -> Result<Option<DetectionId>, JournalError> {
+    pub fn find_detection(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<DetectionId>, JournalError> {
         Ok(self
             .conn
             .query_row(
@@ -348,7 +356,10 @@ impl Journal {
     }
 
     /// The disposition, L-Server and operation of a journaled detection.
-    pub fn detection_receipt(&self, id: DetectionId) -> Result<Option<DetectionReceipt>, JournalError> {
+    pub fn detection_receipt(
+        &self,
+        id: DetectionId,
+    ) -> Result<Option<DetectionReceipt>, JournalError> {
         Ok(self
             .conn
             .query_row(
@@ -369,7 +380,11 @@ impl Journal {
 
     /// Whether operation `operation` journaled an `ok` outcome of any of `calls` (R16: a reset
     /// that succeeded before a restart is not sent again).
-    pub fn has_successful_call(&self, operation: OperationId, calls: &[&str]) -> Result<bool, JournalError> {
+    pub fn has_successful_call(
+        &self,
+        operation: OperationId,
+        calls: &[&str],
+    ) -> Result<bool, JournalError> {
         for call in calls {
             let found: Option<i64> = self
                 .conn
@@ -390,7 +405,9 @@ impl Journal {
     pub fn detection_count(&self) -> Result<u64, JournalError> {
         Ok(self
             .conn
-            .query_row("SELECT COUNT(*) FROM detections", [], |r| r.get::<_, i64>(0))? as u64)
+            .query_row("SELECT COUNT(*) FROM detections", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
     }
 
     /// One operation.
@@ -427,7 +444,9 @@ impl Journal {
     /// Operations in id order (for reports and the API).
     pub fn operations(&self) -> Result<Vec<OperationView>, JournalError> {
         let mut stmt = self.conn.prepare("SELECT id FROM operations ORDER BY id")?;
-        let ids: Vec<i64> = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
         ids.into_iter()
             .filter_map(|id| self.operation(id).transpose())
             .collect()
@@ -450,7 +469,9 @@ impl Journal {
     /// Reads what the engine keeps in memory.
     pub fn snapshot(&self) -> Result<Snapshot, JournalError> {
         let mut snap = Snapshot::default();
-        let mut stmt = self.conn.prepare("SELECT path, state, status, outcome FROM lservers")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, state, status, outcome FROM lservers")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -493,9 +514,9 @@ impl Journal {
                 },
             ));
         }
-        let mut stmt = self
-            .conn
-            .prepare("SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip")?;
+        let mut stmt = self.conn.prepare(
+            "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
+        )?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -506,7 +527,8 @@ impl Journal {
         })?;
         for row in rows {
             let (network, ip, lserver, nic) = row?;
-            snap.allocations.push((network, parse_ip(&ip)?, lserver, nic as usize));
+            snap.allocations
+                .push((network, parse_ip(&ip)?, lserver, nic as usize));
         }
         let mut stmt = self.conn.prepare(
             "SELECT id, lserver, kind, status, phase, detection_id FROM operations
@@ -655,7 +677,10 @@ fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::Result<()> 
             }
         }
         Entry::OperationPhase { id, phase } => {
-            tx.execute("UPDATE operations SET phase = ?2 WHERE id = ?1", params![id, phase])?;
+            tx.execute(
+                "UPDATE operations SET phase = ?2 WHERE id = ?1",
+                params![id, phase],
+            )?;
         }
         Entry::OperationFinished {
             id,
@@ -789,7 +814,8 @@ fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
 }
 
 fn parse_kind(text: &str) -> Result<OperationKind, JournalError> {
-    OperationKind::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
+    OperationKind::parse(text)
+        .ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
 }
 
 fn parse_outcome(text: &str) -> Result<Outcome, JournalError> {
@@ -845,7 +871,10 @@ mod tests {
         };
         assert!(j.commit(&[queued, entry(2)]).is_err());
         let snap = j.snapshot().unwrap();
-        assert!(snap.open_operations.is_empty(), "half-written step survived");
+        assert!(
+            snap.open_operations.is_empty(),
+            "half-written step survived"
+        );
         assert_eq!(snap.next_detection_id, 2);
     }
 

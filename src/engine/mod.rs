@@ -135,7 +135,12 @@ impl Drop for Engine {
 impl Engine {
     /// Opens the engine on `journal`, resuming every unfinished operation (R16) and
     /// re-sending undelivered alerts. Must be called inside a tokio runtime.
-    pub fn open(site: Arc<Site>, journal: Journal, adapters: Adapters, options: EngineOptions) -> Result<Engine, EngineError> {
+    pub fn open(
+        site: Arc<Site>,
+        journal: Journal,
+        adapters: Adapters,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
         let snapshot = journal.snapshot()?;
         let mut lservers: HashMap<String, LsState> = site
             .lservers
@@ -144,7 +149,12 @@ impl Engine {
                 let records = ls
                     .nics
                     .iter()
-                    .map(|nic| NicRecord { index: nic.index, network: nic.network.clone(), ip: nic.ip, device_network: None })
+                    .map(|nic| NicRecord {
+                        index: nic.index,
+                        network: nic.network.clone(),
+                        ip: nic.ip,
+                        device_network: None,
+                    })
                     .collect();
                 let state = LsState {
                     state: LServerState::Normal,
@@ -166,7 +176,10 @@ impl Engine {
             }
         }
         for (path, record) in &snapshot.nic_records {
-            if let Some(slot) = lservers.get_mut(path).and_then(|ls| ls.records.get_mut(record.index)) {
+            if let Some(slot) = lservers
+                .get_mut(path)
+                .and_then(|ls| ls.records.get_mut(record.index))
+            {
                 *slot = record.clone();
             }
         }
@@ -179,7 +192,11 @@ impl Engine {
             .hypervisors
             .iter()
             .map(|h| (h.name.clone(), h.max_concurrent))
-            .chain(t.switches.iter().map(|s| (s.name.clone(), s.max_concurrent)))
+            .chain(
+                t.switches
+                    .iter()
+                    .map(|s| (s.name.clone(), s.max_concurrent)),
+            )
             .chain(t.bmcs.iter().map(|b| (b.name.clone(), b.max_concurrent)))
             .map(|(name, n)| (name, Arc::new(Semaphore::new(n.max(1) as usize))))
             .collect();
@@ -233,18 +250,37 @@ impl Engine {
     }
 
     /// Takes a detection (R1–R5) and returns once it is durable (R7).
-    pub async fn submit_detection(&self, detection: Detection) -> Result<DetectionReceipt, EngineError> {
+    pub async fn submit_detection(
+        &self,
+        detection: Detection,
+    ) -> Result<DetectionReceipt, EngineError> {
         detection.check().map_err(EngineError::Invalid)?;
         let shared = &self.shared;
-        if !shared.site.topology.av_servers.iter().any(|a| a.name == detection.source) {
-            return Err(EngineError::Invalid(format!("unknown AV server {:?}", detection.source)));
+        if !shared
+            .site
+            .topology
+            .av_servers
+            .iter()
+            .any(|a| a.name == detection.source)
+        {
+            return Err(EngineError::Invalid(format!(
+                "unknown AV server {:?}",
+                detection.source
+            )));
         }
-        let policy = shared.policy.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let policy = shared
+            .policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let mut state = shared.lock();
         if shared.is_halted() {
             return Err(EngineError::Halted);
         }
-        if let Some(id) = state.journal.find_detection(&detection.source, &detection.event_id)? {
+        if let Some(id) = state
+            .journal
+            .find_detection(&detection.source, &detection.event_id)?
+        {
             // R4: the same event again is acknowledged and changes nothing.
             let receipt = state.journal.detection_receipt(id)?;
             return Ok(DetectionReceipt {
@@ -259,55 +295,118 @@ impl Engine {
         let mut entries = Vec::new();
         let mut queued = None;
         let lserver = resolve(shared, &state, &detection);
-        let disposition = if !detection.category.triggers_action() || policy::excluded_keyword(&policy, &detection.threat).is_some() {
+        let disposition = if !detection.category.triggers_action()
+            || policy::excluded_keyword(&policy, &detection.threat).is_some()
+        {
             // R1, R2.
             if let Some(path) = &lserver {
                 let ls = state.ls(path);
                 if ls.outcome.is_none() {
-                    entries.push(Entry::LServer { path: path.clone(), state: ls.state, status: ls.status.clone(), outcome: Some(Outcome::Ignored) });
+                    entries.push(Entry::LServer {
+                        path: path.clone(),
+                        state: ls.state,
+                        status: ls.status.clone(),
+                        outcome: Some(Outcome::Ignored),
+                    });
                 }
             }
             Disposition::Ignored
         } else if let Some(path) = &lserver {
             let action = policy::action_for(&policy, path);
             let ls = state.ls(path);
-            let busy_quarantining = ls.has_unfinished(|o| o.kind.quarantines()) || ls.state == LServerState::Quarantined;
+            let busy_quarantining = ls.has_unfinished(|o| o.kind.quarantines())
+                || ls.state == LServerState::Quarantined;
             match OperationKind::for_action(action) {
-                None if busy_quarantining || ls.state == LServerState::PendingDecision => Disposition::Duplicate,
+                None if busy_quarantining || ls.state == LServerState::PendingDecision => {
+                    Disposition::Duplicate
+                }
                 None => {
                     let status = ls.status.clone();
-                    let detail = format!("threat {} ({}) on {path}; choose quarantine, reboot or quarantine_reboot", detection.threat, detection.category.as_str());
-                    let alert = state.alert(now, AlertCode::DecisionRequired, Some(path), detection.ip, None, detail);
-                    entries.push(Entry::LServer { path: path.clone(), state: LServerState::PendingDecision, status, outcome: Some(Outcome::PendingDecision) });
+                    let detail = format!(
+                        "threat {} ({}) on {path}; choose quarantine, reboot or quarantine_reboot",
+                        detection.threat,
+                        detection.category.as_str()
+                    );
+                    let alert = state.alert(
+                        now,
+                        AlertCode::DecisionRequired,
+                        Some(path),
+                        detection.ip,
+                        None,
+                        detail,
+                    );
+                    entries.push(Entry::LServer {
+                        path: path.clone(),
+                        state: LServerState::PendingDecision,
+                        status,
+                        outcome: Some(Outcome::PendingDecision),
+                    });
                     entries.push(Entry::Alert(alert));
                     Disposition::PendingDecision
                 }
-                Some(kind) if ls.has_unfinished(|o| o.kind == kind) || (kind.quarantines() && busy_quarantining) => Disposition::Duplicate,
+                Some(kind)
+                    if ls.has_unfinished(|o| o.kind == kind)
+                        || (kind.quarantines() && busy_quarantining) =>
+                {
+                    Disposition::Duplicate
+                }
                 Some(kind) => {
                     let op = state.next_operation_id;
                     state.next_operation_id += 1;
-                    entries.push(Entry::OperationQueued { id: op, lserver: path.clone(), kind, detection: Some(id), created_ms: now });
-                    queued = Some(QueuedOp { id: op, kind, resume: None });
+                    entries.push(Entry::OperationQueued {
+                        id: op,
+                        lserver: path.clone(),
+                        kind,
+                        detection: Some(id),
+                        created_ms: now,
+                    });
+                    queued = Some(QueuedOp {
+                        id: op,
+                        kind,
+                        resume: None,
+                    });
                     Disposition::Accepted
                 }
             }
         } else {
             // R3: nobody to quarantine, one ERROR alert naming the address.
-            let named = detection.ip.map(|ip| format!("ip={ip}")).or(detection.mac.clone()).or(detection.hostname.clone()).unwrap_or_default();
-            let alert = state.alert(now, AlertCode::LserverNotFound, None, detection.ip, None, format!("L-Server not found. {named}"));
+            let named = detection
+                .ip
+                .map(|ip| format!("ip={ip}"))
+                .or(detection.mac.clone())
+                .or(detection.hostname.clone())
+                .unwrap_or_default();
+            let alert = state.alert(
+                now,
+                AlertCode::LserverNotFound,
+                None,
+                detection.ip,
+                None,
+                format!("L-Server not found. {named}"),
+            );
             entries.push(Entry::Alert(alert));
             Disposition::NotFound
         };
-        let receipt = DetectionReceipt { id, disposition, lserver: lserver.clone(), operation: queued.as_ref().map(|q| q.id) };
-        entries.insert(0, Entry::Detection {
+        let receipt = DetectionReceipt {
             id,
-            detection,
-            received_ms: now,
-            lserver: lserver.clone(),
             disposition,
-            operation: receipt.operation,
-        });
-        shared.commit(&mut state, &entries).map_err(|_| EngineError::Halted)?;
+            lserver: lserver.clone(),
+            operation: queued.as_ref().map(|q| q.id),
+        };
+        entries.insert(
+            0,
+            Entry::Detection {
+                id,
+                detection,
+                received_ms: now,
+                lserver: lserver.clone(),
+                disposition,
+                operation: receipt.operation,
+            },
+        );
+        shared
+            .commit(&mut state, &entries)
+            .map_err(|_| EngineError::Halted)?;
         state.next_detection_id += 1;
         apply_lserver_entries(&mut state, &entries);
         if let (Some(path), Some(op)) = (&lserver, queued) {
@@ -348,22 +447,51 @@ impl Engine {
             }
             Command::Decide { choice, .. } => {
                 if ls.state != LServerState::PendingDecision {
-                    return Err(EngineError::NotAllowed(format!("{path} is not waiting for a decision (it is {})", ls.state.as_str())));
+                    return Err(EngineError::NotAllowed(format!(
+                        "{path} is not waiting for a decision (it is {})",
+                        ls.state.as_str()
+                    )));
                 }
-                let Some(kind) = OperationKind::for_action(*choice).filter(|_| *choice != Action::None) else {
-                    return Err(EngineError::Invalid("choice must be quarantine, reboot or quarantine_reboot".into()));
+                let Some(kind) =
+                    OperationKind::for_action(*choice).filter(|_| *choice != Action::None)
+                else {
+                    return Err(EngineError::Invalid(
+                        "choice must be quarantine, reboot or quarantine_reboot".into(),
+                    ));
                 };
-                entries.push(Entry::LServer { path: path.clone(), state: LServerState::Normal, status: ls.status.clone(), outcome: ls.outcome });
+                entries.push(Entry::LServer {
+                    path: path.clone(),
+                    state: LServerState::Normal,
+                    status: ls.status.clone(),
+                    outcome: ls.outcome,
+                });
                 kind
             }
         };
         let id = state.next_operation_id;
         let now = shared.now_ms();
-        entries.push(Entry::OperationQueued { id, lserver: path.clone(), kind, detection: None, created_ms: now });
-        shared.commit(&mut state, &entries).map_err(|_| EngineError::Halted)?;
+        entries.push(Entry::OperationQueued {
+            id,
+            lserver: path.clone(),
+            kind,
+            detection: None,
+            created_ms: now,
+        });
+        shared
+            .commit(&mut state, &entries)
+            .map_err(|_| EngineError::Halted)?;
         state.next_operation_id += 1;
         apply_lserver_entries(&mut state, &entries);
-        enqueue(shared, &mut state, &path, QueuedOp { id, kind, resume: None });
+        enqueue(
+            shared,
+            &mut state,
+            &path,
+            QueuedOp {
+                id,
+                kind,
+                resume: None,
+            },
+        );
         Ok(id)
     }
 
@@ -437,7 +565,8 @@ impl Engine {
             .collect();
         if !alerts.is_empty() {
             let shared = self.shared.clone();
-            self.shared.spawn(async move { executor::deliver_alerts(&shared, alerts).await });
+            self.shared
+                .spawn(async move { executor::deliver_alerts(&shared, alerts).await });
         }
     }
 }
@@ -451,14 +580,30 @@ fn resolve(shared: &Shared, state: &State, d: &Detection) -> Option<String> {
             .or_else(|| state.allocator.owner(ip).map(str::to_string))
     };
     d.ip.and_then(by_ip)
-        .or_else(|| d.mac.as_deref().and_then(|m| site.lserver_by_mac(m)).map(|l| l.path.clone()))
-        .or_else(|| d.hostname.as_deref().and_then(|h| site.lserver_by_hostname(h)).map(|l| l.path.clone()))
+        .or_else(|| {
+            d.mac
+                .as_deref()
+                .and_then(|m| site.lserver_by_mac(m))
+                .map(|l| l.path.clone())
+        })
+        .or_else(|| {
+            d.hostname
+                .as_deref()
+                .and_then(|h| site.lserver_by_hostname(h))
+                .map(|l| l.path.clone())
+        })
 }
 
 /// Mirrors committed `LServer` entries in memory.
 fn apply_lserver_entries(state: &mut State, entries: &[Entry]) {
     for entry in entries {
-        if let Entry::LServer { path, state: s, status, outcome } = entry {
+        if let Entry::LServer {
+            path,
+            state: s,
+            status,
+            outcome,
+        } = entry
+        {
             let ls = state.ls(path);
             ls.state = *s;
             ls.status = status.clone();

@@ -11,9 +11,9 @@ use super::alerts::{Alert, AlertCode};
 use super::executor::{deliver_alerts, NicMove, OpCtx, Truth};
 use super::journal::{Entry, PlanNic};
 use super::state::{Halted, QueuedOp, Shared, State};
-use crate::adapters::DeviceError;
 use super::types::*;
 use super::EngineEvent;
+use crate::adapters::DeviceError;
 use crate::model::{LServer, LServerKind, NetworkRole, NicLocation};
 
 /// Drains one L-Server's lane, one operation at a time in arrival order (R15).
@@ -66,7 +66,9 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         kind: op.kind,
     });
     let outcome = match op.kind {
-        OperationKind::Quarantine | OperationKind::ManualQuarantine => quarantine(&ctx, op, true).await?,
+        OperationKind::Quarantine | OperationKind::ManualQuarantine => {
+            quarantine(&ctx, op, true).await?
+        }
         OperationKind::QuarantineReboot => {
             let phase = op.resume.as_ref().and_then(|r| r.phase.as_deref());
             if phase == Some("reboot") {
@@ -134,7 +136,8 @@ fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
     Entry::OperationStarted {
         id: ctx.op,
         started_ms: ctx.shared.now_ms(),
-        deadline_ms: ctx.shared.now_ms() + ctx.shared.settings.operation_deadline.as_millis() as u64,
+        deadline_ms: ctx.shared.now_ms()
+            + ctx.shared.settings.operation_deadline.as_millis() as u64,
         plan,
     }
 }
@@ -142,14 +145,21 @@ fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
 /// Makes the plan (R6): every NIC to the quarantine network its operation network maps to, with
 /// a fresh IP. A NIC already recorded on that quarantine network keeps its IP. On error nothing
 /// stays allocated.
-fn make_plan(shared: &Shared, state: &mut State, ls: &LServer) -> Result<(Vec<PlanNic>, Vec<Entry>), String> {
+fn make_plan(
+    shared: &Shared,
+    state: &mut State,
+    ls: &LServer,
+) -> Result<(Vec<PlanNic>, Vec<Entry>), String> {
     let mut plan = Vec::new();
     let mut entries = Vec::new();
     let records = state.ls(&ls.path).records.clone();
     for nic in &ls.nics {
         let record = &records[nic.index];
         let Some(quarantine) = shared.site.quarantine_network_for(&nic.network) else {
-            for p in plan.iter().filter(|p: &&PlanNic| p.from_network != p.to_network) {
+            for p in plan
+                .iter()
+                .filter(|p: &&PlanNic| p.from_network != p.to_network)
+            {
                 state.allocator.free(&p.to_network, p.to_ip);
             }
             return Err(format!(
@@ -171,7 +181,10 @@ fn make_plan(shared: &Shared, state: &mut State, ls: &LServer) -> Result<(Vec<Pl
                     ip
                 }
                 None => {
-                    for p in plan.iter().filter(|p: &&PlanNic| p.from_network != p.to_network) {
+                    for p in plan
+                        .iter()
+                        .filter(|p: &&PlanNic| p.from_network != p.to_network)
+                    {
                         state.allocator.free(&p.to_network, p.to_ip);
                     }
                     return Err(format!(
@@ -212,21 +225,48 @@ async fn quarantine(ctx: &OpCtx<'_>, op: &QueuedOp, finish: bool) -> Result<Outc
             .as_ref()
             .filter(|r| r.status == "running" && r.plan.len() == ls.nics.len())
             .map(|r| r.plan.clone());
-        match resumed_plan.map(|p| Ok((p, Vec::new()))).unwrap_or_else(|| make_plan(shared, &mut state, ls)) {
+        match resumed_plan
+            .map(|p| Ok((p, Vec::new())))
+            .unwrap_or_else(|| make_plan(shared, &mut state, ls))
+        {
             Ok((plan, mut entries)) => {
                 entries.insert(0, started(ctx, plan.clone()));
-                let alert = state.alert(now, AlertCode::QuarantineStarted, Some(path), None, Some(op.id), String::new());
+                let alert = state.alert(
+                    now,
+                    AlertCode::QuarantineStarted,
+                    Some(path),
+                    None,
+                    Some(op.id),
+                    String::new(),
+                );
                 entries.push(Entry::Alert(alert));
                 Ok((plan, read_first, entries))
             }
             Err(reason) => {
-                let alert = state.alert(now, AlertCode::ConfigError, Some(path), None, Some(op.id), reason.clone());
+                let alert = state.alert(
+                    now,
+                    AlertCode::ConfigError,
+                    Some(path),
+                    None,
+                    Some(op.id),
+                    reason.clone(),
+                );
                 let current = state.ls(path).state;
                 let status = state.ls(path).status.clone();
                 Err(vec![
                     started(ctx, Vec::new()),
-                    Entry::OperationFinished { id: op.id, outcome: Outcome::QuarantineFailed, detail: reason, finished_ms: now },
-                    Entry::LServer { path: path.to_string(), state: current, status, outcome: Some(Outcome::QuarantineFailed) },
+                    Entry::OperationFinished {
+                        id: op.id,
+                        outcome: Outcome::QuarantineFailed,
+                        detail: reason,
+                        finished_ms: now,
+                    },
+                    Entry::LServer {
+                        path: path.to_string(),
+                        state: current,
+                        status,
+                        outcome: Some(Outcome::QuarantineFailed),
+                    },
                     Entry::Alert(alert),
                 ])
             }
@@ -240,15 +280,21 @@ async fn quarantine(ctx: &OpCtx<'_>, op: &QueuedOp, finish: bool) -> Result<Outc
         }
         Err(entries) => {
             // R6: a NIC on an unmapped network fails the plan before any device call.
-            commit_step(shared, entries, |s| s.ls(path).outcome = Some(Outcome::QuarantineFailed)).await?;
+            commit_step(shared, entries, |s| {
+                s.ls(path).outcome = Some(Outcome::QuarantineFailed)
+            })
+            .await?;
             return Ok(Outcome::QuarantineFailed);
         }
     };
 
-    let moves = join_all(plan.iter().map(|p| ctx.move_nic(&ls.nics[p.nic_index], &p.to_network, read_first)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<NicMove>, Halted>>()?;
+    let moves = join_all(
+        plan.iter()
+            .map(|p| ctx.move_nic(&ls.nics[p.nic_index], &p.to_network, read_first)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<NicMove>, Halted>>()?;
     let save_failures = save_switches(ctx, &moves).await?;
 
     let (outcome, alerts) = finish_quarantine(ctx, op, finish, &plan, &moves, &save_failures)?;
@@ -276,24 +322,57 @@ fn finish_quarantine(
         // R9: records follow the devices onto quarantine.
         let records: Vec<NicRecord> = plan
             .iter()
-            .map(|p| NicRecord { index: p.nic_index, network: p.to_network.clone(), ip: p.to_ip, device_network: Some(p.to_network.clone()) })
+            .map(|p| NicRecord {
+                index: p.nic_index,
+                network: p.to_network.clone(),
+                ip: p.to_ip,
+                device_network: Some(p.to_network.clone()),
+            })
             .collect();
-        let status = if ls.kind == LServerKind::Physical { "unknown" } else { "normal" }.to_string();
+        let status = if ls.kind == LServerKind::Physical {
+            "unknown"
+        } else {
+            "normal"
+        }
+        .to_string();
         let detail = plan
             .iter()
             .map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip))
             .collect::<Vec<_>>()
             .join(", ");
         for r in &records {
-            entries.push(Entry::NicRecord { lserver: path.to_string(), record: r.clone() });
+            entries.push(Entry::NicRecord {
+                lserver: path.to_string(),
+                record: r.clone(),
+            });
         }
-        entries.push(Entry::LServer { path: path.to_string(), state: LServerState::Quarantined, status: status.clone(), outcome: Some(Outcome::Quarantined) });
+        entries.push(Entry::LServer {
+            path: path.to_string(),
+            state: LServerState::Quarantined,
+            status: status.clone(),
+            outcome: Some(Outcome::Quarantined),
+        });
         if finish {
-            entries.push(Entry::OperationFinished { id: op.id, outcome: Outcome::Quarantined, detail: detail.clone(), finished_ms: now });
+            entries.push(Entry::OperationFinished {
+                id: op.id,
+                outcome: Outcome::Quarantined,
+                detail: detail.clone(),
+                finished_ms: now,
+            });
         } else {
-            entries.push(Entry::OperationPhase { id: op.id, phase: "reboot".into() });
+            entries.push(Entry::OperationPhase {
+                id: op.id,
+                phase: "reboot".into(),
+            });
         }
-        let alert = state.alert(now, AlertCode::QuarantineCompleted, Some(path), None, Some(op.id), detail);
+        let alert = state.alert(
+            now,
+            AlertCode::QuarantineCompleted,
+            Some(path),
+            None,
+            Some(op.id),
+            detail,
+        );
         entries.push(Entry::Alert(alert));
         let alerts = commit_locked(shared, &mut state, entries, |s| {
             let ls_state = s.ls(path);
@@ -310,19 +389,38 @@ fn finish_quarantine(
     let mut records = Vec::new();
     let mut nic_states = Vec::new();
     for nic in &ls.nics {
-        let truth = moves.iter().find(|m| m.index == nic.index).map(|m| m.truth.clone()).unwrap_or(Truth::Unknown);
+        let truth = moves
+            .iter()
+            .find(|m| m.index == nic.index)
+            .map(|m| m.truth.clone())
+            .unwrap_or(Truth::Unknown);
         let note = match &truth {
-            Truth::Network(n) if is_quarantine(shared, n) => "stays on quarantine to prevent the spread of infection",
+            Truth::Network(n) if is_quarantine(shared, n) => {
+                "stays on quarantine to prevent the spread of infection"
+            }
             Truth::Network(_) => "not moved",
             Truth::Foreign(_) => "on a network the topology does not name",
             Truth::Unknown => "state unknown, left alone",
         };
-        nic_states.push(format!("nic{} mac {} device={} ({note})", nic.index, nic.mac, truth.describe()));
-        records.push(NicRecord { index: nic.index, network: nic.network.clone(), ip: nic.ip, device_network: truth.network().map(str::to_string) });
+        nic_states.push(format!(
+            "nic{} mac {} device={} ({note})",
+            nic.index,
+            nic.mac,
+            truth.describe()
+        ));
+        records.push(NicRecord {
+            index: nic.index,
+            network: nic.network.clone(),
+            ip: nic.ip,
+            device_network: truth.network().map(str::to_string),
+        });
     }
     for p in plan.iter().filter(|p| is_quarantine(shared, &p.to_network)) {
         state.allocator.free(&p.to_network, p.to_ip);
-        entries.push(Entry::Free { network: p.to_network.clone(), ip: p.to_ip });
+        entries.push(Entry::Free {
+            network: p.to_network.clone(),
+            ip: p.to_ip,
+        });
     }
     let mut detail = nic_states.join("; ");
     for failure in save_failures {
@@ -332,11 +430,31 @@ fn finish_quarantine(
         "; remedy: move the NICs to the quarantine network by hand (the virtualization software for vNICs, the switch VLAN for ports), then run `qlab engine quarantine {path}`"
     ));
     for r in &records {
-        entries.push(Entry::NicRecord { lserver: path.to_string(), record: r.clone() });
+        entries.push(Entry::NicRecord {
+            lserver: path.to_string(),
+            record: r.clone(),
+        });
     }
-    entries.push(Entry::LServer { path: path.to_string(), state: LServerState::QuarantineFailed, status: "normal".into(), outcome: Some(Outcome::QuarantineFailed) });
-    entries.push(Entry::OperationFinished { id: op.id, outcome: Outcome::QuarantineFailed, detail: detail.clone(), finished_ms: now });
-    let alert = state.alert(now, AlertCode::QuarantineFailed, Some(path), None, Some(op.id), detail);
+    entries.push(Entry::LServer {
+        path: path.to_string(),
+        state: LServerState::QuarantineFailed,
+        status: "normal".into(),
+        outcome: Some(Outcome::QuarantineFailed),
+    });
+    entries.push(Entry::OperationFinished {
+        id: op.id,
+        outcome: Outcome::QuarantineFailed,
+        detail: detail.clone(),
+        finished_ms: now,
+    });
+    let alert = state.alert(
+        now,
+        AlertCode::QuarantineFailed,
+        Some(path),
+        None,
+        Some(op.id),
+        detail,
+    );
     entries.push(Entry::Alert(alert));
     let alerts = commit_locked(shared, &mut state, entries, |s| {
         let ls_state = s.ls(path);
@@ -349,7 +467,10 @@ fn finish_quarantine(
 }
 
 fn is_quarantine(shared: &Shared, network: &str) -> bool {
-    shared.site.network(network).is_some_and(|n| n.role == NetworkRole::Quarantine)
+    shared
+        .site
+        .network(network)
+        .is_some_and(|n| n.role == NetworkRole::Quarantine)
 }
 
 /// Saves the config of every persisting switch a confirmed NIC moved on; returns what failed.
@@ -375,12 +496,17 @@ async fn save_switches(ctx: &OpCtx<'_>, moves: &[NicMove]) -> Result<Vec<String>
 /// The reboot flow (R13). The L-Server's state is unchanged: a quarantine before it stays.
 async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
-    if op.kind == OperationKind::Reboot && op.resume.as_ref().is_none_or(|r| r.status != "running") {
+    if op.kind == OperationKind::Reboot && op.resume.as_ref().is_none_or(|r| r.status != "running")
+    {
         commit_step(shared, vec![started(ctx, Vec::new())], |_| {}).await?;
     }
     // A reset whose success was journaled before a restart is not sent again.
     let already = match &op.resume {
-        Some(_) => shared.lock().journal.has_successful_call(op.id, &["power_reset", "reset"]).unwrap_or(false),
+        Some(_) => shared
+            .lock()
+            .journal
+            .has_successful_call(op.id, &["power_reset", "reset"])
+            .unwrap_or(false),
         None => false,
     };
     let result = if already { Ok(()) } else { ctx.reset().await? };
@@ -390,7 +516,11 @@ async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
 }
 
 /// Ends a reboot with its alert (R13, R17).
-fn finish_reboot(ctx: &OpCtx<'_>, op: &QueuedOp, result: Result<(), DeviceError>) -> Result<(Outcome, Vec<Alert>), Halted> {
+fn finish_reboot(
+    ctx: &OpCtx<'_>,
+    op: &QueuedOp,
+    result: Result<(), DeviceError>,
+) -> Result<(Outcome, Vec<Alert>), Halted> {
     let shared = ctx.shared;
     let path = ctx.ls.path.as_str();
     let now = shared.now_ms();
@@ -400,18 +530,32 @@ fn finish_reboot(ctx: &OpCtx<'_>, op: &QueuedOp, result: Result<(), DeviceError>
         Err(e) => (
             Outcome::RebootFailed,
             AlertCode::RebootFailed,
-            format!("{e}; remedy: reboot the server through the virtualization software or its BMC"),
+            format!(
+                "{e}; remedy: reboot the server through the virtualization software or its BMC"
+            ),
         ),
     };
     let current = state.ls(path).state;
     let status = state.ls(path).status.clone();
     let alert = state.alert(now, code, Some(path), None, Some(op.id), detail.clone());
     let entries = vec![
-        Entry::OperationFinished { id: op.id, outcome, detail, finished_ms: now },
-        Entry::LServer { path: path.to_string(), state: current, status, outcome: Some(outcome) },
+        Entry::OperationFinished {
+            id: op.id,
+            outcome,
+            detail,
+            finished_ms: now,
+        },
+        Entry::LServer {
+            path: path.to_string(),
+            state: current,
+            status,
+            outcome: Some(outcome),
+        },
         Entry::Alert(alert),
     ];
-    let alerts = commit_locked(shared, &mut state, entries, |s| s.ls(path).outcome = Some(outcome))?;
+    let alerts = commit_locked(shared, &mut state, entries, |s| {
+        s.ls(path).outcome = Some(outcome)
+    })?;
     Ok((outcome, alerts))
 }
 
@@ -454,7 +598,12 @@ async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
         Err(detail) => {
             let entries = vec![
                 started(ctx, Vec::new()),
-                Entry::OperationFinished { id: op.id, outcome: Outcome::Cancelled, detail, finished_ms: now },
+                Entry::OperationFinished {
+                    id: op.id,
+                    outcome: Outcome::Cancelled,
+                    detail,
+                    finished_ms: now,
+                },
             ];
             commit_step(shared, entries, |_| {}).await?;
             return Ok(Outcome::Cancelled);
@@ -462,10 +611,14 @@ async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
     };
 
     // Read first: only device truth says which NICs are on quarantine (R14).
-    let moves = join_all(ls.nics.iter().map(|nic| ctx.move_nic(nic, &nic.network, true)))
-        .await
-        .into_iter()
-        .collect::<Result<Vec<NicMove>, Halted>>()?;
+    let moves = join_all(
+        ls.nics
+            .iter()
+            .map(|nic| ctx.move_nic(nic, &nic.network, true)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<NicMove>, Halted>>()?;
     let save_failures = save_switches(ctx, &moves).await?;
 
     let (outcome, alerts) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
@@ -494,11 +647,24 @@ fn finish_release(
         let record = if mv.confirmed {
             if is_quarantine(shared, &old.network) {
                 state.allocator.free(&old.network, old.ip);
-                entries.push(Entry::Free { network: old.network.clone(), ip: old.ip });
+                entries.push(Entry::Free {
+                    network: old.network.clone(),
+                    ip: old.ip,
+                });
             }
-            NicRecord { index: nic.index, network: nic.network.clone(), ip: nic.ip, device_network: Some(nic.network.clone()) }
+            NicRecord {
+                index: nic.index,
+                network: nic.network.clone(),
+                ip: nic.ip,
+                device_network: Some(nic.network.clone()),
+            }
         } else {
-            still.push(format!("nic{} mac {} device={}", nic.index, nic.mac, mv.truth.describe()));
+            still.push(format!(
+                "nic{} mac {} device={}",
+                nic.index,
+                nic.mac,
+                mv.truth.describe()
+            ));
             match mv.truth.network() {
                 Some(q) if is_quarantine(shared, q) => {
                     let q_net = shared.site.network(q).cloned();
@@ -508,30 +674,65 @@ fn finish_release(
                         // The record follows the device onto quarantine; it needs an address there.
                         q_net.and_then(|net| {
                             let ip = state.allocator.allocate(&net, path)?;
-                            entries.push(Entry::Allocate { network: q.to_string(), ip, lserver: path.to_string(), nic_index: nic.index });
+                            entries.push(Entry::Allocate {
+                                network: q.to_string(),
+                                ip,
+                                lserver: path.to_string(),
+                                nic_index: nic.index,
+                            });
                             Some(ip)
                         })
                     };
                     match ip {
-                        Some(ip) => NicRecord { index: nic.index, network: q.to_string(), ip, device_network: Some(q.to_string()) },
-                        None => NicRecord { device_network: Some(q.to_string()), ..old },
+                        Some(ip) => NicRecord {
+                            index: nic.index,
+                            network: q.to_string(),
+                            ip,
+                            device_network: Some(q.to_string()),
+                        },
+                        None => NicRecord {
+                            device_network: Some(q.to_string()),
+                            ..old
+                        },
                     }
                 }
-                other => NicRecord { device_network: other.map(str::to_string), ..old },
+                other => NicRecord {
+                    device_network: other.map(str::to_string),
+                    ..old
+                },
             }
         };
-        entries.push(Entry::NicRecord { lserver: path.to_string(), record: record.clone() });
+        entries.push(Entry::NicRecord {
+            lserver: path.to_string(),
+            record: record.clone(),
+        });
         records.push(record);
     }
     let all_back = still.is_empty() && save_failures.is_empty();
     let (outcome, new_state, code) = if all_back {
-        (Outcome::Released, LServerState::Normal, AlertCode::ReleaseCompleted)
+        (
+            Outcome::Released,
+            LServerState::Normal,
+            AlertCode::ReleaseCompleted,
+        )
     } else {
-        (Outcome::ReleaseFailed, LServerState::ReleaseFailed, AlertCode::ReleaseFailed)
+        (
+            Outcome::ReleaseFailed,
+            LServerState::ReleaseFailed,
+            AlertCode::ReleaseFailed,
+        )
     };
-    let status = if !all_back && ls.kind == LServerKind::Physical { "unknown" } else { "normal" }.to_string();
+    let status = if !all_back && ls.kind == LServerKind::Physical {
+        "unknown"
+    } else {
+        "normal"
+    }
+    .to_string();
     let mut detail = if all_back {
-        plan.iter().map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip)).collect::<Vec<_>>().join(", ")
+        plan.iter()
+            .map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip))
+            .collect::<Vec<_>>()
+            .join(", ")
     } else {
         format!("still on quarantine or unknown: {}", still.join("; "))
     };
@@ -539,10 +740,22 @@ fn finish_release(
         detail.push_str(&format!("; {failure}"));
     }
     if !all_back {
-        detail.push_str(&format!("; remedy: fix the device, then run `qlab engine release {path}` again"));
+        detail.push_str(&format!(
+            "; remedy: fix the device, then run `qlab engine release {path}` again"
+        ));
     }
-    entries.push(Entry::LServer { path: path.to_string(), state: new_state, status: status.clone(), outcome: Some(outcome) });
-    entries.push(Entry::OperationFinished { id: op.id, outcome, detail: detail.clone(), finished_ms: now });
+    entries.push(Entry::LServer {
+        path: path.to_string(),
+        state: new_state,
+        status: status.clone(),
+        outcome: Some(outcome),
+    });
+    entries.push(Entry::OperationFinished {
+        id: op.id,
+        outcome,
+        detail: detail.clone(),
+        finished_ms: now,
+    });
     let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
     entries.push(Entry::Alert(alert));
     let alerts = commit_locked(shared, &mut state, entries, |s| {

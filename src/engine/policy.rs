@@ -54,7 +54,10 @@ mod tests {
 
     #[test]
     fn r5_longest_folder_prefix_wins() {
-        let p = policy(&[("/t", Action::Reboot), ("/t/vdi/", Action::QuarantineReboot)]);
+        let p = policy(&[
+            ("/t", Action::Reboot),
+            ("/t/vdi/", Action::QuarantineReboot),
+        ]);
         assert_eq!(action_for(&p, "/t/vdi/x"), Action::QuarantineReboot);
         assert_eq!(action_for(&p, "/t/other"), Action::Reboot);
     }

@@ -189,7 +189,9 @@ impl LServerState {
     pub fn allows_release(self) -> bool {
         matches!(
             self,
-            LServerState::Quarantined | LServerState::QuarantineFailed | LServerState::ReleaseFailed
+            LServerState::Quarantined
+                | LServerState::QuarantineFailed
+                | LServerState::ReleaseFailed
         )
     }
 }

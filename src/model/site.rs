@@ -97,29 +97,30 @@ impl Site {
         for spec in &topology.lservers {
             let mut nics = Vec::with_capacity(spec.nics.len());
             for (index, n) in spec.nics.iter().enumerate() {
-                let location = match spec.kind {
-                    LServerKind::Virtual => NicLocation::Virtual {
-                        hypervisor: spec
-                            .hypervisor
-                            .clone()
-                            .ok_or_else(|| format!("{}: virtual without hypervisor", spec.path))?,
-                        vm: spec
-                            .vm
-                            .clone()
-                            .ok_or_else(|| format!("{}: virtual without vm", spec.path))?,
-                        device: n.device.clone().unwrap_or_else(|| (4000 + index).to_string()),
-                    },
-                    LServerKind::Physical => NicLocation::Physical {
-                        switch: n
-                            .switch
-                            .clone()
-                            .ok_or_else(|| format!("{}: nic {index} without switch", spec.path))?,
-                        port: n
-                            .port
-                            .clone()
-                            .ok_or_else(|| format!("{}: nic {index} without port", spec.path))?,
-                    },
-                };
+                let location =
+                    match spec.kind {
+                        LServerKind::Virtual => NicLocation::Virtual {
+                            hypervisor: spec.hypervisor.clone().ok_or_else(|| {
+                                format!("{}: virtual without hypervisor", spec.path)
+                            })?,
+                            vm: spec
+                                .vm
+                                .clone()
+                                .ok_or_else(|| format!("{}: virtual without vm", spec.path))?,
+                            device: n
+                                .device
+                                .clone()
+                                .unwrap_or_else(|| (4000 + index).to_string()),
+                        },
+                        LServerKind::Physical => NicLocation::Physical {
+                            switch: n.switch.clone().ok_or_else(|| {
+                                format!("{}: nic {index} without switch", spec.path)
+                            })?,
+                            port: n.port.clone().ok_or_else(|| {
+                                format!("{}: nic {index} without port", spec.path)
+                            })?,
+                        },
+                    };
                 nics.push(Nic {
                     index,
                     network: n.network.clone(),
@@ -251,8 +252,18 @@ impl Site {
             .iter()
             .find(|h| h.name == device)
             .map(|h| h.max_concurrent)
-            .or_else(|| t.switches.iter().find(|s| s.name == device).map(|s| s.max_concurrent))
-            .or_else(|| t.bmcs.iter().find(|b| b.name == device).map(|b| b.max_concurrent))
+            .or_else(|| {
+                t.switches
+                    .iter()
+                    .find(|s| s.name == device)
+                    .map(|s| s.max_concurrent)
+            })
+            .or_else(|| {
+                t.bmcs
+                    .iter()
+                    .find(|b| b.name == device)
+                    .map(|b| b.max_concurrent)
+            })
     }
 
     /// The switch called `name`.

@@ -88,9 +88,17 @@ impl Fakes {
             for ls in &site.lservers {
                 for nic in &ls.nics {
                     match &nic.location {
-                        NicLocation::Virtual { hypervisor, vm, device } => {
-                            let pg = site.portgroup(hypervisor, &nic.network).unwrap().to_string();
-                            d.vnics.insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
+                        NicLocation::Virtual {
+                            hypervisor,
+                            vm,
+                            device,
+                        } => {
+                            let pg = site
+                                .portgroup(hypervisor, &nic.network)
+                                .unwrap()
+                                .to_string();
+                            d.vnics
+                                .insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
                         }
                         NicLocation::Physical { switch, port } => {
                             let vlan = site.network(&nic.network).unwrap().vlan;
@@ -105,23 +113,52 @@ impl Fakes {
 
     /// Scripts `effect` for the next `times` calls (`None`: every call) of `call` on `device`.
     pub fn script(&self, device: &str, call: &'static str, effect: Effect, times: Option<u32>) {
-        self.inner.lock().unwrap().scripts.push(Script { device: device.into(), call, object: None, effect, times });
+        self.inner.lock().unwrap().scripts.push(Script {
+            device: device.into(),
+            call,
+            object: None,
+            effect,
+            times,
+        });
     }
 
     /// Like [`Fakes::script`], for calls on one `vm/nic` or port only.
-    pub fn script_object(&self, device: &str, call: &'static str, object: &str, effect: Effect, times: Option<u32>) {
+    pub fn script_object(
+        &self,
+        device: &str,
+        call: &'static str,
+        object: &str,
+        effect: Effect,
+        times: Option<u32>,
+    ) {
         let object = Some(object.to_string());
-        self.inner.lock().unwrap().scripts.push(Script { device: device.into(), call, object, effect, times });
+        self.inner.lock().unwrap().scripts.push(Script {
+            device: device.into(),
+            call,
+            object,
+            effect,
+            times,
+        });
     }
 
     /// Makes every call to `device` take `latency`.
     pub fn set_latency(&self, device: &str, latency: Duration) {
-        self.inner.lock().unwrap().latency.insert(device.into(), latency);
+        self.inner
+            .lock()
+            .unwrap()
+            .latency
+            .insert(device.into(), latency);
     }
 
     /// Most calls that were in flight at once on `device`.
     pub fn max_in_flight(&self, device: &str) -> u32 {
-        self.inner.lock().unwrap().max_in_flight.get(device).copied().unwrap_or(0)
+        self.inner
+            .lock()
+            .unwrap()
+            .max_in_flight
+            .get(device)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Removes every script (a fault heals).
@@ -132,7 +169,10 @@ impl Fakes {
     fn take_effect(&self, device: &str, call: &'static str, object: &str) -> Option<Effect> {
         let mut d = self.inner.lock().unwrap();
         let script = d.scripts.iter_mut().find(|s| {
-            s.device == device && s.call == call && s.times != Some(0) && s.object.as_deref().is_none_or(|o| o == object)
+            s.device == device
+                && s.call == call
+                && s.times != Some(0)
+                && s.object.as_deref().is_none_or(|o| o == object)
         })?;
         if let Some(t) = script.times.as_mut() {
             *t -= 1;
@@ -144,16 +184,40 @@ impl Fakes {
     pub fn adapters(&self, site: &Site) -> Adapters {
         let mut a = Adapters::default();
         for h in &site.topology.hypervisors {
-            a.hypervisors.insert(h.name.clone(), Arc::new(FakeDevice { name: h.name.clone(), fakes: self.clone() }) as Arc<dyn Hypervisor>);
+            a.hypervisors.insert(
+                h.name.clone(),
+                Arc::new(FakeDevice {
+                    name: h.name.clone(),
+                    fakes: self.clone(),
+                }) as Arc<dyn Hypervisor>,
+            );
         }
         for s in &site.topology.switches {
-            a.switches.insert(s.name.clone(), Arc::new(FakeDevice { name: s.name.clone(), fakes: self.clone() }) as Arc<dyn Switch>);
+            a.switches.insert(
+                s.name.clone(),
+                Arc::new(FakeDevice {
+                    name: s.name.clone(),
+                    fakes: self.clone(),
+                }) as Arc<dyn Switch>,
+            );
         }
         for b in &site.topology.bmcs {
-            a.bmcs.insert(b.name.clone(), Arc::new(FakeDevice { name: b.name.clone(), fakes: self.clone() }) as Arc<dyn Bmc>);
+            a.bmcs.insert(
+                b.name.clone(),
+                Arc::new(FakeDevice {
+                    name: b.name.clone(),
+                    fakes: self.clone(),
+                }) as Arc<dyn Bmc>,
+            );
         }
-        a.mailer = Some(Arc::new(FakeDevice { name: "smtp".into(), fakes: self.clone() }));
-        a.syslog = Some(Arc::new(FakeDevice { name: "syslog".into(), fakes: self.clone() }));
+        a.mailer = Some(Arc::new(FakeDevice {
+            name: "smtp".into(),
+            fakes: self.clone(),
+        }));
+        a.syslog = Some(Arc::new(FakeDevice {
+            name: "syslog".into(),
+            fakes: self.clone(),
+        }));
         a
     }
 
@@ -165,13 +229,22 @@ impl Fakes {
             .nics
             .iter()
             .map(|nic| match &nic.location {
-                NicLocation::Virtual { hypervisor, vm, device } => {
+                NicLocation::Virtual {
+                    hypervisor,
+                    vm,
+                    device,
+                } => {
                     let pg = &d.vnics[&(hypervisor.clone(), vm.clone(), device.clone())];
-                    site.network_by_portgroup(hypervisor, pg).unwrap().name.clone()
+                    site.network_by_portgroup(hypervisor, pg)
+                        .unwrap()
+                        .name
+                        .clone()
                 }
-                NicLocation::Physical { switch, port } => {
-                    site.network_by_vlan(d.ports[&(switch.clone(), port.clone())]).unwrap().name.clone()
-                }
+                NicLocation::Physical { switch, port } => site
+                    .network_by_vlan(d.ports[&(switch.clone(), port.clone())])
+                    .unwrap()
+                    .name
+                    .clone(),
             })
             .collect()
     }
@@ -180,9 +253,14 @@ impl Fakes {
     pub fn set_network(&self, site: &Site, path: &str, nic: usize, network: &str) {
         let mut d = self.inner.lock().unwrap();
         match &site.lserver(path).unwrap().nics[nic].location {
-            NicLocation::Virtual { hypervisor, vm, device } => {
+            NicLocation::Virtual {
+                hypervisor,
+                vm,
+                device,
+            } => {
                 let pg = site.portgroup(hypervisor, network).unwrap().to_string();
-                d.vnics.insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
+                d.vnics
+                    .insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
             }
             NicLocation::Physical { switch, port } => {
                 let vlan = site.network(network).unwrap().vlan;
@@ -201,7 +279,10 @@ impl Fakes {
         let objects = objects_of(site, path);
         self.calls()
             .into_iter()
-            .filter(|c| matches!(c.call, "set_nic" | "set_port") && objects.contains(&(c.device.clone(), c.object.clone())))
+            .filter(|c| {
+                matches!(c.call, "set_nic" | "set_port")
+                    && objects.contains(&(c.device.clone(), c.object.clone()))
+            })
             .collect()
     }
 
@@ -212,7 +293,13 @@ impl Fakes {
 
     /// Config saves per switch.
     pub fn saves(&self, switch: &str) -> u32 {
-        self.inner.lock().unwrap().saves.get(switch).copied().unwrap_or(0)
+        self.inner
+            .lock()
+            .unwrap()
+            .saves
+            .get(switch)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Emails sent.
@@ -226,7 +313,12 @@ impl Fakes {
     }
 
     fn record(&self, device: &str, call: &'static str, object: String, value: Option<String>) {
-        self.inner.lock().unwrap().calls.push(Call { device: device.into(), call, object, value });
+        self.inner.lock().unwrap().calls.push(Call {
+            device: device.into(),
+            call,
+            object,
+            value,
+        });
     }
 
     /// Waits the device's latency while counting the call as in flight.
@@ -243,7 +335,13 @@ impl Fakes {
             d.latency.get(device).copied().unwrap_or_default()
         };
         tokio::time::sleep(latency).await;
-        *self.inner.lock().unwrap().in_flight.get_mut(device).unwrap() -= 1;
+        *self
+            .inner
+            .lock()
+            .unwrap()
+            .in_flight
+            .get_mut(device)
+            .unwrap() -= 1;
     }
 }
 
@@ -254,7 +352,11 @@ pub fn objects_of(site: &Site, path: &str) -> Vec<(String, String)> {
         .nics
         .iter()
         .map(|nic| match &nic.location {
-            NicLocation::Virtual { hypervisor, vm, device } => (hypervisor.clone(), format!("{vm}/{device}")),
+            NicLocation::Virtual {
+                hypervisor,
+                vm,
+                device,
+            } => (hypervisor.clone(), format!("{vm}/{device}")),
             NicLocation::Physical { switch, port } => (switch.clone(), port.clone()),
         })
         .collect()
@@ -269,7 +371,12 @@ const FOREVER: Duration = Duration::from_secs(24 * 3600);
 
 impl FakeDevice {
     /// Runs the scripted effect of a write; `apply` changes the device truth.
-    async fn write(&self, call: &'static str, object: &str, apply: impl FnOnce(&mut Devices)) -> DeviceResult<()> {
+    async fn write(
+        &self,
+        call: &'static str,
+        object: &str,
+        apply: impl FnOnce(&mut Devices),
+    ) -> DeviceResult<()> {
         let effect = self.fakes.take_effect(&self.name, call, object);
         let err = |class, text: &str| Err(DeviceError::new(class, text));
         match effect {
@@ -292,7 +399,10 @@ impl FakeDevice {
             }
             Some(Effect::ApplyThenError) => {
                 apply(&mut self.fakes.inner.lock().unwrap());
-                err(OutcomeClass::Unknown, "connection reset after the request was sent")
+                err(
+                    OutcomeClass::Unknown,
+                    "connection reset after the request was sent",
+                )
             }
             Some(Effect::AcceptWithoutApply) | Some(Effect::StaleRead) => Ok(()),
         }
@@ -304,7 +414,10 @@ impl FakeDevice {
             Some(Effect::StaleRead) => Ok(true),
             Some(Effect::Reject) => Err(DeviceError::new(OutcomeClass::Rejected, "read refused")),
             Some(Effect::Auth) => Err(DeviceError::new(OutcomeClass::Auth, "UNAUTHENTICATED")),
-            Some(_) => Err(DeviceError::new(OutcomeClass::Unavailable, "read unavailable")),
+            Some(_) => Err(DeviceError::new(
+                OutcomeClass::Unavailable,
+                "read unavailable",
+            )),
         }
     }
 }
@@ -317,17 +430,29 @@ impl Hypervisor for FakeDevice {
     }
 
     async fn get_nic(&self, vm: &str, nic: &str) -> DeviceResult<String> {
-        self.fakes.record(&self.name, "get_nic", format!("{vm}/{nic}"), None);
+        self.fakes
+            .record(&self.name, "get_nic", format!("{vm}/{nic}"), None);
         self.fakes.latency(&self.name).await;
         let stale = self.read_effect("get_nic", &format!("{vm}/{nic}"))?;
         let key = (self.name.clone(), vm.to_string(), nic.to_string());
         let d = self.fakes.inner.lock().unwrap();
-        let value = if stale { d.previous_vnics.get(&key).or(d.vnics.get(&key)) } else { d.vnics.get(&key) };
-        value.cloned().ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "NOT_FOUND"))
+        let value = if stale {
+            d.previous_vnics.get(&key).or(d.vnics.get(&key))
+        } else {
+            d.vnics.get(&key)
+        };
+        value
+            .cloned()
+            .ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "NOT_FOUND"))
     }
 
     async fn set_nic(&self, vm: &str, nic: &str, portgroup: &str) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "set_nic", format!("{vm}/{nic}"), Some(portgroup.into()));
+        self.fakes.record(
+            &self.name,
+            "set_nic",
+            format!("{vm}/{nic}"),
+            Some(portgroup.into()),
+        );
         self.fakes.latency(&self.name).await;
         let key = (self.name.clone(), vm.to_string(), nic.to_string());
         let pg = portgroup.to_string();
@@ -340,10 +465,12 @@ impl Hypervisor for FakeDevice {
     }
 
     async fn power_reset(&self, vm: &str) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "power_reset", vm.into(), None);
+        self.fakes
+            .record(&self.name, "power_reset", vm.into(), None);
         self.fakes.latency(&self.name).await;
         let name = format!("{}/{vm}", self.name);
-        self.write("power_reset", vm, move |d| d.resets.push(name)).await
+        self.write("power_reset", vm, move |d| d.resets.push(name))
+            .await
     }
 }
 
@@ -355,12 +482,19 @@ impl Switch for FakeDevice {
         let stale = self.read_effect("get_port", port)?;
         let key = (self.name.clone(), port.to_string());
         let d = self.fakes.inner.lock().unwrap();
-        let value = if stale { d.previous_ports.get(&key).or(d.ports.get(&key)) } else { d.ports.get(&key) };
-        value.copied().ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "no such port"))
+        let value = if stale {
+            d.previous_ports.get(&key).or(d.ports.get(&key))
+        } else {
+            d.ports.get(&key)
+        };
+        value
+            .copied()
+            .ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "no such port"))
     }
 
     async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "set_port", port.into(), Some(vlan.to_string()));
+        self.fakes
+            .record(&self.name, "set_port", port.into(), Some(vlan.to_string()));
         self.fakes.latency(&self.name).await;
         let key = (self.name.clone(), port.to_string());
         self.write("set_port", port, move |d| {
@@ -372,10 +506,14 @@ impl Switch for FakeDevice {
     }
 
     async fn save_config(&self) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "save_config", String::new(), None);
+        self.fakes
+            .record(&self.name, "save_config", String::new(), None);
         self.fakes.latency(&self.name).await;
         let name = self.name.clone();
-        self.write("save_config", "", move |d| *d.saves.entry(name).or_default() += 1).await
+        self.write("save_config", "", move |d| {
+            *d.saves.entry(name).or_default() += 1
+        })
+        .await
     }
 }
 
@@ -400,7 +538,12 @@ impl Mailer for FakeDevice {
 #[async_trait]
 impl SyslogOut for FakeDevice {
     async fn send(&self, line: &str) -> DeviceResult<()> {
-        self.fakes.inner.lock().unwrap().syslog.push(line.to_string());
+        self.fakes
+            .inner
+            .lock()
+            .unwrap()
+            .syslog
+            .push(line.to_string());
         Ok(())
     }
 }
@@ -551,7 +694,13 @@ impl Harness {
         let dir = tempfile::tempdir().unwrap();
         let journal_path = dir.path().join("journal.sqlite");
         let fakes = Fakes::from_site(&site);
-        let mut h = Harness { site, fakes, engine: None, journal_path, _dir: dir };
+        let mut h = Harness {
+            site,
+            fakes,
+            engine: None,
+            journal_path,
+            _dir: dir,
+        };
         h.reopen(None);
         h
     }
@@ -566,7 +715,13 @@ impl Harness {
         self.engine = None;
         let mut journal = Journal::open(&self.journal_path).unwrap();
         journal.set_commit_limit(commit_limit);
-        let engine = Engine::open(self.site.clone(), journal, self.fakes.adapters(&self.site), EngineOptions::default()).unwrap();
+        let engine = Engine::open(
+            self.site.clone(),
+            journal,
+            self.fakes.adapters(&self.site),
+            EngineOptions::default(),
+        )
+        .unwrap();
         self.engine = Some(engine);
     }
 
@@ -575,7 +730,10 @@ impl Harness {
     }
 
     pub async fn detect(&self, ip: &str, event_id: &str) -> DetectionReceipt {
-        self.engine().submit_detection(detection(ip, event_id)).await.unwrap()
+        self.engine()
+            .submit_detection(detection(ip, event_id))
+            .await
+            .unwrap()
     }
 
     pub async fn settle(&self) {
@@ -589,7 +747,11 @@ impl Harness {
     }
 
     pub fn managed(&self, path: &str) -> Vec<String> {
-        self.view(path).nics.iter().map(|n| n.network.clone()).collect()
+        self.view(path)
+            .nics
+            .iter()
+            .map(|n| n.network.clone())
+            .collect()
     }
 
     pub fn device(&self, path: &str) -> Vec<String> {
@@ -601,7 +763,11 @@ impl Harness {
     }
 
     pub fn alert_codes(&self, path: &str) -> Vec<&'static str> {
-        self.alerts().iter().filter(|a| a.lserver.as_deref() == Some(path)).map(|a| a.code.as_str()).collect()
+        self.alerts()
+            .iter()
+            .filter(|a| a.lserver.as_deref() == Some(path))
+            .map(|a| a.code.as_str())
+            .collect()
     }
 }
 

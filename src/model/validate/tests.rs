@@ -1,0 +1,558 @@
+//! One test per rule: each breaks a valid site in one place and checks the error's key and text.
+
+use std::path::Path;
+
+use crate::model::load::{load_topology_str, TopologyError};
+use crate::model::Topology;
+
+/// A small valid site exercising every section; tests break it with [`broken`].
+pub(crate) const SITE: &str = r#"name = "unit"
+
+[[networks]]
+name = "op-a"
+role = "operation"
+vlan = 110
+subnet = "10.110.0.0/24"
+
+[[networks]]
+name = "op-b"
+role = "operation"
+vlan = 111
+subnet = "10.111.0.0/24"
+
+[[networks]]
+name = "qr-a"
+role = "quarantine"
+vlan = 910
+subnet = "10.210.0.0/29"
+
+[quarantine_map]
+"op-a" = "qr-a"
+
+[[av_servers]]
+name = "osce"
+kind = "officescan"
+address = "127.0.0.1"
+
+[[hypervisors]]
+name = "vc-1"
+kind = "vcenter"
+portgroups = { "op-a" = "pg-110", "qr-a" = "pg-910" }
+
+[[switches]]
+name = "sw-1"
+kind = "nxapi"
+max_batch = 8
+
+[[bmcs]]
+name = "bmc-1"
+kind = "redfish"
+
+[[tenants]]
+name = "tenant-a"
+email = "admin-a@example.com"
+
+[[lservers]]
+path = "/tenant-a/vdi-001"
+tenant = "tenant-a"
+kind = "virtual"
+hypervisor = "vc-1"
+vm = "vm-1"
+hostname = "VDI-001"
+nics = [ { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11", device = "4000" } ]
+
+[[lservers]]
+path = "/tenant-a/vdi-002"
+kind = "virtual"
+hypervisor = "vc-1"
+vm = "vm-2"
+hostname = "VDI-002"
+nics = [ { network = "op-a", ip = "10.110.0.12", mac = "00:50:56:00:00:12" } ]
+
+[[lservers]]
+path = "/tenant-a/sbc-01"
+kind = "physical"
+bmc = "bmc-1"
+hostname = "SBC-01"
+nics = [
+  { network = "op-a", ip = "10.110.0.50", mac = "00:19:99:00:00:50", switch = "sw-1", port = "Ethernet1/5" },
+  { network = "op-b", ip = "10.111.0.50", mac = "00:19:99:00:01:50", switch = "sw-1", port = "Ethernet1/6" },
+]
+
+[policy]
+excluded_threat_keywords = ["EICAR"]
+[policy.actions]
+"/tenant-a/vdi-002" = "reboot"
+
+[engine]
+call_timeout = "5s"
+operation_deadline = "60s"
+retry = { attempts = 4, backoff = "200ms" }
+"#;
+
+/// Loads [`SITE`] with the first `from` replaced by `to`.
+pub(crate) fn load_with(from: &str, to: &str) -> Result<Topology, TopologyError> {
+    assert!(SITE.contains(from), "test bug: {from:?} is not in SITE");
+    load_topology_str(Path::new("unit.toml"), &SITE.replacen(from, to, 1))
+}
+
+/// The error after replacing `from` with `to`; fails the test when the site still loads.
+pub(crate) fn broken(from: &str, to: &str) -> TopologyError {
+    match load_with(from, to) {
+        Ok(_) => panic!("still valid after replacing {from:?} with {to:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts the error is at `key` and its message contains every one of `words`.
+fn assert_error(e: &TopologyError, key: &str, words: &[&str]) {
+    assert_eq!(e.key, key, "wrong key in: {e}");
+    assert!(e.line.is_some(), "no line in: {e}");
+    for w in words {
+        assert!(e.message.contains(w), "{w:?} missing in: {e}");
+    }
+}
+
+#[test]
+fn valid_site_loads() {
+    let t = load_with("", "").expect("SITE is valid");
+    assert_eq!(t.lservers.len(), 3);
+}
+
+#[test]
+fn duplicate_network_name_is_rejected() {
+    let e = broken("name = \"op-b\"", "name = \"op-a\"");
+    assert_error(&e, "networks[1].name", &["`op-a`", "networks[0]"]);
+    assert_eq!(e.line, Some(10));
+}
+
+#[test]
+fn device_names_share_one_namespace() {
+    let e = broken("name = \"sw-1\"", "name = \"vc-1\"");
+    assert_error(&e, "switches[0].name", &["hypervisors[0]", "namespace"]);
+}
+
+#[test]
+fn duplicate_tenant_is_rejected() {
+    let e = broken(
+        "[[lservers]]",
+        "[[tenants]]\nname = \"tenant-a\"\n\n[[lservers]]",
+    );
+    assert_error(&e, "tenants[1].name", &["tenants[0]"]);
+}
+
+#[test]
+fn duplicate_lserver_path_is_rejected() {
+    let e = broken("\"/tenant-a/sbc-01\"", "\"/tenant-a/vdi-001\"");
+    assert_error(&e, "lservers[2].path", &["lservers[0]"]);
+}
+
+#[test]
+fn duplicate_vlan_is_rejected() {
+    let e = broken("vlan = 910", "vlan = 110");
+    assert_error(&e, "networks[2].vlan", &["VLAN 110", "networks[0]"]);
+}
+
+#[test]
+fn vlan_out_of_range_is_rejected() {
+    assert_error(
+        &broken("vlan = 910", "vlan = 0"),
+        "networks[2].vlan",
+        &["1 to 4094"],
+    );
+    assert_error(
+        &broken("vlan = 910", "vlan = 4095"),
+        "networks[2].vlan",
+        &["1 to 4094"],
+    );
+}
+
+#[test]
+fn subnet_with_host_bits_is_rejected() {
+    let e = broken("10.111.0.0/24", "10.111.0.7/24");
+    assert_error(&e, "networks[1].subnet", &["host bits", "10.111.0.0/24"]);
+}
+
+#[test]
+fn overlapping_subnets_are_rejected() {
+    let e = broken("10.111.0.0/24", "10.110.0.0/16");
+    assert_error(&e, "networks[1].subnet", &["overlaps", "op-a"]);
+}
+
+#[test]
+fn duplicate_ip_across_lservers_is_rejected() {
+    let e = broken("10.110.0.12", "10.110.0.11");
+    assert_error(
+        &e,
+        "lservers[1].nics[0].ip",
+        &["10.110.0.11", "lservers[0].nics[0]"],
+    );
+}
+
+#[test]
+fn duplicate_mac_in_another_spelling_is_rejected() {
+    let e = broken("00:50:56:00:00:12", "0050.5600.0011");
+    assert_error(&e, "lservers[1].nics[0].mac", &["00:50:56:00:00:11"]);
+}
+
+#[test]
+fn invalid_mac_is_rejected() {
+    let e = broken("00:50:56:00:00:12", "00:50:56:00:00");
+    assert_error(&e, "lservers[1].nics[0].mac", &["not a MAC address"]);
+}
+
+#[test]
+fn duplicate_hostname_ignores_case() {
+    let e = broken("\"VDI-002\"", "\"vdi-001\"");
+    assert_error(&e, "lservers[1].hostname", &["lservers[0]", "case"]);
+}
+
+#[test]
+fn duplicate_switch_port_is_rejected() {
+    let e = broken("\"Ethernet1/6\"", "\"Ethernet1/5\"");
+    assert_error(
+        &e,
+        "lservers[2].nics[1].port",
+        &["Ethernet1/5", "lservers[2].nics[0]"],
+    );
+}
+
+#[test]
+fn duplicate_vnic_is_rejected() {
+    // vdi-002's NIC has no `device`, so it defaults to 4000 like vdi-001's.
+    let e = broken("vm = \"vm-2\"", "vm = \"vm-1\"");
+    assert_error(
+        &e,
+        "lservers[1].nics[0].device",
+        &["4000", "vm-1", "lservers[0].nics[0]"],
+    );
+}
+
+#[test]
+fn lserver_path_must_be_absolute_without_empty_or_trailing_segments() {
+    for bad in ["tenant-a/x", "/tenant-a//x", "/tenant-a/x/", "/", ""] {
+        let e = broken("\"/tenant-a/vdi-002\"\nkind", &format!("{bad:?}\nkind"));
+        assert_error(&e, "lservers[1].path", &["/tenant-a/vdi-001"]);
+    }
+}
+
+#[test]
+fn quarantine_map_key_must_be_an_operation_network() {
+    let e = broken("\"op-a\" = \"qr-a\"", "\"qr-a\" = \"qr-a\"");
+    assert_error(&e, "quarantine_map.qr-a", &["keys of [quarantine_map]"]);
+    let e = broken("\"op-a\" = \"qr-a\"", "\"op-x\" = \"qr-a\"");
+    assert_error(&e, "quarantine_map.op-x", &["does not exist"]);
+}
+
+#[test]
+fn quarantine_map_value_must_be_a_quarantine_network() {
+    let e = broken("\"op-a\" = \"qr-a\"", "\"op-a\" = \"op-b\"");
+    assert_error(
+        &e,
+        "quarantine_map.op-a",
+        &["operation network", "role = \"quarantine\""],
+    );
+    let e = broken("\"op-a\" = \"qr-a\"", "\"op-a\" = \"qr-x\"");
+    assert_error(&e, "quarantine_map.op-a", &["`qr-x`", "does not exist"]);
+}
+
+#[test]
+fn r6_unmapped_operation_network_is_accepted() {
+    // sbc-01's second NIC is on op-b, which has no quarantine mapping: the plan fails at run
+    // time with a config-error alert, the file itself is fine.
+    assert!(load_with("", "").is_ok());
+}
+
+#[test]
+fn r6_quarantine_subnet_too_small_is_rejected() {
+    // /29: 8 addresses minus network, first and broadcast = 5; three op-a NICs fit, /30 does not.
+    let e = broken("10.210.0.0/29", "10.210.0.0/30");
+    assert_error(
+        &e,
+        "networks[2].subnet",
+        &["1 usable address ", "3 NICs", "`op-a`", "/29"],
+    );
+    assert_eq!(e.line, Some(19));
+}
+
+#[test]
+fn r6_quarantine_subnet_exactly_full_is_accepted() {
+    // `n` more virtual L-Servers on op-a, inserted before `[policy]`.
+    let more = |n: u32| {
+        let servers: String = (0..n)
+            .map(|k| {
+                format!(
+                    "[[lservers]]\npath = \"/x/{k}\"\nkind = \"virtual\"\nhypervisor = \"vc-1\"\n\
+                     vm = \"vm-x{k}\"\nnics = [ {{ network = \"op-a\", ip = \"10.110.0.{}\", \
+                     mac = \"02:00:00:00:00:{k:02x}\" }} ]\n\n",
+                    100 + k
+                )
+            })
+            .collect();
+        servers + "[policy]"
+    };
+    assert!(load_with("[policy]", &more(2)).is_ok(), "5 NICs fit a /29");
+    let e = broken("[policy]", &more(3));
+    assert_error(&e, "networks[2].subnet", &["5 usable addresses", "6 NICs"]);
+}
+
+#[test]
+fn r6_ipv6_quarantine_capacity_excludes_network_and_first() {
+    // /126 = 4 addresses, minus network and first = 2 < 3 NICs.
+    let e = broken("\"10.210.0.0/29\"", "\"fd00:210::/126\"");
+    assert_error(&e, "networks[2].subnet", &["2 usable addresses", "3 NICs"]);
+    assert!(load_with("\"10.210.0.0/29\"", "\"fd00:210::/125\"").is_ok());
+}
+
+#[test]
+fn nic_ip_must_be_a_host_of_its_network() {
+    let e = broken("10.110.0.12", "10.111.0.12");
+    assert_error(
+        &e,
+        "lservers[1].nics[0].ip",
+        &["outside subnet 10.110.0.0/24"],
+    );
+    let e = broken("10.110.0.12", "10.110.0.0");
+    assert_error(&e, "lservers[1].nics[0].ip", &["network address"]);
+    let e = broken("10.110.0.12", "10.110.0.255");
+    assert_error(&e, "lservers[1].nics[0].ip", &["broadcast address"]);
+}
+
+#[test]
+fn nic_network_must_exist_and_be_operation() {
+    let e = broken(
+        "network = \"op-a\", ip = \"10.110.0.12\"",
+        "network = \"op-z\", ip = \"10.110.0.12\"",
+    );
+    assert_error(
+        &e,
+        "lservers[1].nics[0].network",
+        &["`op-z` does not exist", "known: op-a"],
+    );
+    let e = broken(
+        "network = \"op-a\", ip = \"10.110.0.12\"",
+        "network = \"qr-a\", ip = \"10.210.0.4\"",
+    );
+    assert_error(&e, "lservers[1].nics[0].network", &["quarantine network"]);
+}
+
+#[test]
+fn virtual_lserver_needs_an_existing_hypervisor_and_a_vm() {
+    let e = broken("hypervisor = \"vc-1\"\nvm = \"vm-2\"\n", "vm = \"vm-2\"\n");
+    assert_error(&e, "lservers[1].hypervisor", &["needs `hypervisor`"]);
+    assert_eq!(e.line, Some(56), "reported on the L-Server's header line");
+    let e = broken(
+        "hypervisor = \"vc-1\"\nvm = \"vm-2\"",
+        "hypervisor = \"sw-1\"\nvm = \"vm-2\"",
+    );
+    assert_error(&e, "lservers[1].hypervisor", &["`sw-1` does not exist"]);
+    let e = broken("vm = \"vm-2\"\n", "");
+    assert_error(&e, "lservers[1].vm", &["needs `vm`"]);
+}
+
+#[test]
+fn virtual_lserver_rejects_physical_settings() {
+    let e = broken("vm = \"vm-2\"\n", "vm = \"vm-2\"\nbmc = \"bmc-1\"\n");
+    assert_error(&e, "lservers[1].bmc", &["physical"]);
+    let e = broken(
+        "mac = \"00:50:56:00:00:12\"",
+        "mac = \"00:50:56:00:00:12\", switch = \"sw-1\"",
+    );
+    assert_error(&e, "lservers[1].nics[0].switch", &["physical NICs"]);
+}
+
+#[test]
+fn virtual_nic_needs_port_groups_for_both_networks() {
+    let e = broken(", \"qr-a\" = \"pg-910\"", "");
+    assert_error(
+        &e,
+        "lservers[0].nics[0].network",
+        &[
+            "no port group for network `qr-a`",
+            "quarantine network of `op-a`",
+        ],
+    );
+}
+
+#[test]
+fn portgroups_must_name_networks_and_be_unique() {
+    let e = broken("\"qr-a\" = \"pg-910\"", "\"qr-a\" = \"pg-110\"");
+    assert_error(
+        &e,
+        "hypervisors[0].portgroups.qr-a",
+        &["`pg-110`", "`op-a`"],
+    );
+    let e = broken(
+        "\"qr-a\" = \"pg-910\"",
+        "\"qr-a\" = \"pg-910\", \"nope\" = \"pg-1\"",
+    );
+    assert_error(&e, "hypervisors[0].portgroups.nope", &["does not exist"]);
+}
+
+#[test]
+fn physical_nic_needs_an_existing_switch_and_a_port() {
+    let e = broken(
+        ", switch = \"sw-1\", port = \"Ethernet1/5\"",
+        ", port = \"Ethernet1/5\"",
+    );
+    assert_error(&e, "lservers[2].nics[0].switch", &["needs `switch`"]);
+    let e = broken(
+        "switch = \"sw-1\", port = \"Ethernet1/5\"",
+        "switch = \"sw-9\", port = \"Ethernet1/5\"",
+    );
+    assert_error(&e, "lservers[2].nics[0].switch", &["`sw-9` does not exist"]);
+    let e = broken(", port = \"Ethernet1/5\"", "");
+    assert_error(&e, "lservers[2].nics[0].port", &["needs `port`"]);
+}
+
+#[test]
+fn physical_lserver_rejects_virtual_settings_and_bad_bmc() {
+    let e = broken(
+        "bmc = \"bmc-1\"\nhostname",
+        "hypervisor = \"vc-1\"\nbmc = \"bmc-1\"\nhostname",
+    );
+    assert_error(&e, "lservers[2].hypervisor", &["virtual L-Servers"]);
+    let e = broken("bmc = \"bmc-1\"\nhostname", "bmc = \"bmc-9\"\nhostname");
+    assert_error(&e, "lservers[2].bmc", &["`bmc-9` does not exist"]);
+    let e = broken("Ethernet1/6\" }", "Ethernet1/6\", device = \"4000\" }");
+    assert_error(&e, "lservers[2].nics[1].device", &["virtual NICs"]);
+}
+
+#[test]
+fn tenant_must_exist_and_email_must_be_an_address() {
+    let e = broken("tenant = \"tenant-a\"", "tenant = \"tenant-z\"");
+    assert_error(&e, "lservers[0].tenant", &["`tenant-z` does not exist"]);
+    for bad in [
+        "admin",
+        "@example.com",
+        "admin@",
+        "a@b@c",
+        "ad min@example.com",
+    ] {
+        let e = broken("admin-a@example.com", bad);
+        assert_error(&e, "tenants[0].email", &["not an email address"]);
+    }
+}
+
+#[test]
+fn device_and_engine_limits_are_enforced() {
+    let cases = [
+        ("max_batch = 8", "max_batch = 0", "switches[0].max_batch"),
+        (
+            "max_batch = 8",
+            "max_concurrent = 0",
+            "switches[0].max_concurrent",
+        ),
+        ("attempts = 4", "attempts = 0", "engine.retry.attempts"),
+        ("attempts = 4", "attempts = 101", "engine.retry.attempts"),
+        (
+            "call_timeout = \"5s\"",
+            "call_timeout = \"0s\"",
+            "engine.call_timeout",
+        ),
+        (
+            "operation_deadline = \"60s\"",
+            "operation_deadline = \"1s\"",
+            "engine.operation_deadline",
+        ),
+    ];
+    for (from, to, key) in cases {
+        let e = broken(from, to);
+        assert_eq!(e.key, key, "{e}");
+        assert!(e.line.is_some(), "{e}");
+    }
+}
+
+#[test]
+fn policy_keys_are_paths_and_keywords_are_not_empty() {
+    let e = broken(
+        "\"/tenant-a/vdi-002\" = \"reboot\"",
+        "\"tenant-a\" = \"reboot\"",
+    );
+    assert_error(&e, "policy.actions.tenant-a", &["start with `/`"]);
+    let e = broken("[\"EICAR\"]", "[\"EICAR\", \" \"]");
+    assert_error(&e, "policy.excluded_threat_keywords[1]", &["every threat"]);
+}
+
+#[test]
+fn first_error_in_file_order_wins() {
+    // The L-Server error is on an earlier line than the network error, although networks are
+    // checked first. Top-level keys precede tables, so `name` stays on line 1.
+    let early = "name = \"unit\"\n[[lservers]]\npath = \"nope\"\nkind = \"physical\"\nnics = [ { \
+        network = \"op-b\", ip = \"10.111.0.9\", mac = \"02:00:00:00:00:09\", switch = \"sw-1\", \
+        port = \"Ethernet1/9\" } ]\n";
+    let source = SITE
+        .replacen("name = \"unit\"\n", early, 1)
+        .replace("vlan = 111", "vlan = 0");
+    let e = load_topology_str(Path::new("unit.toml"), &source).unwrap_err();
+    assert_eq!(
+        (e.key.as_str(), e.line),
+        ("lservers[0].path", Some(3)),
+        "{e}"
+    );
+}
+
+/// A site with one mapped operation network, `devices` and a `[generate]` body.
+pub(crate) fn generated(devices: &str, generate: &str) -> String {
+    format!(
+        "name = \"gen\"\n\n[[networks]]\nname = \"op-a\"\nrole = \"operation\"\nvlan = 110\n\
+         subnet = \"10.110.0.0/24\"\n\n[[networks]]\nname = \"qr-a\"\nrole = \"quarantine\"\n\
+         vlan = 910\nsubnet = \"10.210.0.0/24\"\n\n[quarantine_map]\n\"op-a\" = \"qr-a\"\n\n\
+         {devices}\n[generate]\n{generate}\n"
+    )
+}
+
+pub(crate) const VC: &str = "[[hypervisors]]\nname = \"vc-1\"\nkind = \"vcenter\"\n\
+    portgroups = { \"op-a\" = \"pg-110\", \"qr-a\" = \"pg-910\" }\n";
+pub(crate) const SW: &str = "[[switches]]\nname = \"sw-1\"\nkind = \"nxapi\"\n";
+
+fn generate_error(source: &str) -> TopologyError {
+    match load_topology_str(Path::new("gen.toml"), source) {
+        Ok(t) => panic!("loaded {} L-Servers from:\n{source}", t.lservers.len()),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn generate_needs_the_devices_it_spreads_over() {
+    let e = generate_error(&generated(SW, "virtual = 1"));
+    assert_error(&e, "generate.virtual", &["[[hypervisors]]"]);
+    let e = generate_error(&generated(VC, "physical = 1"));
+    assert_error(&e, "generate.physical", &["[[switches]]"]);
+    let e = generate_error(&generated(
+        &VC.replace(", \"qr-a\" = \"pg-910\"", ""),
+        "virtual = 1",
+    ));
+    assert_error(&e, "generate.virtual", &["`vc-1`", "`qr-a`"]);
+}
+
+#[test]
+fn generate_needs_a_mapped_operation_network() {
+    let source = generated(VC, "virtual = 1").replace("\"op-a\" = \"qr-a\"\n", "");
+    assert_error(&generate_error(&source), "generate", &["[quarantine_map]"]);
+}
+
+#[test]
+fn generate_is_limited_to_100000() {
+    let source = generated(&format!("{VC}{SW}"), "virtual = 50000\nphysical = 50001");
+    assert_error(&generate_error(&source), "generate", &["100001", "100000"]);
+}
+
+#[test]
+fn r6_generated_nics_count_toward_quarantine_capacity() {
+    // Both /24s hold 253 hosts; 254 generated NICs overflow the quarantine subnet first in file
+    // order.
+    let e = generate_error(&generated(VC, "virtual = 254"));
+    assert_error(
+        &e,
+        "networks[1].subnet",
+        &["254 NICs (254 of them from [generate])"],
+    );
+}
+
+#[test]
+fn generate_beyond_the_operation_subnet_is_rejected() {
+    let source = generated(VC, "virtual = 254").replace("10.210.0.0/24", "10.210.0.0/16");
+    let e = generate_error(&source);
+    assert_error(&e, "generate", &["253 free host addresses", "`op-a`"]);
+}
