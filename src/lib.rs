@@ -4,5 +4,9 @@
 //! See `ARCHITECTURE.md` at the repository root for the modules and the arrows between them.
 
 pub mod adapters;
+pub mod check;
 pub mod engine;
 pub mod model;
+pub mod report;
+pub mod scenario;
+pub mod sim;

@@ -6,6 +6,7 @@
 pub mod detection;
 pub mod duration;
 pub mod generate;
+pub mod history;
 pub mod load;
 pub mod site;
 pub mod topology;

@@ -1,0 +1,1 @@
+//! report.json, junit.xml and summary.md.

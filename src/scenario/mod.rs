@@ -1,0 +1,5 @@
+//! Scenario loading and validation, discovery of scenario files, and the runner.
+
+pub mod file;
+pub mod load;
+pub mod runner;

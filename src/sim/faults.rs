@@ -1,0 +1,145 @@
+//! The fault plan of a scenario (`[[faults]]` in formats.md) as data. The device models decide
+//! faults from it, so the in-process face and the wire face fail the same way.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::duration;
+
+/// A device call a fault can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallKind {
+    /// Hypervisor session login.
+    Login,
+    /// Hypervisor vNIC read.
+    GetNic,
+    /// Hypervisor vNIC write.
+    SetNic,
+    /// Hypervisor VM reset.
+    PowerReset,
+    /// Switch port read.
+    GetPort,
+    /// Switch port write.
+    SetPort,
+    /// Switch config save.
+    SaveConfig,
+    /// BMC reset.
+    Reset,
+    /// AV server notification.
+    Send,
+}
+
+impl CallKind {
+    /// The spelling in files and histories.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallKind::Login => "login",
+            CallKind::GetNic => "get_nic",
+            CallKind::SetNic => "set_nic",
+            CallKind::PowerReset => "power_reset",
+            CallKind::GetPort => "get_port",
+            CallKind::SetPort => "set_port",
+            CallKind::SaveConfig => "save_config",
+            CallKind::Reset => "reset",
+            CallKind::Send => "send",
+        }
+    }
+}
+
+/// What a fault does (formats.md, "Faults").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultEffect {
+    /// Error reply, not applied.
+    Reject,
+    /// Refused before processing.
+    Unavailable,
+    /// No reply, not applied.
+    Timeout,
+    /// Applied, reply lost.
+    ApplyThenTimeout,
+    /// Applied, error reply.
+    ApplyThenError,
+    /// Ok reply, nothing changed.
+    AcceptWithoutApply,
+    /// Reads return the previous value.
+    StaleRead,
+    /// Adds `delay` to the call.
+    Delay,
+    /// Retryable busy error.
+    Busy,
+    /// Session rejected until the client logs in again.
+    AuthExpired,
+    /// At `from` the switch reboots and drops unsaved config.
+    RebootLosesUnsaved,
+    /// The AV server's notification never arrives.
+    Drop,
+    /// It arrives twice.
+    Duplicate,
+    /// It arrives after later ones.
+    Reorder,
+    /// Wire only: connection reset after the request is sent.
+    Reset,
+    /// Wire only: the connection swallows everything.
+    Blackhole,
+}
+
+impl FaultEffect {
+    /// Whether the effect exists only in `wire` mode.
+    pub fn wire_only(self) -> bool {
+        matches!(self, FaultEffect::Reset | FaultEffect::Blackhole)
+    }
+
+    /// Whether the effect applies to AV servers (`send`) rather than device calls.
+    pub fn is_delivery(self) -> bool {
+        matches!(self, FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder)
+    }
+}
+
+/// Narrows a fault to some objects.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultMatch {
+    /// VM id.
+    #[serde(default)]
+    pub vm: Option<String>,
+    /// vNIC key.
+    #[serde(default)]
+    pub nic: Option<String>,
+    /// Switch port.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// L-Server path (for AV server faults: the detection's L-Server by IP).
+    #[serde(default)]
+    pub lserver: Option<String>,
+}
+
+/// One `[[faults]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Hypervisor, switch, BMC or AV server name.
+    pub device: String,
+    /// The call it affects; every call of the device when absent.
+    #[serde(default)]
+    pub call: Option<CallKind>,
+    /// What it does.
+    pub effect: FaultEffect,
+    /// How many matching calls it affects; every one when absent.
+    #[serde(default)]
+    pub times: Option<u32>,
+    /// Start of the active window (run time); the start of the run when absent.
+    #[serde(default, with = "duration::option")]
+    pub from: Option<Duration>,
+    /// End of the active window; the end of the run when absent.
+    #[serde(default, with = "duration::option")]
+    pub until: Option<Duration>,
+    /// Which objects.
+    #[serde(default, rename = "match")]
+    pub matcher: FaultMatch,
+    /// For `delay` and the timeouts.
+    #[serde(default, with = "duration::option")]
+    pub delay: Option<Duration>,
+}
