@@ -271,6 +271,16 @@ async fn r8_apply_then_timeout_is_resolved_by_reading() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn r8_device_that_applies_then_errors_is_read_not_written_twice() {
+    let h = Harness::standard();
+    h.fakes.script("vc-1", "set_nic", Effect::ApplyThenError, Some(1));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1, "INV-6: the read shows the change applied");
+}
+
+#[tokio::test(start_paused = true)]
 async fn r8_transient_rejections_are_retried() {
     let h = Harness::standard();
     h.fakes.script("vc-1", "set_nic", Effect::Busy, Some(2));

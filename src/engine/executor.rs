@@ -308,14 +308,17 @@ impl OpCtx<'_> {
                     must_read = true;
                 }
                 Err(e) => match e.class {
-                    // May have been applied: only device truth can tell (R8).
-                    OutcomeClass::Unknown => must_read = true,
+                    // May have been applied: only device truth can tell (R8). An error reply
+                    // is read too: a device that applies and then errors must not be written
+                    // twice (INV-6), and a read costs less than a wrong write.
+                    OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => must_read = true,
                     OutcomeClass::Auth => {
                         if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
                             self.login(hypervisor).await?;
                         }
                     }
-                    OutcomeClass::Rejected | OutcomeClass::Unavailable | OutcomeClass::Busy => {}
+                    // Refused before processing: nothing changed, nothing to read.
+                    OutcomeClass::Unavailable => {}
                 },
             }
         }
