@@ -1,11 +1,17 @@
 //! `qlab`: the command line. Parses, calls into the library, maps errors to exit codes
-//! (0 success, 1 a check failed, 2 invalid input).
+//! (0 success, 1 a scenario failed, 2 invalid input).
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use quarantine_lab::model::load_site;
+use quarantine_lab::report::{self, RunReport, ScenarioReport, ScenarioStatus};
+use quarantine_lab::scenario::library::{self, ResultStatus, ScenarioResult, Selection};
+use quarantine_lab::scenario::load::load_all;
+use quarantine_lab::scenario::runner::Mutant;
 
 /// Quarantine engine and simulation lab.
 #[derive(Parser)]
@@ -15,12 +21,76 @@ struct Cli {
     command: Command,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModeArg {
+    Sim,
+    Wire,
+    Both,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Runs scenarios against the engine and writes reports.
+    Run {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// sim, wire or both.
+        #[arg(long, value_enum, default_value = "sim")]
+        mode: ModeArg,
+        /// Seed for every scenario instead of its own.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Only scenarios with this tag (repeatable).
+        #[arg(long = "tag")]
+        tags: Vec<String>,
+        /// Only scenarios whose name matches this glob.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where report.json, junit.xml and summary.md go.
+        #[arg(long, default_value = "reports/latest")]
+        report_dir: PathBuf,
+        /// Only shard K of N, as K/N.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Time scale of wire mode.
+        #[arg(long, default_value_t = 0.05)]
+        time_scale: f64,
+        /// Run every scenario twice and compare history digests (INV-11).
+        #[arg(long)]
+        check_determinism: bool,
+        /// Checker self-test: run a deliberately broken engine.
+        #[arg(long, hide = true)]
+        mutant: Option<String>,
+    },
+    /// Scenario files.
+    Scenario {
+        #[command(subcommand)]
+        command: ScenarioCommand,
+    },
     /// Topology files.
     Topology {
         #[command(subcommand)]
         command: TopologyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ScenarioCommand {
+    /// Loads and validates scenario files (and their topologies).
+    Validate {
+        /// Files or folders.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Lists scenarios: name, modes, tags, file.
+    List {
+        /// Files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
     },
 }
 
@@ -37,10 +107,237 @@ enum TopologyCommand {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Run {
+            paths,
+            mode,
+            seed,
+            tags,
+            name,
+            report_dir,
+            shard,
+            jobs,
+            time_scale,
+            check_determinism,
+            mutant,
+        } => {
+            if mode != ModeArg::Sim {
+                eprintln!(
+                    "error: --mode wire is not available yet: only sim mode runs in this version"
+                );
+                return ExitCode::from(2);
+            }
+            let _ = time_scale;
+            let shard = match shard.as_deref().map(parse_shard).transpose() {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("error: --shard: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let mutant = match mutant
+                .as_deref()
+                .map(|m| Mutant::parse(m).ok_or(m))
+                .transpose()
+            {
+                Ok(m) => m,
+                Err(m) => {
+                    eprintln!("error: --mutant: unknown {m:?} (trust-device, revert-on-failure, drop-on-crash)");
+                    return ExitCode::from(2);
+                }
+            };
+            let jobs =
+                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let selection = Selection {
+                paths,
+                tags,
+                name,
+                shard,
+                seed,
+                check_determinism,
+                jobs,
+                mutant,
+            };
+            run(&selection, &report_dir)
+        }
+        Command::Scenario {
+            command: ScenarioCommand::Validate { paths },
+        } => match load_all(&paths) {
+            Ok(scenarios) => {
+                for s in &scenarios {
+                    println!("ok: {} ({})", s.file.display(), s.name);
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Scenario {
+            command: ScenarioCommand::List { paths },
+        } => match load_all(&paths) {
+            Ok(scenarios) => {
+                for s in &scenarios {
+                    let modes: Vec<&str> = s.modes.iter().map(|m| m.as_str()).collect();
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        s.name,
+                        modes.join(","),
+                        s.tags.join(","),
+                        s.file.display()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Topology {
             command: TopologyCommand::Validate { files },
         } => validate_topologies(&files),
     }
+}
+
+fn parse_shard(text: &str) -> Result<(usize, usize), String> {
+    let (k, n) = text.split_once('/').ok_or("write it as K/N, e.g. 1/4")?;
+    let k: usize = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("{k:?} is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not a number"))?;
+    if n == 0 || k == 0 || k > n {
+        return Err(format!("{text}: K must be between 1 and N"));
+    }
+    Ok((k, n))
+}
+
+fn run(selection: &Selection, report_dir: &std::path::Path) -> ExitCode {
+    let scenarios = match library::select(selection) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let total = scenarios.len() as u64;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress = |r: &ScenarioResult| {
+        let line = format!(
+            "{} {} ({} ms)",
+            status_word(r.status),
+            r.name,
+            r.duration_ms
+        );
+        match &bar {
+            Some(bar) => {
+                bar.inc(1);
+                if r.status != ResultStatus::Passed {
+                    bar.println(&line);
+                }
+                bar.set_message(r.name.clone());
+            }
+            None => eprintln!("{line}"),
+        }
+    };
+    let results = library::run_selected(&scenarios, selection, &progress);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = RunReport {
+        tool_version: env!("CARGO_PKG_VERSION").into(),
+        git_sha: git_sha(),
+        started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        mode: "sim".into(),
+        seed: selection.seed,
+        scenarios: results.iter().map(to_report).collect(),
+    };
+    if let Err(e) = report::write_reports(report_dir, &report) {
+        eprintln!(
+            "error: cannot write reports to {}: {e}",
+            report_dir.display()
+        );
+        return ExitCode::from(2);
+    }
+    let summary = report.summary();
+    for s in report
+        .scenarios
+        .iter()
+        .filter(|s| s.status != ScenarioStatus::Passed)
+    {
+        eprintln!(
+            "{} {}: {}",
+            s.status.as_str().to_uppercase(),
+            s.name,
+            s.failures().join("; ")
+        );
+        eprintln!("  replay: {}", s.replay);
+    }
+    println!(
+        "{} passed, {} failed, {} errored of {} scenarios; reports in {}",
+        summary.passed,
+        summary.failed,
+        summary.errored,
+        summary.scenarios,
+        report_dir.display()
+    );
+    if report.all_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn status_word(status: ResultStatus) -> &'static str {
+    match status {
+        ResultStatus::Passed => "PASS",
+        ResultStatus::Failed => "FAIL",
+        ResultStatus::Errored => "ERROR",
+    }
+}
+
+fn to_report(r: &ScenarioResult) -> ScenarioReport {
+    let check = r.check.clone().unwrap_or_default();
+    ScenarioReport {
+        name: r.name.clone(),
+        file: r.file.display().to_string(),
+        mode: r.mode.as_str().into(),
+        seed: r.seed,
+        status: match r.status {
+            ResultStatus::Passed => ScenarioStatus::Passed,
+            ResultStatus::Failed => ScenarioStatus::Failed,
+            ResultStatus::Errored => ScenarioStatus::Errored,
+        },
+        duration_ms: r.duration_ms,
+        invariants: check.invariants,
+        expectations: check.expectations,
+        measures: check.measures,
+        history_digest: r.history_digest.clone(),
+        replay: r.replay.clone(),
+        error: r.error.clone(),
+    }
+}
+
+fn git_sha() -> String {
+    std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn validate_topologies(files: &[PathBuf]) -> ExitCode {

@@ -119,6 +119,30 @@ async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn r4_detection_during_a_release_quarantines_again_afterwards() {
+    let h = Harness::standard();
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    h.fakes.set_latency("vc-1", Duration::from_millis(100));
+    h.engine()
+        .submit_command(Command::Release {
+            lserver: VDI1.into(),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let during = h.detect("10.110.0.11", "e-2").await;
+    h.settle().await;
+    assert_eq!(
+        during.disposition,
+        Disposition::Accepted,
+        "not a duplicate: the release would re-expose it"
+    );
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.device(VDI1), q(&["qr-a"]));
+}
+
+#[tokio::test(start_paused = true)]
 async fn r5_path_rule_selects_reboot() {
     let h = Harness::standard();
     h.detect("10.110.0.13", "e-1").await;
@@ -273,11 +297,16 @@ async fn r8_apply_then_timeout_is_resolved_by_reading() {
 #[tokio::test(start_paused = true)]
 async fn r8_device_that_applies_then_errors_is_read_not_written_twice() {
     let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::ApplyThenError, Some(1));
+    h.fakes
+        .script("vc-1", "set_nic", Effect::ApplyThenError, Some(1));
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1, "INV-6: the read shows the change applied");
+    assert_eq!(
+        h.fakes.writes_for(&h.site, VDI1).len(),
+        1,
+        "INV-6: the read shows the change applied"
+    );
 }
 
 #[tokio::test(start_paused = true)]

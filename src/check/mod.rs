@@ -1,6 +1,203 @@
 //! Invariants (INV-1–INV-10) and expectations: pure functions over a run's history and final
 //! device truth, the way an auditor would check them. Never asks the engine anything.
+//!
+//! [`check_run`] is the one entry point: it indexes the history once ([`facts`]), runs every
+//! invariant, evaluates the scenario's `[expect]` and computes the measures of
+//! `spec/semantics.md`. INV-11 (determinism) needs two runs, so the runner decides it with
+//! [`determinism_verdict`] and adds it with [`CheckReport::push_invariant`]. Whether a scenario
+//! passes is [`verdict`]: the rule of `expect.violations` lives there and nowhere else.
 
 pub mod expect;
+mod expectations;
+mod facts;
+mod inv_addresses;
+mod inv_journal;
+mod inv_state;
+mod inv_writes;
+mod measures;
+
+use std::collections::BTreeSet;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 pub use expect::{AlertExpect, Expectations, LServerExpect};
+pub use measures::{Measures, Summary};
+
+use crate::model::history::{HistoryEvent, RunRecord};
+use crate::model::Site;
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The rule held.
+    Passed,
+    /// The rule was broken; `detail` says where.
+    Failed,
+    /// Nothing in this run exercised the rule (or, for INV-11, there was no second run).
+    Skipped,
+}
+
+impl Status {
+    /// The spelling used in reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// The verdict on one invariant: `{"id","status","detail"}` in report.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantVerdict {
+    /// `INV-1` … `INV-11`.
+    pub id: String,
+    /// Outcome.
+    pub status: Status,
+    /// What was checked, or the first violations found.
+    pub detail: String,
+}
+
+impl InvariantVerdict {
+    /// A verdict with the given status.
+    pub fn new(id: &str, status: Status, detail: impl Into<String>) -> Self {
+        InvariantVerdict {
+            id: id.to_string(),
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The verdict on one expectation: `{"what","status","detail"}` in report.json.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExpectationVerdict {
+    /// What was expected, e.g. `/tenant-a/vdi-001 outcome`.
+    pub what: String,
+    /// Outcome (`skipped` is not used for expectations).
+    pub status: Status,
+    /// `expected X, got Y`.
+    pub detail: String,
+}
+
+/// Everything the checkers found in one run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckReport {
+    /// INV-1 … INV-10 in order, then whatever the runner adds (INV-11).
+    pub invariants: Vec<InvariantVerdict>,
+    /// One verdict per key of `[expect]`.
+    pub expectations: Vec<ExpectationVerdict>,
+    /// Time-to-contain and friends.
+    pub measures: Measures,
+}
+
+/// The `what` of the verdict on `expect.violations`.
+pub const VIOLATIONS_WHAT: &str = "violations";
+
+impl CheckReport {
+    /// Ids of the invariants that failed, sorted.
+    pub fn failed_invariants(&self) -> BTreeSet<&str> {
+        self.invariants
+            .iter()
+            .filter(|v| v.status == Status::Failed)
+            .map(|v| v.id.as_str())
+            .collect()
+    }
+
+    /// Adds a verdict decided outside [`check_run`] (the runner's INV-11) and refreshes the
+    /// `violations` expectation, which depends on every invariant.
+    pub fn push_invariant(&mut self, verdict: InvariantVerdict, expect: &Expectations) {
+        self.invariants.retain(|v| v.id != verdict.id);
+        self.invariants.push(verdict);
+        self.expectations.retain(|e| e.what != VIOLATIONS_WHAT);
+        if let Some(v) = expectations::violations_verdict(self, expect) {
+            self.expectations.push(v);
+        }
+    }
+}
+
+/// Checks one run: INV-1 … INV-10, the expectations and the measures.
+pub fn check_run(site: &Site, run: &RunRecord, expect: &Expectations) -> CheckReport {
+    let facts = facts::Facts::new(site, run);
+    let invariants = vec![
+        inv_state::containment(&facts),
+        inv_state::no_reexposure(&facts),
+        inv_state::rollback(&facts),
+        inv_state::agreement(&facts),
+        inv_writes::no_collateral(&facts),
+        inv_writes::idempotence(&facts),
+        inv_journal::durability(&facts),
+        inv_addresses::addresses(&facts),
+        inv_journal::alerting(&facts),
+        inv_journal::liveness(&facts),
+    ];
+    let containment = measures::containment_times(&facts);
+    let measures = measures::measure(&facts, &containment);
+    let mut report = CheckReport {
+        invariants,
+        expectations: expectations::evaluate(&facts, &containment, expect),
+        measures,
+    };
+    if let Some(v) = expectations::violations_verdict(&report, expect) {
+        report.expectations.push(v);
+    }
+    report
+}
+
+/// Whether the scenario passed. With no `expect.violations`: every invariant and expectation
+/// passed (skipped counts as passed). With `expect.violations`: the failed invariant ids are
+/// exactly that set and every other expectation passed — a scenario that demonstrates a
+/// violation must show that one and no other.
+pub fn verdict(report: &CheckReport, expect: &Expectations) -> bool {
+    let expectations_ok = report
+        .expectations
+        .iter()
+        .filter(|e| e.what != VIOLATIONS_WHAT)
+        .all(|e| e.status != Status::Failed);
+    let failed = report.failed_invariants();
+    let wanted: BTreeSet<&str> = expect.violations.iter().map(String::as_str).collect();
+    expectations_ok && failed == wanted
+}
+
+/// INV-11: the same scenario, mode `sim` and seed give a byte-identical history. `second` is
+/// `None` when no second run was made (wire mode, or determinism checking turned off).
+pub fn determinism_verdict(first_digest: &str, second_digest: Option<&str>) -> InvariantVerdict {
+    const ID: &str = "INV-11";
+    match second_digest {
+        None => InvariantVerdict::new(
+            ID,
+            Status::Skipped,
+            "no second run to compare (determinism is checked in mode sim)",
+        ),
+        Some(second) if second == first_digest => InvariantVerdict::new(
+            ID,
+            Status::Passed,
+            format!("a second run reproduced history {first_digest}"),
+        ),
+        Some(second) => InvariantVerdict::new(
+            ID,
+            Status::Failed,
+            format!("first run gave history {first_digest}, second run {second}"),
+        ),
+    }
+}
+
+/// The digest of a history: `sha256:` and the hex SHA-256 of its events, one JSON line each.
+/// Offered so every caller digests histories the same way (INV-11, report `history_digest`).
+pub fn history_digest(history: &[HistoryEvent]) -> String {
+    let mut hasher = Sha256::new();
+    for event in history {
+        // Serializing plain data with string keys cannot fail; an error would only drop the
+        // event from the digest, and then two runs still digest the same way.
+        if let Ok(line) = serde_json::to_vec(event) {
+            hasher.update(&line);
+        }
+        hasher.update(b"\n");
+    }
+    let digest = hasher.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}

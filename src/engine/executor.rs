@@ -311,7 +311,9 @@ impl OpCtx<'_> {
                     // May have been applied: only device truth can tell (R8). An error reply
                     // is read too: a device that applies and then errors must not be written
                     // twice (INV-6), and a read costs less than a wrong write.
-                    OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => must_read = true,
+                    OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
+                        must_read = true
+                    }
                     OutcomeClass::Auth => {
                         if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
                             self.login(hypervisor).await?;

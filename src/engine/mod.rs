@@ -314,8 +314,7 @@ impl Engine {
         } else if let Some(path) = &lserver {
             let action = policy::action_for(&policy, path);
             let ls = state.ls(path);
-            let busy_quarantining = ls.has_unfinished(|o| o.kind.quarantines())
-                || ls.state == LServerState::Quarantined;
+            let busy_quarantining = ls.will_be_quarantined();
             match OperationKind::for_action(action) {
                 None if busy_quarantining || ls.state == LServerState::PendingDecision => {
                     Disposition::Duplicate
@@ -345,8 +344,8 @@ impl Engine {
                     Disposition::PendingDecision
                 }
                 Some(kind)
-                    if ls.has_unfinished(|o| o.kind == kind)
-                        || (kind.quarantines() && busy_quarantining) =>
+                    if (kind.quarantines() && busy_quarantining)
+                        || (!kind.quarantines() && ls.has_unfinished(|o| o.kind == kind)) =>
                 {
                     Disposition::Duplicate
                 }

@@ -72,6 +72,21 @@ impl LsState {
         self.running.iter().chain(self.lane.iter()).any(predicate)
     }
 
+    /// Whether the L-Server will end its queued work quarantined: the last unfinished
+    /// quarantining or release operation decides, else the current state (R4). A detection
+    /// that arrives while a release is pending is therefore not a duplicate.
+    pub fn will_be_quarantined(&self) -> bool {
+        let last = self
+            .running
+            .iter()
+            .chain(self.lane.iter())
+            .rfind(|o| o.kind.quarantines() || o.kind == OperationKind::Release);
+        match last {
+            Some(op) => op.kind.quarantines(),
+            None => self.state == LServerState::Quarantined,
+        }
+    }
+
     pub fn pending(&self) -> usize {
         self.lane.len() + usize::from(self.running.is_some())
     }

@@ -176,6 +176,13 @@ fn toml_error(file: &Path, source: &str, e: &toml::de::Error) -> TopologyError {
     }
 }
 
+/// Turns a `toml` deserialization error of any TOML file the lab reads (scenarios as well as
+/// topologies) into a located, explained [`TopologyError`], so every file reports unknown keys,
+/// missing keys and bad values the same way.
+pub fn located_toml_error(file: &Path, source: &str, e: &toml::de::Error) -> TopologyError {
+    toml_error(file, source, e)
+}
+
 /// For `prefix` followed by `` `name` ``, returns the name and the text after it.
 fn backticked_after(message: &str, prefix: &str) -> Option<(String, String)> {
     let rest = message.strip_prefix(prefix)?.strip_prefix('`')?;

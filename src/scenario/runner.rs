@@ -1,1 +1,449 @@
-//! (being written)
+//! The runner: one scenario on a current-thread tokio runtime with a paused clock, the real
+//! engine against the simulated world, events played at their times, crashes that abort the
+//! engine's tasks and reopen its journal, and the run's history for the checkers.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::load::{EventAction, Scenario};
+use crate::check::{self, CheckReport};
+use crate::engine::{
+    Engine, EngineEvent, EngineObserver, EngineOptions, Journal, OperationKind, Outcome,
+};
+use crate::model::history::{EventKind, FinalLServer, FinalNic, NicRef, RunRecord};
+use crate::model::{Detection, Site};
+use crate::sim::{Recorder, SimWorld};
+
+/// A deliberately broken engine, used only to prove that the checkers bite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutant {
+    /// Trusts the device's ok without the verifying read (should trip INV-1).
+    TrustDevice,
+    /// Moves NICs back to operation after a failed quarantine (should trip INV-2/INV-3).
+    RevertOnFailure,
+    /// Loses acknowledged detections whose operation was unfinished at a crash (INV-7).
+    DropOnCrash,
+}
+
+impl Mutant {
+    /// Parses `trust-device`, `revert-on-failure` or `drop-on-crash`.
+    pub fn parse(text: &str) -> Option<Mutant> {
+        match text {
+            "trust-device" => Some(Mutant::TrustDevice),
+            "revert-on-failure" => Some(Mutant::RevertOnFailure),
+            "drop-on-crash" => Some(Mutant::DropOnCrash),
+            _ => None,
+        }
+    }
+}
+
+/// What one run of one scenario produced.
+#[derive(Debug, Clone)]
+pub struct ScenarioRun {
+    /// History and final state.
+    pub record: RunRecord,
+    /// SHA-256 of the history, hex (INV-11).
+    pub history_digest: String,
+    /// Checker verdicts and measures.
+    pub check: CheckReport,
+    /// Whether the scenario passed (expectations, invariants, `expect.violations`).
+    pub passed: bool,
+}
+
+/// Runs `scenario` in sim mode with `seed`. Errors are setup failures (the scenario could not run).
+pub fn run_sim(
+    scenario: &Scenario,
+    seed: u64,
+    mutant: Option<Mutant>,
+) -> Result<ScenarioRun, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let record = runtime.block_on(play(scenario, seed, mutant))?;
+    // Dropping the runtime cancels whatever the engine left (it was idle or past settle).
+    drop(runtime);
+    let history_digest = check::history_digest(&record.history);
+    let check = check::check_run(&scenario.site, &record, &scenario.expect);
+    let passed = check::verdict(&check, &scenario.expect);
+    Ok(ScenarioRun {
+        record,
+        history_digest,
+        check,
+        passed,
+    })
+}
+
+/// Feeds engine events into the history.
+struct HistoryObserver {
+    recorder: Recorder,
+    failed: Mutex<Vec<String>>,
+}
+
+impl EngineObserver for HistoryObserver {
+    fn on_event(&self, event: &EngineEvent) {
+        let kind = match event {
+            EngineEvent::Committed { commit } => EventKind::Commit { n: *commit },
+            EngineEvent::DetectionJournaled(_) | EngineEvent::Halted { .. } => return,
+            EngineEvent::OperationStarted { id, lserver, kind } => {
+                if *kind == OperationKind::Release {
+                    self.recorder.set_releasing(lserver, true);
+                }
+                EventKind::OperationStarted {
+                    id: *id,
+                    lserver: lserver.clone(),
+                    kind: kind.as_str().into(),
+                }
+            }
+            EngineEvent::OperationFinished {
+                id,
+                lserver,
+                outcome,
+            } => {
+                self.recorder.set_releasing(lserver, false);
+                if *outcome == Outcome::QuarantineFailed {
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(lserver.clone());
+                }
+                EventKind::OperationFinished {
+                    id: *id,
+                    lserver: lserver.clone(),
+                    outcome: outcome.as_str().into(),
+                }
+            }
+            EngineEvent::Alert(a) => EventKind::Alert {
+                seq: a.seq,
+                code: a.code.as_str().into(),
+                severity: a.severity().as_str().into(),
+                lserver: a.lserver.clone(),
+                ip: a.ip,
+                operation: a.operation,
+            },
+        };
+        self.recorder.record(kind);
+    }
+}
+
+/// One thing the runner does at a time on the timeline.
+enum Step {
+    Detect(Detection),
+    Command(crate::engine::Command),
+    Crash(Duration),
+    Restart,
+    Heal(String),
+    RebootSwitch(String),
+}
+
+async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<RunRecord, String> {
+    let site = match mutant {
+        Some(Mutant::TrustDevice) => {
+            let mut topology = scenario.site.topology.clone();
+            topology.engine.verify_writes = false;
+            Arc::new(Site::new(topology)?)
+        }
+        _ => scenario.site.clone(),
+    };
+    let recorder = Recorder::new();
+    let origin = Instant::now();
+    let world = SimWorld::new(
+        site.clone(),
+        scenario.faults.clone(),
+        recorder.clone(),
+        seed,
+    );
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a journal folder: {e}"))?;
+    let journal_path = dir.path().join("journal.sqlite");
+    let observer = Arc::new(HistoryObserver {
+        recorder: recorder.clone(),
+        failed: Mutex::new(Vec::new()),
+    });
+
+    let mut timeline: Vec<(Duration, Step)> = Vec::new();
+    let detections = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Detect(d) => Some((e.at, d.clone())),
+            _ => None,
+        })
+        .collect();
+    let heals: Vec<(Duration, String)> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Heal(target) => Some((e.at, target.clone())),
+            _ => None,
+        })
+        .collect();
+    for (at, d) in world.deliveries_with_heals(detections, &heals) {
+        timeline.push((at, Step::Detect(d)));
+    }
+    for e in &scenario.events {
+        let step = match &e.action {
+            EventAction::Detect(_) => continue,
+            EventAction::Command(c) => Step::Command(c.clone()),
+            EventAction::Crash { restart_after } => Step::Crash(*restart_after),
+            EventAction::Heal(target) => Step::Heal(target.clone()),
+        };
+        timeline.push((e.at, step));
+    }
+    for (at, device) in world.switch_reboots() {
+        timeline.push((at, Step::RebootSwitch(device)));
+    }
+    // Stable: events at the same time keep file order, detections first.
+    timeline.sort_by_key(|(at, _)| *at);
+
+    let open = || -> Result<Engine, String> {
+        let journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
+        let options = EngineOptions {
+            hostname: "qlab-sim".into(),
+            origin_ms: 0,
+            observer: Some(observer.clone()),
+            ..EngineOptions::default()
+        };
+        Engine::open(site.clone(), journal, world.adapters(), options).map_err(|e| e.to_string())
+    };
+    let mut engine = Some(open()?);
+    // Detections the sender still holds because the engine was down: it sends them again.
+    let mut held: Vec<Detection> = Vec::new();
+    let mut index = 0;
+    while index < timeline.len() {
+        let at = timeline[index].0;
+        tokio::time::sleep_until(origin + at).await;
+        let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
+        index += 1;
+        match step {
+            Step::Detect(d) => {
+                recorder.record(EventKind::DetectionSent {
+                    source: d.source.clone(),
+                    event_id: d.event_id.clone(),
+                    ip: d.ip,
+                });
+                match &engine {
+                    Some(e) => submit(e, &recorder, d).await,
+                    None => {
+                        recorder.record(EventKind::DetectionRefused {
+                            source: d.source.clone(),
+                            event_id: d.event_id.clone(),
+                            reason: "engine down".into(),
+                        });
+                        held.push(d);
+                    }
+                }
+            }
+            Step::Command(c) => {
+                let (action, lserver) = command_names(&c);
+                let result = match &engine {
+                    Some(e) => e.submit_command(c).await.map_err(|e| e.to_string()),
+                    None => Err("engine down".to_string()),
+                };
+                recorder.record(EventKind::CommandSubmitted {
+                    action,
+                    lserver,
+                    operation: result.as_ref().ok().copied(),
+                    refused: result.err(),
+                });
+            }
+            Step::Crash(restart_after) => {
+                if engine.take().is_some() {
+                    recorder.record(EventKind::Crash);
+                    let restart_at = at + restart_after;
+                    let pos = timeline[index..]
+                        .iter()
+                        .position(|(t, _)| *t > restart_at)
+                        .map_or(timeline.len(), |p| p + index);
+                    timeline.insert(pos, (restart_at, Step::Restart));
+                }
+            }
+            Step::Restart => {
+                if mutant == Some(Mutant::DropOnCrash) {
+                    forget_unfinished(&journal_path)?;
+                }
+                let e = open()?;
+                recorder.record(EventKind::Restart);
+                for d in held.drain(..) {
+                    submit(&e, &recorder, d).await;
+                }
+                engine = Some(e);
+            }
+            Step::Heal(target) if target.is_empty() => {}
+            Step::Heal(target) => world.heal(&target),
+            Step::RebootSwitch(device) => {
+                world.reboot_switch(&device);
+            }
+        }
+        if mutant == Some(Mutant::RevertOnFailure) {
+            revert_failed(&site, &world, &observer).await;
+        }
+    }
+    // Default settle: the operation deadline plus the one read R19 allows after it, so an
+    // operation that runs into its deadline can still finish inside the run.
+    let engine_spec = site.topology.engine;
+    let settle = scenario
+        .settle
+        .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout);
+    if let Some(e) = &engine {
+        // The run ends when the engine is idle, or `settle` after the last event.
+        let _ = tokio::time::timeout(settle, e.wait_idle()).await;
+        if mutant == Some(Mutant::RevertOnFailure) {
+            revert_failed(&site, &world, &observer).await;
+        }
+    }
+    let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
+    drop(engine);
+    Ok(record)
+}
+
+async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {
+    let (source, event_id) = (d.source.clone(), d.event_id.clone());
+    match engine.submit_detection(d).await {
+        Ok(r) => recorder.record(EventKind::DetectionAcked {
+            source,
+            event_id,
+            lserver: r.lserver,
+            disposition: r.disposition.as_str().into(),
+            operation: r.operation,
+        }),
+        Err(e) => recorder.record(EventKind::DetectionRefused {
+            source,
+            event_id,
+            reason: e.to_string(),
+        }),
+    }
+}
+
+fn command_names(c: &crate::engine::Command) -> (String, String) {
+    use crate::engine::Command;
+    let action = match c {
+        Command::Quarantine { .. } => "quarantine",
+        Command::Release { .. } => "release",
+        Command::Decide { .. } => "decide",
+    };
+    (action.into(), c.lserver().into())
+}
+
+/// The `revert-on-failure` mutant: after a failed quarantine, put every NIC back on its
+/// operation network at the device, which a correct engine must never do (R10, R11).
+async fn revert_failed(site: &Site, world: &SimWorld, observer: &HistoryObserver) {
+    let failed: Vec<String> =
+        std::mem::take(&mut *observer.failed.lock().unwrap_or_else(|e| e.into_inner()));
+    let adapters = world.adapters();
+    for path in failed {
+        let Some(ls) = site.lserver(&path) else {
+            continue;
+        };
+        for nic in &ls.nics {
+            match &nic.location {
+                crate::model::NicLocation::Virtual {
+                    hypervisor,
+                    vm,
+                    device,
+                } => {
+                    if let (Some(h), Some(pg)) = (
+                        adapters.hypervisors.get(hypervisor),
+                        site.portgroup(hypervisor, &nic.network),
+                    ) {
+                        let _ = h.set_nic(vm, device, pg).await;
+                    }
+                }
+                crate::model::NicLocation::Physical { switch, port } => {
+                    if let (Some(s), Some(net)) =
+                        (adapters.switches.get(switch), site.network(&nic.network))
+                    {
+                        let _ = s.set_port(port, net.vlan).await;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The `drop-on-crash` mutant: forget acknowledged detections whose operation had not finished.
+fn forget_unfinished(journal_path: &Path) -> Result<(), String> {
+    let conn = rusqlite::Connection::open(journal_path).map_err(|e| e.to_string())?;
+    conn.execute_batch(
+        "DELETE FROM detections WHERE operation_id IN (SELECT id FROM operations WHERE status <> 'done');
+         DELETE FROM plan_nics WHERE operation_id IN (SELECT id FROM operations WHERE status <> 'done');
+         DELETE FROM operations WHERE status <> 'done';",
+    )
+    .map_err(|e| e.to_string())
+}
+
+fn collect(
+    site: &Site,
+    world: &SimWorld,
+    recorder: &Recorder,
+    engine: Option<&Engine>,
+    journal_path: &Path,
+) -> Result<RunRecord, String> {
+    let truth: std::collections::HashMap<NicRef, Option<String>> =
+        world.final_truth().into_iter().collect();
+    // A crashed engine that never restarted still has its journal: read records from a fresh
+    // engine view only when one is running; otherwise from the journal snapshot.
+    let journal = Journal::open(journal_path).map_err(|e| e.to_string())?;
+    let snapshot = journal.snapshot().map_err(|e| e.to_string())?;
+    let views = engine.map(|e| e.lservers()).unwrap_or_default();
+    let mut nics = Vec::new();
+    let mut lservers = Vec::new();
+    for ls in &site.lservers {
+        let view = views.iter().find(|v| v.path == ls.path);
+        let row = snapshot.lservers.iter().find(|r| r.path == ls.path);
+        lservers.push(FinalLServer {
+            path: ls.path.clone(),
+            state: view
+                .map(|v| v.state.as_str())
+                .or(row.map(|r| r.state.as_str()))
+                .unwrap_or("normal")
+                .into(),
+            status: view
+                .map(|v| v.status.clone())
+                .or(row.map(|r| r.status.clone()))
+                .unwrap_or_else(|| "normal".into()),
+            outcome: view
+                .and_then(|v| v.outcome)
+                .or(row.and_then(|r| r.outcome))
+                .map(|o| o.as_str().to_string()),
+            pending_operations: view.map_or(0, |v| v.pending_operations),
+        });
+        for nic in &ls.nics {
+            let nic_ref = NicRef {
+                lserver: ls.path.clone(),
+                nic: nic.index,
+            };
+            let record = view
+                .and_then(|v| v.nics.get(nic.index).cloned())
+                .or_else(|| {
+                    snapshot
+                        .nic_records
+                        .iter()
+                        .find(|(p, r)| p == &ls.path && r.index == nic.index)
+                        .map(|(_, r)| r.clone())
+                });
+            nics.push(FinalNic {
+                device_network: truth.get(&nic_ref).cloned().flatten(),
+                managed_network: record
+                    .as_ref()
+                    .map_or(nic.network.clone(), |r| r.network.clone()),
+                managed_ip: record.as_ref().map_or(nic.ip, |r| r.ip),
+                nic: nic_ref,
+            });
+        }
+    }
+    let allocations = snapshot
+        .allocations
+        .into_iter()
+        .map(|(net, ip, owner, _)| (net, ip, owner))
+        .collect();
+    Ok(RunRecord {
+        history: recorder.events(),
+        nics,
+        lservers,
+        allocations,
+    })
+}

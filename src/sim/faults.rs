@@ -94,7 +94,10 @@ impl FaultEffect {
 
     /// Whether the effect applies to AV servers (`send`) rather than device calls.
     pub fn is_delivery(self) -> bool {
-        matches!(self, FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder)
+        matches!(
+            self,
+            FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder
+        )
     }
 }
 

@@ -1,0 +1,204 @@
+//! Invariants on where NICs end up: INV-1 containment, INV-2 no re-exposure, INV-3 rollback,
+//! INV-4 agreement of management records with device truth.
+
+use std::collections::BTreeMap;
+
+use super::facts::{is_error, show, Facts, Problems, Request};
+use super::InvariantVerdict;
+use crate::model::history::EventKind;
+
+/// The ERROR alerts that excuse a quarantine that did not complete (R10, and a plan failure's
+/// `config-error`, ARCHITECTURE.md "Decisions").
+const CONTAINMENT_ALERTS: [&str; 2] = ["quarantine-failed", "config-error"];
+
+/// INV-1: every L-Server asked to be quarantined (and not released since) is on quarantine
+/// networks at the device, or an ERROR alert names it after the request. Never silent.
+pub(crate) fn containment(f: &Facts<'_>) -> InvariantVerdict {
+    let releases = f.release_commands();
+    // The last request per L-Server decides: an earlier one was either released or is
+    // subsumed by the later one.
+    let mut last: BTreeMap<&str, Request<'_>> = BTreeMap::new();
+    for r in f.quarantine_requests() {
+        last.insert(r.lserver, r);
+    }
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (lserver, request) in &last {
+        let released_after = releases
+            .get(lserver)
+            .is_some_and(|r| r.iter().any(|&i| i > request.index));
+        if released_after {
+            continue;
+        }
+        checked += 1;
+        if f.finally_contained(lserver) {
+            continue;
+        }
+        let alerted = f.events().any(|(i, e)| {
+            i > request.index
+                && matches!(&e.kind, EventKind::Alert { code, severity, lserver: Some(l), .. }
+                    if l == lserver && is_error(severity) && CONTAINMENT_ALERTS.contains(&code.as_str()))
+        });
+        if !alerted {
+            let devices: Vec<&str> = f
+                .final_nics(lserver)
+                .iter()
+                .map(|n| show(n.device_network.as_deref()))
+                .collect();
+            problems.push(format!(
+                "{lserver}: {} at {} ms asked for quarantine, devices end on [{}] and no \
+                 quarantine-failed or config-error alert names it",
+                request.what,
+                request.at_ms,
+                devices.join(", ")
+            ));
+        }
+    }
+    problems.verdict("INV-1", checked, "quarantine requests")
+}
+
+/// INV-2: no device NIC goes from a quarantine network to an operation network except inside
+/// a release of its L-Server (R11).
+pub(crate) fn no_reexposure(f: &Facts<'_>) -> InvariantVerdict {
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (_, e) in f.events() {
+        if let EventKind::TruthChanged {
+            nic,
+            from,
+            to,
+            in_release,
+        } = &e.kind
+        {
+            if !f.is_quarantine(from.as_deref()) {
+                continue;
+            }
+            checked += 1;
+            if !in_release && f.is_operation(to.as_deref()) {
+                problems.push(format!(
+                    "{} nic {} moved from {} to {} at {} ms outside a release",
+                    nic.lserver,
+                    nic.nic,
+                    show(from.as_deref()),
+                    show(to.as_deref()),
+                    e.at_ms
+                ));
+            }
+        }
+    }
+    problems.verdict("INV-2", checked, "moves off quarantine networks")
+}
+
+/// INV-3: after `quarantine_failed` (the last outcome), every NIC's management record is its
+/// topology operation network and IP, and every NIC that reached a quarantine network at the
+/// device during that operation is still there, unless a release started afterwards (R10).
+pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (lserver, last) in f.last_outcomes() {
+        if last.outcome != "quarantine_failed" {
+            continue;
+        }
+        checked += 1;
+        let Some(ls) = f.site.lserver(lserver) else {
+            problems.push(format!("{lserver}: not in the topology"));
+            continue;
+        };
+        for nic in &ls.nics {
+            let record = f
+                .final_nics(lserver)
+                .into_iter()
+                .find(|n| n.nic.nic == nic.index);
+            match record {
+                Some(r) if r.managed_network == nic.network && r.managed_ip == nic.ip => {}
+                Some(r) => problems.push(format!(
+                    "{lserver} nic {}: record {} {} after quarantine_failed, expected {} {}",
+                    nic.index, r.managed_network, r.managed_ip, nic.network, nic.ip
+                )),
+                None => problems.push(format!(
+                    "{lserver} nic {}: no final management record",
+                    nic.index
+                )),
+            }
+        }
+        let started = f
+            .events()
+            .find(|(_, e)| matches!(&e.kind, EventKind::OperationStarted { id, .. } if *id == last.id))
+            .map(|(i, _)| i);
+        let released_after = f.events().any(|(i, e)| {
+            i > last.index
+                && matches!(&e.kind, EventKind::OperationStarted { lserver: l, kind, .. }
+                    if l == lserver && kind == "release")
+        });
+        if released_after {
+            continue;
+        }
+        let mut reached: Vec<usize> = f
+            .events()
+            .filter(|(i, _)| started.is_none_or(|s| *i > s) && *i < last.index)
+            .filter_map(|(_, e)| match &e.kind {
+                EventKind::TruthChanged { nic, to, .. }
+                    if nic.lserver == lserver && f.is_quarantine(to.as_deref()) =>
+                {
+                    Some(nic.nic)
+                }
+                _ => None,
+            })
+            .collect();
+        reached.sort_unstable();
+        reached.dedup();
+        for index in reached {
+            let device = f
+                .final_nics(lserver)
+                .into_iter()
+                .find(|n| n.nic.nic == index)
+                .and_then(|n| n.device_network.as_deref());
+            if !f.is_quarantine(device) {
+                problems.push(format!(
+                    "{lserver} nic {index} reached quarantine during failed operation {} but \
+                     ends on {}",
+                    last.id,
+                    show(device)
+                ));
+            }
+        }
+    }
+    problems.verdict("INV-3", checked, "quarantine_failed L-Servers")
+}
+
+/// INV-4: after `quarantined`, `released` or `release_failed`, management records equal device
+/// truth. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
+/// `quarantine_failed`, where R10 leaves records and devices apart on purpose.
+pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (lserver, last) in f.last_outcomes() {
+        let applies = match last.outcome {
+            "quarantined" | "released" | "release_failed" => true,
+            "rebooted" | "reboot_failed" => {
+                f.final_lserver(lserver).map(|l| l.state.as_str()) != Some("quarantine_failed")
+            }
+            _ => false,
+        };
+        if !applies {
+            continue;
+        }
+        checked += 1;
+        let nics = f.final_nics(lserver);
+        if nics.len() < f.nic_count(lserver) {
+            problems.push(format!("{lserver}: final state lacks some NICs"));
+        }
+        for n in nics {
+            if n.device_network.as_deref() != Some(n.managed_network.as_str()) {
+                problems.push(format!(
+                    "{lserver} nic {}: record {} but device {} after {}",
+                    n.nic.nic,
+                    n.managed_network,
+                    show(n.device_network.as_deref()),
+                    last.outcome
+                ));
+            }
+        }
+    }
+    problems.verdict("INV-4", checked, "settled L-Servers")
+}

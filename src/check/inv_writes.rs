@@ -1,0 +1,101 @@
+//! Invariants on device writes: INV-5 no collateral, INV-6 idempotence.
+
+use std::collections::HashSet;
+
+use super::facts::{show, Facts, Problems, Truth, NIC_WRITE_CALLS, WRITE_CALLS};
+use super::InvariantVerdict;
+use crate::model::history::EventKind;
+
+/// INV-5: every device write targets an L-Server that had, before the write, an acknowledged
+/// detection (any disposition but `not_found`) or an accepted command. A write that names no
+/// L-Server cannot be shown to be harmless, so it counts as collateral.
+pub(crate) fn no_collateral(f: &Facts<'_>) -> InvariantVerdict {
+    let mut asked: HashSet<&str> = HashSet::new();
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (_, e) in f.events() {
+        match &e.kind {
+            EventKind::DetectionAcked {
+                lserver: Some(lserver),
+                disposition,
+                ..
+            } if disposition != "not_found" => {
+                asked.insert(lserver);
+            }
+            EventKind::CommandSubmitted {
+                lserver,
+                operation: Some(_),
+                ..
+            } => {
+                asked.insert(lserver);
+            }
+            EventKind::Invoke {
+                call,
+                device,
+                op,
+                nic,
+                lserver,
+                ..
+            } if WRITE_CALLS.contains(&op.as_str()) => {
+                checked += 1;
+                let target = lserver
+                    .as_deref()
+                    .or(nic.as_ref().map(|n| n.lserver.as_str()));
+                match target {
+                    Some(t) if asked.contains(t) => {}
+                    Some(t) => problems.push(format!(
+                        "call {call} {op} on {device} at {} ms touches {t}, which had no \
+                         detection or command",
+                        e.at_ms
+                    )),
+                    None => problems.push(format!(
+                        "call {call} {op} on {device} at {} ms names no L-Server",
+                        e.at_ms
+                    )),
+                }
+            }
+            _ => {}
+        }
+    }
+    problems.verdict("INV-5", checked, "device writes")
+}
+
+/// INV-6: no write moves a NIC to the network the device already has it on (R12, R4).
+///
+/// Deliberately strict: device truth is replayed from TruthChanged events in history order, and
+/// a write invoked while the device already has the NIC on the target counts, even when an
+/// earlier call's `unknown` result left the engine unsure. R8 says the engine resolves
+/// `unknown` by reading before it writes again, so such a write is still a finding.
+pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
+    let mut truth = Truth::new(f.site);
+    let mut problems = Problems::new();
+    let mut checked = 0;
+    for (_, e) in f.events() {
+        match &e.kind {
+            EventKind::TruthChanged { .. } => truth.apply(&e.kind),
+            EventKind::Invoke {
+                call,
+                device,
+                op,
+                nic: Some(nic),
+                value: Some(value),
+                ..
+            } if NIC_WRITE_CALLS.contains(&op.as_str()) => {
+                checked += 1;
+                let current = truth.get(nic);
+                if current == Some(value.as_str()) {
+                    problems.push(format!(
+                        "call {call} {op} on {device} at {} ms writes {} to {} nic {}, which \
+                         the device already had there",
+                        e.at_ms,
+                        show(current),
+                        nic.lserver,
+                        nic.nic
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    problems.verdict("INV-6", checked, "NIC writes")
+}

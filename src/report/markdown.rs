@@ -1,0 +1,106 @@
+//! summary.md: one table a person reads in a CI log or a pull request, then the replay
+//! commands of the runs that did not pass.
+
+use std::fmt::Write as _;
+
+use super::{RunReport, ScenarioReport, ScenarioStatus};
+
+/// Most characters of failure text in one table cell; the full text is in report.json.
+const MAX_CELL_CHARS: usize = 300;
+
+/// Makes text safe inside a table cell: no pipes, no line breaks, bounded length.
+fn cell(text: &str) -> String {
+    let flat = text.replace('|', "\\|").replace(['\r', '\n'], " ");
+    if flat.chars().count() > MAX_CELL_CHARS {
+        let cut: String = flat.chars().take(MAX_CELL_CHARS).collect();
+        format!("{cut}…")
+    } else {
+        flat
+    }
+}
+
+fn ttc(s: &ScenarioReport) -> String {
+    let t = &s.measures.time_to_contain_ms;
+    if t.count == 0 {
+        "–".into()
+    } else {
+        format!("{} / {} ms", t.p50, t.p99)
+    }
+}
+
+fn makespan(s: &ScenarioReport) -> String {
+    let m = &s.measures;
+    if m.makespan_ms == 0 && m.lower_bound_ms == 0 {
+        return "–".into();
+    }
+    if m.lower_bound_ms == 0 {
+        return format!("{} / {} ms", m.makespan_ms, m.lower_bound_ms);
+    }
+    // The ratio is the engine's scheduling efficiency (semantics.md, Measures).
+    let ratio = m.makespan_ms as f64 / m.lower_bound_ms as f64;
+    format!("{} / {} ms (×{ratio:.2})", m.makespan_ms, m.lower_bound_ms)
+}
+
+fn status(s: &ScenarioReport) -> &'static str {
+    match s.status {
+        ScenarioStatus::Passed => "passed",
+        ScenarioStatus::Failed => "**failed**",
+        ScenarioStatus::Errored => "**errored**",
+    }
+}
+
+/// summary.md as text.
+pub fn render_summary(report: &RunReport) -> String {
+    let summary = report.summary();
+    let mut out = String::new();
+    let seed = report
+        .seed
+        .map_or_else(|| "per scenario".to_string(), |s| s.to_string());
+    // Writing into a String cannot fail.
+    let _ = writeln!(out, "# qlab run\n");
+    let _ = writeln!(
+        out,
+        "qlab {} ({}), started {}, mode {}, seed {}\n",
+        report.tool_version, report.git_sha, report.started_at, report.mode, seed
+    );
+    let _ = writeln!(
+        out,
+        "**{} scenarios: {} passed, {} failed, {} errored**\n",
+        summary.scenarios, summary.passed, summary.failed, summary.errored
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | mode | status | time to contain p50 / p99 | makespan / lower bound | failures |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for s in &report.scenarios {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            cell(&s.name),
+            cell(&s.mode),
+            status(s),
+            ttc(s),
+            makespan(s),
+            cell(&s.failures().join("; "))
+        );
+    }
+    let not_passed: Vec<&ScenarioReport> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.status != ScenarioStatus::Passed)
+        .collect();
+    if !not_passed.is_empty() {
+        let _ = writeln!(out, "\n## Replay\n");
+        for s in not_passed {
+            let _ = writeln!(
+                out,
+                "- {} ({}): `{}`",
+                s.name,
+                s.mode,
+                s.replay.replace('`', "'")
+            );
+        }
+    }
+    out
+}

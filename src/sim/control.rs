@@ -1,0 +1,147 @@
+//! What the runner and the checkers ask of the world besides device calls: heals, scheduled
+//! switch reboots, final device truth and the measurements (resets, concurrency, sinks).
+
+use std::time::Duration;
+
+use super::index::{portgroup_network, vlan_network};
+use super::recorder::lock;
+use super::world::{record_truth, DeviceModel, SimWorld};
+use crate::adapters::Email;
+use crate::model::history::{EventKind, NicRef};
+use crate::model::NicLocation;
+
+impl SimWorld {
+    /// Removes the faults of `target` (a device name, or `all`) from now on and records `Heal`.
+    /// Sessions a fault expired stay expired until the client logs in, as on a real device.
+    pub fn heal(&self, target: &str) {
+        let inner = &self.inner;
+        let mut state = lock(&inner.state);
+        state.plan.heal(target, inner.recorder.elapsed());
+        inner.recorder.record(EventKind::Heal {
+            target: target.to_string(),
+        });
+    }
+
+    /// `(from, switch)` of every `reboot_loses_unsaved` fault, in time order: the runner calls
+    /// [`SimWorld::reboot_switch`] for each at its time.
+    pub fn switch_reboots(&self) -> Vec<(Duration, String)> {
+        lock(&self.inner.state).plan.switch_reboots()
+    }
+
+    /// Reboots `device`: its running config becomes its saved config. Records `SwitchRebooted`
+    /// and a `TruthChanged` for every port that changed. Returns false (and does nothing) when
+    /// `device` is not a switch, or when every `reboot_loses_unsaved` fault of it was healed.
+    pub fn reboot_switch(&self, device: &str) -> bool {
+        let inner = &self.inner;
+        let mut state = lock(&inner.state);
+        if !state.plan.reboot_due(device, inner.recorder.elapsed()) {
+            return false;
+        }
+        let Some(DeviceModel::Switch(switch)) = state.devices.get_mut(device) else {
+            return false;
+        };
+        let changes = switch.reboot();
+        inner.recorder.record(EventKind::SwitchRebooted {
+            device: device.to_string(),
+        });
+        for change in changes {
+            if let Some(nic) = inner.index.port_nic(device, &change.port) {
+                record_truth(
+                    &inner.recorder,
+                    nic,
+                    vlan_network(&inner.site, change.from),
+                    vlan_network(&inner.site, change.to),
+                );
+            }
+        }
+        true
+    }
+
+    /// Device truth of every NIC of the site, in site order: the network its backing or VLAN
+    /// stands for (None when it maps to no topology network).
+    pub fn final_truth(&self) -> Vec<(NicRef, Option<String>)> {
+        let state = lock(&self.inner.state);
+        let site = &self.inner.site;
+        let mut truth = Vec::new();
+        for ls in &site.lservers {
+            for nic in &ls.nics {
+                let network = match &nic.location {
+                    NicLocation::Virtual {
+                        hypervisor,
+                        vm,
+                        device,
+                    } => match state.devices.get(hypervisor) {
+                        Some(DeviceModel::Hypervisor(h)) => h
+                            .backing(vm, device)
+                            .and_then(|pg| portgroup_network(site, hypervisor, pg)),
+                        _ => None,
+                    },
+                    NicLocation::Physical { switch, port } => match state.devices.get(switch) {
+                        Some(DeviceModel::Switch(s)) => {
+                            s.running(port).and_then(|vlan| vlan_network(site, vlan))
+                        }
+                        _ => None,
+                    },
+                };
+                let nic_ref = NicRef {
+                    lserver: ls.path.clone(),
+                    nic: nic.index,
+                };
+                truth.push((nic_ref, network));
+            }
+        }
+        truth
+    }
+
+    /// Device truth of one NIC (None: unknown NIC, or not on a topology network).
+    pub fn nic_network(&self, nic: &NicRef) -> Option<String> {
+        self.final_truth()
+            .into_iter()
+            .find(|(n, _)| n == nic)
+            .and_then(|(_, network)| network)
+    }
+
+    /// `(running, saved)` access VLAN of `port` on `switch`.
+    pub fn port_vlans(&self, switch: &str, port: &str) -> Option<(u16, u16)> {
+        match lock(&self.inner.state).devices.get(switch) {
+            Some(DeviceModel::Switch(s)) => s.running(port).zip(s.saved(port)),
+            _ => None,
+        }
+    }
+
+    /// Resets performed by `device` (a BMC's resets, or a hypervisor's VM resets summed).
+    pub fn reset_count(&self, device: &str) -> u32 {
+        match lock(&self.inner.state).devices.get(device) {
+            Some(DeviceModel::Hypervisor(h)) => h.reset_count(),
+            Some(DeviceModel::Bmc(b)) => b.resets,
+            _ => 0,
+        }
+    }
+
+    /// Whether the client's session on hypervisor `device` is valid (None: not a hypervisor).
+    pub fn session_valid(&self, device: &str) -> Option<bool> {
+        match lock(&self.inner.state).devices.get(device) {
+            Some(DeviceModel::Hypervisor(h)) => Some(h.session_valid()),
+            _ => None,
+        }
+    }
+
+    /// Most calls `device` ever had in flight at once (0 when it was never called).
+    pub fn max_in_flight(&self, device: &str) -> u32 {
+        lock(&self.inner.state)
+            .max_in_flight
+            .get(device)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Every email the mailer sink received, in order.
+    pub fn emails(&self) -> Vec<Email> {
+        lock(&self.inner.state).emails.clone()
+    }
+
+    /// Every syslog line the syslog sink received, in order.
+    pub fn syslog_lines(&self) -> Vec<String> {
+        lock(&self.inner.state).syslog.clone()
+    }
+}

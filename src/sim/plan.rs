@@ -1,0 +1,368 @@
+//! The fault plan at run time: the scenario's `[[faults]]` with their remaining `times` and heal
+//! state, and the one decision every device call and every AV notification goes through.
+//!
+//! The decision lives here, not in a face, so the in-process face and a wire face fail the same
+//! way for the same calls.
+
+use std::time::Duration;
+
+use super::faults::{CallKind, FaultEffect, FaultSpec};
+
+/// What a fault decision looks at: the device, the call and the object it concerns.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Subject<'a> {
+    /// Device name.
+    pub device: &'a str,
+    /// The call; `None` only for AV notifications judged without a call kind.
+    pub call: Option<CallKind>,
+    /// VM id, when the call concerns a VM.
+    pub vm: Option<&'a str>,
+    /// vNIC key, when the call concerns a vNIC.
+    pub nic: Option<&'a str>,
+    /// Switch port, when the call concerns a port.
+    pub port: Option<&'a str>,
+    /// L-Server the object belongs to.
+    pub lserver: Option<&'a str>,
+}
+
+/// The effect chosen for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chosen {
+    /// What happens.
+    pub effect: FaultEffect,
+    /// The rule's `delay`, if it set one.
+    pub delay: Option<Duration>,
+}
+
+/// The decision for one device call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Decision {
+    /// Extra latency from active `delay` faults (they add up and combine with any other effect).
+    pub extra_delay: Duration,
+    /// The first active non-delay fault, if any.
+    pub effect: Option<Chosen>,
+}
+
+/// Extra latency of a `delay` fault that does not say how much: enough to be visible in a
+/// history, short against the default call timeout.
+pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
+
+/// How long a `timeout` or `apply_then_timeout` call hangs when the fault sets no `delay`: far
+/// beyond any sane call timeout, so the caller's own timeout cuts it first.
+pub const DEFAULT_HANG: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone)]
+struct Rule {
+    spec: FaultSpec,
+    /// Calls it may still affect; `None`: unlimited.
+    remaining: Option<u32>,
+    /// Run time from which a heal disabled it.
+    healed_at: Option<Duration>,
+}
+
+impl Rule {
+    fn active_at(&self, now: Duration) -> bool {
+        let from = self.spec.from.unwrap_or(Duration::ZERO);
+        let before_until = self.spec.until.is_none_or(|until| now < until);
+        let before_heal = self.healed_at.is_none_or(|healed| now < healed);
+        from <= now && before_until && before_heal && self.remaining != Some(0)
+    }
+
+    fn matches(&self, subject: &Subject<'_>) -> bool {
+        if self.spec.device != subject.device {
+            return false;
+        }
+        if let (Some(wanted), Some(call)) = (self.spec.call, subject.call) {
+            if wanted != call {
+                return false;
+            }
+        }
+        // A matcher field the call's object lacks does not match: a fault for one VM never
+        // hits a `login`, a fault for one port never hits a `save_config`.
+        let m = &self.spec.matcher;
+        field_matches(m.vm.as_deref(), subject.vm)
+            && field_matches(m.nic.as_deref(), subject.nic)
+            && field_matches(m.port.as_deref(), subject.port)
+            && field_matches(m.lserver.as_deref(), subject.lserver)
+    }
+
+    fn consume(&mut self) {
+        if let Some(n) = self.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+fn field_matches(wanted: Option<&str>, actual: Option<&str>) -> bool {
+    match wanted {
+        None => true,
+        Some(w) => actual == Some(w),
+    }
+}
+
+/// Whether `effect` can act on one device call of kind `call`. Effects that cannot are skipped
+/// (not consumed), so a `stale_read` rule without `call` waits for a read instead of being used
+/// up by a write.
+pub(crate) fn applies_to_call(effect: FaultEffect, call: CallKind) -> bool {
+    let read = matches!(call, CallKind::GetNic | CallKind::GetPort);
+    match effect {
+        FaultEffect::StaleRead => read,
+        FaultEffect::AcceptWithoutApply => !read,
+        FaultEffect::Reject
+        | FaultEffect::Unavailable
+        | FaultEffect::Timeout
+        | FaultEffect::ApplyThenTimeout
+        | FaultEffect::ApplyThenError
+        | FaultEffect::Delay
+        | FaultEffect::Busy
+        | FaultEffect::AuthExpired => call != CallKind::Send,
+        // Scheduled by the runner (switch reboots), decided on delivery (AV servers) or
+        // transport-only (wire mode): never a per-call effect in the model.
+        FaultEffect::RebootLosesUnsaved
+        | FaultEffect::Drop
+        | FaultEffect::Duplicate
+        | FaultEffect::Reorder
+        | FaultEffect::Reset
+        | FaultEffect::Blackhole => false,
+    }
+}
+
+/// The scenario's faults with their run-time state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FaultPlan {
+    rules: Vec<Rule>,
+}
+
+impl FaultPlan {
+    /// A plan of `faults`, in file order (the first matching rule wins).
+    pub fn new(faults: Vec<FaultSpec>) -> FaultPlan {
+        let rules = faults
+            .into_iter()
+            .map(|spec| Rule {
+                remaining: spec.times,
+                healed_at: None,
+                spec,
+            })
+            .collect();
+        FaultPlan { rules }
+    }
+
+    /// Decides one device call at run time `now` and uses up the rules it applies.
+    pub fn decide_call(&mut self, subject: &Subject<'_>, now: Duration) -> Decision {
+        let Some(call) = subject.call else {
+            return Decision::default();
+        };
+        let mut decision = Decision::default();
+        for rule in &mut self.rules {
+            if !applies_to_call(rule.spec.effect, call)
+                || !rule.active_at(now)
+                || !rule.matches(subject)
+            {
+                continue;
+            }
+            if rule.spec.effect == FaultEffect::Delay {
+                rule.consume();
+                let add = rule.spec.delay.unwrap_or(DEFAULT_DELAY);
+                decision.extra_delay = decision.extra_delay.saturating_add(add);
+            } else if decision.effect.is_none() {
+                rule.consume();
+                decision.effect = Some(Chosen {
+                    effect: rule.spec.effect,
+                    delay: rule.spec.delay,
+                });
+            }
+        }
+        decision
+    }
+
+    /// Decides one AV notification at run time `at` and uses up the rule it applies.
+    pub fn decide_delivery(&mut self, subject: &Subject<'_>, at: Duration) -> Option<Chosen> {
+        let rule = self.rules.iter_mut().find(|rule| {
+            rule.spec.effect.is_delivery()
+                && rule.spec.call.is_none_or(|c| c == CallKind::Send)
+                && rule.active_at(at)
+                && rule.matches(subject)
+        })?;
+        rule.consume();
+        Some(Chosen {
+            effect: rule.spec.effect,
+            delay: rule.spec.delay,
+        })
+    }
+
+    /// Disables, from run time `now`, every rule of `target` (a device name, or `all`).
+    pub fn heal(&mut self, target: &str, now: Duration) {
+        for rule in &mut self.rules {
+            if (target == "all" || rule.spec.device == target) && rule.healed_at.is_none() {
+                rule.healed_at = Some(now);
+            }
+        }
+    }
+
+    /// `(from, switch)` of every `reboot_loses_unsaved` fault not healed before its time.
+    pub fn switch_reboots(&self) -> Vec<(Duration, String)> {
+        let mut reboots: Vec<(Duration, String)> = self
+            .rules
+            .iter()
+            .filter(|r| r.spec.effect == FaultEffect::RebootLosesUnsaved)
+            .map(|r| (r.spec.from.unwrap_or(Duration::ZERO), r))
+            .filter(|(at, r)| r.healed_at.is_none_or(|healed| *at < healed))
+            .map(|(at, r)| (at, r.spec.device.clone()))
+            .collect();
+        reboots.sort();
+        reboots
+    }
+
+    /// Whether a reboot of `switch` at `now` is still due: true when the plan schedules none
+    /// for it (a direct request), or when one of its reboot faults is not healed by `now`.
+    pub fn reboot_due(&self, switch: &str, now: Duration) -> bool {
+        let mut reboots = self.rules.iter().filter(|r| {
+            r.spec.effect == FaultEffect::RebootLosesUnsaved && r.spec.device == switch
+        });
+        let mut any = false;
+        let due = reboots.any(|r| {
+            any = true;
+            r.healed_at.is_none_or(|healed| now < healed)
+        });
+        due || !any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sim::faults::FaultMatch;
+
+    fn spec(effect: FaultEffect) -> FaultSpec {
+        FaultSpec {
+            device: "vc-1".into(),
+            call: None,
+            effect,
+            times: None,
+            from: None,
+            until: None,
+            matcher: FaultMatch::default(),
+            delay: None,
+        }
+    }
+
+    fn set_nic(vm: &str) -> Subject<'_> {
+        Subject {
+            device: "vc-1",
+            call: Some(CallKind::SetNic),
+            vm: Some(vm),
+            nic: Some("4000"),
+            ..Subject::default()
+        }
+    }
+
+    #[test]
+    fn times_run_out() {
+        let mut plan = FaultPlan::new(vec![FaultSpec {
+            times: Some(2),
+            ..spec(FaultEffect::Reject)
+        }]);
+        let s = set_nic("vm-1");
+        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_none());
+    }
+
+    #[test]
+    fn window_is_half_open() {
+        let mut plan = FaultPlan::new(vec![FaultSpec {
+            from: Some(Duration::from_secs(1)),
+            until: Some(Duration::from_secs(2)),
+            ..spec(FaultEffect::Busy)
+        }]);
+        let s = set_nic("vm-1");
+        assert!(plan
+            .decide_call(&s, Duration::from_millis(999))
+            .effect
+            .is_none());
+        assert!(plan
+            .decide_call(&s, Duration::from_secs(1))
+            .effect
+            .is_some());
+        assert!(plan
+            .decide_call(&s, Duration::from_secs(2))
+            .effect
+            .is_none());
+    }
+
+    #[test]
+    fn matcher_needs_the_field_on_the_object() {
+        let mut plan = FaultPlan::new(vec![FaultSpec {
+            matcher: FaultMatch {
+                vm: Some("vm-1".into()),
+                ..FaultMatch::default()
+            },
+            ..spec(FaultEffect::Reject)
+        }]);
+        let login = Subject {
+            device: "vc-1",
+            call: Some(CallKind::Login),
+            ..Subject::default()
+        };
+        assert!(plan.decide_call(&login, Duration::ZERO).effect.is_none());
+        assert!(plan
+            .decide_call(&set_nic("vm-2"), Duration::ZERO)
+            .effect
+            .is_none());
+        assert!(plan
+            .decide_call(&set_nic("vm-1"), Duration::ZERO)
+            .effect
+            .is_some());
+    }
+
+    #[test]
+    fn stale_read_waits_for_a_read_and_delays_add_up() {
+        let mut plan = FaultPlan::new(vec![
+            FaultSpec {
+                times: Some(1),
+                ..spec(FaultEffect::StaleRead)
+            },
+            FaultSpec {
+                delay: Some(Duration::from_millis(300)),
+                ..spec(FaultEffect::Delay)
+            },
+            spec(FaultEffect::Delay),
+        ]);
+        let write = plan.decide_call(&set_nic("vm-1"), Duration::ZERO);
+        assert_eq!(write.effect, None);
+        assert_eq!(write.extra_delay, Duration::from_millis(1300));
+        let read = Subject {
+            call: Some(CallKind::GetNic),
+            ..set_nic("vm-1")
+        };
+        let chosen = plan.decide_call(&read, Duration::ZERO).effect;
+        assert_eq!(chosen.map(|c| c.effect), Some(FaultEffect::StaleRead));
+    }
+
+    #[test]
+    fn heal_disables_from_its_time_and_cancels_later_reboots() {
+        let mut plan = FaultPlan::new(vec![
+            spec(FaultEffect::Reject),
+            FaultSpec {
+                device: "sw-1".into(),
+                from: Some(Duration::from_secs(10)),
+                ..spec(FaultEffect::RebootLosesUnsaved)
+            },
+        ]);
+        plan.heal("vc-1", Duration::from_secs(5));
+        let s = set_nic("vm-1");
+        assert!(plan
+            .decide_call(&s, Duration::from_secs(4))
+            .effect
+            .is_some());
+        assert!(plan
+            .decide_call(&s, Duration::from_secs(5))
+            .effect
+            .is_none());
+        assert_eq!(plan.switch_reboots().len(), 1);
+        plan.heal("all", Duration::from_secs(6));
+        assert!(plan.switch_reboots().is_empty());
+        assert!(!plan.reboot_due("sw-1", Duration::from_secs(10)));
+        assert!(plan.reboot_due("sw-2", Duration::from_secs(10)));
+    }
+}

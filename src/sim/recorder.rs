@@ -1,0 +1,150 @@
+//! The run's history recorder: one append-only list of [`HistoryEvent`]s stamped with the
+//! simulator's clock (milliseconds since the run started on the tokio clock, which is paused and
+//! virtual in `sim` mode, so the stamps are deterministic).
+//!
+//! Every part of a run (the runner for engine events, the device models for calls and truth
+//! changes) records into one shared recorder, so the history has one total order.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::model::history::{EventKind, HistoryEvent};
+
+/// Shared handle to a run's history. Cloning is cheap; every clone appends to the same history.
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Mutex<RecorderState>>,
+}
+
+struct RecorderState {
+    /// Run start on the tokio clock.
+    origin: Instant,
+    events: Vec<HistoryEvent>,
+    /// Id of the next device call; ids start at 1 so 0 never names a call.
+    next_call: u64,
+    /// L-Servers whose release operation is running (INV-2 needs to know).
+    releasing: BTreeSet<String>,
+}
+
+/// Locks a mutex even when a panicking thread poisoned it: the recorder's state stays
+/// consistent after every single statement, so a poisoned lock carries no torn data.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// A recorder whose run starts now on the tokio clock. Call it inside the runtime that runs
+    /// the scenario (with `start_paused` the clock is virtual).
+    pub fn new() -> Recorder {
+        Recorder {
+            inner: Arc::new(Mutex::new(RecorderState {
+                origin: Instant::now(),
+                events: Vec::new(),
+                next_call: 1,
+                releasing: BTreeSet::new(),
+            })),
+        }
+    }
+
+    /// Time since the run started.
+    pub fn elapsed(&self) -> Duration {
+        let origin = lock(&self.inner).origin;
+        Instant::now().saturating_duration_since(origin)
+    }
+
+    /// Milliseconds since the run started.
+    pub fn now_ms(&self) -> u64 {
+        millis(self.elapsed())
+    }
+
+    /// Appends `kind`, stamped with the current run time.
+    pub fn record(&self, kind: EventKind) {
+        let mut state = lock(&self.inner);
+        let at_ms = millis(Instant::now().saturating_duration_since(state.origin));
+        state.events.push(HistoryEvent { at_ms, kind });
+    }
+
+    /// A call id not used before in this run.
+    pub fn next_call_id(&self) -> u64 {
+        let mut state = lock(&self.inner);
+        let id = state.next_call;
+        state.next_call = state.next_call.saturating_add(1);
+        id
+    }
+
+    /// A copy of the history so far, in recording order.
+    pub fn events(&self) -> Vec<HistoryEvent> {
+        lock(&self.inner).events.clone()
+    }
+
+    /// Number of events recorded so far (cheaper than `events().len()`).
+    pub fn len(&self) -> usize {
+        lock(&self.inner).events.len()
+    }
+
+    /// Whether nothing has been recorded yet.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Marks whether a release of `lserver` is running. The runner toggles it from engine events
+    /// so that device truth changes can say whether they happened inside a release (INV-2).
+    pub fn set_releasing(&self, lserver: &str, on: bool) {
+        let mut state = lock(&self.inner);
+        if on {
+            state.releasing.insert(lserver.to_string());
+        } else {
+            state.releasing.remove(lserver);
+        }
+    }
+
+    /// Whether a release of `lserver` is running.
+    pub fn is_releasing(&self, lserver: &str) -> bool {
+        lock(&self.inner).releasing.contains(lserver)
+    }
+}
+
+/// Whole milliseconds, saturating (a run never lasts 584 million years).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn stamps_follow_the_virtual_clock() {
+        let r = Recorder::new();
+        r.record(EventKind::Crash);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        r.record(EventKind::Restart);
+        let events = r.events();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].at_ms, 0);
+        assert_eq!(events[1].at_ms, 1500);
+        assert_eq!(r.now_ms(), 1500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn call_ids_are_unique_and_release_flags_toggle() {
+        let r = Recorder::new();
+        let a = r.next_call_id();
+        let b = r.clone().next_call_id();
+        assert_ne!(a, b);
+        assert!(!r.is_releasing("/t/x"));
+        r.set_releasing("/t/x", true);
+        assert!(r.is_releasing("/t/x"));
+        r.set_releasing("/t/x", false);
+        assert!(!r.is_releasing("/t/x"));
+    }
+}

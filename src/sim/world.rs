@@ -1,0 +1,442 @@
+//! The simulated world: every device model of a site behind one lock, the fault plan, and the
+//! call protocol every face goes through ([`SimWorld::call`]):
+//!
+//! 1. record `Invoke` and decide the call's fault at its arrival (run time on the recorder
+//!    clock), so the fault window is judged when the request reaches the device;
+//! 2. sleep the device's latency plus any `delay` fault on the tokio clock;
+//! 3. apply the effect to the model, recording `TruthChanged` / `Reset` the moment state changes;
+//! 4. record `Return` (`ok | fail | unknown`). A drop guard records `unknown` when the caller
+//!    drops the call mid-flight (its own call timeout), so no `Invoke` is left without a `Return`.
+//!
+//! Concurrency is only measured (`max_in_flight`), never limited: proving that the engine keeps
+//! `max_concurrent` (R15) is the point.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::bmc::BmcModel;
+use super::faults::{FaultEffect, FaultSpec};
+use super::hypervisor::HypervisorModel;
+use super::index::{portgroup_network, vlan_network, DeviceOp, SiteIndex, Target};
+use super::plan::{FaultPlan, DEFAULT_HANG};
+use super::recorder::{lock, Recorder};
+use super::switch::SwitchModel;
+use crate::adapters::{DeviceError, DeviceResult, Email, OutcomeClass};
+use crate::model::history::{EventKind, NicRef};
+use crate::model::Site;
+
+/// A successful call's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A write, reset, save or login succeeded.
+    Done,
+    /// A vNIC read: the port group id.
+    Portgroup(String),
+    /// A port read: the access VLAN.
+    Vlan(u16),
+}
+
+/// One device of the world.
+#[derive(Debug, Clone)]
+pub(crate) enum DeviceModel {
+    Hypervisor(HypervisorModel),
+    Switch(SwitchModel),
+    Bmc(BmcModel),
+}
+
+impl DeviceModel {
+    fn latency(&self) -> Duration {
+        match self {
+            DeviceModel::Hypervisor(h) => h.latency,
+            DeviceModel::Switch(s) => s.latency,
+            DeviceModel::Bmc(b) => b.latency,
+        }
+    }
+}
+
+/// Everything that changes during a run, under one lock.
+pub(crate) struct WorldState {
+    pub devices: BTreeMap<String, DeviceModel>,
+    pub plan: FaultPlan,
+    pub in_flight: BTreeMap<String, u32>,
+    pub max_in_flight: BTreeMap<String, u32>,
+    pub emails: Vec<Email>,
+    pub syslog: Vec<String>,
+}
+
+pub(crate) struct Inner {
+    pub site: Arc<Site>,
+    pub recorder: Recorder,
+    pub index: SiteIndex,
+    pub state: Mutex<WorldState>,
+    seed: u64,
+}
+
+/// The simulated devices of one site with their fault plan. Cloning is cheap and shares state.
+#[derive(Clone)]
+pub struct SimWorld {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// How a call will end, decided when it arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Planned {
+    Normal,
+    StaleRead,
+    AcceptWithoutApply,
+    ApplyThenError,
+    /// No reply within `hang`; `apply` says whether the change happens first.
+    Hang {
+        apply: bool,
+        hang: Duration,
+    },
+    Fail(OutcomeClass, &'static str),
+}
+
+/// Records the `Return` of a call and leaves its in-flight slot, also when the caller drops the
+/// call future before it completes.
+struct CallGuard {
+    world: SimWorld,
+    device: String,
+    call: u64,
+    /// `(result, detail)` once the call completed.
+    done: Option<(&'static str, String)>,
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        let (result, detail) = self
+            .done
+            .take()
+            .unwrap_or(("unknown", "cut off by the caller".to_string()));
+        let inner = &self.world.inner;
+        let mut state = lock(&inner.state);
+        if let Some(n) = state.in_flight.get_mut(&self.device) {
+            *n = n.saturating_sub(1);
+        }
+        inner.recorder.record(EventKind::Return {
+            call: self.call,
+            result: result.to_string(),
+            detail,
+        });
+    }
+}
+
+impl SimWorld {
+    /// Builds every hypervisor, switch and BMC of `site` with each NIC on its operation network,
+    /// and the fault plan of `faults`. `seed` is kept for models that need randomness (none does
+    /// yet: every decision is a pure function of the plan and the call order).
+    pub fn new(site: Arc<Site>, faults: Vec<FaultSpec>, recorder: Recorder, seed: u64) -> SimWorld {
+        let mut devices = BTreeMap::new();
+        let topology = &site.topology;
+        for h in &topology.hypervisors {
+            let model = HypervisorModel::new(h, &site);
+            devices.insert(h.name.clone(), DeviceModel::Hypervisor(model));
+        }
+        for s in &topology.switches {
+            devices.insert(
+                s.name.clone(),
+                DeviceModel::Switch(SwitchModel::new(s, &site)),
+            );
+        }
+        for b in &topology.bmcs {
+            devices.insert(b.name.clone(), DeviceModel::Bmc(BmcModel::new(b)));
+        }
+        let state = WorldState {
+            devices,
+            plan: FaultPlan::new(faults),
+            in_flight: BTreeMap::new(),
+            max_in_flight: BTreeMap::new(),
+            emails: Vec::new(),
+            syslog: Vec::new(),
+        };
+        SimWorld {
+            inner: Arc::new(Inner {
+                index: SiteIndex::new(&site),
+                site,
+                recorder,
+                state: Mutex::new(state),
+                seed,
+            }),
+        }
+    }
+
+    /// The site the world models.
+    pub fn site(&self) -> &Arc<Site> {
+        &self.inner.site
+    }
+
+    /// The recorder the world writes its history into.
+    pub fn recorder(&self) -> &Recorder {
+        &self.inner.recorder
+    }
+
+    /// The run's seed.
+    pub fn seed(&self) -> u64 {
+        self.inner.seed
+    }
+
+    /// Runs one device call through the fault plan, latency and the device model, recording
+    /// `Invoke`, state changes and `Return` (see the module docs). Every face calls this.
+    pub async fn call(&self, device: &str, op: DeviceOp) -> DeviceResult<Reply> {
+        let inner = &self.inner;
+        let call = inner.recorder.next_call_id();
+        let target = inner.index.target(&inner.site, device, &op);
+        let (wait, planned) = {
+            let mut state = lock(&inner.state);
+            inner.recorder.record(EventKind::Invoke {
+                call,
+                device: device.to_string(),
+                op: op.kind().as_str().to_string(),
+                nic: target.nic.clone(),
+                lserver: target.lserver.clone(),
+                value: target.value.clone(),
+            });
+            let in_flight = state.in_flight.entry(device.to_string()).or_insert(0);
+            *in_flight = in_flight.saturating_add(1);
+            let now_in_flight = *in_flight;
+            let max = state.max_in_flight.entry(device.to_string()).or_insert(0);
+            *max = (*max).max(now_in_flight);
+            let now = inner.recorder.elapsed();
+            plan_call(&mut state, device, &op, &target, now)
+        };
+        // From here on the guard owns the `Return`: created before the first await, so a caller
+        // that drops this future at any await still leaves a complete history.
+        let mut guard = CallGuard {
+            world: self.clone(),
+            device: device.to_string(),
+            call,
+            done: None,
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+        let result = self.finish(device, &op, &target, planned).await;
+        guard.done = Some(match &result {
+            Ok(reply) => ("ok", self.reply_detail(device, reply)),
+            Err(e) if e.class == OutcomeClass::Unknown => ("unknown", e.to_string()),
+            Err(e) => ("fail", e.to_string()),
+        });
+        result
+    }
+
+    async fn finish(
+        &self,
+        device: &str,
+        op: &DeviceOp,
+        target: &Target,
+        planned: Planned,
+    ) -> DeviceResult<Reply> {
+        match planned {
+            Planned::Normal => self.perform(device, op, target, false),
+            Planned::StaleRead => self.perform(device, op, target, true),
+            Planned::AcceptWithoutApply => Ok(Reply::Done),
+            Planned::ApplyThenError => self.perform(device, op, target, false).and_then(|_| {
+                Err(DeviceError::new(
+                    OutcomeClass::Rejected,
+                    "error reply after applying",
+                ))
+            }),
+            Planned::Hang { apply, hang } => {
+                if apply {
+                    // The device applied it; only the reply is lost, so the outcome is ignored.
+                    let _applied = self.perform(device, op, target, false);
+                }
+                tokio::time::sleep(hang).await;
+                Err(DeviceError::new(
+                    OutcomeClass::Unknown,
+                    format!("no reply within {hang:?}"),
+                ))
+            }
+            Planned::Fail(class, detail) => Err(DeviceError::new(class, detail)),
+        }
+    }
+
+    /// Applies `op` to the model and records the state changes it makes.
+    fn perform(
+        &self,
+        device: &str,
+        op: &DeviceOp,
+        target: &Target,
+        stale: bool,
+    ) -> DeviceResult<Reply> {
+        let inner = &self.inner;
+        let site = &inner.site;
+        let recorder = &inner.recorder;
+        let mut state = lock(&inner.state);
+        let unsupported = || {
+            DeviceError::new(
+                OutcomeClass::Rejected,
+                format!("{device} does not support {}", op.kind().as_str()),
+            )
+        };
+        let Some(model) = state.devices.get_mut(device) else {
+            return Err(no_device(device));
+        };
+        match (model, op) {
+            (DeviceModel::Hypervisor(h), DeviceOp::Login) => {
+                h.login();
+                Ok(Reply::Done)
+            }
+            (DeviceModel::Hypervisor(h), DeviceOp::GetNic { vm, nic }) => {
+                h.get_nic(vm, nic, stale).map(Reply::Portgroup)
+            }
+            (DeviceModel::Hypervisor(h), DeviceOp::SetNic { vm, nic, portgroup }) => {
+                if let Some(change) = h.set_nic(vm, nic, portgroup)? {
+                    if let Some(nic) = &target.nic {
+                        record_truth(
+                            recorder,
+                            nic,
+                            portgroup_network(site, device, &change.from),
+                            portgroup_network(site, device, &change.to),
+                        );
+                    }
+                }
+                Ok(Reply::Done)
+            }
+            (DeviceModel::Hypervisor(h), DeviceOp::PowerReset { vm }) => {
+                h.power_reset(vm)?;
+                record_reset(recorder, target);
+                Ok(Reply::Done)
+            }
+            (DeviceModel::Switch(s), DeviceOp::GetPort { port }) => {
+                s.get_port(port, stale).map(Reply::Vlan)
+            }
+            (DeviceModel::Switch(s), DeviceOp::SetPort { port, vlan }) => {
+                if let Some(change) = s.set_port(port, *vlan)? {
+                    if let Some(nic) = &target.nic {
+                        record_truth(
+                            recorder,
+                            nic,
+                            vlan_network(site, change.from),
+                            vlan_network(site, change.to),
+                        );
+                    }
+                }
+                Ok(Reply::Done)
+            }
+            (DeviceModel::Switch(s), DeviceOp::SaveConfig) => {
+                s.save_config();
+                Ok(Reply::Done)
+            }
+            (DeviceModel::Bmc(b), DeviceOp::Reset) => {
+                b.reset();
+                record_reset(recorder, target);
+                Ok(Reply::Done)
+            }
+            _ => Err(unsupported()),
+        }
+    }
+
+    /// What a `Return` shows for a successful call: the network read when it maps to one.
+    fn reply_detail(&self, device: &str, reply: &Reply) -> String {
+        let site = &self.inner.site;
+        match reply {
+            Reply::Done => String::new(),
+            Reply::Portgroup(pg) => super::index::portgroup_name(site, device, pg),
+            Reply::Vlan(vlan) => super::index::vlan_name(site, *vlan),
+        }
+    }
+}
+
+/// Decides how a call arriving at run time `now` will end, and the time it takes before that.
+fn plan_call(
+    state: &mut WorldState,
+    device: &str,
+    op: &DeviceOp,
+    target: &Target,
+    now: Duration,
+) -> (Duration, Planned) {
+    let Some(model) = state.devices.get(device) else {
+        return (
+            Duration::ZERO,
+            Planned::Fail(OutcomeClass::Unavailable, "no such device"),
+        );
+    };
+    let latency = model.latency();
+    let is_login = *op == DeviceOp::Login;
+    if let DeviceModel::Hypervisor(h) = model {
+        // An expired session refuses everything but a login before any processing, so no fault
+        // rule is used up by such a call.
+        if !h.session_valid() && !is_login {
+            return (
+                latency,
+                Planned::Fail(OutcomeClass::Auth, "session expired: log in again"),
+            );
+        }
+    }
+    let decision = state
+        .plan
+        .decide_call(&target.subject(device, op.kind()), now);
+    let wait = latency.saturating_add(decision.extra_delay);
+    let Some(chosen) = decision.effect else {
+        return (wait, Planned::Normal);
+    };
+    let hang = chosen.delay.unwrap_or(DEFAULT_HANG);
+    let planned = match chosen.effect {
+        FaultEffect::Reject => Planned::Fail(OutcomeClass::Rejected, "error reply (fault: reject)"),
+        FaultEffect::Unavailable => Planned::Fail(
+            OutcomeClass::Unavailable,
+            "503 service unavailable (fault: unavailable)",
+        ),
+        FaultEffect::Busy => Planned::Fail(
+            OutcomeClass::Busy,
+            "resource busy, retry later (fault: busy)",
+        ),
+        FaultEffect::AuthExpired => {
+            // Hypervisors keep a session, so it stays invalid until a login succeeds. Switches
+            // and BMCs authenticate every request, so only this call is refused.
+            if let Some(DeviceModel::Hypervisor(h)) = state.devices.get_mut(device) {
+                h.expire_session();
+            }
+            Planned::Fail(OutcomeClass::Auth, "session expired (fault: auth_expired)")
+        }
+        FaultEffect::Timeout => Planned::Hang { apply: false, hang },
+        FaultEffect::ApplyThenTimeout => Planned::Hang { apply: true, hang },
+        FaultEffect::ApplyThenError => Planned::ApplyThenError,
+        FaultEffect::AcceptWithoutApply => Planned::AcceptWithoutApply,
+        FaultEffect::StaleRead => Planned::StaleRead,
+        // Never chosen for a device call (see `plan::applies_to_call`).
+        FaultEffect::Delay
+        | FaultEffect::RebootLosesUnsaved
+        | FaultEffect::Drop
+        | FaultEffect::Duplicate
+        | FaultEffect::Reorder
+        | FaultEffect::Reset
+        | FaultEffect::Blackhole => Planned::Normal,
+    };
+    (wait, planned)
+}
+
+pub(crate) fn record_truth(
+    recorder: &Recorder,
+    nic: &NicRef,
+    from: Option<String>,
+    to: Option<String>,
+) {
+    let in_release = recorder.is_releasing(&nic.lserver);
+    recorder.record(EventKind::TruthChanged {
+        nic: nic.clone(),
+        from,
+        to,
+        in_release,
+    });
+}
+
+fn record_reset(recorder: &Recorder, target: &Target) {
+    // Every VM and BMC a model accepts belongs to an L-Server of the site; one that does not
+    // has no L-Server to name, so it leaves no `Reset` entry.
+    if let Some(lserver) = &target.lserver {
+        recorder.record(EventKind::Reset {
+            lserver: lserver.clone(),
+        });
+    }
+}
+
+fn no_device(device: &str) -> DeviceError {
+    DeviceError::new(
+        OutcomeClass::Unavailable,
+        format!("no such device {device}"),
+    )
+}

@@ -1,0 +1,326 @@
+//! INV-5 … INV-10 on hand-made histories: one that keeps each invariant, one that breaks it.
+
+mod check_support;
+
+use check_support::*;
+use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
+use quarantine_lab::model::history::EventKind;
+use quarantine_lab::model::Site;
+
+fn check(site: &Site, rec: &Rec) -> CheckReport {
+    check_run(site, &rec.build(), &Expectations::default())
+}
+
+fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
+    report
+        .invariants
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no verdict {id}"))
+}
+
+fn assert_status(report: &CheckReport, id: &str, status: Status) {
+    let v = inv(report, id);
+    assert_eq!(v.status, status, "{id}: {}", v.detail);
+}
+
+#[test]
+fn inv5_writes_to_detected_lserver_pass() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-5",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv5_write_to_bystander_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.call(10, "vc-1", "set_nic", VDI3, Some(0), Some("qr-a"));
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-5", Status::Failed);
+    assert!(inv(&report, "INV-5").detail.contains(VDI3));
+}
+
+#[test]
+fn inv5_not_found_detection_authorizes_nothing() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(SBC1), "not_found", None).call(
+        0,
+        "sw-1",
+        "set_port",
+        SBC1,
+        Some(0),
+        Some("qr-a"),
+    );
+    assert_status(&check(&site, &rec), "INV-5", Status::Failed);
+}
+
+#[test]
+fn inv5_command_authorizes_writes() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.command(0, "quarantine", SBC1, Some(1))
+        .started(0, 1, SBC1, "manual_quarantine")
+        .call(0, "sw-1", "set_port", SBC1, Some(0), Some("qr-a"));
+    assert_status(&check(&site, &rec), "INV-5", Status::Passed);
+}
+
+#[test]
+fn inv6_single_write_passes() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-6",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv6_rewrite_of_nic_already_on_target_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.call(90, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-6", Status::Failed);
+    assert!(inv(&report, "INV-6").detail.contains("already"));
+}
+
+#[test]
+fn inv6_write_in_flight_before_truth_changes_passes() {
+    // Two writes sent before the device applied the first: the device did not have the NIC
+    // on the target yet when either was sent (the strict rule looks at truth at invoke time).
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .call(10, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(40, VDI1, 0, "op-a", "qr-a", false);
+    assert_status(&check(&site, &rec), "INV-6", Status::Passed);
+}
+
+#[test]
+fn inv7_accepted_detection_finished_once_passes() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-7",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv7_event_accepted_twice_across_restart_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.push(100, EventKind::Crash)
+        .push(200, EventKind::Restart)
+        .ack(300, "e-1", Some(VDI1), "accepted", Some(2))
+        .started(300, 2, VDI1, "quarantine")
+        .finished(300, 2, VDI1, "quarantined");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-7", Status::Failed);
+    assert!(inv(&report, "INV-7").detail.contains("twice"));
+}
+
+#[test]
+fn inv7_accepted_detection_lost_in_crash_violates() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .push(10, EventKind::Crash)
+        .push(1_010, EventKind::Restart);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-7", Status::Failed);
+    assert!(inv(&report, "INV-7").detail.contains("finished 0 times"));
+}
+
+#[test]
+fn inv7_operation_resumed_after_crash_passes() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .push(10, EventKind::Crash)
+        .push(1_010, EventKind::Restart)
+        .started(1_010, 1, VDI1, "quarantine")
+        .call(1_010, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(1_050, VDI1, 0, "op-a", "qr-a", false)
+        .alert(1_090, "quarantine-completed", "INFO", Some(VDI1), Some(1))
+        .finished(1_090, 1, VDI1, "quarantined")
+        .final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
+        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-7", Status::Passed);
+    assert_status(&report, "INV-10", Status::Passed);
+}
+
+#[test]
+fn inv8_allocation_of_quarantined_lserver_passes() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-8",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv8_gateway_address_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.run.allocations.clear();
+    rec.allocation("qr-a", "10.210.0.1", VDI1).final_nic(
+        VDI1,
+        0,
+        Some("qr-a"),
+        "qr-a",
+        "10.210.0.1",
+    );
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-8", Status::Failed);
+    assert!(inv(&report, "INV-8").detail.contains("gateway"));
+}
+
+#[test]
+fn inv8_duplicate_and_outside_subnet_violate() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.allocation("qr-a", "10.210.0.2", VDI1)
+        .allocation("qr-a", "10.99.0.5", VDI1);
+    let detail = &inv(&check(&site, &rec), "INV-8").detail.clone();
+    assert!(detail.contains("twice"), "{detail}");
+    assert!(detail.contains("outside the subnet"), "{detail}");
+}
+
+#[test]
+fn inv8_allocation_kept_after_rollback_violates() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .alert(60_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
+        .finished(60_000, 1, VDI1, "quarantine_failed")
+        .final_state(
+            VDI1,
+            "quarantine_failed",
+            "normal",
+            Some("quarantine_failed"),
+        )
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-8", Status::Failed);
+    assert!(inv(&report, "INV-8").detail.contains("quarantine_failed"));
+}
+
+#[test]
+fn inv8_quarantined_record_without_allocation_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.run.allocations.clear();
+    assert_status(&check(&site, &rec), "INV-8", Status::Failed);
+}
+
+#[test]
+fn inv9_failure_with_one_error_alert_passes() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
+        .started(0, 1, VDI2, "reboot")
+        .alert(5_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
+        .finished(5_000, 1, VDI2, "reboot_failed");
+    assert_status(&check(&site, &rec), "INV-9", Status::Passed);
+}
+
+#[test]
+fn inv9_failure_without_alert_violates() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
+        .started(0, 1, VDI2, "reboot")
+        .finished(5_000, 1, VDI2, "reboot_failed");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-9", Status::Failed);
+    assert!(inv(&report, "INV-9").detail.contains("0 ERROR alerts"));
+}
+
+#[test]
+fn inv9_two_error_alerts_violate() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
+        .started(0, 1, VDI2, "reboot")
+        .alert(5_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
+        .alert(5_001, "reboot-failed", "ERROR", Some(VDI2), Some(1))
+        .finished(5_000, 1, VDI2, "reboot_failed");
+    assert_status(&check(&site, &rec), "INV-9", Status::Failed);
+}
+
+#[test]
+fn inv9_alert_naming_nothing_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.alert(100, "lserver-not-found", "ERROR", None, None);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-9", Status::Failed);
+    assert!(inv(&report, "INV-9").detail.contains("names no L-Server"));
+}
+
+#[test]
+fn inv10_operation_within_deadline_passes() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-10",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv10_operation_past_deadline_violates() {
+    // vdi-small: deadline 60 s + call timeout 5 s, plus 10% = 71.5 s.
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .alert(80_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
+        .finished(80_000, 1, VDI1, "quarantine_failed");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-10", Status::Failed);
+    assert!(inv(&report, "INV-10").detail.contains("80000 ms"));
+}
+
+#[test]
+fn inv10_operation_never_finished_violates() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine");
+    rec.run.lservers[0].pending_operations = 1;
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-10", Status::Failed);
+    let detail = &inv(&report, "INV-10").detail;
+    assert!(detail.contains("never finished"), "{detail}");
+    assert!(detail.contains("pending"), "{detail}");
+}
+
+#[test]
+fn empty_run_skips_everything_and_never_panics() {
+    let site = site();
+    let report = check_run(
+        &site,
+        &quarantine_lab::model::history::RunRecord::default(),
+        &Expectations::default(),
+    );
+    assert!(report
+        .invariants
+        .iter()
+        .all(|v| v.status == Status::Skipped));
+    assert_eq!(report.measures.device_writes, 0);
+    assert_eq!(report.measures.lower_bound_ms, 0);
+}

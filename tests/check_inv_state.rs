@@ -1,0 +1,252 @@
+//! INV-1 … INV-4 on hand-made histories: one that keeps each invariant, one that breaks it.
+
+mod check_support;
+
+use check_support::*;
+use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
+use quarantine_lab::model::Site;
+
+fn check(site: &Site, rec: &Rec) -> CheckReport {
+    check_run(site, &rec.build(), &Expectations::default())
+}
+
+fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
+    report
+        .invariants
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no verdict {id}"))
+}
+
+fn assert_status(report: &CheckReport, id: &str, status: Status) {
+    let v = inv(report, id);
+    assert_eq!(v.status, status, "{id}: {}", v.detail);
+}
+
+#[test]
+fn clean_quarantine_keeps_every_invariant() {
+    let site = site();
+    let report = check(&site, &quarantined_vdi1(&site));
+    for v in &report.invariants {
+        assert_ne!(v.status, Status::Failed, "{}: {}", v.id, v.detail);
+    }
+    assert_eq!(report.invariants.len(), 10);
+}
+
+#[test]
+fn inv1_contained_lserver_passes() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-1",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv1_silent_failure_violates() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .finished(70_000, 1, VDI1, "quarantine_failed");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-1", Status::Failed);
+    assert!(inv(&report, "INV-1").detail.contains(VDI1));
+}
+
+#[test]
+fn inv1_failure_with_quarantine_failed_alert_passes() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .alert(60_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
+        .finished(60_000, 1, VDI1, "quarantine_failed");
+    assert_status(&check(&site, &rec), "INV-1", Status::Passed);
+}
+
+#[test]
+fn inv1_config_error_alert_excuses_plan_failure() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .alert(0, "config-error", "ERROR", Some(VDI1), Some(1))
+        .finished(0, 1, VDI1, "quarantine_failed");
+    assert_status(&check(&site, &rec), "INV-1", Status::Passed);
+}
+
+#[test]
+fn inv1_alert_before_the_request_does_not_excuse() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.alert(0, "quarantine-failed", "ERROR", Some(VDI1), Some(9))
+        .command(10, "quarantine", VDI1, Some(1))
+        .started(10, 1, VDI1, "manual_quarantine")
+        .finished(20, 1, VDI1, "quarantined");
+    assert_status(&check(&site, &rec), "INV-1", Status::Failed);
+}
+
+#[test]
+fn inv1_released_lserver_is_not_required_to_stay() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.command(1_000, "release", VDI1, Some(2))
+        .started(1_000, 2, VDI1, "release")
+        .call(1_000, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"))
+        .truth(1_040, VDI1, 0, "qr-a", "op-a", true)
+        .finished(1_080, 2, VDI1, "released")
+        .final_nic(VDI1, 0, Some("op-a"), "op-a", "10.110.0.11")
+        .final_state(VDI1, "normal", "normal", Some("released"));
+    rec.run.allocations.clear();
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-1", Status::Skipped);
+    assert_status(&report, "INV-2", Status::Passed);
+}
+
+#[test]
+fn inv1_new_detection_dropped_as_duplicate_during_release_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.command(1_000, "release", VDI1, Some(2))
+        .started(1_000, 2, VDI1, "release")
+        .ack(1_010, "e-2", Some(VDI1), "duplicate", None)
+        .truth(1_040, VDI1, 0, "qr-a", "op-a", true)
+        .finished(1_080, 2, VDI1, "released")
+        .final_nic(VDI1, 0, Some("op-a"), "op-a", "10.110.0.11")
+        .final_state(VDI1, "normal", "normal", Some("released"));
+    rec.run.allocations.clear();
+    assert_status(&check(&site, &rec), "INV-1", Status::Failed);
+}
+
+#[test]
+fn inv1_repeat_of_an_acknowledged_event_after_release_is_not_a_new_request() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.command(1_000, "release", VDI1, Some(2))
+        .started(1_000, 2, VDI1, "release")
+        .truth(1_040, VDI1, 0, "qr-a", "op-a", true)
+        .finished(1_080, 2, VDI1, "released")
+        .ack(2_000, "e-1", Some(VDI1), "duplicate", Some(1))
+        .final_nic(VDI1, 0, Some("op-a"), "op-a", "10.110.0.11")
+        .final_state(VDI1, "normal", "normal", Some("released"));
+    rec.run.allocations.clear();
+    assert_status(&check(&site, &rec), "INV-1", Status::Skipped);
+}
+
+#[test]
+fn inv1_reboot_policy_detection_does_not_ask_for_quarantine() {
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
+        .started(0, 1, VDI2, "reboot")
+        .call(0, "vc-1", "power_reset", VDI2, None, None)
+        .alert(40, "reboot-completed", "INFO", Some(VDI2), Some(1))
+        .finished(40, 1, VDI2, "rebooted")
+        .final_state(VDI2, "normal", "normal", Some("rebooted"));
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-1", Status::Skipped);
+    assert_status(&report, "INV-5", Status::Passed);
+}
+
+#[test]
+fn inv2_release_may_leave_quarantine() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.truth(2_000, VDI1, 0, "qr-a", "op-a", true);
+    assert_status(&check(&site, &rec), "INV-2", Status::Passed);
+}
+
+#[test]
+fn inv2_move_off_quarantine_outside_release_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.truth(2_000, VDI1, 0, "qr-a", "op-a", false);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-2", Status::Failed);
+    assert!(inv(&report, "INV-2").detail.contains("outside a release"));
+}
+
+/// web-01: NIC 0 reaches quarantine, NIC 1 never does; the records roll back (R10).
+fn failed_web(site: &Site) -> Rec {
+    let mut rec = Rec::new(site);
+    rec.ack(0, "e-1", Some(WEB), "accepted", Some(1))
+        .started(0, 1, WEB, "quarantine")
+        .call(0, "vc-1", "set_nic", WEB, Some(0), Some("qr-a"))
+        .truth(40, WEB, 0, "op-a", "qr-a", false)
+        .call(0, "vc-1", "set_nic", WEB, Some(1), Some("qr-b"))
+        .alert(60_000, "quarantine-failed", "ERROR", Some(WEB), Some(1))
+        .finished(60_000, 1, WEB, "quarantine_failed")
+        .final_nic(WEB, 0, Some("qr-a"), "op-a", "10.110.0.11")
+        .final_state(
+            WEB,
+            "quarantine_failed",
+            "normal",
+            Some("quarantine_failed"),
+        );
+    rec
+}
+
+#[test]
+fn inv3_rollback_keeps_reached_nic_on_quarantine() {
+    let site = two_nic_site();
+    let report = check(&site, &failed_web(&site));
+    assert_status(&report, "INV-3", Status::Passed);
+    // Records and devices disagree on purpose after a failure: not INV-4's business.
+    assert_status(&report, "INV-4", Status::Skipped);
+    assert_status(&report, "INV-1", Status::Passed);
+}
+
+#[test]
+fn inv3_record_left_on_quarantine_violates() {
+    let site = two_nic_site();
+    let mut rec = failed_web(&site);
+    rec.final_nic(WEB, 0, Some("qr-a"), "qr-a", "10.210.0.2");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-3", Status::Failed);
+    assert!(inv(&report, "INV-3").detail.contains("nic 0"));
+}
+
+#[test]
+fn inv3_reached_nic_moved_back_violates() {
+    let site = two_nic_site();
+    let mut rec = failed_web(&site);
+    rec.final_nic(WEB, 0, Some("op-a"), "op-a", "10.110.0.11");
+    assert_status(&check(&site, &rec), "INV-3", Status::Failed);
+}
+
+#[test]
+fn inv3_release_after_failure_may_bring_nics_back() {
+    let site = two_nic_site();
+    let mut rec = failed_web(&site);
+    rec.command(70_000, "release", WEB, Some(2))
+        .started(70_000, 2, WEB, "release")
+        .call(70_000, "vc-1", "set_nic", WEB, Some(0), Some("op-a"))
+        .truth(70_040, WEB, 0, "qr-a", "op-a", true)
+        .finished(70_100, 2, WEB, "cancelled")
+        .final_nic(WEB, 0, Some("op-a"), "op-a", "10.110.0.11");
+    // The release ended `cancelled`, so the last outcome is still quarantine_failed.
+    assert_status(&check(&site, &rec), "INV-3", Status::Passed);
+}
+
+#[test]
+fn inv4_quarantined_records_match_devices() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-4",
+        Status::Passed,
+    );
+}
+
+#[test]
+fn inv4_record_disagreeing_with_device_violates() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-4", Status::Failed);
+    // The device never kept the NIC on quarantine and nothing alerted.
+    assert_status(&report, "INV-1", Status::Failed);
+}

@@ -1,0 +1,373 @@
+//! Test support for the checkers: the vdi-small site, a two-NIC site, and a builder for
+//! hand-made run records.
+#![allow(dead_code)]
+
+use std::net::IpAddr;
+use std::path::Path;
+
+use quarantine_lab::model::history::*;
+use quarantine_lab::model::{load_site, load_topology_str, Site};
+
+/// A virtual L-Server of vdi-small on vc-1 (policy: quarantine).
+pub const VDI1: &str = "/tenant-a/vdi-001";
+/// A virtual L-Server of vdi-small whose policy is `reboot`.
+pub const VDI2: &str = "/tenant-a/vdi-002";
+/// Another virtual L-Server of vdi-small (policy: quarantine).
+pub const VDI3: &str = "/tenant-a/vdi-003";
+/// Physical L-Servers behind sw-1.
+pub const SBC1: &str = "/tenant-a/sbc-01";
+/// Physical L-Servers behind sw-1.
+pub const SBC2: &str = "/tenant-b/sbc-02";
+/// The two-NIC L-Server of [`two_nic_site`].
+pub const WEB: &str = "/t/web-01";
+
+/// fixtures/topologies/vdi-small.toml.
+pub fn site() -> Site {
+    load_site(Path::new("fixtures/topologies/vdi-small.toml")).expect("fixture loads")
+}
+
+/// One virtual L-Server with two NICs on two operation networks.
+pub fn two_nic_site() -> Site {
+    let text = r#"
+name = "two-nic"
+
+[[networks]]
+name = "op-a"
+role = "operation"
+vlan = 110
+subnet = "10.110.0.0/24"
+
+[[networks]]
+name = "op-b"
+role = "operation"
+vlan = 120
+subnet = "10.120.0.0/24"
+
+[[networks]]
+name = "qr-a"
+role = "quarantine"
+vlan = 910
+subnet = "10.210.0.0/24"
+
+[[networks]]
+name = "qr-b"
+role = "quarantine"
+vlan = 920
+subnet = "10.220.0.0/24"
+
+[quarantine_map]
+"op-a" = "qr-a"
+"op-b" = "qr-b"
+
+[[av_servers]]
+name = "osce"
+kind = "officescan"
+address = "127.0.0.1"
+
+[[hypervisors]]
+name = "vc-1"
+kind = "vcenter"
+max_concurrent = 4
+latency = "40ms"
+portgroups = { "op-a" = "pg-110", "op-b" = "pg-120", "qr-a" = "pg-910", "qr-b" = "pg-920" }
+
+[[lservers]]
+path = "/t/web-01"
+kind = "virtual"
+hypervisor = "vc-1"
+vm = "vm-1"
+nics = [
+  { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11", device = "4000" },
+  { network = "op-b", ip = "10.120.0.11", mac = "00:50:56:00:00:12", device = "4001" },
+]
+"#;
+    let topology = load_topology_str(Path::new("two-nic.toml"), text).expect("inline topology");
+    Site::new(topology).expect("site")
+}
+
+/// Parses an IP address literal.
+pub fn ip(text: &str) -> IpAddr {
+    text.parse().expect("ip literal")
+}
+
+/// Builds a [`RunRecord`]: history events in call order, final state starting as the topology
+/// says (every NIC on its operation network, every L-Server normal).
+pub struct Rec {
+    /// The record being built.
+    pub run: RunRecord,
+    next_call: u64,
+    next_seq: i64,
+}
+
+impl Rec {
+    /// An empty history over `site`, everything where the topology puts it.
+    pub fn new(site: &Site) -> Rec {
+        let mut run = RunRecord::default();
+        for ls in &site.lservers {
+            for nic in &ls.nics {
+                run.nics.push(FinalNic {
+                    nic: NicRef {
+                        lserver: ls.path.clone(),
+                        nic: nic.index,
+                    },
+                    device_network: Some(nic.network.clone()),
+                    managed_network: nic.network.clone(),
+                    managed_ip: nic.ip,
+                });
+            }
+            run.lservers.push(FinalLServer {
+                path: ls.path.clone(),
+                state: "normal".into(),
+                status: "normal".into(),
+                outcome: None,
+                pending_operations: 0,
+            });
+        }
+        Rec {
+            run,
+            next_call: 1,
+            next_seq: 1,
+        }
+    }
+
+    /// Appends an event.
+    pub fn push(&mut self, at_ms: u64, kind: EventKind) -> &mut Self {
+        self.run.history.push(HistoryEvent { at_ms, kind });
+        self
+    }
+
+    /// DetectionAcked from `osce`.
+    pub fn ack(
+        &mut self,
+        at: u64,
+        event_id: &str,
+        lserver: Option<&str>,
+        disposition: &str,
+        operation: Option<i64>,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::DetectionAcked {
+                source: "osce".into(),
+                event_id: event_id.into(),
+                lserver: lserver.map(String::from),
+                disposition: disposition.into(),
+                operation,
+            },
+        )
+    }
+
+    /// An accepted (with `operation`) or refused command.
+    pub fn command(
+        &mut self,
+        at: u64,
+        action: &str,
+        lserver: &str,
+        operation: Option<i64>,
+    ) -> &mut Self {
+        let refused = operation.is_none().then(|| "not allowed".to_string());
+        self.push(
+            at,
+            EventKind::CommandSubmitted {
+                action: action.into(),
+                lserver: lserver.into(),
+                operation,
+                refused,
+            },
+        )
+    }
+
+    /// OperationStarted.
+    pub fn started(&mut self, at: u64, id: i64, lserver: &str, kind: &str) -> &mut Self {
+        self.push(
+            at,
+            EventKind::OperationStarted {
+                id,
+                lserver: lserver.into(),
+                kind: kind.into(),
+            },
+        )
+    }
+
+    /// OperationFinished.
+    pub fn finished(&mut self, at: u64, id: i64, lserver: &str, outcome: &str) -> &mut Self {
+        self.push(
+            at,
+            EventKind::OperationFinished {
+                id,
+                lserver: lserver.into(),
+                outcome: outcome.into(),
+            },
+        )
+    }
+
+    /// An Invoke of `op` on NIC `nic` of `lserver`, and its `ok` Return one device latency
+    /// later (vc-1 40 ms, sw-1 150 ms, as in vdi-small). Writes carry `value`.
+    pub fn call(
+        &mut self,
+        at: u64,
+        device: &str,
+        op: &str,
+        lserver: &str,
+        nic: Option<usize>,
+        value: Option<&str>,
+    ) -> &mut Self {
+        let latency = match device {
+            "vc-1" => 40,
+            "sw-1" => 150,
+            _ => 0,
+        };
+        let call = self.next_call;
+        self.next_call += 1;
+        self.push(
+            at,
+            EventKind::Invoke {
+                call,
+                device: device.into(),
+                op: op.into(),
+                nic: nic.map(|n| NicRef {
+                    lserver: lserver.into(),
+                    nic: n,
+                }),
+                lserver: Some(lserver.into()),
+                value: value.map(String::from),
+            },
+        );
+        self.push(
+            at + latency,
+            EventKind::Return {
+                call,
+                result: "ok".into(),
+                detail: value.unwrap_or_default().into(),
+            },
+        )
+    }
+
+    /// TruthChanged of NIC `nic` of `lserver`.
+    pub fn truth(
+        &mut self,
+        at: u64,
+        lserver: &str,
+        nic: usize,
+        from: &str,
+        to: &str,
+        in_release: bool,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::TruthChanged {
+                nic: NicRef {
+                    lserver: lserver.into(),
+                    nic,
+                },
+                from: Some(from.into()),
+                to: Some(to.into()),
+                in_release,
+            },
+        )
+    }
+
+    /// An alert naming `lserver` and `operation`.
+    pub fn alert(
+        &mut self,
+        at: u64,
+        code: &str,
+        severity: &str,
+        lserver: Option<&str>,
+        operation: Option<i64>,
+    ) -> &mut Self {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.push(
+            at,
+            EventKind::Alert {
+                seq,
+                code: code.into(),
+                severity: severity.into(),
+                lserver: lserver.map(String::from),
+                ip: None,
+                operation,
+            },
+        )
+    }
+
+    /// Sets a NIC's final device truth and management record.
+    pub fn final_nic(
+        &mut self,
+        lserver: &str,
+        nic: usize,
+        device: Option<&str>,
+        managed: &str,
+        managed_ip: &str,
+    ) -> &mut Self {
+        if let Some(n) = self
+            .run
+            .nics
+            .iter_mut()
+            .find(|n| n.nic.lserver == lserver && n.nic.nic == nic)
+        {
+            n.device_network = device.map(String::from);
+            n.managed_network = managed.into();
+            n.managed_ip = ip(managed_ip);
+        }
+        self
+    }
+
+    /// Sets an L-Server's final state, status and outcome.
+    pub fn final_state(
+        &mut self,
+        lserver: &str,
+        state: &str,
+        status: &str,
+        outcome: Option<&str>,
+    ) -> &mut Self {
+        if let Some(l) = self.run.lservers.iter_mut().find(|l| l.path == lserver) {
+            l.state = state.into();
+            l.status = status.into();
+            l.outcome = outcome.map(String::from);
+        }
+        self
+    }
+
+    /// Adds a final quarantine IP allocation.
+    pub fn allocation(&mut self, network: &str, address: &str, lserver: &str) -> &mut Self {
+        self.run
+            .allocations
+            .push((network.into(), ip(address), lserver.into()));
+        self
+    }
+
+    /// The finished record.
+    pub fn build(&self) -> RunRecord {
+        self.run.clone()
+    }
+}
+
+/// A clean quarantine of vdi-001 (one vNIC on vc-1, 40 ms calls) by detection `e-1` acked at
+/// `at`, as operation `id`: contained at `at + 40`, quarantined at `at + 80`.
+pub fn quarantine_vdi(rec: &mut Rec, lserver: &str, event_id: &str, id: i64, at: u64) {
+    rec.ack(at, event_id, Some(lserver), "accepted", Some(id))
+        .alert(at, "quarantine-started", "INFO", Some(lserver), Some(id))
+        .started(at, id, lserver, "quarantine")
+        .call(at, "vc-1", "set_nic", lserver, Some(0), Some("qr-a"))
+        .truth(at + 40, lserver, 0, "op-a", "qr-a", false)
+        .call(at + 40, "vc-1", "get_nic", lserver, Some(0), None)
+        .alert(
+            at + 80,
+            "quarantine-completed",
+            "INFO",
+            Some(lserver),
+            Some(id),
+        )
+        .finished(at + 80, id, lserver, "quarantined");
+}
+
+/// [`quarantine_vdi`] of vdi-001 at 0 with the matching final state.
+pub fn quarantined_vdi1(site: &Site) -> Rec {
+    let mut rec = Rec::new(site);
+    quarantine_vdi(&mut rec, VDI1, "e-1", 1, 0);
+    rec.final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
+        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    rec
+}

@@ -1,0 +1,308 @@
+//! Snapshots of the scenario errors users see: each must name the file, the line and the key,
+//! and say what is wrong and how to fix it. A changed message is a changed product interface.
+//! Plus one valid scenario that uses every event kind and every fault field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use quarantine_lab::engine::Command;
+use quarantine_lab::model::{Action, Category};
+use quarantine_lab::scenario::load::{load_scenario, EventAction, Mode, Scenario};
+use quarantine_lab::sim::faults::{CallKind, FaultEffect, FaultMatch};
+
+/// The fixture topology, absolute, so the scenario can live in a temporary folder.
+fn topology() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/topologies/vdi-small.toml")
+        .display()
+        .to_string()
+}
+
+/// A small valid scenario; each test breaks one thing in it. `@TOPOLOGY@` becomes [`topology`].
+const BASE: &str = r#"name = "snapshots"
+topology = "@TOPOLOGY@"
+
+[[events]]
+at = "0s"
+detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
+
+[[events]]
+at = "30s"
+command = { action = "release", lserver = "/tenant-a/vdi-001" }
+
+[[faults]]
+device = "vc-1"
+call = "set_nic"
+effect = "apply_then_timeout"
+times = 1
+until = "20s"
+
+[expect.lservers."/tenant-a/vdi-001"]
+outcome = "released"
+device_networks = ["op-a"]
+"#;
+
+/// Writes `source` as `scenario.toml` in a fresh temporary folder and loads it.
+fn load_text(source: &str) -> (tempfile::TempDir, Result<Scenario, String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("scenario.toml");
+    std::fs::write(&path, source.replace("@TOPOLOGY@", &topology())).expect("write");
+    let result = load_scenario(&path).map_err(|e| e.to_string());
+    (dir, result)
+}
+
+/// Loads `BASE` with `from` replaced by `to` (which must occur) and returns the error text, with
+/// the temporary folder left out so the snapshot is stable.
+fn error_after(from: &str, to: &str) -> String {
+    assert!(BASE.contains(from), "test bug: {from:?} is not in BASE");
+    let (dir, result) = load_text(&BASE.replacen(from, to, 1));
+    match result {
+        Ok(_) => panic!("expected an error after replacing {from:?} with {to:?}"),
+        Err(e) => {
+            let prefix = format!("{}/", dir.path().display());
+            e.replace(&prefix, "")
+        }
+    }
+}
+
+#[test]
+fn base_scenario_is_valid() {
+    let (_dir, result) = load_text(BASE);
+    let s = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.events.len(), 2);
+}
+
+#[test]
+fn unknown_key_in_an_event() {
+    insta::assert_snapshot!(error_after(
+        "at = \"30s\"\n",
+        "at = \"30s\"\nafter = \"10s\"\n"
+    ));
+}
+
+#[test]
+fn bad_duration() {
+    insta::assert_snapshot!(error_after("until = \"20s\"", "until = \"twenty\""));
+}
+
+#[test]
+fn unknown_device_in_a_fault() {
+    insta::assert_snapshot!(error_after("device = \"vc-1\"", "device = \"vc-2\""));
+}
+
+#[test]
+fn unknown_av_source() {
+    insta::assert_snapshot!(error_after("source = \"osce\"", "source = \"sepm\""));
+}
+
+#[test]
+fn event_with_two_actions() {
+    insta::assert_snapshot!(error_after(
+        "at = \"30s\"\n",
+        "at = \"30s\"\nheal = \"all\"\n"
+    ));
+}
+
+#[test]
+fn wrong_nic_count_in_device_networks() {
+    insta::assert_snapshot!(error_after(
+        "device_networks = [\"op-a\"]",
+        "device_networks = [\"op-a\", \"qr-a\"]"
+    ));
+}
+
+#[test]
+fn wire_only_effect_in_sim_mode() {
+    insta::assert_snapshot!(error_after(
+        "effect = \"apply_then_timeout\"",
+        "effect = \"reset\""
+    ));
+}
+
+/// Every event kind and every fault field, each spelled as formats.md documents it.
+const EVERYTHING: &str = r#"name = "every-event-and-fault-field"
+description = "A tour of the format."
+topology = "@TOPOLOGY@"
+tags = ["virtual", "physical", "tour"]
+modes = ["wire"]
+seed = 7
+settle = "15s"
+
+[[events]]
+at = "0s"
+detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", category = "malware", event_id = "e-1", mac = "00-50-56-00-00-11", hostname = "VDI-001" }
+
+[[events]]
+at = "30s"
+command = { action = "release", lserver = "/tenant-a/vdi-001" }
+
+[[events]]
+at = "31s"
+command = { action = "quarantine", lserver = "/tenant-a/sbc-01" }
+
+[[events]]
+at = "32s"
+command = { action = "decide", lserver = "/tenant-a/vdi-003", choice = "quarantine_reboot" }
+
+[[events]]
+at = "2s"
+crash = "engine"
+restart_after = "3s"
+
+[[events]]
+at = "5s"
+heal = "all"
+
+[[events]]
+at = "6s"
+heal = "sw-1"
+
+[[faults]]
+device = "vc-1"
+call = "set_nic"
+effect = "apply_then_timeout"
+times = 1
+from = "0s"
+until = "20s"
+match = { vm = "vm-1001", nic = "4000", lserver = "/tenant-a/vdi-001" }
+delay = "10s"
+
+[[faults]]
+device = "sw-1"
+call = "save_config"
+effect = "reboot_loses_unsaved"
+from = "4s"
+match = { port = "Ethernet1/5" }
+
+[[faults]]
+device = "irmc-sbc-01"
+call = "reset"
+effect = "busy"
+times = 2
+
+[[faults]]
+device = "osce"
+call = "send"
+effect = "reorder"
+
+[[faults]]
+device = "vc-1"
+effect = "blackhole"
+from = "40s"
+
+[expect]
+time_to_contain_max = "2s"
+device_writes_max = 3
+violations = ["INV-11"]
+
+[expect.lservers."/tenant-a/vdi-001"]
+outcome = "released"
+device_networks = ["op-a"]
+managed_networks = ["op-a"]
+status = "normal"
+device_writes_max = 2
+
+[expect.lservers."/tenant-a/sbc-01"]
+outcome = "quarantined"
+status = "unknown"
+
+[[expect.alerts]]
+code = "release-completed"
+lserver = "/tenant-a/vdi-001"
+count = 1
+
+[[expect.alerts]]
+code = "lserver-not-found"
+count = 0
+"#;
+
+#[test]
+fn valid_scenario_with_every_event_kind_and_fault_field() {
+    let (dir, result) = load_text(EVERYTHING);
+    let s = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.name, "every-event-and-fault-field");
+    assert_eq!(s.description, "A tour of the format.");
+    assert_eq!(s.file, dir.path().join("scenario.toml"));
+    assert_eq!(s.topology_file, PathBuf::from(topology()));
+    assert_eq!(s.tags, ["virtual", "physical", "tour"]);
+    assert_eq!(s.modes, [Mode::Wire]);
+    assert_eq!((s.seed, s.settle), (7, Some(Duration::from_secs(15))));
+
+    let at: Vec<u64> = s.events.iter().map(|e| e.at.as_secs()).collect();
+    assert_eq!(at, [0, 2, 5, 6, 30, 31, 32], "sorted by `at`");
+    let EventAction::Detect(d) = &s.events[0].action else {
+        panic!("{:?}", s.events[0]);
+    };
+    assert_eq!(d.category, Category::Malware);
+    assert_eq!(d.ip, Some("10.110.0.11".parse().expect("ip")));
+    assert_eq!(d.mac.as_deref(), Some("00-50-56-00-00-11"));
+    assert_eq!(d.hostname.as_deref(), Some("VDI-001"));
+    assert_eq!((d.source.as_str(), d.event_id.as_str()), ("osce", "e-1"));
+    let actions: Vec<&EventAction> = s.events[1..].iter().map(|e| &e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            &EventAction::Crash {
+                restart_after: Duration::from_secs(3)
+            },
+            &EventAction::Heal("all".into()),
+            &EventAction::Heal("sw-1".into()),
+            &EventAction::Command(Command::Release {
+                lserver: "/tenant-a/vdi-001".into()
+            }),
+            &EventAction::Command(Command::Quarantine {
+                lserver: "/tenant-a/sbc-01".into()
+            }),
+            &EventAction::Command(Command::Decide {
+                lserver: "/tenant-a/vdi-003".into(),
+                choice: Action::QuarantineReboot
+            }),
+        ]
+    );
+
+    let f = &s.faults[0];
+    assert_eq!(f.device, "vc-1");
+    assert_eq!(f.call, Some(CallKind::SetNic));
+    assert_eq!(f.effect, FaultEffect::ApplyThenTimeout);
+    assert_eq!(f.times, Some(1));
+    assert_eq!(f.from, Some(Duration::ZERO));
+    assert_eq!(f.until, Some(Duration::from_secs(20)));
+    assert_eq!(
+        f.matcher,
+        FaultMatch {
+            vm: Some("vm-1001".into()),
+            nic: Some("4000".into()),
+            port: None,
+            lserver: Some("/tenant-a/vdi-001".into()),
+        }
+    );
+    assert_eq!(f.delay, Some(Duration::from_secs(10)));
+    assert_eq!(s.faults[1].effect, FaultEffect::RebootLosesUnsaved);
+    assert_eq!(s.faults[1].matcher.port.as_deref(), Some("Ethernet1/5"));
+    assert_eq!(s.faults[3].effect, FaultEffect::Reorder);
+    assert_eq!(
+        (s.faults[4].call, s.faults[4].effect),
+        (None, FaultEffect::Blackhole)
+    );
+
+    let e = &s.expect;
+    assert_eq!(e.time_to_contain_max, Some(Duration::from_secs(2)));
+    assert_eq!(e.device_writes_max, Some(3));
+    assert_eq!(e.violations, ["INV-11"]);
+    let vdi = &e.lservers["/tenant-a/vdi-001"];
+    assert_eq!(vdi.outcome.as_deref(), Some("released"));
+    assert_eq!(
+        vdi.managed_networks.as_deref(),
+        Some(&["op-a".to_string()][..])
+    );
+    assert_eq!(vdi.device_writes_max, Some(2));
+    assert_eq!(
+        e.lservers["/tenant-a/sbc-01"].status.as_deref(),
+        Some("unknown")
+    );
+    assert_eq!(e.alerts.len(), 2);
+    assert_eq!(
+        (e.alerts[1].code.as_str(), e.alerts[1].count),
+        ("lserver-not-found", 0)
+    );
+}
