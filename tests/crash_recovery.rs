@@ -48,6 +48,15 @@ fn check_exactly_once(h: &Harness, limit: u64, expected: Outcome) {
         "limit {limit}: {:?}",
         ops[0].detail
     );
+    let started_alerts = h
+        .alerts()
+        .iter()
+        .filter(|a| a.code == AlertCode::QuarantineStarted)
+        .count();
+    assert!(
+        started_alerts <= 1,
+        "limit {limit}: a resumed quarantine is not announced again"
+    );
     let finished_alerts = h
         .alerts()
         .iter()

@@ -772,6 +772,42 @@ async fn r19_a_hanging_device_cannot_hold_an_operation_past_its_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn r19_the_last_read_at_the_deadline_gets_the_full_call_timeout() {
+    let site = site_with(|s| {
+        s.replace(
+            "operation_deadline = \"30s\"",
+            "operation_deadline = \"3s\"",
+        )
+    });
+    let h = Harness::new(site);
+    h.fakes.set_latency("vc-1", Duration::from_millis(10));
+    // The first write hangs unapplied for the whole call timeout; the second, cut short by the
+    // deadline, lands. Only the read after it can tell.
+    h.fakes.script("vc-1", "set_nic", Effect::Timeout, Some(1));
+    h.fakes
+        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_no_blind_rewrite_while_reads_fail_after_a_write() {
+    let h = Harness::standard();
+    // The write lands; the verifying read and the next one fail; the third read sees it.
+    h.fakes
+        .script("vc-1", "get_nic", Effect::Unavailable, Some(2));
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(
+        h.fakes.writes_for(&h.site, VDI1).len(),
+        1,
+        "INV-6: no write while the truth is unknown"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn r18_unknown_source_and_malformed_detection_are_rejected_with_a_reason() {
     let h = Harness::standard();
     let mut d = detection("10.110.0.11", "e-1");

@@ -248,26 +248,25 @@ impl OpCtx<'_> {
         let mut must_read = read_first;
         let mut truth = Truth::Unknown;
         let mut truth_fresh = false;
+        // A write since the last read that showed the NIC elsewhere: it may have landed.
+        let mut may_have_applied = false;
         let mut attempts = 0u32;
         loop {
             if must_read {
-                truth = self
-                    .read(
-                        nic,
-                        self.shared
-                            .settings
-                            .call_timeout
-                            .min(self.remaining().max(Duration::from_millis(1))),
-                    )
-                    .await?;
+                // Reads get the whole call timeout even at the deadline: R19's one last read.
+                truth = self.read(nic, settings.call_timeout).await?;
                 truth_fresh = true;
                 must_read = false;
-                if truth.network() == Some(target) {
-                    return Ok(NicMove {
-                        index: nic.index,
-                        confirmed: true,
-                        truth,
-                    });
+                match &truth {
+                    Truth::Network(n) if n == target => {
+                        return Ok(NicMove {
+                            index: nic.index,
+                            confirmed: true,
+                            truth,
+                        });
+                    }
+                    Truth::Network(_) | Truth::Foreign(_) => may_have_applied = false,
+                    Truth::Unknown => {}
                 }
             }
             if attempts >= max_attempts || self.remaining().is_zero() {
@@ -284,6 +283,12 @@ impl OpCtx<'_> {
                 }
             }
             attempts += 1;
+            if may_have_applied && truth == Truth::Unknown {
+                // An earlier write may have landed and no read has said otherwise: read again
+                // rather than write blind (INV-6).
+                must_read = true;
+                continue;
+            }
             truth_fresh = false;
             match self.write(nic, target).await? {
                 Ok(()) if !settings.verify_writes => {
@@ -294,8 +299,9 @@ impl OpCtx<'_> {
                     });
                 }
                 Ok(()) => {
+                    may_have_applied = true;
                     // R8: a device that says ok without applying is caught by this read.
-                    truth = self.read(nic, self.shared.settings.call_timeout).await?;
+                    truth = self.read(nic, settings.call_timeout).await?;
                     truth_fresh = true;
                     if truth.network() == Some(target) {
                         return Ok(NicMove {
@@ -312,6 +318,7 @@ impl OpCtx<'_> {
                     // is read too: a device that applies and then errors must not be written
                     // twice (INV-6), and a read costs less than a wrong write.
                     OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
+                        may_have_applied = true;
                         must_read = true
                     }
                     OutcomeClass::Auth => {

@@ -225,21 +225,25 @@ async fn quarantine(ctx: &OpCtx<'_>, op: &QueuedOp, finish: bool) -> Result<Outc
             .as_ref()
             .filter(|r| r.status == "running" && r.plan.len() == ls.nics.len())
             .map(|r| r.plan.clone());
+        let resumed = resumed_plan.is_some();
         match resumed_plan
             .map(|p| Ok((p, Vec::new())))
             .unwrap_or_else(|| make_plan(shared, &mut state, ls))
         {
             Ok((plan, mut entries)) => {
                 entries.insert(0, started(ctx, plan.clone()));
-                let alert = state.alert(
-                    now,
-                    AlertCode::QuarantineStarted,
-                    Some(path),
-                    None,
-                    Some(op.id),
-                    String::new(),
-                );
-                entries.push(Entry::Alert(alert));
+                // A resumed operation was announced before the crash: one start alert each.
+                if !resumed {
+                    let alert = state.alert(
+                        now,
+                        AlertCode::QuarantineStarted,
+                        Some(path),
+                        None,
+                        Some(op.id),
+                        String::new(),
+                    );
+                    entries.push(Entry::Alert(alert));
+                }
                 Ok((plan, read_first, entries))
             }
             Err(reason) => {
