@@ -622,7 +622,7 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/topologies");
         for (name, count) in [
             ("vdi-small.toml", 8),
-            ("mixed-site.toml", 11),
+            ("mixed-site.toml", 12),
             ("generated-2500.toml", 2500),
         ] {
             let site = load_site(&dir.join(name)).unwrap_or_else(|e| panic!("{e}"));
