@@ -185,25 +185,13 @@ impl<'a> Facts<'a> {
         last
     }
 
-    /// Whether the site's policy answers a detection for `path` with a quarantine (R5). Mirrors
-    /// the engine's rule (exact path, else the longest folder prefix, else the default) because
-    /// the checker must not ask the engine.
+    /// Whether the site's policy answers a detection for `path` with a quarantine (R5), by the
+    /// topology's rule (the model's, which the engine applies too).
     pub fn policy_quarantines(&self, path: &str) -> bool {
-        let policy = &self.site.topology.policy;
-        let action = policy.actions.get(path).copied().unwrap_or_else(|| {
-            policy
-                .actions
-                .iter()
-                .filter(|(prefix, _)| {
-                    let folder = prefix.trim_end_matches('/');
-                    path.len() > folder.len()
-                        && path.starts_with(folder)
-                        && path.as_bytes().get(folder.len()) == Some(&b'/')
-                })
-                .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len())
-                .map_or(policy.default_action, |(_, action)| *action)
-        });
-        matches!(action, Action::Quarantine | Action::QuarantineReboot)
+        matches!(
+            self.site.topology.policy.action_for(path),
+            Action::Quarantine | Action::QuarantineReboot
+        )
     }
 
     /// Every request to quarantine an L-Server, in history order:

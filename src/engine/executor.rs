@@ -113,6 +113,14 @@ impl OpCtx<'_> {
         Ok(result)
     }
 
+    /// Waits before retry number `attempt` (1-based): the configured backoff, doubled on each
+    /// further attempt, never past the deadline (R8, R19).
+    async fn back_off(&self, attempt: u32) {
+        let backoff = self.shared.settings.retry.backoff;
+        let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
+        tokio::time::sleep(wait.min(self.remaining())).await;
+    }
+
     fn write_timeout(&self) -> Duration {
         self.shared.settings.call_timeout.min(self.remaining())
     }
@@ -273,11 +281,7 @@ impl OpCtx<'_> {
                 break;
             }
             if attempts > 0 {
-                let backoff = settings
-                    .retry
-                    .backoff
-                    .saturating_mul(1 << (attempts - 1).min(16));
-                tokio::time::sleep(backoff.min(self.remaining())).await;
+                self.back_off(attempts).await;
                 if self.remaining().is_zero() {
                     break;
                 }
@@ -355,8 +359,7 @@ impl OpCtx<'_> {
         ));
         for attempt in 0..retry.attempts.max(1) {
             if attempt > 0 {
-                let backoff = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
-                tokio::time::sleep(backoff.min(self.remaining())).await;
+                self.back_off(attempt).await;
             }
             if self.remaining().is_zero() {
                 break;
@@ -389,8 +392,7 @@ impl OpCtx<'_> {
         ));
         for attempt in 0..retry.attempts.max(1) {
             if attempt > 0 {
-                let backoff = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
-                tokio::time::sleep(backoff.min(self.remaining())).await;
+                self.back_off(attempt).await;
             }
             if self.remaining().is_zero() {
                 break;

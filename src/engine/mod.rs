@@ -8,7 +8,6 @@ pub mod alerts;
 mod executor;
 pub mod journal;
 mod operation;
-pub mod policy;
 mod state;
 pub mod types;
 
@@ -296,7 +295,7 @@ impl Engine {
         let mut queued = None;
         let lserver = resolve(shared, &state, &detection);
         let disposition = if !detection.category.triggers_action()
-            || policy::excluded_keyword(&policy, &detection.threat).is_some()
+            || policy.excluded_keyword(&detection.threat).is_some()
         {
             // R1, R2.
             if let Some(path) = &lserver {
@@ -312,7 +311,7 @@ impl Engine {
             }
             Disposition::Ignored
         } else if let Some(path) = &lserver {
-            let action = policy::action_for(&policy, path);
+            let action = policy.action_for(path);
             let ls = state.ls(path);
             let busy_quarantining = ls.will_be_quarantined();
             match OperationKind::for_action(action) {

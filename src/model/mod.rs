@@ -8,6 +8,7 @@ pub mod duration;
 pub mod generate;
 pub mod history;
 pub mod load;
+pub mod policy;
 pub mod site;
 pub mod topology;
 pub mod validate;
