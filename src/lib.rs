@@ -5,7 +5,9 @@
 
 pub mod adapters;
 pub mod check;
+pub mod daemon;
 pub mod engine;
+pub mod ingest;
 pub mod model;
 pub mod report;
 pub mod scenario;

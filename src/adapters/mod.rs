@@ -4,6 +4,8 @@
 //! Real wire clients (vCenter, NX-API, eAPI, RESTCONF, Redfish, SMTP, syslog) implement these
 //! traits; so do the lab's simulators. The engine knows nothing else about devices.
 
+pub mod http;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;

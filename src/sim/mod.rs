@@ -25,6 +25,7 @@ mod index;
 mod plan;
 pub mod recorder;
 mod switch;
+pub mod wire;
 pub mod world;
 
 pub use avserver::{DEFAULT_REORDER_HOLD, DELIVERY_STEP};
@@ -33,4 +34,4 @@ pub use faults::{CallKind, FaultEffect, FaultMatch, FaultSpec};
 pub use index::DeviceOp;
 pub use plan::{DEFAULT_DELAY, DEFAULT_HANG};
 pub use recorder::Recorder;
-pub use world::{Reply, SimWorld};
+pub use world::{Reply, SimWorld, WireCall};

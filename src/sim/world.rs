@@ -22,6 +22,7 @@ use super::index::{portgroup_network, vlan_network, DeviceOp, SiteIndex, Target}
 use super::plan::{FaultPlan, DEFAULT_HANG};
 use super::recorder::{lock, Recorder};
 use super::switch::SwitchModel;
+use super::wire::proxy::ProxyFault;
 use crate::adapters::{DeviceError, DeviceResult, Email, OutcomeClass};
 use crate::model::history::{EventKind, NicRef};
 use crate::model::Site;
@@ -92,6 +93,24 @@ enum Planned {
         hang: Duration,
     },
     Fail(OutcomeClass, &'static str),
+    /// Wire only: the transport fails; `apply` says whether the device got the request.
+    Transport {
+        apply: bool,
+        fault: ProxyFault,
+    },
+}
+
+/// A call answered at once by a wire face (whose handlers are synchronous): the result, how
+/// long to hold the reply back (latency, `delay`, hangs), and a transport fault for the proxy
+/// in front of the server to carry out.
+#[derive(Debug)]
+pub struct WireCall {
+    /// What the device answers.
+    pub result: DeviceResult<Reply>,
+    /// How long the reply is held back.
+    pub delay: Duration,
+    /// `reset` or `blackhole`, for the fault proxy.
+    pub transport: Option<ProxyFault>,
 }
 
 /// Records the `Return` of a call and leaves its in-flight slot, also when the caller drops the
@@ -250,6 +269,84 @@ impl SimWorld {
                 ))
             }
             Planned::Fail(class, detail) => Err(DeviceError::new(class, detail)),
+            Planned::Transport { apply, fault } => {
+                if apply {
+                    let _applied = self.perform(device, op, target, false);
+                }
+                Err(DeviceError::new(
+                    OutcomeClass::Unknown,
+                    format!("transport fault {fault:?}"),
+                ))
+            }
+        }
+    }
+
+    /// The wire face's entry: the same fault plan and device model as [`SimWorld::call`], but
+    /// decided and applied at once, with the waiting left to the server (reply delay) and the
+    /// transport faults left to the proxy. `Invoke` and `Return` are recorded at arrival.
+    pub fn call_now(&self, device: &str, op: DeviceOp) -> WireCall {
+        let inner = &self.inner;
+        let call = inner.recorder.next_call_id();
+        let target = inner.index.target(&inner.site, device, &op);
+        let (wait, planned) = {
+            let mut state = lock(&inner.state);
+            inner.recorder.record(EventKind::Invoke {
+                call,
+                device: device.to_string(),
+                op: op.kind().as_str().to_string(),
+                nic: target.nic.clone(),
+                lserver: target.lserver.clone(),
+                value: target.value.clone(),
+            });
+            let now = inner.recorder.elapsed();
+            plan_call(&mut state, device, &op, &target, now)
+        };
+        let (result, delay, transport) = match planned {
+            Planned::Normal => (self.perform(device, &op, &target, false), wait, None),
+            Planned::StaleRead => (self.perform(device, &op, &target, true), wait, None),
+            Planned::AcceptWithoutApply => (Ok(Reply::Done), wait, None),
+            Planned::ApplyThenError => (
+                self.perform(device, &op, &target, false).and_then(|_| {
+                    Err(DeviceError::new(
+                        OutcomeClass::Rejected,
+                        "error reply after applying",
+                    ))
+                }),
+                wait,
+                None,
+            ),
+            Planned::Hang { apply, hang } => {
+                if apply {
+                    let _applied = self.perform(device, &op, &target, false);
+                }
+                let error =
+                    DeviceError::new(OutcomeClass::Unknown, format!("no reply within {hang:?}"));
+                (Err(error), wait.saturating_add(hang), None)
+            }
+            Planned::Fail(class, detail) => (Err(DeviceError::new(class, detail)), wait, None),
+            Planned::Transport { apply, fault } => {
+                if apply {
+                    let _applied = self.perform(device, &op, &target, false);
+                }
+                let error =
+                    DeviceError::new(OutcomeClass::Unknown, format!("transport fault {fault:?}"));
+                (Err(error), wait, Some(fault))
+            }
+        };
+        let (kind, detail) = match &result {
+            Ok(reply) => ("ok", self.reply_detail(device, reply)),
+            Err(e) if e.class == OutcomeClass::Unknown => ("unknown", e.to_string()),
+            Err(e) => ("fail", e.to_string()),
+        };
+        inner.recorder.record(EventKind::Return {
+            call,
+            result: kind.to_string(),
+            detail,
+        });
+        WireCall {
+            result,
+            delay,
+            transport,
         }
     }
 
@@ -402,9 +499,17 @@ fn plan_call(
         | FaultEffect::RebootLosesUnsaved
         | FaultEffect::Drop
         | FaultEffect::Duplicate
-        | FaultEffect::Reorder
-        | FaultEffect::Reset
-        | FaultEffect::Blackhole => Planned::Normal,
+        | FaultEffect::Reorder => Planned::Normal,
+        // Wire only (the scenario loader refuses them in sim mode): the request reaches the
+        // device and the connection is reset, or it never arrives.
+        FaultEffect::Reset => Planned::Transport {
+            apply: true,
+            fault: ProxyFault::Reset,
+        },
+        FaultEffect::Blackhole => Planned::Transport {
+            apply: false,
+            fault: ProxyFault::Blackhole,
+        },
     };
     (wait, planned)
 }

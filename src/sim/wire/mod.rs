@@ -1,0 +1,87 @@
+//! The wire face of the simulated world: protocol-level servers (wiremock) on 127.0.0.1 that
+//! speak each vendor's format over the same device models as the sim face, each behind a TCP
+//! fault proxy for the transport faults.
+//!
+//! A face's `Respond` handler turns the request into a [`crate::sim::DeviceOp`], calls
+//! [`SimWorld::call_now`], and renders the [`WireCall`] with [`render`]: the vendor's body for
+//! the result, held back by the call's delay, marked for the proxy when the transport fails.
+
+pub mod proxy;
+
+use std::net::SocketAddr;
+
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use super::world::{Reply, WireCall};
+use crate::adapters::DeviceError;
+use crate::model::Credentials;
+use proxy::{FaultProxy, FAULT_HEADER};
+
+/// User and password the simulators accept when the topology sets none (formats.md).
+pub const DEFAULT_USER: &str = "qlab";
+/// See [`DEFAULT_USER`].
+pub const DEFAULT_PASSWORD: &str = "qlab";
+
+/// The credentials a simulated device accepts.
+pub fn accepted_credentials(configured: Option<&Credentials>) -> Credentials {
+    configured.cloned().unwrap_or_else(|| Credentials {
+        user: DEFAULT_USER.into(),
+        password: DEFAULT_PASSWORD.into(),
+    })
+}
+
+/// One running protocol simulator: the wiremock server and the fault proxy clients talk to.
+pub struct WireServer {
+    mock: MockServer,
+    proxy: FaultProxy,
+}
+
+impl WireServer {
+    /// Starts a wiremock server with `mocks` and a fault proxy in front of it, both on
+    /// 127.0.0.1 ephemeral ports.
+    pub async fn start(mocks: Vec<Mock>) -> std::io::Result<WireServer> {
+        let mock = MockServer::start().await;
+        for m in mocks {
+            m.mount(&mock).await;
+        }
+        let proxy = FaultProxy::start(*mock.address()).await?;
+        Ok(WireServer { mock, proxy })
+    }
+
+    /// The base URL clients use (the proxy's).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.proxy.addr())
+    }
+
+    /// The proxy's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.proxy.addr()
+    }
+
+    /// The server behind the proxy (tests may inspect received requests).
+    pub fn mock(&self) -> &MockServer {
+        &self.mock
+    }
+}
+
+/// Renders a call: `ok` builds the vendor's success reply, `error` its error reply; the delay
+/// and the transport-fault marker are added here so every face behaves alike.
+pub fn render(
+    call: WireCall,
+    ok: impl FnOnce(Reply) -> ResponseTemplate,
+    error: impl FnOnce(&DeviceError) -> ResponseTemplate,
+) -> ResponseTemplate {
+    let template = match &call.transport {
+        // The proxy drops or holds this reply; its body does not matter.
+        Some(fault) => ResponseTemplate::new(200).insert_header(FAULT_HEADER, fault.as_str()),
+        None => match call.result {
+            Ok(reply) => ok(reply),
+            Err(e) => error(&e),
+        },
+    };
+    if call.delay.is_zero() {
+        template
+    } else {
+        template.set_delay(call.delay)
+    }
+}
