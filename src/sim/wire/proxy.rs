@@ -73,6 +73,31 @@ impl FaultProxy {
 
 async fn serve(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream).await?;
+    let fault = relay(&mut client, &mut server).await?;
+    match fault {
+        Some(ProxyFault::Reset) => reset(client),
+        Some(ProxyFault::Blackhole) => {
+            let mut sink = vec![0u8; 16 * 1024];
+            let _ = tokio::time::timeout(BLACKHOLE_HOLD, async {
+                while let Ok(n) = client.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
+                }
+            })
+            .await;
+            Ok(())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Copies the request up and the reply down until the reply head shows a fault marker; returns
+/// the fault (the reply is then withheld) or `None` once the exchange ended normally.
+async fn relay(
+    client: &mut TcpStream,
+    server: &mut TcpStream,
+) -> std::io::Result<Option<ProxyFault>> {
     let (mut client_read, mut client_write) = client.split();
     let (mut server_read, mut server_write) = server.split();
     let upload = tokio::io::copy(&mut client_read, &mut server_write);
@@ -102,23 +127,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<(
         result = download => result?,
         _ = upload => None,
     };
-    drop((client_read, client_write));
-    match fault {
-        Some(ProxyFault::Reset) => reset(client),
-        Some(ProxyFault::Blackhole) => {
-            let mut sink = vec![0u8; 16 * 1024];
-            let _ = tokio::time::timeout(BLACKHOLE_HOLD, async {
-                while let Ok(n) = client.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            })
-            .await;
-            Ok(())
-        }
-        None => Ok(()),
-    }
+    Ok(fault)
 }
 
 /// Closes with an RST instead of a FIN: SO_LINGER with a zero timeout does exactly that and
