@@ -36,8 +36,15 @@ pub enum EngineEvent {
         /// Commit number.
         commit: u64,
     },
-    /// A detection was made durable (R7).
-    DetectionJournaled(DetectionReceipt),
+    /// A detection was made durable (R7), or recognized as already journaled (R4).
+    DetectionJournaled {
+        /// The AV server.
+        source: String,
+        /// The sender's event id.
+        event_id: String,
+        /// What the engine acknowledged.
+        receipt: DetectionReceipt,
+    },
     /// An operation began executing.
     OperationStarted {
         /// Id.
@@ -281,14 +288,21 @@ impl Engine {
             .find_detection(&detection.source, &detection.event_id)?
         {
             // R4: the same event again is acknowledged and changes nothing.
-            let receipt = state.journal.detection_receipt(id)?;
-            return Ok(DetectionReceipt {
+            let stored = state.journal.detection_receipt(id)?;
+            let receipt = DetectionReceipt {
                 id,
                 disposition: Disposition::Duplicate,
-                lserver: receipt.as_ref().and_then(|r| r.lserver.clone()),
-                operation: receipt.and_then(|r| r.operation),
+                lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
+                operation: stored.and_then(|r| r.operation),
+            };
+            shared.emit(EngineEvent::DetectionJournaled {
+                source: detection.source,
+                event_id: detection.event_id,
+                receipt: receipt.clone(),
             });
+            return Ok(receipt);
         }
+        let (source, event_id) = (detection.source.clone(), detection.event_id.clone());
         let now = shared.now_ms();
         let id = state.next_detection_id;
         let mut entries = Vec::new();
@@ -407,11 +421,16 @@ impl Engine {
             .map_err(|_| EngineError::Halted)?;
         state.next_detection_id += 1;
         apply_lserver_entries(&mut state, &entries);
+        // Announced before its operation can start, so histories keep cause before effect.
+        shared.emit(EngineEvent::DetectionJournaled {
+            source,
+            event_id,
+            receipt: receipt.clone(),
+        });
         if let (Some(path), Some(op)) = (&lserver, queued) {
             enqueue(shared, &mut state, path, op);
         }
         drop(state);
-        shared.emit(EngineEvent::DetectionJournaled(receipt.clone()));
         self.deliver_in_background(&entries);
         Ok(receipt)
     }

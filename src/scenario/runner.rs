@@ -88,7 +88,18 @@ impl EngineObserver for HistoryObserver {
     fn on_event(&self, event: &EngineEvent) {
         let kind = match event {
             EngineEvent::Committed { commit } => EventKind::Commit { n: *commit },
-            EngineEvent::DetectionJournaled(_) | EngineEvent::Halted { .. } => return,
+            EngineEvent::DetectionJournaled {
+                source,
+                event_id,
+                receipt,
+            } => EventKind::DetectionAcked {
+                source: source.clone(),
+                event_id: event_id.clone(),
+                lserver: receipt.lserver.clone(),
+                disposition: receipt.disposition.as_str().into(),
+                operation: receipt.operation,
+            },
+            EngineEvent::Halted { .. } => return,
             EngineEvent::OperationStarted { id, lserver, kind } => {
                 if *kind == OperationKind::Release {
                     self.recorder.set_releasing(lserver, true);
@@ -302,14 +313,9 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
 
 async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {
     let (source, event_id) = (d.source.clone(), d.event_id.clone());
+    // The acknowledgement is recorded by the observer, in the engine's own order.
     match engine.submit_detection(d).await {
-        Ok(r) => recorder.record(EventKind::DetectionAcked {
-            source,
-            event_id,
-            lserver: r.lserver,
-            disposition: r.disposition.as_str().into(),
-            operation: r.operation,
-        }),
+        Ok(_) => {}
         Err(e) => recorder.record(EventKind::DetectionRefused {
             source,
             event_id,

@@ -7,6 +7,9 @@
 //! the result, held back by the call's delay, marked for the proxy when the transport fails.
 
 pub mod proxy;
+pub mod redfish;
+pub mod smtp_sink;
+pub mod vcenter;
 
 use std::net::SocketAddr;
 
