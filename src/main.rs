@@ -4,10 +4,11 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use quarantine_lab::model::load_site;
+use quarantine_lab::daemon::{self, client};
+use quarantine_lab::model::{load_site, Detection};
 use quarantine_lab::report::{self, RunReport, ScenarioReport, ScenarioStatus};
 use quarantine_lab::scenario::library::{self, ResultStatus, ScenarioResult, Selection};
 use quarantine_lab::scenario::load::load_all;
@@ -75,6 +76,108 @@ enum Command {
     Topology {
         #[command(subcommand)]
         command: TopologyCommand,
+    },
+    /// The quarantine engine: run it, or talk to a running one over its HTTP API.
+    Engine {
+        #[command(subcommand)]
+        command: EngineCommand,
+    },
+    /// Reports a detection to a running engine (what an AV server runs on a detection).
+    ///
+    /// Exits 0 only when the engine answered 202, i.e. made the detection durable (R7); 1 when
+    /// the engine refused it (5xx after the retries); 2 on bad arguments, a rejected token or
+    /// no connection. Connection errors and 5xx answers are retried (--attempts in all, 250 ms
+    /// backoff doubling up to 5 s); a retry is safe because the event id makes a repeat a
+    /// duplicate (R4).
+    ///
+    /// Without --event-id the id is `notify-` and 16 hex digits of the SHA-256 of source, ip,
+    /// mac, hostname, threat, category and the current UTC minute, computed once per run: the
+    /// run's retries and a second run for the same event within the minute are deduplicated,
+    /// while a later re-infection still acts. Pass the AV server's own event id when it has one.
+    Notify {
+        #[command(flatten)]
+        api: ApiArgs,
+        /// AV server name in the topology.
+        #[arg(long)]
+        source: String,
+        /// Infected host's IP address.
+        #[arg(long, required_unless_present_any = ["hostname", "mac"])]
+        ip: Option<std::net::IpAddr>,
+        /// Infected host's name.
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Infected host's MAC address.
+        #[arg(long)]
+        mac: Option<String>,
+        /// Threat name.
+        #[arg(long)]
+        threat: String,
+        /// virus, malware, spyware, grayware, cnc, outbreak or other.
+        #[arg(long, default_value = "virus")]
+        category: String,
+        /// The AV server's event id (dedupe key with --source, R4); default: a hash of the
+        /// fields and the current minute (see --help).
+        #[arg(long)]
+        event_id: Option<String>,
+        /// Tries in all on connection errors and 5xx answers (backoff 250 ms, doubling).
+        #[arg(long, default_value_t = 5)]
+        attempts: u32,
+    },
+}
+
+/// Where the engine's API is and how to authenticate.
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Base URL of the engine's API.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API bearer token (default: the QLAB_TOKEN environment variable).
+    #[arg(long)]
+    token: Option<String>,
+    /// Timeout of each HTTP exchange, e.g. 10s.
+    #[arg(long, default_value = "10s")]
+    timeout: humantime::Duration,
+}
+
+#[derive(Subcommand)]
+enum EngineCommand {
+    /// Runs the engine daemon: HTTP API, syslog listeners, pollers. Prints one JSON line when
+    /// ready. The token comes from QLAB_TOKEN when set, else from the config.
+    Serve {
+        /// Engine config file (TOML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Manual quarantine of an L-Server (R12).
+    Quarantine {
+        /// L-Server path, e.g. /tenant-a/vdi-001.
+        lserver: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Release of a quarantined L-Server (R14).
+    Release {
+        /// L-Server path.
+        lserver: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Shows one L-Server, or all of them.
+    Status {
+        /// L-Server path; all L-Servers when absent.
+        lserver: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Decides for an L-Server waiting for a decision (R5).
+    Decide {
+        /// L-Server path.
+        lserver: String,
+        /// quarantine, reboot or quarantine_reboot.
+        #[arg(long)]
+        choice: String,
+        #[command(flatten)]
+        api: ApiArgs,
     },
 }
 
@@ -197,6 +300,158 @@ fn main() -> ExitCode {
         Command::Topology {
             command: TopologyCommand::Validate { files },
         } => validate_topologies(&files),
+        Command::Engine {
+            command: EngineCommand::Serve { config },
+        } => engine_serve(&config),
+        Command::Engine { command } => engine_client(command),
+        Command::Notify {
+            api,
+            source,
+            ip,
+            hostname,
+            mac,
+            threat,
+            category,
+            event_id,
+            attempts,
+        } => {
+            let category = match serde_json::from_value(serde_json::Value::String(category)) {
+                Ok(c) => c,
+                Err(_) => {
+                    eprintln!("error: --category must be one of virus, malware, spyware, grayware, cnc, outbreak, other");
+                    return ExitCode::from(2);
+                }
+            };
+            let mut detection = Detection {
+                source,
+                event_id: event_id.unwrap_or_default(),
+                ip,
+                mac,
+                hostname,
+                threat,
+                category,
+            };
+            if detection.event_id.is_empty() {
+                detection.event_id = client::default_event_id(&detection);
+            }
+            if let Err(e) = detection.check() {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+            with_client(&api, |client| async move {
+                client
+                    .notify(&detection, attempts, Duration::from_millis(250))
+                    .await
+            })
+        }
+    }
+}
+
+/// `qlab engine serve`: exit 2 on a bad config, topology or token, 1 when it fails later.
+fn engine_serve(config: &std::path::Path) -> ExitCode {
+    daemon::log::init_from_env();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let token = std::env::var_os(daemon::TOKEN_ENV).map(|t| t.to_string_lossy().into_owned());
+    let result = runtime.block_on(daemon::serve_file(config, token, |ready| {
+        println!("{}", ready.line());
+        // The ready line is what scripts wait for: push it out now, not at exit.
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.located(config));
+            ExitCode::from(if e.is_input_error() { 2 } else { 1 })
+        }
+    }
+}
+
+/// `qlab engine quarantine|release|status|decide`.
+fn engine_client(command: EngineCommand) -> ExitCode {
+    match command {
+        EngineCommand::Serve { config } => engine_serve(&config),
+        EngineCommand::Quarantine { lserver, api } => with_client(&api, |c| async move {
+            c.command(&lserver, "quarantine", None).await
+        }),
+        EngineCommand::Release { lserver, api } => with_client(&api, |c| async move {
+            c.command(&lserver, "release", None).await
+        }),
+        EngineCommand::Status { lserver, api } => {
+            with_client(&api, |c| async move { c.status(lserver.as_deref()).await })
+        }
+        EngineCommand::Decide {
+            lserver,
+            choice,
+            api,
+        } => with_client(&api, |c| async move {
+            c.command(&lserver, "decide", Some(&choice)).await
+        }),
+    }
+}
+
+/// Runs one API call and prints its JSON reply. Exit 0 on 2xx; 1 when the engine refused
+/// (404, 409, 429, 5xx); 2 on bad arguments, a rejected token or no connection.
+fn with_client<F, Fut>(api: &ApiArgs, call: F) -> ExitCode
+where
+    F: FnOnce(client::ApiClient) -> Fut,
+    Fut: std::future::Future<Output = Result<client::Reply, client::ClientError>>,
+{
+    let token = match api.token.clone().or_else(|| {
+        std::env::var(daemon::TOKEN_ENV)
+            .ok()
+            .filter(|t| !t.is_empty())
+    }) {
+        Some(t) => t,
+        None => {
+            eprintln!(
+                "error: no API token: pass --token or set {}",
+                daemon::TOKEN_ENV
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let client = match client::ApiClient::new(&api.url, &token, api.timeout.into()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(call(client)) {
+        Ok(reply) => {
+            let text = serde_json::to_string_pretty(&reply.body)
+                .unwrap_or_else(|_| reply.body.to_string());
+            if reply.exit_code() == 0 {
+                println!("{text}");
+            } else {
+                eprintln!("error: the engine answered HTTP {}", reply.status);
+                println!("{text}");
+            }
+            ExitCode::from(reply.exit_code())
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 

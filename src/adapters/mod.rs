@@ -4,7 +4,14 @@
 //! Real wire clients (vCenter, NX-API, eAPI, RESTCONF, Redfish, SMTP, syslog) implement these
 //! traits; so do the lab's simulators. The engine knows nothing else about devices.
 
+pub mod eapi;
 pub mod http;
+pub mod nxapi;
+pub mod redfish;
+pub mod restconf;
+pub mod smtp;
+pub mod syslog;
+pub mod vcenter;
 
 use std::collections::HashMap;
 use std::fmt;

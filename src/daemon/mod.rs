@@ -1,4 +1,430 @@
 //! `qlab engine serve`: the engine as a daemon with its HTTP API, syslog listeners and pollers,
 //! wired to the real adapters.
+//!
+//! [`Daemon::start`] loads the topology, checks the config against it, builds one wire client
+//! per device, binds the listeners, opens the journal and the [`Engine`] (which resumes
+//! unfinished operations, R16) and starts serving; [`serve`] adds the ready line and stops on
+//! Ctrl-C or SIGTERM. Stopping is a crash as far as the engine is concerned: the journal is
+//! what survives (R7, R16), so no drain is needed beyond letting API replies go out.
 
+mod api;
+mod build;
+pub mod client;
 pub mod config;
+mod epo;
+mod listener;
+pub mod log;
+pub mod metrics;
+mod routes;
+mod syslog_in;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::engine::{Engine, EngineError, EngineObserver, EngineOptions, Journal, JournalError};
+use crate::model::load::{key_path_string, locate, KeySeg};
+use crate::model::{load_site, Site, TopologyError};
+use config::EngineConfig;
+use metrics::Metrics;
+
+pub use build::DEFAULT_SYSTEM_ID;
+pub use listener::MAX_API_CONNECTIONS;
+pub use routes::MAX_PAGE;
+pub use syslog_in::{IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS};
+
+/// Environment variable whose value, when set, is the API token instead of the config's.
+pub const TOKEN_ENV: &str = "QLAB_TOKEN";
+
+/// How long [`Daemon::shutdown`] lets in-flight API requests finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Why the daemon could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The config file is unusable or does not fit the topology.
+    #[error("{}: {message}", key_path_string(key))]
+    Config {
+        /// Dotted key path such as `devices[2].url`.
+        key: Vec<KeySeg>,
+        /// What is wrong.
+        message: String,
+    },
+    /// The config file cannot be read or parsed (the message names file and line).
+    #[error("{0}")]
+    ConfigFile(String),
+    /// The topology is invalid (file, line and key in the message).
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// No usable API token.
+    #[error("{0}")]
+    Token(String),
+    /// The journal cannot be opened.
+    #[error("cannot open the journal {}: {error}", path.display())]
+    Journal {
+        /// The journal file.
+        path: PathBuf,
+        /// Why.
+        error: JournalError,
+    },
+    /// The engine refused to open.
+    #[error("cannot open the engine: {0}")]
+    Engine(#[from] EngineError),
+    /// A listener cannot be bound.
+    #[error("cannot listen on {addr} ({what}): {error}")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        error: std::io::Error,
+    },
+    /// The API server failed while running.
+    #[error("the API server failed: {0}")]
+    Serve(String),
+}
+
+impl DaemonError {
+    /// Whether the error is in the user's input (config, topology, token): exit code 2.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            DaemonError::Config { .. }
+                | DaemonError::ConfigFile(_)
+                | DaemonError::Topology(_)
+                | DaemonError::Token(_)
+        )
+    }
+
+    /// The message with the config file and, when found, the line of the key in front:
+    /// `engine.toml:12: devices[1].url: ...`.
+    pub fn located(&self, config_file: &Path) -> String {
+        let DaemonError::Config { key, .. } = self else {
+            return self.to_string();
+        };
+        let line = std::fs::read_to_string(config_file)
+            .ok()
+            .filter(|t| t.len() as u64 <= config::MAX_CONFIG_BYTES)
+            .and_then(|text| locate(&text, key));
+        match line {
+            Some(line) => format!("{}:{line}: {self}", config_file.display()),
+            None => format!("{}: {self}", config_file.display()),
+        }
+    }
+}
+
+/// Where the daemon listens, as printed on its ready line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadyInfo {
+    /// Always `true`.
+    pub ready: bool,
+    /// Base URL of the API, `http://127.0.0.1:PORT`.
+    pub api: String,
+    /// UDP syslog address, `null` when disabled.
+    pub syslog_udp: Option<SocketAddr>,
+    /// TCP syslog address, `null` when disabled.
+    pub syslog_tcp: Option<SocketAddr>,
+}
+
+impl ReadyInfo {
+    /// The one JSON line `qlab engine serve` prints when ready (formats.md).
+    pub fn line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"ready\":true}".into())
+    }
+}
+
+/// A running daemon.
+pub struct Daemon {
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    info: ReadyInfo,
+    api_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<Result<(), String>>,
+}
+
+impl Daemon {
+    /// Starts everything `config` describes with API token `token` (refused when empty).
+    pub async fn start(config: EngineConfig, token: String) -> Result<Daemon, DaemonError> {
+        let site = Arc::new(load_site(&config.topology)?);
+        Daemon::start_with(site, config, token, None).await
+    }
+
+    /// Starts on an already loaded `site` (the config's `topology` is not read) with an optional
+    /// engine observer: the lab's wire mode runs the daemon's code path this way, on a topology
+    /// whose durations it scaled, and records the engine's events in its history.
+    pub async fn start_with(
+        site: Arc<Site>,
+        config: EngineConfig,
+        token: String,
+        observer: Option<Arc<dyn EngineObserver>>,
+    ) -> Result<Daemon, DaemonError> {
+        if token.trim().is_empty() {
+            return Err(DaemonError::Token(format!(
+                "the API token is empty: set `token` in the config or {TOKEN_ENV}"
+            )));
+        }
+        build::check(&config, &site)?;
+        let adapters = build::adapters(&config, &site)?;
+        // Bind before opening the engine: a port conflict then fails the start before the
+        // engine resumes any journaled operation (R16) only to be dropped again.
+        let api = bind_tcp("api", config.api.listen).await?;
+        let api_addr = api.local_addr().map_err(|error| DaemonError::Bind {
+            what: "api",
+            addr: config.api.listen,
+            error,
+        })?;
+        let udp = match config.syslog_in.udp {
+            Some(addr) => Some(
+                UdpSocket::bind(addr)
+                    .await
+                    .and_then(|s| s.local_addr().map(|a| (s, a)))
+                    .map_err(|error| DaemonError::Bind {
+                        what: "syslog udp",
+                        addr,
+                        error,
+                    })?,
+            ),
+            None => None,
+        };
+        let tcp = match config.syslog_in.tcp {
+            Some(addr) => {
+                let listener = bind_tcp("syslog tcp", addr).await?;
+                let local = listener.local_addr().map_err(|error| DaemonError::Bind {
+                    what: "syslog tcp",
+                    addr,
+                    error,
+                })?;
+                Some((listener, local))
+            }
+            None => None,
+        };
+
+        let journal = Journal::open(&config.journal).map_err(|error| DaemonError::Journal {
+            path: config.journal.clone(),
+            error,
+        })?;
+        let options = EngineOptions {
+            hostname: config.hostname.clone(),
+            origin_ms: wall_clock_ms(),
+            observer,
+            ..EngineOptions::default()
+        };
+        let engine = Arc::new(Engine::open(site.clone(), journal, adapters, options)?);
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+
+        let router = api::router(
+            engine.clone(),
+            metrics.clone(),
+            &token,
+            config.api.max_body_bytes,
+        );
+        let mut api_stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let listener = listener::LimitedListener::new(api, MAX_API_CONNECTIONS);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.changed().await;
+                })
+                .await
+                .map_err(|e| e.to_string())
+        });
+        let intake = Arc::new(syslog_in::Intake::new(
+            engine.clone(),
+            metrics.clone(),
+            &site,
+            config.syslog_in.max_message_bytes,
+        ));
+        let syslog_udp = udp.as_ref().map(|(_, addr)| *addr);
+        if let Some((socket, _)) = udp {
+            let (intake, stop) = (intake.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                syslog_in::run_udp(socket, intake, stop).await;
+                Ok(())
+            });
+        }
+        let syslog_tcp = tcp.as_ref().map(|(_, addr)| *addr);
+        if let Some((listener, _)) = tcp {
+            let (intake, stop) = (intake.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                syslog_in::run_tcp(listener, intake, stop).await;
+                Ok(())
+            });
+        }
+        for poller in &config.epo_pollers {
+            epo::spawn(
+                &mut tasks,
+                poller,
+                &config.journal,
+                engine.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+                site.topology.engine.call_timeout,
+            );
+        }
+        let info = ReadyInfo {
+            ready: true,
+            api: format!("http://{api_addr}"),
+            syslog_udp,
+            syslog_tcp,
+        };
+        Ok(Daemon {
+            engine,
+            metrics,
+            info,
+            api_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The API's bound address.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The API's base URL, `http://127.0.0.1:PORT`.
+    pub fn api_url(&self) -> &str {
+        &self.info.api
+    }
+
+    /// The UDP syslog listener's address, when enabled.
+    pub fn syslog_udp_addr(&self) -> Option<SocketAddr> {
+        self.info.syslog_udp
+    }
+
+    /// The TCP syslog listener's address, when enabled.
+    pub fn syslog_tcp_addr(&self) -> Option<SocketAddr> {
+        self.info.syslog_tcp
+    }
+
+    /// What the ready line says.
+    pub fn ready_info(&self) -> &ReadyInfo {
+        &self.info
+    }
+
+    /// The running engine.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The rejection counters.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Waits until a listener fails (it returns that failure) or every task ended.
+    pub async fn wait(&mut self) -> Result<(), DaemonError> {
+        while let Some(ended) = self.tasks.join_next().await {
+            match ended {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(DaemonError::Serve(e)),
+                Err(e) if e.is_panic() => return Err(DaemonError::Serve(e.to_string())),
+                Err(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops the listeners, lets in-flight API requests finish for a few seconds, then drops
+    /// the engine (its running operations resume on the next start, R16).
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("listeners did not stop within {SHUTDOWN_GRACE:?}; aborting them");
+        }
+        self.tasks.shutdown().await;
+    }
+}
+
+/// Runs the daemon until Ctrl-C or SIGTERM (or a listener failure), calling `ready` once it
+/// listens.
+pub async fn serve(
+    config: EngineConfig,
+    token: String,
+    ready: impl FnOnce(&ReadyInfo),
+) -> Result<(), DaemonError> {
+    let mut daemon = Daemon::start(config, token).await?;
+    ready(daemon.ready_info());
+    let result = tokio::select! {
+        r = daemon.wait() => r,
+        _ = stop_signal() => {
+            tracing::info!("stop signal received; stopping");
+            Ok(())
+        }
+    };
+    daemon.shutdown().await;
+    result
+}
+
+/// Loads `config_file`, picks the token ([`TOKEN_ENV`] when set, else the config's) and runs
+/// [`serve`]. Errors carry the file (and line) they are about.
+pub async fn serve_file(
+    config_file: &Path,
+    env_token: Option<String>,
+    ready: impl FnOnce(&ReadyInfo),
+) -> Result<(), DaemonError> {
+    let config = EngineConfig::load(config_file).map_err(DaemonError::ConfigFile)?;
+    let token = match env_token {
+        Some(t) if t.is_empty() => {
+            return Err(DaemonError::Token(format!(
+                "{TOKEN_ENV} is set but empty; unset it to use the config's token"
+            )))
+        }
+        Some(t) => t,
+        None => config.token.clone(),
+    };
+    serve(config, token, ready).await
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix (how service managers stop a daemon). A signal
+/// that cannot be watched never resolves rather than stopping the daemon at once.
+async fn stop_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+}
+
+async fn bind_tcp(what: &'static str, addr: SocketAddr) -> Result<TcpListener, DaemonError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|error| DaemonError::Bind { what, addr, error })
+}
+
+/// Milliseconds since the Unix epoch: engine time in production reads like wall time.
+fn wall_clock_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

@@ -115,15 +115,17 @@ pub(crate) fn applies_to_call(effect: FaultEffect, call: CallKind) -> bool {
         | FaultEffect::ApplyThenError
         | FaultEffect::Delay
         | FaultEffect::Busy
-        | FaultEffect::AuthExpired => call != CallKind::Send,
-        // Scheduled by the runner (switch reboots), decided on delivery (AV servers) or
-        // transport-only (wire mode): never a per-call effect in the model.
+        | FaultEffect::AuthExpired
+        // Transport faults are decided per call too; the wire face marks the reply and the
+        // fault proxy carries them out (the loader keeps them out of sim mode).
+        | FaultEffect::Reset
+        | FaultEffect::Blackhole => call != CallKind::Send,
+        // Scheduled by the runner (switch reboots) or decided on delivery (AV servers): never
+        // a per-call effect in the model.
         FaultEffect::RebootLosesUnsaved
         | FaultEffect::Drop
         | FaultEffect::Duplicate
-        | FaultEffect::Reorder
-        | FaultEffect::Reset
-        | FaultEffect::Blackhole => false,
+        | FaultEffect::Reorder => false,
     }
 }
 

@@ -6,8 +6,13 @@
 //! [`SimWorld::call_now`], and renders the [`WireCall`] with [`render`]: the vendor's body for
 //! the result, held back by the call's delay, marked for the proxy when the transport fails.
 
+pub mod eapi;
+pub mod epo;
+pub mod nxapi;
 pub mod proxy;
 pub mod redfish;
+pub mod restconf;
+pub mod site;
 pub mod smtp_sink;
 pub mod vcenter;
 

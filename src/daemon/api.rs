@@ -1,0 +1,252 @@
+//! The engine's HTTP API (formats.md, "Engine HTTP API"): router, bearer-token check, request
+//! bounds and the one error shape `{"error": "<what is wrong>", "reason": "<counter>"}`. The
+//! handlers are in [`super::routes`]; every refusal is counted under its reason (shown by
+//! `GET /api/v1/health`) and logged (R18).
+//!
+//! | request | success | refusals (status `reason`) |
+//! |---|---|---|
+//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
+//! | `POST /detections` | 202 `{"id","disposition","lserver","operation"}` once journaled (R7) | 413 `body_too_large`, 400 `malformed_json` / `unknown_field` / `invalid_field` / `unknown_source` / `invalid_detection`, 503 `halted`, 500 `journal_error` |
+//! | `GET /lservers?offset&limit` | 200 `{"lservers","total","next"}` (pages of at most 1000) | 400 `bad_request` |
+//! | `GET /lservers/{path}` | 200 the L-Server view | 404 `unknown_lserver` |
+//! | `POST /lservers/{path}/quarantine\|release\|decide` | 202 `{"operation","lserver","action"}` once journaled | 404 `unknown_lserver` / `not_found` (other action), 409 `not_allowed`, 429 `queue_full`, 400 `invalid_field` (choice) / `unknown_field` / `malformed_json`, 413, 503 `halted` |
+//! | `GET /operations/{id}` | 200 the operation view | 400 `bad_request`, 404 `not_found` |
+//! | `GET /alerts?since&limit` | 200 `{"alerts","next"}` (at most 1000) | 400 `bad_request` |
+//! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected"}` | 503 with `"ok":false,"halted":true` after a journal failure |
+//!
+//! The content type of a request body is not checked: the body must simply be JSON (AV
+//! server scripts often forget the header). Bodies of quarantine and release may be empty.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use super::metrics::{Metrics, Reject};
+use super::routes;
+use crate::engine::{Engine, EngineError};
+
+/// Longest time one request may take, body upload included (a slow client cannot hold a
+/// slot forever).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most requests handled at once; more get 503 with a reason.
+pub const MAX_IN_FLIGHT: usize = 128;
+
+/// The path that needs no token.
+pub const HEALTH_PATH: &str = "/api/v1/health";
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct ApiState {
+    pub engine: Arc<Engine>,
+    pub metrics: Arc<Metrics>,
+    /// SHA-256 of the token: comparing digests takes the same time whatever the input's
+    /// length or content (no timing oracle on the token).
+    token_digest: [u8; 32],
+    /// AV server names of the topology (a detection's `source` must be one).
+    pub sources: Arc<HashSet<String>>,
+    in_flight: Arc<Semaphore>,
+    /// `api.max_body_bytes`, enforced by the limit layer; kept here for the 413 message.
+    max_body_bytes: usize,
+}
+
+impl ApiState {
+    /// Counts and logs a rejection and builds its reply.
+    pub fn reject(&self, status: StatusCode, reason: Reject, message: String) -> ApiError {
+        self.metrics.reject(reason, &message);
+        ApiError {
+            status,
+            reason,
+            message,
+        }
+    }
+
+    /// Maps an engine refusal onto its status and reason.
+    pub fn engine_error(&self, error: EngineError) -> ApiError {
+        let (status, reason) = match &error {
+            EngineError::Invalid(_) => (StatusCode::BAD_REQUEST, Reject::InvalidDetection),
+            EngineError::UnknownLServer(_) => (StatusCode::NOT_FOUND, Reject::UnknownLServer),
+            EngineError::NotAllowed(_) => (StatusCode::CONFLICT, Reject::NotAllowed),
+            EngineError::QueueFull(_) => (StatusCode::TOO_MANY_REQUESTS, Reject::QueueFull),
+            EngineError::Halted => (StatusCode::SERVICE_UNAVAILABLE, Reject::Halted),
+            EngineError::Journal(_) => (StatusCode::INTERNAL_SERVER_ERROR, Reject::JournalError),
+        };
+        self.reject(status, reason, error.to_string())
+    }
+
+    /// The body of a request, or 413 / 400 with a reason.
+    pub fn body(&self, body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+        body.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                self.reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Reject::BodyTooLarge,
+                    format!(
+                        "request body too large: the limit is {} bytes (api.max_body_bytes)",
+                        self.max_body_bytes
+                    ),
+                )
+            } else {
+                self.reject(
+                    StatusCode::BAD_REQUEST,
+                    Reject::MalformedJson,
+                    format!("cannot read the request body: {rejection}"),
+                )
+            }
+        })
+    }
+
+    /// Parses a JSON body, telling syntax errors, unknown fields and bad values apart.
+    pub fn json<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, ApiError> {
+        serde_json::from_slice(bytes).map_err(|e| {
+            let text = e.to_string();
+            let reason = match e.classify() {
+                serde_json::error::Category::Data if text.starts_with("unknown field") => {
+                    Reject::UnknownField
+                }
+                serde_json::error::Category::Data => Reject::InvalidField,
+                _ => Reject::MalformedJson,
+            };
+            let message = match reason {
+                Reject::MalformedJson => format!("malformed JSON: {text}"),
+                _ => format!("invalid request: {text}"),
+            };
+            self.reject(StatusCode::BAD_REQUEST, reason, message)
+        })
+    }
+}
+
+/// A refused request: status plus `{"error": message, "reason": reason}`.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    reason: Reject,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.status,
+            Json(json!({"error": self.message, "reason": self.reason.as_str()})),
+        )
+            .into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"qlab\""),
+            );
+        }
+        response
+    }
+}
+
+/// Builds the API router.
+pub(crate) fn router(
+    engine: Arc<Engine>,
+    metrics: Arc<Metrics>,
+    token: &str,
+    max_body_bytes: usize,
+) -> Router {
+    let sources = engine
+        .site()
+        .topology
+        .av_servers
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
+    let state = ApiState {
+        engine,
+        metrics,
+        token_digest: Sha256::digest(token.as_bytes()).into(),
+        sources: Arc::new(sources),
+        in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+        max_body_bytes,
+    };
+    Router::new()
+        .route(HEALTH_PATH, get(routes::health))
+        .route("/api/v1/detections", post(routes::post_detection))
+        .route("/api/v1/lservers", get(routes::list_lservers))
+        .route(
+            "/api/v1/lservers/{*rest}",
+            get(routes::get_lserver).post(routes::post_lserver),
+        )
+        .route("/api/v1/operations/{id}", get(routes::get_operation))
+        .route("/api/v1/alerts", get(routes::get_alerts))
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::no_method)
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+/// Runs before every handler: bounds in-flight requests and their duration, and checks the
+/// bearer token everywhere except [`HEALTH_PATH`] (R18).
+async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
+        return state
+            .reject(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Reject::Overloaded,
+                format!("too many requests in flight (limit {MAX_IN_FLIGHT}); retry shortly"),
+            )
+            .into_response();
+    };
+    if request.uri().path() != HEALTH_PATH {
+        if let Err(message) = check_token(&state, &request) {
+            return state
+                .reject(
+                    StatusCode::UNAUTHORIZED,
+                    Reject::Unauthorized,
+                    message.into(),
+                )
+                .into_response();
+        }
+    }
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => state
+            .reject(
+                StatusCode::REQUEST_TIMEOUT,
+                Reject::RequestTimeout,
+                format!("request not completed within {REQUEST_TIMEOUT:?}"),
+            )
+            .into_response(),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time.
+fn check_token(state: &ApiState, request: &Request) -> Result<(), &'static str> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err("missing bearer token: send `Authorization: Bearer <token>`");
+    };
+    let value = value.as_bytes();
+    // The scheme is case-insensitive (RFC 7235); exactly one space before the token.
+    let token = match value.split_at_checked(7) {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => token,
+        _ => return Err("the Authorization header must use the Bearer scheme"),
+    };
+    let digest: [u8; 32] = Sha256::digest(token).into();
+    let difference = digest
+        .iter()
+        .zip(state.token_digest.iter())
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    if difference == 0 {
+        Ok(())
+    } else {
+        Err("invalid bearer token")
+    }
+}

@@ -1,0 +1,218 @@
+//! From config plus topology to adapters: one wire client per hypervisor, switch and BMC of
+//! the topology (its kind picks the protocol, `[[devices]]` says where and as whom), the SMTP
+//! mailer and the syslog sender. Every mismatch between the two files is an error naming the
+//! config key, so `qlab engine serve` fails at start rather than at the first detection.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::config::{DeviceEndpoint, EngineConfig};
+use super::DaemonError;
+use crate::adapters::eapi::EapiSwitch;
+use crate::adapters::nxapi::NxapiSwitch;
+use crate::adapters::redfish::RedfishClient;
+use crate::adapters::restconf::RestconfSwitch;
+use crate::adapters::smtp::SmtpMailer;
+use crate::adapters::syslog::SyslogSender;
+use crate::adapters::vcenter::VcenterClient;
+use crate::adapters::{Adapters, Bmc, DeviceError, Hypervisor, Switch};
+use crate::model::load::KeySeg;
+use crate::model::{AvKind, BmcKind, HypervisorKind, Site, SwitchKind};
+
+/// Redfish system id when `[[devices]]` sets none.
+pub const DEFAULT_SYSTEM_ID: &str = "1";
+
+/// Smallest `api.max_body_bytes` accepted: a detection with short fields fits.
+pub const MIN_BODY_BYTES: usize = 256;
+
+fn config_error(key: Vec<KeySeg>, message: impl Into<String>) -> DaemonError {
+    DaemonError::Config {
+        key,
+        message: message.into(),
+    }
+}
+
+/// Checks `[[devices]]` and `[[epo_pollers]]` against the topology.
+pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonError> {
+    let t = &site.topology;
+    let hypervisors: HashSet<&str> = t.hypervisors.iter().map(|h| h.name.as_str()).collect();
+    let switches: HashSet<&str> = t.switches.iter().map(|s| s.name.as_str()).collect();
+    let bmcs: HashSet<&str> = t.bmcs.iter().map(|b| b.name.as_str()).collect();
+    let mut seen = HashSet::new();
+    for (i, d) in config.devices.iter().enumerate() {
+        let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(i), field.into()];
+        let name = d.name.as_str();
+        if !(hypervisors.contains(name) || switches.contains(name) || bmcs.contains(name)) {
+            return Err(config_error(
+                key("name"),
+                format!("{name:?} is not a hypervisor, switch or BMC of the topology"),
+            ));
+        }
+        if !seen.insert(name) {
+            return Err(config_error(
+                key("name"),
+                format!("device {name:?} is listed twice"),
+            ));
+        }
+        if d.system_id.is_some() && !bmcs.contains(name) {
+            return Err(config_error(
+                key("system_id"),
+                format!("{name:?} is not a BMC; only BMCs have a Redfish system id"),
+            ));
+        }
+        if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
+            return Err(config_error(
+                key("url"),
+                format!("{:?} must start with http:// or https://", d.url),
+            ));
+        }
+    }
+    let all = hypervisors.iter().chain(&switches).chain(&bmcs);
+    for name in all {
+        if config.device(name).is_none() {
+            return Err(config_error(
+                vec!["devices".into()],
+                format!(
+                    "no [[devices]] entry for {name:?}: every hypervisor, switch and BMC of the \
+                     topology needs its url, user and password"
+                ),
+            ));
+        }
+    }
+    let mut pollers = HashSet::new();
+    for (i, p) in config.epo_pollers.iter().enumerate() {
+        let key = |field: &str| vec![KeySeg::from("epo_pollers"), KeySeg::from(i), field.into()];
+        match t.av_servers.iter().find(|a| a.name == p.source) {
+            Some(a) if a.kind == AvKind::Epo => {}
+            Some(_) => {
+                return Err(config_error(
+                    key("source"),
+                    format!("AV server {:?} is not of kind epo", p.source),
+                ))
+            }
+            None => {
+                return Err(config_error(
+                    key("source"),
+                    format!("{:?} is not an AV server of the topology", p.source),
+                ))
+            }
+        }
+        if !pollers.insert(p.source.as_str()) {
+            return Err(config_error(
+                key("source"),
+                format!("{:?} is polled twice", p.source),
+            ));
+        }
+        if p.interval.is_zero() {
+            return Err(config_error(key("interval"), "must be longer than 0s"));
+        }
+    }
+    if config.api.max_body_bytes < MIN_BODY_BYTES {
+        return Err(config_error(
+            vec!["api".into(), "max_body_bytes".into()],
+            format!("must be at least {MIN_BODY_BYTES}: smaller refuses every detection"),
+        ));
+    }
+    if let Some(out) = &config.syslog_out {
+        if out.udp.is_some() == out.tcp.is_some() {
+            return Err(config_error(
+                vec!["syslog_out".into()],
+                "set exactly one of `udp` or `tcp`",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Builds every adapter; call [`check`] first.
+pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, DaemonError> {
+    let t = &site.topology;
+    let timeout = t.engine.call_timeout;
+    let mut adapters = Adapters::default();
+    for h in &t.hypervisors {
+        let (i, d) = endpoint(config, &h.name)?;
+        let client: Arc<dyn Hypervisor> = match h.kind {
+            HypervisorKind::Vcenter => Arc::new(
+                VcenterClient::new(&d.url, &d.user, &d.password, timeout)
+                    .map_err(|e| bad_endpoint(i, e))?,
+            ),
+        };
+        adapters.hypervisors.insert(h.name.clone(), client);
+    }
+    for s in &t.switches {
+        let (i, d) = endpoint(config, &s.name)?;
+        adapters.switches.insert(
+            s.name.clone(),
+            switch(s.kind, d, timeout).map_err(|e| bad_endpoint(i, e))?,
+        );
+    }
+    for b in &t.bmcs {
+        let (i, d) = endpoint(config, &b.name)?;
+        let system = d.system_id.as_deref().unwrap_or(DEFAULT_SYSTEM_ID);
+        let client: Arc<dyn Bmc> = match b.kind {
+            BmcKind::Redfish => Arc::new(
+                RedfishClient::new(&d.url, &d.user, &d.password, system, timeout)
+                    .map_err(|e| bad_endpoint(i, e))?,
+            ),
+        };
+        adapters.bmcs.insert(b.name.clone(), client);
+    }
+    if let Some(smtp) = &config.smtp {
+        let mailer = SmtpMailer::new(&smtp.host, smtp.port, &smtp.from, timeout)
+            .map_err(|e| config_error(vec!["smtp".into(), "from".into()], e.detail))?;
+        adapters.mailer = Some(Arc::new(mailer));
+    }
+    if let Some(out) = &config.syslog_out {
+        let sender = match (out.udp, out.tcp) {
+            (Some(addr), _) => SyslogSender::udp(addr, timeout),
+            (None, Some(addr)) => SyslogSender::tcp(addr, timeout),
+            (None, None) => {
+                return Err(config_error(
+                    vec!["syslog_out".into()],
+                    "set exactly one of `udp` or `tcp`",
+                ))
+            }
+        };
+        adapters.syslog = Some(Arc::new(sender));
+    }
+    Ok(adapters)
+}
+
+/// The wire client for a switch of `kind`.
+fn switch(
+    kind: SwitchKind,
+    d: &DeviceEndpoint,
+    timeout: Duration,
+) -> Result<Arc<dyn Switch>, DeviceError> {
+    let (url, user, password) = (d.url.as_str(), d.user.as_str(), d.password.as_str());
+    Ok(match kind {
+        SwitchKind::Nxapi => Arc::new(NxapiSwitch::new(url, user, password, timeout)?),
+        SwitchKind::Eapi => Arc::new(EapiSwitch::new(url, user, password, timeout)?),
+        SwitchKind::Restconf => Arc::new(RestconfSwitch::new(url, user, password, timeout)?),
+    })
+}
+
+fn endpoint<'c>(
+    config: &'c EngineConfig,
+    name: &str,
+) -> Result<(usize, &'c DeviceEndpoint), DaemonError> {
+    config
+        .devices
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d.name == name)
+        .ok_or_else(|| {
+            config_error(
+                vec!["devices".into()],
+                format!("no [[devices]] entry for {name:?}"),
+            )
+        })
+}
+
+fn bad_endpoint(index: usize, error: DeviceError) -> DaemonError {
+    config_error(
+        vec!["devices".into(), index.into(), "url".into()],
+        error.detail,
+    )
+}

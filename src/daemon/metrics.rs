@@ -1,0 +1,238 @@
+//! Counters of rejected input by reason (R18), shown by `GET /api/v1/health` so an operator
+//! sees a misconfigured AV server or a scanner knocking on the API without reading logs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Why an input was turned away. The spellings are stable: monitoring may key on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Reject {
+    /// API request without a valid bearer token.
+    Unauthorized,
+    /// API body larger than `api.max_body_bytes`.
+    BodyTooLarge,
+    /// API body that is not JSON or not valid UTF-8.
+    MalformedJson,
+    /// API body with a field the schema does not have.
+    UnknownField,
+    /// API body with a missing or mistyped field.
+    InvalidField,
+    /// A detection that failed the engine's checks (sizes, match keys).
+    InvalidDetection,
+    /// A detection naming an AV server the topology does not have.
+    UnknownSource,
+    /// A command or lookup for an L-Server the topology does not have.
+    UnknownLServer,
+    /// A command the L-Server's state does not allow.
+    NotAllowed,
+    /// Too many operations already queued for the L-Server.
+    QueueFull,
+    /// The engine halted after a journal failure.
+    Halted,
+    /// The journal failed while reading or writing.
+    JournalError,
+    /// A malformed path or query parameter.
+    BadRequest,
+    /// No such API route or operation.
+    NotFound,
+    /// A known API path called with the wrong method.
+    MethodNotAllowed,
+    /// Too many API requests in flight.
+    Overloaded,
+    /// An API request that took longer than the request timeout.
+    RequestTimeout,
+    /// Syslog from an address that is no AV server's topology address.
+    SyslogUnknownSource,
+    /// Syslog message larger than `syslog_in.max_message_bytes`.
+    SyslogOversized,
+    /// Syslog message no parser of the sender's kind understood.
+    SyslogUnparsable,
+    /// Syslog TCP stream whose framing is broken.
+    SyslogBadFraming,
+    /// Syslog TCP connection refused because too many are open.
+    SyslogTooManyConnections,
+    /// Syslog TCP connection closed after being idle too long.
+    SyslogIdleTimeout,
+    /// Syslog detection the engine refused.
+    SyslogRefused,
+    /// ePO poll that failed (transport, HTTP status, unparsable reply).
+    EpoPollFailed,
+    /// ePO detection the engine refused.
+    EpoRefused,
+    /// ePO event row that could not become a detection.
+    EpoBadRow,
+}
+
+/// Every reason, in the order of the counter array.
+const ALL: [Reject; 27] = [
+    Reject::Unauthorized,
+    Reject::BodyTooLarge,
+    Reject::MalformedJson,
+    Reject::UnknownField,
+    Reject::InvalidField,
+    Reject::InvalidDetection,
+    Reject::UnknownSource,
+    Reject::UnknownLServer,
+    Reject::NotAllowed,
+    Reject::QueueFull,
+    Reject::Halted,
+    Reject::JournalError,
+    Reject::BadRequest,
+    Reject::NotFound,
+    Reject::MethodNotAllowed,
+    Reject::Overloaded,
+    Reject::RequestTimeout,
+    Reject::SyslogUnknownSource,
+    Reject::SyslogOversized,
+    Reject::SyslogUnparsable,
+    Reject::SyslogBadFraming,
+    Reject::SyslogTooManyConnections,
+    Reject::SyslogIdleTimeout,
+    Reject::SyslogRefused,
+    Reject::EpoPollFailed,
+    Reject::EpoRefused,
+    Reject::EpoBadRow,
+];
+
+impl Reject {
+    /// The stable spelling used in `/health` and in log lines.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Unauthorized => "unauthorized",
+            Reject::BodyTooLarge => "body_too_large",
+            Reject::MalformedJson => "malformed_json",
+            Reject::UnknownField => "unknown_field",
+            Reject::InvalidField => "invalid_field",
+            Reject::InvalidDetection => "invalid_detection",
+            Reject::UnknownSource => "unknown_source",
+            Reject::UnknownLServer => "unknown_lserver",
+            Reject::NotAllowed => "not_allowed",
+            Reject::QueueFull => "queue_full",
+            Reject::Halted => "halted",
+            Reject::JournalError => "journal_error",
+            Reject::BadRequest => "bad_request",
+            Reject::NotFound => "not_found",
+            Reject::MethodNotAllowed => "method_not_allowed",
+            Reject::Overloaded => "overloaded",
+            Reject::RequestTimeout => "request_timeout",
+            Reject::SyslogUnknownSource => "syslog_unknown_source",
+            Reject::SyslogOversized => "syslog_oversized",
+            Reject::SyslogUnparsable => "syslog_unparsable",
+            Reject::SyslogBadFraming => "syslog_bad_framing",
+            Reject::SyslogTooManyConnections => "syslog_too_many_connections",
+            Reject::SyslogIdleTimeout => "syslog_idle_timeout",
+            Reject::SyslogRefused => "syslog_refused",
+            Reject::EpoPollFailed => "epo_poll_failed",
+            Reject::EpoRefused => "epo_refused",
+            Reject::EpoBadRow => "epo_bad_row",
+        }
+    }
+
+    fn index(self) -> usize {
+        ALL.iter().position(|r| *r == self).unwrap_or(0)
+    }
+}
+
+/// Rejections of one reason logged before sampling starts.
+pub const LOG_FIRST: u64 = 20;
+
+/// After [`LOG_FIRST`], one rejection in this many is logged.
+pub const LOG_EVERY: u64 = 1000;
+
+/// Rejection counters plus the count of accepted detections per channel.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    rejected: [AtomicU64; ALL.len()],
+    accepted_api: AtomicU64,
+    accepted_syslog: AtomicU64,
+    accepted_epo: AtomicU64,
+}
+
+/// Where an accepted detection came in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `POST /api/v1/detections` (`qlab notify`).
+    Api,
+    /// The syslog listeners.
+    Syslog,
+    /// An ePO poller.
+    Epo,
+}
+
+impl Metrics {
+    /// Counts one rejection and logs it with its reason and detail. The first
+    /// [`LOG_FIRST`] of each reason are logged, then every [`LOG_EVERY`]th, so a flood (a
+    /// scanner, a misconfigured sender) cannot flood the log; the counters stay exact.
+    pub fn reject(&self, reason: Reject, detail: &str) {
+        let n = self.rejected[reason.index()].fetch_add(1, Ordering::Relaxed) + 1;
+        if n <= LOG_FIRST || n.is_multiple_of(LOG_EVERY) {
+            tracing::warn!(
+                reason = reason.as_str(),
+                count = n,
+                detail,
+                "rejected input"
+            );
+        }
+    }
+
+    /// Counts one durable detection.
+    pub fn accepted(&self, channel: Channel) {
+        let counter = match channel {
+            Channel::Api => &self.accepted_api,
+            Channel::Syslog => &self.accepted_syslog,
+            Channel::Epo => &self.accepted_epo,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many inputs were rejected for `reason`.
+    pub fn rejected(&self, reason: Reject) -> u64 {
+        self.rejected[reason.index()].load(Ordering::Relaxed)
+    }
+
+    /// How many detections came in durably through `channel`.
+    pub fn accepted_count(&self, channel: Channel) -> u64 {
+        match channel {
+            Channel::Api => &self.accepted_api,
+            Channel::Syslog => &self.accepted_syslog,
+            Channel::Epo => &self.accepted_epo,
+        }
+        .load(Ordering::Relaxed)
+    }
+
+    /// Non-zero rejection counters by reason spelling.
+    pub fn rejected_map(&self) -> BTreeMap<&'static str, u64> {
+        ALL.iter()
+            .map(|r| (r.as_str(), self.rejected(*r)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    /// Accepted detections by channel spelling.
+    pub fn accepted_map(&self) -> BTreeMap<&'static str, u64> {
+        [
+            ("api", Channel::Api),
+            ("syslog", Channel::Syslog),
+            ("epo", Channel::Epo),
+        ]
+        .into_iter()
+        .map(|(name, c)| (name, self.accepted_count(c)))
+        .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        let m = Metrics::default();
+        for (i, r) in ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            m.reject(*r, "test");
+        }
+        assert!(ALL.iter().all(|r| m.rejected(*r) == 1));
+        assert_eq!(m.rejected_map().len(), ALL.len());
+    }
+}

@@ -1,0 +1,323 @@
+//! The engine's HTTP API (formats.md "Engine HTTP API"; R7, R18): tokens, body bounds, JSON
+//! errors with reasons, detections acknowledged only once journaled, L-Server paths with
+//! slashes, command refusals, health without a token.
+
+mod daemon_support;
+
+use daemon_support::*;
+use quarantine_lab::daemon::metrics::Reject;
+use quarantine_lab::engine::Journal;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn detection(event_id: &str, ip: &str) -> Value {
+    json!({
+        "source": "osce", "event_id": event_id, "ip": ip,
+        "threat": "TROJ_GENERIC.A", "category": "virus"
+    })
+}
+
+async fn body(response: reqwest::Response) -> Value {
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_requests_without_a_valid_token_get_401() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let url = format!("{}/api/v1/lservers", daemon.api_url());
+    let none = http().get(&url).send().await.unwrap();
+    assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+    assert!(body(none).await["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing bearer token"));
+    let wrong = http().get(&url).bearer_auth("nope").send().await.unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(body(wrong).await["reason"], "unauthorized");
+    // A POST without a token never reaches the engine.
+    let post = http()
+        .post(format!("{}/api/v1/detections", daemon.api_url()))
+        .json(&detection("e-1", "10.110.0.11"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(daemon.metrics().rejected(Reject::Unauthorized), 3);
+    let ok = http().get(&url).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_bad_bodies_are_refused_with_a_reason() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let url = format!("{}/api/v1/detections", daemon.api_url());
+    let post = |body: Vec<u8>| {
+        http()
+            .post(&url)
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let big = post(vec![b' '; 5000]).await.unwrap();
+    assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reply = body(big).await;
+    assert_eq!(reply["reason"], "body_too_large");
+    assert!(reply["error"].as_str().unwrap().contains("4096"), "{reply}");
+
+    let malformed = post(b"{\"source\": ".to_vec()).await.unwrap();
+    assert_eq!(malformed.status(), StatusCode::BAD_REQUEST);
+    let reply = body(malformed).await;
+    assert_eq!(reply["reason"], "malformed_json");
+    assert!(reply["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("malformed JSON"));
+
+    let mut extra = detection("e-1", "10.110.0.11");
+    extra["severity"] = json!("high");
+    let unknown = post(serde_json::to_vec(&extra).unwrap()).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let reply = body(unknown).await;
+    assert_eq!(reply["reason"], "unknown_field");
+    assert!(
+        reply["error"].as_str().unwrap().contains("severity"),
+        "{reply}"
+    );
+
+    let mut bad_ip = detection("e-1", "10.110.0.11");
+    bad_ip["ip"] = json!("10.110.0.999");
+    let invalid = post(serde_json::to_vec(&bad_ip).unwrap()).await.unwrap();
+    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body(invalid).await["reason"], "invalid_field");
+
+    let mut stranger = detection("e-1", "10.110.0.11");
+    stranger["source"] = json!("mcafee-9");
+    let unknown_source = post(serde_json::to_vec(&stranger).unwrap()).await.unwrap();
+    assert_eq!(unknown_source.status(), StatusCode::BAD_REQUEST);
+    let reply = body(unknown_source).await;
+    assert_eq!(reply["reason"], "unknown_source");
+    assert!(reply["error"].as_str().unwrap().contains("osce"), "{reply}");
+
+    let no_key = json!({"source": "osce", "event_id": "e-2", "threat": "x", "category": "virus"});
+    let check = post(serde_json::to_vec(&no_key).unwrap()).await.unwrap();
+    assert_eq!(check.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(body(check).await["reason"], "invalid_detection");
+
+    let m = daemon.metrics();
+    assert_eq!(m.rejected(Reject::BodyTooLarge), 1);
+    assert_eq!(m.rejected(Reject::MalformedJson), 1);
+    assert_eq!(m.rejected(Reject::UnknownField), 1);
+    daemon.shutdown().await;
+    // Nothing refused reached the journal (R18: never a partial entry).
+    let journal = Journal::open(&lab.journal).unwrap();
+    assert_eq!(journal.detection_count().unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r7_a_detection_is_acknowledged_with_202_only_once_journaled() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let reply = http()
+        .post(format!("{}/api/v1/detections", daemon.api_url()))
+        .bearer_auth(TOKEN)
+        .json(&detection("e-1", "10.110.0.11"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    let receipt = body(reply).await;
+    let id = receipt["id"].as_i64().unwrap();
+    assert_eq!(receipt["disposition"], "accepted");
+    assert_eq!(receipt["lserver"], "/tenant-a/vdi-001");
+    assert!(receipt["operation"].is_i64());
+    // Simulate the crash right after the acknowledgement: the journal file alone has it.
+    daemon.shutdown().await;
+    let journal = Journal::open(&lab.journal).unwrap();
+    assert_eq!(journal.find_detection("osce", "e-1").unwrap(), Some(id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lservers_are_addressed_by_paths_with_slashes() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let base = daemon.api_url().to_string();
+    let list = http()
+        .get(format!("{base}/api/v1/lservers"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.status(), StatusCode::OK);
+    let list = body(list).await;
+    assert_eq!(list["total"], 8);
+    assert_eq!(list["lservers"][0]["path"], "/tenant-a/vdi-001");
+    assert!(list["next"].is_null());
+
+    let paged = http()
+        .get(format!("{base}/api/v1/lservers?offset=2&limit=3"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let paged = body(paged).await;
+    assert_eq!(paged["lservers"].as_array().unwrap().len(), 3);
+    assert_eq!(paged["next"], 5);
+
+    let one = http()
+        .get(format!("{base}/api/v1/lservers/tenant-a/sbc-01"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(one.status(), StatusCode::OK);
+    let one = body(one).await;
+    assert_eq!(one["path"], "/tenant-a/sbc-01");
+    assert_eq!(one["state"], "normal");
+    assert_eq!(one["nics"][0]["network"], "op-a");
+    assert_eq!(one["nics"][0]["ip"], "10.110.0.50");
+    assert!(one["nics"][0]["device_network"].is_null());
+
+    let missing = http()
+        .get(format!("{base}/api/v1/lservers/tenant-a/nope"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body(missing).await["reason"], "unknown_lserver");
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_answer_202_404_409_and_400_with_reasons() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let base = daemon.api_url().to_string();
+    let post = |path: &str, body: Value| {
+        http()
+            .post(format!("{base}/api/v1/lservers{path}"))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+    };
+    let unknown = post("/tenant-a/nope/quarantine", json!({})).await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+    assert_eq!(body(unknown).await["reason"], "unknown_lserver");
+
+    // R14: a release needs a quarantined L-Server.
+    let release = post("/tenant-a/vdi-003/release", json!({})).await.unwrap();
+    assert_eq!(release.status(), StatusCode::CONFLICT);
+    let reply = body(release).await;
+    assert_eq!(reply["reason"], "not_allowed");
+    assert!(
+        reply["error"].as_str().unwrap().contains("normal"),
+        "{reply}"
+    );
+
+    // R5: a decision needs an L-Server waiting for one.
+    let decide = post("/tenant-a/vdi-003/decide", json!({"choice": "reboot"}))
+        .await
+        .unwrap();
+    assert_eq!(decide.status(), StatusCode::CONFLICT);
+    let bad_choice = post("/tenant-a/vdi-003/decide", json!({"choice": "explode"}))
+        .await
+        .unwrap();
+    assert_eq!(bad_choice.status(), StatusCode::BAD_REQUEST);
+    let no_action = post("/tenant-a/vdi-003/reboot", json!({})).await.unwrap();
+    assert_eq!(no_action.status(), StatusCode::NOT_FOUND);
+
+    let quarantine = post("/tenant-a/vdi-003/quarantine", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
+    let id = body(quarantine).await["operation"].as_i64().unwrap();
+    let op = http()
+        .get(format!("{base}/api/v1/operations/{id}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(op.status(), StatusCode::OK);
+    let op = body(op).await;
+    assert_eq!(op["lserver"], "/tenant-a/vdi-003");
+    assert_eq!(op["kind"], "manual_quarantine");
+    let none = http()
+        .get(format!("{base}/api/v1/operations/999"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(none.status(), StatusCode::NOT_FOUND);
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_needs_no_token_and_alerts_page_by_sequence() {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    let base = daemon.api_url().to_string();
+    let health = http()
+        .get(format!("{base}/api/v1/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let health = body(health).await;
+    assert_eq!(health["ok"], true);
+    assert_eq!(health["halted"], false);
+
+    // R3: an address nobody has gives one lserver-not-found alert.
+    let reply = http()
+        .post(format!("{base}/api/v1/detections"))
+        .bearer_auth(TOKEN)
+        .json(&detection("e-9", "10.99.0.1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::ACCEPTED);
+    assert_eq!(body(reply).await["disposition"], "not_found");
+    let alerts = http()
+        .get(format!("{base}/api/v1/alerts?since=0"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(alerts.status(), StatusCode::OK);
+    let alerts = body(alerts).await;
+    let list = alerts["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["code"], "lserver-not-found");
+    let next = alerts["next"].as_i64().unwrap();
+    let after = http()
+        .get(format!("{base}/api/v1/alerts?since={next}"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(body(after).await["alerts"].as_array().unwrap().is_empty());
+    let bad = http()
+        .get(format!("{base}/api/v1/alerts?since=abc"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+
+    // The counters show in /health.
+    let health = body(
+        http()
+            .get(format!("{base}/api/v1/health"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(health["rejected"]["bad_request"], 1);
+    assert_eq!(health["accepted"]["api"], 1);
+    daemon.shutdown().await;
+}

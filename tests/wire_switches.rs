@@ -1,0 +1,512 @@
+//! The NX-API, eAPI and RESTCONF clients against their protocol simulators over loopback, on the
+//! real clock: every fault of formats.md maps to the outcome class R8 needs, and the simulated
+//! switch shows whether the change landed. Then the real engine quarantines physical L-Servers
+//! through these clients.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quarantine_lab::adapters::eapi::EapiSwitch;
+use quarantine_lab::adapters::nxapi::NxapiSwitch;
+use quarantine_lab::adapters::restconf::RestconfSwitch;
+use quarantine_lab::adapters::{Adapters, OutcomeClass, Switch};
+use quarantine_lab::engine::{Command, Engine, EngineOptions, Journal, Outcome};
+use quarantine_lab::model::{load_site, Site};
+use quarantine_lab::sim::wire::{self, WireServer};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use serde_json::Value;
+
+/// Client call timeout: well above the simulated latency, well below a hang.
+const TIMEOUT: Duration = Duration::from_millis(400);
+const LATENCY: Duration = Duration::from_millis(20);
+/// How long `timeout` faults hang: beyond [`TIMEOUT`].
+const HANG: Duration = Duration::from_secs(2);
+/// The VLAN the tests write (qr-a).
+const TARGET: u16 = 910;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Vendor {
+    Nxapi,
+    Eapi,
+    Restconf,
+}
+
+impl Vendor {
+    fn device(self) -> &'static str {
+        match self {
+            Vendor::Nxapi => "nx-1",
+            Vendor::Eapi => "ea-1",
+            Vendor::Restconf => "rc-1",
+        }
+    }
+
+    fn port(self) -> &'static str {
+        match self {
+            Vendor::Nxapi => "Ethernet1/11",
+            Vendor::Eapi => "Ethernet11",
+            Vendor::Restconf => "Ethernet1/21",
+        }
+    }
+
+    /// The port's VLAN in the fixture (its NIC's operation network).
+    fn initial(self) -> u16 {
+        match self {
+            Vendor::Nxapi => 110,
+            Vendor::Eapi | Vendor::Restconf => 111,
+        }
+    }
+
+    fn of(device: &str) -> Vendor {
+        match device.get(..2) {
+            Some("nx") => Vendor::Nxapi,
+            Some("ea") => Vendor::Eapi,
+            _ => Vendor::Restconf,
+        }
+    }
+
+    async fn start(self, world: &SimWorld, device: &str) -> WireServer {
+        let world = world.clone();
+        let server = match self {
+            Vendor::Nxapi => wire::nxapi::start(world, device).await,
+            Vendor::Eapi => wire::eapi::start(world, device).await,
+            Vendor::Restconf => wire::restconf::start(world, device).await,
+        };
+        server.expect("simulator starts")
+    }
+
+    fn client(self, url: &str, password: &str, timeout: Duration) -> Arc<dyn Switch> {
+        let built: Result<Arc<dyn Switch>, _> = match self {
+            Vendor::Nxapi => {
+                NxapiSwitch::new(url, "qlab", password, timeout).map(|c| Arc::new(c) as _)
+            }
+            Vendor::Eapi => {
+                EapiSwitch::new(url, "qlab", password, timeout).map(|c| Arc::new(c) as _)
+            }
+            Vendor::Restconf => {
+                RestconfSwitch::new(url, "qlab", password, timeout).map(|c| Arc::new(c) as _)
+            }
+        };
+        built.expect("client builds")
+    }
+}
+
+/// The mixed-site fixture with short switch latencies, so the file runs in seconds.
+fn site() -> Arc<Site> {
+    let mut site = load_site(Path::new("fixtures/topologies/mixed-site.toml")).expect("fixture");
+    for switch in &mut site.topology.switches {
+        switch.latency = Some(LATENCY);
+    }
+    Arc::new(site)
+}
+
+fn fault(v: Vendor, call: CallKind, effect: FaultEffect) -> FaultSpec {
+    FaultSpec {
+        device: v.device().into(),
+        call: Some(call),
+        effect,
+        times: None,
+        from: None,
+        until: None,
+        matcher: FaultMatch::default(),
+        delay: Some(HANG),
+    }
+}
+
+/// One simulated switch of one vendor with its client.
+struct Rig {
+    vendor: Vendor,
+    world: SimWorld,
+    server: WireServer,
+}
+
+impl Rig {
+    async fn start(vendor: Vendor, faults: Vec<FaultSpec>) -> Rig {
+        let world = SimWorld::new(site(), faults, Recorder::new(), 0);
+        let server = vendor.start(&world, vendor.device()).await;
+        Rig {
+            vendor,
+            world,
+            server,
+        }
+    }
+
+    fn client(&self) -> Arc<dyn Switch> {
+        self.vendor.client(&self.server.url(), "qlab", TIMEOUT)
+    }
+
+    /// `(running, saved)` of the vendor's test port.
+    fn vlans(&self) -> (u16, u16) {
+        self.world
+            .port_vlans(self.vendor.device(), self.vendor.port())
+            .expect("port exists")
+    }
+}
+
+async fn ok_set_get_save(v: Vendor) {
+    let rig = Rig::start(v, vec![]).await;
+    let client = rig.client();
+    assert_eq!(client.get_port(v.port()).await, Ok(v.initial()));
+    client.set_port(v.port(), TARGET).await.expect("set");
+    assert_eq!(
+        rig.vlans(),
+        (TARGET, v.initial()),
+        "running changed, saved not yet"
+    );
+    assert_eq!(client.get_port(v.port()).await, Ok(TARGET));
+    client.save_config().await.expect("save");
+    assert_eq!(rig.vlans(), (TARGET, TARGET));
+}
+
+/// A `set_port` under `effect`: the class it returns (`None`: ok) and whether it landed.
+async fn set_under(v: Vendor, effect: FaultEffect, class: Option<OutcomeClass>, applied: bool) {
+    let rig = Rig::start(v, vec![fault(v, CallKind::SetPort, effect)]).await;
+    let started = Instant::now();
+    let result = rig.client().set_port(v.port(), TARGET).await;
+    assert_eq!(
+        result.as_ref().err().map(|e| e.class),
+        class,
+        "{v:?} {effect:?}: {result:?}"
+    );
+    assert!(
+        started.elapsed() < TIMEOUT + Duration::from_secs(1),
+        "cut at the call timeout"
+    );
+    let running = if applied { TARGET } else { v.initial() };
+    assert_eq!(rig.vlans(), (running, v.initial()), "{v:?} {effect:?}");
+}
+
+async fn wrong_password_is_auth(v: Vendor) {
+    let rig = Rig::start(v, vec![]).await;
+    let client = v.client(&rig.server.url(), "wrong", TIMEOUT);
+    let error = client
+        .set_port(v.port(), TARGET)
+        .await
+        .expect_err("refused");
+    assert_eq!(error.class, OutcomeClass::Auth, "{error}");
+    assert_eq!(rig.vlans().0, v.initial());
+    let error = client.get_port(v.port()).await.expect_err("refused");
+    assert_eq!(error.class, OutcomeClass::Auth);
+}
+
+/// A hang shorter than the call timeout ends in the simulator's error reply for `unknown`,
+/// which the client must not take for a rejection.
+async fn short_hang_reply_is_unknown(v: Vendor) {
+    let mut spec = fault(v, CallKind::SetPort, FaultEffect::ApplyThenTimeout);
+    spec.delay = Some(Duration::from_millis(50));
+    let rig = Rig::start(v, vec![spec]).await;
+    let error = rig
+        .client()
+        .set_port(v.port(), TARGET)
+        .await
+        .expect_err("fails");
+    assert_eq!(error.class, OutcomeClass::Unknown, "{error}");
+    assert_eq!(rig.vlans().0, TARGET);
+}
+
+async fn read_and_save_faults(v: Vendor) {
+    let faults = vec![
+        fault(v, CallKind::GetPort, FaultEffect::Reject),
+        fault(v, CallKind::SaveConfig, FaultEffect::Busy),
+    ];
+    let rig = Rig::start(v, faults).await;
+    let client = rig.client();
+    let read = client.get_port(v.port()).await.expect_err("read fails");
+    assert_eq!(read.class, OutcomeClass::Rejected, "{read}");
+    client.set_port(v.port(), TARGET).await.expect("set");
+    let save = client.save_config().await.expect_err("save fails");
+    assert_eq!(save.class, OutcomeClass::Busy, "{save}");
+    assert_eq!(rig.vlans(), (TARGET, v.initial()));
+}
+
+async fn unknown_port_is_rejected(v: Vendor) {
+    let rig = Rig::start(v, vec![]).await;
+    let client = rig.client();
+    let error = client
+        .set_port("Ethernet9/99", TARGET)
+        .await
+        .expect_err("no port");
+    assert_eq!(error.class, OutcomeClass::Rejected, "{error}");
+    let error = client.get_port("Ethernet9/99").await.expect_err("no port");
+    assert_eq!(error.class, OutcomeClass::Rejected, "{error}");
+}
+
+async fn refused_is_unavailable(v: Vendor) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    drop(listener);
+    let client = v.client(&url, "qlab", TIMEOUT);
+    let set = client
+        .set_port(v.port(), TARGET)
+        .await
+        .expect_err("refused");
+    assert_eq!(set.class, OutcomeClass::Unavailable, "{set}");
+    let save = client.save_config().await.expect_err("refused");
+    assert_eq!(save.class, OutcomeClass::Unavailable, "{save}");
+}
+
+/// The engine quarantines `lserver` through wire clients for every switch it touches; each port
+/// ends on its quarantine VLAN, saved on persisting switches.
+async fn engine_quarantines(lserver: &str, expected: &[(&str, &str, u16)]) {
+    let site = site();
+    let world = SimWorld::new(site.clone(), vec![], Recorder::new(), 0);
+    let mut servers = Vec::new();
+    let mut adapters = Adapters::default();
+    for (device, _, _) in expected {
+        let v = Vendor::of(device);
+        let server = v.start(&world, device).await;
+        let client = v.client(&server.url(), "qlab", Duration::from_secs(2));
+        adapters.switches.insert(device.to_string(), client);
+        servers.push(server);
+    }
+    let journal = Journal::open_in_memory().expect("journal");
+    let engine = Engine::open(site.clone(), journal, adapters, EngineOptions::default())
+        .expect("engine opens");
+    let command = Command::Quarantine {
+        lserver: lserver.into(),
+    };
+    engine.submit_command(command).await.expect("accepted");
+    tokio::time::timeout(Duration::from_secs(20), engine.wait_idle())
+        .await
+        .expect("engine settles");
+    let view = engine.lserver(lserver).expect("L-Server");
+    assert_eq!(view.outcome, Some(Outcome::Quarantined), "{view:?}");
+    let persist: HashMap<&str, bool> = site
+        .topology
+        .switches
+        .iter()
+        .map(|s| (s.name.as_str(), s.persist))
+        .collect();
+    for (device, port, vlan) in expected {
+        let (running, saved) = world.port_vlans(device, port).expect("port");
+        assert_eq!(running, *vlan, "{device} {port} running");
+        if persist.get(device).copied().unwrap_or(false) {
+            assert_eq!(saved, *vlan, "{device} {port} saved");
+        } else {
+            assert_ne!(saved, *vlan, "{device} {port} must not be saved");
+        }
+    }
+}
+
+macro_rules! vendor_suite {
+    ($module:ident, $vendor:expr) => {
+        mod $module {
+            use super::*;
+            const V: Vendor = $vendor;
+            use FaultEffect::*;
+            use OutcomeClass::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn set_get_save_ok() {
+                ok_set_get_save(V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reject_is_rejected_not_applied() {
+                set_under(V, Reject, Some(Rejected), false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn apply_then_error_is_rejected_but_applied() {
+                set_under(V, ApplyThenError, Some(Rejected), true).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unavailable_is_unavailable() {
+                set_under(
+                    V,
+                    FaultEffect::Unavailable,
+                    Some(OutcomeClass::Unavailable),
+                    false,
+                )
+                .await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn busy_is_busy() {
+                set_under(V, FaultEffect::Busy, Some(OutcomeClass::Busy), false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn expired_session_is_auth() {
+                set_under(V, AuthExpired, Some(Auth), false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn wrong_password_is_auth_error() {
+                wrong_password_is_auth(V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn timeout_is_unknown_not_applied() {
+                set_under(V, Timeout, Some(Unknown), false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn apply_then_timeout_is_unknown_applied() {
+                set_under(V, ApplyThenTimeout, Some(Unknown), true).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn short_hang_is_unknown() {
+                short_hang_reply_is_unknown(V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn accept_without_apply_is_ok_not_applied() {
+                set_under(V, AcceptWithoutApply, None, false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reset_is_unknown_applied() {
+                set_under(V, FaultEffect::Reset, Some(Unknown), true).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn blackhole_is_unknown_not_applied() {
+                set_under(V, Blackhole, Some(Unknown), false).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn connection_refused_is_unavailable() {
+                refused_is_unavailable(V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn read_and_save_errors_are_classified() {
+                read_and_save_faults(V).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn unknown_port_is_rejected_error() {
+                unknown_port_is_rejected(V).await;
+            }
+        }
+    };
+}
+
+vendor_suite!(nxapi, Vendor::Nxapi);
+vendor_suite!(eapi, Vendor::Eapi);
+vendor_suite!(restconf, Vendor::Restconf);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nxapi_batch_stops_at_first_failing_port() {
+    let v = Vendor::Nxapi;
+    let rig = Rig::start(v, vec![]).await;
+    let client = NxapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
+    let changes = [
+        ("Ethernet1/11", TARGET),
+        ("Ethernet9/99", TARGET),
+        ("Ethernet1/48", TARGET),
+    ];
+    let results = client.set_ports(&changes).await;
+    let classes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.class))
+        .collect();
+    let rejected = Some(OutcomeClass::Rejected);
+    assert_eq!(classes, vec![None, rejected, rejected], "{results:?}");
+    assert_eq!(
+        rig.world.port_vlans("nx-1", "Ethernet1/11"),
+        Some((TARGET, 110))
+    );
+    assert_eq!(
+        rig.world.port_vlans("nx-1", "Ethernet1/48"),
+        Some((111, 111))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eapi_batch_reports_busy_port_and_applies_earlier_ones() {
+    let v = Vendor::Eapi;
+    let mut busy = fault(v, CallKind::SetPort, FaultEffect::Busy);
+    busy.matcher.port = Some("Ethernet99".into());
+    let rig = Rig::start(v, vec![busy]).await;
+    let client = EapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
+    let results = client
+        .set_ports(&[("Ethernet11", TARGET), ("Ethernet99", TARGET)])
+        .await;
+    let classes: Vec<_> = results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.class))
+        .collect();
+    assert_eq!(classes, vec![None, Some(OutcomeClass::Busy)], "{results:?}");
+    assert_eq!(rig.vlans(), (TARGET, 111));
+}
+
+/// Posts `body` with `content_type` to the simulator and returns status and JSON body.
+async fn raw(rig: &Rig, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
+    let client = reqwest::Client::new();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+    let response = client
+        .request(method, format!("{}{path}", rig.server.url()))
+        .basic_auth("qlab", Some("qlab"))
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("reply");
+    let status = response.status().as_u16();
+    let text = response.text().await.expect("body");
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_protocol_errors() {
+    let nx = Rig::start(Vendor::Nxapi, vec![]).await;
+    let (status, body) = raw(&nx, "POST", "/ins", "application/json-rpc", "[{").await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &Value::from(-32700)),
+        "{body}"
+    );
+    let wrong_method =
+        r#"[{"jsonrpc":"2.0","method":"bash","params":{"cmd":"ls","version":1},"id":1}]"#;
+    let (status, body) = raw(&nx, "POST", "/ins", "application/json-rpc", wrong_method).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &Value::from(-32601)),
+        "{body}"
+    );
+
+    let ea = Rig::start(Vendor::Eapi, vec![]).await;
+    let no_version = r#"{"method":"runCmds","params":{"version":1,"cmds":["enable"]},"id":"1"}"#;
+    let (status, body) = raw(&ea, "POST", "/command-api", "application/json", no_version).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "Expected field 'jsonrpc' not specified"
+    );
+    let out_of_mode = r#"{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,"cmds":["interface Ethernet11","switchport access vlan 910"]},"id":"7"}"#;
+    let (_, body) = raw(&ea, "POST", "/command-api", "application/json", out_of_mode).await;
+    assert_eq!(
+        (&body["error"]["code"], &body["id"]),
+        (&Value::from(1002), &Value::from("7"))
+    );
+    assert_eq!(ea.vlans().0, 111, "nothing ran");
+
+    let rc = Rig::start(Vendor::Restconf, vec![]).await;
+    let path = quarantine_lab::adapters::restconf::config_path("Ethernet1/21");
+    assert!(path.contains("interface=Ethernet1%2F21/"), "{path}");
+    let good = r#"{"openconfig-vlan:config":{"access-vlan":910}}"#;
+    let (status, _) = raw(&rc, "PATCH", &path, "application/json", good).await;
+    assert_eq!(status, 415);
+    let extra = r#"{"openconfig-vlan:config":{"access-vlan":910,"native-vlan":1}}"#;
+    let (status, body) = raw(&rc, "PATCH", &path, "application/yang-data+json", extra).await;
+    assert_eq!(status, 400, "{body}");
+    let tag = &body["ietf-restconf:errors"]["error"][0]["error-tag"];
+    assert_eq!(tag, "invalid-value");
+    let (status, _) = raw(&rc, "PATCH", &path, "application/yang-data+json", good).await;
+    assert_eq!(status, 204);
+    assert_eq!(rc.vlans().0, TARGET);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_quarantines_over_nxapi() {
+    engine_quarantines("/shared/storage-01", &[("nx-1", "Ethernet1/48", 911)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_quarantines_over_eapi_and_nxapi() {
+    let ports = [("nx-1", "Ethernet1/11", 910), ("ea-1", "Ethernet11", 911)];
+    engine_quarantines("/tenant-a/sbc-11", &ports).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_quarantines_over_restconf() {
+    engine_quarantines("/tenant-c/sbc-31", &[("rc-1", "Ethernet1/31", 911)]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_quarantines_without_saving_on_non_persisting_switches() {
+    // ea-2 does not persist (running only); rc-1 does.
+    let ports = [("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)];
+    engine_quarantines("/tenant-b/sbc-21", &ports).await;
+}

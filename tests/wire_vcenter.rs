@@ -1,0 +1,367 @@
+//! The real vCenter client against the vCenter protocol simulator over loopback HTTP, one
+//! test per device call outcome (R8): what the client reports, and whether the simulated
+//! device really changed (device truth from the world).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use quarantine_lab::adapters::vcenter::VcenterClient;
+use quarantine_lab::adapters::{Adapters, Hypervisor, OutcomeClass};
+use quarantine_lab::engine::{Command, Engine, EngineOptions, Journal, LServerState};
+use quarantine_lab::model::history::NicRef;
+use quarantine_lab::model::{load_site, Site};
+use quarantine_lab::sim::wire::proxy::FAULT_HEADER;
+use quarantine_lab::sim::wire::{vcenter, WireServer, DEFAULT_PASSWORD, DEFAULT_USER};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use serde_json::Value;
+use wiremock::matchers::any;
+use wiremock::{Mock, ResponseTemplate};
+
+const VC: &str = "vc-1";
+const VM: &str = "vm-1001";
+const NIC: &str = "4000";
+const LSERVER: &str = "/tenant-a/vdi-001";
+const OP_PG: &str = "dvportgroup-110";
+const QR_PG: &str = "dvportgroup-910";
+/// Short, so the hang tests stay fast; far above the fixture's 40 ms latency.
+const CALL_TIMEOUT: Duration = Duration::from_millis(500);
+/// A hang well past the client's timeout.
+const HANG: Duration = Duration::from_secs(2);
+
+fn site() -> Arc<Site> {
+    Arc::new(load_site(Path::new("fixtures/topologies/vdi-small.toml")).expect("fixture loads"))
+}
+
+fn fault(call: CallKind, effect: FaultEffect) -> FaultSpec {
+    FaultSpec {
+        device: VC.into(),
+        call: Some(call),
+        effect,
+        times: None,
+        from: None,
+        until: None,
+        matcher: FaultMatch::default(),
+        delay: None,
+    }
+}
+
+fn nic() -> NicRef {
+    NicRef {
+        lserver: LSERVER.into(),
+        nic: 0,
+    }
+}
+
+async fn setup(faults: Vec<FaultSpec>) -> (SimWorld, WireServer, VcenterClient) {
+    let world = SimWorld::new(site(), faults, Recorder::new(), 0);
+    let server = vcenter::start(world.clone(), VC).await.unwrap();
+    let client =
+        VcenterClient::new(&server.url(), DEFAULT_USER, DEFAULT_PASSWORD, CALL_TIMEOUT).unwrap();
+    (world, server, client)
+}
+
+/// Runs one `set_nic` to quarantine against a world with `faults` and returns its error class
+/// (None: ok) and the NIC's device truth afterwards.
+async fn set_with(faults: Vec<FaultSpec>) -> (Option<OutcomeClass>, Option<String>) {
+    let (world, _server, client) = setup(faults).await;
+    let result = client.set_nic(VM, NIC, QR_PG).await;
+    (result.err().map(|e| e.class), world.nic_network(&nic()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ok_get_set_and_reset() {
+    let (world, _server, client) = setup(vec![]).await;
+    assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
+    client.set_nic(VM, NIC, QR_PG).await.unwrap();
+    assert_eq!(world.nic_network(&nic()).as_deref(), Some("qr-a"));
+    assert_eq!(client.get_nic(VM, NIC).await.unwrap(), QR_PG);
+    client.power_reset(VM).await.unwrap();
+    assert_eq!(world.reset_count(VC), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_is_rejected_and_not_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reject)]).await;
+    assert_eq!(class, Some(OutcomeClass::Rejected));
+    assert_eq!(truth.as_deref(), Some("op-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_objects_are_rejected() {
+    let (_world, _server, client) = setup(vec![]).await;
+    let e = client.get_nic("vm-9999", NIC).await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
+    assert!(e.detail.contains("NOT_FOUND"), "{e}");
+    let e = client
+        .set_nic(VM, NIC, "dvportgroup-4242")
+        .await
+        .unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unavailable_is_unavailable_and_not_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Unavailable)]).await;
+    assert_eq!(class, Some(OutcomeClass::Unavailable));
+    assert_eq!(truth.as_deref(), Some("op-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resource_busy_is_busy_and_not_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Busy)]).await;
+    assert_eq!(class, Some(OutcomeClass::Busy));
+    assert_eq!(truth.as_deref(), Some("op-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_expired_is_auth_then_login_renews() {
+    let mut expire = fault(CallKind::SetNic, FaultEffect::AuthExpired);
+    expire.times = Some(1);
+    let (world, _server, client) = setup(vec![expire]).await;
+    assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
+    let e = client.set_nic(VM, NIC, QR_PG).await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Auth, "{e}");
+    assert_eq!(world.nic_network(&nic()).as_deref(), Some("op-a"));
+    assert_eq!(world.session_valid(VC), Some(false));
+    // What the engine does on `auth`: log in, then call again.
+    client.login().await.unwrap();
+    client.set_nic(VM, NIC, QR_PG).await.unwrap();
+    assert_eq!(world.nic_network(&nic()).as_deref(), Some("qr-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_after_auth_logs_in_by_itself() {
+    let mut expire = fault(CallKind::GetNic, FaultEffect::AuthExpired);
+    expire.times = Some(1);
+    let (_world, _server, client) = setup(vec![expire]).await;
+    let e = client.get_nic(VM, NIC).await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Auth, "{e}");
+    // The session was dropped, so this call opens a new one first.
+    assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeout_is_unknown_and_not_applied() {
+    let mut hang = fault(CallKind::SetNic, FaultEffect::Timeout);
+    hang.delay = Some(HANG);
+    let started = Instant::now();
+    let (class, truth) = set_with(vec![hang]).await;
+    assert_eq!(class, Some(OutcomeClass::Unknown));
+    assert_eq!(truth.as_deref(), Some("op-a"));
+    assert!(
+        started.elapsed() < HANG,
+        "the client must give up at its call timeout"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_then_timeout_is_unknown_and_applied() {
+    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
+    hang.delay = Some(HANG);
+    let (class, truth) = set_with(vec![hang]).await;
+    assert_eq!(class, Some(OutcomeClass::Unknown));
+    assert_eq!(truth.as_deref(), Some("qr-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_shorter_than_the_call_timeout_is_still_unknown() {
+    // The reply (500 ERROR) arrives in time, but nothing proves the change did not land.
+    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
+    hang.delay = Some(Duration::from_millis(100));
+    let (class, truth) = set_with(vec![hang]).await;
+    assert_eq!(class, Some(OutcomeClass::Unknown));
+    assert_eq!(truth.as_deref(), Some("qr-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_then_error_is_rejected_but_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::ApplyThenError)]).await;
+    assert_eq!(class, Some(OutcomeClass::Rejected));
+    assert_eq!(truth.as_deref(), Some("qr-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accept_without_apply_is_ok_and_not_applied() {
+    let (class, truth) = set_with(vec![fault(
+        CallKind::SetNic,
+        FaultEffect::AcceptWithoutApply,
+    )])
+    .await;
+    assert_eq!(class, None);
+    assert_eq!(truth.as_deref(), Some("op-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_read_returns_the_previous_backing() {
+    let (world, _server, client) =
+        setup(vec![fault(CallKind::GetNic, FaultEffect::StaleRead)]).await;
+    client.set_nic(VM, NIC, QR_PG).await.unwrap();
+    assert_eq!(world.nic_network(&nic()).as_deref(), Some("qr-a"));
+    assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transport_reset_is_unknown_and_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reset)]).await;
+    assert_eq!(class, Some(OutcomeClass::Unknown));
+    assert_eq!(truth.as_deref(), Some("qr-a"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackhole_is_unknown_and_not_applied() {
+    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Blackhole)]).await;
+    assert_eq!(class, Some(OutcomeClass::Unknown));
+    assert_eq!(truth.as_deref(), Some("op-a"));
+}
+
+/// The client's side of the transport faults, whatever the fault plan decides: a reply the
+/// proxy resets or swallows after the request went out is `unknown`, never `rejected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_transport_faults_are_unknown() {
+    for fault in ["reset", "blackhole"] {
+        let reply = ResponseTemplate::new(201)
+            .insert_header(FAULT_HEADER, fault)
+            .set_body_json("token");
+        let server = WireServer::start(vec![Mock::given(any()).respond_with(reply)])
+            .await
+            .unwrap();
+        let client =
+            VcenterClient::new(&server.url(), DEFAULT_USER, DEFAULT_PASSWORD, CALL_TIMEOUT)
+                .unwrap();
+        let e = client.login().await.unwrap_err();
+        assert_eq!(e.class, OutcomeClass::Unknown, "{fault}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_refused_is_unavailable() {
+    let (_world, server, client) = setup(vec![]).await;
+    client.login().await.unwrap();
+    drop(server);
+    // The proxy's listener closes when its aborted task is dropped; give it a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = client.set_nic(VM, NIC, QR_PG).await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_faults_and_wrong_credentials_fail_the_login() {
+    let (_world, server, _client) =
+        setup(vec![fault(CallKind::Login, FaultEffect::Unavailable)]).await;
+    let client =
+        VcenterClient::new(&server.url(), DEFAULT_USER, DEFAULT_PASSWORD, CALL_TIMEOUT).unwrap();
+    let e = client.login().await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
+    let wrong = VcenterClient::new(&server.url(), DEFAULT_USER, "nope", CALL_TIMEOUT).unwrap();
+    let e = wrong.get_nic(VM, NIC).await.unwrap_err();
+    assert_eq!(e.class, OutcomeClass::Auth, "{e}");
+}
+
+/// Raw HTTP against the simulator: what a vSphere client that is not ours would see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulator_speaks_the_vsphere_format() {
+    let (_world, server, _client) = setup(vec![]).await;
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+
+    let r = http.get(&nic_url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_type"], "UNAUTHENTICATED");
+
+    let token = session(&http, &base).await;
+    let r = http
+        .get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
+        .header("vmware-api-session-id", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let list: Value = r.json().await.unwrap();
+    assert_eq!(list, serde_json::json!([{"nic": NIC}]));
+
+    let r = http
+        .get(&nic_url)
+        .header("vmware-api-session-id", &token)
+        .send()
+        .await
+        .unwrap();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["mac_address"], "00:50:56:00:00:11");
+    assert_eq!(body["backing"]["network_name"], "op-a");
+    assert_eq!(body["label"], "Network adapter 1");
+
+    let r = http
+        .patch(&nic_url)
+        .header("vmware-api-session-id", &token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error_type"], "INVALID_ARGUMENT");
+}
+
+async fn session(http: &reqwest::Client, base: &str) -> String {
+    let r = http
+        .post(format!("{base}/api/session"))
+        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    r.json::<String>().await.unwrap()
+}
+
+/// The real engine quarantines a VDI desktop through the real client and the simulator, and
+/// the simulator's own REST API shows the vNIC on the quarantine port group (R8, R9).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_quarantines_through_the_wire() {
+    let site = site();
+    let world = SimWorld::new(site.clone(), vec![], Recorder::new(), 0);
+    let server = vcenter::start(world.clone(), VC).await.unwrap();
+    let client = VcenterClient::new(
+        &server.url(),
+        DEFAULT_USER,
+        DEFAULT_PASSWORD,
+        Duration::from_secs(2),
+    )
+    .unwrap();
+    let mut adapters = Adapters::default();
+    adapters.hypervisors.insert(VC.into(), Arc::new(client));
+    let journal = Journal::open_in_memory().unwrap();
+    let engine = Engine::open(site, journal, adapters, EngineOptions::default()).unwrap();
+    engine
+        .submit_command(Command::Quarantine {
+            lserver: LSERVER.into(),
+        })
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(20), engine.wait_idle())
+        .await
+        .expect("the quarantine ends");
+    let view = engine.lserver(LSERVER).unwrap();
+    assert_eq!(view.state, LServerState::Quarantined, "{view:?}");
+    assert_eq!(view.nics[0].network, "qr-a");
+
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let token = session(&http, &base).await;
+    let body: Value = http
+        .get(format!(
+            "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
+        ))
+        .header("vmware-api-session-id", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["backing"]["network"], QR_PG);
+    assert_eq!(body["backing"]["network_name"], "qr-a");
+}
