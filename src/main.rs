@@ -11,7 +11,7 @@ use quarantine_lab::daemon::{self, client};
 use quarantine_lab::model::{load_site, Detection};
 use quarantine_lab::report::{self, RunReport, ScenarioReport, ScenarioStatus};
 use quarantine_lab::scenario::library::{self, ResultStatus, ScenarioResult, Selection};
-use quarantine_lab::scenario::load::load_all;
+use quarantine_lab::scenario::load::{load_all, Mode};
 use quarantine_lab::scenario::runner::Mutant;
 
 /// Quarantine engine and simulation lab.
@@ -223,13 +223,15 @@ fn main() -> ExitCode {
             check_determinism,
             mutant,
         } => {
-            if mode != ModeArg::Sim {
-                eprintln!(
-                    "error: --mode wire is not available yet: only sim mode runs in this version"
-                );
+            let modes = match mode {
+                ModeArg::Sim => vec![Mode::Sim],
+                ModeArg::Wire => vec![Mode::Wire],
+                ModeArg::Both => vec![Mode::Sim, Mode::Wire],
+            };
+            if !(time_scale > 0.0 && time_scale <= 1.0) {
+                eprintln!("error: --time-scale {time_scale}: must be greater than 0 and at most 1");
                 return ExitCode::from(2);
             }
-            let _ = time_scale;
             let shard = match shard.as_deref().map(parse_shard).transpose() {
                 Ok(s) => s,
                 Err(e) => {
@@ -259,6 +261,8 @@ fn main() -> ExitCode {
                 check_determinism,
                 jobs,
                 mutant,
+                modes,
+                time_scale,
             };
             run(&selection, &report_dir)
         }
@@ -514,7 +518,11 @@ fn run(selection: &Selection, report_dir: &std::path::Path) -> ExitCode {
         tool_version: env!("CARGO_PKG_VERSION").into(),
         git_sha: git_sha(),
         started_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-        mode: "sim".into(),
+        mode: match selection.modes.as_slice() {
+            [Mode::Sim] => "sim".into(),
+            [Mode::Wire] => "wire".into(),
+            _ => "both".into(),
+        },
         seed: selection.seed,
         scenarios: results.iter().map(to_report).collect(),
     };

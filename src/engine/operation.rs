@@ -65,7 +65,8 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         lserver: path.to_string(),
         kind: op.kind,
     });
-    let outcome = match op.kind {
+    // Its end is announced by the commit that makes it durable (`Shared::commit`).
+    match op.kind {
         OperationKind::Quarantine | OperationKind::ManualQuarantine => {
             quarantine(&ctx, op, true).await?
         }
@@ -83,11 +84,6 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         OperationKind::Reboot => reboot(&ctx, op).await?,
         OperationKind::Release => release(&ctx, op).await?,
     };
-    shared.emit(EngineEvent::OperationFinished {
-        id: op.id,
-        lserver: path.to_string(),
-        outcome,
-    });
     Ok(())
 }
 
@@ -261,6 +257,7 @@ async fn quarantine(ctx: &OpCtx<'_>, op: &QueuedOp, finish: bool) -> Result<Outc
                     started(ctx, Vec::new()),
                     Entry::OperationFinished {
                         id: op.id,
+                        lserver: path.to_string(),
                         outcome: Outcome::QuarantineFailed,
                         detail: reason,
                         finished_ms: now,
@@ -359,6 +356,7 @@ fn finish_quarantine(
         if finish {
             entries.push(Entry::OperationFinished {
                 id: op.id,
+                lserver: path.to_string(),
                 outcome: Outcome::Quarantined,
                 detail: detail.clone(),
                 finished_ms: now,
@@ -447,6 +445,7 @@ fn finish_quarantine(
     });
     entries.push(Entry::OperationFinished {
         id: op.id,
+        lserver: path.to_string(),
         outcome: Outcome::QuarantineFailed,
         detail: detail.clone(),
         finished_ms: now,
@@ -545,6 +544,7 @@ fn finish_reboot(
     let entries = vec![
         Entry::OperationFinished {
             id: op.id,
+            lserver: path.to_string(),
             outcome,
             detail,
             finished_ms: now,
@@ -604,6 +604,7 @@ async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
                 started(ctx, Vec::new()),
                 Entry::OperationFinished {
                     id: op.id,
+                    lserver: path.to_string(),
                     outcome: Outcome::Cancelled,
                     detail,
                     finished_ms: now,
@@ -756,6 +757,7 @@ fn finish_release(
     });
     entries.push(Entry::OperationFinished {
         id: op.id,
+        lserver: path.to_string(),
         outcome,
         detail: detail.clone(),
         finished_ms: now,

@@ -251,9 +251,22 @@ impl Shared {
                 self.emit(EngineEvent::Committed {
                     commit: state.journal.commits(),
                 });
+                // Announced as they become durable, in step order, so an observer's history
+                // holds what the journal holds even if the process dies right after.
                 for entry in entries {
-                    if let Entry::Alert(alert) = entry {
-                        self.emit(EngineEvent::Alert(alert.clone()));
+                    match entry {
+                        Entry::Alert(alert) => self.emit(EngineEvent::Alert(alert.clone())),
+                        Entry::OperationFinished {
+                            id,
+                            lserver,
+                            outcome,
+                            ..
+                        } => self.emit(EngineEvent::OperationFinished {
+                            id: *id,
+                            lserver: lserver.clone(),
+                            outcome: *outcome,
+                        }),
+                        _ => {}
                     }
                 }
                 Ok(())

@@ -10,6 +10,7 @@ use globset::{Glob, GlobMatcher};
 
 use super::load::{load_all, Mode, Scenario, ScenarioError};
 use super::runner::{run_sim, Mutant};
+use super::wire::run_wire;
 use crate::check::{self, CheckReport};
 
 /// Which scenarios to run and how.
@@ -29,8 +30,12 @@ pub struct Selection {
     pub check_determinism: bool,
     /// Worker threads.
     pub jobs: usize,
-    /// A deliberately broken engine (checker self-tests only).
+    /// A deliberately broken engine (checker self-tests only; sim mode).
     pub mutant: Option<Mutant>,
+    /// Modes to run, each scenario in those it allows.
+    pub modes: Vec<Mode>,
+    /// Wire mode's time scale (formats.md: default 0.05).
+    pub time_scale: f64,
 }
 
 /// How a scenario run ended.
@@ -100,24 +105,33 @@ pub fn select(selection: &Selection) -> Result<Vec<Scenario>, ScenarioError> {
     Ok(scenarios)
 }
 
-/// Runs every selected scenario in sim mode (scenarios that exclude sim are left out), in file
-/// order, on `jobs` threads. `progress` is called once per finished scenario.
+/// Runs every selected scenario in each selected mode it allows (file order, then mode order)
+/// on `jobs` threads. `progress` is called once per finished run.
 pub fn run_selected(
     scenarios: &[Scenario],
     selection: &Selection,
     progress: &(dyn Fn(&ScenarioResult) + Sync),
 ) -> Vec<ScenarioResult> {
-    let runnable: Vec<&Scenario> = scenarios.iter().filter(|s| s.runs_in(Mode::Sim)).collect();
+    let runnable: Vec<(&Scenario, Mode)> = scenarios
+        .iter()
+        .flat_map(|s| {
+            selection
+                .modes
+                .iter()
+                .filter(|m| s.runs_in(**m))
+                .map(move |m| (s, *m))
+        })
+        .collect();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<ScenarioResult>>> = Mutex::new(vec![None; runnable.len()]);
     std::thread::scope(|scope| {
         for _ in 0..selection.jobs.clamp(1, 64) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(scenario) = runnable.get(i) else {
+                let Some((scenario, mode)) = runnable.get(i) else {
                     break;
                 };
-                let result = run_one(scenario, selection);
+                let result = run_one(scenario, *mode, selection);
                 progress(&result);
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
             });
@@ -131,17 +145,29 @@ pub fn run_selected(
         .collect()
 }
 
-fn run_one(scenario: &Scenario, selection: &Selection) -> ScenarioResult {
+fn run_one(scenario: &Scenario, mode: Mode, selection: &Selection) -> ScenarioResult {
     let seed = selection.seed.unwrap_or(scenario.seed);
     let started = Instant::now();
-    let replay = format!(
-        "qlab run {} --mode sim --seed {seed}",
-        scenario.file.display()
-    );
+    let replay = match mode {
+        Mode::Sim => format!(
+            "qlab run {} --mode sim --seed {seed}",
+            scenario.file.display()
+        ),
+        Mode::Wire => format!(
+            "qlab run {} --mode wire --seed {seed} --time-scale {}",
+            scenario.file.display(),
+            selection.time_scale
+        ),
+    };
+    let run = |scenario: &Scenario| match mode {
+        Mode::Sim => run_sim(scenario, seed, selection.mutant),
+        // Real clock: a second run could not be byte-identical, so INV-11 is sim's alone.
+        Mode::Wire => run_wire(scenario, seed, selection.time_scale),
+    };
     let mut result = ScenarioResult {
         name: scenario.name.clone(),
         file: scenario.file.clone(),
-        mode: Mode::Sim,
+        mode,
         seed,
         status: ResultStatus::Errored,
         duration_ms: 0,
@@ -150,7 +176,7 @@ fn run_one(scenario: &Scenario, selection: &Selection) -> ScenarioResult {
         replay,
         error: None,
     };
-    let first = match run_sim(scenario, seed, selection.mutant) {
+    let first = match run(scenario) {
         Ok(run) => run,
         Err(e) => {
             result.error = Some(e);
@@ -159,8 +185,8 @@ fn run_one(scenario: &Scenario, selection: &Selection) -> ScenarioResult {
         }
     };
     let mut report = first.check;
-    let second_digest = if selection.check_determinism {
-        match run_sim(scenario, seed, selection.mutant) {
+    let second_digest = if selection.check_determinism && mode == Mode::Sim {
+        match run(scenario) {
             Ok(second) => Some(second.history_digest),
             Err(e) => {
                 result.error = Some(format!("second run for the determinism check: {e}"));

@@ -4,3 +4,4 @@ pub mod file;
 pub mod library;
 pub mod load;
 pub mod runner;
+pub mod wire;

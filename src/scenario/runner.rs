@@ -79,9 +79,18 @@ pub fn run_sim(
 }
 
 /// Feeds engine events into the history.
-struct HistoryObserver {
+pub(super) struct HistoryObserver {
     recorder: Recorder,
     failed: Mutex<Vec<String>>,
+}
+
+impl HistoryObserver {
+    pub(super) fn new(recorder: Recorder) -> HistoryObserver {
+        HistoryObserver {
+            recorder,
+            failed: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl EngineObserver for HistoryObserver {
@@ -170,10 +179,7 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     );
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a journal folder: {e}"))?;
     let journal_path = dir.path().join("journal.sqlite");
-    let observer = Arc::new(HistoryObserver {
-        recorder: recorder.clone(),
-        failed: Mutex::new(Vec::new()),
-    });
+    let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
     let mut timeline: Vec<(Duration, Step)> = Vec::new();
     let detections = scenario
@@ -324,7 +330,7 @@ async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {
     }
 }
 
-fn command_names(c: &crate::engine::Command) -> (String, String) {
+pub(super) fn command_names(c: &crate::engine::Command) -> (String, String) {
     use crate::engine::Command;
     let action = match c {
         Command::Quarantine { .. } => "quarantine",
@@ -381,7 +387,7 @@ fn forget_unfinished(journal_path: &Path) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-fn collect(
+pub(super) fn collect(
     site: &Site,
     world: &SimWorld,
     recorder: &Recorder,

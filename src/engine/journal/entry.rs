@@ -76,6 +76,8 @@ pub enum Entry {
     OperationFinished {
         /// Id.
         id: OperationId,
+        /// L-Server (already in the operation's row; carried for observers).
+        lserver: String,
         /// Outcome.
         outcome: Outcome,
         /// Detail.
@@ -280,6 +282,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             outcome,
             detail,
             finished_ms,
+            ..
         } => {
             tx.execute(
                 "UPDATE operations SET status = 'done', outcome = ?2, detail = ?3, finished_ms = ?4 WHERE id = ?1",

@@ -1,0 +1,348 @@
+//! The runner's wire mode: the same scenario with the real engine behind the daemon's code path
+//! (HTTP API, real device clients, SMTP and syslog out) talking over loopback to the protocol
+//! simulators of the same device models. Real clock; every duration of the scenario and its
+//! topology is multiplied by `time_scale`, and the history's times divided by it again, so the
+//! checkers judge a wire run on the same scale as a sim run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::load::{EventAction, Scenario};
+use super::runner::{collect, command_names, HistoryObserver, ScenarioRun};
+use crate::check;
+use crate::daemon::client::ApiClient;
+use crate::daemon::config::{
+    ApiConfig, DeviceEndpoint, EngineConfig, SmtpConfig, SyslogInConfig, SyslogOutConfig,
+};
+use crate::daemon::Daemon;
+use crate::engine::Command;
+use crate::model::history::EventKind;
+use crate::model::{Detection, Site, Topology};
+use crate::sim::faults::FaultSpec;
+use crate::sim::wire::accepted_credentials;
+use crate::sim::wire::site::WireSite;
+use crate::sim::{Recorder, SimWorld};
+
+/// The API token of the in-process engine (loopback only, one run).
+const LAB_TOKEN: &str = "qlab-wire-lab";
+
+/// Smallest scaled call timeout: below this, loopback scheduling noise would decide outcomes.
+const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Runs `scenario` in wire mode. Errors are setup failures.
+pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<ScenarioRun, String> {
+    if !(time_scale > 0.0 && time_scale <= 1.0) {
+        return Err(format!("--time-scale {time_scale}: must be in (0, 1]"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let record = runtime.block_on(play(scenario, seed, time_scale));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    let record = record?;
+    let history_digest = check::history_digest(&record.history);
+    let check = check::check_run(&scenario.site, &record, &scenario.expect);
+    let passed = check::verdict(&check, &scenario.expect);
+    Ok(ScenarioRun {
+        record,
+        history_digest,
+        check,
+        passed,
+    })
+}
+
+/// The topology with every duration multiplied by `k`.
+fn scaled_topology(topology: &Topology, k: f64) -> Topology {
+    let scale = |d: Duration| d.mul_f64(k);
+    let mut t = topology.clone();
+    for h in &mut t.hypervisors {
+        h.latency = h.latency.map(scale);
+    }
+    for s in &mut t.switches {
+        s.latency = s.latency.map(scale);
+    }
+    for b in &mut t.bmcs {
+        b.latency = b.latency.map(scale);
+    }
+    t.engine.call_timeout = scale(t.engine.call_timeout).max(MIN_CALL_TIMEOUT);
+    t.engine.operation_deadline = scale(t.engine.operation_deadline).max(t.engine.call_timeout);
+    t.engine.retry.backoff = scale(t.engine.retry.backoff);
+    t
+}
+
+enum Step {
+    Detect(Detection),
+    Command(Command),
+    Crash(Duration),
+    Restart,
+    Heal(String),
+    RebootSwitch(String),
+}
+
+async fn play(
+    scenario: &Scenario,
+    seed: u64,
+    k: f64,
+) -> Result<crate::model::history::RunRecord, String> {
+    let scale = |d: Duration| d.mul_f64(k);
+    let site = Arc::new(Site::new(scaled_topology(&scenario.site.topology, k))?);
+    let faults: Vec<FaultSpec> = scenario
+        .faults
+        .iter()
+        .map(|f| FaultSpec {
+            from: f.from.map(scale),
+            until: f.until.map(scale),
+            delay: f.delay.map(scale),
+            ..f.clone()
+        })
+        .collect();
+    let recorder = Recorder::new();
+    let origin = Instant::now();
+    let world = SimWorld::new(site.clone(), faults, recorder.clone(), seed);
+    let wire = WireSite::start(world.clone())
+        .await
+        .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a journal folder: {e}"))?;
+    let config = engine_config(&site, &wire, dir.path().join("journal.sqlite"));
+    let observer = Arc::new(HistoryObserver::new(recorder.clone()));
+    let start = || {
+        Daemon::start_with(
+            site.clone(),
+            config.clone(),
+            LAB_TOKEN.to_string(),
+            Some(observer.clone()),
+        )
+    };
+    let call_timeout = site
+        .topology
+        .engine
+        .call_timeout
+        .max(Duration::from_secs(2));
+
+    let mut timeline: Vec<(Duration, Step)> = Vec::new();
+    let detections = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Detect(d) => Some((scale(e.at), d.clone())),
+            _ => None,
+        })
+        .collect();
+    let heals: Vec<(Duration, String)> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Heal(t) => Some((scale(e.at), t.clone())),
+            _ => None,
+        })
+        .collect();
+    for (at, d) in world.deliveries_with_heals(detections, &heals) {
+        timeline.push((at, Step::Detect(d)));
+    }
+    for e in &scenario.events {
+        let step = match &e.action {
+            EventAction::Detect(_) => continue,
+            EventAction::Command(c) => Step::Command(c.clone()),
+            EventAction::Crash { restart_after } => Step::Crash(scale(*restart_after)),
+            EventAction::Heal(target) => Step::Heal(target.clone()),
+        };
+        timeline.push((scale(e.at), step));
+    }
+    for (at, device) in world.switch_reboots() {
+        timeline.push((at, Step::RebootSwitch(device)));
+    }
+    timeline.sort_by_key(|(at, _)| *at);
+
+    let mut daemon = Some(start().await.map_err(|e| e.to_string())?);
+    let mut client = api_client(daemon.as_ref(), call_timeout)?;
+    let mut held: Vec<Detection> = Vec::new();
+    let mut index = 0;
+    while index < timeline.len() {
+        let at = timeline[index].0;
+        tokio::time::sleep_until(origin + at).await;
+        let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
+        index += 1;
+        match step {
+            Step::Detect(d) => {
+                recorder.record(EventKind::DetectionSent {
+                    source: d.source.clone(),
+                    event_id: d.event_id.clone(),
+                    ip: d.ip,
+                });
+                match &client {
+                    Some(c) => notify(c, &recorder, d).await,
+                    None => {
+                        recorder.record(EventKind::DetectionRefused {
+                            source: d.source.clone(),
+                            event_id: d.event_id.clone(),
+                            reason: "engine down".into(),
+                        });
+                        held.push(d);
+                    }
+                }
+            }
+            Step::Command(c) => {
+                let (action, lserver) = command_names(&c);
+                let choice = match &c {
+                    Command::Decide { choice, .. } => Some(choice.as_str()),
+                    _ => None,
+                };
+                let (operation, refused) = match &client {
+                    Some(api) => match api.command(&lserver, &action, choice).await {
+                        Ok(reply) if reply.status == 202 => {
+                            (reply.body.get("operation").and_then(|v| v.as_i64()), None)
+                        }
+                        Ok(reply) => (None, Some(format!("{}: {}", reply.status, reply.body))),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                    None => (None, Some("engine down".to_string())),
+                };
+                recorder.record(EventKind::CommandSubmitted {
+                    action,
+                    lserver,
+                    operation,
+                    refused,
+                });
+            }
+            Step::Crash(restart_after) => {
+                if let Some(d) = daemon.take() {
+                    // Abrupt: tasks aborted mid-call, the journal is what survives.
+                    drop(d);
+                    client = None;
+                    recorder.record(EventKind::Crash);
+                    let restart_at = at + restart_after;
+                    let pos = timeline[index..]
+                        .iter()
+                        .position(|(t, _)| *t > restart_at)
+                        .map_or(timeline.len(), |p| p + index);
+                    timeline.insert(pos, (restart_at, Step::Restart));
+                }
+            }
+            Step::Restart => {
+                let d = start().await.map_err(|e| e.to_string())?;
+                recorder.record(EventKind::Restart);
+                client = api_client(Some(&d), call_timeout)?;
+                daemon = Some(d);
+                if let Some(c) = &client {
+                    for d in held.drain(..) {
+                        notify(c, &recorder, d).await;
+                    }
+                }
+            }
+            Step::Heal(target) if target.is_empty() => {}
+            Step::Heal(target) => world.heal(&target),
+            Step::RebootSwitch(device) => {
+                world.reboot_switch(&device);
+            }
+        }
+    }
+    let engine_spec = site.topology.engine;
+    let settle = scenario
+        .settle
+        .map(scale)
+        .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout);
+    if let Some(d) = &daemon {
+        let _ = tokio::time::timeout(settle, d.engine().wait_idle()).await;
+    }
+    let journal_path = config.journal.clone();
+    let mut record = collect(
+        &site,
+        &world,
+        &recorder,
+        daemon.as_ref().map(|d| &**d.engine()),
+        &journal_path,
+    )?;
+    if let Some(d) = daemon.take() {
+        d.shutdown().await;
+    }
+    for event in &mut record.history {
+        event.at_ms = (event.at_ms as f64 / k).round() as u64;
+    }
+    Ok(record)
+}
+
+fn engine_config(site: &Site, wire: &WireSite, journal: std::path::PathBuf) -> EngineConfig {
+    let urls = wire.urls();
+    let credentials = |name: &str| {
+        let t = &site.topology;
+        let configured = t
+            .hypervisors
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.credentials.as_ref())
+            .or_else(|| {
+                t.switches
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.credentials.as_ref())
+            })
+            .or_else(|| {
+                t.bmcs
+                    .iter()
+                    .find(|b| b.name == name)
+                    .and_then(|b| b.credentials.as_ref())
+            });
+        accepted_credentials(configured)
+    };
+    EngineConfig {
+        topology: std::path::PathBuf::new(),
+        journal,
+        token: LAB_TOKEN.into(),
+        hostname: "qlab-wire".into(),
+        api: ApiConfig::default(),
+        syslog_in: SyslogInConfig {
+            udp: None,
+            tcp: None,
+            ..SyslogInConfig::default()
+        },
+        devices: urls
+            .into_iter()
+            .map(|(name, url)| {
+                let c = credentials(&name);
+                DeviceEndpoint {
+                    name,
+                    url,
+                    user: c.user,
+                    password: c.password,
+                    system_id: None,
+                }
+            })
+            .collect(),
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: wire.smtp.port(),
+            from: "qlab@example.com".into(),
+        }),
+        syslog_out: Some(SyslogOutConfig {
+            udp: Some(wire.syslog_addr()),
+            tcp: None,
+        }),
+        epo_pollers: Vec::new(),
+    }
+}
+
+fn api_client(daemon: Option<&Daemon>, timeout: Duration) -> Result<Option<ApiClient>, String> {
+    daemon
+        .map(|d| ApiClient::new(d.api_url(), LAB_TOKEN, timeout).map_err(|e| e.to_string()))
+        .transpose()
+}
+
+/// Sends a detection the way `qlab notify` does; the acknowledgement is recorded by the engine
+/// observer, a refusal here.
+async fn notify(client: &ApiClient, recorder: &Recorder, d: Detection) {
+    let (source, event_id) = (d.source.clone(), d.event_id.clone());
+    let reason = match client.notify(&d, 3, Duration::from_millis(20)).await {
+        Ok(reply) if reply.status == 202 => return,
+        Ok(reply) => format!("{}: {}", reply.status, reply.body),
+        Err(e) => e.to_string(),
+    };
+    recorder.record(EventKind::DetectionRefused {
+        source,
+        event_id,
+        reason,
+    });
+}
