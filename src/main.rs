@@ -67,6 +67,11 @@ enum Command {
         #[arg(long, hide = true)]
         mutant: Option<String>,
     },
+    /// Simulators.
+    Sim {
+        #[command(subcommand)]
+        command: SimCommand,
+    },
     /// Scenario files.
     Scenario {
         #[command(subcommand)]
@@ -178,6 +183,19 @@ enum EngineCommand {
         choice: String,
         #[command(flatten)]
         api: ApiArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum SimCommand {
+    /// Starts every simulator of a topology on 127.0.0.1 and prints one JSON ready line.
+    Serve {
+        /// Topology file.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Also write an engine config that points at the simulators.
+        #[arg(long)]
+        print_config: Option<PathBuf>,
     },
 }
 
@@ -308,6 +326,13 @@ fn main() -> ExitCode {
             command: EngineCommand::Serve { config },
         } => engine_serve(&config),
         Command::Engine { command } => engine_client(command),
+        Command::Sim {
+            command:
+                SimCommand::Serve {
+                    topology,
+                    print_config,
+                },
+        } => sim_serve(&topology, print_config.as_deref()),
         Command::Notify {
             api,
             source,
@@ -457,6 +482,36 @@ where
             ExitCode::from(2)
         }
     }
+}
+
+/// `qlab sim serve`: runs until interrupted; exit 2 when the topology or config cannot be used.
+fn sim_serve(topology: &std::path::Path, print_config: Option<&std::path::Path>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let server = match quarantine_lab::scenario::serve::start(topology, print_config).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        println!(
+            "{}",
+            serde_json::to_string(&server.ready).unwrap_or_default()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        drop(server);
+        ExitCode::SUCCESS
+    })
 }
 
 fn parse_shard(text: &str) -> Result<(usize, usize), String> {

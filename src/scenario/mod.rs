@@ -4,4 +4,5 @@ pub mod file;
 pub mod library;
 pub mod load;
 pub mod runner;
+pub mod serve;
 pub mod wire;

@@ -13,15 +13,12 @@ use super::load::{EventAction, Scenario};
 use super::runner::{collect, command_names, HistoryObserver, ScenarioRun};
 use crate::check;
 use crate::daemon::client::ApiClient;
-use crate::daemon::config::{
-    ApiConfig, DeviceEndpoint, EngineConfig, SmtpConfig, SyslogInConfig, SyslogOutConfig,
-};
+use crate::daemon::config::{EngineConfig, SyslogInConfig};
 use crate::daemon::Daemon;
 use crate::engine::Command;
 use crate::model::history::EventKind;
 use crate::model::{Detection, Site, Topology};
 use crate::sim::faults::FaultSpec;
-use crate::sim::wire::accepted_credentials;
 use crate::sim::wire::site::WireSite;
 use crate::sim::{Recorder, SimWorld};
 
@@ -265,64 +262,17 @@ async fn play(
     Ok(record)
 }
 
+/// The generated config of `qlab sim serve`, with the lab's token and no syslog listeners
+/// (detections go through the API).
 fn engine_config(site: &Site, wire: &WireSite, journal: std::path::PathBuf) -> EngineConfig {
-    let urls = wire.urls();
-    let credentials = |name: &str| {
-        let t = &site.topology;
-        let configured = t
-            .hypervisors
-            .iter()
-            .find(|h| h.name == name)
-            .and_then(|h| h.credentials.as_ref())
-            .or_else(|| {
-                t.switches
-                    .iter()
-                    .find(|s| s.name == name)
-                    .and_then(|s| s.credentials.as_ref())
-            })
-            .or_else(|| {
-                t.bmcs
-                    .iter()
-                    .find(|b| b.name == name)
-                    .and_then(|b| b.credentials.as_ref())
-            });
-        accepted_credentials(configured)
+    let mut config = super::serve::engine_config(site, wire, std::path::PathBuf::new(), journal);
+    config.token = LAB_TOKEN.into();
+    config.syslog_in = SyslogInConfig {
+        udp: None,
+        tcp: None,
+        ..SyslogInConfig::default()
     };
-    EngineConfig {
-        topology: std::path::PathBuf::new(),
-        journal,
-        token: LAB_TOKEN.into(),
-        hostname: "qlab-wire".into(),
-        api: ApiConfig::default(),
-        syslog_in: SyslogInConfig {
-            udp: None,
-            tcp: None,
-            ..SyslogInConfig::default()
-        },
-        devices: urls
-            .into_iter()
-            .map(|(name, url)| {
-                let c = credentials(&name);
-                DeviceEndpoint {
-                    name,
-                    url,
-                    user: c.user,
-                    password: c.password,
-                    system_id: None,
-                }
-            })
-            .collect(),
-        smtp: Some(SmtpConfig {
-            host: "127.0.0.1".into(),
-            port: wire.smtp.port(),
-            from: "qlab@example.com".into(),
-        }),
-        syslog_out: Some(SyslogOutConfig {
-            udp: Some(wire.syslog_addr()),
-            tcp: None,
-        }),
-        epo_pollers: Vec::new(),
-    }
+    config
 }
 
 fn api_client(daemon: Option<&Daemon>, timeout: Duration) -> Result<Option<ApiClient>, String> {

@@ -1,0 +1,126 @@
+//! `qlab sim serve`: every simulator of a topology on loopback, an engine config that points
+//! at them, and one JSON ready line, so a person can drive the real daemon against simulated
+//! devices with nothing but the binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::daemon::config::{
+    ApiConfig, DeviceEndpoint, EngineConfig, SmtpConfig, SyslogInConfig, SyslogOutConfig,
+};
+use crate::model::{load_site, Site};
+use crate::sim::wire::accepted_credentials;
+use crate::sim::wire::site::WireSite;
+use crate::sim::{Recorder, SimWorld};
+
+/// The token written into a generated config (`QLAB_TOKEN` overrides it when the engine starts).
+pub const GENERATED_TOKEN: &str = "qlab-sim-token";
+
+/// The ready line of `qlab sim serve`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimReady {
+    /// Always true.
+    pub ready: bool,
+    /// Base URL of each device's simulator, by device name.
+    pub devices: BTreeMap<String, String>,
+    /// SMTP sink (`127.0.0.1:PORT`) that receives the engine's emails.
+    pub smtp: String,
+    /// UDP syslog sink (`127.0.0.1:PORT`) that receives the engine's alerts.
+    pub syslog: String,
+}
+
+/// Running simulators of one topology.
+pub struct SimServer {
+    /// The servers (dropping them stops them).
+    pub site: WireSite,
+    /// What the ready line says.
+    pub ready: SimReady,
+}
+
+/// Starts every simulator of `topology` and, with `print_config`, writes an engine config there
+/// that points at them (topology path absolute, journal beside the config).
+pub async fn start(topology: &Path, print_config: Option<&Path>) -> Result<SimServer, String> {
+    let site = Arc::new(load_site(topology).map_err(|e| e.to_string())?);
+    let world = SimWorld::new(site.clone(), Vec::new(), Recorder::new(), 0);
+    let wire = WireSite::start(world)
+        .await
+        .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    if let Some(path) = print_config {
+        let topology =
+            std::fs::canonicalize(topology).map_err(|e| format!("{}: {e}", topology.display()))?;
+        let config = engine_config(&site, &wire, topology, PathBuf::from("qlab-journal.sqlite"));
+        let text = toml::to_string(&config).map_err(|e| format!("cannot write the config: {e}"))?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let ready = SimReady {
+        ready: true,
+        devices: wire.urls(),
+        smtp: format!("127.0.0.1:{}", wire.smtp.port()),
+        syslog: wire.syslog_addr().to_string(),
+    };
+    Ok(SimServer { site: wire, ready })
+}
+
+/// An engine config for `site` whose devices, mail and alert output are `wire`'s simulators.
+pub fn engine_config(
+    site: &Site,
+    wire: &WireSite,
+    topology: PathBuf,
+    journal: PathBuf,
+) -> EngineConfig {
+    let t = &site.topology;
+    let configured = |name: &str| {
+        t.hypervisors
+            .iter()
+            .find(|h| h.name == name)
+            .and_then(|h| h.credentials.as_ref())
+            .or_else(|| {
+                t.switches
+                    .iter()
+                    .find(|s| s.name == name)
+                    .and_then(|s| s.credentials.as_ref())
+            })
+            .or_else(|| {
+                t.bmcs
+                    .iter()
+                    .find(|b| b.name == name)
+                    .and_then(|b| b.credentials.as_ref())
+            })
+    };
+    let devices = wire
+        .urls()
+        .into_iter()
+        .map(|(name, url)| {
+            let credentials = accepted_credentials(configured(&name));
+            DeviceEndpoint {
+                name,
+                url,
+                user: credentials.user,
+                password: credentials.password,
+                system_id: None,
+            }
+        })
+        .collect();
+    EngineConfig {
+        topology,
+        journal,
+        token: GENERATED_TOKEN.into(),
+        hostname: "qlab-engine".into(),
+        api: ApiConfig::default(),
+        syslog_in: SyslogInConfig::default(),
+        devices,
+        smtp: Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: wire.smtp.port(),
+            from: "qlab@example.com".into(),
+        }),
+        syslog_out: Some(SyslogOutConfig {
+            udp: Some(wire.syslog_addr()),
+            tcp: None,
+        }),
+        epo_pollers: Vec::new(),
+    }
+}
