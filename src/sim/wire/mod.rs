@@ -6,6 +6,7 @@
 //! [`SimWorld::call_now`], and renders the [`WireCall`] with [`render`]: the vendor's body for
 //! the result, held back by the call's delay, marked for the proxy when the transport fails.
 
+pub mod avsender;
 pub mod eapi;
 pub mod epo;
 pub mod nxapi;
