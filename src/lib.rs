@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the modules and the arrows between them.
 
 pub mod adapters;
+pub mod bench;
 pub mod check;
 pub mod daemon;
 pub mod engine;

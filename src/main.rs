@@ -128,6 +128,26 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         attempts: u32,
     },
+    /// Measures the speed figures of issue 5 side by side and prints them next to their targets.
+    ///
+    /// Sim-mode runs/s of the 10-L-Server bench scenario, durable journal operations/s with fsync
+    /// on, CEF lines parsed/s, the library's wall time in sim mode on one job, and every library
+    /// scenario's makespan / lower bound. Run it from the crate root on a release build
+    /// (`cargo run --release -- bench`). Exits 0 when it measured, whether or not targets are met.
+    Bench {
+        /// Halve every timed budget (1 s per figure instead of 2 s).
+        #[arg(long)]
+        quick: bool,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// The throughput scenario.
+        #[arg(long, default_value = quarantine_lab::bench::workload::BENCH_SCENARIO)]
+        scenario: PathBuf,
+        /// The scenario library (a file or folder).
+        #[arg(long, default_value = quarantine_lab::bench::workload::LIBRARY)]
+        library: PathBuf,
+    },
 }
 
 /// Where the engine's API is and how to authenticate.
@@ -372,6 +392,32 @@ fn main() -> ExitCode {
                     .notify(&detection, attempts, Duration::from_millis(250))
                     .await
             })
+        }
+        Command::Bench {
+            quick,
+            json,
+            scenario,
+            library,
+        } => {
+            let options = quarantine_lab::bench::BenchOptions {
+                quick,
+                scenario,
+                library,
+            };
+            match quarantine_lab::bench::run(&options, &|what| eprintln!("measuring {what}...")) {
+                Ok(report) if json => {
+                    println!("{}", report.to_json());
+                    ExitCode::SUCCESS
+                }
+                Ok(report) => {
+                    print!("{}", report.table());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(e.exit_code())
+                }
+            }
         }
     }
 }

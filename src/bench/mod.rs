@@ -1,0 +1,339 @@
+//! `qlab bench`: the speed figures of issue 5, measured side by side in one process and printed
+//! next to their targets.
+//!
+//! What is measured, and how (each timed figure runs for its budget: 2 s, 1 s with `--quick`):
+//! - sim-mode throughput: complete `run_sim` calls of the 10-L-Server bench scenario
+//!   ([`workload::BENCH_SCENARIO`], zero device latency) on one thread, runtime to checker verdict;
+//! - journal: durable operations per second with `synchronous = FULL`, one operation's whole
+//!   step list per commit, on a journal file in the temporary folder (`TMPDIR`); and, for
+//!   comparison, the same operations committed step by step as the engine does today;
+//! - ingest: OfficeScan CEF syslog lines parsed per second on one thread;
+//! - the scenario library in sim mode on one job: wall time of `run_selected`;
+//! - for every library scenario whose report has a lower bound: `makespan_ms / lower_bound_ms`.
+//!
+//! Targets are the issue's "done when" figures. Missing one is reported, not an error: the
+//! command measures, it does not gate.
+
+pub mod measure;
+mod render;
+pub mod workload;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::scenario::library;
+use crate::scenario::load::load_scenario;
+
+/// Most a makespan may exceed its lower bound (issue 5: 1.05 x).
+pub const MAKESPAN_RATIO_TARGET: f64 = 1.05;
+
+/// What `qlab bench` runs on.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// Halve every timed budget (1 s instead of 2 s).
+    pub quick: bool,
+    /// The throughput scenario (default [`workload::BENCH_SCENARIO`]).
+    pub scenario: PathBuf,
+    /// The scenario library (default [`workload::LIBRARY`]).
+    pub library: PathBuf,
+}
+
+impl Default for BenchOptions {
+    fn default() -> Self {
+        BenchOptions {
+            quick: false,
+            scenario: PathBuf::from(workload::BENCH_SCENARIO),
+            library: PathBuf::from(workload::LIBRARY),
+        }
+    }
+}
+
+impl BenchOptions {
+    /// Wall-clock budget of each timed figure.
+    pub fn budget(&self) -> Duration {
+        if self.quick {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(2)
+        }
+    }
+}
+
+/// Why `qlab bench` could not measure.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// A scenario file or the library could not be loaded (exit 2).
+    #[error("{0}")]
+    Input(String),
+    /// Something measured failed to run (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl BenchError {
+    /// The exit code `qlab` uses for it: 2 for bad input, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Input(_) => 2,
+            BenchError::Failed(_) => 1,
+        }
+    }
+}
+
+/// A figure's target.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Target {
+    /// The figure must be at least this.
+    AtLeast(f64),
+    /// The figure must be at most this.
+    AtMost(f64),
+}
+
+impl Target {
+    /// Whether `value` meets the target.
+    pub fn met_by(self, value: f64) -> bool {
+        match self {
+            Target::AtLeast(t) => value >= t,
+            Target::AtMost(t) => value <= t,
+        }
+    }
+}
+
+/// One measured figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Figure {
+    /// Stable key in the JSON output, e.g. `sim_runs_per_sec`.
+    pub key: &'static str,
+    /// What it is, for the table.
+    pub label: String,
+    /// The measured value.
+    pub value: f64,
+    /// Its unit (`runs/s`, `ms`, ...); empty for a ratio.
+    pub unit: &'static str,
+    /// The issue's target; `None` for figures shown to explain others.
+    pub target: Option<Target>,
+    /// How it was obtained (count and time, sample size).
+    pub detail: String,
+}
+
+impl Figure {
+    /// Whether the target is met; `None` without a target.
+    pub fn met(&self) -> Option<bool> {
+        self.target.map(|t| t.met_by(self.value))
+    }
+}
+
+/// `makespan_ms / lower_bound_ms` of one library scenario.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScenarioRatio {
+    /// Scenario name.
+    pub name: String,
+    /// First receipt to last containment.
+    pub makespan_ms: u64,
+    /// What no engine can beat on the same devices.
+    pub lower_bound_ms: u64,
+}
+
+impl ScenarioRatio {
+    /// makespan / lower bound.
+    pub fn ratio(&self) -> f64 {
+        self.makespan_ms as f64 / self.lower_bound_ms as f64
+    }
+
+    /// Whether the ratio is within [`MAKESPAN_RATIO_TARGET`].
+    pub fn met(&self) -> bool {
+        self.ratio() <= MAKESPAN_RATIO_TARGET
+    }
+}
+
+/// Everything one `qlab bench` run measured.
+#[derive(Debug, Clone)]
+pub struct BenchReport {
+    /// Whether `--quick` halved the budgets.
+    pub quick: bool,
+    /// `release` or `debug`: debug figures are not the product's.
+    pub build: &'static str,
+    /// Where the journals were (fsync cost depends on this file system).
+    pub temp_dir: PathBuf,
+    /// The figures, in table order.
+    pub figures: Vec<Figure>,
+    /// One ratio per library scenario with a lower bound, in library order.
+    pub ratios: Vec<ScenarioRatio>,
+    /// Library scenarios that did not pass, as `name: status` (their figures still count).
+    pub library_not_passed: Vec<String>,
+    /// Issue 5 figures this command does not measure yet, and why.
+    pub not_measured: Vec<&'static str>,
+}
+
+impl BenchReport {
+    /// The figure with `key`.
+    pub fn figure(&self, key: &str) -> Option<&Figure> {
+        self.figures.iter().find(|f| f.key == key)
+    }
+
+    /// The report as a fixed-width table with targets and a met column.
+    pub fn table(&self) -> String {
+        render::table(self)
+    }
+
+    /// The report as one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        render::json(self)
+    }
+}
+
+/// Measures every figure, one after the other on this thread; `progress` hears what starts.
+pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport, BenchError> {
+    let budget = options.budget();
+    // Load everything first: a bad path is an input error before anything is timed.
+    let scenario = load_scenario(&options.scenario)
+        .map_err(|e| BenchError::Input(format!("bench scenario: {e}")))?;
+    let selection = measure::library_selection(options.library.clone(), 1);
+    let scenarios =
+        library::select(&selection).map_err(|e| BenchError::Input(format!("library: {e}")))?;
+    if scenarios.is_empty() {
+        return Err(BenchError::Input(format!(
+            "library: no scenario under {}",
+            options.library.display()
+        )));
+    }
+    let mut figures = Vec::new();
+
+    progress("sim-mode throughput");
+    let sim = measure::sim_throughput(&scenario, budget).map_err(BenchError::Failed)?;
+    figures.push(Figure {
+        key: "sim_runs_per_sec",
+        label: format!("sim-mode runs/s, {} on 1 thread", scenario.name),
+        value: sim.runs.per_sec(),
+        unit: "runs/s",
+        target: Some(Target::AtLeast(1_000.0)),
+        detail: format!("{} runs in {}", sim.runs.count, secs(sim.runs.elapsed)),
+    });
+    figures.push(Figure {
+        key: "sim_commits_per_run",
+        label: "  journal commits (fsync each) per run".into(),
+        value: sim.commits_per_run as f64,
+        unit: "commits",
+        target: None,
+        detail: format!(
+            "{} operations per run; the runner's journal is a file in {}",
+            sim.operations_per_run,
+            std::env::temp_dir().display()
+        ),
+    });
+
+    progress("journal");
+    let failed = |e: crate::engine::JournalError| BenchError::Failed(e.to_string());
+    let ops = measure::journal_operations(budget).map_err(failed)?;
+    let entries = workload::quarantine_entries(1).len();
+    figures.push(Figure {
+        key: "journal_ops_per_sec",
+        label: "journal durable ops/s, 1 op per commit, fsync on".into(),
+        value: ops.per_sec(),
+        unit: "ops/s",
+        target: Some(Target::AtLeast(5_000.0)),
+        detail: format!(
+            "{} commits of {entries} entries in {}",
+            ops.count,
+            secs(ops.elapsed)
+        ),
+    });
+    let steps_per_op = workload::quarantine_steps(1).len() as f64;
+    let steps = measure::journal_steps(budget).map_err(failed)?;
+    figures.push(Figure {
+        key: "journal_engine_ops_per_sec",
+        label: format!("  as the engine commits today ({steps_per_op} commits/op)"),
+        value: steps.per_sec() / steps_per_op,
+        unit: "ops/s",
+        target: None,
+        detail: format!(
+            "{} commits in {} = {:.0} commits/s",
+            steps.count,
+            secs(steps.elapsed),
+            steps.per_sec()
+        ),
+    });
+
+    progress("ingest");
+    let cef = measure::cef_lines(budget).map_err(|e| BenchError::Failed(e.reason()))?;
+    figures.push(Figure {
+        key: "cef_lines_per_sec",
+        label: "ingest: CEF syslog lines parsed/s, 1 core".into(),
+        value: cef.per_sec(),
+        unit: "lines/s",
+        target: Some(Target::AtLeast(200_000.0)),
+        detail: format!("{} lines in {}", cef.count, secs(cef.elapsed)),
+    });
+
+    progress("library");
+    let pass = measure::library_pass(&scenarios, &selection);
+    let passed = pass
+        .results
+        .iter()
+        .filter(|r| r.status == library::ResultStatus::Passed)
+        .count();
+    figures.push(Figure {
+        key: "library_wall_ms",
+        label: format!("library in sim mode, 1 job ({})", options.library.display()),
+        value: pass.elapsed.as_secs_f64() * 1_000.0,
+        unit: "ms",
+        target: None,
+        detail: format!("{} scenarios, {passed} passed", pass.results.len()),
+    });
+    let library_not_passed = pass
+        .results
+        .iter()
+        .filter(|r| r.status != library::ResultStatus::Passed)
+        .map(|r| format!("{}: {:?}", r.name, r.status))
+        .collect();
+    let ratios: Vec<ScenarioRatio> = pass
+        .results
+        .iter()
+        .filter_map(|r| {
+            let m = &r.check.as_ref()?.measures;
+            (m.lower_bound_ms > 0).then(|| ScenarioRatio {
+                name: r.name.clone(),
+                makespan_ms: m.makespan_ms,
+                lower_bound_ms: m.lower_bound_ms,
+            })
+        })
+        .collect();
+    if let Some(worst) = ratios.iter().max_by(|a, b| a.ratio().total_cmp(&b.ratio())) {
+        let within = ratios.iter().filter(|r| r.met()).count();
+        figures.push(Figure {
+            key: "makespan_ratio_worst",
+            label: "makespan / lower bound, worst in library".into(),
+            value: worst.ratio(),
+            unit: "x",
+            target: Some(Target::AtMost(MAKESPAN_RATIO_TARGET)),
+            detail: format!(
+                "{}; {within} of {} scenarios within {MAKESPAN_RATIO_TARGET}x",
+                worst.name,
+                ratios.len()
+            ),
+        });
+    }
+
+    Ok(BenchReport {
+        quick: options.quick,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        temp_dir: std::env::temp_dir(),
+        figures,
+        ratios,
+        library_not_passed,
+        not_measured: vec![
+            "10,000-L-Server outbreak (makespan <= 1.05 x bound, <= 5 s wall): scenario \
+             outbreak-10000 does not exist yet",
+            "wire mode, engine time per switchover <= 1.2 x a bare HTTP client: needs a wire \
+             bench",
+        ],
+    })
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
