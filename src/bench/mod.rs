@@ -211,12 +211,12 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     });
     figures.push(Figure {
         key: "sim_commits_per_run",
-        label: "  journal commits (fsync each) per run".into(),
+        label: "  journal commits per run (OS-buffered in the lab)".into(),
         value: sim.commits_per_run as f64,
         unit: "commits",
         target: None,
         detail: format!(
-            "{} operations per run; the runner's journal is a file in {}",
+            "{} operations per run; the runner's journal is a file in {} without fsync (process-crash durability)",
             sim.operations_per_run,
             std::env::temp_dir().display()
         ),

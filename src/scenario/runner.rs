@@ -10,6 +10,7 @@ use tokio::time::Instant;
 
 use super::load::{EventAction, Scenario};
 use crate::check::{self, CheckReport};
+use crate::engine::journal::Durability;
 use crate::engine::{
     Engine, EngineEvent, EngineObserver, EngineOptions, Journal, OperationKind, Outcome,
 };
@@ -217,7 +218,10 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     timeline.sort_by_key(|(at, _)| *at);
 
     let open = || -> Result<Engine, String> {
-        let journal = Journal::open(&journal_path).map_err(|e| e.to_string())?;
+        // The lab's crashes drop the engine, not the machine: OS-buffered commits survive them
+        // exactly as they survive a real process crash (see `Durability::ProcessCrash`).
+        let journal = Journal::open_with(&journal_path, Durability::ProcessCrash)
+            .map_err(|e| e.to_string())?;
         let options = EngineOptions {
             hostname: "qlab-sim".into(),
             origin_ms: 0,

@@ -77,22 +77,42 @@ pub struct Journal {
     commit_limit: Option<u64>,
 }
 
+/// How far a commit is durable before `commit` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync on every commit: survives power loss (production, `qlab engine serve`).
+    PowerLoss,
+    /// Handed to the operating system on every commit, no fsync: survives the process dying,
+    /// not the machine. The sim lab uses it: its crashes drop the engine, not the OS, so a crash
+    /// there loses exactly what a real process crash would, thousands of runs faster.
+    ProcessCrash,
+}
+
 impl Journal {
-    /// Opens or creates the journal at `path`.
+    /// Opens or creates the journal at `path`, fsyncing every commit (R7).
     pub fn open(path: &Path) -> Result<Journal, JournalError> {
+        Self::open_with(path, Durability::PowerLoss)
+    }
+
+    /// Opens or creates the journal at `path` with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
         let conn = Connection::open(path)?;
-        Self::init(conn)
+        Self::init(conn, durability)
     }
 
     /// Opens a journal in memory (tests and throwaway runs; not durable).
     pub fn open_in_memory() -> Result<Journal, JournalError> {
-        Self::init(Connection::open_in_memory()?)
+        Self::init(Connection::open_in_memory()?, Durability::PowerLoss)
     }
 
-    fn init(conn: Connection) -> Result<Journal, JournalError> {
+    fn init(conn: Connection, durability: Durability) -> Result<Journal, JournalError> {
         // WAL keeps readers off the writer's back; FULL makes every commit durable (R7).
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        let synchronous = match durability {
+            Durability::PowerLoss => "FULL",
+            Durability::ProcessCrash => "OFF",
+        };
+        conn.pragma_update(None, "synchronous", synchronous)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         let version: Option<String> = conn
