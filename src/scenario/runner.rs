@@ -152,13 +152,72 @@ impl EngineObserver for HistoryObserver {
 }
 
 /// One thing the runner does at a time on the timeline.
-enum Step {
+pub(super) enum Step {
     Detect(Detection),
     Command(crate::engine::Command),
     Crash(Duration),
     Restart,
     Heal(String),
     RebootSwitch(String),
+}
+
+/// The scenario's events as one timeline, times passed through `scale`: detections after the
+/// AV servers' delivery faults (drop, duplicate, reorder; heals counted), commands, crashes,
+/// heals and scheduled switch reboots. Stable: at equal times detections come first, then
+/// file order.
+pub(super) fn build_timeline(
+    scenario: &Scenario,
+    world: &SimWorld,
+    scale: impl Fn(Duration) -> Duration,
+) -> Vec<(Duration, Step)> {
+    let mut timeline = Vec::new();
+    let detections = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Detect(d) => Some((scale(e.at), d.clone())),
+            _ => None,
+        })
+        .collect();
+    let heals: Vec<(Duration, String)> = scenario
+        .events
+        .iter()
+        .filter_map(|e| match &e.action {
+            EventAction::Heal(target) => Some((scale(e.at), target.clone())),
+            _ => None,
+        })
+        .collect();
+    for (at, d) in world.deliveries_with_heals(detections, &heals) {
+        timeline.push((at, Step::Detect(d)));
+    }
+    for e in &scenario.events {
+        let step = match &e.action {
+            EventAction::Detect(_) => continue,
+            EventAction::Command(c) => Step::Command(c.clone()),
+            EventAction::Crash { restart_after } => Step::Crash(scale(*restart_after)),
+            EventAction::Heal(target) => Step::Heal(target.clone()),
+        };
+        timeline.push((scale(e.at), step));
+    }
+    // Switch reboots come from the fault plan, already on the (scaled) run clock.
+    for (at, device) in world.switch_reboots() {
+        timeline.push((at, Step::RebootSwitch(device)));
+    }
+    timeline.sort_by_key(|(at, _)| *at);
+    timeline
+}
+
+/// Puts the restart after a crash at `restart_at`, behind every step due by then.
+pub(super) fn schedule_restart(
+    timeline: &mut Vec<(Duration, Step)>,
+    next: usize,
+    restart_at: Duration,
+) {
+    let pos = timeline[next..]
+        .iter()
+        .position(|(t, _)| *t > restart_at)
+        .map_or(timeline.len(), |p| p + next);
+    timeline.insert(pos, (restart_at, Step::Restart));
 }
 
 async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<RunRecord, String> {
@@ -182,40 +241,7 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     let journal_path = dir.path().join("journal.sqlite");
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
-    let mut timeline: Vec<(Duration, Step)> = Vec::new();
-    let detections = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Detect(d) => Some((e.at, d.clone())),
-            _ => None,
-        })
-        .collect();
-    let heals: Vec<(Duration, String)> = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Heal(target) => Some((e.at, target.clone())),
-            _ => None,
-        })
-        .collect();
-    for (at, d) in world.deliveries_with_heals(detections, &heals) {
-        timeline.push((at, Step::Detect(d)));
-    }
-    for e in &scenario.events {
-        let step = match &e.action {
-            EventAction::Detect(_) => continue,
-            EventAction::Command(c) => Step::Command(c.clone()),
-            EventAction::Crash { restart_after } => Step::Crash(*restart_after),
-            EventAction::Heal(target) => Step::Heal(target.clone()),
-        };
-        timeline.push((e.at, step));
-    }
-    for (at, device) in world.switch_reboots() {
-        timeline.push((at, Step::RebootSwitch(device)));
-    }
-    // Stable: events at the same time keep file order, detections first.
-    timeline.sort_by_key(|(at, _)| *at);
+    let mut timeline = build_timeline(scenario, &world, |d| d);
 
     let open = || -> Result<Engine, String> {
         // The lab's crashes drop the engine, not the machine: OS-buffered commits survive them
@@ -274,12 +300,7 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
             Step::Crash(restart_after) => {
                 if engine.take().is_some() {
                     recorder.record(EventKind::Crash);
-                    let restart_at = at + restart_after;
-                    let pos = timeline[index..]
-                        .iter()
-                        .position(|(t, _)| *t > restart_at)
-                        .map_or(timeline.len(), |p| p + index);
-                    timeline.insert(pos, (restart_at, Step::Restart));
+                    schedule_restart(&mut timeline, index, at + restart_after);
                 }
             }
             Step::Restart => {

@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::load::{EventAction, Scenario};
-use super::runner::{collect, command_names, HistoryObserver, ScenarioRun};
+use super::load::Scenario;
+use super::runner::{
+    build_timeline, collect, command_names, schedule_restart, HistoryObserver, ScenarioRun, Step,
+};
 use crate::check;
 use crate::daemon::client::ApiClient;
 use crate::daemon::config::{EngineConfig, SyslogInConfig};
@@ -71,15 +73,6 @@ fn scaled_topology(topology: &Topology, k: f64) -> Topology {
     t
 }
 
-enum Step {
-    Detect(Detection),
-    Command(Command),
-    Crash(Duration),
-    Restart,
-    Heal(String),
-    RebootSwitch(String),
-}
-
 async fn play(
     scenario: &Scenario,
     seed: u64,
@@ -120,39 +113,7 @@ async fn play(
         .call_timeout
         .max(Duration::from_secs(2));
 
-    let mut timeline: Vec<(Duration, Step)> = Vec::new();
-    let detections = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Detect(d) => Some((scale(e.at), d.clone())),
-            _ => None,
-        })
-        .collect();
-    let heals: Vec<(Duration, String)> = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Heal(t) => Some((scale(e.at), t.clone())),
-            _ => None,
-        })
-        .collect();
-    for (at, d) in world.deliveries_with_heals(detections, &heals) {
-        timeline.push((at, Step::Detect(d)));
-    }
-    for e in &scenario.events {
-        let step = match &e.action {
-            EventAction::Detect(_) => continue,
-            EventAction::Command(c) => Step::Command(c.clone()),
-            EventAction::Crash { restart_after } => Step::Crash(scale(*restart_after)),
-            EventAction::Heal(target) => Step::Heal(target.clone()),
-        };
-        timeline.push((scale(e.at), step));
-    }
-    for (at, device) in world.switch_reboots() {
-        timeline.push((at, Step::RebootSwitch(device)));
-    }
-    timeline.sort_by_key(|(at, _)| *at);
+    let mut timeline = build_timeline(scenario, &world, scale);
 
     let mut daemon = Some(start().await.map_err(|e| e.to_string())?);
     let mut client = api_client(daemon.as_ref(), call_timeout)?;
@@ -211,12 +172,7 @@ async fn play(
                     drop(d);
                     client = None;
                     recorder.record(EventKind::Crash);
-                    let restart_at = at + restart_after;
-                    let pos = timeline[index..]
-                        .iter()
-                        .position(|(t, _)| *t > restart_at)
-                        .map_or(timeline.len(), |p| p + index);
-                    timeline.insert(pos, (restart_at, Step::Restart));
+                    schedule_restart(&mut timeline, index, at + restart_after);
                 }
             }
             Step::Restart => {
