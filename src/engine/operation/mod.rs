@@ -1,0 +1,172 @@
+//! Operations: the per-L-Server lane worker (R15) and the step helpers the flows share. The
+//! flows live beside it: quarantine (R6–R12), reboot (R13), release (R14), each resumable after
+//! a restart (R16).
+
+mod quarantine;
+mod reboot;
+mod release;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::alerts::Alert;
+use super::executor::{deliver_alerts, NicMove, OpCtx};
+use super::journal::{Entry, PlanNic};
+use super::state::{Halted, QueuedOp, Shared, State};
+use super::types::*;
+use super::EngineEvent;
+use crate::model::{NetworkRole, NicLocation};
+
+/// Drains one L-Server's lane, one operation at a time in arrival order (R15).
+pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            let ls = state.ls(&path);
+            match ls.lane.pop_front() {
+                Some(op) if !shared.is_halted() => {
+                    ls.running = Some(op.clone());
+                    op
+                }
+                _ => {
+                    ls.running = None;
+                    ls.worker = false;
+                    state.running_lanes -= 1;
+                    drop(state);
+                    shared.idle.notify_waiters();
+                    return;
+                }
+            }
+        };
+        let result = run_operation(&shared, &path, &next).await;
+        shared.lock().ls(&path).running = None;
+        if result.is_err() {
+            // Halted: the journal failed, so nothing more may happen (R7).
+            shared.idle.notify_waiters();
+            return;
+        }
+    }
+}
+
+async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Result<(), Halted> {
+    let site = shared.site.clone();
+    let Some(ls) = site.lserver(path) else {
+        return Ok(());
+    };
+    let ctx = OpCtx {
+        shared,
+        op: op.id,
+        ls,
+        // A resumed operation gets a fresh deadline: the downtime was not its fault, and
+        // containment matters more than the clock (R16, R19).
+        deadline: Instant::now() + shared.settings.operation_deadline,
+    };
+    shared.emit(EngineEvent::OperationStarted {
+        id: op.id,
+        lserver: path.to_string(),
+        kind: op.kind,
+    });
+    // Its end is announced by the commit that makes it durable (`Shared::commit`).
+    match op.kind {
+        OperationKind::Quarantine | OperationKind::ManualQuarantine => {
+            quarantine::quarantine(&ctx, op, true).await?
+        }
+        OperationKind::QuarantineReboot => {
+            let phase = op.resume.as_ref().and_then(|r| r.phase.as_deref());
+            if phase == Some("reboot") {
+                reboot::reboot(&ctx, op).await?
+            } else {
+                match quarantine::quarantine(&ctx, op, false).await? {
+                    Outcome::Quarantined => reboot::reboot(&ctx, op).await?,
+                    other => other,
+                }
+            }
+        }
+        OperationKind::Reboot => reboot::reboot(&ctx, op).await?,
+        OperationKind::Release => release::release(&ctx, op).await?,
+    };
+    Ok(())
+}
+
+/// Commits a step, applies it to memory with `apply`, and delivers the alerts it carries.
+pub(super) async fn commit_step(
+    shared: &Arc<Shared>,
+    entries: Vec<Entry>,
+    apply: impl FnOnce(&mut State),
+) -> Result<(), Halted> {
+    let alerts: Vec<Alert> = entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Alert(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect();
+    {
+        let mut state = shared.lock();
+        shared.commit(&mut state, &entries)?;
+        apply(&mut state);
+    }
+    deliver_alerts(shared, alerts).await;
+    Ok(())
+}
+
+/// Commits a step under an already held lock and applies it to memory; returns the alerts to
+/// deliver once the lock is released.
+pub(super) fn commit_locked(
+    shared: &Shared,
+    state: &mut State,
+    entries: Vec<Entry>,
+    apply: impl FnOnce(&mut State),
+) -> Result<Vec<Alert>, Halted> {
+    shared.commit(state, &entries)?;
+    apply(state);
+    Ok(entries
+        .into_iter()
+        .filter_map(|e| match e {
+            Entry::Alert(a) => Some(a),
+            _ => None,
+        })
+        .collect())
+}
+
+pub(super) fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
+    Entry::OperationStarted {
+        id: ctx.op,
+        started_ms: ctx.shared.now_ms(),
+        deadline_ms: ctx.shared.now_ms()
+            + ctx.shared.settings.operation_deadline.as_millis() as u64,
+        plan,
+    }
+}
+
+pub(super) fn is_quarantine(shared: &Shared, network: &str) -> bool {
+    shared
+        .site
+        .network(network)
+        .is_some_and(|n| n.role == NetworkRole::Quarantine)
+}
+
+/// Saves the config of every persisting switch a confirmed NIC moved on; returns what failed.
+pub(super) async fn save_switches(
+    ctx: &OpCtx<'_>,
+    moves: &[NicMove],
+) -> Result<Vec<String>, Halted> {
+    let switches: BTreeSet<&str> = moves
+        .iter()
+        .filter(|m| m.confirmed)
+        .filter_map(|m| match &ctx.ls.nics[m.index].location {
+            NicLocation::Physical { switch, .. } => Some(switch.as_str()),
+            NicLocation::Virtual { .. } => None,
+        })
+        .filter(|s| ctx.shared.site.switch(s).is_some_and(|spec| spec.persist))
+        .collect();
+    let mut failures = Vec::new();
+    for switch in switches {
+        if let Err(e) = ctx.save_config(switch).await? {
+            failures.push(format!("switch {switch}: running config not saved ({e}); a reboot of the switch would undo the change"));
+        }
+    }
+    Ok(failures)
+}

@@ -1,0 +1,222 @@
+//! The release flow (R14).
+
+use futures::future::join_all;
+
+use super::{commit_locked, commit_step, is_quarantine, save_switches, started};
+use crate::engine::alerts::{Alert, AlertCode};
+use crate::engine::executor::{deliver_alerts, NicMove, OpCtx};
+use crate::engine::journal::{Entry, PlanNic};
+use crate::engine::state::{Halted, QueuedOp};
+use crate::engine::types::*;
+use crate::model::LServerKind;
+
+/// The release flow (R14): every NIC found on a quarantine network goes back to its operation
+/// network; records follow device truth.
+pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
+    let shared = ctx.shared;
+    let ls = ctx.ls;
+    let path = ls.path.as_str();
+    let now = shared.now_ms();
+    let prepared = {
+        let mut state = shared.lock();
+        let current = state.ls(path).state;
+        if current.allows_release() {
+            let records = state.ls(path).records.clone();
+            let plan: Vec<PlanNic> = ls
+                .nics
+                .iter()
+                .map(|nic| PlanNic {
+                    nic_index: nic.index,
+                    from_network: records[nic.index].network.clone(),
+                    from_ip: records[nic.index].ip,
+                    to_network: nic.network.clone(),
+                    to_ip: nic.ip,
+                })
+                .collect();
+            Ok(plan)
+        } else {
+            Err(format!(
+                "release needs a quarantined, quarantine_failed or release_failed L-Server; it is {}",
+                current.as_str()
+            ))
+        }
+    };
+    let plan = match prepared {
+        Ok(plan) => {
+            commit_step(shared, vec![started(ctx, plan.clone())], |_| {}).await?;
+            plan
+        }
+        Err(detail) => {
+            let entries = vec![
+                started(ctx, Vec::new()),
+                Entry::OperationFinished {
+                    id: op.id,
+                    lserver: path.to_string(),
+                    outcome: Outcome::Cancelled,
+                    detail,
+                    finished_ms: now,
+                },
+            ];
+            commit_step(shared, entries, |_| {}).await?;
+            return Ok(Outcome::Cancelled);
+        }
+    };
+
+    // Read first: only device truth says which NICs are on quarantine (R14).
+    let moves = join_all(
+        ls.nics
+            .iter()
+            .map(|nic| ctx.move_nic(nic, &nic.network, true)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<NicMove>, Halted>>()?;
+    let save_failures = save_switches(ctx, &moves).await?;
+
+    let (outcome, alerts) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
+    deliver_alerts(shared, alerts).await;
+    Ok(outcome)
+}
+
+/// Ends a release: records follow device truth (R14).
+fn finish_release(
+    ctx: &OpCtx<'_>,
+    op: &QueuedOp,
+    plan: &[PlanNic],
+    moves: &[NicMove],
+    save_failures: &[String],
+) -> Result<(Outcome, Vec<Alert>), Halted> {
+    let shared = ctx.shared;
+    let ls = ctx.ls;
+    let path = ls.path.as_str();
+    let now = shared.now_ms();
+    let mut state = shared.lock();
+    let mut entries = Vec::new();
+    let mut records = Vec::new();
+    let mut still = Vec::new();
+    for (nic, mv) in ls.nics.iter().zip(moves) {
+        let old = state.ls(path).records[nic.index].clone();
+        let record = if mv.confirmed {
+            if is_quarantine(shared, &old.network) {
+                state.allocator.free(&old.network, old.ip);
+                entries.push(Entry::Free {
+                    network: old.network.clone(),
+                    ip: old.ip,
+                });
+            }
+            NicRecord {
+                index: nic.index,
+                network: nic.network.clone(),
+                ip: nic.ip,
+                device_network: Some(nic.network.clone()),
+            }
+        } else {
+            still.push(format!(
+                "nic{} mac {} device={}",
+                nic.index,
+                nic.mac,
+                mv.truth.describe()
+            ));
+            match mv.truth.network() {
+                Some(q) if is_quarantine(shared, q) => {
+                    let q_net = shared.site.network(q).cloned();
+                    let ip = if old.network == q {
+                        Some(old.ip)
+                    } else {
+                        // The record follows the device onto quarantine; it needs an address there.
+                        q_net.and_then(|net| {
+                            let ip = state.allocator.allocate(&net, path)?;
+                            entries.push(Entry::Allocate {
+                                network: q.to_string(),
+                                ip,
+                                lserver: path.to_string(),
+                                nic_index: nic.index,
+                            });
+                            Some(ip)
+                        })
+                    };
+                    match ip {
+                        Some(ip) => NicRecord {
+                            index: nic.index,
+                            network: q.to_string(),
+                            ip,
+                            device_network: Some(q.to_string()),
+                        },
+                        None => NicRecord {
+                            device_network: Some(q.to_string()),
+                            ..old
+                        },
+                    }
+                }
+                other => NicRecord {
+                    device_network: other.map(str::to_string),
+                    ..old
+                },
+            }
+        };
+        entries.push(Entry::NicRecord {
+            lserver: path.to_string(),
+            record: record.clone(),
+        });
+        records.push(record);
+    }
+    let all_back = still.is_empty() && save_failures.is_empty();
+    let (outcome, new_state, code) = if all_back {
+        (
+            Outcome::Released,
+            LServerState::Normal,
+            AlertCode::ReleaseCompleted,
+        )
+    } else {
+        (
+            Outcome::ReleaseFailed,
+            LServerState::ReleaseFailed,
+            AlertCode::ReleaseFailed,
+        )
+    };
+    let status = if !all_back && ls.kind == LServerKind::Physical {
+        "unknown"
+    } else {
+        "normal"
+    }
+    .to_string();
+    let mut detail = if all_back {
+        plan.iter()
+            .map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip))
+            .collect::<Vec<_>>()
+            .join(", ")
+    } else {
+        format!("still on quarantine or unknown: {}", still.join("; "))
+    };
+    for failure in save_failures {
+        detail.push_str(&format!("; {failure}"));
+    }
+    if !all_back {
+        detail.push_str(&format!(
+            "; remedy: fix the device, then run `qlab engine release {path}` again"
+        ));
+    }
+    entries.push(Entry::LServer {
+        path: path.to_string(),
+        state: new_state,
+        status: status.clone(),
+        outcome: Some(outcome),
+    });
+    entries.push(Entry::OperationFinished {
+        id: op.id,
+        lserver: path.to_string(),
+        outcome,
+        detail: detail.clone(),
+        finished_ms: now,
+    });
+    let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
+    entries.push(Entry::Alert(alert));
+    let alerts = commit_locked(shared, &mut state, entries, |s| {
+        let ls_state = s.ls(path);
+        ls_state.records = records;
+        ls_state.state = new_state;
+        ls_state.status = status;
+        ls_state.outcome = Some(outcome);
+    })?;
+    Ok((outcome, alerts))
+}
