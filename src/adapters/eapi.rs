@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http;
-use super::nxapi::{check_port, endpoint, per_change, snippet, vlan_value, CommandOutcome};
+use super::nxapi::{check_port, endpoint, per_change, vlan_value, CommandOutcome};
 use super::{DeviceError, DeviceResult, OutcomeClass, Switch};
 
 /// The eAPI endpoint.
@@ -235,7 +235,7 @@ fn failed_index(error: &EapiError) -> Option<usize> {
 /// Classifies a reply to `count` commands (the module's table).
 pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE {
-        let detail = format!("HTTP {status}: {}", snippet(body));
+        let detail = format!("HTTP {status}: {}", http::snippet(body));
         return Err((0, DeviceError::new(http::status_class(status), detail)));
     }
     let Ok(reply) = serde_json::from_str::<RunCmdsReply>(body) else {
@@ -244,7 +244,10 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
         } else {
             OutcomeClass::Unknown
         };
-        let detail = format!("unreadable eAPI reply (HTTP {status}): {}", snippet(body));
+        let detail = format!(
+            "unreadable eAPI reply (HTTP {status}): {}",
+            http::snippet(body)
+        );
         return Err((0, DeviceError::new(class, detail)));
     };
     if let Some(error) = &reply.error {

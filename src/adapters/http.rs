@@ -42,14 +42,22 @@ pub fn transport_error(error: &reqwest::Error) -> DeviceError {
 }
 
 /// The default class of an HTTP error status: 401 `auth`, 503 `unavailable` (refused before
-/// processing), 429 `busy`, anything else `rejected`.
+/// processing), 429 `busy`, any other 5xx `unknown` (a server or gateway failed while the
+/// request was in its hands, so nothing proves it was not applied: R8), anything else
+/// `rejected`. Vendor clients refine this from their error bodies.
 pub fn status_class(status: StatusCode) -> OutcomeClass {
     match status {
         StatusCode::UNAUTHORIZED => OutcomeClass::Auth,
         StatusCode::SERVICE_UNAVAILABLE => OutcomeClass::Unavailable,
         StatusCode::TOO_MANY_REQUESTS => OutcomeClass::Busy,
+        s if s.is_server_error() => OutcomeClass::Unknown,
         _ => OutcomeClass::Rejected,
     }
+}
+
+/// The start of a body for error details: device replies are not trusted to be short.
+pub fn snippet(body: &str) -> String {
+    body.chars().take(200).collect()
 }
 
 /// Reads a response body up to [`MAX_RESPONSE_BYTES`]; a body cut off mid-way is `unknown`.
@@ -71,4 +79,30 @@ pub async fn body_text(response: reqwest::Response) -> Result<String, DeviceErro
         ));
     }
     Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r8_a_server_failure_is_unknown_never_rejected() {
+        for code in [500, 502, 504] {
+            let status = StatusCode::from_u16(code).unwrap();
+            assert_eq!(status_class(status), OutcomeClass::Unknown, "{code}");
+        }
+        assert_eq!(
+            status_class(StatusCode::SERVICE_UNAVAILABLE),
+            OutcomeClass::Unavailable
+        );
+        assert_eq!(
+            status_class(StatusCode::BAD_REQUEST),
+            OutcomeClass::Rejected
+        );
+        assert_eq!(status_class(StatusCode::UNAUTHORIZED), OutcomeClass::Auth);
+        assert_eq!(
+            status_class(StatusCode::TOO_MANY_REQUESTS),
+            OutcomeClass::Busy
+        );
+    }
 }

@@ -221,7 +221,7 @@ pub type CommandOutcome = Result<Vec<Value>, (usize, DeviceError)>;
 /// Classifies a reply to `count` commands (the module's table).
 pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome {
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE {
-        let detail = format!("HTTP {status}: {}", snippet(body));
+        let detail = format!("HTTP {status}: {}", http::snippet(body));
         return Err((0, DeviceError::new(http::status_class(status), detail)));
     }
     let Some(replies) = parse_replies(body) else {
@@ -230,7 +230,10 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
         } else {
             OutcomeClass::Unknown
         };
-        let detail = format!("unreadable NX-API reply (HTTP {status}): {}", snippet(body));
+        let detail = format!(
+            "unreadable NX-API reply (HTTP {status}): {}",
+            http::snippet(body)
+        );
         return Err((0, DeviceError::new(class, detail)));
     };
     if let Some((id, error)) = replies
@@ -293,11 +296,6 @@ fn command_index(id: &Value, count: usize) -> Option<usize> {
     let n = id.as_u64()?;
     let index = usize::try_from(n).ok()?.checked_sub(1)?;
     (index < count).then_some(index)
-}
-
-/// The first 200 characters of a body, for error details.
-pub(crate) fn snippet(body: &str) -> String {
-    body.chars().take(200).collect()
 }
 
 /// Splits a [`CommandOutcome`] into one result per port change, where the commands of change

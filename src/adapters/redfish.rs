@@ -49,9 +49,8 @@ fn message_key(id: &str) -> &str {
 }
 
 /// Classifies an error reply: the first known message key among `@Message.ExtendedInfo` and
-/// `error.code`, else the status: 500/502/504 `unknown` (the request was in the service's
-/// hands when it failed), the rest as [`http::status_class`] (401 `auth`, 503 `unavailable`,
-/// 429 `busy`, else `rejected`).
+/// `error.code`, else the status by [`http::status_class`] (401 `auth`, 503 `unavailable`,
+/// 429 `busy`, another 5xx `unknown`, else `rejected`).
 pub fn classify(status: StatusCode, body: &str) -> DeviceError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let error = parsed.as_ref().and_then(|v| v.get("error"));
@@ -74,12 +73,7 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
             .find(|(name, _)| *name == key)
             .map(|(_, class)| *class)
     });
-    let class = by_key.unwrap_or(match status {
-        StatusCode::INTERNAL_SERVER_ERROR
-        | StatusCode::BAD_GATEWAY
-        | StatusCode::GATEWAY_TIMEOUT => OutcomeClass::Unknown,
-        other => http::status_class(other),
-    });
+    let class = by_key.unwrap_or_else(|| http::status_class(status));
     let id = extended.first().copied().or(code);
     let detail = match (id, message) {
         (Some(id), Some(m)) => format!("{status} {id}: {m}"),

@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http;
-use super::nxapi::{endpoint, snippet, vlan_value};
+use super::nxapi::{endpoint, vlan_value};
 use super::{DeviceError, DeviceResult, OutcomeClass, Switch};
 
 /// Media type of requests and replies.
@@ -193,7 +193,7 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
     };
     let detail = match tags.first() {
         Some((tag, message)) => format!("RESTCONF {status} {tag}: {message}"),
-        None => format!("RESTCONF {status}: {}", snippet(body)),
+        None => format!("RESTCONF {status}: {}", http::snippet(body)),
     };
     DeviceError::new(class, detail)
 }

@@ -45,9 +45,8 @@ const ERROR_TYPES: &[(&str, OutcomeClass)] = &[
     ("INTERNAL_SERVER_ERROR", OutcomeClass::Unknown),
 ];
 
-/// Classifies an error reply: the `error_type` table first, then the status. Without a known
-/// `error_type`, 500/502/504 are `unknown` (a server or gateway failed while the request was
-/// in its hands) and the rest follow [`http::status_class`].
+/// Classifies an error reply: the `error_type` table first, then the status by
+/// [`http::status_class`] (a 5xx other than 503 is `unknown`).
 pub fn classify(status: StatusCode, body: &str) -> DeviceError {
     let parsed: Option<Value> = serde_json::from_str(body).ok();
     let error_type = parsed
@@ -67,23 +66,13 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
             .find(|(name, _)| *name == t)
             .map(|(_, class)| *class)
     });
-    let class = by_type.unwrap_or(match status {
-        StatusCode::INTERNAL_SERVER_ERROR
-        | StatusCode::BAD_GATEWAY
-        | StatusCode::GATEWAY_TIMEOUT => OutcomeClass::Unknown,
-        other => http::status_class(other),
-    });
+    let class = by_type.unwrap_or_else(|| http::status_class(status));
     let detail = match (error_type, message) {
         (Some(t), Some(m)) => format!("{status} {t}: {m}"),
         (Some(t), None) => format!("{status} {t}"),
-        _ => format!("{status}: {}", snippet(body)),
+        _ => format!("{status}: {}", http::snippet(body)),
     };
     DeviceError::new(class, detail)
-}
-
-/// The start of a body for error details; device replies are not trusted to be short.
-fn snippet(body: &str) -> String {
-    body.chars().take(200).collect()
 }
 
 /// A vCenter reached over the vSphere Automation REST API.
@@ -208,7 +197,10 @@ fn parse_backing(body: &str) -> DeviceResult<String> {
         .ok_or_else(|| {
             DeviceError::new(
                 OutcomeClass::Unknown,
-                format!("vNIC reply without backing.network: {}", snippet(body)),
+                format!(
+                    "vNIC reply without backing.network: {}",
+                    http::snippet(body)
+                ),
             )
         })
 }
@@ -247,7 +239,10 @@ impl Hypervisor for VcenterClient {
             // The server says it logged us in but gave no usable token: as good as refused.
             DeviceError::new(
                 OutcomeClass::Auth,
-                format!("login reply without a session token: {}", snippet(&text)),
+                format!(
+                    "login reply without a session token: {}",
+                    http::snippet(&text)
+                ),
             )
         })?;
         *self.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
