@@ -544,15 +544,19 @@ async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
     assert_eq!(new_writes[0].object, "vm-1002/4001");
 }
 
-#[tokio::test(start_paused = true)]
-async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
-    let site = site_with(|s| {
+/// The standard site with `quarantine_reboot` for every L-Server of tenant-a.
+fn quarantine_reboot_harness() -> Harness {
+    Harness::new(site_with(|s| {
         s.replace(
             "\"/tenant-b/vdi-003\" = \"reboot\"",
             "\"/tenant-a\" = \"quarantine_reboot\"",
         )
-    });
-    let h = Harness::new(site);
+    }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
+    let h = quarantine_reboot_harness();
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
@@ -567,13 +571,7 @@ async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_quarantine_skips_the_reboot() {
-    let site = site_with(|s| {
-        s.replace(
-            "\"/tenant-b/vdi-003\" = \"reboot\"",
-            "\"/tenant-a\" = \"quarantine_reboot\"",
-        )
-    });
-    let h = Harness::new(site);
+    let h = quarantine_reboot_harness();
     h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
@@ -583,13 +581,7 @@ async fn r13_failed_quarantine_skips_the_reboot() {
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
-    let site = site_with(|s| {
-        s.replace(
-            "\"/tenant-b/vdi-003\" = \"reboot\"",
-            "\"/tenant-a\" = \"quarantine_reboot\"",
-        )
-    });
-    let h = Harness::new(site);
+    let h = quarantine_reboot_harness();
     h.fakes.script("irmc-1", "reset", Effect::Reject, None);
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
