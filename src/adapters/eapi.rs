@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::http;
-use super::nxapi::{check_port, endpoint, per_change, vlan_value, CommandOutcome};
+use super::nxapi::{
+    check_port, endpoint, first_result, per_change, per_read, vlan_value, CommandOutcome,
+};
 use super::{DeviceError, DeviceResult, OutcomeClass, Switch};
 
 /// The eAPI endpoint.
@@ -349,25 +351,28 @@ impl EapiSwitch {
 #[async_trait]
 impl Switch for EapiSwitch {
     async fn get_port(&self, port: &str) -> DeviceResult<u16> {
-        check_port(port)?;
-        let results = self.run(&[show_command(port)]).await.map_err(|(_, e)| e)?;
-        results
-            .first()
-            .and_then(|body| parse_switchport(port, body))
-            .ok_or_else(|| {
-                DeviceError::new(
-                    OutcomeClass::Unknown,
-                    format!("eAPI reply has no access VLAN for {port}"),
-                )
-            })
+        first_result(self.get_ports(&[port.to_string()]).await)
     }
 
     async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()> {
-        self.set_ports(&[(port, vlan)])
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err(DeviceError::new(OutcomeClass::Unknown, "no result")))
+        first_result(EapiSwitch::set_ports(self, &[(port, vlan)]).await)
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn set_ports(&self, changes: &[(String, u16)]) -> Vec<DeviceResult<()>> {
+        let changes: Vec<(&str, u16)> = changes.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+        EapiSwitch::set_ports(self, &changes).await
+    }
+
+    async fn get_ports(&self, ports: &[String]) -> Vec<DeviceResult<u16>> {
+        if let Some(e) = ports.iter().find_map(|p| check_port(p).err()) {
+            return vec![Err(e); ports.len()];
+        }
+        let commands: Vec<String> = ports.iter().map(|p| show_command(p)).collect();
+        per_read(self.run(&commands).await, ports, "eAPI", parse_switchport)
     }
 
     async fn save_config(&self) -> DeviceResult<()> {

@@ -107,6 +107,29 @@ pub trait Switch: Send + Sync {
     async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()>;
     /// Copies the running config to the startup config.
     async fn save_config(&self) -> DeviceResult<()>;
+    /// Whether [`Switch::set_ports`] and [`Switch::get_ports`] carry several ports in one
+    /// request (NX-API, eAPI); the topology's `max_batch` then bounds how many (R15).
+    fn batches(&self) -> bool {
+        false
+    }
+    /// Sets several ports' access VLANs; one result per change, in order. Without batching,
+    /// one call per change.
+    async fn set_ports(&self, changes: &[(String, u16)]) -> Vec<DeviceResult<()>> {
+        let mut results = Vec::with_capacity(changes.len());
+        for (port, vlan) in changes {
+            results.push(self.set_port(port, *vlan).await);
+        }
+        results
+    }
+    /// Reads several ports' access VLANs; one result per port, in order. Without batching, one
+    /// call per port.
+    async fn get_ports(&self, ports: &[String]) -> Vec<DeviceResult<u16>> {
+        let mut results = Vec::with_capacity(ports.len());
+        for port in ports {
+            results.push(self.get_port(port).await);
+        }
+        results
+    }
 }
 
 /// A baseboard management controller (Redfish).

@@ -303,6 +303,42 @@ fn command_index(id: &Value, count: usize) -> Option<usize> {
 /// are ok; the change holding the failed command gets its error; later changes never ran and
 /// get the same class (a `rejected` stays "not applied", an `unknown` stays "may have been").
 /// Shared by the CLI-over-JSON-RPC clients (NX-API, eAPI).
+/// One read result per port from the reply to one show command per port: a failed request
+/// fails every read; a reply without a VLAN for a port is `unknown` for that port.
+pub(crate) fn per_read(
+    outcome: CommandOutcome,
+    ports: &[String],
+    vendor: &str,
+    parse: impl Fn(&str, &Value) -> Option<u16>,
+) -> Vec<DeviceResult<u16>> {
+    match outcome {
+        Ok(results) => ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                results
+                    .get(i)
+                    .and_then(|result| parse(port, result))
+                    .ok_or_else(|| {
+                        DeviceError::new(
+                            OutcomeClass::Unknown,
+                            format!("{vendor} reply has no access VLAN for {port}"),
+                        )
+                    })
+            })
+            .collect(),
+        Err((_, error)) => vec![Err(error); ports.len()],
+    }
+}
+
+/// The only result of a one-item batch.
+pub(crate) fn first_result<T>(results: Vec<DeviceResult<T>>) -> DeviceResult<T> {
+    results
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| Err(DeviceError::new(OutcomeClass::Unknown, "no result")))
+}
+
 pub(crate) fn per_change(
     outcome: CommandOutcome,
     changes: usize,
@@ -418,26 +454,33 @@ impl NxapiSwitch {
 #[async_trait]
 impl Switch for NxapiSwitch {
     async fn get_port(&self, port: &str) -> DeviceResult<u16> {
-        check_port(port)?;
-        let results = self.run(&[show_command(port)]).await.map_err(|(_, e)| e)?;
-        results
-            .first()
-            .and_then(|r| r.get("body"))
-            .and_then(|body| parse_switchport(port, body))
-            .ok_or_else(|| {
-                DeviceError::new(
-                    OutcomeClass::Unknown,
-                    format!("NX-API reply has no access VLAN for {port}"),
-                )
-            })
+        first_result(self.get_ports(&[port.to_string()]).await)
+    }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn set_ports(&self, changes: &[(String, u16)]) -> Vec<DeviceResult<()>> {
+        let changes: Vec<(&str, u16)> = changes.iter().map(|(p, v)| (p.as_str(), *v)).collect();
+        NxapiSwitch::set_ports(self, &changes).await
+    }
+
+    async fn get_ports(&self, ports: &[String]) -> Vec<DeviceResult<u16>> {
+        if let Some(e) = ports.iter().find_map(|p| check_port(p).err()) {
+            return vec![Err(e); ports.len()];
+        }
+        let commands: Vec<String> = ports.iter().map(|p| show_command(p)).collect();
+        per_read(
+            self.run(&commands).await,
+            ports,
+            "NX-API",
+            |port, result| parse_switchport(port, result.get("body")?),
+        )
     }
 
     async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()> {
-        self.set_ports(&[(port, vlan)])
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Err(DeviceError::new(OutcomeClass::Unknown, "no result")))
+        first_result(NxapiSwitch::set_ports(self, &[(port, vlan)]).await)
     }
 
     async fn save_config(&self) -> DeviceResult<()> {

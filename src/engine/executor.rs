@@ -9,10 +9,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::alerts::Alert;
+use super::device_queue::{bounded, Class};
 use super::journal::Entry;
 use super::state::{Halted, Shared};
 use super::types::OperationId;
-use crate::adapters::{DeviceError, DeviceResult, OutcomeClass};
+use crate::adapters::{DeviceError, DeviceResult, OutcomeClass, Switch};
 use crate::model::{LServer, Nic, NicLocation};
 
 /// What a read of a NIC's device truth gave.
@@ -66,34 +67,26 @@ impl OpCtx<'_> {
         self.deadline.saturating_duration_since(Instant::now())
     }
 
-    /// Runs one device call: waits for a slot of `device` (R15), bounds it by `timeout` (R19),
-    /// and journals its outcome before anything acts on it (R7).
+    /// Runs one device call, `fut` being the whole interaction including its device queue and
+    /// timeout ([`OpCtx::slot`], the batch helpers), and journals its outcome before anything
+    /// acts on it (R7).
     async fn call<T, F>(
         &self,
         device: &str,
         call: &str,
         nic: Option<usize>,
         target: Option<String>,
-        timeout: Duration,
         fut: F,
     ) -> Result<DeviceResult<T>, Halted>
     where
         F: Future<Output = DeviceResult<T>>,
         T: std::fmt::Debug + ToTarget,
     {
-        if self.shared.is_halted() {
-            return Err(Halted);
-        }
-        let result = match self.shared.device_slots.get(device) {
-            Some(slots) => match tokio::time::timeout(timeout, slots.acquire()).await {
-                Ok(Ok(_permit)) => bounded(timeout, fut).await,
-                _ => Err(DeviceError::new(
-                    OutcomeClass::Unavailable,
-                    format!("no free slot on {device} within {timeout:?}"),
-                )),
-            },
-            None => bounded(timeout, fut).await,
-        };
+        // R7: every step staged so far (the plan, earlier call outcomes) is durable before the
+        // device hears of this call.
+        let staged = self.shared.lock().staged;
+        self.shared.durable(staged).await?;
+        let result = fut.await;
         let (outcome, detail, seen) = match &result {
             Ok(value) => ("ok".to_string(), String::new(), value.to_target()),
             Err(e) => (e.class.as_str().to_string(), e.detail.clone(), None),
@@ -108,8 +101,10 @@ impl OpCtx<'_> {
             detail,
             at_ms: self.shared.now_ms(),
         };
+        // Staged, not awaited: whatever acts on this outcome outside the engine (the next device
+        // call, an alert) waits for a commit that carries it.
         let mut state = self.shared.lock();
-        self.shared.commit(&mut state, &[entry])?;
+        self.shared.stage(&mut state, vec![entry])?;
         Ok(result)
     }
 
@@ -119,6 +114,91 @@ impl OpCtx<'_> {
         let backoff = self.shared.settings.retry.backoff;
         let wait = backoff.saturating_mul(1 << (attempt - 1).min(16));
         tokio::time::sleep(wait.min(self.remaining())).await;
+    }
+
+    /// `fut` under a slot of `device` in service class `class`, bounded by `timeout` (R15, R19).
+    async fn slot<T>(
+        &self,
+        device: &str,
+        class: Class,
+        timeout: Duration,
+        fut: impl Future<Output = DeviceResult<T>>,
+    ) -> DeviceResult<T> {
+        match self.shared.devices.get(device) {
+            Some(queue) => queue.run(class, timeout, fut).await,
+            None => bounded(timeout, fut).await,
+        }
+    }
+
+    /// Sets `port` to `vlan`, in one call with the switch's other pending changes (R15).
+    async fn set_port(
+        &self,
+        switch: &str,
+        adapter: &Arc<dyn Switch>,
+        port: &str,
+        vlan: u16,
+        timeout: Duration,
+    ) -> DeviceResult<()> {
+        let Some(queue) = self.shared.devices.get(switch) else {
+            return bounded(timeout, adapter.set_port(port, vlan)).await;
+        };
+        let adapter = adapter.clone();
+        let call = move |changes: Vec<(String, u16)>| {
+            let adapter = adapter.clone();
+            async move { adapter.set_ports(&changes).await }
+        };
+        let item = (port.to_string(), vlan);
+        queue
+            .batched(&queue.set_ports, Class::Write, item, timeout, call)
+            .await
+    }
+
+    /// Reads `port`, in one call with the switch's other pending reads (R15).
+    async fn get_port(
+        &self,
+        switch: &str,
+        adapter: &Arc<dyn Switch>,
+        port: &str,
+        timeout: Duration,
+    ) -> DeviceResult<u16> {
+        let Some(queue) = self.shared.devices.get(switch) else {
+            return bounded(timeout, adapter.get_port(port)).await;
+        };
+        let adapter = adapter.clone();
+        let call = move |ports: Vec<String>| {
+            let adapter = adapter.clone();
+            async move { adapter.get_ports(&ports).await }
+        };
+        queue
+            .batched(
+                &queue.get_ports,
+                Class::Read,
+                port.to_string(),
+                timeout,
+                call,
+            )
+            .await
+    }
+
+    /// Saves the switch's config; saves pending together share one call, which persists every
+    /// change made before it started.
+    async fn save(
+        &self,
+        switch: &str,
+        adapter: &Arc<dyn Switch>,
+        timeout: Duration,
+    ) -> DeviceResult<()> {
+        let Some(queue) = self.shared.devices.get(switch) else {
+            return bounded(timeout, adapter.save_config()).await;
+        };
+        let adapter = adapter.clone();
+        let call = move |waiting: Vec<()>| {
+            let adapter = adapter.clone();
+            async move { vec![adapter.save_config().await; waiting.len()] }
+        };
+        queue
+            .batched(&queue.saves, Class::Save, (), timeout, call)
+            .await
     }
 
     fn write_timeout(&self) -> Duration {
@@ -143,8 +223,7 @@ impl OpCtx<'_> {
                         "get_nic",
                         Some(nic.index),
                         None,
-                        timeout,
-                        h.get_nic(vm, device),
+                        self.slot(hypervisor, Class::Read, timeout, h.get_nic(vm, device)),
                     )
                     .await?;
                 Ok(match r {
@@ -169,8 +248,7 @@ impl OpCtx<'_> {
                         "get_port",
                         Some(nic.index),
                         None,
-                        timeout,
-                        s.get_port(port),
+                        self.get_port(switch, s, port, timeout),
                     )
                     .await?;
                 Ok(match r {
@@ -190,7 +268,13 @@ impl OpCtx<'_> {
             // A failed login needs no handling here: the retried call fails with `auth` again
             // and counts against the attempts.
             let _login = self
-                .call(hypervisor, "login", None, None, timeout, h.login())
+                .call(
+                    hypervisor,
+                    "login",
+                    None,
+                    None,
+                    self.slot(hypervisor, Class::Write, timeout, h.login()),
+                )
                 .await?;
         }
         Ok(())
@@ -217,8 +301,7 @@ impl OpCtx<'_> {
                     "set_nic",
                     Some(nic.index),
                     Some(pg.to_string()),
-                    timeout,
-                    h.set_nic(vm, device, pg),
+                    self.slot(hypervisor, Class::Write, timeout, h.set_nic(vm, device, pg)),
                 )
                 .await
             }
@@ -235,8 +318,7 @@ impl OpCtx<'_> {
                     "set_port",
                     Some(nic.index),
                     Some(vlan.to_string()),
-                    timeout,
-                    s.set_port(port, vlan),
+                    self.set_port(switch, s, port, vlan, timeout),
                 )
                 .await
             }
@@ -371,8 +453,7 @@ impl OpCtx<'_> {
                     "save_config",
                     None,
                     None,
-                    self.write_timeout(),
-                    s.save_config(),
+                    self.save(switch, s, self.write_timeout()),
                 )
                 .await?;
             if last.is_ok() {
@@ -407,8 +488,7 @@ impl OpCtx<'_> {
                                 "power_reset",
                                 None,
                                 None,
-                                timeout,
-                                h.power_reset(vm),
+                                self.slot(hypervisor, Class::Write, timeout, h.power_reset(vm)),
                             )
                             .await?
                         }
@@ -417,8 +497,14 @@ impl OpCtx<'_> {
                 }
                 (None, Some(bmc)) => match self.shared.adapters.bmcs.get(bmc) {
                     Some(b) => {
-                        self.call(bmc, "reset", None, None, timeout, b.reset())
-                            .await?
+                        self.call(
+                            bmc,
+                            "reset",
+                            None,
+                            None,
+                            self.slot(bmc, Class::Write, timeout, b.reset()),
+                        )
+                        .await?
                     }
                     None => Err(missing(bmc)),
                 },
@@ -447,20 +533,6 @@ fn missing(device: &str) -> DeviceError {
         OutcomeClass::Rejected,
         format!("no adapter or mapping for device {device}"),
     )
-}
-
-async fn bounded<T>(
-    timeout: Duration,
-    fut: impl Future<Output = DeviceResult<T>>,
-) -> DeviceResult<T> {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(r) => r,
-        // Sent but not answered in time: it may have been applied (R8).
-        Err(_) => Err(DeviceError::new(
-            OutcomeClass::Unknown,
-            format!("no reply within {timeout:?}"),
-        )),
-    }
 }
 
 /// The value a successful call returns, as journaled in `target`.
@@ -516,9 +588,11 @@ pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
         .iter()
         .map(|a| Entry::AlertDelivered { seq: a.seq })
         .collect();
-    let mut state = shared.lock();
     // A failed mark only means the alert is sent again after a restart.
-    let _ = shared.commit(&mut state, &marks);
+    let ticket = shared.stage(&mut shared.lock(), marks);
+    if let Ok(ticket) = ticket {
+        let _ = shared.durable(ticket).await;
+    }
 }
 
 fn tenant_email(shared: &Shared, alert: &Alert) -> Option<String> {

@@ -5,6 +5,7 @@
 //! tokio's clock, so the same code runs in production, on the lab's paused clock and on the wire.
 
 pub mod alerts;
+mod device_queue;
 mod executor;
 pub mod journal;
 mod operation;
@@ -13,10 +14,10 @@ pub mod types;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use alerts::{Alert, AlertCode, Severity};
@@ -25,8 +26,9 @@ pub use types::*;
 
 use crate::adapters::Adapters;
 use crate::model::{Action, Detection, PolicySpec, Site};
+use device_queue::DeviceQueue;
 use journal::Entry;
-use state::{Allocator, Clock, LsState, QueuedOp, Shared, State};
+use state::{Allocator, Clock, LsState, QueuedOp, Shared, State, Ticket};
 
 /// Something the engine did, for observers such as the lab's history recorder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,17 +196,23 @@ impl Engine {
             allocator.insert(network, *ip, lserver);
         }
         let t = &site.topology;
-        let device_slots = t
+        let call_timeout = t.engine.call_timeout;
+        let devices = t
             .hypervisors
             .iter()
-            .map(|h| (h.name.clone(), h.max_concurrent))
-            .chain(
-                t.switches
-                    .iter()
-                    .map(|s| (s.name.clone(), s.max_concurrent)),
-            )
-            .chain(t.bmcs.iter().map(|b| (b.name.clone(), b.max_concurrent)))
-            .map(|(name, n)| (name, Arc::new(Semaphore::new(n.max(1) as usize))))
+            .map(|h| (h.name.clone(), h.max_concurrent, 1))
+            .chain(t.switches.iter().map(|s| {
+                // R15: a switch whose protocol carries several commands per request takes up to
+                // `max_batch` pending port changes in one call.
+                let batches = adapters.switches.get(&s.name).is_some_and(|a| a.batches());
+                let batch = if batches { s.max_batch.max(1) } else { 1 };
+                (s.name.clone(), s.max_concurrent, batch)
+            }))
+            .chain(t.bmcs.iter().map(|b| (b.name.clone(), b.max_concurrent, 1)))
+            .map(|(name, concurrency, batch)| {
+                let queue = DeviceQueue::new(concurrency as usize, batch as usize, call_timeout);
+                (name, queue)
+            })
             .collect();
         let state = State {
             journal,
@@ -214,6 +222,8 @@ impl Engine {
             next_operation_id: snapshot.next_operation_id,
             next_alert_seq: snapshot.next_alert_seq,
             running_lanes: 0,
+            pending: Vec::new(),
+            staged: 0,
         };
         let shared = Arc::new(Shared {
             settings: t.engine,
@@ -221,7 +231,7 @@ impl Engine {
             site: site.clone(),
             adapters,
             state: Mutex::new(state),
-            device_slots,
+            devices,
             clock: Clock::new(options.origin_ms),
             hostname: options.hostname,
             observer: options.observer,
@@ -229,6 +239,7 @@ impl Engine {
             idle: Notify::new(),
             tasks: Mutex::new(JoinSet::new()),
             max_lane_len: options.max_lane_len.max(1),
+            flushed: AtomicU64::new(0),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -279,30 +290,45 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
+        let (ticket, receipt, entries, duplicate) = self.stage_detection(detection, &policy)?;
+        self.shared
+            .durable(ticket)
+            .await
+            .map_err(|_| EngineError::Halted)?;
+        if let Some(event) = duplicate {
+            self.shared.emit(event);
+        }
+        self.deliver_in_background(&entries);
+        Ok(receipt)
+    }
+
+    /// The locked half of [`Engine::submit_detection`]: decides, stages and queues; returns the
+    /// step's ticket, the receipt, the staged entries and, for a duplicate, its announcement.
+    #[allow(clippy::type_complexity)]
+    fn stage_detection(
+        &self,
+        detection: Detection,
+        policy: &PolicySpec,
+    ) -> Result<(Ticket, DetectionReceipt, Vec<Entry>, Option<EngineEvent>), EngineError> {
+        let shared = &self.shared;
         let mut state = shared.lock();
         if shared.is_halted() {
             return Err(EngineError::Halted);
         }
-        if let Some(id) = state
-            .journal
-            .find_detection(&detection.source, &detection.event_id)?
-        {
-            // R4: the same event again is acknowledged and changes nothing.
-            let stored = state.journal.detection_receipt(id)?;
+        if let Some(stored) = find_detection(&state, &detection.source, &detection.event_id)? {
+            // R4: the same event again is acknowledged and changes nothing; the ack waits
+            // until the first copy is durable.
             let receipt = DetectionReceipt {
-                id,
                 disposition: Disposition::Duplicate,
-                lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
-                operation: stored.and_then(|r| r.operation),
+                ..stored
             };
-            shared.emit(EngineEvent::DetectionJournaled {
+            let duplicate = EngineEvent::DetectionJournaled {
                 source: detection.source,
                 event_id: detection.event_id,
                 receipt: receipt.clone(),
-            });
-            return Ok(receipt);
+            };
+            return Ok((state.staged, receipt, Vec::new(), Some(duplicate)));
         }
-        let (source, event_id) = (detection.source.clone(), detection.event_id.clone());
         let now = shared.now_ms();
         let id = state.next_detection_id;
         let mut entries = Vec::new();
@@ -416,27 +442,31 @@ impl Engine {
                 operation: receipt.operation,
             },
         );
-        shared
-            .commit(&mut state, &entries)
-            .map_err(|_| EngineError::Halted)?;
         state.next_detection_id += 1;
         apply_lserver_entries(&mut state, &entries);
-        // Announced before its operation can start, so histories keep cause before effect.
-        shared.emit(EngineEvent::DetectionJournaled {
-            source,
-            event_id,
-            receipt: receipt.clone(),
-        });
+        let ticket = shared
+            .stage(&mut state, entries.clone())
+            .map_err(|_| EngineError::Halted)?;
+        // Queued at once so a second detection sees it (R4); the lane starts it only once this
+        // step is durable, after the commit has announced the detection (cause before effect).
         if let (Some(path), Some(op)) = (&lserver, queued) {
             enqueue(shared, &mut state, path, op);
         }
-        drop(state);
-        self.deliver_in_background(&entries);
-        Ok(receipt)
+        Ok((ticket, receipt, entries, None))
     }
 
     /// Takes an administrator's command and returns the queued operation's id once durable.
     pub async fn submit_command(&self, command: Command) -> Result<OperationId, EngineError> {
+        let (ticket, id) = self.stage_command(command)?;
+        self.shared
+            .durable(ticket)
+            .await
+            .map_err(|_| EngineError::Halted)?;
+        Ok(id)
+    }
+
+    /// The locked half of [`Engine::submit_command`]: checks, stages and queues.
+    fn stage_command(&self, command: Command) -> Result<(Ticket, OperationId), EngineError> {
         let shared = &self.shared;
         let path = command.lserver().to_string();
         let mut state = shared.lock();
@@ -494,11 +524,11 @@ impl Engine {
             detection: None,
             created_ms: now,
         });
-        shared
-            .commit(&mut state, &entries)
-            .map_err(|_| EngineError::Halted)?;
         state.next_operation_id += 1;
         apply_lserver_entries(&mut state, &entries);
+        let ticket = shared
+            .stage(&mut state, entries)
+            .map_err(|_| EngineError::Halted)?;
         enqueue(
             shared,
             &mut state,
@@ -509,7 +539,7 @@ impl Engine {
                 resume: None,
             },
         );
-        Ok(id)
+        Ok((ticket, id))
     }
 
     /// Replaces the policy without a restart (the modelled product re-reads its policy file).
@@ -651,4 +681,43 @@ fn view(path: &str, ls: &LsState) -> LServerView {
         pending_operations: ls.pending(),
         nics: ls.records.clone(),
     }
+}
+
+/// An earlier detection with the same `(source, event_id)`, staged or journaled (R4).
+fn find_detection(
+    state: &State,
+    source: &str,
+    event_id: &str,
+) -> Result<Option<DetectionReceipt>, JournalError> {
+    let staged = state.pending.iter().rev().find_map(|entry| match entry {
+        Entry::Detection {
+            id,
+            detection,
+            lserver,
+            disposition,
+            operation,
+            ..
+        } if detection.source == source && detection.event_id == event_id => {
+            Some(DetectionReceipt {
+                id: *id,
+                disposition: *disposition,
+                lserver: lserver.clone(),
+                operation: *operation,
+            })
+        }
+        _ => None,
+    });
+    if staged.is_some() {
+        return Ok(staged);
+    }
+    let Some(id) = state.journal.find_detection(source, event_id)? else {
+        return Ok(None);
+    };
+    let stored = state.journal.detection_receipt(id)?;
+    Ok(Some(DetectionReceipt {
+        id,
+        disposition: Disposition::Duplicate,
+        lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
+        operation: stored.and_then(|r| r.operation),
+    }))
 }

@@ -4,15 +4,16 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::alerts::{Alert, AlertCode};
+use super::device_queue::DeviceQueue;
 use super::journal::{Entry, Journal, JournalError, OpenOperation};
 use super::types::*;
 use super::{EngineEvent, EngineObserver};
@@ -169,6 +170,10 @@ pub(crate) struct State {
     pub next_operation_id: OperationId,
     pub next_alert_seq: i64,
     pub running_lanes: usize,
+    /// Entries staged for the next group commit, in step order.
+    pub pending: Vec<Entry>,
+    /// Steps staged so far; a step's ticket is this count right after it was staged.
+    pub staged: Ticket,
 }
 
 impl State {
@@ -209,7 +214,8 @@ pub(crate) struct Shared {
     pub settings: EngineSpec,
     pub policy: Mutex<PolicySpec>,
     pub state: Mutex<State>,
-    pub device_slots: HashMap<String, Arc<Semaphore>>,
+    /// Each device's queue: slots, service order and batches (R15).
+    pub devices: HashMap<String, Arc<DeviceQueue>>,
     pub clock: Clock,
     pub hostname: String,
     pub observer: Option<Arc<dyn EngineObserver>>,
@@ -217,6 +223,46 @@ pub(crate) struct Shared {
     pub idle: Notify,
     pub tasks: Mutex<JoinSet<()>>,
     pub max_lane_len: usize,
+    /// Steps durable so far (compared with tickets).
+    pub flushed: AtomicU64,
+}
+
+/// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
+pub(crate) type Ticket = u64;
+
+/// The observer event an entry announces once durable.
+fn durable_event(entry: &Entry) -> Option<EngineEvent> {
+    match entry {
+        Entry::Alert(alert) => Some(EngineEvent::Alert(alert.clone())),
+        Entry::OperationFinished {
+            id,
+            lserver,
+            outcome,
+            ..
+        } => Some(EngineEvent::OperationFinished {
+            id: *id,
+            lserver: lserver.clone(),
+            outcome: *outcome,
+        }),
+        Entry::Detection {
+            id,
+            detection,
+            lserver,
+            disposition,
+            operation,
+            ..
+        } => Some(EngineEvent::DetectionJournaled {
+            source: detection.source.clone(),
+            event_id: detection.event_id.clone(),
+            receipt: DetectionReceipt {
+                id: *id,
+                disposition: *disposition,
+                lserver: lserver.clone(),
+                operation: *operation,
+            },
+        }),
+        _ => None,
+    }
 }
 
 impl Shared {
@@ -240,33 +286,55 @@ impl Shared {
         }
     }
 
-    /// Commits one step. On failure the engine halts: no device call may follow a step that is
-    /// not durable (R7).
-    pub fn commit(&self, state: &mut State, entries: &[Entry]) -> Result<(), Halted> {
+    /// Stages one step: its entries join the next group commit, after every step staged before
+    /// it. The caller applies the step to memory under the same lock, and must await
+    /// [`Shared::durable`] with the returned ticket before anything outside the engine may
+    /// learn of it: a device call, an alert, an acknowledgement (R7).
+    pub fn stage(&self, state: &mut State, entries: Vec<Entry>) -> Result<Ticket, Halted> {
         if self.is_halted() {
             return Err(Halted);
         }
-        match state.journal.commit(entries) {
+        if !entries.is_empty() {
+            state.pending.extend(entries);
+            state.staged += 1;
+        }
+        Ok(state.staged)
+    }
+
+    /// Returns once every step staged up to `ticket` is durable. The first waiter commits all
+    /// staged steps in one transaction and one fsync (group commit); waiters whose steps that
+    /// commit carried return without a commit of their own.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), Halted> {
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        // Let the tasks woken with this one stage their steps first, so one fsync carries all.
+        tokio::task::yield_now().await;
+        let mut state = self.lock();
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        self.flush(&mut state)
+    }
+
+    /// Commits every staged step as one transaction. On failure the engine halts: no device
+    /// call may follow a step that is not durable (R7).
+    fn flush(&self, state: &mut State) -> Result<(), Halted> {
+        if self.is_halted() {
+            return Err(Halted);
+        }
+        let batch = std::mem::take(&mut state.pending);
+        match state.journal.commit(&batch) {
             Ok(()) => {
+                self.flushed.store(state.staged, Ordering::Release);
                 self.emit(EngineEvent::Committed {
                     commit: state.journal.commits(),
                 });
-                // Announced as they become durable, in step order, so an observer's history
+                // Announced as they become durable, in journal order, so an observer's history
                 // holds what the journal holds even if the process dies right after.
-                for entry in entries {
-                    match entry {
-                        Entry::Alert(alert) => self.emit(EngineEvent::Alert(alert.clone())),
-                        Entry::OperationFinished {
-                            id,
-                            lserver,
-                            outcome,
-                            ..
-                        } => self.emit(EngineEvent::OperationFinished {
-                            id: *id,
-                            lserver: lserver.clone(),
-                            outcome: *outcome,
-                        }),
-                        _ => {}
+                for entry in &batch {
+                    if let Some(event) = durable_event(entry) {
+                        self.emit(event);
                     }
                 }
                 Ok(())

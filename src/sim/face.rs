@@ -117,6 +117,42 @@ impl Switch for SimSwitch {
     async fn save_config(&self) -> DeviceResult<()> {
         done(self.world.call(&self.name, DeviceOp::SaveConfig).await?)
     }
+
+    fn batches(&self) -> bool {
+        true
+    }
+
+    async fn set_ports(&self, changes: &[(String, u16)]) -> Vec<DeviceResult<()>> {
+        let ops = changes
+            .iter()
+            .map(|(port, vlan)| DeviceOp::SetPort {
+                port: port.clone(),
+                vlan: *vlan,
+            })
+            .collect();
+        self.world
+            .call_batch(&self.name, ops)
+            .await
+            .into_iter()
+            .map(|r| r.and_then(done))
+            .collect()
+    }
+
+    async fn get_ports(&self, ports: &[String]) -> Vec<DeviceResult<u16>> {
+        let ops = ports
+            .iter()
+            .map(|port| DeviceOp::GetPort { port: port.clone() })
+            .collect();
+        self.world
+            .call_batch(&self.name, ops)
+            .await
+            .into_iter()
+            .map(|r| match r? {
+                Reply::Vlan(vlan) => Ok(vlan),
+                other => Err(unexpected(other)),
+            })
+            .collect()
+    }
 }
 
 #[async_trait]

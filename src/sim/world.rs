@@ -119,6 +119,8 @@ struct CallGuard {
     world: SimWorld,
     device: String,
     call: u64,
+    /// Whether this call counts towards the device's requests in flight (a batch counts once).
+    counted: bool,
     /// `(result, detail)` once the call completed.
     done: Option<(&'static str, String)>,
 }
@@ -131,7 +133,11 @@ impl Drop for CallGuard {
             .unwrap_or(("unknown", "cut off by the caller".to_string()));
         let inner = &self.world.inner;
         let mut state = lock(&inner.state);
-        if let Some(n) = state.in_flight.get_mut(&self.device) {
+        if let Some(n) = state
+            .in_flight
+            .get_mut(&self.device)
+            .filter(|_| self.counted)
+        {
             *n = n.saturating_sub(1);
         }
         inner.recorder.record(EventKind::Return {
@@ -199,6 +205,22 @@ impl SimWorld {
     /// Runs one device call through the fault plan, latency and the device model, recording
     /// `Invoke`, state changes and `Return` (see the module docs). Every face calls this.
     pub async fn call(&self, device: &str, op: DeviceOp) -> DeviceResult<Reply> {
+        self.call_counted(device, op, true).await
+    }
+
+    /// Runs several calls to `device` as one request (R15 batching: NX-API and eAPI carry many
+    /// commands): one request in flight, the latency once, and each item through the fault
+    /// plan and the model as if alone, so faults matching one port hit only that port's item
+    /// and the history keeps one `Invoke` and `Return` per port.
+    pub async fn call_batch(&self, device: &str, ops: Vec<DeviceOp>) -> Vec<DeviceResult<Reply>> {
+        let calls = ops
+            .into_iter()
+            .enumerate()
+            .map(|(i, op)| self.call_counted(device, op, i == 0));
+        futures::future::join_all(calls).await
+    }
+
+    async fn call_counted(&self, device: &str, op: DeviceOp, counted: bool) -> DeviceResult<Reply> {
         let inner = &self.inner;
         let call = inner.recorder.next_call_id();
         let target = inner.index.target(&inner.site, device, &op);
@@ -213,7 +235,7 @@ impl SimWorld {
                 value: target.value.clone(),
             });
             let in_flight = state.in_flight.entry(device.to_string()).or_insert(0);
-            *in_flight = in_flight.saturating_add(1);
+            *in_flight = in_flight.saturating_add(u32::from(counted));
             let now_in_flight = *in_flight;
             let max = state.max_in_flight.entry(device.to_string()).or_insert(0);
             *max = (*max).max(now_in_flight);
@@ -226,6 +248,7 @@ impl SimWorld {
             world: self.clone(),
             device: device.to_string(),
             call,
+            counted,
             done: None,
         };
         if !wait.is_zero() {

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::alerts::Alert;
 use super::executor::{deliver_alerts, NicMove, OpCtx};
 use super::journal::{Entry, PlanNic};
-use super::state::{Halted, QueuedOp, Shared, State};
+use super::state::{Halted, QueuedOp, Shared, State, Ticket};
 use super::types::*;
 use super::EngineEvent;
 use crate::model::{NetworkRole, NicLocation};
@@ -40,6 +40,13 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
                 }
             }
         };
+        // An operation starts only once its queueing is durable, and after the commit that
+        // announced its cause (R7).
+        let queued = shared.lock().staged;
+        if shared.durable(queued).await.is_err() {
+            shared.idle.notify_waiters();
+            return;
+        }
         let result = run_operation(&shared, &path, &next).await;
         shared.lock().ls(&path).running = None;
         if result.is_err() {
@@ -90,45 +97,54 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
     Ok(())
 }
 
-/// Commits a step, applies it to memory with `apply`, and delivers the alerts it carries.
+/// Commits a step, applies it to memory with `apply`, and delivers the alerts it carries once
+/// it is durable.
 pub(super) async fn commit_step(
     shared: &Arc<Shared>,
     entries: Vec<Entry>,
     apply: impl FnOnce(&mut State),
 ) -> Result<(), Halted> {
-    let alerts: Vec<Alert> = entries
+    let staged = {
+        let mut state = shared.lock();
+        stage_locked(shared, &mut state, entries, apply)?
+    };
+    staged.publish(shared).await
+}
+
+/// A step staged under the lock; [`Staged::publish`] makes it durable and then tells the world.
+#[must_use = "a staged step is neither durable nor announced until published"]
+pub(super) struct Staged {
+    ticket: Ticket,
+    alerts: Vec<Alert>,
+}
+
+impl Staged {
+    /// Waits until the step is durable (group commit), then delivers its alerts (R7, R17).
+    pub(super) async fn publish(self, shared: &Arc<Shared>) -> Result<(), Halted> {
+        shared.durable(self.ticket).await?;
+        deliver_alerts(shared, self.alerts).await;
+        Ok(())
+    }
+}
+
+/// Stages a step under an already held lock and applies it to memory; the caller publishes
+/// it once the lock is released.
+pub(super) fn stage_locked(
+    shared: &Shared,
+    state: &mut State,
+    entries: Vec<Entry>,
+    apply: impl FnOnce(&mut State),
+) -> Result<Staged, Halted> {
+    let alerts = entries
         .iter()
         .filter_map(|e| match e {
             Entry::Alert(a) => Some(a.clone()),
             _ => None,
         })
         .collect();
-    {
-        let mut state = shared.lock();
-        shared.commit(&mut state, &entries)?;
-        apply(&mut state);
-    }
-    deliver_alerts(shared, alerts).await;
-    Ok(())
-}
-
-/// Commits a step under an already held lock and applies it to memory; returns the alerts to
-/// deliver once the lock is released.
-pub(super) fn commit_locked(
-    shared: &Shared,
-    state: &mut State,
-    entries: Vec<Entry>,
-    apply: impl FnOnce(&mut State),
-) -> Result<Vec<Alert>, Halted> {
-    shared.commit(state, &entries)?;
+    let ticket = shared.stage(state, entries)?;
     apply(state);
-    Ok(entries
-        .into_iter()
-        .filter_map(|e| match e {
-            Entry::Alert(a) => Some(a),
-            _ => None,
-        })
-        .collect())
+    Ok(Staged { ticket, alerts })
 }
 
 pub(super) fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {

@@ -2,9 +2,9 @@
 
 use futures::future::join_all;
 
-use super::{commit_locked, commit_step, is_quarantine, save_switches, started};
-use crate::engine::alerts::{Alert, AlertCode};
-use crate::engine::executor::{deliver_alerts, NicMove, OpCtx, Truth};
+use super::{commit_step, is_quarantine, save_switches, stage_locked, started, Staged};
+use crate::engine::alerts::AlertCode;
+use crate::engine::executor::{NicMove, OpCtx, Truth};
 use crate::engine::journal::{Entry, PlanNic};
 use crate::engine::state::{Halted, QueuedOp, Shared, State};
 use crate::engine::types::*;
@@ -174,8 +174,8 @@ pub(super) async fn quarantine(
     .collect::<Result<Vec<NicMove>, Halted>>()?;
     let save_failures = save_switches(ctx, &moves).await?;
 
-    let (outcome, alerts) = finish_quarantine(ctx, op, finish, &plan, &moves, &save_failures)?;
-    deliver_alerts(shared, alerts).await;
+    let (outcome, staged) = finish_quarantine(ctx, op, finish, &plan, &moves, &save_failures)?;
+    staged.publish(shared).await?;
     Ok(outcome)
 }
 
@@ -187,7 +187,7 @@ fn finish_quarantine(
     plan: &[PlanNic],
     moves: &[NicMove],
     save_failures: &[String],
-) -> Result<(Outcome, Vec<Alert>), Halted> {
+) -> Result<(Outcome, Staged), Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
@@ -252,14 +252,14 @@ fn finish_quarantine(
             detail,
         );
         entries.push(Entry::Alert(alert));
-        let alerts = commit_locked(shared, &mut state, entries, |s| {
+        let staged = stage_locked(shared, &mut state, entries, |s| {
             let ls_state = s.ls(path);
             ls_state.records = records;
             ls_state.state = LServerState::Quarantined;
             ls_state.status = status;
             ls_state.outcome = Some(Outcome::Quarantined);
         })?;
-        return Ok((Outcome::Quarantined, alerts));
+        return Ok((Outcome::Quarantined, staged));
     }
 
     // R10: records return to the operation networks; devices are not touched, so a NIC that
@@ -335,12 +335,12 @@ fn finish_quarantine(
         detail,
     );
     entries.push(Entry::Alert(alert));
-    let alerts = commit_locked(shared, &mut state, entries, |s| {
+    let staged = stage_locked(shared, &mut state, entries, |s| {
         let ls_state = s.ls(path);
         ls_state.records = records;
         ls_state.state = LServerState::QuarantineFailed;
         ls_state.status = "normal".into();
         ls_state.outcome = Some(Outcome::QuarantineFailed);
     })?;
-    Ok((Outcome::QuarantineFailed, alerts))
+    Ok((Outcome::QuarantineFailed, staged))
 }

@@ -1,9 +1,9 @@
 //! The reboot flow (R13).
 
-use super::{commit_locked, commit_step, started};
+use super::{commit_step, stage_locked, started, Staged};
 use crate::adapters::DeviceError;
-use crate::engine::alerts::{Alert, AlertCode};
-use crate::engine::executor::{deliver_alerts, OpCtx};
+use crate::engine::alerts::AlertCode;
+use crate::engine::executor::OpCtx;
 use crate::engine::journal::Entry;
 use crate::engine::state::{Halted, QueuedOp};
 use crate::engine::types::*;
@@ -25,8 +25,8 @@ pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Ha
         None => false,
     };
     let result = if already { Ok(()) } else { ctx.reset().await? };
-    let (outcome, alerts) = finish_reboot(ctx, op, result)?;
-    deliver_alerts(shared, alerts).await;
+    let (outcome, staged) = finish_reboot(ctx, op, result)?;
+    staged.publish(shared).await?;
     Ok(outcome)
 }
 
@@ -35,7 +35,7 @@ fn finish_reboot(
     ctx: &OpCtx<'_>,
     op: &QueuedOp,
     result: Result<(), DeviceError>,
-) -> Result<(Outcome, Vec<Alert>), Halted> {
+) -> Result<(Outcome, Staged), Halted> {
     let shared = ctx.shared;
     let path = ctx.ls.path.as_str();
     let now = shared.now_ms();
@@ -69,8 +69,8 @@ fn finish_reboot(
         },
         Entry::Alert(alert),
     ];
-    let alerts = commit_locked(shared, &mut state, entries, |s| {
+    let staged = stage_locked(shared, &mut state, entries, |s| {
         s.ls(path).outcome = Some(outcome)
     })?;
-    Ok((outcome, alerts))
+    Ok((outcome, staged))
 }

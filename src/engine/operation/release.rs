@@ -2,9 +2,9 @@
 
 use futures::future::join_all;
 
-use super::{commit_locked, commit_step, is_quarantine, save_switches, started};
-use crate::engine::alerts::{Alert, AlertCode};
-use crate::engine::executor::{deliver_alerts, NicMove, OpCtx};
+use super::{commit_step, is_quarantine, save_switches, stage_locked, started, Staged};
+use crate::engine::alerts::AlertCode;
+use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::{Entry, PlanNic};
 use crate::engine::state::{Halted, QueuedOp};
 use crate::engine::types::*;
@@ -73,8 +73,8 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
     .collect::<Result<Vec<NicMove>, Halted>>()?;
     let save_failures = save_switches(ctx, &moves).await?;
 
-    let (outcome, alerts) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
-    deliver_alerts(shared, alerts).await;
+    let (outcome, staged) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
+    staged.publish(shared).await?;
     Ok(outcome)
 }
 
@@ -85,7 +85,7 @@ fn finish_release(
     plan: &[PlanNic],
     moves: &[NicMove],
     save_failures: &[String],
-) -> Result<(Outcome, Vec<Alert>), Halted> {
+) -> Result<(Outcome, Staged), Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
@@ -211,12 +211,12 @@ fn finish_release(
     });
     let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
     entries.push(Entry::Alert(alert));
-    let alerts = commit_locked(shared, &mut state, entries, |s| {
+    let staged = stage_locked(shared, &mut state, entries, |s| {
         let ls_state = s.ls(path);
         ls_state.records = records;
         ls_state.state = new_state;
         ls_state.status = status;
         ls_state.outcome = Some(outcome);
     })?;
-    Ok((outcome, alerts))
+    Ok((outcome, staged))
 }
