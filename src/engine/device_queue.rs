@@ -14,7 +14,8 @@
 //!
 //! Batching: a caller queues its item, then competes for a slot. Whoever gets the slot takes
 //! the oldest pending items of its kind (up to the switch's `max_batch`) and makes one call for
-//! all; the others find their result waiting. A caller whose item is still queued when its
+//! all (after a [`BATCH_WINDOW`] when the call is not full); the others find their result
+//! waiting. A caller whose item is still queued when its
 //! timeout runs out withdraws it: `unavailable`, never sent. Once taken, an item's result comes
 //! from the call that carried it, which is bounded by the taker's timeout.
 
@@ -40,6 +41,10 @@ pub(crate) enum Class {
 }
 
 const CLASSES: usize = 3;
+
+/// How long a call that is not full waits for more items before it goes out: long enough for
+/// the detections of one burst to reach the queue, short beside any switch's latency.
+pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(1);
 
 struct Waiter {
     since: Instant,
@@ -248,6 +253,10 @@ impl DeviceQueue {
                 biased;
                 result = &mut rx => return result.unwrap_or_else(|_| Err(carrier_gone())),
                 permit = self.acquire(class) => {
+                    if queue.limit > 1 && lock(&queue.pending).len() < queue.limit {
+                        // A short window lets the changes of one burst share the call.
+                        tokio::time::sleep(BATCH_WINDOW).await;
+                    }
                     let batch: Vec<Pending<I, T>> = {
                         let mut pending = lock(&queue.pending);
                         let n = pending.len().min(queue.limit);
@@ -324,4 +333,81 @@ fn carrier_gone() -> DeviceError {
         OutcomeClass::Unknown,
         "the call carrying this change was cut off",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test(start_paused = true)]
+    async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
+        let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
+        let held = queue.acquire(Class::Write).await;
+        let gave_up =
+            tokio::time::timeout(Duration::from_millis(10), queue.acquire(Class::Write)).await;
+        assert!(gave_up.is_err());
+        drop(held);
+        let again =
+            tokio::time::timeout(Duration::from_millis(1), queue.acquire(Class::Read)).await;
+        assert!(again.is_ok(), "the slot went to a waiter that was gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r19_a_queued_item_withdrawn_at_its_timeout_is_unavailable_and_never_sent() {
+        let queue = DeviceQueue::new(1, 8, Duration::from_secs(5));
+        let _held = queue.acquire(Class::Write).await;
+        let sent = Arc::new(AtomicUsize::new(0));
+        let counter = sent.clone();
+        let result = queue
+            .batched(
+                &queue.set_ports,
+                Class::Write,
+                ("Ethernet1/1".to_string(), 910),
+                Duration::from_secs(1),
+                move |items: Vec<(String, u16)>| {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    async move { vec![Ok(()); items.len()] }
+                },
+            )
+            .await;
+        assert_eq!(result.unwrap_err().class, OutcomeClass::Unavailable);
+        assert_eq!(sent.load(Ordering::SeqCst), 0);
+        assert!(lock(&queue.set_ports.pending).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r15_writes_go_first_but_an_overdue_read_is_not_starved() {
+        let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+        let held = queue.acquire(Class::Write).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiter = |class: Class, name: &'static str| {
+            let (queue, order) = (queue.clone(), order.clone());
+            tokio::spawn(async move {
+                let _permit = queue.acquire(class).await;
+                lock(&order).push(name);
+            })
+        };
+        let read = waiter(Class::Read, "read");
+        tokio::task::yield_now().await;
+        let write = waiter(Class::Write, "write");
+        tokio::task::yield_now().await;
+        drop(held);
+        write.await.unwrap();
+        read.await.unwrap();
+        assert_eq!(*lock(&order), ["write", "read"]);
+
+        // The same, but the read has waited past half the call timeout: it goes first.
+        lock(&order).clear();
+        let held = queue.acquire(Class::Write).await;
+        let read = waiter(Class::Read, "read");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let write = waiter(Class::Write, "write");
+        tokio::task::yield_now().await;
+        drop(held);
+        write.await.unwrap();
+        read.await.unwrap();
+        assert_eq!(*lock(&order), ["read", "write"]);
+    }
 }
