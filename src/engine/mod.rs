@@ -223,6 +223,7 @@ impl Engine {
             next_alert_seq: snapshot.next_alert_seq,
             running_lanes: 0,
             pending: Vec::new(),
+            pending_detections: HashMap::new(),
             staged: 0,
         };
         let shared = Arc::new(Shared {
@@ -689,24 +690,10 @@ fn find_detection(
     source: &str,
     event_id: &str,
 ) -> Result<Option<DetectionReceipt>, JournalError> {
-    let staged = state.pending.iter().rev().find_map(|entry| match entry {
-        Entry::Detection {
-            id,
-            detection,
-            lserver,
-            disposition,
-            operation,
-            ..
-        } if detection.source == source && detection.event_id == event_id => {
-            Some(DetectionReceipt {
-                id: *id,
-                disposition: *disposition,
-                lserver: lserver.clone(),
-                operation: *operation,
-            })
-        }
-        _ => None,
-    });
+    let staged = state
+        .pending_detections
+        .get(&(source.to_string(), event_id.to_string()))
+        .cloned();
     if staged.is_some() {
         return Ok(staged);
     }

@@ -172,6 +172,8 @@ pub(crate) struct State {
     pub running_lanes: usize,
     /// Entries staged for the next group commit, in step order.
     pub pending: Vec<Entry>,
+    /// The detections among `pending`, by `(source, event_id)`, for the R4 check.
+    pub pending_detections: HashMap<(String, String), DetectionReceipt>,
     /// Steps staged so far; a step's ticket is this count right after it was staged.
     pub staged: Ticket,
 }
@@ -295,6 +297,16 @@ impl Shared {
             return Err(Halted);
         }
         if !entries.is_empty() {
+            for entry in &entries {
+                if let Some(EngineEvent::DetectionJournaled {
+                    source,
+                    event_id,
+                    receipt,
+                }) = durable_event(entry).filter(|_| matches!(entry, Entry::Detection { .. }))
+                {
+                    state.pending_detections.insert((source, event_id), receipt);
+                }
+            }
             state.pending.extend(entries);
             state.staged += 1;
         }
@@ -324,6 +336,7 @@ impl Shared {
             return Err(Halted);
         }
         let batch = std::mem::take(&mut state.pending);
+        state.pending_detections.clear();
         match state.journal.commit(&batch) {
             Ok(()) => {
                 self.flushed.store(state.staged, Ordering::Release);

@@ -202,6 +202,16 @@ pub struct Snapshot {
     pub next_alert_seq: i64,
 }
 
+/// Runs one statement through the connection's statement cache: an engine step repeats the same
+/// dozen statements, and parsing them anew each time cost more than running them.
+fn exec(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
+}
+
 pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::Result<()> {
     match entry {
         Entry::Detection {
@@ -212,7 +222,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             disposition,
             operation,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO detections (id, source, event_id, received_ms, ip, mac, hostname, threat,
                  category, lserver, disposition, operation_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
@@ -239,7 +250,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             detection,
             created_ms,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms)
                  VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
                 params![id, lserver, kind.as_str(), detection, *created_ms as i64],
@@ -251,13 +263,15 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             deadline_ms,
             plan,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
                 params![id, *started_ms as i64, *deadline_ms as i64],
             )?;
-            tx.execute("DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
+            exec(tx, "DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
             for p in plan {
-                tx.execute(
+                exec(
+                tx,
                     "INSERT INTO plan_nics (operation_id, nic_index, from_network, from_ip, to_network, to_ip)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
@@ -272,7 +286,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             }
         }
         Entry::OperationPhase { id, phase } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE operations SET phase = ?2 WHERE id = ?1",
                 params![id, phase],
             )?;
@@ -284,7 +299,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             finished_ms,
             ..
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "UPDATE operations SET status = 'done', outcome = ?2, detail = ?3, finished_ms = ?4 WHERE id = ?1",
                 params![id, outcome.as_str(), detail, *finished_ms as i64],
             )?;
@@ -295,19 +311,22 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             lserver,
             nic_index,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO ip_allocations (network, ip, lserver, nic_index) VALUES (?1, ?2, ?3, ?4)",
                 params![network, ip.to_string(), lserver, *nic_index as i64],
             )?;
         }
         Entry::Free { network, ip } => {
-            tx.execute(
+            exec(
+                tx,
                 "DELETE FROM ip_allocations WHERE network = ?1 AND ip = ?2",
                 params![network, ip.to_string()],
             )?;
         }
         Entry::NicRecord { lserver, record } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO nic_records (lserver, nic_index, network, ip, device_network)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (lserver, nic_index) DO UPDATE SET network = ?3, ip = ?4, device_network = ?5",
@@ -330,7 +349,8 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             detail,
             at_ms,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO device_calls (operation_id, nic_index, device, call, target, outcome, detail, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -351,14 +371,16 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             status,
             outcome,
         } => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO lservers (path, state, status, outcome) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (path) DO UPDATE SET state = ?2, status = ?3, outcome = ?4",
                 params![path, state.as_str(), status, outcome.map(|o| o.as_str())],
             )?;
         }
         Entry::Alert(a) => {
-            tx.execute(
+            exec(
+                tx,
                 "INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -374,7 +396,7 @@ pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::
             )?;
         }
         Entry::AlertDelivered { seq } => {
-            tx.execute("UPDATE alerts SET delivered = 1 WHERE seq = ?1", [seq])?;
+            exec(tx, "UPDATE alerts SET delivered = 1 WHERE seq = ?1", [seq])?;
         }
     }
     Ok(())

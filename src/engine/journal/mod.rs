@@ -115,6 +115,8 @@ impl Journal {
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Room for every statement `entry::apply` runs, so none is parsed twice.
+        conn.set_prepared_statement_cache_capacity(64);
         let version: Option<String> = conn
             .query_row(
                 "SELECT value FROM meta WHERE key = 'schema_version'",
