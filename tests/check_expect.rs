@@ -238,8 +238,11 @@ fn measures_of_a_clean_virtual_quarantine() {
     assert_eq!(m.time_to_alert_ms.count, 0);
     assert_eq!(m.device_writes, 1);
     assert_eq!(m.makespan_ms, 40);
-    // One vNIC: a write and a verifying read of 40 ms each.
-    assert_eq!(m.lower_bound_ms, 80);
+    // semantics.md "Measures" as reports/README.md reads it: one vNIC is contained after its
+    // 40 ms write, and confirmed (R9) after the write and its verifying read.
+    assert_eq!(m.lower_bound_ms, 40);
+    assert_eq!(m.confirmed_makespan_ms, 80);
+    assert_eq!(m.confirmed_lower_bound_ms, 80);
 }
 
 #[test]
@@ -259,7 +262,9 @@ fn measures_of_two_physical_servers_on_one_switch() {
                 Some(0),
                 Some("qr-a"),
             )
-            .truth(at + 150 * (i as u64 + 1), ls, 0, "op-a", "qr-a", false);
+            .truth(at + 150 * (i as u64 + 1), ls, 0, "op-a", "qr-a", false)
+            // Confirmed after its verifying read and the save: 450 and 750 ms.
+            .finished(450 + 300 * i as u64, id, ls, "quarantined");
     }
     let m = check_run(&site, &rec.build(), &Expectations::default()).measures;
     assert_eq!(m.time_to_contain_ms.count, 2);
@@ -267,8 +272,191 @@ fn measures_of_two_physical_servers_on_one_switch() {
     assert_eq!(m.time_to_contain_ms.max, 300);
     assert_eq!(m.device_writes, 2);
     assert_eq!(m.makespan_ms, 400);
-    // max(ceil(2 * 3 / (1 * 32)) * 150, 100 + 3 * 150) = max(150, 550).
-    assert_eq!(m.lower_bound_ms, 550);
+    // Contained after the write: max(ceil(2 / (1 * 32)) * 150, 100 + 150) = 250.
+    assert_eq!(m.lower_bound_ms, 250);
+    assert_eq!(m.confirmed_makespan_ms, 750);
+    // Confirmed after write, read and one save per switch: both at once need 3 calls (450 ms);
+    // the one arriving at 100 ms alone needs 3 calls too: 100 + 450 = 550.
+    assert_eq!(m.confirmed_lower_bound_ms, 550);
+    assert_eq!(m.time_to_quarantined_ms.max, 650);
+}
+
+#[test]
+fn an_optimal_run_meets_both_lower_bounds() {
+    // semantics.md "Measures": a lower bound is what no engine can beat, so an optimal run
+    // meets it exactly. vdi-001 contained at 40 ms, confirmed at 80 ms: ratio 1 for both pairs.
+    let site = site();
+    let m = check_run(
+        &site,
+        &quarantined_vdi1(&site).build(),
+        &Expectations::default(),
+    )
+    .measures;
+    assert!(m.makespan_ms >= m.lower_bound_ms && m.lower_bound_ms > 0);
+    assert!(m.confirmed_makespan_ms >= m.confirmed_lower_bound_ms);
+    assert!(m.confirmed_lower_bound_ms > m.lower_bound_ms);
+}
+
+/// vdi-001 quarantined slowly: contained at 100 ms (bound 40), confirmed at 150 ms (bound 80).
+fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::history::RunRecord {
+    let mut rec = Rec::new(site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(100, VDI1, 0, "op-a", "qr-a", false)
+        .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
+        .alert(150, "quarantine-completed", "INFO", Some(VDI1), Some(1))
+        .finished(150, 1, VDI1, "quarantined")
+        .final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
+        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    rec.build()
+}
+
+#[test]
+fn makespan_ratio_max_holds_for_an_optimal_run() {
+    let site = site();
+    let expect = Expectations {
+        makespan_ratio_max: Some(1.05),
+        ..Expectations::default()
+    };
+    let report = check_run(&site, &quarantined_vdi1(&site).build(), &expect);
+    let ratios: Vec<(&str, Status, &str)> = report
+        .expectations
+        .iter()
+        .map(|e| (e.what.as_str(), e.status, e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        ratios,
+        [
+            (
+                "makespan_ratio_max",
+                Status::Passed,
+                "expected at most 1.05 x the lower bound, got 40 ms / 40 ms = 1.000"
+            ),
+            (
+                "makespan_ratio_max confirmed",
+                Status::Passed,
+                "expected at most 1.05 x the lower bound, got 80 ms / 80 ms = 1.000"
+            ),
+        ]
+    );
+    assert!(verdict(&report, &expect));
+}
+
+#[test]
+fn makespan_ratio_max_fails_a_slow_run_on_both_pairs() {
+    let site = site();
+    let run = slow_vdi1(&site);
+    let expect = Expectations {
+        makespan_ratio_max: Some(1.05),
+        ..Expectations::default()
+    };
+    let report = check_run(&site, &run, &expect);
+    let m = &report.measures;
+    assert_eq!((m.makespan_ms, m.lower_bound_ms), (100, 40));
+    assert_eq!(
+        (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
+        (150, 80)
+    );
+    let details: Vec<(Status, &str)> = report
+        .expectations
+        .iter()
+        .map(|e| (e.status, e.detail.as_str()))
+        .collect();
+    assert_eq!(
+        details,
+        [
+            (
+                Status::Failed,
+                "expected at most 1.05 x the lower bound, got 100 ms / 40 ms = 2.500"
+            ),
+            (
+                Status::Failed,
+                "expected at most 1.05 x the lower bound, got 150 ms / 80 ms = 1.875"
+            ),
+        ]
+    );
+    assert!(!verdict(&report, &expect));
+    // Each pair is judged on its own: 2.5 covers both, 2.0 only the confirmed one (1.875).
+    let loose = Expectations {
+        makespan_ratio_max: Some(2.5),
+        ..Expectations::default()
+    };
+    assert!(verdict(&check_run(&site, &run, &loose), &loose));
+    let between = Expectations {
+        makespan_ratio_max: Some(2.0),
+        ..Expectations::default()
+    };
+    let report = check_run(&site, &run, &between);
+    let statuses: Vec<Status> = report.expectations.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [Status::Failed, Status::Passed]);
+}
+
+#[test]
+fn makespan_ratio_max_fails_when_nothing_was_contained() {
+    // A ratio expectation on a run that contained nothing must not pass silently.
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "ignored", None);
+    let expect = Expectations {
+        makespan_ratio_max: Some(1.05),
+        ..Expectations::default()
+    };
+    let report = check_run(&site, &rec.build(), &expect);
+    assert_eq!(report.expectations.len(), 2);
+    for e in &report.expectations {
+        assert_eq!(e.status, Status::Failed, "{}", e.what);
+        assert!(e.detail.contains("no makespan to judge"), "{}", e.detail);
+    }
+}
+
+#[test]
+fn outcomes_count_every_lserver_of_the_site() {
+    let site = site();
+    let run = quarantined_vdi1(&site).build();
+    let others = site.lservers.len() as u64 - 1;
+    let mut expect = Expectations::default();
+    expect.outcomes.insert("quarantined".into(), 1);
+    expect.outcomes.insert("untouched".into(), others);
+    let report = check_run(&site, &run, &expect);
+    for e in &report.expectations {
+        assert_eq!(e.status, Status::Passed, "{}: {}", e.what, e.detail);
+    }
+    assert!(verdict(&report, &expect));
+
+    let mut expect = Expectations::default();
+    expect.outcomes.insert("quarantined".into(), 2);
+    expect.outcomes.insert("quarantine_failed".into(), 0);
+    let report = check_run(&site, &run, &expect);
+    let got: Vec<(&str, Status, &str)> = report
+        .expectations
+        .iter()
+        .map(|e| (e.what.as_str(), e.status, e.detail.as_str()))
+        .collect();
+    let total = site.lservers.len();
+    assert_eq!(
+        got,
+        [
+            (
+                "outcomes quarantine_failed",
+                Status::Passed,
+                &*format!(
+                    "expected 0 of {total} L-Servers quarantine_failed, got 0; the others: \
+                     quarantined 1, untouched {others}"
+                )
+            ),
+            (
+                "outcomes quarantined",
+                Status::Failed,
+                &*format!(
+                    "expected 2 of {total} L-Servers quarantined, got 1; the others: \
+                     untouched {others}"
+                )
+            ),
+        ]
+    );
+    assert!(!verdict(&report, &expect));
 }
 
 #[test]

@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use crate::model::duration;
 
 /// `[expect]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `outcomes` and `makespan_ratio_max` are the lab's extensions to formats.md (aggregate
+/// expectations for large outbreaks; `scenarios/README.md`, "Format extensions"). Not `Eq`:
+/// the ratio is a float.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
     /// Per L-Server expectations by path.
@@ -23,6 +27,16 @@ pub struct Expectations {
     /// Most device writes for any one L-Server.
     #[serde(default)]
     pub device_writes_max: Option<u32>,
+    /// How many L-Servers of the site end with each outcome (the outcome of
+    /// `expect.lservers.<path>.outcome`): `{ quarantined = 10000 }`. Exact counts; outcomes not
+    /// listed are not counted.
+    #[serde(default)]
+    pub outcomes: BTreeMap<String, u64>,
+    /// Most `makespan_ms / lower_bound_ms` and `confirmed_makespan_ms /
+    /// confirmed_lower_bound_ms` may be (semantics.md, "Measures"): fails when a makespan is
+    /// more than this many times its bound.
+    #[serde(default)]
+    pub makespan_ratio_max: Option<f64>,
     /// Invariants this scenario is meant to violate (exactly these), e.g. `["INV-3"]`.
     #[serde(default)]
     pub violations: Vec<String>,

@@ -3,10 +3,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use super::facts::{show, Facts};
+use super::facts::{show, Facts, LastOutcome};
 use super::measures::Containment;
 use super::{
-    CheckReport, ExpectationVerdict, Expectations, LServerExpect, Status, VIOLATIONS_WHAT,
+    CheckReport, ExpectationVerdict, Expectations, LServerExpect, Measures, Status, VIOLATIONS_WHAT,
 };
 use crate::model::history::EventKind;
 
@@ -36,7 +36,17 @@ fn list(items: &[String]) -> String {
 /// The outcome of an L-Server as formats.md defines it: the last operation's outcome, else the
 /// recorded `ignored` / `pending_decision`, else `untouched`.
 pub(crate) fn outcome_of<'a>(f: &Facts<'a>, lserver: &str) -> &'a str {
-    if let Some(last) = f.last_outcomes().get(lserver) {
+    outcome_in(f, &f.last_outcomes(), lserver)
+}
+
+/// [`outcome_of`] with the last outcomes already indexed (counting outcomes over a large site
+/// must not scan the history once per L-Server).
+fn outcome_in<'a>(
+    f: &Facts<'a>,
+    last: &BTreeMap<&'a str, LastOutcome<'a>>,
+    lserver: &str,
+) -> &'a str {
+    if let Some(last) = last.get(lserver) {
         return last.outcome;
     }
     f.final_lserver(lserver)
@@ -53,6 +63,7 @@ fn ms(d: Duration) -> u64 {
 pub(crate) fn evaluate(
     f: &Facts<'_>,
     containment: &BTreeMap<&str, Containment>,
+    measures: &Measures,
     expect: &Expectations,
 ) -> Vec<ExpectationVerdict> {
     let writes = f.writes_per_lserver();
@@ -112,7 +123,88 @@ pub(crate) fn evaluate(
         };
         out.push(verdict("device_writes_max".into(), ok, detail));
     }
+    if !expect.outcomes.is_empty() {
+        outcomes(f, &expect.outcomes, &mut out);
+    }
+    if let Some(max) = expect.makespan_ratio_max {
+        let m = measures;
+        out.push(ratio_verdict(
+            "makespan_ratio_max",
+            max,
+            (m.makespan_ms, m.lower_bound_ms),
+            (m.time_to_contain_ms.count > 0, "contained"),
+        ));
+        out.push(ratio_verdict(
+            "makespan_ratio_max confirmed",
+            max,
+            (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
+            (m.time_to_quarantined_ms.count > 0, "confirmed quarantined"),
+        ));
+    }
     out
+}
+
+/// `outcomes = { quarantined = 10000 }`: one verdict per listed outcome, counting every
+/// L-Server of the site by its final outcome.
+fn outcomes(f: &Facts<'_>, expected: &BTreeMap<String, u64>, out: &mut Vec<ExpectationVerdict>) {
+    let last = f.last_outcomes();
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for ls in &f.site.lservers {
+        *counts.entry(outcome_in(f, &last, &ls.path)).or_default() += 1;
+    }
+    let total = f.site.lservers.len();
+    for (outcome, want) in expected {
+        let got = counts.get(outcome.as_str()).copied().unwrap_or(0);
+        let others: Vec<String> = counts
+            .iter()
+            .filter(|(o, _)| **o != outcome.as_str())
+            .map(|(o, n)| format!("{o} {n}"))
+            .collect();
+        let rest = if others.is_empty() {
+            String::new()
+        } else {
+            format!("; the others: {}", others.join(", "))
+        };
+        out.push(verdict(
+            format!("outcomes {outcome}"),
+            got == *want,
+            format!("expected {want} of {total} L-Servers {outcome}, got {got}{rest}"),
+        ));
+    }
+}
+
+/// `makespan_ratio_max` against one (makespan, lower bound) pair: fails when the makespan is
+/// more than `max` times its bound, or when there is no makespan to judge. `measured` says
+/// whether any L-Server was `done` (contained, or confirmed quarantined).
+fn ratio_verdict(
+    what: &str,
+    max: f64,
+    (makespan_ms, bound_ms): (u64, u64),
+    (measured, done): (bool, &str),
+) -> ExpectationVerdict {
+    let what = what.to_string();
+    if bound_ms == 0 && makespan_ms == 0 {
+        // Nothing happened, or devices without latency: a zero makespan meets any ratio, but
+        // only if there was something to measure.
+        let detail = if measured {
+            format!("expected at most {max} x the lower bound, got 0 ms / 0 ms")
+        } else {
+            format!(
+                "expected at most {max} x the lower bound, but no L-Server was {done}, so there \
+                 is no makespan to judge"
+            )
+        };
+        return verdict(what, measured, detail);
+    }
+    let ratio = makespan_ms as f64 / bound_ms as f64;
+    verdict(
+        what,
+        makespan_ms as f64 <= max * bound_ms as f64,
+        format!(
+            "expected at most {max} x the lower bound, got {makespan_ms} ms / {bound_ms} ms = \
+             {ratio:.3}"
+        ),
+    )
 }
 
 fn show_ls(lserver: &str) -> &str {

@@ -1,7 +1,7 @@
 //! Invariants on where NICs end up: INV-1 containment, INV-2 no re-exposure, INV-3 rollback,
 //! INV-4 agreement of management records with device truth.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use super::facts::{is_error, show, Facts, Problems, Request};
 use super::InvariantVerdict;
@@ -21,6 +21,22 @@ pub(crate) fn containment(f: &Facts<'_>) -> InvariantVerdict {
     for r in f.quarantine_requests() {
         last.insert(r.lserver, r);
     }
+    // Positions of the excusing alerts per L-Server, found in one pass: an outbreak that fails
+    // thousands of quarantines must not scan the history once per L-Server.
+    let mut alerts: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, e) in f.events() {
+        if let EventKind::Alert {
+            code,
+            severity,
+            lserver: Some(l),
+            ..
+        } = &e.kind
+        {
+            if is_error(severity) && CONTAINMENT_ALERTS.contains(&code.as_str()) {
+                alerts.entry(l.as_str()).or_default().push(i);
+            }
+        }
+    }
     let mut problems = Problems::new();
     let mut checked = 0;
     for (lserver, request) in &last {
@@ -34,11 +50,9 @@ pub(crate) fn containment(f: &Facts<'_>) -> InvariantVerdict {
         if f.finally_contained(lserver) {
             continue;
         }
-        let alerted = f.events().any(|(i, e)| {
-            i > request.index
-                && matches!(&e.kind, EventKind::Alert { code, severity, lserver: Some(l), .. }
-                    if l == lserver && is_error(severity) && CONTAINMENT_ALERTS.contains(&code.as_str()))
-        });
+        let alerted = alerts
+            .get(lserver)
+            .is_some_and(|at| at.iter().any(|&i| i > request.index));
         if !alerted {
             let devices: Vec<&str> = f
                 .final_nics(lserver)
@@ -93,6 +107,27 @@ pub(crate) fn no_reexposure(f: &Facts<'_>) -> InvariantVerdict {
 /// topology operation network and IP, and every NIC that reached a quarantine network at the
 /// device during that operation is still there, unless a release started afterwards (R10).
 pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
+    // One pass over the history for what the per-L-Server checks below look up.
+    let mut started_at: HashMap<i64, usize> = HashMap::new();
+    let mut releases: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut to_quarantine: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    for (i, e) in f.events() {
+        match &e.kind {
+            EventKind::OperationStarted { id, lserver, kind } => {
+                started_at.entry(*id).or_insert(i);
+                if kind == "release" {
+                    releases.entry(lserver.as_str()).or_default().push(i);
+                }
+            }
+            EventKind::TruthChanged { nic, to, .. } if f.is_quarantine(to.as_deref()) => {
+                to_quarantine
+                    .entry(nic.lserver.as_str())
+                    .or_default()
+                    .push((i, nic.nic));
+            }
+            _ => {}
+        }
+    }
     let mut problems = Problems::new();
     let mut checked = 0;
     for (lserver, last) in f.last_outcomes() {
@@ -121,29 +156,19 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
                 )),
             }
         }
-        let started = f
-            .events()
-            .find(|(_, e)| matches!(&e.kind, EventKind::OperationStarted { id, .. } if *id == last.id))
-            .map(|(i, _)| i);
-        let released_after = f.events().any(|(i, e)| {
-            i > last.index
-                && matches!(&e.kind, EventKind::OperationStarted { lserver: l, kind, .. }
-                    if l == lserver && kind == "release")
-        });
+        let started = started_at.get(&last.id).copied();
+        let released_after = releases
+            .get(lserver)
+            .is_some_and(|r| r.iter().any(|&i| i > last.index));
         if released_after {
             continue;
         }
-        let mut reached: Vec<usize> = f
-            .events()
+        let mut reached: Vec<usize> = to_quarantine
+            .get(lserver)
+            .into_iter()
+            .flatten()
             .filter(|(i, _)| started.is_none_or(|s| *i > s) && *i < last.index)
-            .filter_map(|(_, e)| match &e.kind {
-                EventKind::TruthChanged { nic, to, .. }
-                    if nic.lserver == lserver && f.is_quarantine(to.as_deref()) =>
-                {
-                    Some(nic.nic)
-                }
-                _ => None,
-            })
+            .map(|(_, nic)| *nic)
             .collect();
         reached.sort_unstable();
         reached.dedup();

@@ -138,7 +138,7 @@ pub fn check_run(site: &Site, run: &RunRecord, expect: &Expectations) -> CheckRe
     let measures = measures::measure(&facts, &containment);
     let mut report = CheckReport {
         invariants,
-        expectations: expectations::evaluate(&facts, &containment, expect),
+        expectations: expectations::evaluate(&facts, &containment, &measures, expect),
         measures,
     };
     if let Some(v) = expectations::violations_verdict(&report, expect) {

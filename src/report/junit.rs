@@ -33,10 +33,18 @@ fn test_case(s: &ScenarioReport) -> TestCase {
     let mut case = TestCase::new(s.name.clone(), status);
     case.set_classname(format!("qlab.{}", s.mode))
         .set_time(Duration::from_millis(s.duration_ms))
-        // The replay command is what a person needs next to a red test.
+        // The replay command is what a person needs next to a red test; the makespans against
+        // their lower bounds say how well the run was scheduled.
         .set_system_out(format!(
-            "replay: {}\nfile: {}\nseed: {}",
-            s.replay, s.file, s.seed
+            "replay: {}\nfile: {}\nseed: {}\nmakespan_ms: {} (lower_bound_ms: {})\n\
+             confirmed_makespan_ms: {} (confirmed_lower_bound_ms: {})",
+            s.replay,
+            s.file,
+            s.seed,
+            s.measures.makespan_ms,
+            s.measures.lower_bound_ms,
+            s.measures.confirmed_makespan_ms,
+            s.measures.confirmed_lower_bound_ms
         ));
     case
 }

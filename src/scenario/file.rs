@@ -15,8 +15,8 @@ use crate::model::duration;
 use crate::model::Category;
 use crate::sim::faults::FaultSpec;
 
-/// A whole scenario file, as written.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A whole scenario file, as written. Not `Eq`: `[expect]` holds a float ratio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
     /// Unique name in the library; reports and `--name` use it.
@@ -49,7 +49,8 @@ pub struct ScenarioFile {
     pub expect: Expectations,
 }
 
-/// One `[[events]]` entry. Exactly one of `detect`, `command`, `crash` and `heal` must be set;
+/// One `[[events]]` entry. Exactly one of `detect`, `outbreak`, `command`, `crash` and `heal`
+/// must be set;
 /// they are separate optional keys (not a serde enum) so that an event with two actions or none
 /// gets a message that says so, rather than serde's generic "data did not match any variant".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +62,10 @@ pub struct EventFile {
     /// An AV server reports a detection.
     #[serde(default)]
     pub detect: Option<DetectFile>,
+    /// An AV server reports every L-Server under a path prefix (the lab's extension; see
+    /// [`crate::scenario::outbreak`]).
+    #[serde(default)]
+    pub outbreak: Option<OutbreakFile>,
     /// An administrator's command.
     #[serde(default)]
     pub command: Option<CommandFile>,
@@ -97,6 +102,24 @@ pub struct DetectFile {
     /// Infected host's name.
     #[serde(default)]
     pub hostname: Option<String>,
+}
+
+/// `outbreak = { ... }`: one detection per L-Server whose path starts with `lservers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutbreakFile {
+    /// AV server name from the topology.
+    pub source: String,
+    /// Path prefix of the L-Servers reported; `"/"` reports all of them.
+    pub lservers: String,
+    /// Time from the first detection (at the event's `at`) to the last; `0s` when absent.
+    #[serde(default, with = "duration::option")]
+    pub over: Option<Duration>,
+    /// Threat name of every detection.
+    pub threat: String,
+    /// Threat category of every detection; `virus` when absent.
+    #[serde(default = "default_category")]
+    pub category: Category,
 }
 
 fn default_category() -> Category {

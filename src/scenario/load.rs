@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::file;
+use super::outbreak::Outbreak;
 use crate::check::Expectations;
 use crate::engine::Command;
 use crate::model::load::{locate, located_toml_error, KeySeg, Locator};
@@ -118,6 +119,9 @@ pub struct ScenarioEvent {
 pub enum EventAction {
     /// An AV server sends this detection.
     Detect(Detection),
+    /// An AV server reports many L-Servers; the runner expands it into detections when it
+    /// builds its timeline.
+    Outbreak(Outbreak),
     /// An administrator issues this command.
     Command(Command),
     /// The engine stops abruptly and restarts after `restart_after`.

@@ -2,6 +2,7 @@
 //! engine against the simulated world, events played at their times, crashes that abort the
 //! engine's tasks and reopen its journal, and the run's history for the checkers.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -161,24 +162,29 @@ pub(super) enum Step {
     RebootSwitch(String),
 }
 
-/// The scenario's events as one timeline, times passed through `scale`: detections after the
-/// AV servers' delivery faults (drop, duplicate, reorder; heals counted), commands, crashes,
-/// heals and scheduled switch reboots. Stable: at equal times detections come first, then
-/// file order.
+/// The scenario's events as one timeline, times passed through `scale`: detections (`outbreak`
+/// events expanded here, see [`super::outbreak`]) after the AV servers' delivery faults (drop,
+/// duplicate, reorder; heals counted), commands, crashes, heals and scheduled switch reboots.
+/// Stable: at equal times detections come first, then file order. The sim and the wire runner
+/// both build their timeline here, so they send the same detections.
 pub(super) fn build_timeline(
     scenario: &Scenario,
     world: &SimWorld,
     scale: impl Fn(Duration) -> Duration,
 ) -> Vec<(Duration, Step)> {
     let mut timeline = Vec::new();
-    let detections = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Detect(d) => Some((scale(e.at), d.clone())),
-            _ => None,
-        })
-        .collect();
+    let mut detections = Vec::new();
+    for e in &scenario.events {
+        match &e.action {
+            EventAction::Detect(d) => detections.push((scale(e.at), d.clone())),
+            EventAction::Outbreak(o) => detections.extend(
+                o.detections(&scenario.site)
+                    .into_iter()
+                    .map(|(offset, d)| (scale(e.at.saturating_add(offset)), d)),
+            ),
+            _ => {}
+        }
+    }
     let heals: Vec<(Duration, String)> = scenario
         .events
         .iter()
@@ -192,7 +198,7 @@ pub(super) fn build_timeline(
     }
     for e in &scenario.events {
         let step = match &e.action {
-            EventAction::Detect(_) => continue,
+            EventAction::Detect(_) | EventAction::Outbreak(_) => continue,
             EventAction::Command(c) => Step::Command(c.clone()),
             EventAction::Crash { restart_after } => Step::Crash(scale(*restart_after)),
             EventAction::Heal(target) => Step::Heal(target.clone()),
@@ -419,18 +425,31 @@ pub(super) fn collect(
     engine: Option<&Engine>,
     journal_path: &Path,
 ) -> Result<RunRecord, String> {
-    let truth: std::collections::HashMap<NicRef, Option<String>> =
-        world.final_truth().into_iter().collect();
+    let truth: HashMap<NicRef, Option<String>> = world.final_truth().into_iter().collect();
     // A crashed engine that never restarted still has its journal: read records from a fresh
     // engine view only when one is running; otherwise from the journal snapshot.
     let journal = Journal::open(journal_path).map_err(|e| e.to_string())?;
     let snapshot = journal.snapshot().map_err(|e| e.to_string())?;
     let views = engine.map(|e| e.lservers()).unwrap_or_default();
+    // Indexed by path: a generated site has thousands of L-Servers.
+    let view_by_path: HashMap<&str, _> = views.iter().map(|v| (v.path.as_str(), v)).collect();
+    let row_by_path: HashMap<&str, _> = snapshot
+        .lservers
+        .iter()
+        .map(|r| (r.path.as_str(), r))
+        .collect();
+    let mut record_by_nic: HashMap<(&str, usize), _> = HashMap::new();
+    for (path, record) in &snapshot.nic_records {
+        // The first row wins, as a linear search would find it.
+        record_by_nic
+            .entry((path.as_str(), record.index))
+            .or_insert(record);
+    }
     let mut nics = Vec::new();
     let mut lservers = Vec::new();
     for ls in &site.lservers {
-        let view = views.iter().find(|v| v.path == ls.path);
-        let row = snapshot.lservers.iter().find(|r| r.path == ls.path);
+        let view = view_by_path.get(ls.path.as_str()).copied();
+        let row = row_by_path.get(ls.path.as_str()).copied();
         lservers.push(FinalLServer {
             path: ls.path.clone(),
             state: view
@@ -456,11 +475,9 @@ pub(super) fn collect(
             let record = view
                 .and_then(|v| v.nics.get(nic.index).cloned())
                 .or_else(|| {
-                    snapshot
-                        .nic_records
-                        .iter()
-                        .find(|(p, r)| p == &ls.path && r.index == nic.index)
-                        .map(|(_, r)| r.clone())
+                    record_by_nic
+                        .get(&(ls.path.as_str(), nic.index))
+                        .map(|r| (*r).clone())
                 });
             nics.push(FinalNic {
                 device_network: truth.get(&nic_ref).cloned().flatten(),

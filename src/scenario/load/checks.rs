@@ -13,7 +13,10 @@ use super::{EventAction, Mode, ScenarioError, ScenarioEvent};
 use crate::engine::Command;
 use crate::model::load::{key_path_string, KeySeg, Locator};
 use crate::model::{normalize_mac, Action, Detection, LServer, Site};
-use crate::scenario::file::{CommandAction, CommandFile, DetectFile, EventFile, ScenarioFile};
+use crate::scenario::file::{
+    CommandAction, CommandFile, DetectFile, EventFile, OutbreakFile, ScenarioFile,
+};
+use crate::scenario::outbreak::{self, Outbreak, MAX_OUTBREAK_DETECTIONS};
 use crate::sim::faults::CallKind;
 
 /// A key path built from mixed segments: `at!("events", i, "detect", "source")`.
@@ -55,6 +58,7 @@ pub(super) fn check(
         site,
         locator,
         problems: Vec::new(),
+        generated: 0,
     };
     c.header(f);
     let modes = c.modes(f);
@@ -67,6 +71,7 @@ pub(super) fn check(
                 .map(|action| ScenarioEvent { at: e.at, action })
         })
         .collect();
+    c.generated_ids_unused(f);
     for (i, fault) in f.faults.iter().enumerate() {
         c.fault(i, fault, &modes);
     }
@@ -163,6 +168,8 @@ struct Checker<'s, 'l> {
     site: &'s Site,
     locator: &'l Locator<'l>,
     problems: Vec<Problem>,
+    /// Detections the `outbreak` events checked so far generate together.
+    generated: u64,
 }
 
 impl<'s> Checker<'s, '_> {
@@ -257,6 +264,7 @@ impl<'s> Checker<'s, '_> {
     fn event(&mut self, i: usize, e: &EventFile) -> Option<EventAction> {
         let present: Vec<&str> = [
             ("detect", e.detect.is_some()),
+            ("outbreak", e.outbreak.is_some()),
             ("command", e.command.is_some()),
             ("crash", e.crash.is_some()),
             ("heal", e.heal.is_some()),
@@ -274,7 +282,8 @@ impl<'s> Checker<'s, '_> {
             [] => {
                 self.bad(
                     at!("events", i),
-                    "the event has no action; add one of `detect`, `command`, `crash` or `heal`"
+                    "the event has no action; add one of `detect`, `outbreak`, `command`, \
+                     `crash` or `heal`"
                         .into(),
                 );
                 return None;
@@ -304,6 +313,9 @@ impl<'s> Checker<'s, '_> {
         }
         if let Some(d) = &e.detect {
             return self.detect(i, d).map(EventAction::Detect);
+        }
+        if let Some(o) = &e.outbreak {
+            return self.outbreak(i, o).map(EventAction::Outbreak);
         }
         if let Some(c) = &e.command {
             return self.command(i, c).map(EventAction::Command);
@@ -335,15 +347,7 @@ impl<'s> Checker<'s, '_> {
     fn detect(&mut self, i: usize, d: &DetectFile) -> Option<Detection> {
         let key = |field: &str| at!("events", i, "detect", field);
         let before = self.problems.len();
-        let avs = &self.site.topology.av_servers;
-        if !avs.iter().any(|a| a.name == d.source) {
-            let message = format!(
-                "unknown AV server `{}`; a detection's source is an AV server of the topology ({})",
-                d.source,
-                known(avs.iter().map(|a| a.name.as_str()))
-            );
-            self.bad(key("source"), message);
-        }
+        self.av_source(key("source"), &d.source);
         let ip = match d.ip.as_deref().map(|text| text.trim().parse::<IpAddr>()) {
             None => None,
             Some(Ok(ip)) => Some(ip),
@@ -387,6 +391,120 @@ impl<'s> Checker<'s, '_> {
             self.bad(path, message);
         }
         (self.problems.len() == before).then_some(detection)
+    }
+
+    /// An AV server's name, or a problem at `key`.
+    fn av_source(&mut self, key: Vec<KeySeg>, source: &str) {
+        let avs = &self.site.topology.av_servers;
+        if !avs.iter().any(|a| a.name == source) {
+            let message = format!(
+                "unknown AV server `{source}`; a detection's source is an AV server of the \
+                 topology ({})",
+                known(avs.iter().map(|a| a.name.as_str()))
+            );
+            self.bad(key, message);
+        }
+    }
+
+    /// `outbreak = { ... }`: a known source, a prefix that matches at least one L-Server, a
+    /// threat the engine accepts, and a total within [`MAX_OUTBREAK_DETECTIONS`].
+    fn outbreak(&mut self, i: usize, o: &OutbreakFile) -> Option<Outbreak> {
+        let key = |field: &str| at!("events", i, "outbreak", field);
+        let before = self.problems.len();
+        self.av_source(key("source"), &o.source);
+        let matched = if !o.lservers.starts_with('/') {
+            self.bad(
+                key("lservers"),
+                format!(
+                    "{:?} is not a path prefix; write the start of L-Server paths, e.g. \
+                     \"/generated/\", or \"/\" for every L-Server",
+                    o.lservers
+                ),
+            );
+            Vec::new()
+        } else {
+            let matched = outbreak::matching(self.site, &o.lservers);
+            if matched.is_empty() {
+                let message = format!(
+                    "no L-Server path starts with {:?}, so the outbreak would report nothing; \
+                     use a prefix of the topology's paths, or \"/\" for every L-Server",
+                    o.lservers
+                );
+                self.bad(key("lservers"), message);
+            }
+            matched
+        };
+        let count = matched.len() as u64;
+        self.generated = self.generated.saturating_add(count);
+        if self.generated > MAX_OUTBREAK_DETECTIONS {
+            let message = format!(
+                "the outbreak events of this scenario generate {} detections (this one {count}); \
+                 at most {MAX_OUTBREAK_DETECTIONS} are allowed: narrow `lservers` or split the \
+                 scenario",
+                self.generated
+            );
+            self.bad(key("lservers"), message);
+        }
+        // The engine's own input checks, on the first detection the event generates: every
+        // other one differs only in its IP and the number in its event id.
+        if let Some(first) = matched.first() {
+            let sample = Detection {
+                source: o.source.clone(),
+                event_id: outbreak::event_id(i, matched.len()),
+                ip: outbreak::first_ip(first),
+                mac: None,
+                hostname: None,
+                threat: o.threat.clone(),
+                category: o.category,
+            };
+            if let Err(message) = sample.check() {
+                let path = if message.starts_with("field `threat`") {
+                    key("threat")
+                } else {
+                    at!("events", i, "outbreak")
+                };
+                self.bad(path, message);
+            }
+        }
+        (self.problems.len() == before).then(|| Outbreak {
+            event: i,
+            source: o.source.clone(),
+            lservers: o.lservers.clone(),
+            over: o.over.unwrap_or_default(),
+            threat: o.threat.clone(),
+            category: o.category,
+        })
+    }
+
+    /// A hand-written detection must not reuse an id an `outbreak` event of the same source
+    /// generates: R4 would drop one of them as a duplicate, silently.
+    fn generated_ids_unused(&mut self, f: &ScenarioFile) {
+        for (i, e) in f.events.iter().enumerate() {
+            let Some(d) = &e.detect else { continue };
+            let Some((event, n)) = d
+                .event_id
+                .strip_prefix("outbreak-")
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+            else {
+                continue;
+            };
+            let Some(o) = f.events.get(event).and_then(|e| e.outbreak.as_ref()) else {
+                continue;
+            };
+            let generated = outbreak::matching(self.site, &o.lservers).len();
+            if o.source == d.source && n >= 1 && n <= generated {
+                self.bad(
+                    at!("events", i, "detect", "event_id"),
+                    format!(
+                        "event id `{}` is also generated by the outbreak of events[{event}] \
+                         (ids outbreak-{event}-1 to outbreak-{event}-{generated}); the engine \
+                         would take one of them as a duplicate (R4), so choose another id",
+                        d.event_id
+                    ),
+                );
+            }
+        }
     }
 
     fn command(&mut self, i: usize, c: &CommandFile) -> Option<Command> {

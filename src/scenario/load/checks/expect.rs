@@ -73,6 +73,38 @@ impl Checker<'_, '_> {
                 self.lserver(at!("expect", "alerts", i, "lserver"), path);
             }
         }
+        let lservers = self.site.lservers.len() as u64;
+        for (outcome, count) in &e.outcomes {
+            let key = at!("expect", "outcomes", outcome.as_str());
+            if !OUTCOMES.contains(&outcome.as_str()) {
+                self.bad(
+                    key,
+                    format!(
+                        "unknown outcome `{outcome}`; use one of {}",
+                        OUTCOMES.join(", ")
+                    ),
+                );
+            } else if *count > lservers {
+                self.bad(
+                    key,
+                    format!(
+                        "expects {count} L-Servers `{outcome}`, but the topology has only \
+                         {lservers}; the count is exact, so this could never hold"
+                    ),
+                );
+            }
+        }
+        if let Some(ratio) = e.makespan_ratio_max {
+            if !(ratio.is_finite() && ratio >= 1.0) {
+                self.bad(
+                    at!("expect", "makespan_ratio_max"),
+                    format!(
+                        "{ratio} is not a ratio a makespan can meet: the lower bound is what no \
+                         engine can beat, so write a number of at least 1, e.g. 1.05"
+                    ),
+                );
+            }
+        }
         for (i, v) in e.violations.iter().enumerate() {
             let valid = v
                 .strip_prefix("INV-")
