@@ -131,8 +131,9 @@ enum Command {
     /// Measures the speed figures of issue 5 side by side and prints them next to their targets.
     ///
     /// Sim-mode runs/s of the 10-L-Server bench scenario, durable journal operations/s with fsync
-    /// on, CEF lines parsed/s, the library's wall time in sim mode on one job, and every library
-    /// scenario's makespan / lower bound. Run it from the crate root on a release build
+    /// on, CEF lines parsed/s, the engine's time per switchover in wire mode against a bare HTTP
+    /// client, the library's wall time in sim mode on one job, and every library scenario's
+    /// makespan / lower bound. Run it from the crate root on a release build
     /// (`cargo run --release -- bench`). Exits 0 when it measured, whether or not targets are met.
     Bench {
         /// Halve every timed budget (1 s per figure instead of 2 s).
@@ -147,6 +148,9 @@ enum Command {
         /// The scenario library (a file or folder).
         #[arg(long, default_value = quarantine_lab::bench::workload::LIBRARY)]
         library: PathBuf,
+        /// The wire-mode site: virtual L-Servers on vCenter simulators, zero latency.
+        #[arg(long, default_value = quarantine_lab::bench::workload::WIRE_TOPOLOGY)]
+        wire_topology: PathBuf,
     },
 }
 
@@ -398,11 +402,13 @@ fn main() -> ExitCode {
             json,
             scenario,
             library,
+            wire_topology,
         } => {
             let options = quarantine_lab::bench::BenchOptions {
                 quick,
                 scenario,
                 library,
+                wire_topology,
             };
             match quarantine_lab::bench::run(&options, &|what| eprintln!("measuring {what}...")) {
                 Ok(report) if json => {

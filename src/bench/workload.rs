@@ -12,6 +12,10 @@ use crate::model::{Category, Detection};
 /// The 10-L-Server scenario of issue 5 (zero device latency), relative to the crate root.
 pub const BENCH_SCENARIO: &str = "benches/fixtures/scenarios/bench-10-lservers.toml";
 
+/// The wire bench site of issue 5 (100 virtual L-Servers, one vNIC each, on one vCenter with
+/// zero latency), relative to the crate root.
+pub const WIRE_TOPOLOGY: &str = "benches/fixtures/topologies/wire-100.toml";
+
 /// The scenario library, relative to the crate root.
 pub const LIBRARY: &str = "scenarios";
 

@@ -1,0 +1,80 @@
+//! Wire mode with zero device latency (issue 5): the engine's time per switchover against a bare
+//! HTTP client making the same calls to the same simulator. One group, `wire`, one element per
+//! switchover (criterion prints time per round and switchovers per second):
+//!
+//! - `wire/engine`: the real engine with the real vCenter client and a journal file in `TMPDIR`
+//!   with production durability (fsync on), every L-Server of the wire bench site
+//!   (`benches/fixtures/topologies/wire-100.toml`) detected at once, until the engine is idle;
+//! - `wire/engine_no_fsync`: the same with the journal opened without fsync (diagnostic: the
+//!   engine's cost besides fsync);
+//! - `wire/bare_client`: a reqwest client from the adapters' own builder making the same PATCH
+//!   and verifying GET per NIC, with as many calls in flight as the engine may make.
+//!
+//! Every iteration is one round on fresh simulators (and, for the engine, a fresh journal);
+//! only the switchovers are timed (`iter_custom`). `qlab bench` prints the same comparison as
+//! one ratio. `cargo bench --bench wire`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
+use quarantine_lab::bench::wire::{self, BareRound, EngineRound, WireWorkload};
+use quarantine_lab::bench::workload;
+use quarantine_lab::engine::journal::Durability;
+use quarantine_lab::model::load_site;
+
+fn wire_bench(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(workload::WIRE_TOPOLOGY);
+    let site = load_site(&path).unwrap_or_else(|e| panic!("{e}"));
+    let workload = WireWorkload::new(Arc::new(site)).unwrap_or_else(|e| panic!("{e}"));
+    let runtime = wire::runtime().expect("runtime");
+    let mut group = c.benchmark_group("wire");
+    // A round takes from tens of milliseconds to seconds: flat sampling, ten samples.
+    group.sampling_mode(SamplingMode::Flat);
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(workload.switchovers() as u64));
+    for (name, durability) in [
+        ("engine", Durability::PowerLoss),
+        ("engine_no_fsync", Durability::ProcessCrash),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_custom(|rounds| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..rounds {
+                        let round = EngineRound::prepare(&workload, durability)
+                            .await
+                            .unwrap_or_else(|e| panic!("{e}"));
+                        total += round.run(&workload).await.expect("round").elapsed;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.bench_function("bare_client", |b| {
+        b.iter_custom(|rounds| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..rounds {
+                    let round = BareRound::prepare(&workload)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    total += round.run(&workload).await.expect("round").elapsed;
+                }
+                total
+            })
+        })
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default()
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(3));
+    targets = wire_bench
+}
+criterion_main!(benches);

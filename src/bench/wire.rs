@@ -1,0 +1,573 @@
+//! The wire figure of issue 5: the engine's time per switchover in wire mode against a bare HTTP
+//! client making the same calls to the same simulator, both on devices with zero latency.
+//!
+//! One *round* quarantines every L-Server of the wire bench site
+//! ([`super::workload::WIRE_TOPOLOGY`]:
+//! virtual L-Servers with one vNIC each on vCenter simulators) once. Each round starts fresh
+//! simulators, so every NIC starts on its operation network and every switchover really writes;
+//! start-up, login and the checks after the round are not timed.
+//!
+//! - **Engine** ([`EngineRound`]): the real [`Engine`] with the real vCenter client
+//!   ([`VcenterClient`], built as `qlab engine serve` builds it) and a journal file in `TMPDIR`
+//!   opened with production durability ([`Journal::open`]: `synchronous = FULL`, an fsync per
+//!   commit). Timed: every detection submitted at once (`submit_detection`, which returns once
+//!   the detection is durable) until the engine is idle, every L-Server quarantined. No syslog or
+//!   mail adapter is configured: alerts are journaled and marked delivered, but sent nowhere,
+//!   since the bare client has no counterpart for them. The same rounds with the journal opened
+//!   without fsync ([`Durability::ProcessCrash`], what the lab uses) show how much of the
+//!   engine's time is fsync: a diagnostic, not the figure.
+//! - **Bare** ([`BareRound`]): a reqwest client from [`http::client`] (the adapters' own
+//!   builder, so the same connection policy: a new connection per call, no idle pool) making the
+//!   calls the engine makes for an automatic quarantine of a normal L-Server: per NIC the `PATCH`
+//!   that moves the backing, then the `GET` that verifies it (R8). The engine reads before
+//!   writing only when records may disagree with devices (manual quarantine, recovery, a
+//!   non-normal state), which no round has, so the bare client does not read first either. One
+//!   task per L-Server, every call waiting for one of the hypervisor's `max_concurrent` slots,
+//!   as the engine's device slots do.
+//!
+//! Both sides log in once before the clock starts and run on the same kind of runtime as the
+//! daemon ([`runtime`]: multi-threaded, two workers).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::Semaphore;
+
+use crate::adapters::vcenter::{VcenterClient, SESSION_HEADER};
+use crate::adapters::{http, Adapters, Hypervisor};
+use crate::engine::journal::Durability;
+use crate::engine::{
+    Disposition, Engine, EngineEvent, EngineObserver, EngineOptions, Journal, LServerState,
+};
+use crate::model::{Category, Detection, NicLocation, Site};
+use crate::sim::wire::accepted_credentials;
+use crate::sim::wire::site::WireSite;
+use crate::sim::{Recorder, SimWorld};
+
+/// Threat name of the bench detections (a virus: R1 quarantines it).
+const THREAT: &str = "WORM_DOWNAD.AD";
+
+/// The runtime both sides run on: multi-threaded with two workers, like `qlab engine serve` on a
+/// two-core machine and like the lab's wire mode.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+}
+
+/// One NIC to move: where it is, and the port group it must end on.
+#[derive(Debug, Clone)]
+struct Move {
+    hypervisor: String,
+    vm: String,
+    nic: String,
+    portgroup: String,
+}
+
+/// What a round moves, derived once from the site.
+#[derive(Debug, Clone)]
+pub struct WireWorkload {
+    site: Arc<Site>,
+    moves: Vec<Move>,
+    detections: Vec<Detection>,
+    concurrency: usize,
+}
+
+impl WireWorkload {
+    /// The workload of `site`: one detection per L-Server, every NIC to its quarantine port
+    /// group. Every L-Server must be virtual on a hypervisor with port groups for both networks,
+    /// and the site needs an AV server to send the detections from.
+    pub fn new(site: Arc<Site>) -> Result<WireWorkload, String> {
+        let t = &site.topology;
+        let source = t
+            .av_servers
+            .first()
+            .map(|a| a.name.clone())
+            .ok_or("the wire bench site has no AV server to send detections from")?;
+        if site.lservers.is_empty() {
+            return Err("the wire bench site has no L-Server".into());
+        }
+        let mut moves = Vec::new();
+        let mut detections = Vec::new();
+        for (i, ls) in site.lservers.iter().enumerate() {
+            let first = ls
+                .nics
+                .first()
+                .ok_or_else(|| format!("{}: the wire bench needs a NIC per L-Server", ls.path))?;
+            for nic in &ls.nics {
+                let NicLocation::Virtual {
+                    hypervisor,
+                    vm,
+                    device,
+                } = &nic.location
+                else {
+                    return Err(format!(
+                        "{}: the wire bench measures virtual L-Servers only",
+                        ls.path
+                    ));
+                };
+                let portgroup = site
+                    .quarantine_network_for(&nic.network)
+                    .and_then(|q| site.portgroup(hypervisor, &q.name))
+                    .ok_or_else(|| {
+                        format!(
+                            "{} nic{}: no quarantine port group on {hypervisor}",
+                            ls.path, nic.index
+                        )
+                    })?;
+                moves.push(Move {
+                    hypervisor: hypervisor.clone(),
+                    vm: vm.clone(),
+                    nic: device.clone(),
+                    portgroup: portgroup.to_string(),
+                });
+            }
+            detections.push(Detection {
+                source: source.clone(),
+                event_id: format!("wire-bench-{i}"),
+                ip: Some(first.ip),
+                mac: None,
+                hostname: None,
+                threat: THREAT.into(),
+                category: Category::Virus,
+            });
+        }
+        let concurrency = t
+            .hypervisors
+            .iter()
+            .map(|h| h.max_concurrent as usize)
+            .sum::<usize>()
+            .max(1);
+        Ok(WireWorkload {
+            site,
+            moves,
+            detections,
+            concurrency,
+        })
+    }
+
+    /// Switchovers per round: one per L-Server.
+    pub fn switchovers(&self) -> usize {
+        self.detections.len()
+    }
+
+    /// NICs moved per round.
+    pub fn nics(&self) -> usize {
+        self.moves.len()
+    }
+
+    /// Device slots in all (the hypervisors' `max_concurrent`): how many calls are in flight at
+    /// most, on both sides.
+    pub fn concurrency(&self) -> usize {
+        self.concurrency
+    }
+
+    /// Fresh simulators for one round: every NIC on its operation network.
+    async fn simulators(&self) -> Result<WireSite, String> {
+        let world = SimWorld::new(self.site.clone(), Vec::new(), Recorder::new(), 0);
+        WireSite::start(world)
+            .await
+            .map_err(|e| format!("cannot start the simulators: {e}"))
+    }
+
+    /// Base URL, user and password of `hypervisor`'s simulator.
+    fn endpoint(&self, wire: &WireSite, hypervisor: &str) -> Result<Endpoint, String> {
+        let spec = self
+            .site
+            .topology
+            .hypervisors
+            .iter()
+            .find(|h| h.name == hypervisor)
+            .ok_or_else(|| format!("{hypervisor} is not a hypervisor of the site"))?;
+        let url = wire
+            .urls()
+            .remove(hypervisor)
+            .ok_or_else(|| format!("no simulator for {hypervisor}"))?;
+        let credentials = accepted_credentials(spec.credentials.as_ref());
+        Ok(Endpoint {
+            url,
+            user: credentials.user,
+            password: credentials.password,
+        })
+    }
+
+    /// Checks that every NIC ended on its quarantine network at the device.
+    fn check_truth(&self, wire: &WireSite) -> Result<(), String> {
+        for (nic, network) in wire.world.final_truth() {
+            let expected = self
+                .site
+                .lserver(&nic.lserver)
+                .and_then(|ls| ls.nics.get(nic.nic))
+                .and_then(|n| self.site.quarantine_network_for(&n.network))
+                .map(|q| q.name.as_str());
+            if network.as_deref() != expected || expected.is_none() {
+                return Err(format!(
+                    "{} nic{} is on {network:?} at the device after the round, not on {expected:?}",
+                    nic.lserver, nic.nic
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Endpoint {
+    url: String,
+    user: String,
+    password: String,
+}
+
+/// One timed round.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoundResult {
+    /// Wall time of the switchovers alone.
+    pub elapsed: Duration,
+    /// Journal commits during the timed part (0 for the bare client).
+    pub commits: u64,
+}
+
+/// Counts journal commits.
+#[derive(Default)]
+struct CommitCounter(AtomicU64);
+
+impl EngineObserver for CommitCounter {
+    fn on_event(&self, event: &EngineEvent) {
+        if let EngineEvent::Committed { .. } = event {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The engine side of one round, ready to run: fresh simulators, vCenter clients logged in, an
+/// engine open on an empty journal file.
+pub struct EngineRound {
+    // Field order is drop order: the engine (and its tasks) before the simulators and the folder.
+    engine: Engine,
+    commits: Arc<CommitCounter>,
+    wire: WireSite,
+    _dir: tempfile::TempDir,
+}
+
+impl EngineRound {
+    /// Prepares a round (not timed) whose journal commits with `durability`
+    /// ([`Durability::PowerLoss`] in production). Must run inside a tokio runtime.
+    pub async fn prepare(
+        workload: &WireWorkload,
+        durability: Durability,
+    ) -> Result<EngineRound, String> {
+        let wire = workload.simulators().await?;
+        let timeout = workload.site.topology.engine.call_timeout;
+        let mut adapters = Adapters::default();
+        for h in &workload.site.topology.hypervisors {
+            let e = workload.endpoint(&wire, &h.name)?;
+            let client = VcenterClient::new(&e.url, &e.user, &e.password, timeout)
+                .map_err(|e| e.to_string())?;
+            // The engine logs in lazily on its first call; logging in now keeps the login out
+            // of the timed part, as on the bare side.
+            client
+                .login()
+                .await
+                .map_err(|e| format!("login to {}: {e}", h.name))?;
+            adapters
+                .hypervisors
+                .insert(h.name.clone(), Arc::new(client) as Arc<dyn Hypervisor>);
+        }
+        let dir = tempfile::tempdir()
+            .map_err(|e| format!("cannot create a temporary folder for the journal: {e}"))?;
+        let journal = Journal::open_with(&dir.path().join("journal.sqlite"), durability)
+            .map_err(|e| format!("cannot open the journal: {e}"))?;
+        let commits = Arc::new(CommitCounter::default());
+        let options = EngineOptions {
+            observer: Some(commits.clone()),
+            ..EngineOptions::default()
+        };
+        let engine = Engine::open(workload.site.clone(), journal, adapters, options)
+            .map_err(|e| format!("cannot open the engine: {e}"))?;
+        Ok(EngineRound {
+            engine,
+            commits,
+            wire,
+            _dir: dir,
+        })
+    }
+
+    /// Submits every detection at once and waits until the engine is idle: the timed part.
+    /// Then checks, untimed, that every detection was accepted, every L-Server is quarantined
+    /// and every NIC is on quarantine at the device.
+    pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
+        let before = self.commits.0.load(Ordering::Relaxed);
+        let start = Instant::now();
+        let receipts = join_all(
+            workload
+                .detections
+                .iter()
+                .map(|d| self.engine.submit_detection(d.clone())),
+        )
+        .await;
+        self.engine.wait_idle().await;
+        let elapsed = start.elapsed();
+        let commits = self.commits.0.load(Ordering::Relaxed) - before;
+        for receipt in receipts {
+            let receipt = receipt.map_err(|e| format!("detection refused: {e}"))?;
+            if receipt.disposition != Disposition::Accepted {
+                return Err(format!("detection not accepted: {receipt:?}"));
+            }
+        }
+        if let Some(ls) = self
+            .engine
+            .lservers()
+            .into_iter()
+            .find(|ls| ls.state != LServerState::Quarantined)
+        {
+            return Err(format!(
+                "{} is {:?} after the round ({:?}), not quarantined",
+                ls.path, ls.state, ls.outcome
+            ));
+        }
+        workload.check_truth(&self.wire)?;
+        Ok(RoundResult { elapsed, commits })
+    }
+}
+
+/// The bare side of one round, ready to run: fresh simulators, one logged-in session per
+/// hypervisor, a client from [`http::client`].
+pub struct BareRound {
+    client: reqwest::Client,
+    /// Per move: the vNIC URL and the session token of its hypervisor.
+    targets: Vec<(String, String)>,
+    wire: WireSite,
+}
+
+impl BareRound {
+    /// Prepares a round (not timed): simulators, client, one login per hypervisor.
+    pub async fn prepare(workload: &WireWorkload) -> Result<BareRound, String> {
+        let wire = workload.simulators().await?;
+        let timeout = workload.site.topology.engine.call_timeout;
+        let client = http::client(timeout).map_err(|e| e.to_string())?;
+        let mut sessions = std::collections::HashMap::new();
+        for h in &workload.site.topology.hypervisors {
+            let e = workload.endpoint(&wire, &h.name)?;
+            let token = login(&client, &e)
+                .await
+                .map_err(|reason| format!("login to {}: {reason}", h.name))?;
+            sessions.insert(h.name.clone(), (e.url, token));
+        }
+        let targets = workload
+            .moves
+            .iter()
+            .map(|m| {
+                let (base, token) = &sessions[&m.hypervisor];
+                (
+                    format!("{base}/api/vcenter/vm/{}/hardware/ethernet/{}", m.vm, m.nic),
+                    token.clone(),
+                )
+            })
+            .collect();
+        Ok(BareRound {
+            client,
+            targets,
+            wire,
+        })
+    }
+
+    /// Moves every NIC (PATCH, then a verifying GET) with one task per NIC and at most
+    /// [`WireWorkload::concurrency`] calls in flight: the timed part. Then checks device truth.
+    pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
+        let slots = Arc::new(Semaphore::new(workload.concurrency));
+        let start = Instant::now();
+        let tasks: Vec<_> = workload
+            .moves
+            .iter()
+            .zip(&self.targets)
+            .map(|(m, (url, token))| {
+                let (client, slots) = (self.client.clone(), slots.clone());
+                let (url, token, portgroup) = (url.clone(), token.clone(), m.portgroup.clone());
+                tokio::spawn(
+                    async move { switchover(&client, &slots, &url, &token, &portgroup).await },
+                )
+            })
+            .collect();
+        let results = join_all(tasks).await;
+        let elapsed = start.elapsed();
+        for result in results {
+            result.map_err(|e| format!("bare client task failed: {e}"))??;
+        }
+        workload.check_truth(&self.wire)?;
+        Ok(RoundResult {
+            elapsed,
+            commits: 0,
+        })
+    }
+}
+
+/// `POST /api/session` with Basic auth: the session token.
+async fn login(client: &reqwest::Client, e: &Endpoint) -> Result<String, String> {
+    let reply = client
+        .post(format!("{}/api/session", e.url))
+        .basic_auth(&e.user, Some(&e.password))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = reply.status();
+    let body: Value = reply.json().await.map_err(|e| e.to_string())?;
+    match body {
+        Value::String(token) if status.is_success() => Ok(token),
+        other => Err(format!("{status}: {other}")),
+    }
+}
+
+/// One NIC: the write, then the verifying read, each in a device slot.
+async fn switchover(
+    client: &reqwest::Client,
+    slots: &Semaphore,
+    url: &str,
+    token: &str,
+    portgroup: &str,
+) -> Result<(), String> {
+    let body = json!({"backing": {"type": "DISTRIBUTED_PORTGROUP", "network": portgroup}});
+    call(client, slots, Method::PATCH, url, token, Some(body)).await?;
+    let reply = call(client, slots, Method::GET, url, token, None).await?;
+    let seen: Value = serde_json::from_str(&reply).map_err(|e| format!("GET {url}: {e}"))?;
+    match seen["backing"]["network"].as_str() {
+        Some(pg) if pg == portgroup => Ok(()),
+        other => Err(format!("GET {url}: backing {other:?}, not {portgroup}")),
+    }
+}
+
+/// One authenticated call in a device slot; the body of a 2xx reply.
+async fn call(
+    client: &reqwest::Client,
+    slots: &Semaphore,
+    method: Method,
+    url: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Result<String, String> {
+    let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
+    let mut request = client
+        .request(method.clone(), url)
+        .header(SESSION_HEADER, token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let reply = request
+        .send()
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    let status = reply.status();
+    let text = http::body_text(reply)
+        .await
+        .map_err(|e| format!("{method} {url}: {e}"))?;
+    if status.is_success() {
+        Ok(text)
+    } else {
+        Err(format!("{method} {url}: {status} {}", http::snippet(&text)))
+    }
+}
+
+/// Engine and bare rounds of one measurement, alternated so that drift weighs on both alike.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WireComparison {
+    /// Switchovers per round.
+    pub switchovers: usize,
+    /// Calls in flight at most.
+    pub concurrency: usize,
+    /// Timed rounds per side.
+    pub rounds: u64,
+    /// Total timed wall time of the engine rounds (production durability).
+    pub engine: Duration,
+    /// Total timed wall time of the same engine rounds with a journal without fsync.
+    pub engine_no_fsync: Duration,
+    /// Total timed wall time of the bare rounds.
+    pub bare: Duration,
+    /// Journal commits in all engine rounds.
+    pub engine_commits: u64,
+}
+
+impl WireComparison {
+    fn per_switchover(&self, total: Duration) -> Duration {
+        let n = (self.rounds as f64 * self.switchovers as f64).max(1.0);
+        total.div_f64(n)
+    }
+
+    /// The engine's wall time per switchover.
+    pub fn engine_per_switchover(&self) -> Duration {
+        self.per_switchover(self.engine)
+    }
+
+    /// The engine's wall time per switchover with a journal without fsync (diagnostic).
+    pub fn engine_no_fsync_per_switchover(&self) -> Duration {
+        self.per_switchover(self.engine_no_fsync)
+    }
+
+    /// The bare client's wall time per switchover.
+    pub fn bare_per_switchover(&self) -> Duration {
+        self.per_switchover(self.bare)
+    }
+
+    /// Engine time / bare time per switchover (issue 5: at most 1.2).
+    pub fn ratio(&self) -> f64 {
+        let bare = self.bare.as_secs_f64();
+        if bare > 0.0 {
+            self.engine.as_secs_f64() / bare
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// Journal commits per switchover on the engine side (each one an fsync).
+    pub fn commits_per_switchover(&self) -> f64 {
+        self.engine_commits as f64 / (self.rounds as f64 * self.switchovers as f64).max(1.0)
+    }
+}
+
+/// Runs one untimed warm-up round per side, then engine, engine without fsync and bare rounds
+/// in turn until `budget` has passed (at least `min_rounds` each), on one [`runtime`].
+pub fn compare(
+    workload: &WireWorkload,
+    budget: Duration,
+    min_rounds: u64,
+) -> Result<WireComparison, String> {
+    let runtime = runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let mut comparison = WireComparison {
+        switchovers: workload.switchovers(),
+        concurrency: workload.concurrency(),
+        rounds: 0,
+        engine: Duration::ZERO,
+        engine_no_fsync: Duration::ZERO,
+        bare: Duration::ZERO,
+        engine_commits: 0,
+    };
+    let engine_round = |durability| async move {
+        let round = EngineRound::prepare(workload, durability).await?;
+        round.run(workload).await
+    };
+    let bare_round = || async {
+        let round = BareRound::prepare(workload).await?;
+        round.run(workload).await
+    };
+    runtime.block_on(async {
+        engine_round(Durability::PowerLoss).await?;
+        engine_round(Durability::ProcessCrash).await?;
+        bare_round().await?;
+        let start = Instant::now();
+        while comparison.rounds < min_rounds.max(1) || start.elapsed() < budget {
+            let engine = engine_round(Durability::PowerLoss).await?;
+            let no_fsync = engine_round(Durability::ProcessCrash).await?;
+            let bare = bare_round().await?;
+            comparison.rounds += 1;
+            comparison.engine += engine.elapsed;
+            comparison.engine_commits += engine.commits;
+            comparison.engine_no_fsync += no_fsync.elapsed;
+            comparison.bare += bare.elapsed;
+        }
+        Ok::<(), String>(())
+    })?;
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(comparison)
+}
