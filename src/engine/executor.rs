@@ -3,6 +3,7 @@
 //! outcomes resolved by reading device truth.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -60,6 +61,9 @@ pub(crate) struct OpCtx<'a> {
     pub op: OperationId,
     pub ls: &'a LServer,
     pub deadline: Instant,
+    /// The ticket of this operation's latest journaled call outcome: durable before its next
+    /// write (R7).
+    pub required: AtomicU64,
 }
 
 impl OpCtx<'_> {
@@ -82,10 +86,16 @@ impl OpCtx<'_> {
         F: Future<Output = DeviceResult<T>>,
         T: std::fmt::Debug + ToTarget,
     {
-        // R7: every step staged so far (the plan, earlier call outcomes) is durable before the
-        // device hears of this call.
-        let staged = self.shared.lock().staged;
-        self.shared.durable(staged).await?;
+        if self.shared.is_halted() {
+            return Err(Halted);
+        }
+        // R7: the plan was durable before the first call (the flows publish it first); before
+        // a call that changes a device, so is every earlier outcome of this operation. A read or
+        // a login changes nothing, so it does not wait for a commit.
+        if changes_device(call) {
+            let required = self.required.load(Ordering::Acquire);
+            self.shared.durable(required).await?;
+        }
         let result = fut.await;
         let (outcome, detail, seen) = match &result {
             Ok(value) => ("ok".to_string(), String::new(), value.to_target()),
@@ -103,8 +113,8 @@ impl OpCtx<'_> {
         };
         // Staged, not awaited: whatever acts on this outcome outside the engine (the next device
         // call, an alert) waits for a commit that carries it.
-        let mut state = self.shared.lock();
-        self.shared.stage(&mut state, vec![entry])?;
+        let ticket = self.shared.stage(&mut self.shared.lock(), vec![entry])?;
+        self.required.fetch_max(ticket, Ordering::AcqRel);
         Ok(result)
     }
 
@@ -535,6 +545,11 @@ fn missing(device: &str) -> DeviceError {
     )
 }
 
+/// Whether `call` changes device state (a move, a save, a reset), as opposed to a read or login.
+fn changes_device(call: &str) -> bool {
+    !matches!(call, "get_nic" | "get_port" | "login")
+}
+
 /// The value a successful call returns, as journaled in `target`.
 pub(crate) trait ToTarget {
     fn to_target(&self) -> Option<String>;
@@ -561,6 +576,24 @@ impl ToTarget for u16 {
 /// Sends alerts to syslog and email, then marks them delivered. Delivery is at least once: an
 /// alert whose mark did not commit before a crash is sent again on start (R16, R17).
 pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
+    deliver(shared, alerts).await;
+}
+
+/// Delivers `alerts` in a task of its own and makes their marks durable, for alerts outside any
+/// lane (detections' alerts, alerts left undelivered before a restart).
+pub(crate) fn deliver_alerts_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
+    if alerts.is_empty() {
+        return;
+    }
+    let s = shared.clone();
+    shared.spawn(async move {
+        deliver(&s, alerts).await;
+        let staged = s.lock().staged;
+        let _ = s.durable(staged).await;
+    });
+}
+
+async fn deliver(shared: &Arc<Shared>, alerts: Vec<Alert>) {
     if alerts.is_empty() {
         return;
     }
@@ -588,11 +621,9 @@ pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
         .iter()
         .map(|a| Entry::AlertDelivered { seq: a.seq })
         .collect();
-    // A failed mark only means the alert is sent again after a restart.
-    let ticket = shared.stage(&mut shared.lock(), marks);
-    if let Ok(ticket) = ticket {
-        let _ = shared.durable(ticket).await;
-    }
+    // Staged, not awaited: a mark lost to a crash only means the alert is sent again after the
+    // restart (R16), so it need not hold up the operation; it rides the next commit.
+    let _ = shared.stage(&mut shared.lock(), marks);
 }
 
 fn tenant_email(shared: &Shared, alert: &Alert) -> Option<String> {

@@ -259,11 +259,7 @@ impl Engine {
                 enqueue(&shared, &mut state, &path, op);
             }
         }
-        if !snapshot.undelivered_alerts.is_empty() {
-            let s = shared.clone();
-            let alerts = snapshot.undelivered_alerts;
-            shared.spawn(async move { executor::deliver_alerts(&s, alerts).await });
-        }
+        executor::deliver_alerts_in_background(&shared, snapshot.undelivered_alerts);
         Ok(Engine { shared })
     }
 
@@ -611,11 +607,7 @@ impl Engine {
                 _ => None,
             })
             .collect();
-        if !alerts.is_empty() {
-            let shared = self.shared.clone();
-            self.shared
-                .spawn(async move { executor::deliver_alerts(&shared, alerts).await });
-        }
+        executor::deliver_alerts_in_background(&self.shared, alerts);
     }
 }
 

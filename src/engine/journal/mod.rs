@@ -106,13 +106,15 @@ impl Journal {
     }
 
     fn init(conn: Connection, durability: Durability) -> Result<Journal, JournalError> {
-        // WAL keeps readers off the writer's back; FULL makes every commit durable (R7).
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Durability first: switching a new file to WAL already writes it, and must not fsync
+        // a journal that is meant to be OS-buffered. WAL keeps readers off the writer's back;
+        // FULL makes every commit durable (R7).
         let synchronous = match durability {
             Durability::PowerLoss => "FULL",
             Durability::ProcessCrash => "OFF",
         };
         conn.pragma_update(None, "synchronous", synchronous)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Room for every statement `entry::apply` runs, so none is parsed twice.

@@ -7,6 +7,7 @@ mod reboot;
 mod release;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use tokio::time::Instant;
@@ -22,6 +23,13 @@ use crate::model::{NetworkRole, NicLocation};
 /// Drains one L-Server's lane, one operation at a time in arrival order (R15).
 pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
     loop {
+        let lane_empty = shared.lock().ls(&path).lane.is_empty();
+        if lane_empty {
+            // Before the lane goes quiet, whatever its work left staged (alert delivery marks)
+            // is made durable, so an idle engine has nothing pending.
+            let staged = shared.lock().staged;
+            let _ = shared.durable(staged).await;
+        }
         let next = {
             let mut state = shared.lock();
             let ls = state.ls(&path);
@@ -69,6 +77,7 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         // A resumed operation gets a fresh deadline: the downtime was not its fault, and
         // containment matters more than the clock (R16, R19).
         deadline: Instant::now() + shared.settings.operation_deadline,
+        required: AtomicU64::new(0),
     };
     shared.emit(EngineEvent::OperationStarted {
         id: op.id,
@@ -120,6 +129,7 @@ pub(super) struct Staged {
 
 impl Staged {
     /// Waits until the step is durable (group commit), then delivers its alerts (R7, R17).
+    /// Their delivery marks ride a later commit (at the latest when the lane goes quiet).
     pub(super) async fn publish(self, shared: &Arc<Shared>) -> Result<(), Halted> {
         shared.durable(self.ticket).await?;
         deliver_alerts(shared, self.alerts).await;
