@@ -1,11 +1,11 @@
 //! The wire figure of issue 5: the engine's time per switchover in wire mode against a bare HTTP
 //! client making the same calls to the same simulator, both on devices with zero latency.
 //!
-//! One *round* quarantines every L-Server of the wire bench site
-//! ([`super::workload::WIRE_TOPOLOGY`]:
-//! virtual L-Servers with one vNIC each on vCenter simulators) once. Each round starts fresh
-//! simulators, so every NIC starts on its operation network and every switchover really writes;
-//! start-up, login and the checks after the round are not timed.
+//! One *round* quarantines every L-Server of the wire bench site once
+//! ([`super::workload::WIRE_TOPOLOGY`]: virtual L-Servers with one vNIC each on vCenter
+//! simulators). Each round starts fresh simulators, so every NIC starts on its operation network
+//! and every switchover really writes; start-up, login and the checks after the round are not
+//! timed. The physical path (switch writes, batching, config saves) is not part of this figure.
 //!
 //! - **Engine** ([`EngineRound`]): the real [`Engine`] with the real vCenter client
 //!   ([`VcenterClient`], built as `qlab engine serve` builds it) and a journal file in `TMPDIR`
