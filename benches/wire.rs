@@ -7,6 +7,8 @@
 //!   (`benches/fixtures/topologies/wire-100.toml`) detected at once, until the engine is idle;
 //! - `wire/engine_no_fsync`: the same with the journal opened without fsync (diagnostic: the
 //!   engine's cost besides fsync);
+//! - `wire/adapter`: the engine's vCenter client alone making those calls (`set_nic`, then
+//!   `get_nic`) with the bare client's tasks and slots (diagnostic: what the adapter costs);
 //! - `wire/bare_client`: a reqwest client from the adapters' own builder making the same PATCH
 //!   and verifying GET per NIC, with as many calls in flight as the engine may make.
 //!
@@ -19,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use quarantine_lab::bench::wire::{self, BareRound, EngineRound, WireWorkload};
+use quarantine_lab::bench::wire::{self, AdapterRound, BareRound, EngineRound, WireWorkload};
 use quarantine_lab::bench::workload;
 use quarantine_lab::engine::journal::Durability;
 use quarantine_lab::model::load_site;
@@ -53,6 +55,20 @@ fn wire_bench(c: &mut Criterion) {
             })
         });
     }
+    group.bench_function("adapter", |b| {
+        b.iter_custom(|rounds| {
+            runtime.block_on(async {
+                let mut total = Duration::ZERO;
+                for _ in 0..rounds {
+                    let round = AdapterRound::prepare(&workload)
+                        .await
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    total += round.run(&workload).await.expect("round").elapsed;
+                }
+                total
+            })
+        })
+    });
     group.bench_function("bare_client", |b| {
         b.iter_custom(|rounds| {
             runtime.block_on(async {

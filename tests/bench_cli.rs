@@ -13,12 +13,16 @@ fn qlab(args: &[&str]) -> Output {
 }
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
-const FIGURES: [(&str, bool); 7] = [
+const FIGURES: [(&str, bool); 11] = [
     ("sim_runs_per_sec", true),
     ("sim_commits_per_run", false),
     ("journal_ops_per_sec", true),
     ("journal_engine_ops_per_sec", false),
     ("cef_lines_per_sec", true),
+    ("wire_switchover_ratio", true),
+    ("wire_engine_us_per_switchover", false),
+    ("wire_engine_no_fsync_us_per_switchover", false),
+    ("wire_bare_us_per_switchover", false),
     ("library_wall_ms", false),
     ("makespan_ratio_worst", true),
 ];
@@ -39,6 +43,25 @@ fn quick_json_has_every_figure_as_a_positive_number() {
         assert!(value > 0.0, "{key} = {value}");
         assert_eq!(figure["met"].is_boolean(), has_target, "{key}: {figure}");
     }
+    // The wire ratio is the engine's time over the bare client's, both from the same rounds.
+    let wire = |key: &str| json["figures"][key]["value"].as_f64().unwrap();
+    let ratio = wire("wire_engine_us_per_switchover") / wire("wire_bare_us_per_switchover");
+    assert!(
+        (wire("wire_switchover_ratio") - ratio).abs() <= 1e-6 * ratio,
+        "{ratio} vs {}",
+        json["figures"]["wire_switchover_ratio"]
+    );
+    assert_eq!(
+        json["figures"]["wire_switchover_ratio"]["target"]["at_most"],
+        1.2
+    );
+    let not_measured = json["not_measured"].as_array().expect("not_measured");
+    assert!(
+        !not_measured
+            .iter()
+            .any(|n| n.as_str().unwrap_or_default().starts_with("wire")),
+        "{not_measured:?}"
+    );
     let scenarios = json["scenarios"].as_array().expect("scenarios");
     assert!(!scenarios.is_empty(), "no scenario with a lower bound");
     for s in scenarios {
@@ -46,6 +69,22 @@ fn quick_json_has_every_figure_as_a_positive_number() {
         assert!(s["ratio"].as_f64().unwrap() >= 0.0, "{s}");
         assert!(s["met"].is_boolean(), "{s}");
     }
+}
+
+#[test]
+fn wire_topology_with_a_physical_server_is_bad_input() {
+    // bench-10 has bare-metal servers behind a switch: the wire bench measures vCenter only,
+    // and says so before measuring anything.
+    let out = qlab(&[
+        "bench",
+        "--quick",
+        "--wire-topology",
+        "benches/fixtures/topologies/bench-10.toml",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("bench-10.toml"), "{stderr}");
+    assert!(stderr.contains("virtual L-Servers only"), "{stderr}");
 }
 
 #[test]

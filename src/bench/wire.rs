@@ -1,11 +1,11 @@
 //! The wire figure of issue 5: the engine's time per switchover in wire mode against a bare HTTP
 //! client making the same calls to the same simulator, both on devices with zero latency.
 //!
-//! One *round* quarantines every L-Server of the wire bench site
-//! ([`super::workload::WIRE_TOPOLOGY`]:
-//! virtual L-Servers with one vNIC each on vCenter simulators) once. Each round starts fresh
-//! simulators, so every NIC starts on its operation network and every switchover really writes;
-//! start-up, login and the checks after the round are not timed.
+//! One *round* quarantines every L-Server of the wire bench site once
+//! ([`super::workload::WIRE_TOPOLOGY`]: virtual L-Servers with one vNIC each on vCenter
+//! simulators). Each round starts fresh simulators, so every NIC starts on its operation network
+//! and every switchover really writes; start-up, login and the checks after the round are not
+//! timed. The physical path (switch writes, batching, config saves) is not part of this figure.
 //!
 //! - **Engine** ([`EngineRound`]): the real [`Engine`] with the real vCenter client
 //!   ([`VcenterClient`], built as `qlab engine serve` builds it) and a journal file in `TMPDIR`
@@ -247,7 +247,7 @@ impl EngineObserver for CommitCounter {
 /// engine open on an empty journal file.
 pub struct EngineRound {
     // Field order is drop order: the engine (and its tasks) before the simulators and the folder.
-    engine: Engine,
+    engine: Arc<Engine>,
     commits: Arc<CommitCounter>,
     wire: WireSite,
     _dir: tempfile::TempDir,
@@ -289,31 +289,35 @@ impl EngineRound {
         let engine = Engine::open(workload.site.clone(), journal, adapters, options)
             .map_err(|e| format!("cannot open the engine: {e}"))?;
         Ok(EngineRound {
-            engine,
+            engine: Arc::new(engine),
             commits,
             wire,
             _dir: dir,
         })
     }
 
-    /// Submits every detection at once and waits until the engine is idle: the timed part.
-    /// Then checks, untimed, that every detection was accepted, every L-Server is quarantined
-    /// and every NIC is on quarantine at the device.
+    /// Submits every detection at once, one task each as the daemon's API would, and waits
+    /// until the engine is idle: the timed part. Then checks, untimed, that every detection was
+    /// accepted, every L-Server is quarantined and every NIC is on quarantine at the device.
     pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
+        let detections = workload.detections.clone();
         let before = self.commits.0.load(Ordering::Relaxed);
         let start = Instant::now();
-        let receipts = join_all(
-            workload
-                .detections
-                .iter()
-                .map(|d| self.engine.submit_detection(d.clone())),
-        )
-        .await;
+        let tasks: Vec<_> = detections
+            .into_iter()
+            .map(|d| {
+                let engine = self.engine.clone();
+                tokio::spawn(async move { engine.submit_detection(d).await })
+            })
+            .collect();
+        let receipts = join_all(tasks).await;
         self.engine.wait_idle().await;
         let elapsed = start.elapsed();
         let commits = self.commits.0.load(Ordering::Relaxed) - before;
         for receipt in receipts {
-            let receipt = receipt.map_err(|e| format!("detection refused: {e}"))?;
+            let receipt = receipt
+                .map_err(|e| format!("detection task failed: {e}"))?
+                .map_err(|e| format!("detection refused: {e}"))?;
             if receipt.disposition != Disposition::Accepted {
                 return Err(format!("detection not accepted: {receipt:?}"));
             }
@@ -396,6 +400,81 @@ impl BareRound {
         let elapsed = start.elapsed();
         for result in results {
             result.map_err(|e| format!("bare client task failed: {e}"))??;
+        }
+        workload.check_truth(&self.wire)?;
+        Ok(RoundResult {
+            elapsed,
+            commits: 0,
+        })
+    }
+}
+
+/// The adapter alone, without the engine: the same calls through the engine's vCenter client
+/// ([`VcenterClient::set_nic`], then [`VcenterClient::get_nic`]) with the bare side's tasks and
+/// slots. A diagnostic for the criterion bench: bare against adapter is what the client costs,
+/// adapter against engine what the engine costs around it.
+pub struct AdapterRound {
+    clients: std::collections::HashMap<String, Arc<VcenterClient>>,
+    wire: WireSite,
+}
+
+impl AdapterRound {
+    /// Prepares a round (not timed): simulators, one logged-in client per hypervisor.
+    pub async fn prepare(workload: &WireWorkload) -> Result<AdapterRound, String> {
+        let wire = workload.simulators().await?;
+        let timeout = workload.site.topology.engine.call_timeout;
+        let mut clients = std::collections::HashMap::new();
+        for h in &workload.site.topology.hypervisors {
+            let e = workload.endpoint(&wire, &h.name)?;
+            let client = VcenterClient::new(&e.url, &e.user, &e.password, timeout)
+                .map_err(|e| e.to_string())?;
+            client
+                .login()
+                .await
+                .map_err(|e| format!("login to {}: {e}", h.name))?;
+            clients.insert(h.name.clone(), Arc::new(client));
+        }
+        Ok(AdapterRound { clients, wire })
+    }
+
+    /// Moves every NIC through the adapter: the timed part. Then checks device truth.
+    pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
+        let slots = Arc::new(Semaphore::new(workload.concurrency));
+        let start = Instant::now();
+        let tasks: Vec<_> = workload
+            .moves
+            .iter()
+            .map(|m| {
+                let (client, slots, m) = (
+                    self.clients[&m.hypervisor].clone(),
+                    slots.clone(),
+                    m.clone(),
+                );
+                tokio::spawn(async move {
+                    {
+                        let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
+                        client
+                            .set_nic(&m.vm, &m.nic, &m.portgroup)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
+                    let seen = client
+                        .get_nic(&m.vm, &m.nic)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if seen == m.portgroup {
+                        Ok(())
+                    } else {
+                        Err(format!("{} {}: backing {seen}", m.vm, m.nic))
+                    }
+                })
+            })
+            .collect();
+        let results = join_all(tasks).await;
+        let elapsed = start.elapsed();
+        for result in results {
+            result.map_err(|e| format!("adapter task failed: {e}"))??;
         }
         workload.check_truth(&self.wire)?;
         Ok(RoundResult {
@@ -526,8 +605,8 @@ impl WireComparison {
     }
 }
 
-/// Runs one untimed warm-up round per side, then engine, engine without fsync and bare rounds
-/// in turn until `budget` has passed (at least `min_rounds` each), on one [`runtime`].
+/// Runs an untimed warm-up round of the engine without fsync and of the bare client, then
+/// engine, engine without fsync and bare rounds in turn until `budget` has passed (at least `min_rounds` each), on one [`runtime`].
 pub fn compare(
     workload: &WireWorkload,
     budget: Duration,
@@ -552,7 +631,7 @@ pub fn compare(
         round.run(workload).await
     };
     runtime.block_on(async {
-        engine_round(Durability::PowerLoss).await?;
+        // Warm-up: the engine's code paths without fsync (the fsync itself needs no warming).
         engine_round(Durability::ProcessCrash).await?;
         bare_round().await?;
         let start = Instant::now();
