@@ -3,7 +3,8 @@
 //! engine's tasks and reopen its journal, and the run's history for the checkers.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -54,6 +55,9 @@ pub struct ScenarioRun {
     /// Whether the scenario passed (expectations, invariants, `expect.violations`).
     pub passed: bool,
 }
+
+/// Numbers the runs of this process, so each gets its own in-memory journal.
+static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `scenario` in sim mode with `seed`. Errors are setup failures (the scenario could not run).
 pub fn run_sim(
@@ -243,8 +247,16 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
         recorder.clone(),
         seed,
     );
-    let dir = tempfile::tempdir().map_err(|e| format!("cannot create a journal folder: {e}"))?;
-    let journal_path = dir.path().join("journal.sqlite");
+    // The lab's journal lives in memory: its crashes drop the engine, not the machine, so a
+    // process-shared in-memory database (SQLite's memdb) loses exactly what a file would, and
+    // costs no file system work. `_keeper` holds it open across engine crashes and restarts.
+    let journal_path = PathBuf::from(format!(
+        "file:/qlab-run-{}-{}?vfs=memdb",
+        std::process::id(),
+        NEXT_RUN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _keeper = rusqlite::Connection::open(&journal_path)
+        .map_err(|e| format!("cannot create the run's journal: {e}"))?;
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
     let mut timeline = build_timeline(scenario, &world, |d| d);
