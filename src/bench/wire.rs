@@ -72,9 +72,9 @@ struct Move {
 /// What a round moves, derived once from the site.
 #[derive(Debug, Clone)]
 pub struct WireWorkload {
-    site: Arc<Site>,
+    pub(crate) site: Arc<Site>,
     moves: Vec<Move>,
-    detections: Vec<Detection>,
+    pub(crate) detections: Vec<Detection>,
     concurrency: usize,
 }
 
@@ -233,7 +233,7 @@ pub struct RoundResult {
 
 /// Counts journal commits.
 #[derive(Default)]
-struct CommitCounter(AtomicU64);
+pub(crate) struct CommitCounter(pub(crate) AtomicU64);
 
 impl EngineObserver for CommitCounter {
     fn on_event(&self, event: &EngineEvent) {
