@@ -313,7 +313,10 @@ const BASE_DETECT: &str = r#"detect = { source = "osce", ip = "10.110.0.11", thr
 
 /// `BASE` with its detection replaced by [`OUTBREAK`] with `from` replaced by `to`.
 fn outbreak_error(from: &str, to: &str) -> String {
-    assert!(OUTBREAK.contains(from), "test bug: {from:?} is not in OUTBREAK");
+    assert!(
+        OUTBREAK.contains(from),
+        "test bug: {from:?} is not in OUTBREAK"
+    );
     error_after(BASE_DETECT, &OUTBREAK.replacen(from, to, 1))
 }
 
