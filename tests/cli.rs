@@ -155,3 +155,12 @@ fn bad_shard_is_an_input_error() {
     let out = qlab(&["run", "--shard", "5/4"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn malformed_outbreak_event_exits_2_naming_its_key() {
+    // The outbreak event (scenarios/README.md, "Format extensions") is checked like a detection.
+    assert_input_error(
+        "[[events]]\nat = \"0s\"\noutbreak = { source = \"osce\", lservers = \"/nobody/\", threat = \"T\" }\n",
+        "events[0].outbreak.lservers",
+    );
+}

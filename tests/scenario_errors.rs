@@ -306,3 +306,128 @@ fn valid_scenario_with_every_event_kind_and_fault_field() {
         ("lserver-not-found", 0)
     );
 }
+
+/// The detection of `BASE` as an outbreak event (the lab's format extension).
+const OUTBREAK: &str = r#"outbreak = { source = "osce", lservers = "/tenant-a/", over = "1s", threat = "WORM_DOWNAD.AD" }"#;
+const BASE_DETECT: &str = r#"detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }"#;
+
+/// `BASE` with its detection replaced by [`OUTBREAK`] with `from` replaced by `to`.
+fn outbreak_error(from: &str, to: &str) -> String {
+    assert!(
+        OUTBREAK.contains(from),
+        "test bug: {from:?} is not in OUTBREAK"
+    );
+    error_after(BASE_DETECT, &OUTBREAK.replacen(from, to, 1))
+}
+
+#[test]
+fn outbreak_replaces_a_detection() {
+    let (_dir, result) = load_text(&BASE.replacen(BASE_DETECT, OUTBREAK, 1));
+    let s = result.unwrap_or_else(|e| panic!("{e}"));
+    let EventAction::Outbreak(o) = &s.events[0].action else {
+        panic!("{:?}", s.events[0]);
+    };
+    assert_eq!((o.event, o.over), (0, Duration::from_secs(1)));
+    assert_eq!(o.category, Category::Virus, "the default category");
+    let paths: Vec<&str> = o
+        .matching(&s.site)
+        .iter()
+        .map(|l| l.path.as_str())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "/tenant-a/sbc-01",
+            "/tenant-a/vdi-001",
+            "/tenant-a/vdi-002",
+            "/tenant-a/vdi-003"
+        ]
+    );
+}
+
+#[test]
+fn outbreak_unknown_source() {
+    insta::assert_snapshot!(outbreak_error("source = \"osce\"", "source = \"sepm\""));
+}
+
+#[test]
+fn outbreak_matching_no_lserver() {
+    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"/tenant-z/\""));
+}
+
+#[test]
+fn outbreak_prefix_that_is_not_a_path() {
+    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"tenant-a\""));
+}
+
+#[test]
+fn outbreak_bad_duration() {
+    insta::assert_snapshot!(outbreak_error("over = \"1s\"", "over = \"a second\""));
+}
+
+#[test]
+fn outbreak_threat_over_the_field_limit() {
+    let long = format!("threat = \"{}\"", "W".repeat(300));
+    insta::assert_snapshot!(outbreak_error("threat = \"WORM_DOWNAD.AD\"", &long));
+}
+
+#[test]
+fn detection_reusing_an_outbreak_event_id() {
+    // The outbreak is events[0]; a later detection from the same source with id
+    // outbreak-0-2 would be taken as a duplicate of the second generated one (R4).
+    let text = BASE.replacen(BASE_DETECT, OUTBREAK, 1).replacen(
+        "[[faults]]",
+        "[[events]]\nat = \"2s\"\ndetect = { source = \"osce\", ip = \"10.110.0.21\", threat = \"T\", event_id = \"outbreak-0-2\" }\n\n[[faults]]",
+        1,
+    );
+    let (dir, result) = load_text(&text);
+    let error = result.expect_err("a reused id is an error");
+    insta::assert_snapshot!(error.replace(&format!("{}/", dir.path().display()), ""));
+    // Beyond the generated range the id is free.
+    let free = text.replace("\"outbreak-0-2\"", "\"outbreak-0-5\"");
+    let (_dir, result) = load_text(&free);
+    result.unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn outbreaks_beyond_the_detection_cap() {
+    // outbreak-10000 has 10,000 L-Servers: eleven outbreaks of all of them ask for 110,000
+    // detections, over MAX_OUTBREAK_DETECTIONS (100,000); the eleventh is blamed.
+    let topology = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/topologies/outbreak-10000.toml")
+        .display()
+        .to_string();
+    let mut text = format!("name = \"cap\"\ntopology = {topology:?}\n");
+    for i in 0..11 {
+        text.push_str(&format!(
+            "\n[[events]]\nat = \"{i}s\"\noutbreak = {{ source = \"osce\", lservers = \"/\", threat = \"T\" }}\n"
+        ));
+    }
+    let (dir, result) = load_text(&text);
+    let error = result.expect_err("over the cap");
+    insta::assert_snapshot!(error.replace(&format!("{}/", dir.path().display()), ""));
+}
+
+#[test]
+fn expected_outcome_count_larger_than_the_site() {
+    insta::assert_snapshot!(error_after(
+        "[expect.lservers.",
+        "[expect]\noutcomes = { quarantined = 9 }\n\n[expect.lservers."
+    ));
+}
+
+#[test]
+fn expected_outcome_count_of_an_unknown_outcome() {
+    insta::assert_snapshot!(error_after(
+        "[expect.lservers.",
+        "[expect]\noutcomes = { contained = 1 }\n\n[expect.lservers."
+    ));
+}
+
+#[test]
+fn makespan_ratio_below_one() {
+    insta::assert_snapshot!(error_after(
+        "[expect.lservers.",
+        "[expect]\nmakespan_ratio_max = 0.95\n\n[expect.lservers."
+    ));
+}
