@@ -9,8 +9,9 @@
 //! 3. **Config saves**: one save persists every port changed before it, so all pending saves
 //!    of a switch share one call.
 //!
-//! A waiter older than half its call timeout is served before younger ones of any class, so a
-//! storm of writes cannot starve a verification read into a timeout (R19).
+//! A waiter older than [`PROMOTE_AT`] of its call timeout is served before younger ones of any
+//! class, so a storm of writes cannot starve a verification read into a timeout (R19): the slot
+//! wait counts against the call timeout, and a read that gets no slot in time proves nothing.
 //!
 //! Batching: a caller queues its item, then competes for a slot. Whoever gets the slot takes
 //! the oldest pending items of its kind (up to the switch's `max_batch`) and makes one call for
@@ -41,6 +42,10 @@ pub(crate) enum Class {
 }
 
 const CLASSES: usize = 3;
+
+/// The share of the call timeout after which a waiter goes first whatever its class: late
+/// enough that a burst's writes all go before its reads, early enough to leave the read its slot.
+pub(crate) const PROMOTE_AT: f64 = 0.8;
 
 /// How long a call that is not full waits for more items before it goes out: long enough for
 /// the detections of one burst to reach the queue, short beside any switch's latency.
@@ -130,14 +135,14 @@ impl Drop for SlotWait {
 
 impl DeviceQueue {
     /// A queue with `concurrency` slots, batches of at most `batch` items, and `call_timeout`
-    /// deciding when a waiter is promoted.
+    /// deciding when a waiter is promoted ([`PROMOTE_AT`]).
     pub fn new(concurrency: usize, batch: usize, call_timeout: Duration) -> Arc<DeviceQueue> {
         Arc::new(DeviceQueue {
             slots: Mutex::new(Slots {
                 free: concurrency.max(1),
                 waiting: Default::default(),
             }),
-            promote_after: call_timeout / 2,
+            promote_after: call_timeout.mul_f64(PROMOTE_AT),
             set_ports: BatchQueue::new(batch),
             get_ports: BatchQueue::new(batch),
             saves: BatchQueue::new(usize::MAX),
@@ -397,12 +402,12 @@ mod tests {
         read.await.unwrap();
         assert_eq!(*lock(&order), ["write", "read"]);
 
-        // The same, but the read has waited past half the call timeout: it goes first.
+        // The same, but the read has waited past 80 % of the call timeout: it goes first.
         lock(&order).clear();
         let held = queue.acquire(Class::Write).await;
         let read = waiter(Class::Read, "read");
         tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(Duration::from_millis(3300)).await;
         let write = waiter(Class::Write, "write");
         tokio::task::yield_now().await;
         drop(held);
