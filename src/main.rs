@@ -151,6 +151,9 @@ enum Command {
         /// The wire-mode site: virtual L-Servers on vCenter simulators, zero latency.
         #[arg(long, default_value = quarantine_lab::bench::workload::WIRE_TOPOLOGY)]
         wire_topology: PathBuf,
+        /// The outbreak scenario: timed once, makespan against its bounds.
+        #[arg(long, default_value = quarantine_lab::bench::workload::OUTBREAK_SCENARIO)]
+        outbreak: PathBuf,
     },
 }
 
@@ -403,12 +406,14 @@ fn main() -> ExitCode {
             scenario,
             library,
             wire_topology,
+            outbreak,
         } => {
             let options = quarantine_lab::bench::BenchOptions {
                 quick,
                 scenario,
                 library,
                 wire_topology,
+                outbreak,
             };
             match quarantine_lab::bench::run(&options, &|what| eprintln!("measuring {what}...")) {
                 Ok(report) if json => {

@@ -115,6 +115,24 @@ pub fn sim_throughput(scenario: &Scenario, budget: Duration) -> Result<SimThroug
     })
 }
 
+/// One timed sim run of an outbreak scenario.
+pub struct OutbreakRun {
+    /// The run, checked.
+    pub run: crate::scenario::runner::ScenarioRun,
+    /// Its wall time, runtime to checker verdict.
+    pub elapsed: Duration,
+}
+
+/// Runs `scenario` once in sim mode with its own seed, timed.
+pub fn outbreak(scenario: &Scenario) -> Result<OutbreakRun, String> {
+    let start = std::time::Instant::now();
+    let run = run_sim(scenario, scenario.seed, None)?;
+    Ok(OutbreakRun {
+        run,
+        elapsed: start.elapsed(),
+    })
+}
+
 /// Durable operations per second when each operation's whole step list
 /// ([`workload::quarantine_entries`]) is one commit: one fsync per operation, on a fresh
 /// journal in a temporary folder (`TMPDIR`, where the runner keeps its journals too).

@@ -12,6 +12,8 @@
 //! - wire mode: the engine's wall time per switchover against a bare HTTP client making the same
 //!   calls to the same zero-latency vCenter simulator, rounds of both alternated in one run
 //!   ([`wire`] says what each side does; [`workload::WIRE_TOPOLOGY`] is the site);
+//! - the outbreak ([`workload::OUTBREAK_SCENARIO`]): wall time of one sim run, and its
+//!   makespan against both lower bounds (contained and confirmed, reports/README.md);
 //! - the scenario library in sim mode on one job: wall time of `run_selected`;
 //! - for every library scenario whose report has a lower bound: `makespan_ms / lower_bound_ms`.
 //!
@@ -48,6 +50,8 @@ pub struct BenchOptions {
     pub library: PathBuf,
     /// The wire bench site (default [`workload::WIRE_TOPOLOGY`]).
     pub wire_topology: PathBuf,
+    /// The outbreak scenario (default [`workload::OUTBREAK_SCENARIO`]).
+    pub outbreak: PathBuf,
 }
 
 impl Default for BenchOptions {
@@ -57,6 +61,7 @@ impl Default for BenchOptions {
             scenario: PathBuf::from(workload::BENCH_SCENARIO),
             library: PathBuf::from(workload::LIBRARY),
             wire_topology: PathBuf::from(workload::WIRE_TOPOLOGY),
+            outbreak: PathBuf::from(workload::OUTBREAK_SCENARIO),
         }
     }
 }
@@ -210,6 +215,8 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             options.library.display()
         )));
     }
+    let outbreak = load_scenario(&options.outbreak)
+        .map_err(|e| BenchError::Input(format!("outbreak scenario: {e}")))?;
     let wire_site = load_site(&options.wire_topology)
         .map_err(|e| BenchError::Input(format!("wire bench topology: {e}")))?;
     let wire_workload = wire::WireWorkload::new(std::sync::Arc::new(wire_site))
@@ -353,6 +360,45 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         ),
     });
 
+    progress("outbreak");
+    let storm = measure::outbreak(&outbreak).map_err(BenchError::Failed)?;
+    let m = &storm.run.check.measures;
+    let nics = storm.run.record.nics.len();
+    figures.push(Figure {
+        key: "outbreak_wall_ms",
+        label: format!("{} in sim mode, wall time", outbreak.name),
+        value: storm.elapsed.as_secs_f64() * 1_000.0,
+        unit: "ms",
+        target: Some(Target::AtMost(5_000.0)),
+        detail: format!(
+            "{nics} NICs, {} contained; {}",
+            m.time_to_contain_ms.count,
+            if storm.run.passed { "passed" } else { "FAILED" }
+        ),
+    });
+    figures.push(Figure {
+        key: "outbreak_makespan_ratio",
+        label: format!("{}: makespan / lower bound", outbreak.name),
+        value: m.makespan_ms as f64 / m.lower_bound_ms.max(1) as f64,
+        unit: "x",
+        target: Some(Target::AtMost(MAKESPAN_RATIO_TARGET)),
+        detail: format!(
+            "{} ms / {} ms: last NIC contained",
+            m.makespan_ms, m.lower_bound_ms
+        ),
+    });
+    figures.push(Figure {
+        key: "outbreak_confirmed_ratio",
+        label: format!("{}: confirmed makespan / its bound", outbreak.name),
+        value: m.confirmed_makespan_ms as f64 / m.confirmed_lower_bound_ms.max(1) as f64,
+        unit: "x",
+        target: Some(Target::AtMost(MAKESPAN_RATIO_TARGET)),
+        detail: format!(
+            "{} ms / {} ms: last L-Server quarantined (R9)",
+            m.confirmed_makespan_ms, m.confirmed_lower_bound_ms
+        ),
+    });
+
     progress("library");
     let pass = measure::library_pass(&scenarios, &selection);
     let passed = pass
@@ -388,12 +434,14 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         .collect();
     if let Some(worst) = ratios.iter().max_by(|a, b| a.ratio().total_cmp(&b.ratio())) {
         let within = ratios.iter().filter(|r| r.met()).count();
+        // Scenarios with faults wait out backoffs and outages by design, so only the outbreak
+        // carries the target; this line shows the spread.
         figures.push(Figure {
             key: "makespan_ratio_worst",
-            label: "makespan / lower bound, worst in library".into(),
+            label: "  makespan / lower bound, worst in library (faults included)".into(),
             value: worst.ratio(),
             unit: "x",
-            target: Some(Target::AtMost(MAKESPAN_RATIO_TARGET)),
+            target: None,
             detail: format!(
                 "{}; {within} of {} scenarios within {MAKESPAN_RATIO_TARGET}x",
                 worst.name,
@@ -413,10 +461,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         figures,
         ratios,
         library_not_passed,
-        not_measured: vec![
-            "10,000-L-Server outbreak (makespan <= 1.05 x bound, <= 5 s wall): scenario \
-             outbreak-10000 does not exist yet",
-        ],
+        not_measured: Vec::new(),
     })
 }
 

@@ -16,6 +16,9 @@ pub const BENCH_SCENARIO: &str = "benches/fixtures/scenarios/bench-10-lservers.t
 /// zero latency), relative to the crate root.
 pub const WIRE_TOPOLOGY: &str = "benches/fixtures/topologies/wire-100.toml";
 
+/// The 10,000-L-Server outbreak of issue 5, relative to the crate root.
+pub const OUTBREAK_SCENARIO: &str = "scenarios/outbreak/outbreak-10000.toml";
+
 /// The scenario library, relative to the crate root.
 pub const LIBRARY: &str = "scenarios";
 
