@@ -255,8 +255,9 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let _keeper = rusqlite::Connection::open(&journal_path)
+    let mut _keeper = rusqlite::Connection::open(&journal_path)
         .map_err(|e| format!("cannot create the run's journal: {e}"))?;
+    Journal::seed(&mut _keeper).map_err(|e| format!("cannot create the run's journal: {e}"))?;
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
     let mut timeline = build_timeline(scenario, &world, |d| d);

@@ -77,6 +77,29 @@ pub struct Journal {
     commit_limit: Option<u64>,
 }
 
+/// Whether `conn` already holds a journal schema (its `meta` table).
+fn has_schema(conn: &Connection) -> Result<bool, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some())
+}
+
+/// The schema version recorded in `meta`, if any.
+fn schema_version(conn: &Connection) -> Result<Option<String>, JournalError> {
+    Ok(conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 /// How far a commit is durable before `commit` returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -116,16 +139,14 @@ impl Journal {
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        // A journal that has its schema (a restart, a seeded file) skips the DDL: parsing it
+        // cost more than a small lab run's whole work.
+        if !has_schema(&conn)? {
+            conn.execute_batch(SCHEMA)?;
+        }
         // Room for every statement `entry::apply` runs, so none is parsed twice.
         conn.set_prepared_statement_cache_capacity(64);
-        let version: Option<String> = conn
-            .query_row(
-                "SELECT value FROM meta WHERE key = 'schema_version'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let version = schema_version(&conn)?;
         match version.as_deref() {
             None => {
                 conn.execute(
@@ -144,6 +165,29 @@ impl Journal {
             conn,
             commits: 0,
             commit_limit: None,
+        })
+    }
+
+    /// Writes an empty journal (schema and version) into `conn` by copying a template built
+    /// once per thread, so a caller that creates many journals (the lab: one per run) does not
+    /// parse the schema each time. A journal opened on it afterwards finds its schema ready.
+    pub fn seed(conn: &mut Connection) -> Result<(), JournalError> {
+        thread_local! {
+            static TEMPLATE: Result<Connection, String> = Connection::open_in_memory()
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    Journal::init(c, Durability::ProcessCrash)
+                        .map(|j| j.conn)
+                        .map_err(|e| e.to_string())
+                });
+        }
+        TEMPLATE.with(|template| {
+            let template = template
+                .as_ref()
+                .map_err(|e| JournalError::Corrupt(e.clone()))?;
+            let backup = rusqlite::backup::Backup::new(template, conn)?;
+            backup.run_to_completion(1_000, std::time::Duration::ZERO, None)?;
+            Ok(())
         })
     }
 
