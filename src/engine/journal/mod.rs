@@ -552,6 +552,45 @@ mod tests {
     }
 
     #[test]
+    fn r7_a_seeded_journal_is_a_complete_empty_journal_that_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seeded.sqlite");
+        let mut conn = Connection::open(&path).unwrap();
+        Journal::seed(&mut conn).unwrap();
+        assert!(has_schema(&conn).unwrap());
+        assert_eq!(
+            schema_version(&conn).unwrap().as_deref(),
+            Some(SCHEMA_VERSION)
+        );
+        let mut journal = Journal::open(&path).unwrap();
+        let step = [Entry::Detection {
+            id: 1,
+            detection: detection("e-1"),
+            received_ms: 0,
+            lserver: None,
+            disposition: Disposition::NotFound,
+            operation: None,
+        }];
+        journal.commit(&step).unwrap();
+        drop(journal);
+        let reopened = Journal::open(&path).unwrap();
+        assert_eq!(reopened.find_detection("osce", "e-1").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn a_journal_of_another_schema_version_is_refused() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', '99')",
+            [],
+        )
+        .unwrap();
+        let error = Journal::init(conn, Durability::PowerLoss).err().unwrap();
+        assert!(error.to_string().contains("schema version 99"), "{error}");
+    }
+
+    #[test]
     fn r7_a_step_is_all_or_nothing() {
         let mut j = Journal::open_in_memory().unwrap();
         let entry = |id| Entry::Detection {
