@@ -581,6 +581,11 @@ impl Engine {
         Ok(self.shared.lock().journal.alerts_since(since, limit)?)
     }
 
+    /// What the journal holds (committed steps only), read through the engine's own connection.
+    pub fn journal_snapshot(&self) -> Result<journal::Snapshot, EngineError> {
+        Ok(self.shared.lock().journal.snapshot()?)
+    }
+
     /// Whether the engine halted after a journal failure.
     pub fn is_halted(&self) -> bool {
         self.shared.is_halted()

@@ -441,8 +441,12 @@ pub(super) fn collect(
     let truth: HashMap<NicRef, Option<String>> = world.final_truth().into_iter().collect();
     // A crashed engine that never restarted still has its journal: read records from a fresh
     // engine view only when one is running; otherwise from the journal snapshot.
-    let journal = Journal::open(journal_path).map_err(|e| e.to_string())?;
-    let snapshot = journal.snapshot().map_err(|e| e.to_string())?;
+    let snapshot = match engine {
+        Some(e) => e.journal_snapshot().map_err(|e| e.to_string())?,
+        None => Journal::open(journal_path)
+            .and_then(|j| j.snapshot())
+            .map_err(|e| e.to_string())?,
+    };
     let views = engine.map(|e| e.lservers()).unwrap_or_default();
     // Indexed by path: a generated site has thousands of L-Servers.
     let view_by_path: HashMap<&str, _> = views.iter().map(|v| (v.path.as_str(), v)).collect();

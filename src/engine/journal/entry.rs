@@ -205,14 +205,14 @@ pub struct Snapshot {
 /// Runs one statement through the connection's statement cache: an engine step repeats the same
 /// dozen statements, and parsing them anew each time cost more than running them.
 fn exec(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     sql: &str,
     params: impl rusqlite::Params,
 ) -> rusqlite::Result<usize> {
     tx.prepare_cached(sql)?.execute(params)
 }
 
-pub(super) fn apply(tx: &rusqlite::Transaction<'_>, entry: &Entry) -> rusqlite::Result<()> {
+pub(super) fn apply(tx: &rusqlite::Connection, entry: &Entry) -> rusqlite::Result<()> {
     match entry {
         Entry::Detection {
             id,
