@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::join_all;
 use tokio::time::Instant;
 
 use super::load::{EventAction, Scenario};
@@ -263,8 +264,8 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     let mut timeline = build_timeline(scenario, &world, |d| d);
 
     let open = || -> Result<Engine, String> {
-        // The lab's crashes drop the engine, not the machine: OS-buffered commits survive them
-        // exactly as they survive a real process crash (see `Durability::ProcessCrash`).
+        // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
+        // the engine exactly as a file outlives a real process crash.
         let journal = Journal::open_with(&journal_path, Durability::ProcessCrash)
             .map_err(|e| e.to_string())?;
         let options = EngineOptions {
@@ -285,21 +286,41 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
         let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
         index += 1;
         match step {
-            Step::Detect(d) => {
-                recorder.record(EventKind::DetectionSent {
-                    source: d.source.clone(),
-                    event_id: d.event_id.clone(),
-                    ip: d.ip,
-                });
+            Step::Detect(first) => {
+                // Detections sent at one instant travel together, as an AV server's burst
+                // does: the sender does not wait for one acknowledgement before the next.
+                let mut burst = vec![first];
+                while index < timeline.len()
+                    && timeline[index].0 == at
+                    && matches!(timeline[index].1, Step::Detect(_))
+                {
+                    if let Step::Detect(d) =
+                        std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()))
+                    {
+                        burst.push(d);
+                    }
+                    index += 1;
+                }
+                for d in &burst {
+                    recorder.record(EventKind::DetectionSent {
+                        source: d.source.clone(),
+                        event_id: d.event_id.clone(),
+                        ip: d.ip,
+                    });
+                }
                 match &engine {
-                    Some(e) => submit(e, &recorder, d).await,
+                    Some(e) => {
+                        join_all(burst.into_iter().map(|d| submit(e, &recorder, d))).await;
+                    }
                     None => {
-                        recorder.record(EventKind::DetectionRefused {
-                            source: d.source.clone(),
-                            event_id: d.event_id.clone(),
-                            reason: "engine down".into(),
-                        });
-                        held.push(d);
+                        for d in burst {
+                            recorder.record(EventKind::DetectionRefused {
+                                source: d.source.clone(),
+                                event_id: d.event_id.clone(),
+                                reason: "engine down".into(),
+                            });
+                            held.push(d);
+                        }
                     }
                 }
             }
