@@ -15,7 +15,7 @@ pub mod types;
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -215,7 +215,6 @@ impl Engine {
             })
             .collect();
         let state = State {
-            journal,
             lservers,
             allocator,
             next_detection_id: snapshot.next_detection_id,
@@ -224,6 +223,8 @@ impl Engine {
             running_lanes: 0,
             pending: Vec::new(),
             pending_detections: HashMap::new(),
+            inflight_detections: HashMap::new(),
+            flush_epoch: 0,
             staged: 0,
         };
         let shared = Arc::new(Shared {
@@ -241,6 +242,9 @@ impl Engine {
             tasks: Mutex::new(JoinSet::new()),
             max_lane_len: options.max_lane_len.max(1),
             flushed: AtomicU64::new(0),
+            journal: Mutex::new(journal),
+            flush_done: Notify::new(),
+            committing: AtomicBool::new(false),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -308,11 +312,11 @@ impl Engine {
         policy: &PolicySpec,
     ) -> Result<(Ticket, DetectionReceipt, Vec<Entry>, Option<EngineEvent>), EngineError> {
         let shared = &self.shared;
-        let mut state = shared.lock();
+        let (mut state, earlier) = find_detection(shared, &detection.source, &detection.event_id)?;
         if shared.is_halted() {
             return Err(EngineError::Halted);
         }
-        if let Some(stored) = find_detection(&state, &detection.source, &detection.event_id)? {
+        if let Some(stored) = earlier {
             // R4: the same event again is acknowledged and changes nothing; the ack waits
             // until the first copy is durable.
             let receipt = DetectionReceipt {
@@ -568,22 +572,22 @@ impl Engine {
 
     /// One operation from the journal.
     pub fn operation(&self, id: OperationId) -> Result<Option<OperationView>, EngineError> {
-        Ok(self.shared.lock().journal.operation(id)?)
+        Ok(self.shared.journal().operation(id)?)
     }
 
     /// Every operation from the journal, in id order.
     pub fn operations(&self) -> Result<Vec<OperationView>, EngineError> {
-        Ok(self.shared.lock().journal.operations()?)
+        Ok(self.shared.journal().operations()?)
     }
 
     /// Alerts after sequence number `since`, at most `limit`.
     pub fn alerts_since(&self, since: i64, limit: usize) -> Result<Vec<Alert>, EngineError> {
-        Ok(self.shared.lock().journal.alerts_since(since, limit)?)
+        Ok(self.shared.journal().alerts_since(since, limit)?)
     }
 
     /// What the journal holds (committed steps only), read through the engine's own connection.
     pub fn journal_snapshot(&self) -> Result<journal::Snapshot, EngineError> {
-        Ok(self.shared.lock().journal.snapshot()?)
+        Ok(self.shared.journal().snapshot()?)
     }
 
     /// Whether the engine halted after a journal failure.
@@ -681,27 +685,51 @@ fn view(path: &str, ls: &LsState) -> LServerView {
     }
 }
 
-/// An earlier detection with the same `(source, event_id)`, staged or journaled (R4).
-fn find_detection(
-    state: &State,
+/// An earlier detection with the same `(source, event_id)`, staged, being committed or
+/// journaled (R4), and the state lock under which that answer holds. The journal is read
+/// without the state lock (a commit may be holding the journal for its fsync); the commit epoch
+/// tells whether a commit ended meanwhile, in which case the search starts again.
+fn find_detection<'a>(
+    shared: &'a Shared,
     source: &str,
     event_id: &str,
-) -> Result<Option<DetectionReceipt>, JournalError> {
-    let staged = state
-        .pending_detections
-        .get(&(source.to_string(), event_id.to_string()))
-        .cloned();
-    if staged.is_some() {
-        return Ok(staged);
-    }
-    let Some(id) = state.journal.find_detection(source, event_id)? else {
-        return Ok(None);
+) -> Result<(MutexGuard<'a, State>, Option<DetectionReceipt>), JournalError> {
+    let key = (source.to_string(), event_id.to_string());
+    let in_memory = |state: &State| {
+        state
+            .pending_detections
+            .get(&key)
+            .or_else(|| state.inflight_detections.get(&key))
+            .cloned()
     };
-    let stored = state.journal.detection_receipt(id)?;
-    Ok(Some(DetectionReceipt {
-        id,
-        disposition: Disposition::Duplicate,
-        lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
-        operation: stored.and_then(|r| r.operation),
-    }))
+    loop {
+        let epoch = {
+            let state = shared.lock();
+            if let Some(found) = in_memory(&state) {
+                return Ok((state, Some(found)));
+            }
+            state.flush_epoch
+        };
+        let journaled = {
+            let journal = shared.journal();
+            match journal.find_detection(source, event_id)? {
+                Some(id) => Some((id, journal.detection_receipt(id)?)),
+                None => None,
+            }
+        };
+        let state = shared.lock();
+        if state.flush_epoch != epoch {
+            continue;
+        }
+        if let Some(found) = in_memory(&state) {
+            return Ok((state, Some(found)));
+        }
+        let found = journaled.map(|(id, stored)| DetectionReceipt {
+            id,
+            disposition: Disposition::Duplicate,
+            lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
+            operation: stored.and_then(|r| r.operation),
+        });
+        return Ok((state, found));
+    }
 }

@@ -163,7 +163,6 @@ fn to_ip(subnet: &IpNet, value: u128) -> IpAddr {
 
 /// Everything under the engine's one lock. Never held across an `.await`.
 pub(crate) struct State {
-    pub journal: Journal,
     pub lservers: HashMap<String, LsState>,
     pub allocator: Allocator,
     pub next_detection_id: DetectionId,
@@ -174,6 +173,11 @@ pub(crate) struct State {
     pub pending: Vec<Entry>,
     /// The detections among `pending`, by `(source, event_id)`, for the R4 check.
     pub pending_detections: HashMap<(String, String), DetectionReceipt>,
+    /// The detections of the commit in progress: neither staged nor in the journal yet.
+    pub inflight_detections: HashMap<(String, String), DetectionReceipt>,
+    /// Commits finished so far; a reader that looked in the journal without the state lock
+    /// compares it to know that no commit ended in between (R4).
+    pub flush_epoch: u64,
     /// Steps staged so far; a step's ticket is this count right after it was staged.
     pub staged: Ticket,
 }
@@ -227,6 +231,23 @@ pub(crate) struct Shared {
     pub max_lane_len: usize,
     /// Steps durable so far (compared with tickets).
     pub flushed: AtomicU64,
+    /// The journal. Its lock is taken without the state lock held (a committer takes the state
+    /// lock only briefly, inside it), so a commit's fsync never stops the engine's other work.
+    pub journal: Mutex<Journal>,
+    /// Woken when a commit ends.
+    pub flush_done: Notify,
+    /// A task is committing (group commit has one committer at a time).
+    pub committing: AtomicBool,
+}
+
+/// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
+/// runtime the worker hands its other tasks to another thread first; on a current-thread runtime
+/// (the lab, paused clock) there is nothing else to run meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
@@ -314,49 +335,94 @@ impl Shared {
     }
 
     /// Returns once every step staged up to `ticket` is durable. The first waiter commits all
-    /// staged steps in one transaction and one fsync (group commit); waiters whose steps that
-    /// commit carried return without a commit of their own.
+    /// staged steps in one transaction and one fsync (group commit) while the others wait; steps
+    /// staged during that fsync go together in the next commit.
     pub async fn durable(&self, ticket: Ticket) -> Result<(), Halted> {
         if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
         // Let the tasks woken with this one stage their steps first, so one fsync carries all.
         tokio::task::yield_now().await;
-        let mut state = self.lock();
-        if self.flushed.load(Ordering::Acquire) >= ticket {
-            return Ok(());
+        loop {
+            let done = self.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.flushed.load(Ordering::Acquire) >= ticket {
+                return Ok(());
+            }
+            if self.is_halted() {
+                return Err(Halted);
+            }
+            // One committer at a time; the journal lock alone cannot tell, readers take it too.
+            if self
+                .committing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let result = self.flush(&mut self.journal());
+                self.committing.store(false, Ordering::Release);
+                self.flush_done.notify_waiters();
+                result?;
+            } else {
+                // Another task is committing; its end wakes this one.
+                done.await;
+            }
         }
-        self.flush(&mut state)
     }
 
-    /// Commits every staged step as one transaction. On failure the engine halts: no device
-    /// call may follow a step that is not durable (R7).
-    fn flush(&self, state: &mut State) -> Result<(), Halted> {
-        if self.is_halted() {
-            return Err(Halted);
+    /// Commits every staged step as one transaction, holding the journal but not the state
+    /// lock. On failure the engine halts: no device call may follow a step that is not durable
+    /// (R7).
+    fn flush(&self, journal: &mut Journal) -> Result<(), Halted> {
+        let (batch, upto) = {
+            let mut state = self.lock();
+            state.inflight_detections = std::mem::take(&mut state.pending_detections);
+            (std::mem::take(&mut state.pending), state.staged)
+        };
+        let result = if self.is_halted() {
+            Err(None)
+        } else if batch.is_empty() {
+            Ok(())
+        } else {
+            blocking(|| journal.commit(&batch)).map_err(Some)
+        };
+        {
+            let mut state = self.lock();
+            state.inflight_detections.clear();
+            state.flush_epoch += 1;
         }
-        let batch = std::mem::take(&mut state.pending);
-        state.pending_detections.clear();
-        match state.journal.commit(&batch) {
+        match result {
+            Ok(()) if batch.is_empty() => {
+                self.flushed.store(upto, Ordering::Release);
+                Ok(())
+            }
             Ok(()) => {
-                self.flushed.store(state.staged, Ordering::Release);
                 self.emit(EngineEvent::Committed {
-                    commit: state.journal.commits(),
+                    commit: journal.commits(),
                 });
                 // Announced as they become durable, in journal order, so an observer's history
-                // holds what the journal holds even if the process dies right after.
+                // holds what the journal holds even if the process dies right after; and before
+                // `flushed` moves, so nothing a waiter does next is announced first.
                 for entry in &batch {
                     if let Some(event) = durable_event(entry) {
                         self.emit(event);
                     }
                 }
+                self.flushed.store(upto, Ordering::Release);
                 Ok(())
             }
             Err(error) => {
-                self.halt(&error);
+                if let Some(error) = error {
+                    self.halt(&error);
+                }
                 Err(Halted)
             }
         }
+    }
+
+    /// The journal, for reads and for commits outside the staging path.
+    pub fn journal(&self) -> MutexGuard<'_, Journal> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn halt(&self, error: &JournalError) {
@@ -367,6 +433,7 @@ impl Shared {
             });
         }
         self.idle.notify_waiters();
+        self.flush_done.notify_waiters();
     }
 
     pub fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {

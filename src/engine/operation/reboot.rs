@@ -18,8 +18,7 @@ pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Ha
     // A reset whose success was journaled before a restart is not sent again.
     let already = match &op.resume {
         Some(_) => shared
-            .lock()
-            .journal
+            .journal()
             .has_successful_call(op.id, &["power_reset", "reset"])
             .unwrap_or(false),
         None => false,
