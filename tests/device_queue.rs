@@ -128,3 +128,51 @@ async fn r7_detections_arriving_together_share_one_commit() {
     assert_eq!(commits.0.load(Ordering::SeqCst), 1);
     assert_eq!(engine.operations().unwrap().len(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r4_one_event_sent_many_times_at_once_is_accepted_once_during_group_commits() {
+    let scenario =
+        load_scenario(Path::new("tests/scenarios/r15/eight-ports-at-once.toml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A file journal with fsync: commits take long enough for copies to arrive mid-commit.
+    let journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let engine = Arc::new(
+        Engine::open(
+            scenario.site.clone(),
+            journal,
+            Adapters::default(),
+            EngineOptions::default(),
+        )
+        .unwrap(),
+    );
+    for round in 0..5 {
+        let copies = (0..16).map(|_| {
+            let engine = engine.clone();
+            tokio::spawn(async move {
+                engine
+                    .submit_detection(Detection {
+                        source: "osce".into(),
+                        event_id: format!("dup-{round}"),
+                        ip: Some("10.110.0.11".parse().unwrap()),
+                        mac: None,
+                        hostname: None,
+                        threat: "TSPY_TEST.A".into(),
+                        category: Category::Spyware,
+                    })
+                    .await
+                    .unwrap()
+            })
+        });
+        let receipts: Vec<_> = futures::future::join_all(copies)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let firsts = receipts
+            .iter()
+            .filter(|r| r.disposition != quarantine_lab::engine::Disposition::Duplicate)
+            .count();
+        assert_eq!(firsts, 1, "round {round}: {receipts:?}");
+        assert!(receipts.iter().all(|r| r.id == receipts[0].id));
+    }
+}
