@@ -10,10 +10,11 @@
 //! - `journal/commit_operation`: `Journal::commit` of one one-NIC quarantine's whole step list
 //!   (13 entries) as one transaction, on a file in `TMPDIR` with `synchronous = FULL`: the cost
 //!   of one durable operation when it gets one fsync.
-//! - `journal/commit_step`: one small step (a device call's outcome), as the engine commits
-//!   after every device call today: the cost of one fsync.
+//! - `journal/commit_step`: one small step (a device call's outcome) as its own commit: the cost
+//!   of one fsync, which group commit shares among the operations in flight.
 //! - `sim/quarantine_bench_10`: `run_sim` of the 10-L-Server bench scenario with zero device
-//!   latency: runtime, engine (journal file in `TMPDIR`), simulated devices, history, checkers.
+//!   latency: runtime, engine (in-memory journal, as the lab keeps it), simulated devices,
+//!   history, checkers.
 //!
 //! `cargo bench --bench engine`. fsync cost depends on the file system behind `TMPDIR`.
 

@@ -146,8 +146,8 @@ pub fn journal_operations(budget: Duration) -> Result<Rate, JournalError> {
     })
 }
 
-/// Journal commits per second when operations are committed step by step as the engine does
-/// today ([`workload::quarantine_steps`]: several fsyncs per operation). Counts commits; divide
+/// Journal commits per second when every step of an operation ([`workload::quarantine_steps`])
+/// is its own commit: what the engine would cost without group commit. Counts commits; divide
 /// by the steps per operation for operations.
 pub fn journal_steps(budget: Duration) -> Result<Rate, JournalError> {
     with_temp_journal(|journal| {

@@ -14,7 +14,7 @@
 //!   the detection is durable) until the engine is idle, every L-Server quarantined. No syslog or
 //!   mail adapter is configured: alerts are journaled and marked delivered, but sent nowhere,
 //!   since the bare client has no counterpart for them. The same rounds with the journal opened
-//!   without fsync ([`Durability::ProcessCrash`], what the lab uses) show how much of the
+//!   without fsync ([`Durability::ProcessCrash`]) show how much of the
 //!   engine's time is fsync: a diagnostic, not the figure.
 //! - **Bare** ([`BareRound`]): a reqwest client from [`http::client`] (the adapters' own
 //!   builder, so the same connection policy: a new connection per call, no idle pool) making the

@@ -75,9 +75,10 @@ fn quarantine_ip(n: i64) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(0x0A00_0000u32 | (n as u32 & 0x00FF_FFFF)))
 }
 
-/// Every journal entry the engine writes for one successful one-NIC VM quarantine, in the order
-/// it writes them today (7 commits: detection + queued; started + plan + IP + alert; alert mark;
-/// write; verifying read; records + outcome + alert; alert mark). Ids derive from `n`, so
+/// Every journal entry the engine writes for one successful one-NIC VM quarantine, as the 7
+/// steps it stages (detection + queued; started + plan + IP + alert; alert mark; write; verifying
+/// read; records + outcome + alert; alert mark); group commit lets many operations' steps share
+/// one commit, which these journal-alone figures leave out on purpose. Ids derive from `n`, so
 /// consecutive `n` can be committed to one journal without key collisions.
 pub fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
     let path = format!("/bench/vdi-{n:07}");

@@ -106,8 +106,8 @@ pub enum Durability {
     /// fsync on every commit: survives power loss (production, `qlab engine serve`).
     PowerLoss,
     /// Handed to the operating system on every commit, no fsync: survives the process dying,
-    /// not the machine. The sim lab uses it: its crashes drop the engine, not the OS, so a crash
-    /// there loses exactly what a real process crash would, thousands of runs faster.
+    /// not the machine. For journals whose crashes drop the engine, not the OS (the lab, whose
+    /// journals are in memory anyway, and the benches' no-fsync diagnostic).
     ProcessCrash,
 }
 
