@@ -250,24 +250,40 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     );
     // The lab's journal lives in memory: its crashes drop the engine, not the machine, so a
     // process-shared in-memory database (SQLite's memdb) loses exactly what a file would, and
-    // costs no file system work. `_keeper` holds it open across engine crashes and restarts.
+    // costs no file system work. It is seeded once; a run with crashes keeps a second
+    // connection open so the database outlives each crashed engine, and a run without crashes
+    // hands the seeded connection itself to the engine.
     let journal_path = PathBuf::from(format!(
         "file:/qlab-run-{}-{}?vfs=memdb",
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut _keeper = rusqlite::Connection::open(&journal_path)
+    let mut seeded = rusqlite::Connection::open(&journal_path)
         .map_err(|e| format!("cannot create the run's journal: {e}"))?;
-    Journal::seed(&mut _keeper).map_err(|e| format!("cannot create the run's journal: {e}"))?;
+    Journal::seed(&mut seeded).map_err(|e| format!("cannot create the run's journal: {e}"))?;
+    let crashes = scenario
+        .events
+        .iter()
+        .any(|e| matches!(e.action, EventAction::Crash { .. }));
+    let (_keeper, mut first_journal) = if crashes {
+        (Some(seeded), None)
+    } else {
+        let journal = Journal::from_connection(seeded, Durability::ProcessCrash)
+            .map_err(|e| format!("cannot open the run's journal: {e}"))?;
+        (None, Some(journal))
+    };
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
     let mut timeline = build_timeline(scenario, &world, |d| d);
 
-    let open = || -> Result<Engine, String> {
+    let mut open = || -> Result<Engine, String> {
         // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
         // the engine exactly as a file outlives a real process crash.
-        let journal = Journal::open_with(&journal_path, Durability::ProcessCrash)
-            .map_err(|e| e.to_string())?;
+        let journal = match first_journal.take() {
+            Some(journal) => journal,
+            None => Journal::open_with(&journal_path, Durability::ProcessCrash)
+                .map_err(|e| e.to_string())?,
+        };
         let options = EngineOptions {
             hostname: "qlab-sim".into(),
             origin_ms: 0,

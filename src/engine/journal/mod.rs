@@ -123,6 +123,12 @@ impl Journal {
         Self::init(conn, durability)
     }
 
+    /// Opens the journal on an already open connection (an in-memory database the caller
+    /// seeded with [`Journal::seed`], say).
+    pub fn from_connection(conn: Connection, durability: Durability) -> Result<Journal, JournalError> {
+        Self::init(conn, durability)
+    }
+
     /// Opens a journal in memory (tests and throwaway runs; not durable).
     pub fn open_in_memory() -> Result<Journal, JournalError> {
         Self::init(Connection::open_in_memory()?, Durability::PowerLoss)
