@@ -125,7 +125,10 @@ impl Journal {
 
     /// Opens the journal on an already open connection (an in-memory database the caller
     /// seeded with [`Journal::seed`], say).
-    pub fn from_connection(conn: Connection, durability: Durability) -> Result<Journal, JournalError> {
+    pub fn from_connection(
+        conn: Connection,
+        durability: Durability,
+    ) -> Result<Journal, JournalError> {
         Self::init(conn, durability)
     }
 
