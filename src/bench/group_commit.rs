@@ -4,14 +4,10 @@
 //! simulated devices that answer in zero time. What is timed is therefore the engine and its
 //! journal: how many operations one fsync carries decides the figure.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use futures::future::join_all;
-
-use super::wire::{CommitCounter, WireWorkload};
-use crate::engine::{Disposition, Engine, EngineOptions, Journal, LServerState};
+use super::wire::{open_engine, quarantine_all, WireWorkload};
+use crate::engine::journal::Durability;
 use crate::sim::{Recorder, SimWorld};
 
 /// What the timed rounds did.
@@ -55,51 +51,12 @@ pub async fn measure(workload: &WireWorkload, budget: Duration) -> Result<GroupC
 }
 
 async fn round(workload: &WireWorkload) -> Result<GroupCommit, String> {
-    let site = workload.site.clone();
-    let world = SimWorld::new(site.clone(), Vec::new(), Recorder::new(), 0);
-    let dir = tempfile::tempdir()
-        .map_err(|e| format!("cannot create a temporary folder for the journal: {e}"))?;
-    let journal = Journal::open(&dir.path().join("journal.sqlite"))
-        .map_err(|e| format!("cannot open the journal: {e}"))?;
-    let commits = Arc::new(CommitCounter::default());
-    let options = EngineOptions {
-        observer: Some(commits.clone()),
-        ..EngineOptions::default()
-    };
-    let engine = Arc::new(
-        Engine::open(site, journal, world.adapters(), options)
-            .map_err(|e| format!("cannot open the engine: {e}"))?,
-    );
-    let before = commits.0.load(Ordering::Relaxed);
-    let start = Instant::now();
-    let tasks: Vec<_> = workload
-        .detections
-        .iter()
-        .cloned()
-        .map(|d| {
-            let engine = engine.clone();
-            tokio::spawn(async move { engine.submit_detection(d).await })
-        })
-        .collect();
-    let receipts = join_all(tasks).await;
-    engine.wait_idle().await;
-    let elapsed = start.elapsed();
-    let commits = commits.0.load(Ordering::Relaxed) - before;
-    for receipt in receipts {
-        let receipt = receipt
-            .map_err(|e| format!("detection task failed: {e}"))?
-            .map_err(|e| format!("detection refused: {e}"))?;
-        if receipt.disposition != Disposition::Accepted {
-            return Err(format!("detection not accepted: {receipt:?}"));
-        }
-    }
-    let views = engine.lservers();
-    if let Some(ls) = views.iter().find(|v| v.state != LServerState::Quarantined) {
-        return Err(format!("{} is {:?} after the round", ls.path, ls.state));
-    }
+    let world = SimWorld::new(workload.site.clone(), Vec::new(), Recorder::new(), 0);
+    let (engine, commits, _dir) = open_engine(workload, world.adapters(), Durability::PowerLoss)?;
+    let round = quarantine_all(&engine, &commits, workload).await?;
     Ok(GroupCommit {
-        operations: views.len() as u64,
-        commits,
-        elapsed,
+        operations: workload.detections.len() as u64,
+        commits: round.commits,
+        elapsed: round.elapsed,
     })
 }

@@ -176,6 +176,23 @@ impl WireWorkload {
     }
 
     /// Base URL, user and password of `hypervisor`'s simulator.
+    /// The engine's vCenter client for `hypervisor`'s simulator, logged in.
+    async fn logged_in_client(
+        &self,
+        wire: &WireSite,
+        hypervisor: &str,
+        timeout: Duration,
+    ) -> Result<VcenterClient, String> {
+        let e = self.endpoint(wire, hypervisor)?;
+        let client =
+            VcenterClient::new(&e.url, &e.user, &e.password, timeout).map_err(|e| e.to_string())?;
+        client
+            .login()
+            .await
+            .map_err(|e| format!("login to {hypervisor}: {e}"))?;
+        Ok(client)
+    }
+
     fn endpoint(&self, wire: &WireSite, hypervisor: &str) -> Result<Endpoint, String> {
         let spec = self
             .site
@@ -264,32 +281,16 @@ impl EngineRound {
         let timeout = workload.site.topology.engine.call_timeout;
         let mut adapters = Adapters::default();
         for h in &workload.site.topology.hypervisors {
-            let e = workload.endpoint(&wire, &h.name)?;
-            let client = VcenterClient::new(&e.url, &e.user, &e.password, timeout)
-                .map_err(|e| e.to_string())?;
             // The engine logs in lazily on its first call; logging in now keeps the login out
             // of the timed part, as on the bare side.
-            client
-                .login()
-                .await
-                .map_err(|e| format!("login to {}: {e}", h.name))?;
+            let client = workload.logged_in_client(&wire, &h.name, timeout).await?;
             adapters
                 .hypervisors
                 .insert(h.name.clone(), Arc::new(client) as Arc<dyn Hypervisor>);
         }
-        let dir = tempfile::tempdir()
-            .map_err(|e| format!("cannot create a temporary folder for the journal: {e}"))?;
-        let journal = Journal::open_with(&dir.path().join("journal.sqlite"), durability)
-            .map_err(|e| format!("cannot open the journal: {e}"))?;
-        let commits = Arc::new(CommitCounter::default());
-        let options = EngineOptions {
-            observer: Some(commits.clone()),
-            ..EngineOptions::default()
-        };
-        let engine = Engine::open(workload.site.clone(), journal, adapters, options)
-            .map_err(|e| format!("cannot open the engine: {e}"))?;
+        let (engine, commits, dir) = open_engine(workload, adapters, durability)?;
         Ok(EngineRound {
-            engine: Arc::new(engine),
+            engine,
             commits,
             wire,
             _dir: dir,
@@ -300,42 +301,75 @@ impl EngineRound {
     /// until the engine is idle: the timed part. Then checks, untimed, that every detection was
     /// accepted, every L-Server is quarantined and every NIC is on quarantine at the device.
     pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
-        let detections = workload.detections.clone();
-        let before = self.commits.0.load(Ordering::Relaxed);
-        let start = Instant::now();
-        let tasks: Vec<_> = detections
-            .into_iter()
-            .map(|d| {
-                let engine = self.engine.clone();
-                tokio::spawn(async move { engine.submit_detection(d).await })
-            })
-            .collect();
-        let receipts = join_all(tasks).await;
-        self.engine.wait_idle().await;
-        let elapsed = start.elapsed();
-        let commits = self.commits.0.load(Ordering::Relaxed) - before;
-        for receipt in receipts {
-            let receipt = receipt
-                .map_err(|e| format!("detection task failed: {e}"))?
-                .map_err(|e| format!("detection refused: {e}"))?;
-            if receipt.disposition != Disposition::Accepted {
-                return Err(format!("detection not accepted: {receipt:?}"));
-            }
-        }
-        if let Some(ls) = self
-            .engine
-            .lservers()
-            .into_iter()
-            .find(|ls| ls.state != LServerState::Quarantined)
-        {
-            return Err(format!(
-                "{} is {:?} after the round ({:?}), not quarantined",
-                ls.path, ls.state, ls.outcome
-            ));
-        }
+        let result = quarantine_all(&self.engine, &self.commits, workload).await?;
         workload.check_truth(&self.wire)?;
-        Ok(RoundResult { elapsed, commits })
+        Ok(result)
     }
+}
+
+/// Opens the engine on a fresh journal file in `TMPDIR` with `durability`, counting commits.
+/// The folder must outlive the engine.
+pub(crate) fn open_engine(
+    workload: &WireWorkload,
+    adapters: Adapters,
+    durability: Durability,
+) -> Result<(Arc<Engine>, Arc<CommitCounter>, tempfile::TempDir), String> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| format!("cannot create a temporary folder for the journal: {e}"))?;
+    let journal = Journal::open_with(&dir.path().join("journal.sqlite"), durability)
+        .map_err(|e| format!("cannot open the journal: {e}"))?;
+    let commits = Arc::new(CommitCounter::default());
+    let options = EngineOptions {
+        observer: Some(commits.clone()),
+        ..EngineOptions::default()
+    };
+    let engine = Engine::open(workload.site.clone(), journal, adapters, options)
+        .map_err(|e| format!("cannot open the engine: {e}"))?;
+    Ok((Arc::new(engine), commits, dir))
+}
+
+/// Submits every detection of `workload` at once, one task each as the daemon's API would, and
+/// waits until the engine is idle: the timed part. Then checks, untimed, that every detection
+/// was accepted and every L-Server is quarantined.
+pub(crate) async fn quarantine_all(
+    engine: &Arc<Engine>,
+    commits: &CommitCounter,
+    workload: &WireWorkload,
+) -> Result<RoundResult, String> {
+    let before = commits.0.load(Ordering::Relaxed);
+    let start = Instant::now();
+    let tasks: Vec<_> = workload
+        .detections
+        .iter()
+        .cloned()
+        .map(|d| {
+            let engine = engine.clone();
+            tokio::spawn(async move { engine.submit_detection(d).await })
+        })
+        .collect();
+    let receipts = join_all(tasks).await;
+    engine.wait_idle().await;
+    let elapsed = start.elapsed();
+    let commits = commits.0.load(Ordering::Relaxed) - before;
+    for receipt in receipts {
+        let receipt = receipt
+            .map_err(|e| format!("detection task failed: {e}"))?
+            .map_err(|e| format!("detection refused: {e}"))?;
+        if receipt.disposition != Disposition::Accepted {
+            return Err(format!("detection not accepted: {receipt:?}"));
+        }
+    }
+    if let Some(ls) = engine
+        .lservers()
+        .into_iter()
+        .find(|ls| ls.state != LServerState::Quarantined)
+    {
+        return Err(format!(
+            "{} is {:?} after the round ({:?}), not quarantined",
+            ls.path, ls.state, ls.outcome
+        ));
+    }
+    Ok(RoundResult { elapsed, commits })
 }
 
 /// The bare side of one round, ready to run: fresh simulators, one logged-in session per
@@ -425,13 +459,7 @@ impl AdapterRound {
         let timeout = workload.site.topology.engine.call_timeout;
         let mut clients = std::collections::HashMap::new();
         for h in &workload.site.topology.hypervisors {
-            let e = workload.endpoint(&wire, &h.name)?;
-            let client = VcenterClient::new(&e.url, &e.user, &e.password, timeout)
-                .map_err(|e| e.to_string())?;
-            client
-                .login()
-                .await
-                .map_err(|e| format!("login to {}: {e}", h.name))?;
+            let client = workload.logged_in_client(&wire, &h.name, timeout).await?;
             clients.insert(h.name.clone(), Arc::new(client));
         }
         Ok(AdapterRound { clients, wire })

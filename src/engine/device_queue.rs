@@ -22,6 +22,7 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -72,7 +73,7 @@ struct Pending<I, T> {
 /// Items of one batchable kind waiting for a call.
 pub(crate) struct BatchQueue<I, T> {
     pending: Mutex<VecDeque<Pending<I, T>>>,
-    next_id: Mutex<u64>,
+    next_id: AtomicU64,
     /// Most items one call may carry.
     limit: usize,
 }
@@ -81,7 +82,7 @@ impl<I, T> BatchQueue<I, T> {
     fn new(limit: usize) -> BatchQueue<I, T> {
         BatchQueue {
             pending: Mutex::new(VecDeque::new()),
-            next_id: Mutex::new(0),
+            next_id: AtomicU64::new(0),
             limit: limit.max(1),
         }
     }
@@ -242,11 +243,7 @@ impl DeviceQueue {
         Fut: Future<Output = Vec<DeviceResult<T>>>,
     {
         let (tx, mut rx) = oneshot::channel();
-        let id = {
-            let mut next = lock(&queue.next_id);
-            *next += 1;
-            *next
-        };
+        let id = queue.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&queue.pending).push_back(Pending {
             id,
             item,

@@ -576,24 +576,6 @@ impl ToTarget for u16 {
 /// Sends alerts to syslog and email, then marks them delivered. Delivery is at least once: an
 /// alert whose mark did not commit before a crash is sent again on start (R16, R17).
 pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
-    deliver(shared, alerts).await;
-}
-
-/// Delivers `alerts` in a task of its own and makes their marks durable, for alerts outside any
-/// lane (detections' alerts, alerts left undelivered before a restart).
-pub(crate) fn deliver_alerts_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
-    if alerts.is_empty() {
-        return;
-    }
-    let s = shared.clone();
-    shared.spawn(async move {
-        deliver(&s, alerts).await;
-        let staged = s.lock().staged;
-        let _ = s.durable(staged).await;
-    });
-}
-
-async fn deliver(shared: &Arc<Shared>, alerts: Vec<Alert>) {
     if alerts.is_empty() {
         return;
     }
@@ -624,6 +606,20 @@ async fn deliver(shared: &Arc<Shared>, alerts: Vec<Alert>) {
     // Staged, not awaited: a mark lost to a crash only means the alert is sent again after the
     // restart (R16), so it need not hold up the operation; it rides the next commit.
     let _ = shared.stage(&mut shared.lock(), marks);
+}
+
+/// Delivers `alerts` in a task of its own and makes their marks durable, for alerts outside any
+/// lane (detections' alerts, alerts left undelivered before a restart).
+pub(crate) fn deliver_alerts_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
+    if alerts.is_empty() {
+        return;
+    }
+    let s = shared.clone();
+    shared.spawn(async move {
+        deliver_alerts(&s, alerts).await;
+        let staged = s.lock().staged;
+        let _ = s.durable(staged).await;
+    });
 }
 
 fn tenant_email(shared: &Shared, alert: &Alert) -> Option<String> {

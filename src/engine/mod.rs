@@ -713,7 +713,13 @@ fn find_detection<'a>(
         let journaled = {
             let journal = shared.journal();
             match journal.find_detection(source, event_id)? {
-                Some(id) => Some((id, journal.detection_receipt(id)?)),
+                // The row just found: its receipt is there; the fallback keeps R4 strict.
+                Some(id) => Some(journal.detection_receipt(id)?.unwrap_or(DetectionReceipt {
+                    id,
+                    disposition: Disposition::Duplicate,
+                    lserver: None,
+                    operation: None,
+                })),
                 None => None,
             }
         };
@@ -724,12 +730,6 @@ fn find_detection<'a>(
         if let Some(found) = in_memory(&state) {
             return Ok((state, Some(found)));
         }
-        let found = journaled.map(|(id, stored)| DetectionReceipt {
-            id,
-            disposition: Disposition::Duplicate,
-            lserver: stored.as_ref().and_then(|r| r.lserver.clone()),
-            operation: stored.and_then(|r| r.operation),
-        });
-        return Ok((state, found));
+        return Ok((state, journaled));
     }
 }

@@ -267,25 +267,38 @@ fn durable_event(entry: &Entry) -> Option<EngineEvent> {
             lserver: lserver.clone(),
             outcome: *outcome,
         }),
-        Entry::Detection {
-            id,
-            detection,
-            lserver,
-            disposition,
-            operation,
-            ..
-        } => Some(EngineEvent::DetectionJournaled {
-            source: detection.source.clone(),
-            event_id: detection.event_id.clone(),
-            receipt: DetectionReceipt {
-                id: *id,
-                disposition: *disposition,
-                lserver: lserver.clone(),
-                operation: *operation,
-            },
+        Entry::Detection { .. } => detection_receipt(entry).map(|((source, event_id), receipt)| {
+            EngineEvent::DetectionJournaled {
+                source,
+                event_id,
+                receipt,
+            }
         }),
         _ => None,
     }
+}
+
+/// A detection entry's `(source, event_id)` and receipt.
+fn detection_receipt(entry: &Entry) -> Option<((String, String), DetectionReceipt)> {
+    let Entry::Detection {
+        id,
+        detection,
+        lserver,
+        disposition,
+        operation,
+        ..
+    } = entry
+    else {
+        return None;
+    };
+    let key = (detection.source.clone(), detection.event_id.clone());
+    let receipt = DetectionReceipt {
+        id: *id,
+        disposition: *disposition,
+        lserver: lserver.clone(),
+        operation: *operation,
+    };
+    Some((key, receipt))
 }
 
 impl Shared {
@@ -318,15 +331,8 @@ impl Shared {
             return Err(Halted);
         }
         if !entries.is_empty() {
-            for entry in &entries {
-                if let Some(EngineEvent::DetectionJournaled {
-                    source,
-                    event_id,
-                    receipt,
-                }) = durable_event(entry).filter(|_| matches!(entry, Entry::Detection { .. }))
-                {
-                    state.pending_detections.insert((source, event_id), receipt);
-                }
+            for (key, receipt) in entries.iter().filter_map(detection_receipt) {
+                state.pending_detections.insert(key, receipt);
             }
             state.pending.extend(entries);
             state.staged += 1;
@@ -420,7 +426,7 @@ impl Shared {
         }
     }
 
-    /// The journal, for reads and for commits outside the staging path.
+    /// The journal, for reads (API views, R4 lookups, recovery checks).
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -23,11 +23,14 @@ use crate::model::{NetworkRole, NicLocation};
 /// Drains one L-Server's lane, one operation at a time in arrival order (R15).
 pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
     loop {
-        let lane_empty = shared.lock().ls(&path).lane.is_empty();
-        if lane_empty {
+        let quiet = {
+            let mut state = shared.lock();
+            let lane_empty = state.ls(&path).lane.is_empty();
+            lane_empty.then_some(state.staged)
+        };
+        if let Some(staged) = quiet {
             // Before the lane goes quiet, whatever its work left staged (alert delivery marks)
             // is made durable, so an idle engine has nothing pending.
-            let staged = shared.lock().staged;
             let _ = shared.durable(staged).await;
         }
         let next = {
