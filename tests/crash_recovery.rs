@@ -92,8 +92,10 @@ async fn r16_crash_after_every_journal_step_of_a_quarantine() {
         limit += 1;
         assert!(limit < 100, "the run never completed");
     }
+    // The detection, its queueing and the plan share the first commit (the lane stages the
+    // plan before the detection's commit starts); call outcomes and the closing step follow.
     assert!(
-        limit >= 5,
+        limit >= 4,
         "the run has several steps to crash after, got {limit}"
     );
 }

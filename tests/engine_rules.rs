@@ -744,6 +744,118 @@ async fn r17_failure_emails_the_tenant_once() {
     assert!(emails[0].subject.contains("quarantine-failed"));
 }
 
+/// Records every engine event, in order.
+#[derive(Default)]
+struct EventLog(std::sync::Mutex<Vec<EngineEvent>>);
+
+impl EngineObserver for EventLog {
+    fn on_event(&self, event: &EngineEvent) {
+        self.0.lock().unwrap().push(event.clone());
+    }
+}
+
+/// An engine over `h`'s journal and fakes without syslog or mail, with an event log.
+fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>) {
+    let mut adapters = h.fakes.adapters(&h.site);
+    adapters.syslog = None;
+    adapters.mailer = None;
+    let log = std::sync::Arc::new(EventLog::default());
+    let options = EngineOptions {
+        observer: Some(log.clone()),
+        ..EngineOptions::default()
+    };
+    let journal = Journal::open(&h.journal_path).unwrap();
+    let engine = Engine::open(h.site.clone(), journal, adapters, options).unwrap();
+    (engine, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_without_an_alert_output_alerts_are_journaled_delivered() {
+    let mut h = Harness::standard();
+    h.engine = None;
+    let (engine, _) = engine_without_alert_output(&h);
+    engine
+        .submit_detection(detection("10.110.0.11", "e-1"))
+        .await
+        .unwrap();
+    engine.wait_idle().await;
+    let alerts = engine.alerts_since(0, 100).unwrap();
+    assert!(alerts.len() >= 2, "started and completed: {alerts:?}");
+    // Nothing is left to deliver, so nothing would be sent again after a restart.
+    assert!(engine
+        .journal_snapshot()
+        .unwrap()
+        .undelivered_alerts
+        .is_empty());
+    assert!(h.fakes.syslog().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_alerts_left_undelivered_are_marked_when_no_output_remains() {
+    let mut h = Harness::standard();
+    h.engine = None;
+    // An alert an earlier run journaled but never delivered.
+    let alert = Alert {
+        seq: 1,
+        at_ms: 0,
+        code: AlertCode::LserverNotFound,
+        lserver: None,
+        ip: Some("10.9.9.9".parse().unwrap()),
+        operation: None,
+        detail: "L-Server not found. ip=10.9.9.9".into(),
+    };
+    let mut journal = Journal::open(&h.journal_path).unwrap();
+    journal.commit(&[journal::Entry::Alert(alert)]).unwrap();
+    assert_eq!(journal.snapshot().unwrap().undelivered_alerts.len(), 1);
+    drop(journal);
+    let (engine, _) = engine_without_alert_output(&h);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(engine
+        .journal_snapshot()
+        .unwrap()
+        .undelivered_alerts
+        .is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_one_commit_carries_the_detection_its_queueing_and_the_plan() {
+    let mut h = Harness::standard();
+    h.engine = None;
+    let (engine, log) = engine_without_alert_output(&h);
+    engine
+        .submit_detection(detection("10.110.0.11", "e-1"))
+        .await
+        .unwrap();
+    engine.wait_idle().await;
+    let events = log.0.lock().unwrap().clone();
+    let first_commit: Vec<&EngineEvent> = events
+        .iter()
+        .skip_while(|e| !matches!(e, EngineEvent::Committed { .. }))
+        .skip(1)
+        .take_while(|e| !matches!(e, EngineEvent::Committed { .. }))
+        .collect();
+    let journaled = first_commit
+        .iter()
+        .position(|e| matches!(e, EngineEvent::DetectionJournaled { .. }));
+    let started = first_commit
+        .iter()
+        .position(|e| matches!(e, EngineEvent::OperationStarted { .. }));
+    // `quarantine-started` is journaled with the plan (R17): announced by the same commit.
+    let planned = first_commit
+        .iter()
+        .position(|e| matches!(e, EngineEvent::Alert(a) if a.code == AlertCode::QuarantineStarted));
+    // The plan is durable with its cause, and announced after it: no device call waits for a
+    // second commit.
+    assert!(
+        matches!((journaled, started, planned), (Some(j), Some(s), Some(p)) if j < s && s < p),
+        "{first_commit:?}"
+    );
+    assert_eq!(
+        engine.lserver(VDI1).unwrap().state,
+        LServerState::Quarantined
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn r19_a_hanging_device_cannot_hold_an_operation_past_its_deadline() {
     let h = Harness::standard();

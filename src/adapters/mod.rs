@@ -178,3 +178,11 @@ pub struct Adapters {
     /// Outbound syslog; `None` keeps alerts in the journal only.
     pub syslog: Option<Arc<dyn SyslogOut>>,
 }
+
+impl Adapters {
+    /// Whether alerts have no output at all (neither syslog nor email): they live in the journal
+    /// and the API only.
+    pub fn alerts_go_nowhere(&self) -> bool {
+        self.syslog.is_none() && self.mailer.is_none()
+    }
+}

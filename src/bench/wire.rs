@@ -12,8 +12,8 @@
 //!   opened with production durability ([`Journal::open`]: `synchronous = FULL`, an fsync per
 //!   commit). Timed: every detection submitted at once (`submit_detection`, which returns once
 //!   the detection is durable) until the engine is idle, every L-Server quarantined. No syslog or
-//!   mail adapter is configured: alerts are journaled and marked delivered, but sent nowhere,
-//!   since the bare client has no counterpart for them. The same rounds with the journal opened
+//!   mail adapter is configured, since the bare client has no counterpart for them: alerts are
+//!   journaled as delivered, with nowhere to send them. The same rounds with the journal opened
 //!   without fsync ([`Durability::ProcessCrash`]) show how much of the
 //!   engine's time is fsync: a diagnostic, not the figure.
 //! - **Bare** ([`BareRound`]): a reqwest client from [`http::client`] (the adapters' own

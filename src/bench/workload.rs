@@ -134,6 +134,8 @@ pub fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
         vec![
             Entry::OperationStarted {
                 id: op,
+                lserver: path.clone(),
+                kind: OperationKind::Quarantine,
                 started_ms: 0,
                 deadline_ms: 60_000,
                 plan: vec![PlanNic {

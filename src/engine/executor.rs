@@ -13,7 +13,8 @@ use super::alerts::Alert;
 use super::device_queue::{bounded, Class};
 use super::journal::Entry;
 use super::state::{Halted, Shared};
-use super::types::OperationId;
+use super::types::{OperationId, OperationKind};
+use super::EngineEvent;
 use crate::adapters::{DeviceError, DeviceResult, OutcomeClass, Switch};
 use crate::model::{LServer, Nic, NicLocation};
 
@@ -59,6 +60,7 @@ pub(crate) struct NicMove {
 pub(crate) struct OpCtx<'a> {
     pub shared: &'a Arc<Shared>,
     pub op: OperationId,
+    pub kind: OperationKind,
     pub ls: &'a LServer,
     pub deadline: Instant,
     /// The ticket of this operation's latest journaled call outcome: durable before its next
@@ -67,6 +69,17 @@ pub(crate) struct OpCtx<'a> {
 }
 
 impl OpCtx<'_> {
+    /// Announces the start of an operation that resumes past its start step, so commits no
+    /// `OperationStarted` entry (a reboot after a restart). Its queueing and start are durable
+    /// from before the restart.
+    pub fn announce_resumed(&self) {
+        self.shared.emit(EngineEvent::OperationStarted {
+            id: self.op,
+            lserver: self.ls.path.clone(),
+            kind: self.kind,
+        });
+    }
+
     fn remaining(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
@@ -576,7 +589,8 @@ impl ToTarget for u16 {
 /// Sends alerts to syslog and email, then marks them delivered. Delivery is at least once: an
 /// alert whose mark did not commit before a crash is sent again on start (R16, R17).
 pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
-    if alerts.is_empty() {
+    if alerts.is_empty() || shared.adapters.alerts_go_nowhere() {
+        // With no output the journal holds them as delivered already (`Engine::open`).
         return;
     }
     let timeout = shared.settings.call_timeout;
@@ -599,27 +613,56 @@ pub(crate) async fn deliver_alerts(shared: &Arc<Shared>, alerts: Vec<Alert>) {
             tracing::warn!(seq = alert.seq, error = %e, "email delivery failed");
         }
     }
+    stage_delivery_marks(shared, &alerts);
+}
+
+/// Stages the marks that say `alerts` went out. Staged, not awaited: a mark lost to a crash only
+/// means the alert is sent again after the restart (R16), so it need not hold up the operation;
+/// it rides the next commit.
+fn stage_delivery_marks(shared: &Shared, alerts: &[Alert]) {
     let marks: Vec<Entry> = alerts
         .iter()
         .map(|a| Entry::AlertDelivered { seq: a.seq })
         .collect();
-    // Staged, not awaited: a mark lost to a crash only means the alert is sent again after the
-    // restart (R16), so it need not hold up the operation; it rides the next commit.
-    let _ = shared.stage(&mut shared.lock(), marks);
+    let mut state = shared.lock();
+    let Ok(ticket) = shared.stage(&mut state, marks) else {
+        return;
+    };
+    // The L-Servers' lanes make their marks durable before they go quiet.
+    for path in alerts.iter().filter_map(|a| a.lserver.as_deref()) {
+        if let Some(ls) = state.lservers.get_mut(path) {
+            ls.marks = ticket;
+        }
+    }
 }
 
-/// Delivers `alerts` in a task of its own and makes their marks durable, for alerts outside any
-/// lane (detections' alerts, alerts left undelivered before a restart).
-pub(crate) fn deliver_alerts_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
+/// Re-sends the alerts a restart found undelivered (R16, R17) in a task of its own, and makes
+/// their marks durable. With no output configured now there is nowhere to send them: they are
+/// marked delivered, as an alert journaled today would be.
+pub(crate) fn redeliver_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
     if alerts.is_empty() {
         return;
     }
     let s = shared.clone();
     shared.spawn(async move {
-        deliver_alerts(&s, alerts).await;
+        if s.adapters.alerts_go_nowhere() {
+            stage_delivery_marks(&s, &alerts);
+        } else {
+            deliver_alerts(&s, alerts).await;
+        }
         let staged = s.lock().staged;
         let _ = s.durable(staged).await;
     });
+}
+
+/// Delivers new `alerts` outside any lane (detections' alerts) in a task of their own, and
+/// makes their marks durable.
+pub(crate) fn deliver_alerts_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) {
+    if shared.adapters.alerts_go_nowhere() {
+        // Journaled as delivered already (`Engine::open`).
+        return;
+    }
+    redeliver_in_background(shared, alerts);
 }
 
 fn tenant_email(shared: &Shared, alert: &Alert) -> Option<String> {

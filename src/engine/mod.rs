@@ -145,11 +145,13 @@ impl Engine {
     /// re-sending undelivered alerts. Must be called inside a tokio runtime.
     pub fn open(
         site: Arc<Site>,
-        journal: Journal,
+        mut journal: Journal,
         adapters: Adapters,
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let snapshot = journal.snapshot()?;
+        // With no alert output an alert is delivered once journaled (R17): no marks to commit.
+        journal.set_alerts_delivered_at_insert(adapters.alerts_go_nowhere());
         let mut lservers: HashMap<String, LsState> = site
             .lservers
             .iter()
@@ -172,6 +174,7 @@ impl Engine {
                     lane: VecDeque::new(),
                     running: None,
                     worker: false,
+                    marks: 0,
                 };
                 (ls.path.clone(), state)
             })
@@ -229,7 +232,7 @@ impl Engine {
         };
         let shared = Arc::new(Shared {
             settings: t.engine,
-            policy: Mutex::new(t.policy.clone()),
+            policy: Mutex::new(Arc::new(t.policy.clone())),
             site: site.clone(),
             adapters,
             state: Mutex::new(state),
@@ -263,7 +266,7 @@ impl Engine {
                 enqueue(&shared, &mut state, &path, op);
             }
         }
-        executor::deliver_alerts_in_background(&shared, snapshot.undelivered_alerts);
+        executor::redeliver_in_background(&shared, snapshot.undelivered_alerts);
         Ok(Engine { shared })
     }
 
@@ -291,7 +294,7 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (ticket, receipt, entries, duplicate) = self.stage_detection(detection, &policy)?;
+        let (ticket, receipt, alerts, duplicate) = self.stage_detection(detection, &policy)?;
         self.shared
             .durable(ticket)
             .await
@@ -299,18 +302,18 @@ impl Engine {
         if let Some(event) = duplicate {
             self.shared.emit(event);
         }
-        self.deliver_in_background(&entries);
+        executor::deliver_alerts_in_background(&self.shared, alerts);
         Ok(receipt)
     }
 
     /// The locked half of [`Engine::submit_detection`]: decides, stages and queues; returns the
-    /// step's ticket, the receipt, the staged entries and, for a duplicate, its announcement.
+    /// step's ticket, the receipt, the step's alerts and, for a duplicate, its announcement.
     #[allow(clippy::type_complexity)]
     fn stage_detection(
         &self,
         detection: Detection,
         policy: &PolicySpec,
-    ) -> Result<(Ticket, DetectionReceipt, Vec<Entry>, Option<EngineEvent>), EngineError> {
+    ) -> Result<(Ticket, DetectionReceipt, Vec<Alert>, Option<EngineEvent>), EngineError> {
         let shared = &self.shared;
         let (mut state, earlier) = find_detection(shared, &detection.source, &detection.event_id)?;
         if shared.is_halted() {
@@ -445,15 +448,22 @@ impl Engine {
         );
         state.next_detection_id += 1;
         apply_lserver_entries(&mut state, &entries);
+        let alerts = entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Alert(a) => Some(a.clone()),
+                _ => None,
+            })
+            .collect();
         let ticket = shared
-            .stage(&mut state, entries.clone())
+            .stage(&mut state, entries)
             .map_err(|_| EngineError::Halted)?;
         // Queued at once so a second detection sees it (R4); the lane starts it only once this
         // step is durable, after the commit has announced the detection (cause before effect).
         if let (Some(path), Some(op)) = (&lserver, queued) {
             enqueue(shared, &mut state, path, op);
         }
-        Ok((ticket, receipt, entries, None))
+        Ok((ticket, receipt, alerts, None))
     }
 
     /// Takes an administrator's command and returns the queued operation's id once durable.
@@ -545,7 +555,7 @@ impl Engine {
 
     /// Replaces the policy without a restart (the modelled product re-reads its policy file).
     pub fn set_policy(&self, policy: PolicySpec) {
-        *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = policy;
+        *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
 
     /// The site the engine manages.
@@ -606,17 +616,6 @@ impl Engine {
             }
             notified.await;
         }
-    }
-
-    fn deliver_in_background(&self, entries: &[Entry]) {
-        let alerts: Vec<Alert> = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Alert(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect();
-        executor::deliver_alerts_in_background(&self.shared, alerts);
     }
 }
 

@@ -65,6 +65,9 @@ pub(crate) struct LsState {
     pub running: Option<QueuedOp>,
     /// A lane worker task is alive for this L-Server.
     pub worker: bool,
+    /// The ticket of the latest alert delivery marks staged for this L-Server: its lane makes
+    /// them durable before it goes quiet.
+    pub marks: Ticket,
 }
 
 impl LsState {
@@ -218,7 +221,8 @@ pub(crate) struct Shared {
     pub site: Arc<Site>,
     pub adapters: Adapters,
     pub settings: EngineSpec,
-    pub policy: Mutex<PolicySpec>,
+    /// Shared, not copied, by each detection: replaced whole by `Engine::set_policy`.
+    pub policy: Mutex<Arc<PolicySpec>>,
     pub state: Mutex<State>,
     /// Each device's queue: slots, service order and batches (R15).
     pub devices: HashMap<String, Arc<DeviceQueue>>,
@@ -250,6 +254,11 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+/// How many times a committer yields at most while other tasks keep staging steps for its
+/// commit. More yields mean fewer, larger commits (each an fsync and a set of WAL pages) at the
+/// price of the first step's wait; measured with `qlab bench` (wire figure).
+const GATHER_YIELDS: usize = 8;
+
 /// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
 pub(crate) type Ticket = u64;
 
@@ -257,6 +266,13 @@ pub(crate) type Ticket = u64;
 fn durable_event(entry: &Entry) -> Option<EngineEvent> {
     match entry {
         Entry::Alert(alert) => Some(EngineEvent::Alert(alert.clone())),
+        Entry::OperationStarted {
+            id, lserver, kind, ..
+        } => Some(EngineEvent::OperationStarted {
+            id: *id,
+            lserver: lserver.clone(),
+            kind: *kind,
+        }),
         Entry::OperationFinished {
             id,
             lserver,
@@ -347,8 +363,18 @@ impl Shared {
         if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
-        // Let the tasks woken with this one stage their steps first, so one fsync carries all.
-        tokio::task::yield_now().await;
+        // Let the tasks woken with this one stage their steps first, so one fsync carries all:
+        // yield while others keep staging (a burst of detections and the plans their lanes make
+        // right after), a few times at most. A lone step yields once and commits.
+        let mut seen = self.lock().staged;
+        for _ in 0..GATHER_YIELDS {
+            tokio::task::yield_now().await;
+            let now = self.lock().staged;
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
         loop {
             let done = self.flush_done.notified();
             tokio::pin!(done);
@@ -369,6 +395,10 @@ impl Shared {
                 self.committing.store(false, Ordering::Release);
                 self.flush_done.notify_waiters();
                 result?;
+                // The committer is often the last task that staged (the others were still
+                // staging when it looked): let the tasks this commit woke, which staged before
+                // it, go on first, so devices see operations in arrival order.
+                tokio::task::yield_now().await;
             } else {
                 // Another task is committing; its end wakes this one.
                 done.await;

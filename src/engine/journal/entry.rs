@@ -58,6 +58,10 @@ pub enum Entry {
     OperationStarted {
         /// Id.
         id: OperationId,
+        /// The L-Server (announced to observers; the journal has it from the queueing).
+        lserver: String,
+        /// The kind (announced to observers; the journal has it from the queueing).
+        kind: OperationKind,
         /// Start time.
         started_ms: u64,
         /// Deadline (R19).
@@ -212,7 +216,13 @@ fn exec(
     tx.prepare_cached(sql)?.execute(params)
 }
 
-pub(super) fn apply(tx: &rusqlite::Connection, entry: &Entry) -> rusqlite::Result<()> {
+/// Writes one entry; `alerts_delivered` journals an alert as already delivered
+/// ([`super::Journal::set_alerts_delivered_at_insert`]).
+pub(super) fn apply(
+    tx: &rusqlite::Connection,
+    entry: &Entry,
+    alerts_delivered: bool,
+) -> rusqlite::Result<()> {
     match entry {
         Entry::Detection {
             id,
@@ -262,6 +272,7 @@ pub(super) fn apply(tx: &rusqlite::Connection, entry: &Entry) -> rusqlite::Resul
             started_ms,
             deadline_ms,
             plan,
+            ..
         } => {
             exec(
                 tx,
@@ -381,8 +392,8 @@ pub(super) fn apply(tx: &rusqlite::Connection, entry: &Entry) -> rusqlite::Resul
         Entry::Alert(a) => {
             exec(
                 tx,
-                "INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail, delivered)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     a.seq,
                     a.at_ms as i64,
@@ -391,7 +402,8 @@ pub(super) fn apply(tx: &rusqlite::Connection, entry: &Entry) -> rusqlite::Resul
                     a.lserver,
                     a.ip.map(|ip| ip.to_string()),
                     a.operation,
-                    a.detail
+                    a.detail,
+                    alerts_delivered
                 ],
             )?;
         }

@@ -34,17 +34,17 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE TABLE IF NOT EXISTS plan_nics (
     operation_id INTEGER NOT NULL, nic_index INTEGER NOT NULL,
     from_network TEXT NOT NULL, from_ip TEXT NOT NULL, to_network TEXT NOT NULL, to_ip TEXT NOT NULL,
-    PRIMARY KEY (operation_id, nic_index));
+    PRIMARY KEY (operation_id, nic_index)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ip_allocations (
     network TEXT NOT NULL, ip TEXT NOT NULL, lserver TEXT NOT NULL, nic_index INTEGER NOT NULL,
-    PRIMARY KEY (network, ip));
+    PRIMARY KEY (network, ip)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS nic_records (
     lserver TEXT NOT NULL, nic_index INTEGER NOT NULL, network TEXT NOT NULL, ip TEXT NOT NULL,
-    device_network TEXT, PRIMARY KEY (lserver, nic_index));
+    device_network TEXT, PRIMARY KEY (lserver, nic_index)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lservers (
-    path TEXT PRIMARY KEY, state TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT);
+    path TEXT PRIMARY KEY, state TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS device_calls (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, operation_id INTEGER NOT NULL, nic_index INTEGER,
+    id INTEGER PRIMARY KEY, operation_id INTEGER NOT NULL, nic_index INTEGER,
     device TEXT NOT NULL, call TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, detail TEXT,
     at_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS alerts (
@@ -75,6 +75,9 @@ pub struct Journal {
     conn: Connection,
     commits: u64,
     commit_limit: Option<u64>,
+    /// Alerts are journaled as delivered: the engine has nowhere to send them (no syslog, no
+    /// mail), so there is nothing to deliver and no mark to commit later.
+    alerts_delivered_at_insert: bool,
 }
 
 /// Whether `conn` already holds a journal schema (its `meta` table).
@@ -174,6 +177,7 @@ impl Journal {
             conn,
             commits: 0,
             commit_limit: None,
+            alerts_delivered_at_insert: false,
         })
     }
 
@@ -206,6 +210,13 @@ impl Journal {
         self.commit_limit = limit;
     }
 
+    /// Journals every alert from now on as already delivered. The engine sets it when it has no
+    /// alert output: an alert that goes nowhere is delivered the moment it is journaled, and
+    /// marking it in a later step would cost a statement and a commit for nothing.
+    pub fn set_alerts_delivered_at_insert(&mut self, delivered: bool) {
+        self.alerts_delivered_at_insert = delivered;
+    }
+
     /// Commits made through this handle.
     pub fn commits(&self) -> u64 {
         self.commits
@@ -223,7 +234,7 @@ impl Journal {
         self.conn.prepare_cached("BEGIN")?.execute([])?;
         let applied = entries
             .iter()
-            .try_for_each(|entry| apply(&self.conn, entry));
+            .try_for_each(|entry| apply(&self.conn, entry, self.alerts_delivered_at_insert));
         let committed = applied.and_then(|()| self.conn.prepare_cached("COMMIT")?.execute([]));
         if let Err(error) = committed {
             // All or nothing: a failed step leaves no trace (R7, R18).
@@ -242,13 +253,11 @@ impl Journal {
         source: &str,
         event_id: &str,
     ) -> Result<Option<DetectionId>, JournalError> {
+        // Cached: the daemon asks once per detection it receives.
         Ok(self
             .conn
-            .query_row(
-                "SELECT id FROM detections WHERE source = ?1 AND event_id = ?2",
-                params![source, event_id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT id FROM detections WHERE source = ?1 AND event_id = ?2")?
+            .query_row(params![source, event_id], |r| r.get(0))
             .optional()?)
     }
 
@@ -259,19 +268,18 @@ impl Journal {
     ) -> Result<Option<DetectionReceipt>, JournalError> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT disposition, lserver, operation_id FROM detections WHERE id = ?1",
-                [id],
-                |r| {
-                    let disposition: String = r.get(0)?;
-                    Ok(DetectionReceipt {
-                        id,
-                        disposition: parse_disposition(&disposition),
-                        lserver: r.get(1)?,
-                        operation: r.get(2)?,
-                    })
-                },
-            )
+            )?
+            .query_row([id], |r| {
+                let disposition: String = r.get(0)?;
+                Ok(DetectionReceipt {
+                    id,
+                    disposition: parse_disposition(&disposition),
+                    lserver: r.get(1)?,
+                    operation: r.get(2)?,
+                })
+            })
             .optional()?)
     }
 

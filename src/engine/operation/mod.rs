@@ -17,7 +17,6 @@ use super::executor::{deliver_alerts, NicMove, OpCtx};
 use super::journal::{Entry, PlanNic};
 use super::state::{Halted, QueuedOp, Shared, State, Ticket};
 use super::types::*;
-use super::EngineEvent;
 use crate::model::{NetworkRole, NicLocation};
 
 /// Drains one L-Server's lane, one operation at a time in arrival order (R15).
@@ -25,13 +24,14 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
     loop {
         let quiet = {
             let mut state = shared.lock();
-            let lane_empty = state.ls(&path).lane.is_empty();
-            lane_empty.then_some(state.staged)
+            let ls = state.ls(&path);
+            ls.lane.is_empty().then_some(ls.marks)
         };
-        if let Some(staged) = quiet {
-            // Before the lane goes quiet, whatever its work left staged (alert delivery marks)
-            // is made durable, so an idle engine has nothing pending.
-            let _ = shared.durable(staged).await;
+        if let Some(marks) = quiet {
+            // Before the lane goes quiet, what its work left staged (alert delivery marks) is
+            // made durable, so an idle engine has nothing pending. Its own marks only: waiting
+            // for everything staged would hold every lane up for the others' commits.
+            let _ = shared.durable(marks).await;
         }
         let next = {
             let mut state = shared.lock();
@@ -51,13 +51,9 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
                 }
             }
         };
-        // An operation starts only once its queueing is durable, and after the commit that
-        // announced its cause (R7).
-        let queued = shared.lock().staged;
-        if shared.durable(queued).await.is_err() {
-            shared.idle.notify_waiters();
-            return;
-        }
+        // The operation may start before its queueing is durable: its first step is staged after
+        // the queueing, so the commit that makes that step durable carries the queueing and its
+        // cause too, and announces them first (R7). One commit, not two, before the first call.
         let result = run_operation(&shared, &path, &next).await;
         shared.lock().ls(&path).running = None;
         if result.is_err() {
@@ -76,18 +72,15 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
     let ctx = OpCtx {
         shared,
         op: op.id,
+        kind: op.kind,
         ls,
         // A resumed operation gets a fresh deadline: the downtime was not its fault, and
         // containment matters more than the clock (R16, R19).
         deadline: Instant::now() + shared.settings.operation_deadline,
         required: AtomicU64::new(0),
     };
-    shared.emit(EngineEvent::OperationStarted {
-        id: op.id,
-        lserver: path.to_string(),
-        kind: op.kind,
-    });
-    // Its end is announced by the commit that makes it durable (`Shared::commit`).
+    // Its start and end are announced by the commits that make them durable (`Shared::flush`);
+    // a flow that resumes past its start announces it itself (`OpCtx::announce_resumed`).
     match op.kind {
         OperationKind::Quarantine | OperationKind::ManualQuarantine => {
             quarantine::quarantine(&ctx, op, true).await?
@@ -95,6 +88,7 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         OperationKind::QuarantineReboot => {
             let phase = op.resume.as_ref().and_then(|r| r.phase.as_deref());
             if phase == Some("reboot") {
+                ctx.announce_resumed();
                 reboot::reboot(&ctx, op).await?
             } else {
                 match quarantine::quarantine(&ctx, op, false).await? {
@@ -163,6 +157,8 @@ pub(super) fn stage_locked(
 pub(super) fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
     Entry::OperationStarted {
         id: ctx.op,
+        lserver: ctx.ls.path.clone(),
+        kind: ctx.kind,
         started_ms: ctx.shared.now_ms(),
         deadline_ms: ctx.shared.now_ms()
             + ctx.shared.settings.operation_deadline.as_millis() as u64,

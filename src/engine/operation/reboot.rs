@@ -11,9 +11,12 @@ use crate::engine::types::*;
 /// The reboot flow (R13). The L-Server's state is unchanged: a quarantine before it stays.
 pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
-    if op.kind == OperationKind::Reboot && op.resume.as_ref().is_none_or(|r| r.status != "running")
-    {
-        commit_step(shared, vec![started(ctx, Vec::new())], |_| {}).await?;
+    if op.kind == OperationKind::Reboot {
+        if op.resume.as_ref().is_none_or(|r| r.status != "running") {
+            commit_step(shared, vec![started(ctx, Vec::new())], |_| {}).await?;
+        } else {
+            ctx.announce_resumed();
+        }
     }
     // A reset whose success was journaled before a restart is not sent again.
     let already = match &op.resume {
