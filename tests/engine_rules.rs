@@ -769,16 +769,22 @@ fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>
     (engine, log)
 }
 
-#[tokio::test(start_paused = true)]
-async fn r17_without_an_alert_output_alerts_are_journaled_delivered() {
+/// VDI1 quarantined by an engine without syslog or mail, until idle.
+async fn quarantined_without_alert_output() -> (Harness, Engine, std::sync::Arc<EventLog>) {
     let mut h = Harness::standard();
     h.engine = None;
-    let (engine, _) = engine_without_alert_output(&h);
+    let (engine, log) = engine_without_alert_output(&h);
     engine
         .submit_detection(detection("10.110.0.11", "e-1"))
         .await
         .unwrap();
     engine.wait_idle().await;
+    (h, engine, log)
+}
+
+#[tokio::test(start_paused = true)]
+async fn r17_without_an_alert_output_alerts_are_journaled_delivered() {
+    let (h, engine, _) = quarantined_without_alert_output().await;
     let alerts = engine.alerts_since(0, 100).unwrap();
     assert!(alerts.len() >= 2, "started and completed: {alerts:?}");
     // Nothing is left to deliver, so nothing would be sent again after a restart.
@@ -819,14 +825,7 @@ async fn r17_alerts_left_undelivered_are_marked_when_no_output_remains() {
 
 #[tokio::test(start_paused = true)]
 async fn r7_one_commit_carries_the_detection_its_queueing_and_the_plan() {
-    let mut h = Harness::standard();
-    h.engine = None;
-    let (engine, log) = engine_without_alert_output(&h);
-    engine
-        .submit_detection(detection("10.110.0.11", "e-1"))
-        .await
-        .unwrap();
-    engine.wait_idle().await;
+    let (_h, engine, log) = quarantined_without_alert_output().await;
     let events = log.0.lock().unwrap().clone();
     let first_commit: Vec<&EngineEvent> = events
         .iter()

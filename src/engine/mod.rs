@@ -448,13 +448,7 @@ impl Engine {
         );
         state.next_detection_id += 1;
         apply_lserver_entries(&mut state, &entries);
-        let alerts = entries
-            .iter()
-            .filter_map(|e| match e {
-                Entry::Alert(a) => Some(a.clone()),
-                _ => None,
-            })
-            .collect();
+        let alerts = journal::alerts_in(&entries);
         let ticket = shared
             .stage(&mut state, entries)
             .map_err(|_| EngineError::Halted)?;

@@ -206,6 +206,17 @@ pub struct Snapshot {
     pub next_alert_seq: i64,
 }
 
+/// The alerts among a step's entries: what it tells the world once durable (R17).
+pub fn alerts_in(entries: &[Entry]) -> Vec<Alert> {
+    entries
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Alert(a) => Some(a.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Runs one statement through the connection's statement cache: an engine step repeats the same
 /// dozen statements, and parsing them anew each time cost more than running them.
 fn exec(

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::alerts::Alert;
 use super::executor::{deliver_alerts, NicMove, OpCtx};
-use super::journal::{Entry, PlanNic};
+use super::journal::{alerts_in, Entry, PlanNic};
 use super::state::{Halted, QueuedOp, Shared, State, Ticket};
 use super::types::*;
 use crate::model::{NetworkRole, NicLocation};
@@ -142,13 +142,7 @@ pub(super) fn stage_locked(
     entries: Vec<Entry>,
     apply: impl FnOnce(&mut State),
 ) -> Result<Staged, Halted> {
-    let alerts = entries
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Alert(a) => Some(a.clone()),
-            _ => None,
-        })
-        .collect();
+    let alerts = alerts_in(&entries);
     let ticket = shared.stage(state, entries)?;
     apply(state);
     Ok(Staged { ticket, alerts })
