@@ -47,7 +47,8 @@ pub enum EngineEvent {
         /// What the engine acknowledged.
         receipt: DetectionReceipt,
     },
-    /// An operation began executing.
+    /// An operation started: announced by the commit that makes its start durable, or at once
+    /// when it resumes past its start after a restart.
     OperationStarted {
         /// Id.
         id: OperationId,
@@ -452,8 +453,9 @@ impl Engine {
         let ticket = shared
             .stage(&mut state, entries)
             .map_err(|_| EngineError::Halted)?;
-        // Queued at once so a second detection sees it (R4); the lane starts it only once this
-        // step is durable, after the commit has announced the detection (cause before effect).
+        // Queued at once so a second detection sees it (R4). Its lane may stage the operation's
+        // first step before this one is durable; no device call comes before the commit that
+        // carries both, which announces the detection first (cause before effect, R7).
         if let (Some(path), Some(op)) = (&lserver, queued) {
             enqueue(shared, &mut state, path, op);
         }
