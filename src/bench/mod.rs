@@ -309,7 +309,6 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     progress("wire mode");
     let min_rounds = if options.quick { 1 } else { 3 };
     let w = wire::compare(&wire_workload, budget, min_rounds).map_err(BenchError::Failed)?;
-    let per = |d: Duration| d.as_secs_f64() * 1e6;
     figures.push(Figure {
         key: "wire_switchover_ratio",
         label: "wire: engine / bare client time per switchover".into(),
@@ -325,7 +324,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     figures.push(Figure {
         key: "wire_engine_us_per_switchover",
         label: "  engine, durable journal (fsync on)".into(),
-        value: per(w.engine_per_switchover()),
+        value: w.engine_us_per_switchover(),
         unit: "us",
         target: None,
         detail: format!(
@@ -339,7 +338,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     figures.push(Figure {
         key: "wire_engine_no_fsync_us_per_switchover",
         label: "  engine, same rounds, journal without fsync".into(),
-        value: per(w.engine_no_fsync_per_switchover()),
+        value: w.engine_no_fsync_us_per_switchover(),
         unit: "us",
         target: None,
         detail: format!(
@@ -351,7 +350,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     figures.push(Figure {
         key: "wire_bare_us_per_switchover",
         label: "  bare client, same PATCH + verifying GET".into(),
-        value: per(w.bare_per_switchover()),
+        value: w.bare_us_per_switchover(),
         unit: "us",
         target: None,
         detail: format!(
