@@ -104,6 +104,57 @@ async fn r4_same_event_twice_is_processed_once() {
     assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
 }
 
+/// A duplicate is answered while another detection's commit waits for the journal file: R4
+/// lookups read through their own connection, so they never wait for a commit (its fsync, or
+/// here an outside writer holding the file) on a runtime thread. The engine runs as the daemon
+/// runs it, on a multi-thread runtime, and the outside writer holds the file until the
+/// duplicate has been answered.
+#[test]
+fn r4_duplicate_is_answered_while_a_commit_waits_for_the_file() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _entered = runtime.enter();
+    let mut h = Harness::standard();
+    let engine = std::sync::Arc::new(h.engine.take().unwrap());
+    let ignored = |ip: &str, event_id: &str| {
+        let mut d = detection(ip, event_id);
+        d.category = Category::Spyware;
+        d
+    };
+    let first = runtime
+        .block_on(engine.submit_detection(ignored("10.110.0.11", "e-1")))
+        .unwrap();
+    let outside = rusqlite::Connection::open(&h.journal_path).unwrap();
+    outside.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let stuck = {
+        let engine = engine.clone();
+        runtime.spawn(async move { engine.submit_detection(ignored("10.110.0.12", "e-2")).await })
+    };
+    // Long enough for that commit to be waiting on the file (its busy timeout is 5 s).
+    std::thread::sleep(Duration::from_millis(300));
+    let (answered, answer) = std::sync::mpsc::channel();
+    {
+        let engine = engine.clone();
+        runtime.spawn(async move {
+            let receipt = engine.submit_detection(ignored("10.110.0.11", "e-1")).await;
+            let _ = answered.send(receipt);
+        });
+    }
+    let again = answer
+        .recv_timeout(Duration::from_secs(3))
+        .expect("the duplicate waited for the stuck commit")
+        .unwrap();
+    assert_eq!(again.disposition, Disposition::Duplicate);
+    assert_eq!(again.id, first.id);
+    assert!(!stuck.is_finished(), "the other commit was not waiting");
+    outside.execute_batch("ROLLBACK").unwrap();
+    let second = runtime.block_on(stuck).unwrap().unwrap();
+    assert_eq!(second.disposition, Disposition::Ignored);
+}
+
 #[tokio::test(start_paused = true)]
 async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
     let h = Harness::standard();

@@ -153,6 +153,7 @@ impl Engine {
         let snapshot = journal.snapshot()?;
         // With no alert output an alert is delivered once journaled (R17): no marks to commit.
         journal.set_alerts_delivered_at_insert(adapters.alerts_go_nowhere());
+        let reader = journal.open_reader()?.map(Mutex::new);
         let mut lservers: HashMap<String, LsState> = site
             .lservers
             .iter()
@@ -247,6 +248,7 @@ impl Engine {
             max_lane_len: options.max_lane_len.max(1),
             flushed: AtomicU64::new(0),
             journal: Mutex::new(journal),
+            reader,
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
         });
@@ -320,9 +322,10 @@ impl Engine {
         if shared.is_halted() {
             return Err(EngineError::Halted);
         }
-        if let Some(stored) = earlier {
+        if let Some((stored, durable_at)) = earlier {
             // R4: the same event again is acknowledged and changes nothing; the ack waits
-            // until the first copy is durable.
+            // until the first copy is durable (not for later steps: a journaled first copy
+            // is answered at once, even while a commit is under way).
             let receipt = DetectionReceipt {
                 disposition: Disposition::Duplicate,
                 ..stored
@@ -332,7 +335,7 @@ impl Engine {
                 event_id: detection.event_id,
                 receipt: receipt.clone(),
             };
-            return Ok((state.staged, receipt, Vec::new(), Some(duplicate)));
+            return Ok((durable_at, receipt, Vec::new(), Some(duplicate)));
         }
         let now = shared.now_ms();
         let id = state.next_detection_id;
@@ -680,22 +683,28 @@ fn view(path: &str, ls: &LsState) -> LServerView {
     }
 }
 
+/// An earlier copy of a detection and the ticket its duplicate's acknowledgement waits for.
+type Earlier = (DetectionReceipt, Ticket);
+
 /// An earlier detection with the same `(source, event_id)`, staged, being committed or
-/// journaled (R4), and the state lock under which that answer holds. The journal is read
-/// without the state lock (a commit may be holding the journal for its fsync); the commit epoch
-/// tells whether a commit ended meanwhile, in which case the search starts again.
+/// journaled (R4), with the ticket a duplicate's acknowledgement waits for (0 when the earlier
+/// copy is journaled: already durable), and the state lock under which that answer holds. The
+/// journal is read without the state lock, through the reader when there is one (a commit may
+/// be holding the journal for its fsync); the commit epoch tells whether a commit ended
+/// meanwhile, in which case the search starts again.
 fn find_detection<'a>(
     shared: &'a Shared,
     source: &str,
     event_id: &str,
-) -> Result<(MutexGuard<'a, State>, Option<DetectionReceipt>), JournalError> {
+) -> Result<(MutexGuard<'a, State>, Option<Earlier>), JournalError> {
     let key = (source.to_string(), event_id.to_string());
+    // Staged or being committed: durable with the steps staged so far.
     let in_memory = |state: &State| {
         state
             .pending_detections
             .get(&key)
             .or_else(|| state.inflight_detections.get(&key))
-            .cloned()
+            .map(|receipt| (receipt.clone(), state.staged))
     };
     loop {
         let epoch = {
@@ -706,7 +715,7 @@ fn find_detection<'a>(
             state.flush_epoch
         };
         let journaled = {
-            let journal = shared.journal();
+            let journal = shared.lookup_journal();
             match journal.find_detection(source, event_id)? {
                 // The row just found: its receipt is there; the fallback keeps R4 strict.
                 Some(id) => Some(journal.detection_receipt(id)?.unwrap_or(DetectionReceipt {
@@ -725,6 +734,6 @@ fn find_detection<'a>(
         if let Some(found) = in_memory(&state) {
             return Ok((state, Some(found)));
         }
-        return Ok((state, journaled));
+        return Ok((state, journaled.map(|receipt| (receipt, 0))));
     }
 }

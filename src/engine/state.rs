@@ -238,6 +238,9 @@ pub(crate) struct Shared {
     /// The journal. Its lock is taken without the state lock held (a committer takes the state
     /// lock only briefly, inside it), so a commit's fsync never stops the engine's other work.
     pub journal: Mutex<Journal>,
+    /// A query-only connection to the journal file (`Journal::open_reader`): R4 lookups read
+    /// through it, so a detection never waits for a commit's fsync to end.
+    pub reader: Option<Mutex<Journal>>,
     /// Woken when a commit ends.
     pub flush_done: Notify,
     /// A task is committing (group commit has one committer at a time).
@@ -459,6 +462,15 @@ impl Shared {
     /// The journal, for reads (API views, R4 lookups, recovery checks).
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The journal for R4 lookups: the query-only reader when there is one (a file journal),
+    /// else the journal itself.
+    pub fn lookup_journal(&self) -> MutexGuard<'_, Journal> {
+        match &self.reader {
+            Some(reader) => reader.lock().unwrap_or_else(|e| e.into_inner()),
+            None => self.journal(),
+        }
     }
 
     pub fn halt(&self, error: &JournalError) {

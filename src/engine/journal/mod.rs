@@ -181,6 +181,30 @@ impl Journal {
         })
     }
 
+    /// A second, query-only connection to the same journal file, for lookups that must not
+    /// wait behind a commit: WAL lets it read the last committed state while the writer holds
+    /// its fsync. `None` for a journal that is not a file on disk (in memory, or a lab journal
+    /// shared in memory), whose commits never block a thread for long.
+    pub fn open_reader(&self) -> Result<Option<Journal>, JournalError> {
+        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+            return Ok(None);
+        };
+        let path = Path::new(path);
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "query_only", true)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.set_prepared_statement_cache_capacity(16);
+        Ok(Some(Journal {
+            conn,
+            commits: 0,
+            commit_limit: None,
+            alerts_delivered_at_insert: false,
+        }))
+    }
+
     /// Writes an empty journal (schema and version) into `conn` by copying a template built
     /// once per thread, so a caller that creates many journals (the lab: one per run) does not
     /// parse the schema each time. A journal opened on it afterwards finds its schema ready.
@@ -601,6 +625,38 @@ mod tests {
         drop(journal);
         let reopened = Journal::open(&path).unwrap();
         assert_eq!(reopened.find_detection("osce", "e-1").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn r4_the_reader_sees_every_commit_and_writes_nothing() {
+        assert!(Journal::open_in_memory()
+            .unwrap()
+            .open_reader()
+            .unwrap()
+            .is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let reader = journal
+            .open_reader()
+            .unwrap()
+            .expect("a file journal has a reader");
+        let entry = |id: i64, event_id: &str| Entry::Detection {
+            id,
+            detection: detection(event_id),
+            received_ms: 0,
+            lserver: None,
+            disposition: Disposition::NotFound,
+            operation: None,
+        };
+        journal.commit(&[entry(1, "e-1")]).unwrap();
+        assert_eq!(reader.find_detection("osce", "e-1").unwrap(), Some(1));
+        // Its cached statement must not pin an old snapshot: a later commit is seen too.
+        journal.commit(&[entry(2, "e-2")]).unwrap();
+        assert_eq!(reader.find_detection("osce", "e-2").unwrap(), Some(2));
+        let mut reader = reader;
+        let refused = reader.commit(&[entry(3, "e-3")]).err().unwrap();
+        assert!(refused.to_string().contains("readonly"), "{refused}");
+        assert_eq!(journal.find_detection("osce", "e-3").unwrap(), None);
     }
 
     #[test]
