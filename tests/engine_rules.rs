@@ -795,13 +795,38 @@ async fn r17_failure_emails_the_tenant_once() {
     assert!(emails[0].subject.contains("quarantine-failed"));
 }
 
-/// Records every engine event, in order.
+/// Records every engine event, in order, with the clock's time when it was announced.
 #[derive(Default)]
-struct EventLog(std::sync::Mutex<Vec<EngineEvent>>);
+struct EventLog(std::sync::Mutex<Vec<(tokio::time::Instant, EngineEvent)>>);
 
 impl EngineObserver for EventLog {
     fn on_event(&self, event: &EngineEvent) {
-        self.0.lock().unwrap().push(event.clone());
+        let now = tokio::time::Instant::now();
+        self.0.lock().unwrap().push((now, event.clone()));
+    }
+}
+
+impl EventLog {
+    fn events(&self) -> Vec<EngineEvent> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// The commit that announced the first event `which` matches, and when.
+    fn commit_of(&self, which: impl Fn(&EngineEvent) -> bool) -> (u64, tokio::time::Instant) {
+        let mut commit = 0;
+        for (at, event) in self.0.lock().unwrap().iter() {
+            if let EngineEvent::Committed { commit: n } = event {
+                commit = *n;
+            } else if which(event) {
+                return (commit, *at);
+            }
+        }
+        panic!("no such event announced");
     }
 }
 
@@ -820,17 +845,100 @@ fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>
     (engine, log)
 }
 
-/// VDI1 quarantined by an engine without syslog or mail, until idle.
-async fn quarantined_without_alert_output() -> (Harness, Engine, std::sync::Arc<EventLog>) {
+/// The standard harness with `script` applied to its fakes, its engine replaced by one without
+/// syslog or mail.
+fn harness_without_alert_output(
+    script: impl FnOnce(&Fakes),
+) -> (Harness, Engine, std::sync::Arc<EventLog>) {
     let mut h = Harness::standard();
+    script(&h.fakes);
     h.engine = None;
     let (engine, log) = engine_without_alert_output(&h);
+    (h, engine, log)
+}
+
+/// VDI1 quarantined by an engine without syslog or mail, until idle.
+async fn quarantined_without_alert_output() -> (Harness, Engine, std::sync::Arc<EventLog>) {
+    let (h, engine, log) = harness_without_alert_output(|_| {});
     engine
         .submit_detection(detection("10.110.0.11", "e-1"))
         .await
         .unwrap();
     engine.wait_idle().await;
     (h, engine, log)
+}
+
+/// vdi-001 quarantined while vdi-002's first write hangs (a device call under way until the
+/// call timeout), by an engine without alert output; returns when vdi-001's closing is staged.
+async fn closing_while_a_call_is_under_way() -> (Harness, Engine, std::sync::Arc<EventLog>) {
+    let (h, engine, log) = harness_without_alert_output(|fakes| {
+        fakes.script_object("vc-1", "set_nic", "vm-1002/4000", Effect::Hang, Some(1))
+    });
+    engine
+        .submit_detection(detection("10.110.0.12", "e-2"))
+        .await
+        .unwrap();
+    engine
+        .submit_detection(detection("10.110.0.11", "e-1"))
+        .await
+        .unwrap();
+    // The fakes answer at once: vdi-001 is written and verified at this instant.
+    tokio::task::yield_now().await;
+    (h, engine, log)
+}
+
+fn finished(path: &'static str) -> impl Fn(&EngineEvent) -> bool {
+    move |e| matches!(e, EngineEvent::OperationFinished { lserver, .. } if lserver == path)
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_a_closing_step_rides_the_commit_the_next_detection_needs() {
+    let (_h, engine, log) = closing_while_a_call_is_under_way().await;
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let mut spyware = detection("10.110.0.13", "e-3");
+    spyware.category = Category::Spyware;
+    engine.submit_detection(spyware).await.unwrap();
+    // vdi-001's records and closing alert waited for a commit someone needed: the one that
+    // made the new detection durable carries them too.
+    let (closing, closed_at) = log.commit_of(finished(VDI1));
+    let (detection_commit, _) = log.commit_of(
+        |e| matches!(e, EngineEvent::DetectionJournaled { event_id, .. } if event_id == "e-3"),
+    );
+    assert_eq!(closing, detection_commit);
+    assert_eq!(closed_at - start, Duration::from_millis(1));
+    assert_eq!(
+        engine.lserver(VDI1).unwrap().state,
+        LServerState::Quarantined
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_a_closing_step_commits_itself_within_its_window() {
+    let (_h, engine, log) = closing_while_a_call_is_under_way().await;
+    let start = tokio::time::Instant::now();
+    // Nothing else needs a commit: vdi-001's closing commits on its own after a short wait,
+    // long before vdi-002's hanging call is cut off (2 s).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, closed_at) = log.commit_of(finished(VDI1));
+    let waited = closed_at - start;
+    assert!(
+        waited > Duration::ZERO && waited <= Duration::from_millis(5),
+        "{waited:?}"
+    );
+    assert_eq!(
+        engine.lserver(VDI2).unwrap().pending_operations,
+        1,
+        "still moving"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_with_no_device_call_under_way_a_closing_step_commits_at_once() {
+    let start = tokio::time::Instant::now();
+    let (_h, _engine, log) = quarantined_without_alert_output().await;
+    let (_, closed_at) = log.commit_of(finished(VDI1));
+    assert_eq!(closed_at, start);
 }
 
 #[tokio::test(start_paused = true)]
@@ -845,7 +953,7 @@ async fn r17_without_an_alert_output_alerts_are_journaled_delivered() {
         .undelivered_alerts
         .is_empty());
     // Delivered when journaled, not marked by a later step: no commit after the closing one.
-    let events = log.0.lock().unwrap().clone();
+    let events = log.events();
     let closed = events
         .iter()
         .rposition(
@@ -891,7 +999,7 @@ async fn r17_alerts_left_undelivered_are_marked_when_no_output_remains() {
 #[tokio::test(start_paused = true)]
 async fn r7_one_commit_carries_the_detection_its_queueing_and_the_plan() {
     let (_h, engine, log) = quarantined_without_alert_output().await;
-    let events = log.0.lock().unwrap().clone();
+    let events = log.events();
     let first_commit: Vec<&EngineEvent> = events
         .iter()
         .skip_while(|e| !matches!(e, EngineEvent::Committed { .. }))

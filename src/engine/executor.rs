@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use super::alerts::Alert;
 use super::device_queue::{bounded, Class};
 use super::journal::Entry;
-use super::state::{Halted, Shared};
+use super::state::{Halted, Shared, Waiting};
 use super::types::{OperationId, OperationKind};
 use super::EngineEvent;
 use crate::adapters::{DeviceError, DeviceResult, OutcomeClass, Switch};
@@ -107,9 +107,11 @@ impl OpCtx<'_> {
         // a login changes nothing, so it does not wait for a commit.
         if changes_device(call) {
             let required = self.required.load(Ordering::Acquire);
-            self.shared.durable(required).await?;
+            self.shared.durable(required, Waiting::DeviceCall).await?;
         }
+        let under_way = self.shared.call_started();
         let result = fut.await;
+        drop(under_way);
         let (outcome, detail, seen) = match &result {
             Ok(value) => ("ok".to_string(), String::new(), value.to_target()),
             Err(e) => (e.class.as_str().to_string(), e.detail.clone(), None),
@@ -651,7 +653,7 @@ pub(crate) fn redeliver_in_background(shared: &Arc<Shared>, alerts: Vec<Alert>) 
             deliver_alerts(&s, alerts).await;
         }
         let staged = s.lock().staged;
-        let _ = s.durable(staged).await;
+        let _ = s.durable(staged, Waiting::Closing).await;
     });
 }
 

@@ -14,7 +14,7 @@ pub mod types;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
@@ -28,7 +28,7 @@ use crate::adapters::Adapters;
 use crate::model::{Action, Detection, PolicySpec, Site};
 use device_queue::DeviceQueue;
 use journal::Entry;
-use state::{Allocator, Clock, LsState, QueuedOp, Shared, State, Ticket};
+use state::{Allocator, Clock, LsState, QueuedOp, Shared, State, Ticket, Waiting};
 
 /// Something the engine did, for observers such as the lab's history recorder.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,6 +251,7 @@ impl Engine {
             reader,
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
+            calls_in_flight: AtomicUsize::new(0),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -299,7 +300,7 @@ impl Engine {
             .clone();
         let (ticket, receipt, alerts, duplicate) = self.stage_detection(detection, &policy)?;
         self.shared
-            .durable(ticket)
+            .durable(ticket, Waiting::Reply)
             .await
             .map_err(|_| EngineError::Halted)?;
         if let Some(event) = duplicate {
@@ -469,7 +470,7 @@ impl Engine {
     pub async fn submit_command(&self, command: Command) -> Result<OperationId, EngineError> {
         let (ticket, id) = self.stage_command(command)?;
         self.shared
-            .durable(ticket)
+            .durable(ticket, Waiting::Reply)
             .await
             .map_err(|_| EngineError::Halted)?;
         Ok(id)

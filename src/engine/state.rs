@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use ipnet::IpNet;
@@ -245,6 +245,8 @@ pub(crate) struct Shared {
     pub flush_done: Notify,
     /// A task is committing (group commit has one committer at a time).
     pub committing: AtomicBool,
+    /// Device calls under way, waiting for a slot or on the wire (`Shared::call_started`).
+    pub calls_in_flight: AtomicUsize,
 }
 
 /// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
@@ -261,6 +263,37 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// commit. More yields mean fewer, larger commits (each an fsync and a set of WAL pages) at the
 /// price of the first step's wait; measured with `qlab bench` (wire figure).
 const GATHER_YIELDS: usize = 8;
+
+/// How long a closing step waits for a commit that another step needs, while device calls are
+/// under way, before it commits itself: short beside any device's latency, long enough that the
+/// closings of a burst share a few commits instead of one each.
+const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// What waits for a step to be durable; it decides how long the step's commit may wait for
+/// others to join it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// A device call (a plan before its first call, earlier outcomes before a write). Committed
+    /// at once when no device call is under way, since the devices sit idle until it is durable;
+    /// else it gathers the steps staged meanwhile.
+    DeviceCall,
+    /// Someone outside: a detection's or a command's acknowledgement. Gathers.
+    Reply,
+    /// Only the operation's own end: its records, its closing alert, its delivery marks. Rides a
+    /// commit another step needs, for [`CLOSING_WINDOW`] at most while device calls are under
+    /// way; then, or when none is, it commits like a reply.
+    Closing,
+}
+
+/// A device call under way ([`Shared::call_started`]); a call cut off (its task aborted) is
+/// no longer under way either.
+pub(crate) struct CallUnderWay<'a>(&'a Shared);
+
+impl Drop for CallUnderWay<'_> {
+    fn drop(&mut self) {
+        self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
 pub(crate) type Ticket = u64;
@@ -361,16 +394,30 @@ impl Shared {
 
     /// Returns once every step staged up to `ticket` is durable. The first waiter commits all
     /// staged steps in one transaction and one fsync (group commit) while the others wait; steps
-    /// staged during that fsync go together in the next commit.
-    pub async fn durable(&self, ticket: Ticket) -> Result<(), Halted> {
+    /// staged during that fsync go together in the next commit. `waiting` says how long the
+    /// commit may wait for others to join it.
+    pub async fn durable(&self, ticket: Ticket, waiting: Waiting) -> Result<(), Halted> {
         if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }
+        if waiting == Waiting::Closing {
+            self.ride_along(ticket).await;
+            if self.flushed.load(Ordering::Acquire) >= ticket {
+                return Ok(());
+            }
+        }
+        // The devices sit idle until a step a device call waits for is durable: one yield
+        // only, which lets a lane whose step is already durable reach its device first (R15).
+        let gather = if waiting == Waiting::DeviceCall && self.devices_idle() {
+            1
+        } else {
+            GATHER_YIELDS
+        };
         // Let the tasks woken with this one stage their steps first, so one fsync carries all:
         // yield while others keep staging (a burst of detections and the plans their lanes make
         // right after), a few times at most. A lone step yields once and commits.
         let mut seen = self.lock().staged;
-        for _ in 0..GATHER_YIELDS {
+        for _ in 0..gather {
             tokio::task::yield_now().await;
             let now = self.lock().staged;
             if now == seen {
@@ -405,6 +452,38 @@ impl Shared {
             } else {
                 // Another task is committing; its end wakes this one.
                 done.await;
+            }
+        }
+    }
+
+    /// Counts a device call as under way until the returned guard is dropped.
+    pub fn call_started(&self) -> CallUnderWay<'_> {
+        self.calls_in_flight.fetch_add(1, Ordering::AcqRel);
+        CallUnderWay(self)
+    }
+
+    /// No device call is under way: nothing will need a commit soon but what waits now.
+    fn devices_idle(&self) -> bool {
+        self.calls_in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits for a commit that carries `ticket` while device calls are under way (what they
+    /// stage next may need one: a write after a failed call, a plan, a detection meanwhile),
+    /// for [`CLOSING_WINDOW`] at most.
+    async fn ride_along(&self, ticket: Ticket) {
+        let deadline = Instant::now() + CLOSING_WINDOW;
+        loop {
+            let done = self.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.flushed.load(Ordering::Acquire) >= ticket
+                || self.is_halted()
+                || self.devices_idle()
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return;
             }
         }
     }

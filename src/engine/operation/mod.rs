@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::alerts::Alert;
 use super::executor::{deliver_alerts, NicMove, OpCtx};
 use super::journal::{alerts_in, Entry, PlanNic};
-use super::state::{Halted, QueuedOp, Shared, State, Ticket};
+use super::state::{Halted, QueuedOp, Shared, State, Ticket, Waiting};
 use super::types::*;
 use crate::model::{NetworkRole, NicLocation};
 
@@ -31,7 +31,7 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
             // Before the lane goes quiet, what its work left staged (alert delivery marks) is
             // made durable, so an idle engine has nothing pending. Its own marks only: waiting
             // for everything staged would hold every lane up for the others' commits.
-            let _ = shared.durable(marks).await;
+            let _ = shared.durable(marks, Waiting::Closing).await;
         }
         let next = {
             let mut state = shared.lock();
@@ -45,8 +45,13 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
                     ls.running = None;
                     ls.worker = false;
                     state.running_lanes -= 1;
+                    let engine_idle = state.running_lanes == 0;
                     drop(state);
-                    shared.idle.notify_waiters();
+                    // Only the last lane wakes `wait_idle`: waking it for every lane that ends
+                    // cost a cross-thread wake-up per operation.
+                    if engine_idle {
+                        shared.idle.notify_waiters();
+                    }
                     return;
                 }
             }
@@ -104,17 +109,18 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
 }
 
 /// Commits a step, applies it to memory with `apply`, and delivers the alerts it carries once
-/// it is durable.
+/// it is durable; `waiting` is what waits for it.
 pub(super) async fn commit_step(
     shared: &Arc<Shared>,
     entries: Vec<Entry>,
+    waiting: Waiting,
     apply: impl FnOnce(&mut State),
 ) -> Result<(), Halted> {
     let staged = {
         let mut state = shared.lock();
         stage_locked(shared, &mut state, entries, apply)?
     };
-    staged.publish(shared).await
+    staged.publish(shared, waiting).await
 }
 
 /// A step staged under the lock; [`Staged::publish`] makes it durable and then tells the world.
@@ -127,8 +133,12 @@ pub(super) struct Staged {
 impl Staged {
     /// Waits until the step is durable (group commit), then delivers its alerts (R7, R17).
     /// Their delivery marks ride a later commit (at the latest when the lane goes quiet).
-    pub(super) async fn publish(self, shared: &Arc<Shared>) -> Result<(), Halted> {
-        shared.durable(self.ticket).await?;
+    pub(super) async fn publish(
+        self,
+        shared: &Arc<Shared>,
+        waiting: Waiting,
+    ) -> Result<(), Halted> {
+        shared.durable(self.ticket, waiting).await?;
         deliver_alerts(shared, self.alerts).await;
         Ok(())
     }

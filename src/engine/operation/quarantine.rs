@@ -6,7 +6,7 @@ use super::{commit_step, is_quarantine, save_switches, stage_locked, started, St
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx, Truth};
 use crate::engine::journal::{Entry, PlanNic};
-use crate::engine::state::{Halted, QueuedOp, Shared, State};
+use crate::engine::state::{Halted, QueuedOp, Shared, State, Waiting};
 use crate::engine::types::*;
 use crate::model::{LServer, LServerKind};
 
@@ -152,12 +152,12 @@ pub(super) async fn quarantine(
     let (plan, read_first) = match planned {
         Ok((plan, read_first, entries)) => {
             // R7: the plan and its IPs are durable before the first device call.
-            commit_step(shared, entries, |_| {}).await?;
+            commit_step(shared, entries, Waiting::DeviceCall, |_| {}).await?;
             (plan, read_first)
         }
         Err(entries) => {
             // R6: a NIC on an unmapped network fails the plan before any device call.
-            commit_step(shared, entries, |s| {
+            commit_step(shared, entries, Waiting::Closing, |s| {
                 s.ls(path).outcome = Some(Outcome::QuarantineFailed)
             })
             .await?;
@@ -175,7 +175,7 @@ pub(super) async fn quarantine(
     let save_failures = save_switches(ctx, &moves).await?;
 
     let (outcome, staged) = finish_quarantine(ctx, op, finish, &plan, &moves, &save_failures)?;
-    staged.publish(shared).await?;
+    staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
 }
 

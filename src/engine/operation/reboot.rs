@@ -5,7 +5,7 @@ use crate::adapters::DeviceError;
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::OpCtx;
 use crate::engine::journal::Entry;
-use crate::engine::state::{Halted, QueuedOp};
+use crate::engine::state::{Halted, QueuedOp, Waiting};
 use crate::engine::types::*;
 
 /// The reboot flow (R13). The L-Server's state is unchanged: a quarantine before it stays.
@@ -13,7 +13,13 @@ pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Ha
     let shared = ctx.shared;
     if op.kind == OperationKind::Reboot {
         if op.resume.as_ref().is_none_or(|r| r.status != "running") {
-            commit_step(shared, vec![started(ctx, Vec::new())], |_| {}).await?;
+            commit_step(
+                shared,
+                vec![started(ctx, Vec::new())],
+                Waiting::DeviceCall,
+                |_| {},
+            )
+            .await?;
         } else {
             ctx.announce_resumed();
         }
@@ -28,7 +34,7 @@ pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Ha
     };
     let result = if already { Ok(()) } else { ctx.reset().await? };
     let (outcome, staged) = finish_reboot(ctx, op, result)?;
-    staged.publish(shared).await?;
+    staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
 }
 

@@ -6,7 +6,7 @@ use super::{commit_step, is_quarantine, save_switches, stage_locked, started, St
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::{Entry, PlanNic};
-use crate::engine::state::{Halted, QueuedOp};
+use crate::engine::state::{Halted, QueuedOp, Waiting};
 use crate::engine::types::*;
 use crate::model::LServerKind;
 
@@ -43,7 +43,13 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
     };
     let plan = match prepared {
         Ok(plan) => {
-            commit_step(shared, vec![started(ctx, plan.clone())], |_| {}).await?;
+            commit_step(
+                shared,
+                vec![started(ctx, plan.clone())],
+                Waiting::DeviceCall,
+                |_| {},
+            )
+            .await?;
             plan
         }
         Err(detail) => {
@@ -57,7 +63,7 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
                     finished_ms: now,
                 },
             ];
-            commit_step(shared, entries, |_| {}).await?;
+            commit_step(shared, entries, Waiting::Closing, |_| {}).await?;
             return Ok(Outcome::Cancelled);
         }
     };
@@ -74,7 +80,7 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
     let save_failures = save_switches(ctx, &moves).await?;
 
     let (outcome, staged) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
-    staged.publish(shared).await?;
+    staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
 }
 
