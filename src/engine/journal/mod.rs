@@ -70,6 +70,13 @@ pub enum JournalError {
     Halted(u64),
 }
 
+/// R4: the id of an already received `(source, event_id)`.
+const FIND_DETECTION: &str = "SELECT id FROM detections WHERE source = ?1 AND event_id = ?2";
+
+/// R4: what a journaled detection was acknowledged with.
+const DETECTION_RECEIPT: &str =
+    "SELECT disposition, lserver, operation_id FROM detections WHERE id = ?1";
+
 /// The journal file.
 pub struct Journal {
     conn: Connection,
@@ -197,6 +204,10 @@ impl Journal {
         conn.pragma_update(None, "query_only", true)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.set_prepared_statement_cache_capacity(16);
+        // Prepared now, so the first detection after a start does not pay for reading the
+        // schema and parsing its lookups.
+        conn.prepare_cached(FIND_DETECTION)?;
+        conn.prepare_cached(DETECTION_RECEIPT)?;
         Ok(Some(Journal {
             conn,
             commits: 0,
@@ -280,7 +291,7 @@ impl Journal {
         // Cached: the daemon asks once per detection it receives.
         Ok(self
             .conn
-            .prepare_cached("SELECT id FROM detections WHERE source = ?1 AND event_id = ?2")?
+            .prepare_cached(FIND_DETECTION)?
             .query_row(params![source, event_id], |r| r.get(0))
             .optional()?)
     }
@@ -292,9 +303,7 @@ impl Journal {
     ) -> Result<Option<DetectionReceipt>, JournalError> {
         Ok(self
             .conn
-            .prepare_cached(
-                "SELECT disposition, lserver, operation_id FROM detections WHERE id = ?1",
-            )?
+            .prepare_cached(DETECTION_RECEIPT)?
             .query_row([id], |r| {
                 let disposition: String = r.get(0)?;
                 Ok(DetectionReceipt {
