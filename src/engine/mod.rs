@@ -227,6 +227,7 @@ impl Engine {
             next_alert_seq: snapshot.next_alert_seq,
             running_lanes: 0,
             pending: Vec::new(),
+            spare: Vec::new(),
             pending_detections: HashMap::new(),
             inflight_detections: HashMap::new(),
             flush_epoch: 0,

@@ -174,6 +174,8 @@ pub(crate) struct State {
     pub running_lanes: usize,
     /// Entries staged for the next group commit, in step order.
     pub pending: Vec<Entry>,
+    /// The last committed batch's vector, emptied: the next batch is staged into it.
+    pub spare: Vec<Entry>,
     /// The detections among `pending`, by `(source, event_id)`, for the R4 check.
     pub pending_detections: HashMap<(String, String), DetectionReceipt>,
     /// The detections of the commit in progress: neither staged nor in the journal yet.
@@ -281,7 +283,7 @@ pub(crate) enum Waiting {
     Reply,
     /// Only the operation's own end: its records, its closing alert, its delivery marks. Rides a
     /// commit another step needs, for [`CLOSING_WINDOW`] at most while device calls are under
-    /// way; then, or when none is, it commits like a reply.
+    /// way; then, or when none is, it commits after one yield.
     Closing,
 }
 
@@ -406,13 +408,15 @@ impl Shared {
                 return Ok(());
             }
         }
-        // The devices sit idle until a step a device call waits for is durable: one yield
-        // only, which lets a lane whose step is already durable reach its device first (R15).
-        let gather = if waiting == Waiting::DeviceCall && self.devices_idle() {
-            1
-        } else {
-            GATHER_YIELDS
+        // One yield only (it lets a lane whose step is already durable reach its device first,
+        // R15) when the devices sit idle until a step a device call waits for is durable, and
+        // for a closing step, which has waited for company already.
+        let hurry = match waiting {
+            Waiting::DeviceCall => self.devices_idle(),
+            Waiting::Closing => true,
+            Waiting::Reply => false,
         };
+        let gather = if hurry { 1 } else { GATHER_YIELDS };
         // Let the tasks woken with this one stage their steps first, so one fsync carries all:
         // yield while others keep staging (a burst of detections and the plans their lanes make
         // right after), a few times at most. A lone step yields once and commits.
@@ -441,7 +445,7 @@ impl Shared {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                let result = self.flush(&mut self.journal());
+                let result = self.flush();
                 self.committing.store(false, Ordering::Release);
                 self.flush_done.notify_waiters();
                 result?;
@@ -491,39 +495,34 @@ impl Shared {
     /// Commits every staged step as one transaction, holding the journal but not the state
     /// lock. On failure the engine halts: no device call may follow a step that is not durable
     /// (R7).
-    fn flush(&self, journal: &mut Journal) -> Result<(), Halted> {
+    fn flush(&self) -> Result<(), Halted> {
         let (batch, upto) = {
             let mut state = self.lock();
             state.inflight_detections = std::mem::take(&mut state.pending_detections);
-            // The next batch starts with this one's room: growing a vector of entries step by
-            // step showed in profiles of detection bursts.
-            let room = state.pending.capacity();
-            (
-                std::mem::replace(&mut state.pending, Vec::with_capacity(room)),
-                state.staged,
-            )
+            // The last batch's vector, emptied, takes the next steps: a fresh one per commit
+            // cost fresh pages (zeroed by the kernel) in profiles of detection bursts.
+            let spare = std::mem::take(&mut state.spare);
+            (std::mem::replace(&mut state.pending, spare), state.staged)
         };
         let result = if self.is_halted() {
             Err(None)
         } else if batch.is_empty() {
-            Ok(())
+            Ok(None)
         } else {
-            blocking(|| journal.commit(&batch)).map_err(Some)
+            self.commit(&batch).map(Some).map_err(Some)
         };
         {
             let mut state = self.lock();
             state.inflight_detections.clear();
             state.flush_epoch += 1;
         }
-        match result {
-            Ok(()) if batch.is_empty() => {
+        let outcome = match result {
+            Ok(None) => {
                 self.flushed.store(upto, Ordering::Release);
                 Ok(())
             }
-            Ok(()) => {
-                self.emit(EngineEvent::Committed {
-                    commit: journal.commits(),
-                });
+            Ok(Some(commit)) => {
+                self.emit(EngineEvent::Committed { commit });
                 // Announced as they become durable, in journal order, so an observer's history
                 // holds what the journal holds even if the process dies right after; and before
                 // `flushed` moves, so nothing a waiter does next is announced first.
@@ -541,7 +540,17 @@ impl Shared {
                 }
                 Err(Halted)
             }
-        }
+        };
+        let mut spare = batch;
+        spare.clear();
+        self.lock().spare = spare;
+        outcome
+    }
+
+    /// Commits `batch`; the number of commits made so far.
+    fn commit(&self, batch: &[Entry]) -> Result<u64, JournalError> {
+        let mut journal = self.journal();
+        blocking(|| journal.commit(batch).map(|()| journal.commits()))
     }
 
     /// The journal, for reads (API views, R4 lookups, recovery checks).

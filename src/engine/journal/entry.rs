@@ -217,20 +217,45 @@ pub fn alerts_in(entries: &[Entry]) -> Vec<Alert> {
         .collect()
 }
 
-/// Runs one statement through the connection's statement cache: an engine step repeats the same
-/// dozen statements, and parsing them anew each time cost more than running them.
-fn exec(
-    tx: &rusqlite::Connection,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> rusqlite::Result<usize> {
-    tx.prepare_cached(sql)?.execute(params)
+/// The statements of one commit. An engine step repeats the same dozen statements: parsing
+/// them anew each time cost more than running them, so each comes from the connection's
+/// statement cache, once per commit, and goes back to it when the commit ends. Looking one up in
+/// that cache hashes its whole text, which showed in profiles when done for every entry of a
+/// large group commit; here a statement is found by the address of its text.
+pub(super) struct Statements<'c> {
+    conn: &'c rusqlite::Connection,
+    held: Vec<(usize, rusqlite::CachedStatement<'c>)>,
+}
+
+impl<'c> Statements<'c> {
+    pub(super) fn new(conn: &'c rusqlite::Connection) -> Statements<'c> {
+        Statements {
+            conn,
+            held: Vec::new(),
+        }
+    }
+
+    /// Runs `sql` (always one of this file's literals) with `params`.
+    fn exec(
+        &mut self,
+        sql: &'static str,
+        params: impl rusqlite::Params,
+    ) -> rusqlite::Result<usize> {
+        let key = sql.as_ptr() as usize;
+        if let Some((_, statement)) = self.held.iter_mut().find(|(k, _)| *k == key) {
+            return statement.execute(params);
+        }
+        let mut statement = self.conn.prepare_cached(sql)?;
+        let changed = statement.execute(params)?;
+        self.held.push((key, statement));
+        Ok(changed)
+    }
 }
 
 /// Writes one entry; `alerts_delivered` journals an alert as already delivered
 /// ([`super::Journal::set_alerts_delivered_at_insert`]).
 pub(super) fn apply(
-    tx: &rusqlite::Connection,
+    tx: &mut Statements<'_>,
     entry: &Entry,
     alerts_delivered: bool,
 ) -> rusqlite::Result<()> {
@@ -243,9 +268,7 @@ pub(super) fn apply(
             disposition,
             operation,
         } => {
-            exec(
-                tx,
-                "INSERT INTO detections (id, source, event_id, received_ms, ip, mac, hostname, threat,
+            tx.exec("INSERT INTO detections (id, source, event_id, received_ms, ip, mac, hostname, threat,
                  category, lserver, disposition, operation_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 params![
@@ -271,8 +294,7 @@ pub(super) fn apply(
             detection,
             created_ms,
         } => {
-            exec(
-                tx,
+            tx.exec(
                 "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms)
                  VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
                 params![id, lserver, kind.as_str(), detection, *created_ms as i64],
@@ -285,16 +307,12 @@ pub(super) fn apply(
             plan,
             ..
         } => {
-            exec(
-                tx,
-                "UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
+            tx.exec("UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
                 params![id, *started_ms as i64, *deadline_ms as i64],
             )?;
-            exec(tx, "DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
+            tx.exec("DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
             for p in plan {
-                exec(
-                tx,
-                    "INSERT INTO plan_nics (operation_id, nic_index, from_network, from_ip, to_network, to_ip)
+                tx.exec("INSERT INTO plan_nics (operation_id, nic_index, from_network, from_ip, to_network, to_ip)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         id,
@@ -308,8 +326,7 @@ pub(super) fn apply(
             }
         }
         Entry::OperationPhase { id, phase } => {
-            exec(
-                tx,
+            tx.exec(
                 "UPDATE operations SET phase = ?2 WHERE id = ?1",
                 params![id, phase],
             )?;
@@ -321,9 +338,7 @@ pub(super) fn apply(
             finished_ms,
             ..
         } => {
-            exec(
-                tx,
-                "UPDATE operations SET status = 'done', outcome = ?2, detail = ?3, finished_ms = ?4 WHERE id = ?1",
+            tx.exec("UPDATE operations SET status = 'done', outcome = ?2, detail = ?3, finished_ms = ?4 WHERE id = ?1",
                 params![id, outcome.as_str(), detail, *finished_ms as i64],
             )?;
         }
@@ -333,23 +348,18 @@ pub(super) fn apply(
             lserver,
             nic_index,
         } => {
-            exec(
-                tx,
-                "INSERT INTO ip_allocations (network, ip, lserver, nic_index) VALUES (?1, ?2, ?3, ?4)",
+            tx.exec("INSERT INTO ip_allocations (network, ip, lserver, nic_index) VALUES (?1, ?2, ?3, ?4)",
                 params![network, ip.to_string(), lserver, *nic_index as i64],
             )?;
         }
         Entry::Free { network, ip } => {
-            exec(
-                tx,
+            tx.exec(
                 "DELETE FROM ip_allocations WHERE network = ?1 AND ip = ?2",
                 params![network, ip.to_string()],
             )?;
         }
         Entry::NicRecord { lserver, record } => {
-            exec(
-                tx,
-                "INSERT INTO nic_records (lserver, nic_index, network, ip, device_network)
+            tx.exec("INSERT INTO nic_records (lserver, nic_index, network, ip, device_network)
                  VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT (lserver, nic_index) DO UPDATE SET network = ?3, ip = ?4, device_network = ?5",
                 params![
@@ -371,9 +381,7 @@ pub(super) fn apply(
             detail,
             at_ms,
         } => {
-            exec(
-                tx,
-                "INSERT INTO device_calls (operation_id, nic_index, device, call, target, outcome, detail, at_ms)
+            tx.exec("INSERT INTO device_calls (operation_id, nic_index, device, call, target, outcome, detail, at_ms)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     operation,
@@ -393,17 +401,14 @@ pub(super) fn apply(
             status,
             outcome,
         } => {
-            exec(
-                tx,
+            tx.exec(
                 "INSERT INTO lservers (path, state, status, outcome) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT (path) DO UPDATE SET state = ?2, status = ?3, outcome = ?4",
                 params![path, state.as_str(), status, outcome.map(|o| o.as_str())],
             )?;
         }
         Entry::Alert(a) => {
-            exec(
-                tx,
-                "INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail, delivered)
+            tx.exec("INSERT INTO alerts (seq, at_ms, severity, code, lserver, ip, operation_id, detail, delivered)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     a.seq,
@@ -419,7 +424,7 @@ pub(super) fn apply(
             )?;
         }
         Entry::AlertDelivered { seq } => {
-            exec(tx, "UPDATE alerts SET delivered = 1 WHERE seq = ?1", [seq])?;
+            tx.exec("UPDATE alerts SET delivered = 1 WHERE seq = ?1", [seq])?;
         }
     }
     Ok(())

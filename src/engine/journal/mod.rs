@@ -267,9 +267,12 @@ impl Journal {
         // BEGIN / COMMIT through the statement cache: a transaction per group commit, so their
         // parsing showed in profiles of the lab.
         self.conn.prepare_cached("BEGIN")?.execute([])?;
+        let mut statements = Statements::new(&self.conn);
         let applied = entries
             .iter()
-            .try_for_each(|entry| apply(&self.conn, entry, self.alerts_delivered_at_insert));
+            .try_for_each(|entry| apply(&mut statements, entry, self.alerts_delivered_at_insert));
+        // Back to the connection's cache, where the next commit finds them.
+        drop(statements);
         let committed = applied.and_then(|()| self.conn.prepare_cached("COMMIT")?.execute([]));
         if let Err(error) = committed {
             // All or nothing: a failed step leaves no trace (R7, R18).
