@@ -636,8 +636,14 @@ impl WireComparison {
     }
 }
 
-/// Runs an untimed warm-up round of the engine without fsync and of the bare client, then
-/// engine, engine without fsync and bare rounds in turn until `budget` has passed (at least `min_rounds` each), on one [`runtime`].
+/// Untimed warm-up turns, each an engine round with fsync, one without and a bare round: the
+/// first rounds of a process ran up to a third slower than later ones, on either side (fresh
+/// threads, allocator and page cache).
+const WARM_UP_TURNS: usize = 3;
+
+/// Runs [`WARM_UP_TURNS`] untimed turns, then timed turns of an engine round, an engine round
+/// without fsync and a bare round until `budget` has passed (at least `min_rounds` of each), on
+/// one [`runtime`].
 pub fn compare(
     workload: &WireWorkload,
     budget: Duration,
@@ -662,9 +668,11 @@ pub fn compare(
         round.run(workload).await
     };
     runtime.block_on(async {
-        // Warm-up: the engine's code paths without fsync (the fsync itself needs no warming).
-        engine_round(Durability::ProcessCrash).await?;
-        bare_round().await?;
+        for _ in 0..WARM_UP_TURNS {
+            engine_round(Durability::PowerLoss).await?;
+            engine_round(Durability::ProcessCrash).await?;
+            bare_round().await?;
+        }
         let start = Instant::now();
         while comparison.rounds < min_rounds.max(1) || start.elapsed() < budget {
             let engine = engine_round(Durability::PowerLoss).await?;

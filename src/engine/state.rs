@@ -269,7 +269,7 @@ const GATHER_YIELDS: usize = 8;
 /// How long a closing step waits for a commit that another step needs, while device calls are
 /// under way, before it commits itself: short beside any device's latency, long enough that the
 /// closings of a burst share a few commits instead of one each.
-const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
+const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// What waits for a step to be durable; it decides how long the step's commit may wait for
 /// others to join it.
