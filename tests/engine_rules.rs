@@ -621,6 +621,19 @@ async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn r13_the_reset_follows_the_quarantine_without_waiting_for_company() {
+    // vdi-002's first write hangs, so a device call is under way throughout; vdi-001's
+    // quarantine step before its reset is not a closing one and must not wait for company.
+    let h = quarantine_reboot_harness();
+    h.fakes
+        .script_object("vc-1", "set_nic", "vm-1002/4000", Effect::Hang, Some(1));
+    h.detect("10.110.0.12", "e-2").await;
+    h.detect("10.110.0.11", "e-1").await;
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1001".to_string()]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn r13_failed_quarantine_skips_the_reboot() {
     let h = quarantine_reboot_harness();
     h.fakes.script("vc-1", "set_nic", Effect::Reject, None);

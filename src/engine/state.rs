@@ -293,7 +293,10 @@ pub(crate) struct CallUnderWay<'a>(&'a Shared);
 
 impl Drop for CallUnderWay<'_> {
     fn drop(&mut self) {
-        self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel);
+        if self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last call ended: closing steps waiting for company need not wait any more.
+            self.0.flush_done.notify_waiters();
+        }
     }
 }
 
@@ -511,11 +514,6 @@ impl Shared {
         } else {
             self.commit(&batch).map(Some).map_err(Some)
         };
-        {
-            let mut state = self.lock();
-            state.inflight_detections.clear();
-            state.flush_epoch += 1;
-        }
         let outcome = match result {
             Ok(None) => {
                 self.flushed.store(upto, Ordering::Release);
@@ -541,9 +539,16 @@ impl Shared {
                 Err(Halted)
             }
         };
+        // Only now may an R4 lookup miss the batch's detections in memory and find them in the
+        // journal: they are announced and `flushed` covers them, so a duplicate found there is
+        // acknowledged after its original, never before.
         let mut spare = batch;
         spare.clear();
-        self.lock().spare = spare;
+        let mut state = self.lock();
+        state.inflight_detections.clear();
+        state.flush_epoch += 1;
+        state.spare = spare;
+        drop(state);
         outcome
     }
 

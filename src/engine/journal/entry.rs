@@ -221,10 +221,10 @@ pub fn alerts_in(entries: &[Entry]) -> Vec<Alert> {
 /// them anew each time cost more than running them, so each comes from the connection's
 /// statement cache, once per commit, and goes back to it when the commit ends. Looking one up in
 /// that cache hashes its whole text, which showed in profiles when done for every entry of a
-/// large group commit; here a statement is found by the address of its text.
+/// large group commit; here a statement is found by its text's address and length.
 pub(super) struct Statements<'c> {
     conn: &'c rusqlite::Connection,
-    held: Vec<(usize, rusqlite::CachedStatement<'c>)>,
+    held: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
 }
 
 impl<'c> Statements<'c> {
@@ -241,13 +241,13 @@ impl<'c> Statements<'c> {
         sql: &'static str,
         params: impl rusqlite::Params,
     ) -> rusqlite::Result<usize> {
-        let key = sql.as_ptr() as usize;
-        if let Some((_, statement)) = self.held.iter_mut().find(|(k, _)| *k == key) {
+        // Same address and length: the same literal (comparing the text would cost the hash).
+        if let Some((_, statement)) = self.held.iter_mut().find(|(k, _)| std::ptr::eq(*k, sql)) {
             return statement.execute(params);
         }
         let mut statement = self.conn.prepare_cached(sql)?;
         let changed = statement.execute(params)?;
-        self.held.push((key, statement));
+        self.held.push((sql, statement));
         Ok(changed)
     }
 }

@@ -175,7 +175,13 @@ pub(super) async fn quarantine(
     let save_failures = save_switches(ctx, &moves).await?;
 
     let (outcome, staged) = finish_quarantine(ctx, op, finish, &plan, &moves, &save_failures)?;
-    staged.publish(shared, Waiting::Closing).await?;
+    // A quarantine_reboot that succeeded goes on to its reset: that step is not a closing one.
+    let waiting = if finish || outcome != Outcome::Quarantined {
+        Waiting::Closing
+    } else {
+        Waiting::DeviceCall
+    };
+    staged.publish(shared, waiting).await?;
     Ok(outcome)
 }
 
