@@ -1,7 +1,8 @@
 //! `qlab bench`: the speed figures of issue 5, measured side by side in one process and printed
 //! next to their targets.
 //!
-//! What is measured, and how (each timed figure runs for its budget: 2 s, 1 s with `--quick`):
+//! What is measured, and how (each timed figure runs for its budget: 2 s, 1 s with `--quick`;
+//! the wire figure for [`WIRE_BUDGETS`] budgets):
 //! - sim-mode throughput: complete `run_sim` calls of the 10-L-Server bench scenario
 //!   ([`workload::BENCH_SCENARIO`], zero device latency) on one thread, runtime to checker verdict;
 //! - journal: durable operations per second of the engine with group commit ([`group_commit`]:
@@ -38,6 +39,11 @@ pub const MAKESPAN_RATIO_TARGET: f64 = 1.05;
 
 /// Most the engine's time per switchover in wire mode may exceed a bare client's (issue 5).
 pub const WIRE_RATIO_TARGET: f64 = 1.2;
+
+/// Budgets the wire figure runs for. Its rounds are few (about a dozen a second per side) and a
+/// round's wall time on a shared two-core machine swings by a third from one round to the next,
+/// so one budget's worth left the ratio's run-to-run spread wider than the gap it measures.
+pub const WIRE_BUDGETS: u32 = 2;
 
 /// What `qlab bench` runs on.
 #[derive(Debug, Clone)]
@@ -308,7 +314,8 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
 
     progress("wire mode");
     let min_rounds = if options.quick { 1 } else { 3 };
-    let w = wire::compare(&wire_workload, budget, min_rounds).map_err(BenchError::Failed)?;
+    let w = wire::compare(&wire_workload, budget * WIRE_BUDGETS, min_rounds)
+        .map_err(BenchError::Failed)?;
     figures.push(Figure {
         key: "wire_switchover_ratio",
         label: "wire: engine / bare client time per switchover".into(),

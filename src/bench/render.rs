@@ -10,7 +10,8 @@ use super::{BenchReport, Figure, Target, MAKESPAN_RATIO_TARGET};
 /// library scenario with a lower bound.
 pub(super) fn table(report: &BenchReport) -> String {
     let mut out = String::new();
-    let budget = if report.quick { "1 s" } else { "2 s" };
+    let seconds = if report.quick { 1 } else { 2 };
+    let budget = format!("{seconds} s (wire {} s)", seconds * super::WIRE_BUDGETS);
     // Writing to a String cannot fail; the results are ignored for that reason only.
     let _ = writeln!(
         out,
