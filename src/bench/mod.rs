@@ -335,7 +335,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         unit: "us",
         target: None,
         detail: format!(
-            "{:.1} journal commits per switchover; detections submitted at once until idle, \
+            "{:.2} journal commits per switchover; detections submitted at once until idle, \
              {} in {}",
             w.commits_per_switchover(),
             options.wire_topology.display(),
