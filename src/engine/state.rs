@@ -275,9 +275,10 @@ const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(10)
 /// others to join it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Waiting {
-    /// A device call (a plan before its first call, earlier outcomes before a write). Committed
-    /// at once when no device call is under way, since the devices sit idle until it is durable;
-    /// else it gathers the steps staged meanwhile.
+    /// A device call (a plan before its first call, earlier outcomes before a write, a
+    /// quarantine_reboot's quarantine before its reset). Committed after one yield when no
+    /// device call is under way, since the devices sit idle until it is durable; else it
+    /// gathers the steps staged meanwhile.
     DeviceCall,
     /// Someone outside: a detection's or a command's acknowledgement. Gathers.
     Reply,
