@@ -141,7 +141,7 @@ enum Command {
     /// makespan / lower bound. Run it from the crate root on a release build
     /// (`cargo run --release -- bench`). Exits 0 when it measured, whether or not targets are met.
     Bench {
-        /// Halve every timed budget (1 s per figure instead of 2 s).
+        /// Halve every timed budget (1 s per figure instead of 2 s; the wire figure 2 s, not 4 s).
         #[arg(long)]
         quick: bool,
         /// Print one JSON object instead of the table.

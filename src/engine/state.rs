@@ -237,8 +237,8 @@ pub(crate) struct Shared {
     pub max_lane_len: usize,
     /// Steps durable so far (compared with tickets).
     pub flushed: AtomicU64,
-    /// The journal. Its lock is taken without the state lock held (a committer takes the state
-    /// lock only briefly, inside it), so a commit's fsync never stops the engine's other work.
+    /// The journal. A committer holds its lock for the commit alone and never together with the
+    /// state lock, so a commit's fsync never stops the engine's other work.
     pub journal: Mutex<Journal>,
     /// A query-only connection to the journal file (`Journal::open_reader`): R4 lookups read
     /// through it, so a detection never waits for a commit's fsync to end.
@@ -559,7 +559,8 @@ impl Shared {
         blocking(|| journal.commit(batch).map(|()| journal.commits()))
     }
 
-    /// The journal, for reads (API views, R4 lookups, recovery checks).
+    /// The journal, for reads (API views, recovery checks; R4 lookups go through
+    /// [`Shared::lookup_journal`]).
     pub fn journal(&self) -> MutexGuard<'_, Journal> {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
