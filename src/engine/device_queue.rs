@@ -3,22 +3,32 @@
 //! many operations carried by one call.
 //!
 //! Order of service, per device:
-//! 1. **Writes** (vNIC and port moves, logins, resets): what isolates a NIC, so an outbreak's
+//! 1. **Urgent waiters**: a waiter whose wait budget ends within one call timeout is served
+//!    first (the class fronts compared by budget), so a storm of writes cannot starve a
+//!    verification read or a config save past its operation's deadline (R19).
+//! 2. **Writes** (vNIC and port moves, logins, resets): what isolates a NIC, so an outbreak's
 //!    last NIC is contained as early as the device allows (semantics.md, Measures).
-//! 2. **Reads** (verification, recovery, release): they confirm what writes did.
-//! 3. **Config saves**: one save persists every port changed before it, so all pending saves
+//! 3. **Reads** (verification, recovery, release): they confirm what writes did.
+//! 4. **Config saves**: one save persists every port changed before it, so all pending saves
 //!    of a switch share one call.
 //!
-//! A waiter older than [`PROMOTE_AT`] of its call timeout is served before younger ones of any
-//! class, so a storm of writes cannot starve a verification read into a timeout (R19): the slot
-//! wait counts against the call timeout, and a read that gets no slot in time proves nothing.
+//! **Time in the queue is not call time.** A call's [`Budget`] says how long it may wait for a
+//! slot (the operation's deadline) and, separately, how long the call may take once sent (the
+//! call timeout, never past the budget's end). A healthy device with a queue longer than the
+//! call timeout therefore serves every call in turn: waiting costs no attempt and no timeout.
+//! A call is `unavailable` only when the device refused it, or when the budget ran out while it
+//! waited; then its error says how long the queue was and how fast the device was serving it,
+//! so the alert tells a device too slow for the outbreak from a device that is down.
+//!
+//! Urgency looks only at the front waiter of each class (the oldest): scanning every waiter on
+//! each release would make an outbreak of n queued calls cost n².
 //!
 //! Batching: a caller queues its item, then competes for a slot. Whoever gets the slot takes
 //! the oldest pending items of its kind (up to the switch's `max_batch`) and makes one call for
 //! all (after a [`BATCH_WINDOW`] when the call is not full); the others find their result
-//! waiting. A caller whose item is still queued when its
-//! timeout runs out withdraws it: `unavailable`, never sent. Once taken, an item's result comes
-//! from the call that carried it, which is bounded by the taker's timeout.
+//! waiting. A caller whose item is still queued when its wait budget runs out withdraws it:
+//! `unavailable`, never sent. Once taken, an item's result comes from the call that carried it,
+//! which is bounded by the taker's call timeout.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -44,23 +54,42 @@ pub(crate) enum Class {
 
 const CLASSES: usize = 3;
 
-/// The share of the call timeout after which a waiter goes first whatever its class: late
-/// enough that a burst's writes all go before its reads, early enough to leave the read its slot.
-pub(crate) const PROMOTE_AT: f64 = 0.8;
-
 /// How long a call that is not full waits for more items before it goes out: long enough for
 /// the detections of one burst to reach the queue, short beside any switch's latency.
 pub(crate) const BATCH_WINDOW: Duration = Duration::from_millis(1);
 
+/// How long one call may wait for a slot and how long it may then take (R19).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Budget {
+    /// The last moment the call may still get a slot.
+    pub wait_until: Instant,
+    /// The last moment the call may still be running.
+    pub end_by: Instant,
+    /// The longest one call may take once sent.
+    pub call_timeout: Duration,
+}
+
+impl Budget {
+    /// The timeout of a call sent now: the call timeout, never past `end_by`.
+    pub fn call_timeout_now(&self) -> Duration {
+        self.call_timeout
+            .min(self.end_by.saturating_duration_since(Instant::now()))
+    }
+}
+
 struct Waiter {
-    since: Instant,
+    wait_until: Instant,
     grant: oneshot::Sender<()>,
 }
 
+/// The slots and what the device has shown of its speed.
 #[derive(Default)]
 struct Slots {
     free: usize,
     waiting: [VecDeque<Waiter>; CLASSES],
+    /// Calls that came back, and the time they took in all: the device's service rate.
+    calls_done: u64,
+    busy: Duration,
 }
 
 /// One queued item of a batchable kind and where its result goes.
@@ -86,13 +115,19 @@ impl<I, T> BatchQueue<I, T> {
             limit: limit.max(1),
         }
     }
+
+    fn len(&self) -> usize {
+        lock(&self.pending).len()
+    }
 }
 
 /// The queue of one device.
 pub(crate) struct DeviceQueue {
     slots: Mutex<Slots>,
-    /// A waiter this old is served before younger ones of any class.
-    promote_after: Duration,
+    /// Slots in all (`max_concurrent`).
+    concurrency: usize,
+    /// A front waiter whose budget ends within this is served first.
+    urgent_within: Duration,
     /// Port changes waiting for a switch call.
     pub set_ports: BatchQueue<(String, u16), ()>,
     /// Port reads waiting for a switch call.
@@ -136,33 +171,39 @@ impl Drop for SlotWait {
 
 impl DeviceQueue {
     /// A queue with `concurrency` slots, batches of at most `batch` items, and `call_timeout`
-    /// deciding when a waiter is promoted ([`PROMOTE_AT`]).
+    /// deciding when a waiter becomes urgent.
     pub fn new(concurrency: usize, batch: usize, call_timeout: Duration) -> Arc<DeviceQueue> {
+        let concurrency = concurrency.max(1);
         Arc::new(DeviceQueue {
             slots: Mutex::new(Slots {
-                free: concurrency.max(1),
-                waiting: Default::default(),
+                free: concurrency,
+                ..Slots::default()
             }),
-            promote_after: call_timeout.mul_f64(PROMOTE_AT),
+            concurrency,
+            urgent_within: call_timeout,
             set_ports: BatchQueue::new(batch),
             get_ports: BatchQueue::new(batch),
             saves: BatchQueue::new(usize::MAX),
         })
     }
 
-    /// Waits for a slot of `class`.
-    pub async fn acquire(self: &Arc<Self>, class: Class) -> Permit {
+    /// Waits for a slot of `class`; `wait_until` orders urgent waiters (see the module docs).
+    pub async fn acquire(self: &Arc<Self>, class: Class, wait_until: Instant) -> Permit {
         let grant = {
             let mut slots = lock(&self.slots);
             if slots.free > 0 {
                 slots.free -= 1;
+                debug_assert!(
+                    slots.free < self.concurrency,
+                    "slots in use ≤ max_concurrent"
+                );
                 return Permit {
                     queue: self.clone(),
                 };
             }
             let (tx, rx) = oneshot::channel();
             slots.waiting[class as usize].push_back(Waiter {
-                since: Instant::now(),
+                wait_until,
                 grant: tx,
             });
             rx
@@ -187,20 +228,24 @@ impl DeviceQueue {
         }
     }
 
-    /// Hands a freed slot to the next waiter: the oldest overdue one, else the first of the
-    /// highest class; or puts it back.
+    /// Hands a freed slot to the next waiter: the urgent front with the earliest budget, else
+    /// the first of the highest class; or puts it back.
     fn release(&self) {
         let mut slots = lock(&self.slots);
         let now = Instant::now();
         loop {
-            let overdue = (0..CLASSES)
-                .filter_map(|c| slots.waiting[c].front().map(|w| (w.since, c)))
-                .filter(|(since, _)| now.saturating_duration_since(*since) >= self.promote_after)
+            let urgent = (0..CLASSES)
+                .filter_map(|c| slots.waiting[c].front().map(|w| (w.wait_until, c)))
+                .filter(|(until, _)| until.saturating_duration_since(now) <= self.urgent_within)
                 .min()
                 .map(|(_, c)| c);
-            let class = overdue.or_else(|| (0..CLASSES).find(|c| !slots.waiting[*c].is_empty()));
+            let class = urgent.or_else(|| (0..CLASSES).find(|c| !slots.waiting[*c].is_empty()));
             let Some(class) = class else {
                 slots.free += 1;
+                assert!(
+                    slots.free <= self.concurrency,
+                    "a device queue freed more slots than it has"
+                );
                 return;
             };
             let Some(waiter) = slots.waiting[class].pop_front() else {
@@ -213,18 +258,59 @@ impl DeviceQueue {
         }
     }
 
-    /// Runs `call` under a slot of `class`, both the wait and the call bounded by `timeout`: no
-    /// slot in time is `unavailable` (never sent), no reply in time is `unknown` (R8, R19).
+    /// Notes that a call came back after `took`: the device's service rate for alerts.
+    fn served(&self, took: Duration) {
+        let mut slots = lock(&self.slots);
+        slots.calls_done += 1;
+        slots.busy = slots.busy.saturating_add(took);
+    }
+
+    /// Why a call got no slot within its budget: the queue it stood in and the device's pace.
+    fn no_slot(&self) -> DeviceError {
+        let (waiting, rate) = {
+            let slots = lock(&self.slots);
+            let waiting: usize = slots.waiting.iter().map(VecDeque::len).sum();
+            let rate = (slots.calls_done > 0 && !slots.busy.is_zero()).then(|| {
+                self.concurrency as f64 * slots.calls_done as f64 / slots.busy.as_secs_f64()
+            });
+            (waiting, rate)
+        };
+        let queued = waiting + self.set_ports.len() + self.get_ports.len() + self.saves.len();
+        let pace = match rate {
+            Some(r) => format!(
+                "the device serves about {r:.1} calls/s ({} at a time)",
+                self.concurrency
+            ),
+            None => "the device has not answered a call yet".to_string(),
+        };
+        DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!(
+                "device too slow for the load: no free slot before the operation deadline \
+                 ({queued} calls still queued; {pace})"
+            ),
+        )
+    }
+
+    /// Runs `call` under a slot of `class`: the wait bounded by `budget.wait_until`, the call
+    /// by its call timeout. No slot in time is `unavailable` (never sent), no reply in time is
+    /// `unknown` (R8, R19).
     pub async fn run<T>(
         self: &Arc<Self>,
         class: Class,
-        timeout: Duration,
+        budget: Budget,
         call: impl Future<Output = DeviceResult<T>>,
     ) -> DeviceResult<T> {
-        let Ok(_permit) = tokio::time::timeout(timeout, self.acquire(class)).await else {
-            return Err(no_slot(timeout));
+        let acquired =
+            tokio::time::timeout_at(budget.wait_until, self.acquire(class, budget.wait_until))
+                .await;
+        let Ok(_permit) = acquired else {
+            return Err(self.no_slot());
         };
-        bounded(timeout, call).await
+        let sent = Instant::now();
+        let result = bounded(budget.call_timeout_now(), call).await;
+        self.served(sent.elapsed());
+        result
     }
 
     /// Queues `item` on `queue` and returns its result, making the batched call with `call`
@@ -234,7 +320,7 @@ impl DeviceQueue {
         queue: &BatchQueue<I, T>,
         class: Class,
         item: I,
-        timeout: Duration,
+        budget: Budget,
         call: F,
     ) -> DeviceResult<T>
     where
@@ -249,13 +335,12 @@ impl DeviceQueue {
             item,
             reply: tx,
         });
-        let deadline = Instant::now() + timeout;
         loop {
             tokio::select! {
                 biased;
                 result = &mut rx => return result.unwrap_or_else(|_| Err(carrier_gone())),
-                permit = self.acquire(class) => {
-                    if queue.limit > 1 && lock(&queue.pending).len() < queue.limit {
+                permit = self.acquire(class, budget.wait_until) => {
+                    if queue.limit > 1 && queue.len() < queue.limit {
                         // A short window lets the changes of one burst share the call.
                         tokio::time::sleep(BATCH_WINDOW).await;
                     }
@@ -272,10 +357,13 @@ impl DeviceQueue {
                     let (items, replies): (Vec<I>, Vec<_>) =
                         batch.into_iter().map(|p| (p.item, p.reply)).unzip();
                     let count = replies.len();
+                    let timeout = budget.call_timeout_now();
+                    let sent = Instant::now();
                     let results = match tokio::time::timeout(timeout, call(items)).await {
                         Ok(results) => results,
                         Err(_) => vec![Err(no_reply(timeout)); count],
                     };
+                    self.served(sent.elapsed());
                     drop(permit);
                     let mut results = results.into_iter();
                     for reply in replies {
@@ -286,7 +374,7 @@ impl DeviceQueue {
                         let _ = reply.send(result);
                     }
                 }
-                () = tokio::time::sleep_until(deadline) => {
+                () = tokio::time::sleep_until(budget.wait_until) => {
                     let withdrawn = {
                         let mut pending = lock(&queue.pending);
                         let before = pending.len();
@@ -294,7 +382,7 @@ impl DeviceQueue {
                         pending.len() != before
                     };
                     if withdrawn {
-                        return Err(no_slot(timeout));
+                        return Err(self.no_slot());
                     }
                     // Already carried by a call that is bounded by its own timeout.
                     return rx.await.unwrap_or_else(|_| Err(carrier_gone()));
@@ -321,13 +409,6 @@ fn no_reply(timeout: Duration) -> DeviceError {
     )
 }
 
-fn no_slot(timeout: Duration) -> DeviceError {
-    DeviceError::new(
-        OutcomeClass::Unavailable,
-        format!("no free device slot within {timeout:?}"),
-    )
-}
-
 /// The call carrying an item ended without answering it (its task was cancelled): it may have
 /// been sent, so only device truth can tell.
 fn carrier_gone() -> DeviceError {
@@ -342,23 +423,40 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// A wait budget no test reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
+
+    fn budget(wait: Duration, call_timeout: Duration) -> Budget {
+        let until = Instant::now() + wait;
+        Budget {
+            wait_until: until,
+            end_by: until + call_timeout,
+            call_timeout,
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
         let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
-        let held = queue.acquire(Class::Write).await;
-        let gave_up =
-            tokio::time::timeout(Duration::from_millis(10), queue.acquire(Class::Write)).await;
+        let held = queue.acquire(Class::Write, far()).await;
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            queue.acquire(Class::Write, far()),
+        )
+        .await;
         assert!(gave_up.is_err());
         drop(held);
         let again =
-            tokio::time::timeout(Duration::from_millis(1), queue.acquire(Class::Read)).await;
+            tokio::time::timeout(Duration::from_millis(1), queue.acquire(Class::Read, far())).await;
         assert!(again.is_ok(), "the slot went to a waiter that was gone");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn r19_a_queued_item_withdrawn_at_its_timeout_is_unavailable_and_never_sent() {
+    async fn r19_a_queued_item_withdrawn_at_its_budget_is_unavailable_never_sent_and_says_why() {
         let queue = DeviceQueue::new(1, 8, Duration::from_secs(5));
-        let _held = queue.acquire(Class::Write).await;
+        let _held = queue.acquire(Class::Write, far()).await;
         let sent = Arc::new(AtomicUsize::new(0));
         let counter = sent.clone();
         let result = queue
@@ -366,46 +464,123 @@ mod tests {
                 &queue.set_ports,
                 Class::Write,
                 ("Ethernet1/1".to_string(), 910),
-                Duration::from_secs(1),
+                budget(Duration::from_secs(1), Duration::from_secs(5)),
                 move |items: Vec<(String, u16)>| {
                     counter.fetch_add(1, Ordering::SeqCst);
                     async move { vec![Ok(()); items.len()] }
                 },
             )
             .await;
-        assert_eq!(result.unwrap_err().class, OutcomeClass::Unavailable);
+        let error = result.unwrap_err();
+        assert_eq!(error.class, OutcomeClass::Unavailable);
+        assert!(
+            error.detail.contains("too slow for the load"),
+            "{}",
+            error.detail
+        );
         assert_eq!(sent.load(Ordering::SeqCst), 0);
         assert!(lock(&queue.set_ports.pending).is_empty());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn r15_writes_go_first_but_an_overdue_read_is_not_starved() {
+    async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
+        // One slot, a 1 s call timeout, twenty calls of 500 ms queued at once: the last waits
+        // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
+        let call_timeout = Duration::from_secs(1);
+        let queue = DeviceQueue::new(1, 1, call_timeout);
+        let calls: Vec<_> = (0..20)
+            .map(|_| {
+                let queue = queue.clone();
+                let budget = budget(Duration::from_secs(60), call_timeout);
+                tokio::spawn(async move {
+                    queue
+                        .run(Class::Write, budget, async {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let started = Instant::now();
+        for call in calls {
+            assert!(call.await.unwrap().is_ok());
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
+        let call_timeout = Duration::from_secs(5);
+        let queue = DeviceQueue::new(2, 1, call_timeout);
+        let calls: Vec<_> = (0..10)
+            .map(|_| {
+                let queue = queue.clone();
+                let budget = budget(Duration::from_secs(3), call_timeout);
+                tokio::spawn(async move {
+                    queue
+                        .run(Class::Write, budget, async {
+                            tokio::time::sleep(Duration::from_secs(2)).await;
+                            Ok(())
+                        })
+                        .await
+                })
+            })
+            .collect();
+        let mut refused = Vec::new();
+        for call in calls {
+            if let Err(e) = call.await.unwrap() {
+                refused.push(e);
+            }
+        }
+        // Two slots, 2 s calls, a 3 s budget: four calls are served (two at 0 s, two at 2 s).
+        assert_eq!(refused.len(), 6);
+        for e in &refused {
+            assert_eq!(e.class, OutcomeClass::Unavailable);
+            assert!(
+                e.detail.contains("1.0 calls/s (2 at a time)"),
+                "{}",
+                e.detail
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r15_writes_go_first_but_an_urgent_read_is_not_starved() {
         let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
-        let held = queue.acquire(Class::Write).await;
+        let held = queue.acquire(Class::Write, far()).await;
         let order = Arc::new(Mutex::new(Vec::new()));
-        let waiter = |class: Class, name: &'static str| {
+        let waiter = |class: Class, name: &'static str, wait_until: Instant| {
             let (queue, order) = (queue.clone(), order.clone());
             tokio::spawn(async move {
-                let _permit = queue.acquire(class).await;
+                let _permit = queue.acquire(class, wait_until).await;
                 lock(&order).push(name);
             })
         };
-        let read = waiter(Class::Read, "read");
+        let read = waiter(
+            Class::Read,
+            "read",
+            Instant::now() + Duration::from_secs(10),
+        );
         tokio::task::yield_now().await;
-        let write = waiter(Class::Write, "write");
+        let write = waiter(Class::Write, "write", far());
         tokio::task::yield_now().await;
         drop(held);
         write.await.unwrap();
         read.await.unwrap();
         assert_eq!(*lock(&order), ["write", "read"]);
 
-        // The same, but the read has waited past 80 % of the call timeout: it goes first.
+        // The same, but the read's budget ends within one call timeout: it goes first.
         lock(&order).clear();
-        let held = queue.acquire(Class::Write).await;
-        let read = waiter(Class::Read, "read");
+        let held = queue.acquire(Class::Write, far()).await;
+        let read = waiter(
+            Class::Read,
+            "read",
+            Instant::now() + Duration::from_secs(10),
+        );
         tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(3300)).await;
-        let write = waiter(Class::Write, "write");
+        tokio::time::sleep(Duration::from_millis(6500)).await;
+        let write = waiter(Class::Write, "write", far());
         tokio::task::yield_now().await;
         drop(held);
         write.await.unwrap();

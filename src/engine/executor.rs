@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::alerts::Alert;
-use super::device_queue::{bounded, Class};
+use super::device_queue::{bounded, Budget, Class};
 use super::journal::Entry;
 use super::state::{Halted, Shared, Waiting};
 use super::types::{OperationId, OperationKind};
@@ -54,6 +54,9 @@ pub(crate) struct NicMove {
     pub confirmed: bool,
     /// Last known device truth.
     pub truth: Truth,
+    /// When not confirmed: the last device error met on the way, for the alert (a device too
+    /// slow for the load says so here, not as a bare `unavailable`).
+    pub why: Option<String>,
 }
 
 /// The context of one operation's device work.
@@ -141,17 +144,41 @@ impl OpCtx<'_> {
         tokio::time::sleep(wait.min(self.remaining())).await;
     }
 
-    /// `fut` under a slot of `device` in service class `class`, bounded by `timeout` (R15, R19).
+    /// The budget of a call that changes a device: it may wait for a slot until the operation
+    /// deadline, and must end by it (R19: no write runs past the deadline). Waiting in the
+    /// device queue costs no call timeout and no attempt (device_queue.rs).
+    fn change_budget(&self) -> Budget {
+        Budget {
+            wait_until: self.deadline,
+            end_by: self.deadline,
+            call_timeout: self.shared.settings.call_timeout,
+        }
+    }
+
+    /// The budget of a read or a login (they change nothing): a slot until the deadline, or for
+    /// one call timeout when that is later (R19's last read after the deadline), and the call
+    /// over by the deadline plus one call timeout, as INV-10 allows.
+    fn read_budget(&self) -> Budget {
+        let call_timeout = self.shared.settings.call_timeout;
+        let now = Instant::now();
+        Budget {
+            wait_until: self.deadline.max(now + call_timeout),
+            end_by: self.deadline.max(now) + call_timeout,
+            call_timeout,
+        }
+    }
+
+    /// `fut` under a slot of `device` in service class `class`, within `budget` (R15, R19).
     async fn slot<T>(
         &self,
         device: &str,
         class: Class,
-        timeout: Duration,
+        budget: Budget,
         fut: impl Future<Output = DeviceResult<T>>,
     ) -> DeviceResult<T> {
         match self.shared.devices.get(device) {
-            Some(queue) => queue.run(class, timeout, fut).await,
-            None => bounded(timeout, fut).await,
+            Some(queue) => queue.run(class, budget, fut).await,
+            None => bounded(budget.call_timeout_now(), fut).await,
         }
     }
 
@@ -162,10 +189,10 @@ impl OpCtx<'_> {
         adapter: &Arc<dyn Switch>,
         port: &str,
         vlan: u16,
-        timeout: Duration,
+        budget: Budget,
     ) -> DeviceResult<()> {
         let Some(queue) = self.shared.devices.get(switch) else {
-            return bounded(timeout, adapter.set_port(port, vlan)).await;
+            return bounded(budget.call_timeout_now(), adapter.set_port(port, vlan)).await;
         };
         let adapter = adapter.clone();
         let call = move |changes: Vec<(String, u16)>| {
@@ -174,7 +201,7 @@ impl OpCtx<'_> {
         };
         let item = (port.to_string(), vlan);
         queue
-            .batched(&queue.set_ports, Class::Write, item, timeout, call)
+            .batched(&queue.set_ports, Class::Write, item, budget, call)
             .await
     }
 
@@ -184,10 +211,10 @@ impl OpCtx<'_> {
         switch: &str,
         adapter: &Arc<dyn Switch>,
         port: &str,
-        timeout: Duration,
+        budget: Budget,
     ) -> DeviceResult<u16> {
         let Some(queue) = self.shared.devices.get(switch) else {
-            return bounded(timeout, adapter.get_port(port)).await;
+            return bounded(budget.call_timeout_now(), adapter.get_port(port)).await;
         };
         let adapter = adapter.clone();
         let call = move |ports: Vec<String>| {
@@ -199,7 +226,7 @@ impl OpCtx<'_> {
                 &queue.get_ports,
                 Class::Read,
                 port.to_string(),
-                timeout,
+                budget,
                 call,
             )
             .await
@@ -211,10 +238,10 @@ impl OpCtx<'_> {
         &self,
         switch: &str,
         adapter: &Arc<dyn Switch>,
-        timeout: Duration,
+        budget: Budget,
     ) -> DeviceResult<()> {
         let Some(queue) = self.shared.devices.get(switch) else {
-            return bounded(timeout, adapter.save_config()).await;
+            return bounded(budget.call_timeout_now(), adapter.save_config()).await;
         };
         let adapter = adapter.clone();
         let call = move |waiting: Vec<()>| {
@@ -222,16 +249,12 @@ impl OpCtx<'_> {
             async move { vec![adapter.save_config().await; waiting.len()] }
         };
         queue
-            .batched(&queue.saves, Class::Save, (), timeout, call)
+            .batched(&queue.saves, Class::Save, (), budget, call)
             .await
     }
 
-    fn write_timeout(&self) -> Duration {
-        self.shared.settings.call_timeout.min(self.remaining())
-    }
-
-    /// Reads where `nic` is at the device.
-    pub async fn read(&self, nic: &Nic, timeout: Duration) -> Result<Truth, Halted> {
+    /// Reads where `nic` is at the device; a failed read also says why.
+    pub async fn read(&self, nic: &Nic) -> Result<(Truth, Option<String>), Halted> {
         let site = &self.shared.site;
         match &nic.location {
             NicLocation::Virtual {
@@ -240,7 +263,7 @@ impl OpCtx<'_> {
                 device,
             } => {
                 let Some(h) = self.shared.adapters.hypervisors.get(hypervisor) else {
-                    return Ok(Truth::Unknown);
+                    return Ok((Truth::Unknown, Some(missing(hypervisor).detail)));
                 };
                 let r = self
                     .call(
@@ -248,24 +271,29 @@ impl OpCtx<'_> {
                         "get_nic",
                         Some(nic.index),
                         None,
-                        self.slot(hypervisor, Class::Read, timeout, h.get_nic(vm, device)),
+                        self.slot(
+                            hypervisor,
+                            Class::Read,
+                            self.read_budget(),
+                            h.get_nic(vm, device),
+                        ),
                     )
                     .await?;
                 Ok(match r {
                     Ok(pg) => match site.network_by_portgroup(hypervisor, &pg) {
-                        Some(n) => Truth::Network(n.name.clone()),
-                        None => Truth::Foreign(pg),
+                        Some(n) => (Truth::Network(n.name.clone()), None),
+                        None => (Truth::Foreign(pg), None),
                     },
                     Err(e) if e.class == OutcomeClass::Auth => {
                         self.login(hypervisor).await?;
-                        Truth::Unknown
+                        (Truth::Unknown, Some(e.detail))
                     }
-                    Err(_) => Truth::Unknown,
+                    Err(e) => (Truth::Unknown, Some(e.detail)),
                 })
             }
             NicLocation::Physical { switch, port } => {
                 let Some(s) = self.shared.adapters.switches.get(switch) else {
-                    return Ok(Truth::Unknown);
+                    return Ok((Truth::Unknown, Some(missing(switch).detail)));
                 };
                 let r = self
                     .call(
@@ -273,15 +301,15 @@ impl OpCtx<'_> {
                         "get_port",
                         Some(nic.index),
                         None,
-                        self.get_port(switch, s, port, timeout),
+                        self.get_port(switch, s, port, self.read_budget()),
                     )
                     .await?;
                 Ok(match r {
                     Ok(vlan) => match site.network_by_vlan(vlan) {
-                        Some(n) => Truth::Network(n.name.clone()),
-                        None => Truth::Foreign(format!("vlan {vlan}")),
+                        Some(n) => (Truth::Network(n.name.clone()), None),
+                        None => (Truth::Foreign(format!("vlan {vlan}")), None),
                     },
-                    Err(_) => Truth::Unknown,
+                    Err(e) => (Truth::Unknown, Some(e.detail)),
                 })
             }
         }
@@ -289,7 +317,6 @@ impl OpCtx<'_> {
 
     async fn login(&self, hypervisor: &str) -> Result<(), Halted> {
         if let Some(h) = self.shared.adapters.hypervisors.get(hypervisor) {
-            let timeout = self.shared.settings.call_timeout;
             // A failed login needs no handling here: the retried call fails with `auth` again
             // and counts against the attempts.
             let _login = self
@@ -298,7 +325,7 @@ impl OpCtx<'_> {
                     "login",
                     None,
                     None,
-                    self.slot(hypervisor, Class::Write, timeout, h.login()),
+                    self.slot(hypervisor, Class::Write, self.read_budget(), h.login()),
                 )
                 .await?;
         }
@@ -308,7 +335,7 @@ impl OpCtx<'_> {
     /// Writes `network` to the NIC at its device.
     async fn write(&self, nic: &Nic, network: &str) -> Result<DeviceResult<()>, Halted> {
         let site = &self.shared.site;
-        let timeout = self.write_timeout();
+        let budget = self.change_budget();
         match &nic.location {
             NicLocation::Virtual {
                 hypervisor,
@@ -326,7 +353,7 @@ impl OpCtx<'_> {
                     "set_nic",
                     Some(nic.index),
                     Some(pg.to_string()),
-                    self.slot(hypervisor, Class::Write, timeout, h.set_nic(vm, device, pg)),
+                    self.slot(hypervisor, Class::Write, budget, h.set_nic(vm, device, pg)),
                 )
                 .await
             }
@@ -343,7 +370,7 @@ impl OpCtx<'_> {
                     "set_port",
                     Some(nic.index),
                     Some(vlan.to_string()),
-                    self.set_port(switch, s, port, vlan, timeout),
+                    self.set_port(switch, s, port, vlan, budget),
                 )
                 .await
             }
@@ -363,23 +390,29 @@ impl OpCtx<'_> {
         let mut must_read = read_first;
         let mut truth = Truth::Unknown;
         let mut truth_fresh = false;
+        // The last device error met: what the alert says when the NIC is not confirmed.
+        let mut why: Option<String> = None;
         // A write since the last read that showed the NIC elsewhere: it may have landed.
         let mut may_have_applied = false;
         let mut attempts = 0u32;
+        let done = |truth: Truth, why: Option<String>| {
+            let confirmed = truth.network() == Some(target);
+            NicMove {
+                index: nic.index,
+                confirmed,
+                truth,
+                why: why.filter(|_| !confirmed),
+            }
+        };
         loop {
             if must_read {
-                // Reads get the whole call timeout even at the deadline: R19's one last read.
-                truth = self.read(nic, settings.call_timeout).await?;
+                let (read, failure) = self.read(nic).await?;
+                truth = read;
+                why = failure.or(why);
                 truth_fresh = true;
                 must_read = false;
                 match &truth {
-                    Truth::Network(n) if n == target => {
-                        return Ok(NicMove {
-                            index: nic.index,
-                            confirmed: true,
-                            truth,
-                        });
-                    }
+                    Truth::Network(n) if n == target => return Ok(done(truth, None)),
                     Truth::Network(_) | Truth::Foreign(_) => may_have_applied = false,
                     Truth::Unknown => {}
                 }
@@ -403,55 +436,49 @@ impl OpCtx<'_> {
             truth_fresh = false;
             match self.write(nic, target).await? {
                 Ok(()) if !settings.verify_writes => {
-                    return Ok(NicMove {
-                        index: nic.index,
-                        confirmed: true,
-                        truth: Truth::Network(target.to_string()),
-                    });
+                    return Ok(done(Truth::Network(target.to_string()), None));
                 }
                 Ok(()) => {
                     may_have_applied = true;
                     // R8: a device that says ok without applying is caught by this read.
-                    truth = self.read(nic, settings.call_timeout).await?;
+                    let (read, failure) = self.read(nic).await?;
+                    truth = read;
+                    why = failure.or(why);
                     truth_fresh = true;
                     if truth.network() == Some(target) {
-                        return Ok(NicMove {
-                            index: nic.index,
-                            confirmed: true,
-                            truth,
-                        });
+                        return Ok(done(truth, None));
                     }
                     // A stale read or an unapplied write: read again before writing again.
                     must_read = true;
                 }
-                Err(e) => match e.class {
-                    // May have been applied: only device truth can tell (R8). An error reply
-                    // is read too: a device that applies and then errors must not be written
-                    // twice (INV-6), and a read costs less than a wrong write.
-                    OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
-                        may_have_applied = true;
-                        must_read = true
-                    }
-                    OutcomeClass::Auth => {
-                        if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
-                            self.login(hypervisor).await?;
+                Err(e) => {
+                    match e.class {
+                        // May have been applied: only device truth can tell (R8). An error reply
+                        // is read too: a device that applies and then errors must not be written
+                        // twice (INV-6), and a read costs less than a wrong write.
+                        OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
+                            may_have_applied = true;
+                            must_read = true
                         }
+                        OutcomeClass::Auth => {
+                            if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
+                                self.login(hypervisor).await?;
+                            }
+                        }
+                        // Refused before processing: nothing changed, nothing to read.
+                        OutcomeClass::Unavailable => {}
                     }
-                    // Refused before processing: nothing changed, nothing to read.
-                    OutcomeClass::Unavailable => {}
-                },
+                    why = Some(e.detail);
+                }
             }
         }
         if !truth_fresh {
             // R19: past the deadline, one more read tells where the NIC really is.
-            truth = self.read(nic, self.shared.settings.call_timeout).await?;
+            let (read, failure) = self.read(nic).await?;
+            truth = read;
+            why = failure.or(why);
         }
-        let confirmed = truth.network() == Some(target);
-        Ok(NicMove {
-            index: nic.index,
-            confirmed,
-            truth,
-        })
+        Ok(done(truth, why))
     }
 
     /// Saves a switch's running config (R8 with `persist`), retried like a write.
@@ -478,7 +505,7 @@ impl OpCtx<'_> {
                     "save_config",
                     None,
                     None,
-                    self.save(switch, s, self.write_timeout()),
+                    self.save(switch, s, self.change_budget()),
                 )
                 .await?;
             if last.is_ok() {
@@ -503,7 +530,7 @@ impl OpCtx<'_> {
             if self.remaining().is_zero() {
                 break;
             }
-            let timeout = self.write_timeout();
+            let budget = self.change_budget();
             last = match (&self.ls.vm, &self.ls.bmc) {
                 (Some((hypervisor, vm)), _) => {
                     match self.shared.adapters.hypervisors.get(hypervisor) {
@@ -513,7 +540,7 @@ impl OpCtx<'_> {
                                 "power_reset",
                                 None,
                                 None,
-                                self.slot(hypervisor, Class::Write, timeout, h.power_reset(vm)),
+                                self.slot(hypervisor, Class::Write, budget, h.power_reset(vm)),
                             )
                             .await?
                         }
@@ -527,7 +554,7 @@ impl OpCtx<'_> {
                             "reset",
                             None,
                             None,
-                            self.slot(bmc, Class::Write, timeout, b.reset()),
+                            self.slot(bmc, Class::Write, budget, b.reset()),
                         )
                         .await?
                     }

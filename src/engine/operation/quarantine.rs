@@ -273,11 +273,12 @@ fn finish_quarantine(
     let mut records = Vec::new();
     let mut nic_states = Vec::new();
     for nic in &ls.nics {
-        let truth = moves
-            .iter()
-            .find(|m| m.index == nic.index)
-            .map(|m| m.truth.clone())
-            .unwrap_or(Truth::Unknown);
+        let moved = moves.iter().find(|m| m.index == nic.index);
+        let truth = moved.map(|m| m.truth.clone()).unwrap_or(Truth::Unknown);
+        let why = moved
+            .and_then(|m| m.why.as_deref())
+            .map(|w| format!("; last error: {w}"))
+            .unwrap_or_default();
         let note = match &truth {
             Truth::Network(n) if is_quarantine(shared, n) => {
                 "stays on quarantine to prevent the spread of infection"
@@ -287,7 +288,7 @@ fn finish_quarantine(
             Truth::Unknown => "state unknown, left alone",
         };
         nic_states.push(format!(
-            "nic{} mac {} device={} ({note})",
+            "nic{} mac {} device={} ({note}{why})",
             nic.index,
             nic.mac,
             truth.describe()
