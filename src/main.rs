@@ -133,12 +133,12 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         attempts: u32,
     },
-    /// Measures the speed figures of issue 5 side by side and prints them next to their targets.
+    /// Measures the speed figures side by side and prints them next to their targets.
     ///
     /// Sim-mode runs/s of the 10-L-Server bench scenario, durable journal operations/s with fsync
     /// on, CEF lines parsed/s, the engine's time per switchover in wire mode against a bare HTTP
-    /// client, the library's wall time in sim mode on one job, and every library scenario's
-    /// makespan / lower bound. Run it from the crate root on a release build
+    /// client, the outbreak and the scaling curve (10,000 to 100,000 L-Servers), the library's
+    /// wall time in sim mode on one job, and every library scenario's makespan / lower bound. Run it from the crate root on a release build
     /// (`cargo run --release -- bench`). Exits 0 when it measured, whether or not targets are met.
     Bench {
         /// Halve every timed budget (1 s per figure instead of 2 s; the wire figure 2 s, not 4 s).
@@ -159,6 +159,10 @@ enum Command {
         /// The outbreak scenario: timed once, makespan against its bounds.
         #[arg(long, default_value = quarantine_lab::bench::workload::OUTBREAK_SCENARIO)]
         outbreak: PathBuf,
+        /// The scaling curve's scenarios, comma-separated, each timed once (default: the
+        /// outbreaks of 10,000, 25,000, 50,000 and 100,000 L-Servers).
+        #[arg(long, value_delimiter = ',')]
+        scaling: Vec<PathBuf>,
     },
 }
 
@@ -412,13 +416,20 @@ fn main() -> ExitCode {
             library,
             wire_topology,
             outbreak,
+            scaling,
         } => {
+            let defaults = quarantine_lab::bench::BenchOptions::default();
             let options = quarantine_lab::bench::BenchOptions {
                 quick,
                 scenario,
                 library,
                 wire_topology,
                 outbreak,
+                scaling: if scaling.is_empty() {
+                    defaults.scaling
+                } else {
+                    scaling
+                },
             };
             match quarantine_lab::bench::run(&options, &|what| eprintln!("measuring {what}...")) {
                 Ok(report) if json => {

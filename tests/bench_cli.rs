@@ -1,5 +1,5 @@
 //! `qlab bench` as a script runs it: `--quick --json` prints one JSON object with every figure
-//! of issue 5 as a positive number. No timing assertions: speed depends on the machine and its
+//! of the speed figures as a positive number. No timing assertions: speed depends on the machine and its
 //! disk; this only proves the command measures everything it claims to.
 
 use std::process::{Command, Output};
@@ -13,7 +13,7 @@ fn qlab(args: &[&str]) -> Output {
 }
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
-const FIGURES: [(&str, bool); 15] = [
+const FIGURES: [(&str, bool); 18] = [
     ("sim_runs_per_sec", true),
     ("sim_commits_per_run", false),
     ("journal_group_commit_ops_per_sec", true),
@@ -28,12 +28,22 @@ const FIGURES: [(&str, bool); 15] = [
     ("outbreak_wall_ms", true),
     ("outbreak_makespan_ratio", true),
     ("outbreak_confirmed_ratio", true),
+    ("scaling_largest_wall_ms", true),
+    ("scaling_wall_per_lserver_ratio", true),
+    ("scaling_worst_makespan_ratio", true),
     ("makespan_ratio_worst", false),
 ];
 
 #[test]
 fn quick_json_has_every_figure_as_a_positive_number() {
-    let out = qlab(&["bench", "--quick", "--json"]);
+    // A short curve: the default one (up to 100,000 L-Servers) is minutes in a debug build.
+    let out = qlab(&[
+        "bench",
+        "--quick",
+        "--json",
+        "--scaling",
+        "scenarios/outbreak/generated-200-desktops-at-once.toml,scenarios/outbreak/outbreak-2500.toml",
+    ]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)
@@ -59,6 +69,9 @@ fn quick_json_has_every_figure_as_a_positive_number() {
         json["figures"]["wire_switchover_ratio"]["target"]["at_most"],
         1.2
     );
+    let curve = json["scaling"].as_array().expect("scaling");
+    assert_eq!(curve.len(), 2, "{curve:?}");
+    assert!(curve[0]["lservers"].as_u64() < curve[1]["lservers"].as_u64());
     let not_measured = json["not_measured"].as_array().expect("not_measured");
     assert!(not_measured.is_empty(), "{not_measured:?}");
     let scenarios = json["scenarios"].as_array().expect("scenarios");

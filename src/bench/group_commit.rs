@@ -1,4 +1,4 @@
-//! The journal figure of issue 5 with group commit: durable operations per second of the real
+//! The journal figure with group commit: durable operations per second of the real
 //! engine, journal opened with production durability (`synchronous = FULL`, an fsync per
 //! commit), quarantining the wire bench site's L-Servers all at once against in-process
 //! simulated devices that answer in zero time. What is timed is therefore the engine and its

@@ -1,5 +1,5 @@
-//! `qlab bench`: the speed figures of issue 5, measured side by side in one process and printed
-//! next to their targets.
+//! `qlab bench`: the speed figures, measured side by side in one process and printed next to
+//! their targets.
 //!
 //! What is measured, and how (each timed figure runs for its budget: 2 s, 1 s with `--quick`;
 //! the wire figure for [`WIRE_BUDGETS`] budgets):
@@ -15,15 +15,19 @@
 //!   ([`wire`] says what each side does; [`workload::WIRE_TOPOLOGY`] is the site);
 //! - the outbreak ([`workload::OUTBREAK_SCENARIO`]): wall time of one sim run, and its
 //!   makespan against both lower bounds (contained and confirmed, reports/README.md);
-//! - the scenario library in sim mode on one job: wall time of `run_selected`;
+//! - the scaling curve ([`scaling`]): outbreaks of 10,000 to 100,000 L-Servers, wall time and
+//!   both makespan ratios per size, and wall time per L-Server at the largest against the smallest;
+//! - the scenario library in sim mode on one job: wall time of `run_selected`, without the
+//!   scenarios tagged `scale` (the outbreak and scaling figures time those);
 //! - for every library scenario whose report has a lower bound: `makespan_ms / lower_bound_ms`.
 //!
-//! Targets are the issue's "done when" figures. Missing one is reported, not an error: the
+//! Targets are the figures the project promises (README, "Benchmarks"). Missing one is reported, not an error: the
 //! command measures, it does not gate.
 
 pub mod group_commit;
 pub mod measure;
 mod render;
+pub mod scaling;
 pub mod wire;
 pub mod workload;
 
@@ -34,10 +38,10 @@ use crate::model::load_site;
 use crate::scenario::library;
 use crate::scenario::load::load_scenario;
 
-/// Most a makespan may exceed its lower bound (issue 5: 1.05 x).
+/// Most a makespan may exceed its lower bound.
 pub const MAKESPAN_RATIO_TARGET: f64 = 1.05;
 
-/// Most the engine's time per switchover in wire mode may exceed a bare client's (issue 5).
+/// Most the engine's time per switchover in wire mode may exceed a bare client's.
 pub const WIRE_RATIO_TARGET: f64 = 1.2;
 
 /// Budgets the wire figure runs for. Its rounds are few (about a dozen a second per side) and a
@@ -58,6 +62,8 @@ pub struct BenchOptions {
     pub wire_topology: PathBuf,
     /// The outbreak scenario (default [`workload::OUTBREAK_SCENARIO`]).
     pub outbreak: PathBuf,
+    /// The scaling curve's scenarios (default [`workload::SCALING_SCENARIOS`]).
+    pub scaling: Vec<PathBuf>,
 }
 
 impl Default for BenchOptions {
@@ -68,6 +74,10 @@ impl Default for BenchOptions {
             library: PathBuf::from(workload::LIBRARY),
             wire_topology: PathBuf::from(workload::WIRE_TOPOLOGY),
             outbreak: PathBuf::from(workload::OUTBREAK_SCENARIO),
+            scaling: workload::SCALING_SCENARIOS
+                .iter()
+                .map(PathBuf::from)
+                .collect(),
         }
     }
 }
@@ -134,7 +144,7 @@ pub struct Figure {
     pub value: f64,
     /// Its unit (`runs/s`, `ms`, ...); empty for a ratio.
     pub unit: &'static str,
-    /// The issue's target; `None` for figures shown to explain others.
+    /// The figure's target; `None` for figures shown to explain others.
     pub target: Option<Target>,
     /// How it was obtained (count and time, sample size).
     pub detail: String,
@@ -183,9 +193,11 @@ pub struct BenchReport {
     pub figures: Vec<Figure>,
     /// One ratio per library scenario with a lower bound, in library order.
     pub ratios: Vec<ScenarioRatio>,
+    /// The scaling curve, smallest first.
+    pub scaling: Vec<scaling::ScalePoint>,
     /// Library scenarios that did not pass, as `name: status` (their figures still count).
     pub library_not_passed: Vec<String>,
-    /// Issue 5 figures this command does not measure yet, and why.
+    /// Figures this command does not measure yet, and why.
     pub not_measured: Vec<&'static str>,
 }
 
@@ -213,8 +225,10 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     let scenario = load_scenario(&options.scenario)
         .map_err(|e| BenchError::Input(format!("bench scenario: {e}")))?;
     let selection = measure::library_selection(options.library.clone(), 1);
-    let scenarios =
+    let mut scenarios =
         library::select(&selection).map_err(|e| BenchError::Input(format!("library: {e}")))?;
+    // The outbreak and scaling figures time the large runs, one at a time.
+    scenarios.retain(|s| !s.tags.iter().any(|t| t == "scale"));
     if scenarios.is_empty() {
         return Err(BenchError::Input(format!(
             "library: no scenario under {}",
@@ -223,6 +237,11 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
     }
     let outbreak = load_scenario(&options.outbreak)
         .map_err(|e| BenchError::Input(format!("outbreak scenario: {e}")))?;
+    let curve = options
+        .scaling
+        .iter()
+        .map(|p| load_scenario(p).map_err(|e| BenchError::Input(format!("scaling scenario: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
     let wire_site = load_site(&options.wire_topology)
         .map_err(|e| BenchError::Input(format!("wire bench topology: {e}")))?;
     let wire_workload = wire::WireWorkload::new(std::sync::Arc::new(wire_site))
@@ -405,6 +424,9 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         ),
     });
 
+    let (scaling, curve_figures) = scaling::measure(&curve, progress)?;
+    figures.extend(curve_figures);
+
     progress("library");
     let pass = measure::library_pass(&scenarios, &selection);
     let passed = pass
@@ -466,6 +488,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         temp_dir: std::env::temp_dir(),
         figures,
         ratios,
+        scaling,
         library_not_passed,
         not_measured: Vec::new(),
     })

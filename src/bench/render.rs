@@ -74,6 +74,32 @@ pub(super) fn table(report: &BenchReport) -> String {
         }
         let _ = writeln!(out, "target: ratio <= {MAKESPAN_RATIO_TARGET}");
     }
+    if !report.scaling.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n{:<40} {:>10} {:>12} {:>14} {:>10} {:>10} {:>8}",
+            "scaling curve",
+            "L-Servers",
+            "wall ms",
+            "us/L-Server",
+            "makespan",
+            "confirmed",
+            "failed"
+        );
+        for p in &report.scaling {
+            let _ = writeln!(
+                out,
+                "{:<40} {:>10} {:>12} {:>14.1} {:>10.3} {:>10.3} {:>8}",
+                p.name,
+                p.lservers,
+                number(p.wall_ms),
+                p.us_per_lserver(),
+                p.makespan_ratio,
+                p.confirmed_ratio,
+                p.not_quarantined
+            );
+        }
+    }
     if !report.library_not_passed.is_empty() {
         let _ = writeln!(
             out,
@@ -117,6 +143,16 @@ pub(super) fn json(report: &BenchReport) -> Value {
         "temp_dir": report.temp_dir.display().to_string(),
         "figures": figures,
         "scenarios": scenarios,
+        "scaling": report.scaling.iter().map(|p| json!({
+            "name": p.name,
+            "lservers": p.lservers,
+            "wall_ms": p.wall_ms,
+            "us_per_lserver": p.us_per_lserver(),
+            "makespan_ratio": p.makespan_ratio,
+            "confirmed_ratio": p.confirmed_ratio,
+            "not_quarantined": p.not_quarantined,
+            "passed": p.passed,
+        })).collect::<Vec<Value>>(),
         "library_not_passed": report.library_not_passed,
         "not_measured": report.not_measured,
     })

@@ -1,4 +1,4 @@
-//! The wire figure of issue 5: the engine's time per switchover in wire mode against a bare HTTP
+//! The wire figure: the engine's time per switchover in wire mode against a bare HTTP
 //! client making the same calls to the same simulator, both on devices with zero latency.
 //!
 //! One *round* quarantines every L-Server of the wire bench site once
@@ -620,7 +620,7 @@ impl WireComparison {
         self.us_per_switchover(self.bare)
     }
 
-    /// Engine time / bare time per switchover (issue 5: at most 1.2).
+    /// Engine time / bare time per switchover (target: at most 1.2).
     pub fn ratio(&self) -> f64 {
         let bare = self.bare.as_secs_f64();
         if bare > 0.0 {

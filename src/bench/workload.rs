@@ -9,15 +9,23 @@ use crate::engine::{
 };
 use crate::model::{Category, Detection};
 
-/// The 10-L-Server scenario of issue 5 (zero device latency), relative to the crate root.
+/// The 10-L-Server bench scenario (zero device latency), relative to the crate root.
 pub const BENCH_SCENARIO: &str = "benches/fixtures/scenarios/bench-10-lservers.toml";
 
-/// The wire bench site of issue 5 (100 virtual L-Servers, one vNIC each, on one vCenter with
+/// The wire bench site (100 virtual L-Servers, one vNIC each, on one vCenter with
 /// zero latency), relative to the crate root.
 pub const WIRE_TOPOLOGY: &str = "benches/fixtures/topologies/wire-100.toml";
 
-/// The 10,000-L-Server outbreak of issue 5, relative to the crate root.
+/// The 10,000-L-Server outbreak, relative to the crate root.
 pub const OUTBREAK_SCENARIO: &str = "scenarios/outbreak/outbreak-10000.toml";
+
+/// The scaling curve: the same outbreak at four sizes, relative to the crate root.
+pub const SCALING_SCENARIOS: [&str; 4] = [
+    "scenarios/outbreak/outbreak-10000.toml",
+    "scenarios/outbreak/outbreak-25000.toml",
+    "scenarios/outbreak/outbreak-50000.toml",
+    "scenarios/outbreak/outbreak-100000.toml",
+];
 
 /// The scenario library, relative to the crate root.
 pub const LIBRARY: &str = "scenarios";
