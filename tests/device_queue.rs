@@ -7,8 +7,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use quarantine_lab::adapters::Adapters;
-use quarantine_lab::engine::{Engine, EngineEvent, EngineObserver, EngineOptions, Journal};
-use quarantine_lab::model::{Category, Detection};
+use quarantine_lab::engine::{
+    AlertCode, Engine, EngineEvent, EngineObserver, EngineOptions, Journal,
+};
+use quarantine_lab::model::{load_site, Category, Detection};
+use quarantine_lab::sim::{Recorder, SimWorld};
 
 use quarantine_lab::model::history::{EventKind, HistoryEvent};
 use quarantine_lab::scenario::load::load_scenario;
@@ -174,5 +177,90 @@ async fn r4_one_event_sent_many_times_at_once_is_accepted_once_during_group_comm
             .count();
         assert_eq!(firsts, 1, "round {round}: {receipts:?}");
         assert!(receipts.iter().all(|r| r.id == receipts[0].id));
+    }
+}
+
+#[test]
+fn r19_a_healthy_device_whose_queue_outlasts_the_call_timeout_quarantines_everyone() {
+    // 100 vNICs per vCenter, 8 at a time, 2 s a call, a 5 s call timeout: the last writes wait
+    // 24 s for a slot. Waiting is not call time, so every desktop ends quarantined at the bound.
+    let run = run("scenarios/outbreak/vdi-400-desktops-on-2s-vcenters.toml");
+    assert!(run.passed, "{:?}", run.check.expectations);
+    let history = &run.record.history;
+    let acked: std::collections::HashMap<&str, u64> = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::DetectionAcked {
+                lserver: Some(l), ..
+            } => Some((l.as_str(), e.at_ms)),
+            _ => None,
+        })
+        .collect();
+    let longest_wait = history
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Invoke {
+                op,
+                lserver: Some(l),
+                ..
+            } if op == "set_nic" => Some(e.at_ms - acked[l.as_str()]),
+            _ => None,
+        })
+        .max()
+        .unwrap();
+    assert!(longest_wait > 20_000, "longest slot wait {longest_wait} ms");
+    let failed = history
+        .iter()
+        .filter(|e| matches!(&e.kind, EventKind::Return { result, .. } if result != "ok"))
+        .count();
+    assert_eq!(failed, 0, "no call failed, none was withdrawn");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r19_a_device_too_slow_for_the_deadline_fails_with_alerts_that_say_why() {
+    // 40 desktops, one vCenter taking 2 s a call 4 at a time, a 10 s deadline: only the first
+    // rounds fit. The rest must fail on time (R19) with an ERROR alert each (R17) that says the
+    // device was too slow for the load, not a bare "unavailable".
+    let site =
+        Arc::new(load_site(Path::new("fixtures/topologies/test-vcenter-too-slow.toml")).unwrap());
+    let world = SimWorld::new(site.clone(), Vec::new(), Recorder::new(), 0);
+    let journal = Journal::open_in_memory().unwrap();
+    let engine = Engine::open(
+        site.clone(),
+        journal,
+        world.adapters(),
+        EngineOptions::default(),
+    )
+    .unwrap();
+    let submits = site.lservers.iter().enumerate().map(|(n, ls)| {
+        engine.submit_detection(Detection {
+            source: "osce".into(),
+            event_id: format!("e-{n}"),
+            ip: Some(ls.nics[0].ip),
+            mac: None,
+            hostname: None,
+            threat: "WORM_DOWNAD.AD".into(),
+            category: Category::Virus,
+        })
+    });
+    let receipts = futures::future::join_all(submits).await;
+    assert!(receipts.iter().all(Result::is_ok));
+    engine.wait_idle().await;
+    let alerts = engine.alerts_since(0, 1_000).unwrap();
+    let of = |code: AlertCode| alerts.iter().filter(move |a| a.code == code);
+    let completed = of(AlertCode::QuarantineCompleted).count();
+    let failed: Vec<_> = of(AlertCode::QuarantineFailed).collect();
+    assert!(completed > 0, "the first rounds fit in the deadline");
+    assert!(
+        !failed.is_empty(),
+        "the last desktops cannot be reached in time"
+    );
+    assert_eq!(completed + failed.len(), site.lservers.len());
+    for alert in failed {
+        assert!(
+            alert.detail.contains("too slow for the load") && alert.detail.contains("calls/s"),
+            "{}",
+            alert.detail
+        );
     }
 }

@@ -267,6 +267,44 @@ impl DeviceQueue {
 
     /// Why a call got no slot within its budget: the queue it stood in and the device's pace.
     fn no_slot(&self) -> DeviceError {
+        DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!(
+                "device too slow for the load: no free slot before the operation deadline ({})",
+                self.load()
+            ),
+        )
+    }
+
+    /// A call the deadline cut short after the queue had eaten its time: `unknown` like any
+    /// call without a reply (it may have been applied), but saying why it had so little time.
+    /// `waited` is how long the call stood in the queue: without a wait, the deadline alone
+    /// cut it, and the plain error says so.
+    fn cut_short(
+        &self,
+        error: DeviceError,
+        timeout: Duration,
+        waited: Duration,
+        budget: &Budget,
+    ) -> DeviceError {
+        if error.class != OutcomeClass::Unknown
+            || timeout >= budget.call_timeout
+            || waited.is_zero()
+        {
+            return error;
+        }
+        DeviceError::new(
+            OutcomeClass::Unknown,
+            format!(
+                "device too slow for the load: no reply within the {timeout:?} the operation \
+                 deadline left after the queue ({})",
+                self.load()
+            ),
+        )
+    }
+
+    /// The queue's length and the device's pace, for errors.
+    fn load(&self) -> String {
         let (waiting, rate) = {
             let slots = lock(&self.slots);
             let waiting: usize = slots.waiting.iter().map(VecDeque::len).sum();
@@ -283,13 +321,7 @@ impl DeviceQueue {
             ),
             None => "the device has not answered a call yet".to_string(),
         };
-        DeviceError::new(
-            OutcomeClass::Unavailable,
-            format!(
-                "device too slow for the load: no free slot before the operation deadline \
-                 ({queued} calls still queued; {pace})"
-            ),
-        )
+        format!("{queued} calls still queued; {pace}")
     }
 
     /// Runs `call` under a slot of `class`: the wait bounded by `budget.wait_until`, the call
@@ -301,6 +333,7 @@ impl DeviceQueue {
         budget: Budget,
         call: impl Future<Output = DeviceResult<T>>,
     ) -> DeviceResult<T> {
+        let queued = Instant::now();
         let acquired =
             tokio::time::timeout_at(budget.wait_until, self.acquire(class, budget.wait_until))
                 .await;
@@ -308,9 +341,11 @@ impl DeviceQueue {
             return Err(self.no_slot());
         };
         let sent = Instant::now();
-        let result = bounded(budget.call_timeout_now(), call).await;
+        let timeout = budget.call_timeout_now();
+        let result = bounded(timeout, call).await;
         self.served(sent.elapsed());
-        result
+        let waited = sent.saturating_duration_since(queued);
+        result.map_err(|e| self.cut_short(e, timeout, waited, &budget))
     }
 
     /// Queues `item` on `queue` and returns its result, making the batched call with `call`
@@ -329,6 +364,7 @@ impl DeviceQueue {
         Fut: Future<Output = Vec<DeviceResult<T>>>,
     {
         let (tx, mut rx) = oneshot::channel();
+        let queued = Instant::now();
         let id = queue.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&queue.pending).push_back(Pending {
             id,
@@ -361,7 +397,12 @@ impl DeviceQueue {
                     let sent = Instant::now();
                     let results = match tokio::time::timeout(timeout, call(items)).await {
                         Ok(results) => results,
-                        Err(_) => vec![Err(no_reply(timeout)); count],
+                        Err(_) => {
+                            let waited = sent.saturating_duration_since(queued);
+                            let error =
+                                self.cut_short(no_reply(timeout), timeout, waited, &budget);
+                            vec![Err(error); count]
+                        }
                     };
                     self.served(sent.elapsed());
                     drop(permit);
