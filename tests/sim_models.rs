@@ -33,6 +33,7 @@ fn fault(device: &str, call: Option<CallKind>, effect: FaultEffect) -> FaultSpec
         until: None,
         matcher: FaultMatch::default(),
         delay: None,
+        probability: None,
     }
 }
 

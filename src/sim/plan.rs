@@ -2,11 +2,20 @@
 //! state, and the one decision every device call and every AV notification goes through.
 //!
 //! The decision lives here, not in a face, so the in-process face and a wire face fail the same
-//! way for the same calls.
+//! way for the same calls, and so does the accounting of what each fault did (report.json
+//! `faults`): a rule's hit is a call or notification it was applied to (a `delay` that added
+//! time, the effect chosen for a call, a notification dropped, duplicated or held back), and for
+//! `reboot_loses_unsaved` a reboot it caused.
+//!
+//! A rule with `probability` draws from its own stream of the run's seed (`fault/<index>`) each
+//! time it would otherwise apply; a draw that says no neither uses up `times` nor counts a hit,
+//! and leaves the call to the later rules.
 
 use std::time::Duration;
 
 use super::faults::{CallKind, FaultEffect, FaultSpec};
+use super::rng::SeededRng;
+use crate::model::history::FaultAccount;
 
 /// What a fault decision looks at: the device, the call and the object it concerns.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,6 +67,12 @@ struct Rule {
     remaining: Option<u32>,
     /// Run time from which a heal disabled it.
     healed_at: Option<Duration>,
+    /// Calls or notifications it affected.
+    hits: u64,
+    /// Of those, the ones that fell while an operation ran (see [`FaultAccount`]).
+    hits_in_operation: u64,
+    /// The stream its `probability` draws from.
+    purpose: String,
 }
 
 impl Rule {
@@ -86,9 +101,22 @@ impl Rule {
             && field_matches(m.lserver.as_deref(), subject.lserver)
     }
 
-    fn consume(&mut self) {
+    /// Uses up one of its `times` and counts the hit.
+    fn consume(&mut self, in_operation: bool) {
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
+        }
+        self.hits = self.hits.saturating_add(1);
+        if in_operation {
+            self.hits_in_operation = self.hits_in_operation.saturating_add(1);
+        }
+    }
+
+    /// Whether its `probability` lets it act on this call (always, without one).
+    fn draw(&self, rng: &mut SeededRng) -> bool {
+        match self.spec.probability {
+            Some(p) => rng.chance(&self.purpose, p),
+            None => true,
         }
     }
 }
@@ -100,74 +128,71 @@ fn field_matches(wanted: Option<&str>, actual: Option<&str>) -> bool {
     }
 }
 
-/// Whether `effect` can act on one device call of kind `call`. Effects that cannot are skipped
-/// (not consumed), so a `stale_read` rule without `call` waits for a read instead of being used
-/// up by a write.
+/// Whether `effect` can act on one device call of kind `call` ([`FaultEffect::calls`]).
+/// Effects that cannot are skipped (not consumed), so a `stale_read` rule without `call` waits
+/// for a read instead of being used up by a write. AV notifications (`send`) are decided by
+/// [`FaultPlan::decide_delivery`], and `reboot_loses_unsaved` is scheduled by the runner.
 pub(crate) fn applies_to_call(effect: FaultEffect, call: CallKind) -> bool {
-    let read = matches!(call, CallKind::GetNic | CallKind::GetPort);
-    match effect {
-        FaultEffect::StaleRead => read,
-        FaultEffect::AcceptWithoutApply => !read,
-        FaultEffect::Reject
-        | FaultEffect::Unavailable
-        | FaultEffect::Timeout
-        | FaultEffect::ApplyThenTimeout
-        | FaultEffect::ApplyThenError
-        | FaultEffect::Delay
-        | FaultEffect::Busy
-        | FaultEffect::AuthExpired
-        // Transport faults are decided per call too; the wire face marks the reply and the
-        // fault proxy carries them out (the loader keeps them out of sim mode).
-        | FaultEffect::Reset
-        | FaultEffect::Blackhole => call != CallKind::Send,
-        // Scheduled by the runner (switch reboots) or decided on delivery (AV servers): never
-        // a per-call effect in the model.
-        FaultEffect::RebootLosesUnsaved
-        | FaultEffect::Drop
-        | FaultEffect::Duplicate
-        | FaultEffect::Reorder => false,
-    }
+    call != CallKind::Send && effect.calls().contains(&call)
 }
 
 /// The scenario's faults with their run-time state.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FaultPlan {
     rules: Vec<Rule>,
+    /// The run's seeded generator; rules draw from their own purposes only.
+    rng: SeededRng,
 }
 
 impl FaultPlan {
-    /// A plan of `faults`, in file order (the first matching rule wins).
-    pub fn new(faults: Vec<FaultSpec>) -> FaultPlan {
+    /// A plan of `faults`, in file order (the first matching rule wins), drawing its
+    /// probabilities from `seed`.
+    pub fn new(faults: Vec<FaultSpec>, seed: u64) -> FaultPlan {
         let rules = faults
             .into_iter()
-            .map(|spec| Rule {
+            .enumerate()
+            .map(|(i, spec)| Rule {
                 remaining: spec.times,
                 healed_at: None,
+                hits: 0,
+                hits_in_operation: 0,
+                purpose: format!("fault/{i}"),
                 spec,
             })
             .collect();
-        FaultPlan { rules }
+        FaultPlan {
+            rules,
+            rng: SeededRng::new(seed),
+        }
     }
 
     /// Decides one device call at run time `now` and uses up the rules it applies.
-    pub fn decide_call(&mut self, subject: &Subject<'_>, now: Duration) -> Decision {
+    /// `in_operation` says whether the call falls inside an operation (for the accounting).
+    pub fn decide_call(
+        &mut self,
+        subject: &Subject<'_>,
+        now: Duration,
+        in_operation: bool,
+    ) -> Decision {
         let Some(call) = subject.call else {
             return Decision::default();
         };
         let mut decision = Decision::default();
         for rule in &mut self.rules {
+            let delay = rule.spec.effect == FaultEffect::Delay;
             if !applies_to_call(rule.spec.effect, call)
+                || (!delay && decision.effect.is_some())
                 || !rule.active_at(now)
                 || !rule.matches(subject)
+                || !rule.draw(&mut self.rng)
             {
                 continue;
             }
-            if rule.spec.effect == FaultEffect::Delay {
-                rule.consume();
+            rule.consume(in_operation);
+            if delay {
                 let add = rule.spec.delay.unwrap_or(DEFAULT_DELAY);
                 decision.extra_delay = decision.extra_delay.saturating_add(add);
-            } else if decision.effect.is_none() {
-                rule.consume();
+            } else {
                 decision.effect = Some(Chosen {
                     effect: rule.spec.effect,
                     delay: rule.spec.delay,
@@ -177,19 +202,60 @@ impl FaultPlan {
         decision
     }
 
-    /// Decides one AV notification at run time `at` and uses up the rule it applies.
-    pub fn decide_delivery(&mut self, subject: &Subject<'_>, at: Duration) -> Option<Chosen> {
-        let rule = self.rules.iter_mut().find(|rule| {
+    /// Decides one AV notification sent at run time `at` and uses up the rule it applies.
+    /// Returns the effect and the index of the rule that chose it.
+    pub fn decide_delivery(
+        &mut self,
+        subject: &Subject<'_>,
+        at: Duration,
+    ) -> Option<(usize, Chosen)> {
+        let rng = &mut self.rng;
+        let (index, rule) = self.rules.iter_mut().enumerate().find(|(_, rule)| {
             rule.spec.effect.is_delivery()
                 && rule.spec.call.is_none_or(|c| c == CallKind::Send)
                 && rule.active_at(at)
                 && rule.matches(subject)
+                && rule.draw(rng)
         })?;
-        rule.consume();
-        Some(Chosen {
-            effect: rule.spec.effect,
-            delay: rule.spec.delay,
-        })
+        // Counted when the notification is sent ([`FaultPlan::count_hit`]): whether an
+        // operation runs then is only known during the run.
+        if let Some(n) = rule.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        Some((
+            index,
+            Chosen {
+                effect: rule.spec.effect,
+                delay: rule.spec.delay,
+            },
+        ))
+    }
+
+    /// Counts one hit of rule `index` decided ahead of the run (a notification's delivery fault,
+    /// a scheduled reboot) at the moment it takes effect.
+    pub fn count_hit(&mut self, index: usize, in_operation: bool) {
+        if let Some(rule) = self.rules.get_mut(index) {
+            rule.hits = rule.hits.saturating_add(1);
+            if in_operation {
+                rule.hits_in_operation = rule.hits_in_operation.saturating_add(1);
+            }
+        }
+    }
+
+    /// What each rule did so far, in file order.
+    pub fn accounting(&self) -> Vec<FaultAccount> {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| FaultAccount {
+                index,
+                device: rule.spec.device.clone(),
+                call: rule.spec.call.map(|c| c.as_str().to_string()),
+                effect: rule.spec.effect.as_str().to_string(),
+                hits: rule.hits,
+                hits_in_operation: rule.hits_in_operation,
+            })
+            .collect()
     }
 
     /// Disables, from run time `now`, every rule of `target` (a device name, or `all`).
@@ -201,15 +267,17 @@ impl FaultPlan {
         }
     }
 
-    /// `(from, switch)` of every `reboot_loses_unsaved` fault not healed before its time.
-    pub fn switch_reboots(&self) -> Vec<(Duration, String)> {
-        let mut reboots: Vec<(Duration, String)> = self
+    /// `(from, switch, rule index)` of every `reboot_loses_unsaved` fault not healed before its
+    /// time, in time order.
+    pub fn switch_reboots(&self) -> Vec<(Duration, String, usize)> {
+        let mut reboots: Vec<(Duration, String, usize)> = self
             .rules
             .iter()
-            .filter(|r| r.spec.effect == FaultEffect::RebootLosesUnsaved)
-            .map(|r| (r.spec.from.unwrap_or(Duration::ZERO), r))
-            .filter(|(at, r)| r.healed_at.is_none_or(|healed| *at < healed))
-            .map(|(at, r)| (at, r.spec.device.clone()))
+            .enumerate()
+            .filter(|(_, r)| r.spec.effect == FaultEffect::RebootLosesUnsaved)
+            .map(|(i, r)| (r.spec.from.unwrap_or(Duration::ZERO), r, i))
+            .filter(|(at, r, _)| r.healed_at.is_none_or(|healed| *at < healed))
+            .map(|(at, r, i)| (at, r.spec.device.clone(), i))
             .collect();
         reboots.sort();
         reboots
