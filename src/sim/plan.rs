@@ -313,6 +313,7 @@ mod tests {
             until: None,
             matcher: FaultMatch::default(),
             delay: None,
+            probability: None,
         }
     }
 
@@ -328,105 +329,123 @@ mod tests {
 
     #[test]
     fn times_run_out() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            times: Some(2),
-            ..spec(FaultEffect::Reject)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                times: Some(2),
+                ..spec(FaultEffect::Reject)
+            }],
+            0,
+        );
         let s = set_nic("vm-1");
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_none());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_none());
     }
 
     #[test]
     fn window_is_half_open() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            from: Some(Duration::from_secs(1)),
-            until: Some(Duration::from_secs(2)),
-            ..spec(FaultEffect::Busy)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                from: Some(Duration::from_secs(1)),
+                until: Some(Duration::from_secs(2)),
+                ..spec(FaultEffect::Busy)
+            }],
+            0,
+        );
         let s = set_nic("vm-1");
         assert!(plan
-            .decide_call(&s, Duration::from_millis(999))
+            .decide_call(&s, Duration::from_millis(999), false)
             .effect
             .is_none());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(1))
+            .decide_call(&s, Duration::from_secs(1), false)
             .effect
             .is_some());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(2))
+            .decide_call(&s, Duration::from_secs(2), false)
             .effect
             .is_none());
     }
 
     #[test]
     fn matcher_needs_the_field_on_the_object() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            matcher: FaultMatch {
-                vm: Some("vm-1".into()),
-                ..FaultMatch::default()
-            },
-            ..spec(FaultEffect::Reject)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                matcher: FaultMatch {
+                    vm: Some("vm-1".into()),
+                    ..FaultMatch::default()
+                },
+                ..spec(FaultEffect::Reject)
+            }],
+            0,
+        );
         let login = Subject {
             device: "vc-1",
             call: Some(CallKind::Login),
             ..Subject::default()
         };
-        assert!(plan.decide_call(&login, Duration::ZERO).effect.is_none());
         assert!(plan
-            .decide_call(&set_nic("vm-2"), Duration::ZERO)
+            .decide_call(&login, Duration::ZERO, false)
             .effect
             .is_none());
         assert!(plan
-            .decide_call(&set_nic("vm-1"), Duration::ZERO)
+            .decide_call(&set_nic("vm-2"), Duration::ZERO, false)
+            .effect
+            .is_none());
+        assert!(plan
+            .decide_call(&set_nic("vm-1"), Duration::ZERO, false)
             .effect
             .is_some());
     }
 
     #[test]
     fn stale_read_waits_for_a_read_and_delays_add_up() {
-        let mut plan = FaultPlan::new(vec![
-            FaultSpec {
-                times: Some(1),
-                ..spec(FaultEffect::StaleRead)
-            },
-            FaultSpec {
-                delay: Some(Duration::from_millis(300)),
-                ..spec(FaultEffect::Delay)
-            },
-            spec(FaultEffect::Delay),
-        ]);
-        let write = plan.decide_call(&set_nic("vm-1"), Duration::ZERO);
+        let mut plan = FaultPlan::new(
+            vec![
+                FaultSpec {
+                    times: Some(1),
+                    ..spec(FaultEffect::StaleRead)
+                },
+                FaultSpec {
+                    delay: Some(Duration::from_millis(300)),
+                    ..spec(FaultEffect::Delay)
+                },
+                spec(FaultEffect::Delay),
+            ],
+            0,
+        );
+        let write = plan.decide_call(&set_nic("vm-1"), Duration::ZERO, false);
         assert_eq!(write.effect, None);
         assert_eq!(write.extra_delay, Duration::from_millis(1300));
         let read = Subject {
             call: Some(CallKind::GetNic),
             ..set_nic("vm-1")
         };
-        let chosen = plan.decide_call(&read, Duration::ZERO).effect;
+        let chosen = plan.decide_call(&read, Duration::ZERO, false).effect;
         assert_eq!(chosen.map(|c| c.effect), Some(FaultEffect::StaleRead));
     }
 
     #[test]
     fn heal_disables_from_its_time_and_cancels_later_reboots() {
-        let mut plan = FaultPlan::new(vec![
-            spec(FaultEffect::Reject),
-            FaultSpec {
-                device: "sw-1".into(),
-                from: Some(Duration::from_secs(10)),
-                ..spec(FaultEffect::RebootLosesUnsaved)
-            },
-        ]);
+        let mut plan = FaultPlan::new(
+            vec![
+                spec(FaultEffect::Reject),
+                FaultSpec {
+                    device: "sw-1".into(),
+                    from: Some(Duration::from_secs(10)),
+                    ..spec(FaultEffect::RebootLosesUnsaved)
+                },
+            ],
+            0,
+        );
         plan.heal("vc-1", Duration::from_secs(5));
         let s = set_nic("vm-1");
         assert!(plan
-            .decide_call(&s, Duration::from_secs(4))
+            .decide_call(&s, Duration::from_secs(4), false)
             .effect
             .is_some());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(5))
+            .decide_call(&s, Duration::from_secs(5), false)
             .effect
             .is_none());
         assert_eq!(plan.switch_reboots().len(), 1);
@@ -434,5 +453,76 @@ mod tests {
         assert!(plan.switch_reboots().is_empty());
         assert!(!plan.reboot_due("sw-1", Duration::from_secs(10)));
         assert!(plan.reboot_due("sw-2", Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn probability_skips_calls_without_using_times_and_accounting_counts_hits() {
+        let mut plan = FaultPlan::new(
+            vec![
+                FaultSpec {
+                    probability: Some(0.5),
+                    times: Some(30),
+                    ..spec(FaultEffect::Reject)
+                },
+                spec(FaultEffect::Busy),
+            ],
+            4,
+        );
+        let s = set_nic("vm-1");
+        let mut rejected = 0;
+        for i in 0..40 {
+            let effect = plan.decide_call(&s, Duration::ZERO, i % 2 == 0).effect;
+            match effect.map(|c| c.effect) {
+                Some(FaultEffect::Reject) => rejected += 1,
+                // A call the probability spares goes on to the next rule.
+                other => assert_eq!(other, Some(FaultEffect::Busy)),
+            }
+        }
+        assert!((10..30).contains(&rejected), "{rejected} of 40");
+        let accounts = plan.accounting();
+        assert_eq!(accounts[0].hits, rejected);
+        assert_eq!(accounts[1].hits, 40 - rejected);
+        assert!(accounts[0].hits_in_operation <= accounts[0].hits);
+        assert_eq!(
+            accounts[0].hits_in_operation + accounts[1].hits_in_operation,
+            20
+        );
+        assert_eq!(accounts[0].effect, "reject");
+        // Same seed, same choices (INV-11).
+        let mut again = FaultPlan::new(
+            vec![FaultSpec {
+                probability: Some(0.5),
+                ..spec(FaultEffect::Reject)
+            }],
+            4,
+        );
+        let mut replay = 0;
+        for _ in 0..40 {
+            if again
+                .decide_call(&s, Duration::ZERO, false)
+                .effect
+                .is_some()
+            {
+                replay += 1;
+            }
+        }
+        assert_eq!(replay, rejected);
+    }
+
+    #[test]
+    fn effect_spelling_matches_the_file_format() {
+        for effect in [
+            FaultEffect::Reject,
+            FaultEffect::ApplyThenTimeout,
+            FaultEffect::AcceptWithoutApply,
+            FaultEffect::StaleRead,
+            FaultEffect::AuthExpired,
+            FaultEffect::RebootLosesUnsaved,
+            FaultEffect::Reorder,
+            FaultEffect::Blackhole,
+        ] {
+            let serde = serde_json::to_value(effect).expect("serializes");
+            assert_eq!(serde.as_str(), Some(effect.as_str()));
+        }
     }
 }
