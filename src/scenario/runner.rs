@@ -178,9 +178,10 @@ pub(super) enum Step {
 
 /// The scenario's events as one timeline, times passed through `scale`: detections (`outbreak`
 /// events expanded here, see [`super::outbreak`]) after the AV servers' delivery faults (drop,
-/// duplicate, reorder; heals counted), commands, crashes, heals and scheduled switch reboots.
-/// Stable: at equal times detections come first, then file order. The sim and the wire runner
-/// both build their timeline here, so they send the same detections.
+/// duplicate, reorder; heals counted; AV `jitter`), commands, crashes, heals and scheduled switch
+/// reboots. Stable: at equal times the delivery faults' hits come first, then detections (in
+/// the seed's order, see [`SimWorld::deliveries_counted`]), then file order. The sim and the
+/// wire runner both build their timeline here, so they send the same detections.
 pub(super) fn build_timeline(
     scenario: &Scenario,
     world: &SimWorld,
@@ -208,11 +209,13 @@ pub(super) fn build_timeline(
         })
         .collect();
     let (deliveries, hits) = world.deliveries_counted(detections, &heals);
-    for (at, d) in deliveries {
-        timeline.push((at, Step::Detect(d)));
-    }
+    // Hits first: a notification's fault is counted when it is sent, before the engine sees
+    // anything of that instant (the stable sort below keeps them ahead).
     for hit in hits {
         timeline.push((hit.at, Step::FaultHit(hit.fault, hit.lserver)));
+    }
+    for (at, d) in deliveries {
+        timeline.push((at, Step::Detect(d)));
     }
     for e in &scenario.events {
         let step = match &e.action {
