@@ -68,6 +68,9 @@ enum Command {
         /// Run every scenario twice and compare history digests (INV-11).
         #[arg(long)]
         check_determinism: bool,
+        /// A declared fault that never fired fails its scenario (a warning without this flag).
+        #[arg(long)]
+        strict_faults: bool,
         /// Checker self-test: run a deliberately broken engine.
         #[arg(long, hide = true)]
         mutant: Option<String>,
@@ -275,6 +278,7 @@ fn main() -> ExitCode {
             jobs,
             time_scale,
             check_determinism,
+            strict_faults,
             mutant,
         } => {
             let modes = match mode {
@@ -318,7 +322,7 @@ fn main() -> ExitCode {
                 modes,
                 time_scale,
             };
-            run(&selection, &report_dir)
+            run(&selection, strict_faults, &report_dir)
         }
         Command::Scenario {
             command: ScenarioCommand::Validate { paths },
@@ -603,7 +607,7 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
-fn run(selection: &Selection, report_dir: &std::path::Path) -> ExitCode {
+fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path) -> ExitCode {
     let scenarios = match library::select(selection) {
         Ok(s) => s,
         Err(e) => {
@@ -638,7 +642,7 @@ fn run(selection: &Selection, report_dir: &std::path::Path) -> ExitCode {
             None => eprintln!("{line}"),
         }
     };
-    let results = library::run_selected(&scenarios, selection, &progress);
+    let results = library::run_selected_with(&scenarios, selection, strict_faults, &progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -714,6 +718,7 @@ fn to_report(r: &ScenarioResult) -> ScenarioReport {
         invariants: check.invariants,
         expectations: check.expectations,
         measures: check.measures,
+        faults: r.faults.clone(),
         history_digest: r.history_digest.clone(),
         replay: r.replay.clone(),
         error: r.error.clone(),

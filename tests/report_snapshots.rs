@@ -69,6 +69,25 @@ fn scenario(name: &str, failed: bool) -> ScenarioReport {
             confirmed_makespan_ms: 600,
             confirmed_lower_bound_ms: 450,
         },
+        // The failed run's second fault never fired: summary.md warns about it.
+        faults: vec![
+            FaultAccount {
+                index: 0,
+                device: "vc-1".into(),
+                call: Some("set_nic".into()),
+                effect: "apply_then_timeout".into(),
+                hits: 1,
+                hits_in_operation: 1,
+            },
+            FaultAccount {
+                index: 1,
+                device: "osce".into(),
+                call: None,
+                effect: "drop".into(),
+                hits: u64::from(!failed),
+                hits_in_operation: 0,
+            },
+        ],
         history_digest: "sha256:0123abcd".into(),
         replay: format!("qlab run scenarios/{name}.toml --mode sim --seed 7"),
         error: None,

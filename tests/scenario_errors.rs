@@ -179,6 +179,7 @@ device = "irmc-sbc-01"
 call = "reset"
 effect = "busy"
 times = 2
+probability = 0.5
 
 [[faults]]
 device = "osce"
@@ -279,6 +280,7 @@ fn valid_scenario_with_every_event_kind_and_fault_field() {
     assert_eq!(f.delay, Some(Duration::from_secs(10)));
     assert_eq!(s.faults[1].effect, FaultEffect::RebootLosesUnsaved);
     assert_eq!(s.faults[1].matcher.port.as_deref(), Some("Ethernet1/5"));
+    assert_eq!(s.faults[2].probability, Some(0.5));
     assert_eq!(s.faults[3].effect, FaultEffect::Reorder);
     assert_eq!(
         (s.faults[4].call, s.faults[4].effect),
@@ -430,4 +432,79 @@ fn makespan_ratio_below_one() {
         "[expect.lservers.",
         "[expect]\nmakespan_ratio_max = 0.95\n\n[expect.lservers."
     ));
+}
+
+#[test]
+fn r18_event_time_beyond_seven_days() {
+    // Once accepted, then an overflow when the run added times: now an input error.
+    insta::assert_snapshot!(error_after(
+        "at = \"30s\"",
+        "at = \"18446744073709551615s\""
+    ));
+}
+
+#[test]
+fn r18_fault_window_beyond_seven_days() {
+    insta::assert_snapshot!(error_after("until = \"20s\"", "until = \"8d\""));
+}
+
+#[test]
+fn seven_days_is_still_a_duration() {
+    let (_dir, result) = load_text(&BASE.replacen("until = \"20s\"", "until = \"7d\"", 1));
+    let s = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.faults[0].until, Some(Duration::from_secs(7 * 86_400)));
+}
+
+#[test]
+fn stale_read_on_a_write() {
+    insta::assert_snapshot!(error_after(
+        "effect = \"apply_then_timeout\"",
+        "effect = \"stale_read\""
+    ));
+}
+
+#[test]
+fn apply_then_timeout_on_a_login() {
+    insta::assert_snapshot!(error_after("call = \"set_nic\"", "call = \"login\""));
+}
+
+#[test]
+fn apply_then_timeout_on_a_read() {
+    insta::assert_snapshot!(error_after("call = \"set_nic\"", "call = \"get_nic\""));
+}
+
+#[test]
+fn timeout_on_an_av_send() {
+    insta::assert_snapshot!(error_after(
+        "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"",
+        "device = \"osce\"\ncall = \"send\"\neffect = \"timeout\""
+    ));
+}
+
+#[test]
+fn device_call_effect_on_an_av_server_without_call() {
+    insta::assert_snapshot!(error_after(
+        "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"",
+        "device = \"osce\"\neffect = \"reject\""
+    ));
+}
+
+#[test]
+fn drop_on_a_device_call() {
+    insta::assert_snapshot!(error_after(
+        "effect = \"apply_then_timeout\"",
+        "effect = \"drop\""
+    ));
+}
+
+#[test]
+fn probability_above_one() {
+    insta::assert_snapshot!(error_after("times = 1\n", "times = 1\nprobability = 1.5\n"));
+}
+
+#[test]
+fn probability_is_read() {
+    let (_dir, result) = load_text(&BASE.replacen("times = 1\n", "probability = 0.3\n", 1));
+    let s = result.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.faults[0].probability, Some(0.3));
 }

@@ -125,3 +125,55 @@ fn quarantine_map_points_at_operation_network() {
 fn bad_subnet_syntax() {
     insta::assert_snapshot!(error_after("10.110.0.0/24", "10.110.0/24"));
 }
+
+/// `BASE` with `text` appended, loaded; returns the error text.
+fn error_with(text: &str) -> String {
+    let source = format!("{BASE}{text}");
+    match load_topology_str(Path::new("fixtures/bad.toml"), &source) {
+        Ok(_) => panic!("expected an error after appending {text:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn r18_operation_deadline_beyond_seven_days() {
+    // Once accepted, then an overflow in the engine when it added the deadline to a time.
+    insta::assert_snapshot!(error_with(
+        "\n[engine]\noperation_deadline = \"18446744073709551615s\"\n"
+    ));
+}
+
+#[test]
+fn r18_latency_beyond_seven_days() {
+    insta::assert_snapshot!(error_after("latency = \"40ms\"", "latency = \"1y\""));
+}
+
+#[test]
+fn jitter_is_a_device_key() {
+    let source = BASE.replacen(
+        "latency = \"40ms\"",
+        "latency = \"40ms\"\njitter = \"10ms\"",
+        1,
+    );
+    let t = load_topology_str(Path::new("fixtures/bad.toml"), &source).expect("valid");
+    assert_eq!(
+        t.hypervisors[0].jitter,
+        Some(std::time::Duration::from_millis(10))
+    );
+}
+
+#[test]
+fn misspelt_jitter() {
+    insta::assert_snapshot!(error_after(
+        "latency = \"40ms\"",
+        "latency = \"40ms\"\njiter = \"10ms\""
+    ));
+}
+
+#[test]
+fn r18_jitter_beyond_seven_days() {
+    insta::assert_snapshot!(error_after(
+        "kind = \"nxapi\"",
+        "kind = \"nxapi\"\njitter = \"8d\""
+    ));
+}

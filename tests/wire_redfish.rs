@@ -33,6 +33,7 @@ fn fault(effect: FaultEffect, times: Option<u32>) -> FaultSpec {
         until: None,
         matcher: FaultMatch::default(),
         delay: None,
+        probability: None,
     }
 }
 

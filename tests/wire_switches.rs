@@ -111,6 +111,7 @@ fn fault(v: Vendor, call: CallKind, effect: FaultEffect) -> FaultSpec {
         until: None,
         matcher: FaultMatch::default(),
         delay: Some(HANG),
+        probability: None,
     }
 }
 

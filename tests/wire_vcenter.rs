@@ -43,6 +43,7 @@ fn fault(call: CallKind, effect: FaultEffect) -> FaultSpec {
         until: None,
         matcher: FaultMatch::default(),
         delay: None,
+        probability: None,
     }
 }
 

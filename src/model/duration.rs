@@ -1,13 +1,29 @@
 //! Human-readable durations (`"150ms"`, `"2s"`) in serde, through humantime.
+//!
+//! Every duration a file gives is at most [`MAX_DURATION`] (formats.md: bounded durations), so no
+//! later sum or scaling of run times can overflow: the bound is checked here, where every
+//! topology and scenario duration is parsed, and serde's error carries it to the file, line and
+//! key of the value.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer};
 
-/// Parses a duration such as `150ms`, `2s` or `1m 30s`.
+/// Longest duration a file may give: 7 days. Runs, windows, timeouts and delays are seconds to
+/// hours; anything longer is a typo, and the bound keeps every sum of run times far from overflow.
+pub const MAX_DURATION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Parses a duration such as `150ms`, `2s` or `1m 30s`, at most [`MAX_DURATION`].
 pub fn parse(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim())
-        .map_err(|e| format!("bad duration {text:?}: {e} (write e.g. \"150ms\", \"2s\", \"1m\")"))
+    let value = humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("bad duration {text:?}: {e} (write e.g. \"150ms\", \"2s\", \"1m\")")
+    })?;
+    if value > MAX_DURATION {
+        return Err(format!(
+            "duration {text:?} is longer than the longest allowed, 7 days (\"7d\")"
+        ));
+    }
+    Ok(value)
 }
 
 /// A required duration field.

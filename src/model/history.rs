@@ -206,3 +206,21 @@ pub struct RunRecord {
     /// Allocated quarantine IPs at the end: (network, ip, L-Server).
     pub allocations: Vec<(String, IpAddr, String)>,
 }
+
+/// What one `[[faults]]` entry did during a run (report.json `faults`, per scenario).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultAccount {
+    /// Position of the entry among the scenario's `[[faults]]`, from 0.
+    pub index: usize,
+    /// The device it names.
+    pub device: String,
+    /// Its `call`, when it names one.
+    pub call: Option<String>,
+    /// Its effect, as spelt in files.
+    pub effect: String,
+    /// Calls or notifications it affected (for `reboot_loses_unsaved`: reboots it caused).
+    pub hits: u64,
+    /// Hits that fell while an operation was running on the L-Server concerned, or, for a call
+    /// that concerns no L-Server (a login, a config save, a reboot), while any operation ran.
+    pub hits_in_operation: u64,
+}

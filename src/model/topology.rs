@@ -113,6 +113,10 @@ pub struct AvServer {
     /// Credentials for pull APIs (ePO Web API).
     #[serde(default)]
     pub credentials: Option<Credentials>,
+    /// Simulated delivery variation (the lab only): each notification reaches the engine a
+    /// draw in `[0, jitter]` from the run's seed after it is sent.
+    #[serde(default, with = "duration::option")]
+    pub jitter: Option<Duration>,
 }
 
 /// Kind of hypervisor manager.
@@ -137,6 +141,10 @@ pub struct HypervisorSpec {
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
     pub latency: Option<Duration>,
+    /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
+    /// `[0, jitter]` from the run's seed.
+    #[serde(default, with = "duration::option")]
+    pub jitter: Option<Duration>,
     /// Network name -> port group id on this manager.
     #[serde(default)]
     pub portgroups: BTreeMap<String, String>,
@@ -175,6 +183,10 @@ pub struct SwitchSpec {
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
     pub latency: Option<Duration>,
+    /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
+    /// `[0, jitter]` from the run's seed.
+    #[serde(default, with = "duration::option")]
+    pub jitter: Option<Duration>,
     /// Save running config to startup config after a change (R8).
     #[serde(default)]
     pub persist: bool,
@@ -216,6 +228,10 @@ pub struct BmcSpec {
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
     pub latency: Option<Duration>,
+    /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
+    /// `[0, jitter]` from the run's seed.
+    #[serde(default, with = "duration::option")]
+    pub jitter: Option<Duration>,
     /// Login credentials; simulators default to `qlab`/`qlab`.
     #[serde(default)]
     pub credentials: Option<Credentials>,

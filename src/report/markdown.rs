@@ -88,6 +88,30 @@ pub fn render_summary(report: &RunReport) -> String {
             cell(&s.failures().join("; "))
         );
     }
+    let unfired = report.unfired_faults();
+    if !unfired.is_empty() {
+        let _ = writeln!(out, "\n## Faults that never fired\n");
+        let _ = writeln!(
+            out,
+            "A declared fault that never fired tests nothing; `qlab run --strict-faults` fails \
+             these runs.\n"
+        );
+        for (s, f) in unfired {
+            let call = f
+                .call
+                .as_deref()
+                .map_or(String::new(), |c| format!(" `{c}`"));
+            let _ = writeln!(
+                out,
+                "- warning: {} ({}): faults[{}] `{}` on {}{call}",
+                cell(&s.name),
+                s.mode,
+                f.index,
+                f.effect,
+                cell(&f.device)
+            );
+        }
+    }
     let not_passed: Vec<&ScenarioReport> = report
         .scenarios
         .iter()

@@ -13,6 +13,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::check::{ExpectationVerdict, InvariantVerdict, Measures, Status, Summary};
+pub use crate::model::history::FaultAccount;
 pub use junit::render_junit;
 pub use markdown::render_summary;
 
@@ -63,6 +64,9 @@ pub struct ScenarioReport {
     pub expectations: Vec<ExpectationVerdict>,
     /// Time-to-contain and friends.
     pub measures: Measures,
+    /// What each of the scenario's `[[faults]]` did, in file order (empty when errored).
+    #[serde(default)]
+    pub faults: Vec<FaultAccount>,
     /// Digest of the history (INV-11).
     pub history_digest: String,
     /// The exact command that reruns this scenario.
@@ -134,6 +138,16 @@ impl RunReport {
             failed: count(ScenarioStatus::Failed),
             errored: count(ScenarioStatus::Errored),
         }
+    }
+
+    /// `(scenario run, fault)` of every declared fault that never fired, in run order: a
+    /// warning in summary.md, a failure under `--strict-faults`.
+    pub fn unfired_faults(&self) -> Vec<(&ScenarioReport, &FaultAccount)> {
+        self.scenarios
+            .iter()
+            .filter(|s| s.status != ScenarioStatus::Errored)
+            .flat_map(|s| s.faults.iter().filter(|f| f.hits == 0).map(move |f| (s, f)))
+            .collect()
     }
 
     /// Whether every scenario passed (`qlab run` exits 0).

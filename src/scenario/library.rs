@@ -1,5 +1,10 @@
 //! Running a selection of the scenario library: filtering (`--tag`, `--name`, `--shard`),
-//! parallel jobs, the determinism check (INV-11) and one result per scenario and mode.
+//! parallel jobs, the determinism check (INV-11), `--strict-faults` and one result per scenario
+//! and mode.
+//!
+//! Under `--strict-faults` a `[[faults]]` entry that never fired adds a failed expectation
+//! `faults[i] fires` to its run (a fault that never fires makes a scenario pass for the wrong
+//! reason); without it the same entry is only a warning in summary.md.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +16,8 @@ use globset::{Glob, GlobMatcher};
 use super::load::{load_all, Mode, Scenario, ScenarioError};
 use super::runner::{run_sim, Mutant};
 use super::wire::run_wire;
-use crate::check::{self, CheckReport};
+use crate::check::{self, CheckReport, ExpectationVerdict, Status};
+use crate::model::history::FaultAccount;
 
 /// Which scenarios to run and how.
 #[derive(Debug, Clone)]
@@ -72,6 +78,8 @@ pub struct ScenarioResult {
     pub replay: String,
     /// Why it errored.
     pub error: Option<String>,
+    /// What each `[[faults]]` entry did in the (first) run; empty when errored.
+    pub faults: Vec<FaultAccount>,
 }
 
 /// Loads the selection (input errors are returned before anything runs).
@@ -112,6 +120,17 @@ pub fn run_selected(
     selection: &Selection,
     progress: &(dyn Fn(&ScenarioResult) + Sync),
 ) -> Vec<ScenarioResult> {
+    run_selected_with(scenarios, selection, false, progress)
+}
+
+/// [`run_selected`], where `strict_faults` (`qlab run --strict-faults`) fails every run in
+/// which a declared fault never fired.
+pub fn run_selected_with(
+    scenarios: &[Scenario],
+    selection: &Selection,
+    strict_faults: bool,
+    progress: &(dyn Fn(&ScenarioResult) + Sync),
+) -> Vec<ScenarioResult> {
     let runnable: Vec<(&Scenario, Mode)> = scenarios
         .iter()
         .flat_map(|s| {
@@ -131,7 +150,7 @@ pub fn run_selected(
                 let Some((scenario, mode)) = runnable.get(i) else {
                     break;
                 };
-                let result = run_one(scenario, *mode, selection);
+                let result = run_one(scenario, *mode, selection, strict_faults);
                 progress(&result);
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
             });
@@ -145,7 +164,12 @@ pub fn run_selected(
         .collect()
 }
 
-fn run_one(scenario: &Scenario, mode: Mode, selection: &Selection) -> ScenarioResult {
+fn run_one(
+    scenario: &Scenario,
+    mode: Mode,
+    selection: &Selection,
+    strict_faults: bool,
+) -> ScenarioResult {
     let seed = selection.seed.unwrap_or(scenario.seed);
     let started = Instant::now();
     let replay = match mode {
@@ -175,6 +199,7 @@ fn run_one(scenario: &Scenario, mode: Mode, selection: &Selection) -> ScenarioRe
         history_digest: String::new(),
         replay,
         error: None,
+        faults: Vec::new(),
     };
     let first = match run(scenario) {
         Ok(run) => run,
@@ -198,6 +223,9 @@ fn run_one(scenario: &Scenario, mode: Mode, selection: &Selection) -> ScenarioRe
     };
     let determinism = check::determinism_verdict(&first.history_digest, second_digest.as_deref());
     report.push_invariant(determinism, &scenario.expect);
+    if strict_faults {
+        report.expectations.extend(unfired(&first.faults));
+    }
     // The pass rule (with `expect.violations`) lives in the checker; ask it again now that
     // INV-11 is in.
     let passed = check::verdict(&report, &scenario.expect);
@@ -210,6 +238,32 @@ fn run_one(scenario: &Scenario, mode: Mode, selection: &Selection) -> ScenarioRe
     };
     result.check = Some(report);
     result.history_digest = first.history_digest;
+    result.faults = first.faults;
     result.duration_ms = started.elapsed().as_millis() as u64;
     result
+}
+
+/// One failed expectation per fault that never fired (`--strict-faults`).
+fn unfired(faults: &[FaultAccount]) -> Vec<ExpectationVerdict> {
+    faults
+        .iter()
+        .filter(|f| f.hits == 0)
+        .map(|f| ExpectationVerdict {
+            what: format!("faults[{}] fires", f.index),
+            status: Status::Failed,
+            detail: format!(
+                "{} never fired in this run (--strict-faults): make the scenario exercise it, or \
+                 remove it",
+                describe(f)
+            ),
+        })
+        .collect()
+}
+
+/// `effect on device call` of a fault, for messages.
+pub fn describe(f: &FaultAccount) -> String {
+    match &f.call {
+        Some(call) => format!("`{}` on {} `{call}`", f.effect, f.device),
+        None => format!("`{}` on {}", f.effect, f.device),
+    }
 }

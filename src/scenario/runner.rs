@@ -17,7 +17,7 @@ use crate::engine::journal::Durability;
 use crate::engine::{
     Engine, EngineEvent, EngineObserver, EngineOptions, Journal, OperationKind, Outcome,
 };
-use crate::model::history::{EventKind, FinalLServer, FinalNic, NicRef, RunRecord};
+use crate::model::history::{EventKind, FaultAccount, FinalLServer, FinalNic, NicRef, RunRecord};
 use crate::model::{Detection, Site};
 use crate::sim::{Recorder, SimWorld};
 
@@ -55,6 +55,8 @@ pub struct ScenarioRun {
     pub check: CheckReport,
     /// Whether the scenario passed (expectations, invariants, `expect.violations`).
     pub passed: bool,
+    /// What each `[[faults]]` entry did (report.json `faults`).
+    pub faults: Vec<FaultAccount>,
 }
 
 /// Numbers the runs of this process, so each gets its own in-memory journal.
@@ -71,7 +73,7 @@ pub fn run_sim(
         .start_paused(true)
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let record = runtime.block_on(play(scenario, seed, mutant))?;
+    let (record, faults) = runtime.block_on(play(scenario, seed, mutant))?;
     // Dropping the runtime cancels whatever the engine left (it was idle or past settle).
     drop(runtime);
     let history_digest = check::history_digest(&record.history);
@@ -82,6 +84,7 @@ pub fn run_sim(
         history_digest,
         check,
         passed,
+        faults,
     })
 }
 
@@ -117,6 +120,7 @@ impl EngineObserver for HistoryObserver {
             },
             EngineEvent::Halted { .. } => return,
             EngineEvent::OperationStarted { id, lserver, kind } => {
+                self.recorder.set_running(lserver, *id, true);
                 if *kind == OperationKind::Release {
                     self.recorder.set_releasing(lserver, true);
                 }
@@ -132,6 +136,7 @@ impl EngineObserver for HistoryObserver {
                 outcome,
             } => {
                 self.recorder.set_releasing(lserver, false);
+                self.recorder.set_running(lserver, *id, false);
                 if *outcome == Outcome::QuarantineFailed {
                     self.failed
                         .lock()
@@ -164,14 +169,19 @@ pub(super) enum Step {
     Crash(Duration),
     Restart,
     Heal(String),
-    RebootSwitch(String),
+    /// A `reboot_loses_unsaved` fault (its index) reboots this switch.
+    RebootSwitch(String, usize),
+    /// An AV delivery fault (its index) acted on a notification of this L-Server sent now:
+    /// counted now, when it is known whether an operation runs. Leaves nothing in the history.
+    FaultHit(usize, Option<String>),
 }
 
 /// The scenario's events as one timeline, times passed through `scale`: detections (`outbreak`
 /// events expanded here, see [`super::outbreak`]) after the AV servers' delivery faults (drop,
-/// duplicate, reorder; heals counted), commands, crashes, heals and scheduled switch reboots.
-/// Stable: at equal times detections come first, then file order. The sim and the wire runner
-/// both build their timeline here, so they send the same detections.
+/// duplicate, reorder; heals counted; AV `jitter`), commands, crashes, heals and scheduled switch
+/// reboots. Stable: at equal times the delivery faults' hits come first, then detections (in
+/// the seed's order, see [`SimWorld::deliveries_counted`]), then file order. The sim and the
+/// wire runner both build their timeline here, so they send the same detections.
 pub(super) fn build_timeline(
     scenario: &Scenario,
     world: &SimWorld,
@@ -198,7 +208,13 @@ pub(super) fn build_timeline(
             _ => None,
         })
         .collect();
-    for (at, d) in world.deliveries_with_heals(detections, &heals) {
+    let (deliveries, hits) = world.deliveries_counted(detections, &heals);
+    // Hits first: a notification's fault is counted when it is sent, before the engine sees
+    // anything of that instant (the stable sort below keeps them ahead).
+    for hit in hits {
+        timeline.push((hit.at, Step::FaultHit(hit.fault, hit.lserver)));
+    }
+    for (at, d) in deliveries {
         timeline.push((at, Step::Detect(d)));
     }
     for e in &scenario.events {
@@ -211,8 +227,8 @@ pub(super) fn build_timeline(
         timeline.push((scale(e.at), step));
     }
     // Switch reboots come from the fault plan, already on the (scaled) run clock.
-    for (at, device) in world.switch_reboots() {
-        timeline.push((at, Step::RebootSwitch(device)));
+    for (at, device, fault) in world.scheduled_reboots() {
+        timeline.push((at, Step::RebootSwitch(device, fault)));
     }
     timeline.sort_by_key(|(at, _)| *at);
     timeline
@@ -231,7 +247,11 @@ pub(super) fn schedule_restart(
     timeline.insert(pos, (restart_at, Step::Restart));
 }
 
-async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<RunRecord, String> {
+async fn play(
+    scenario: &Scenario,
+    seed: u64,
+    mutant: Option<Mutant>,
+) -> Result<(RunRecord, Vec<FaultAccount>), String> {
     let site = match mutant {
         Some(Mutant::TrustDevice) => {
             let mut topology = scenario.site.topology.clone();
@@ -372,9 +392,10 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
             }
             Step::Heal(target) if target.is_empty() => {}
             Step::Heal(target) => world.heal(&target),
-            Step::RebootSwitch(device) => {
-                world.reboot_switch(&device);
+            Step::RebootSwitch(device, fault) => {
+                world.reboot_switch_for_fault(&device, fault);
             }
+            Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
         }
         if mutant == Some(Mutant::RevertOnFailure) {
             revert_failed(&site, &world, &observer).await;
@@ -395,7 +416,7 @@ async fn play(scenario: &Scenario, seed: u64, mutant: Option<Mutant>) -> Result<
     }
     let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
     drop(engine);
-    Ok(record)
+    Ok((record, world.fault_accounting()))
 }
 
 async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {

@@ -18,7 +18,7 @@ use crate::daemon::client::ApiClient;
 use crate::daemon::config::{EngineConfig, SyslogInConfig};
 use crate::daemon::Daemon;
 use crate::engine::Command;
-use crate::model::history::EventKind;
+use crate::model::history::{EventKind, FaultAccount, RunRecord};
 use crate::model::{Detection, Site, Topology};
 use crate::sim::faults::FaultSpec;
 use crate::sim::wire::site::WireSite;
@@ -40,9 +40,9 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let record = runtime.block_on(play(scenario, seed, time_scale));
+    let played = runtime.block_on(play(scenario, seed, time_scale));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let record = record?;
+    let (record, faults) = played?;
     let history_digest = check::history_digest(&record.history);
     let check = check::check_run(&scenario.site, &record, &scenario.expect);
     let passed = check::verdict(&check, &scenario.expect);
@@ -51,6 +51,7 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
         history_digest,
         check,
         passed,
+        faults,
     })
 }
 
@@ -60,12 +61,18 @@ fn scaled_topology(topology: &Topology, k: f64) -> Topology {
     let mut t = topology.clone();
     for h in &mut t.hypervisors {
         h.latency = h.latency.map(scale);
+        h.jitter = h.jitter.map(scale);
     }
     for s in &mut t.switches {
         s.latency = s.latency.map(scale);
+        s.jitter = s.jitter.map(scale);
     }
     for b in &mut t.bmcs {
         b.latency = b.latency.map(scale);
+        b.jitter = b.jitter.map(scale);
+    }
+    for a in &mut t.av_servers {
+        a.jitter = a.jitter.map(scale);
     }
     t.engine.call_timeout = scale(t.engine.call_timeout).max(MIN_CALL_TIMEOUT);
     t.engine.operation_deadline = scale(t.engine.operation_deadline).max(t.engine.call_timeout);
@@ -77,7 +84,7 @@ async fn play(
     scenario: &Scenario,
     seed: u64,
     k: f64,
-) -> Result<crate::model::history::RunRecord, String> {
+) -> Result<(RunRecord, Vec<FaultAccount>), String> {
     let scale = |d: Duration| d.mul_f64(k);
     let site = Arc::new(Site::new(scaled_topology(&scenario.site.topology, k))?);
     let faults: Vec<FaultSpec> = scenario
@@ -188,9 +195,10 @@ async fn play(
             }
             Step::Heal(target) if target.is_empty() => {}
             Step::Heal(target) => world.heal(&target),
-            Step::RebootSwitch(device) => {
-                world.reboot_switch(&device);
+            Step::RebootSwitch(device, fault) => {
+                world.reboot_switch_for_fault(&device, fault);
             }
+            Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
         }
     }
     let engine_spec = site.topology.engine;
@@ -218,7 +226,8 @@ async fn play(
     for event in &mut record.history {
         event.at_ms = (event.at_ms as f64 / k).round() as u64;
     }
-    Ok(record)
+    // The same fault plan decided every call of the wire faces, so it accounts for them too.
+    Ok((record, world.fault_accounting()))
 }
 
 /// The generated config of `qlab sim serve`, with the lab's token and no syslog listeners

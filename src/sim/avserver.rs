@@ -1,12 +1,19 @@
 //! The AV server model: how a scenario's detections reach the engine once the AV servers' own
-//! faults (`drop`, `duplicate`, `reorder`) have acted on them. A pure function of the detections
-//! and the fault plan, so the runner can compute every delivery before the run starts.
+//! faults (`drop`, `duplicate`, `reorder`) and delivery variation (`jitter` on the AV server)
+//! have acted on them. A pure function of the detections, the fault plan and the seed, so the
+//! runner can compute every delivery before the run starts.
+//!
+//! Seeded draws (see [`super::rng`]): each delivered copy of a notification from an AV server
+//! with `jitter` arrives a draw in `[0, jitter]` (stream `delivery/<server>`) after its time;
+//! notifications that then arrive at the same instant are put in a seeded order (stream
+//! `order/<instant in ns>`, one per instant, so one burst's order does not shift another's).
 
 use std::time::Duration;
 
 use super::faults::FaultEffect;
 use super::plan::{FaultPlan, Subject};
 use super::recorder::lock;
+use super::rng::SeededRng;
 use super::world::SimWorld;
 use crate::model::{Detection, LServer, Site};
 
@@ -26,7 +33,8 @@ impl SimWorld {
     /// `match.lserver` / `match.vm` hold for the detection's L-Server (resolved by IP, then MAC,
     /// then host name; `match.nic` / `match.port` never hold for a notification).
     /// Faults healed so far are honoured; fault `times` are not used up (this is a pure
-    /// function). The result is sorted by time, stable.
+    /// function). Then `jitter` delays each copy by a seeded draw, and the result is sorted by
+    /// time, with the notifications of one instant in a seeded order.
     pub fn deliveries(&self, detections: Vec<(Duration, Detection)>) -> Vec<(Duration, Detection)> {
         self.deliveries_with_heals(detections, &[])
     }
@@ -38,20 +46,45 @@ impl SimWorld {
         detections: Vec<(Duration, Detection)>,
         heals: &[(Duration, String)],
     ) -> Vec<(Duration, Detection)> {
+        self.deliveries_counted(detections, heals).0
+    }
+
+    /// Like [`SimWorld::deliveries_with_heals`], with every delivery fault's hit: `(time the
+    /// notification was sent, fault index, its L-Server)`. The runner counts each at its time
+    /// ([`SimWorld::count_fault_hit`]), when it is known whether an operation runs.
+    pub fn deliveries_counted(
+        &self,
+        detections: Vec<(Duration, Detection)>,
+        heals: &[(Duration, String)],
+    ) -> (Vec<(Duration, Detection)>, Vec<DeliveryHit>) {
         let mut plan = lock(&self.inner.state).plan.clone();
         for (at, target) in heals {
             plan.heal(target, *at);
         }
-        plan_deliveries(&mut plan, &self.inner.site, detections)
+        let mut rng = SeededRng::new(self.seed());
+        plan_deliveries(&mut plan, &mut rng, &self.inner.site, detections)
     }
 }
 
-/// Applies the delivery faults of `plan` to `detections`.
+/// One notification a delivery fault acted on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryHit {
+    /// When the AV server sent it.
+    pub at: Duration,
+    /// The fault's index among the scenario's `[[faults]]`.
+    pub fault: usize,
+    /// The L-Server it names, when it resolves to one.
+    pub lserver: Option<String>,
+}
+
+/// Applies the delivery faults of `plan` and the AV servers' `jitter` to `detections`.
 pub(crate) fn plan_deliveries(
     plan: &mut FaultPlan,
+    rng: &mut SeededRng,
     site: &Site,
     mut detections: Vec<(Duration, Detection)>,
-) -> Vec<(Duration, Detection)> {
+) -> (Vec<(Duration, Detection)>, Vec<DeliveryHit>) {
+    let mut hits = Vec::new();
     detections.sort_by_key(|(at, _)| *at);
     let mut out: Vec<(Duration, Detection)> = Vec::with_capacity(detections.len());
     for (i, (at, detection)) in detections.iter().enumerate() {
@@ -69,10 +102,15 @@ pub(crate) fn plan_deliveries(
             port: None,
             lserver: owner.map(|ls| ls.path.as_str()),
         };
-        let Some(chosen) = plan.decide_delivery(&subject, *at) else {
+        let Some((fault, chosen)) = plan.decide_delivery(&subject, *at) else {
             out.push((*at, detection.clone()));
             continue;
         };
+        hits.push(DeliveryHit {
+            at: *at,
+            fault,
+            lserver: owner.map(|ls| ls.path.clone()),
+        });
         match chosen.effect {
             FaultEffect::Drop => {}
             FaultEffect::Duplicate => {
@@ -97,9 +135,36 @@ pub(crate) fn plan_deliveries(
             _ => out.push((*at, detection.clone())),
         }
     }
-    // Stable: detections delivered at the same time keep their input order.
+    for (at, detection) in &mut out {
+        let jitter = site
+            .topology
+            .av_servers
+            .iter()
+            .find(|a| a.name == detection.source)
+            .and_then(|a| a.jitter)
+            .unwrap_or(Duration::ZERO);
+        // Drawn only for an AV server with jitter, so a site without it never touches the seed.
+        if !jitter.is_zero() {
+            let purpose = format!("delivery/{}", detection.source);
+            *at = at.saturating_add(rng.duration_up_to(&purpose, jitter));
+        }
+    }
     out.sort_by_key(|(at, _)| *at);
-    out
+    // Notifications of one instant travel together; their order is the seed's.
+    let mut start = 0;
+    while start < out.len() {
+        let instant = out[start].0;
+        let end = out[start..]
+            .iter()
+            .position(|(t, _)| *t != instant)
+            .map_or(out.len(), |n| start + n);
+        if end - start > 1 {
+            let purpose = format!("order/{}", instant.as_nanos());
+            rng.shuffle(&purpose, &mut out[start..end]);
+        }
+        start = end;
+    }
+    (out, hits)
 }
 
 /// The L-Server a detection names, the way the engine resolves it (R3): IP, MAC, host name.

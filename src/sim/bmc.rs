@@ -9,6 +9,8 @@ use crate::model::BmcSpec;
 pub(crate) struct BmcModel {
     /// Simulated latency of one call.
     pub latency: Duration,
+    /// Most extra latency a call draws from the run's seed.
+    pub jitter: Duration,
     /// Resets performed.
     pub resets: u32,
 }
@@ -18,6 +20,7 @@ impl BmcModel {
     pub fn new(spec: &BmcSpec) -> BmcModel {
         BmcModel {
             latency: spec.latency.unwrap_or(Duration::ZERO),
+            jitter: spec.jitter.unwrap_or(Duration::ZERO),
             resets: 0,
         }
     }

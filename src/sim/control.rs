@@ -25,7 +25,28 @@ impl SimWorld {
     /// `(from, switch)` of every `reboot_loses_unsaved` fault, in time order: the runner calls
     /// [`SimWorld::reboot_switch`] for each at its time.
     pub fn switch_reboots(&self) -> Vec<(Duration, String)> {
+        self.scheduled_reboots()
+            .into_iter()
+            .map(|(at, device, _)| (at, device))
+            .collect()
+    }
+
+    /// Like [`SimWorld::switch_reboots`], with the index of the fault that schedules each, for
+    /// [`SimWorld::reboot_switch_for_fault`].
+    pub fn scheduled_reboots(&self) -> Vec<(Duration, String, usize)> {
         lock(&self.inner.state).plan.switch_reboots()
+    }
+
+    /// [`SimWorld::reboot_switch`] on behalf of fault `index`: a reboot that happens counts as
+    /// that fault's hit (in an operation when any operation runs: a reboot concerns no one
+    /// L-Server).
+    pub fn reboot_switch_for_fault(&self, device: &str, index: usize) -> bool {
+        let rebooted = self.reboot_switch(device);
+        if rebooted {
+            let in_operation = self.inner.recorder.in_operation(None);
+            lock(&self.inner.state).plan.count_hit(index, in_operation);
+        }
+        rebooted
     }
 
     /// Reboots `device`: its running config becomes its saved config. Records `SwitchRebooted`

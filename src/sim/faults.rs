@@ -86,7 +86,77 @@ pub enum FaultEffect {
     Blackhole,
 }
 
+/// Calls that read a device: a stale value is a read's answer.
+const READS: &[CallKind] = &[CallKind::GetNic, CallKind::GetPort];
+
+/// Calls that change a device: only these can be applied and then lose their reply, or be
+/// acknowledged without being applied. A login changes nothing the engine acts on.
+const CHANGES: &[CallKind] = &[
+    CallKind::SetNic,
+    CallKind::PowerReset,
+    CallKind::SetPort,
+    CallKind::SaveConfig,
+    CallKind::Reset,
+];
+
+/// Every device call (everything but an AV server's `send`).
+const DEVICE_CALLS: &[CallKind] = &[
+    CallKind::Login,
+    CallKind::GetNic,
+    CallKind::SetNic,
+    CallKind::PowerReset,
+    CallKind::GetPort,
+    CallKind::SetPort,
+    CallKind::SaveConfig,
+    CallKind::Reset,
+];
+
 impl FaultEffect {
+    /// The calls this effect can act on. The loader refuses a fault whose `call` is not among
+    /// them (formats.md: an effect that cannot apply to its call is an input error), and the
+    /// fault plan never uses a rule up on a call outside them. `reboot_loses_unsaved` acts on no
+    /// call: it is scheduled at its `from`.
+    pub fn calls(self) -> &'static [CallKind] {
+        match self {
+            FaultEffect::StaleRead => READS,
+            FaultEffect::AcceptWithoutApply
+            | FaultEffect::ApplyThenTimeout
+            | FaultEffect::ApplyThenError => CHANGES,
+            FaultEffect::Reject
+            | FaultEffect::Unavailable
+            | FaultEffect::Timeout
+            | FaultEffect::Delay
+            | FaultEffect::Busy
+            | FaultEffect::AuthExpired
+            | FaultEffect::Reset
+            | FaultEffect::Blackhole => DEVICE_CALLS,
+            FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder => &[CallKind::Send],
+            FaultEffect::RebootLosesUnsaved => &[],
+        }
+    }
+
+    /// The spelling in files and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultEffect::Reject => "reject",
+            FaultEffect::Unavailable => "unavailable",
+            FaultEffect::Timeout => "timeout",
+            FaultEffect::ApplyThenTimeout => "apply_then_timeout",
+            FaultEffect::ApplyThenError => "apply_then_error",
+            FaultEffect::AcceptWithoutApply => "accept_without_apply",
+            FaultEffect::StaleRead => "stale_read",
+            FaultEffect::Delay => "delay",
+            FaultEffect::Busy => "busy",
+            FaultEffect::AuthExpired => "auth_expired",
+            FaultEffect::RebootLosesUnsaved => "reboot_loses_unsaved",
+            FaultEffect::Drop => "drop",
+            FaultEffect::Duplicate => "duplicate",
+            FaultEffect::Reorder => "reorder",
+            FaultEffect::Reset => "reset",
+            FaultEffect::Blackhole => "blackhole",
+        }
+    }
+
     /// Whether the effect exists only in `wire` mode.
     pub fn wire_only(self) -> bool {
         matches!(self, FaultEffect::Reset | FaultEffect::Blackhole)
@@ -119,8 +189,8 @@ pub struct FaultMatch {
     pub lserver: Option<String>,
 }
 
-/// One `[[faults]]` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One `[[faults]]` entry. Not `Eq`: `probability` is a float.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// Hypervisor, switch, BMC or AV server name.
@@ -145,4 +215,8 @@ pub struct FaultSpec {
     /// For `delay` and the timeouts.
     #[serde(default, with = "duration::option")]
     pub delay: Option<Duration>,
+    /// Chance (0 to 1) that a matching call is affected, drawn from the run's seed; every
+    /// matching call when absent.
+    #[serde(default)]
+    pub probability: Option<f64>,
 }

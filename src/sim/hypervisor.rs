@@ -31,6 +31,8 @@ pub(crate) struct BackingChange {
 pub(crate) struct HypervisorModel {
     /// Simulated latency of one call.
     pub latency: Duration,
+    /// Most extra latency a call draws from the run's seed.
+    pub jitter: Duration,
     /// (VM id, vNIC key) -> backing.
     vnics: BTreeMap<(String, String), Vnic>,
     /// VMs this manager knows (power_reset on another VM is rejected).
@@ -81,6 +83,7 @@ impl HypervisorModel {
         }
         HypervisorModel {
             latency: spec.latency.unwrap_or(Duration::ZERO),
+            jitter: spec.jitter.unwrap_or(Duration::ZERO),
             vnics,
             vms,
             portgroups: spec.portgroups.values().cloned().collect(),

@@ -10,10 +10,12 @@
 //! - `face`: the in-process face (adapter traits on the tokio clock);
 //! - `control`: heals, scheduled switch reboots, final device truth and measurements;
 //! - `avserver`: AV-server delivery faults (`drop`, `duplicate`, `reorder`);
-//! - `recorder`: the shared history.
+//! - `recorder`: the shared history;
+//! - `rng`: the run's seeded generator, split per purpose (latency jitter, fault probabilities,
+//!   AV delivery delays, the order of one instant's notifications).
 //!
-//! Everything is deterministic: no wall clock, no thread RNG, ordered maps wherever iteration
-//! order reaches the history (INV-11).
+//! Everything is deterministic: no wall clock, no thread RNG, every random draw from the run's
+//! seed, ordered maps wherever iteration order reaches the history (INV-11).
 
 mod avserver;
 mod bmc;
@@ -24,11 +26,12 @@ mod hypervisor;
 mod index;
 mod plan;
 pub mod recorder;
+pub mod rng;
 mod switch;
 pub mod wire;
 pub mod world;
 
-pub use avserver::{DEFAULT_REORDER_HOLD, DELIVERY_STEP};
+pub use avserver::{DeliveryHit, DEFAULT_REORDER_HOLD, DELIVERY_STEP};
 pub use face::{SimBmc, SimHypervisor, SimMailer, SimSwitch, SimSyslog};
 pub use faults::{CallKind, FaultEffect, FaultMatch, FaultSpec};
 pub use index::DeviceOp;

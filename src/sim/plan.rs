@@ -2,11 +2,20 @@
 //! state, and the one decision every device call and every AV notification goes through.
 //!
 //! The decision lives here, not in a face, so the in-process face and a wire face fail the same
-//! way for the same calls.
+//! way for the same calls, and so does the accounting of what each fault did (report.json
+//! `faults`): a rule's hit is a call or notification it was applied to (a `delay` that added
+//! time, the effect chosen for a call, a notification dropped, duplicated or held back), and for
+//! `reboot_loses_unsaved` a reboot it caused.
+//!
+//! A rule with `probability` draws from its own stream of the run's seed (`fault/<index>`) each
+//! time it would otherwise apply; a draw that says no neither uses up `times` nor counts a hit,
+//! and leaves the call to the later rules.
 
 use std::time::Duration;
 
 use super::faults::{CallKind, FaultEffect, FaultSpec};
+use super::rng::SeededRng;
+use crate::model::history::FaultAccount;
 
 /// What a fault decision looks at: the device, the call and the object it concerns.
 #[derive(Debug, Clone, Copy, Default)]
@@ -58,6 +67,12 @@ struct Rule {
     remaining: Option<u32>,
     /// Run time from which a heal disabled it.
     healed_at: Option<Duration>,
+    /// Calls or notifications it affected.
+    hits: u64,
+    /// Of those, the ones that fell while an operation ran (see [`FaultAccount`]).
+    hits_in_operation: u64,
+    /// The stream its `probability` draws from.
+    purpose: String,
 }
 
 impl Rule {
@@ -86,9 +101,22 @@ impl Rule {
             && field_matches(m.lserver.as_deref(), subject.lserver)
     }
 
-    fn consume(&mut self) {
+    /// Uses up one of its `times` and counts the hit.
+    fn consume(&mut self, in_operation: bool) {
         if let Some(n) = self.remaining.as_mut() {
             *n = n.saturating_sub(1);
+        }
+        self.hits = self.hits.saturating_add(1);
+        if in_operation {
+            self.hits_in_operation = self.hits_in_operation.saturating_add(1);
+        }
+    }
+
+    /// Whether its `probability` lets it act on this call (always, without one).
+    fn draw(&self, rng: &mut SeededRng) -> bool {
+        match self.spec.probability {
+            Some(p) => rng.chance(&self.purpose, p),
+            None => true,
         }
     }
 }
@@ -100,74 +128,71 @@ fn field_matches(wanted: Option<&str>, actual: Option<&str>) -> bool {
     }
 }
 
-/// Whether `effect` can act on one device call of kind `call`. Effects that cannot are skipped
-/// (not consumed), so a `stale_read` rule without `call` waits for a read instead of being used
-/// up by a write.
+/// Whether `effect` can act on one device call of kind `call` ([`FaultEffect::calls`]).
+/// Effects that cannot are skipped (not consumed), so a `stale_read` rule without `call` waits
+/// for a read instead of being used up by a write. AV notifications (`send`) are decided by
+/// [`FaultPlan::decide_delivery`], and `reboot_loses_unsaved` is scheduled by the runner.
 pub(crate) fn applies_to_call(effect: FaultEffect, call: CallKind) -> bool {
-    let read = matches!(call, CallKind::GetNic | CallKind::GetPort);
-    match effect {
-        FaultEffect::StaleRead => read,
-        FaultEffect::AcceptWithoutApply => !read,
-        FaultEffect::Reject
-        | FaultEffect::Unavailable
-        | FaultEffect::Timeout
-        | FaultEffect::ApplyThenTimeout
-        | FaultEffect::ApplyThenError
-        | FaultEffect::Delay
-        | FaultEffect::Busy
-        | FaultEffect::AuthExpired
-        // Transport faults are decided per call too; the wire face marks the reply and the
-        // fault proxy carries them out (the loader keeps them out of sim mode).
-        | FaultEffect::Reset
-        | FaultEffect::Blackhole => call != CallKind::Send,
-        // Scheduled by the runner (switch reboots) or decided on delivery (AV servers): never
-        // a per-call effect in the model.
-        FaultEffect::RebootLosesUnsaved
-        | FaultEffect::Drop
-        | FaultEffect::Duplicate
-        | FaultEffect::Reorder => false,
-    }
+    call != CallKind::Send && effect.calls().contains(&call)
 }
 
 /// The scenario's faults with their run-time state.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct FaultPlan {
     rules: Vec<Rule>,
+    /// The run's seeded generator; rules draw from their own purposes only.
+    rng: SeededRng,
 }
 
 impl FaultPlan {
-    /// A plan of `faults`, in file order (the first matching rule wins).
-    pub fn new(faults: Vec<FaultSpec>) -> FaultPlan {
+    /// A plan of `faults`, in file order (the first matching rule wins), drawing its
+    /// probabilities from `seed`.
+    pub fn new(faults: Vec<FaultSpec>, seed: u64) -> FaultPlan {
         let rules = faults
             .into_iter()
-            .map(|spec| Rule {
+            .enumerate()
+            .map(|(i, spec)| Rule {
                 remaining: spec.times,
                 healed_at: None,
+                hits: 0,
+                hits_in_operation: 0,
+                purpose: format!("fault/{i}"),
                 spec,
             })
             .collect();
-        FaultPlan { rules }
+        FaultPlan {
+            rules,
+            rng: SeededRng::new(seed),
+        }
     }
 
     /// Decides one device call at run time `now` and uses up the rules it applies.
-    pub fn decide_call(&mut self, subject: &Subject<'_>, now: Duration) -> Decision {
+    /// `in_operation` says whether the call falls inside an operation (for the accounting).
+    pub fn decide_call(
+        &mut self,
+        subject: &Subject<'_>,
+        now: Duration,
+        in_operation: bool,
+    ) -> Decision {
         let Some(call) = subject.call else {
             return Decision::default();
         };
         let mut decision = Decision::default();
         for rule in &mut self.rules {
+            let delay = rule.spec.effect == FaultEffect::Delay;
             if !applies_to_call(rule.spec.effect, call)
+                || (!delay && decision.effect.is_some())
                 || !rule.active_at(now)
                 || !rule.matches(subject)
+                || !rule.draw(&mut self.rng)
             {
                 continue;
             }
-            if rule.spec.effect == FaultEffect::Delay {
-                rule.consume();
+            rule.consume(in_operation);
+            if delay {
                 let add = rule.spec.delay.unwrap_or(DEFAULT_DELAY);
                 decision.extra_delay = decision.extra_delay.saturating_add(add);
-            } else if decision.effect.is_none() {
-                rule.consume();
+            } else {
                 decision.effect = Some(Chosen {
                     effect: rule.spec.effect,
                     delay: rule.spec.delay,
@@ -177,19 +202,60 @@ impl FaultPlan {
         decision
     }
 
-    /// Decides one AV notification at run time `at` and uses up the rule it applies.
-    pub fn decide_delivery(&mut self, subject: &Subject<'_>, at: Duration) -> Option<Chosen> {
-        let rule = self.rules.iter_mut().find(|rule| {
+    /// Decides one AV notification sent at run time `at` and uses up the rule it applies.
+    /// Returns the effect and the index of the rule that chose it.
+    pub fn decide_delivery(
+        &mut self,
+        subject: &Subject<'_>,
+        at: Duration,
+    ) -> Option<(usize, Chosen)> {
+        let rng = &mut self.rng;
+        let (index, rule) = self.rules.iter_mut().enumerate().find(|(_, rule)| {
             rule.spec.effect.is_delivery()
                 && rule.spec.call.is_none_or(|c| c == CallKind::Send)
                 && rule.active_at(at)
                 && rule.matches(subject)
+                && rule.draw(rng)
         })?;
-        rule.consume();
-        Some(Chosen {
-            effect: rule.spec.effect,
-            delay: rule.spec.delay,
-        })
+        // Counted when the notification is sent ([`FaultPlan::count_hit`]): whether an
+        // operation runs then is only known during the run.
+        if let Some(n) = rule.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+        }
+        Some((
+            index,
+            Chosen {
+                effect: rule.spec.effect,
+                delay: rule.spec.delay,
+            },
+        ))
+    }
+
+    /// Counts one hit of rule `index` decided ahead of the run (a notification's delivery fault,
+    /// a scheduled reboot) at the moment it takes effect.
+    pub fn count_hit(&mut self, index: usize, in_operation: bool) {
+        if let Some(rule) = self.rules.get_mut(index) {
+            rule.hits = rule.hits.saturating_add(1);
+            if in_operation {
+                rule.hits_in_operation = rule.hits_in_operation.saturating_add(1);
+            }
+        }
+    }
+
+    /// What each rule did so far, in file order.
+    pub fn accounting(&self) -> Vec<FaultAccount> {
+        self.rules
+            .iter()
+            .enumerate()
+            .map(|(index, rule)| FaultAccount {
+                index,
+                device: rule.spec.device.clone(),
+                call: rule.spec.call.map(|c| c.as_str().to_string()),
+                effect: rule.spec.effect.as_str().to_string(),
+                hits: rule.hits,
+                hits_in_operation: rule.hits_in_operation,
+            })
+            .collect()
     }
 
     /// Disables, from run time `now`, every rule of `target` (a device name, or `all`).
@@ -201,15 +267,17 @@ impl FaultPlan {
         }
     }
 
-    /// `(from, switch)` of every `reboot_loses_unsaved` fault not healed before its time.
-    pub fn switch_reboots(&self) -> Vec<(Duration, String)> {
-        let mut reboots: Vec<(Duration, String)> = self
+    /// `(from, switch, rule index)` of every `reboot_loses_unsaved` fault not healed before its
+    /// time, in time order.
+    pub fn switch_reboots(&self) -> Vec<(Duration, String, usize)> {
+        let mut reboots: Vec<(Duration, String, usize)> = self
             .rules
             .iter()
-            .filter(|r| r.spec.effect == FaultEffect::RebootLosesUnsaved)
-            .map(|r| (r.spec.from.unwrap_or(Duration::ZERO), r))
-            .filter(|(at, r)| r.healed_at.is_none_or(|healed| *at < healed))
-            .map(|(at, r)| (at, r.spec.device.clone()))
+            .enumerate()
+            .filter(|(_, r)| r.spec.effect == FaultEffect::RebootLosesUnsaved)
+            .map(|(i, r)| (r.spec.from.unwrap_or(Duration::ZERO), r, i))
+            .filter(|(at, r, _)| r.healed_at.is_none_or(|healed| *at < healed))
+            .map(|(at, r, i)| (at, r.spec.device.clone(), i))
             .collect();
         reboots.sort();
         reboots
@@ -245,6 +313,7 @@ mod tests {
             until: None,
             matcher: FaultMatch::default(),
             delay: None,
+            probability: None,
         }
     }
 
@@ -260,105 +329,123 @@ mod tests {
 
     #[test]
     fn times_run_out() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            times: Some(2),
-            ..spec(FaultEffect::Reject)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                times: Some(2),
+                ..spec(FaultEffect::Reject)
+            }],
+            0,
+        );
         let s = set_nic("vm-1");
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO).effect.is_none());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
+        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_none());
     }
 
     #[test]
     fn window_is_half_open() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            from: Some(Duration::from_secs(1)),
-            until: Some(Duration::from_secs(2)),
-            ..spec(FaultEffect::Busy)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                from: Some(Duration::from_secs(1)),
+                until: Some(Duration::from_secs(2)),
+                ..spec(FaultEffect::Busy)
+            }],
+            0,
+        );
         let s = set_nic("vm-1");
         assert!(plan
-            .decide_call(&s, Duration::from_millis(999))
+            .decide_call(&s, Duration::from_millis(999), false)
             .effect
             .is_none());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(1))
+            .decide_call(&s, Duration::from_secs(1), false)
             .effect
             .is_some());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(2))
+            .decide_call(&s, Duration::from_secs(2), false)
             .effect
             .is_none());
     }
 
     #[test]
     fn matcher_needs_the_field_on_the_object() {
-        let mut plan = FaultPlan::new(vec![FaultSpec {
-            matcher: FaultMatch {
-                vm: Some("vm-1".into()),
-                ..FaultMatch::default()
-            },
-            ..spec(FaultEffect::Reject)
-        }]);
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                matcher: FaultMatch {
+                    vm: Some("vm-1".into()),
+                    ..FaultMatch::default()
+                },
+                ..spec(FaultEffect::Reject)
+            }],
+            0,
+        );
         let login = Subject {
             device: "vc-1",
             call: Some(CallKind::Login),
             ..Subject::default()
         };
-        assert!(plan.decide_call(&login, Duration::ZERO).effect.is_none());
         assert!(plan
-            .decide_call(&set_nic("vm-2"), Duration::ZERO)
+            .decide_call(&login, Duration::ZERO, false)
             .effect
             .is_none());
         assert!(plan
-            .decide_call(&set_nic("vm-1"), Duration::ZERO)
+            .decide_call(&set_nic("vm-2"), Duration::ZERO, false)
+            .effect
+            .is_none());
+        assert!(plan
+            .decide_call(&set_nic("vm-1"), Duration::ZERO, false)
             .effect
             .is_some());
     }
 
     #[test]
     fn stale_read_waits_for_a_read_and_delays_add_up() {
-        let mut plan = FaultPlan::new(vec![
-            FaultSpec {
-                times: Some(1),
-                ..spec(FaultEffect::StaleRead)
-            },
-            FaultSpec {
-                delay: Some(Duration::from_millis(300)),
-                ..spec(FaultEffect::Delay)
-            },
-            spec(FaultEffect::Delay),
-        ]);
-        let write = plan.decide_call(&set_nic("vm-1"), Duration::ZERO);
+        let mut plan = FaultPlan::new(
+            vec![
+                FaultSpec {
+                    times: Some(1),
+                    ..spec(FaultEffect::StaleRead)
+                },
+                FaultSpec {
+                    delay: Some(Duration::from_millis(300)),
+                    ..spec(FaultEffect::Delay)
+                },
+                spec(FaultEffect::Delay),
+            ],
+            0,
+        );
+        let write = plan.decide_call(&set_nic("vm-1"), Duration::ZERO, false);
         assert_eq!(write.effect, None);
         assert_eq!(write.extra_delay, Duration::from_millis(1300));
         let read = Subject {
             call: Some(CallKind::GetNic),
             ..set_nic("vm-1")
         };
-        let chosen = plan.decide_call(&read, Duration::ZERO).effect;
+        let chosen = plan.decide_call(&read, Duration::ZERO, false).effect;
         assert_eq!(chosen.map(|c| c.effect), Some(FaultEffect::StaleRead));
     }
 
     #[test]
     fn heal_disables_from_its_time_and_cancels_later_reboots() {
-        let mut plan = FaultPlan::new(vec![
-            spec(FaultEffect::Reject),
-            FaultSpec {
-                device: "sw-1".into(),
-                from: Some(Duration::from_secs(10)),
-                ..spec(FaultEffect::RebootLosesUnsaved)
-            },
-        ]);
+        let mut plan = FaultPlan::new(
+            vec![
+                spec(FaultEffect::Reject),
+                FaultSpec {
+                    device: "sw-1".into(),
+                    from: Some(Duration::from_secs(10)),
+                    ..spec(FaultEffect::RebootLosesUnsaved)
+                },
+            ],
+            0,
+        );
         plan.heal("vc-1", Duration::from_secs(5));
         let s = set_nic("vm-1");
         assert!(plan
-            .decide_call(&s, Duration::from_secs(4))
+            .decide_call(&s, Duration::from_secs(4), false)
             .effect
             .is_some());
         assert!(plan
-            .decide_call(&s, Duration::from_secs(5))
+            .decide_call(&s, Duration::from_secs(5), false)
             .effect
             .is_none());
         assert_eq!(plan.switch_reboots().len(), 1);
@@ -366,5 +453,76 @@ mod tests {
         assert!(plan.switch_reboots().is_empty());
         assert!(!plan.reboot_due("sw-1", Duration::from_secs(10)));
         assert!(plan.reboot_due("sw-2", Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn probability_skips_calls_without_using_times_and_accounting_counts_hits() {
+        let mut plan = FaultPlan::new(
+            vec![
+                FaultSpec {
+                    probability: Some(0.5),
+                    times: Some(30),
+                    ..spec(FaultEffect::Reject)
+                },
+                spec(FaultEffect::Busy),
+            ],
+            4,
+        );
+        let s = set_nic("vm-1");
+        let mut rejected = 0;
+        for i in 0..40 {
+            let effect = plan.decide_call(&s, Duration::ZERO, i % 2 == 0).effect;
+            match effect.map(|c| c.effect) {
+                Some(FaultEffect::Reject) => rejected += 1,
+                // A call the probability spares goes on to the next rule.
+                other => assert_eq!(other, Some(FaultEffect::Busy)),
+            }
+        }
+        assert!((10..30).contains(&rejected), "{rejected} of 40");
+        let accounts = plan.accounting();
+        assert_eq!(accounts[0].hits, rejected);
+        assert_eq!(accounts[1].hits, 40 - rejected);
+        assert!(accounts[0].hits_in_operation <= accounts[0].hits);
+        assert_eq!(
+            accounts[0].hits_in_operation + accounts[1].hits_in_operation,
+            20
+        );
+        assert_eq!(accounts[0].effect, "reject");
+        // Same seed, same choices (INV-11).
+        let mut again = FaultPlan::new(
+            vec![FaultSpec {
+                probability: Some(0.5),
+                ..spec(FaultEffect::Reject)
+            }],
+            4,
+        );
+        let mut replay = 0;
+        for _ in 0..40 {
+            if again
+                .decide_call(&s, Duration::ZERO, false)
+                .effect
+                .is_some()
+            {
+                replay += 1;
+            }
+        }
+        assert_eq!(replay, rejected);
+    }
+
+    #[test]
+    fn effect_spelling_matches_the_file_format() {
+        for effect in [
+            FaultEffect::Reject,
+            FaultEffect::ApplyThenTimeout,
+            FaultEffect::AcceptWithoutApply,
+            FaultEffect::StaleRead,
+            FaultEffect::AuthExpired,
+            FaultEffect::RebootLosesUnsaved,
+            FaultEffect::Reorder,
+            FaultEffect::Blackhole,
+        ] {
+            let serde = serde_json::to_value(effect).expect("serializes");
+            assert_eq!(serde.as_str(), Some(effect.as_str()));
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! Every part of a run (the runner for engine events, the device models for calls and truth
 //! changes) records into one shared recorder, so the history has one total order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -27,6 +27,8 @@ struct RecorderState {
     next_call: u64,
     /// L-Servers whose release operation is running (INV-2 needs to know).
     releasing: BTreeSet<String>,
+    /// Operations started and not finished, by L-Server (fault accounting needs to know).
+    running: BTreeMap<String, BTreeSet<i64>>,
 }
 
 /// Locks a mutex even when a panicking thread poisoned it: the recorder's state stays
@@ -51,6 +53,7 @@ impl Recorder {
                 events: Vec::new(),
                 next_call: 1,
                 releasing: BTreeSet::new(),
+                running: BTreeMap::new(),
             })),
         }
     }
@@ -104,6 +107,34 @@ impl Recorder {
             state.releasing.insert(lserver.to_string());
         } else {
             state.releasing.remove(lserver);
+        }
+    }
+
+    /// Marks operation `id` on `lserver` as running (`on`) or finished. An operation runs from
+    /// its start to its finish, across engine crashes: an unfinished one resumes on restart.
+    pub fn set_running(&self, lserver: &str, id: i64, on: bool) {
+        let mut state = lock(&self.inner);
+        if on {
+            state
+                .running
+                .entry(lserver.to_string())
+                .or_default()
+                .insert(id);
+        } else if let Some(ids) = state.running.get_mut(lserver) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                state.running.remove(lserver);
+            }
+        }
+    }
+
+    /// Whether an operation runs on `lserver`, or, for `None` (something that concerns no
+    /// L-Server), on any L-Server.
+    pub fn in_operation(&self, lserver: Option<&str>) -> bool {
+        let state = lock(&self.inner);
+        match lserver {
+            Some(path) => state.running.contains_key(path),
+            None => !state.running.is_empty(),
         }
     }
 

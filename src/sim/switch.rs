@@ -34,6 +34,8 @@ pub(crate) struct VlanChange {
 pub(crate) struct SwitchModel {
     /// Simulated latency of one call.
     pub latency: Duration,
+    /// Most extra latency a call draws from the run's seed.
+    pub jitter: Duration,
     ports: BTreeMap<String, Port>,
 }
 
@@ -68,6 +70,7 @@ impl SwitchModel {
         }
         SwitchModel {
             latency: spec.latency.unwrap_or(Duration::ZERO),
+            jitter: spec.jitter.unwrap_or(Duration::ZERO),
             ports,
         }
     }

@@ -3,7 +3,9 @@
 //!
 //! 1. record `Invoke` and decide the call's fault at its arrival (run time on the recorder
 //!    clock), so the fault window is judged when the request reaches the device;
-//! 2. sleep the device's latency plus any `delay` fault on the tokio clock;
+//! 2. sleep the device's latency, plus a draw in `[0, jitter]` from the run's seed (stream
+//!    `jitter/<device>`, so each device's draws are numbered in its own call order), plus any
+//!    `delay` fault, on the tokio clock;
 //! 3. apply the effect to the model, recording `TruthChanged` / `Reset` the moment state changes;
 //! 4. record `Return` (`ok | fail | unknown`). A drop guard records `unknown` when the caller
 //!    drops the call mid-flight (its own call timeout), so no `Invoke` is left without a `Return`.
@@ -21,10 +23,11 @@ use super::hypervisor::HypervisorModel;
 use super::index::{portgroup_network, vlan_network, DeviceOp, SiteIndex, Target};
 use super::plan::{FaultPlan, DEFAULT_HANG};
 use super::recorder::{lock, Recorder};
+use super::rng::SeededRng;
 use super::switch::SwitchModel;
 use super::wire::proxy::ProxyFault;
 use crate::adapters::{DeviceError, DeviceResult, Email, OutcomeClass};
-use crate::model::history::{EventKind, NicRef};
+use crate::model::history::{EventKind, FaultAccount, NicRef};
 use crate::model::Site;
 
 /// A successful call's answer.
@@ -47,11 +50,12 @@ pub(crate) enum DeviceModel {
 }
 
 impl DeviceModel {
-    fn latency(&self) -> Duration {
+    /// `(latency, jitter)` of one call.
+    fn latency(&self) -> (Duration, Duration) {
         match self {
-            DeviceModel::Hypervisor(h) => h.latency,
-            DeviceModel::Switch(s) => s.latency,
-            DeviceModel::Bmc(b) => b.latency,
+            DeviceModel::Hypervisor(h) => (h.latency, h.jitter),
+            DeviceModel::Switch(s) => (s.latency, s.jitter),
+            DeviceModel::Bmc(b) => (b.latency, b.jitter),
         }
     }
 }
@@ -60,6 +64,8 @@ impl DeviceModel {
 pub(crate) struct WorldState {
     pub devices: BTreeMap<String, DeviceModel>,
     pub plan: FaultPlan,
+    /// The run's seeded generator for the models' own draws (latency jitter).
+    pub rng: SeededRng,
     pub in_flight: BTreeMap<String, u32>,
     pub max_in_flight: BTreeMap<String, u32>,
     pub emails: Vec<Email>,
@@ -150,8 +156,9 @@ impl Drop for CallGuard {
 
 impl SimWorld {
     /// Builds every hypervisor, switch and BMC of `site` with each NIC on its operation network,
-    /// and the fault plan of `faults`. `seed` is kept for models that need randomness (none does
-    /// yet: every decision is a pure function of the plan and the call order).
+    /// and the fault plan of `faults`. `seed` drives every random draw of the world (latency
+    /// jitter, fault probabilities, AV delivery delays; see [`super::rng`]); a site and plan
+    /// without `jitter` or `probability` draw nothing, so their runs do not depend on it.
     pub fn new(site: Arc<Site>, faults: Vec<FaultSpec>, recorder: Recorder, seed: u64) -> SimWorld {
         let mut devices = BTreeMap::new();
         let topology = &site.topology;
@@ -170,7 +177,8 @@ impl SimWorld {
         }
         let state = WorldState {
             devices,
-            plan: FaultPlan::new(faults),
+            plan: FaultPlan::new(faults, seed),
+            rng: SeededRng::new(seed),
             in_flight: BTreeMap::new(),
             max_in_flight: BTreeMap::new(),
             emails: Vec::new(),
@@ -200,6 +208,19 @@ impl SimWorld {
     /// The run's seed.
     pub fn seed(&self) -> u64 {
         self.inner.seed
+    }
+
+    /// What each of the scenario's `[[faults]]` did so far (report.json `faults`), in file order.
+    pub fn fault_accounting(&self) -> Vec<FaultAccount> {
+        lock(&self.inner.state).plan.accounting()
+    }
+
+    /// Counts a hit of fault `index` decided before the run (an AV notification's delivery
+    /// fault), now that it takes effect: in an operation when one runs on `lserver` (or on any
+    /// L-Server when the notification names none).
+    pub fn count_fault_hit(&self, index: usize, lserver: Option<&str>) {
+        let in_operation = self.inner.recorder.in_operation(lserver);
+        lock(&self.inner.state).plan.count_hit(index, in_operation);
     }
 
     /// Runs one device call through the fault plan, latency and the device model, recording
@@ -239,8 +260,7 @@ impl SimWorld {
             let now_in_flight = *in_flight;
             let max = state.max_in_flight.entry(device.to_string()).or_insert(0);
             *max = (*max).max(now_in_flight);
-            let now = inner.recorder.elapsed();
-            plan_call(&mut state, device, &op, &target, now)
+            plan_call(&mut state, &inner.recorder, device, &op, &target)
         };
         // From here on the guard owns the `Return`: created before the first await, so a caller
         // that drops this future at any await still leaves a complete history.
@@ -321,8 +341,7 @@ impl SimWorld {
                 lserver: target.lserver.clone(),
                 value: target.value.clone(),
             });
-            let now = inner.recorder.elapsed();
-            plan_call(&mut state, device, &op, &target, now)
+            plan_call(&mut state, &inner.recorder, device, &op, &target)
         };
         let (result, delay, transport) = match planned {
             Planned::Normal => (self.perform(device, &op, &target, false), wait, None),
@@ -460,21 +479,30 @@ impl SimWorld {
     }
 }
 
-/// Decides how a call arriving at run time `now` will end, and the time it takes before that.
+/// Decides how a call arriving now (the recorder's run time) will end, and the time it takes
+/// before that.
 fn plan_call(
     state: &mut WorldState,
+    recorder: &Recorder,
     device: &str,
     op: &DeviceOp,
     target: &Target,
-    now: Duration,
 ) -> (Duration, Planned) {
+    let now = recorder.elapsed();
     let Some(model) = state.devices.get(device) else {
         return (
             Duration::ZERO,
             Planned::Fail(OutcomeClass::Unavailable, "no such device"),
         );
     };
-    let latency = model.latency();
+    let (latency, jitter) = model.latency();
+    // Drawn only when the device has jitter, so a site without it never touches the seed.
+    let latency = if jitter.is_zero() {
+        latency
+    } else {
+        let purpose = format!("jitter/{device}");
+        latency.saturating_add(state.rng.duration_up_to(&purpose, jitter))
+    };
     let is_login = *op == DeviceOp::Login;
     if let DeviceModel::Hypervisor(h) = model {
         // An expired session refuses everything but a login before any processing, so no fault
@@ -486,9 +514,10 @@ fn plan_call(
             );
         }
     }
+    let in_operation = recorder.in_operation(target.lserver.as_deref());
     let decision = state
         .plan
-        .decide_call(&target.subject(device, op.kind()), now);
+        .decide_call(&target.subject(device, op.kind()), now, in_operation);
     let wait = latency.saturating_add(decision.extra_delay);
     let Some(chosen) = decision.effect else {
         return (wait, Planned::Normal);

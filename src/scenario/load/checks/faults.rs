@@ -22,14 +22,6 @@ fn uses_delay(effect: FaultEffect) -> bool {
     )
 }
 
-/// The serde spelling of an effect, for messages.
-fn effect_name(effect: FaultEffect) -> String {
-    serde_json::to_value(effect)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| format!("{effect:?}"))
-}
-
 impl Checker<'_, '_> {
     pub(super) fn fault(&mut self, i: usize, f: &FaultSpec, modes: &[Mode]) {
         let key = |field: &str| at!("faults", i, field);
@@ -57,6 +49,18 @@ impl Checker<'_, '_> {
             }
         }
         self.fault_effect(i, f, kind, modes);
+        self.fault_calls(i, f, kind);
+        if let Some(p) = f.probability {
+            if !(0.0..=1.0).contains(&p) {
+                self.bad(
+                    key("probability"),
+                    format!(
+                        "probability = {p} is not a chance; write a number from 0 to 1 (0.3: \
+                         three matching calls in ten), or remove it to affect every matching call"
+                    ),
+                );
+            }
+        }
         if f.times == Some(0) {
             self.bad(
                 key("times"),
@@ -80,7 +84,7 @@ impl Checker<'_, '_> {
 
     fn fault_effect(&mut self, i: usize, f: &FaultSpec, kind: Option<DeviceKind>, modes: &[Mode]) {
         let key = |field: &str| at!("faults", i, field);
-        let effect = effect_name(f.effect);
+        let effect = f.effect.as_str();
         if f.effect.is_delivery() {
             if let Some(kind) = kind.filter(|k| *k != DeviceKind::AvServer) {
                 let message = format!(
@@ -135,6 +139,39 @@ impl Checker<'_, '_> {
                      blackhole, duplicate and reorder use it); remove it"
                 ),
             );
+        }
+    }
+
+    /// The effect must be able to act on the fault's `call`, or, without `call`, on some call of
+    /// its device: `stale_read` on a write, `apply_then_timeout` on a read or a login, `timeout`
+    /// on an AV `send` would never fire. Delivery effects and switch reboots are judged in
+    /// [`Checker::fault_effect`], which names the device kind they need.
+    fn fault_calls(&mut self, i: usize, f: &FaultSpec, kind: Option<DeviceKind>) {
+        let effect = f.effect;
+        let applies: Vec<&str> = effect.calls().iter().map(|c| c.as_str()).collect();
+        let applies = applies.join(", ");
+        if effect.is_delivery() || effect == FaultEffect::RebootLosesUnsaved {
+            return;
+        }
+        match (f.call, kind) {
+            (Some(call), _) if !effect.calls().contains(&call) => {
+                let message = format!(
+                    "effect `{}` cannot apply to `{}`: it applies to {applies}",
+                    effect.as_str(),
+                    call.as_str()
+                );
+                self.bad(at!("faults", i, "call"), message);
+            }
+            (None, Some(kind)) if !kind.calls().iter().any(|c| effect.calls().contains(c)) => {
+                let message = format!(
+                    "effect `{}` never applies to `{}`, which is {}: it applies to {applies}",
+                    effect.as_str(),
+                    f.device,
+                    kind.label()
+                );
+                self.bad(at!("faults", i, "effect"), message);
+            }
+            _ => {}
         }
     }
 
