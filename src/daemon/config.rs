@@ -155,7 +155,8 @@ pub struct DeviceEndpoint {
     pub user: String,
     /// Password.
     pub password: String,
-    /// Redfish system id (BMCs only); default `1`.
+    /// Redfish system id (BMCs only). Unset: the system the BMC's Systems collection lists,
+    /// which must then list exactly one.
     #[serde(default)]
     pub system_id: Option<String>,
 }
