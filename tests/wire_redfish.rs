@@ -343,69 +343,43 @@ async fn r13_client_finds_the_system_and_posts_the_golden_body_to_the_action_tar
     server.verify().await;
 }
 
-/// A service root without `Links.Sessions`: Basic credentials on every request, no login.
+/// No usable session service, two ways: a root without `Links.Sessions` (no login tried), a
+/// login answered 405 (tried once). Either way the client sends Basic credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r13_client_uses_basic_auth_when_the_service_has_no_session_service() {
-    let mut root = golden("service-root.json");
-    let root_map = root.as_object_mut().unwrap();
+async fn r13_client_uses_basic_auth_without_a_usable_session_service() {
+    let mut bare_root = golden("service-root.json");
+    let root_map = bare_root.as_object_mut().unwrap();
     root_map.remove("Links");
     root_map.remove("SessionService");
-    let mocks = vec![
-        Mock::given(method("GET"))
-            .and(path("/redfish/v1/"))
-            .respond_with(ok_json(root)),
-        Mock::given(method("POST"))
-            .and(path("/redfish/v1/SessionService/Sessions"))
-            .respond_with(ResponseTemplate::new(201))
-            .expect(0),
-        Mock::given(method("GET"))
-            .and(path("/redfish/v1/Systems"))
-            .and(header("Authorization", BASIC_QLAB))
-            .respond_with(ok_json(golden("systems.json"))),
-        Mock::given(method("GET"))
-            .and(path(GOLDEN_SYSTEM))
-            .and(header("Authorization", BASIC_QLAB))
-            .respond_with(ok_json(golden("computer-system.json"))),
-        Mock::given(method("POST"))
-            .and(path(GOLDEN_RESET))
-            .and(header("Authorization", BASIC_QLAB))
-            .and(body_json(golden("reset-request.json")))
-            .respond_with(ResponseTemplate::new(204))
-            .expect(1),
+    let cases = [
+        (bare_root, ResponseTemplate::new(201), 0),
+        (golden("service-root.json"), ResponseTemplate::new(405), 1),
     ];
-    let server = mock_server(mocks).await;
-    golden_client(&server.uri()).reset().await.unwrap();
-    server.verify().await;
-}
-
-/// A session service that refuses logins with 405: the client falls back to Basic.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r13_client_uses_basic_auth_when_login_is_not_allowed() {
-    let mocks = vec![
-        Mock::given(method("GET"))
-            .and(path("/redfish/v1/"))
-            .respond_with(ok_json(golden("service-root.json"))),
-        Mock::given(method("POST"))
-            .and(path("/redfish/v1/SessionService/Sessions"))
-            .respond_with(ResponseTemplate::new(405))
-            .expect(1),
-        Mock::given(method("GET"))
-            .and(path("/redfish/v1/Systems"))
-            .and(header("Authorization", BASIC_QLAB))
-            .respond_with(ok_json(golden("systems.json"))),
-        Mock::given(method("GET"))
-            .and(path(GOLDEN_SYSTEM))
-            .and(header("Authorization", BASIC_QLAB))
-            .respond_with(ok_json(golden("computer-system.json"))),
-        Mock::given(method("POST"))
-            .and(path(GOLDEN_RESET))
-            .and(header("Authorization", BASIC_QLAB))
-            .respond_with(ResponseTemplate::new(204))
-            .expect(1),
-    ];
-    let server = mock_server(mocks).await;
-    golden_client(&server.uri()).reset().await.unwrap();
-    server.verify().await;
+    for (root, login, logins) in cases {
+        let basic = |m: &str, at: &str| {
+            Mock::given(method(m))
+                .and(path(at))
+                .and(header("Authorization", BASIC_QLAB))
+        };
+        let mocks = vec![
+            Mock::given(method("GET"))
+                .and(path("/redfish/v1/"))
+                .respond_with(ok_json(root)),
+            Mock::given(method("POST"))
+                .and(path("/redfish/v1/SessionService/Sessions"))
+                .respond_with(login)
+                .expect(logins),
+            basic("GET", "/redfish/v1/Systems").respond_with(ok_json(golden("systems.json"))),
+            basic("GET", GOLDEN_SYSTEM).respond_with(ok_json(golden("computer-system.json"))),
+            basic("POST", GOLDEN_RESET)
+                .and(body_json(golden("reset-request.json")))
+                .respond_with(ResponseTemplate::new(204))
+                .expect(1),
+        ];
+        let server = mock_server(mocks).await;
+        golden_client(&server.uri()).reset().await.unwrap();
+        server.verify().await;
+    }
 }
 
 /// DSP0266's error example (a 400 with `PropertyValueNotInList`) is `rejected`, its message
