@@ -23,6 +23,13 @@
 //! user = "qlab"
 //! password = "qlab"
 //!
+//! [[devices]]                       # a BMC: Redfish; session or Basic auth found by the client
+//! name = "irmc-1"
+//! url = "http://127.0.0.1:9002"
+//! user = "qlab"
+//! password = "qlab"
+//! system_id = "1"                   # optional: unset, the BMC's one listed system is reset
+//!
 //! [smtp]                            # optional: tenant emails
 //! host = "127.0.0.1"
 //! port = 2525
