@@ -617,7 +617,7 @@ async fn r13_simulator_replies_match_the_dmtf_goldens() {
 /// DSP0266 protocol rules the simulator keeps: headers, `$metadata`, 405 with `Allow`, ETags
 /// and 412, HEAD, unsupported queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r13_simulator_keeps_the_redfish_protocol_rules() {
+async fn r13_simulator_keeps_the_redfish_protocol_rules_and_metadata_names_committed_schemas() {
     let (world, server, _client) = setup(vec![]).await;
     let base = server.url();
     let http = reqwest::Client::new();
@@ -644,6 +644,23 @@ async fn r13_simulator_keeps_the_redfish_protocol_rules() {
         assert!(
             xml.contains(&format!("redfish.dmtf.org/schemas/v1/{file}")),
             "{file}"
+        );
+    }
+    // Every schema file `$metadata` references is committed for the conformance check, whose
+    // service validator reads them instead of downloading them.
+    let uris: Vec<&str> = xml
+        .split("Reference Uri=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .collect();
+    assert!(uris.len() >= 8, "{uris:?}");
+    for uri in uris {
+        let file = uri.rsplit('/').next().unwrap();
+        let local = Path::new("conformance/redfish-schemas").join(file);
+        assert!(
+            local.is_file(),
+            "{uri}: {} is not committed",
+            local.display()
         );
     }
     let r = http
