@@ -20,9 +20,6 @@ use crate::adapters::{Adapters, Bmc, DeviceError, Hypervisor, Switch};
 use crate::model::load::KeySeg;
 use crate::model::{AvKind, BmcKind, HypervisorKind, Site, SwitchKind};
 
-/// Redfish system id when `[[devices]]` sets none.
-pub const DEFAULT_SYSTEM_ID: &str = "1";
-
 /// Smallest `api.max_body_bytes` accepted: a detection with short fields fits.
 pub const MIN_BODY_BYTES: usize = 256;
 
@@ -149,11 +146,16 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     }
     for b in &t.bmcs {
         let (i, d) = endpoint(config, &b.name)?;
-        let system = d.system_id.as_deref().unwrap_or(DEFAULT_SYSTEM_ID);
         let client: Arc<dyn Bmc> = match b.kind {
             BmcKind::Redfish => Arc::new(
-                RedfishClient::new(&d.url, &d.user, &d.password, system, timeout)
-                    .map_err(|e| bad_endpoint(i, e))?,
+                RedfishClient::new(
+                    &d.url,
+                    &d.user,
+                    &d.password,
+                    d.system_id.as_deref(),
+                    timeout,
+                )
+                .map_err(|e| bad_endpoint(i, e))?,
             ),
         };
         adapters.bmcs.insert(b.name.clone(), client);

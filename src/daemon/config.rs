@@ -23,6 +23,13 @@
 //! user = "qlab"
 //! password = "qlab"
 //!
+//! [[devices]]                       # a BMC: Redfish; session or Basic auth found by the client
+//! name = "irmc-1"
+//! url = "http://127.0.0.1:9002"
+//! user = "qlab"
+//! password = "qlab"
+//! system_id = "1"                   # optional: unset, the BMC's one listed system is reset
+//!
 //! [smtp]                            # optional: tenant emails
 //! host = "127.0.0.1"
 //! port = 2525
@@ -155,7 +162,8 @@ pub struct DeviceEndpoint {
     pub user: String,
     /// Password.
     pub password: String,
-    /// Redfish system id (BMCs only); default `1`.
+    /// Redfish system id (BMCs only). Unset: the system the BMC's Systems collection lists,
+    /// which must then list exactly one.
     #[serde(default)]
     pub system_id: Option<String>,
 }

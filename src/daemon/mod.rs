@@ -34,7 +34,6 @@ use crate::model::{load_site, Site, TopologyError};
 use config::EngineConfig;
 use metrics::Metrics;
 
-pub use build::DEFAULT_SYSTEM_ID;
 pub use listener::MAX_API_CONNECTIONS;
 pub use routes::MAX_PAGE;
 pub use syslog_in::{IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS};
