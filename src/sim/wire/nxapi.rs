@@ -6,7 +6,8 @@
 //!   `version` is any JSON number or numeric string equal to 1 (nxapi-plumbing sends `1.0`).
 //!   `cli` answers `{"body":{...}}` for shows and `null` for configuration lines, `cli_ascii`
 //!   `{"msg":"<text>"}`; a failing line answers HTTP 500 with the replies of the lines before
-//!   it and its error (`-32602 Invalid params`, `data.msg` the CLI's words).
+//!   it and its error (`-32602 Invalid params`, `data.msg` the CLI's words). One reply is a
+//!   bare object even for a one-element array (as nxapi-plumbing's recorded replies show).
 //! - ins_api (`Content-Type: application/json`): `{"ins_api":{"version":"1.0","type":
 //!   "cli_show"|"cli_show_ascii"|"cli_conf","chunk":"0","sid":"1","input":"a ;b",
 //!   "output_format":"json"}}`, answered `{"ins_api":{"type":..,"version":"1.0","sid":"eoc",
@@ -77,8 +78,8 @@ struct Line {
 /// Which request format a request used.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Format {
-    /// JSON-RPC; whether the body was an array (the reply then is one too).
-    JsonRpc { array: bool },
+    /// JSON-RPC.
+    JsonRpc,
     /// ins_api with its message type.
     InsApi(InsType),
 }
@@ -124,9 +125,9 @@ fn parse_json_rpc(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
     let invalid = |msg: String| rpc_refusal(INVALID_REQUEST, "Invalid request", &msg);
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| rpc_refusal(PARSE_ERROR, "Parse error", &e.to_string()))?;
-    let (items, array) = match body {
-        Value::Array(items) if !items.is_empty() => (items, true),
-        object @ Value::Object(_) => (vec![object], false),
+    let items = match body {
+        Value::Array(items) if !items.is_empty() => items,
+        object @ Value::Object(_) => vec![object],
         _ => {
             return Err(invalid(
                 "expected a request object or a non-empty array".into(),
@@ -170,7 +171,7 @@ fn parse_json_rpc(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
             id,
         });
     }
-    Ok((lines, Format::JsonRpc { array }))
+    Ok((lines, Format::JsonRpc))
 }
 
 fn ins_refusal(msg: &str) -> Refusal {
@@ -255,13 +256,17 @@ fn body(output: &Output) -> Option<Value> {
         Output::Version(device) => json!({
             "header_str": "Cisco Nexus Operating System (NX-OS) Software (simulated by quarantine-lab)\n",
             "bios_ver_str": "07.69",
+            "loader_ver_str": "N/A",
             "kickstart_ver_str": RELEASE,
             "sys_ver_str": RELEASE,
             "nxos_ver_str": RELEASE,
             "bios_cmpl_time": "04/08/2021",
             "kick_file_name": "bootflash:///nxos.9.3.8.bin",
             "kick_cmpl_time": "8/31/2021 12:00:00",
+            "kick_tmstmp": "08/31/2021 20:00:00",
             "isan_file_name": "bootflash:///nxos.9.3.8.bin",
+            "isan_cmpl_time": "8/31/2021 12:00:00",
+            "isan_tmstmp": "08/31/2021 20:00:00",
             "chassis_id": "Nexus9000 C93180YC-EX chassis",
             "module_id": "48x10/25G + 6x40/100G Ethernet Module",
             "cpu_name": "Intel(R) Xeon(R) CPU  @ 1.80GHz",
@@ -286,9 +291,7 @@ fn body(output: &Output) -> Option<Value> {
                     row.insert("vlanshowbr-vlanname".into(), json!(v.name));
                     row.insert("vlanshowbr-vlanstate".into(), json!("active"));
                     row.insert("vlanshowbr-shutstate".into(), json!("noshutdown"));
-                    if !v.ports.is_empty() {
-                        row.insert("vlanshowplist-ifidx".into(), json!(v.ports.join(",")));
-                    }
+                    row.insert("vlanshowplist-ifidx".into(), json!(v.ports.join(",")));
                     Value::Object(row)
                 })
                 .collect();
@@ -451,7 +454,7 @@ fn reply(
     let ran = lines.iter().zip(outputs);
     let failed = failure.and_then(|f| Some((lines.get(outputs.len())?, f)));
     match format {
-        Format::JsonRpc { array } => {
+        Format::JsonRpc => {
             let mut replies: Vec<Value> = ran
                 .map(|(line, out)| {
                     json!({"jsonrpc": "2.0", "result": rpc_result(out, line.json), "id": line.id})
@@ -473,9 +476,9 @@ fn reply(
                 ));
                 status = 500;
             }
+            // NX-OS answers a one-command request with a bare object, array or not.
             let body = match <[Value; 1]>::try_from(replies) {
-                Ok([one]) if !array => one,
-                Ok([one]) => json!([one]),
+                Ok([one]) => one,
                 Err(many) => Value::Array(many),
             };
             json_template(status, &body, JSON_RPC)
