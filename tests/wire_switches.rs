@@ -677,7 +677,7 @@ async fn golden_nxapi_simulator_answers_like_nxos() {
         .expect("rows");
     let on_target = rows
         .iter()
-        .find(|r| r["vlanshowbr-vlanid"] == TARGET.to_string())
+        .find(|r| r["vlanshowbr-vlanid"] == "910")
         .expect("VLAN 910 listed");
     assert_eq!(on_target["vlanshowbr-vlanname"], "qr-a");
     assert_eq!(on_target["vlanshowplist-ifidx"], "Ethernet1/11");

@@ -76,11 +76,15 @@ fn error_body(id: &Value, code: i64, message: &str, data: Option<Value>) -> Valu
     json!({"jsonrpc": "2.0", "id": id, "error": error})
 }
 
-fn refusal(id: &Value, code: i64, message: String) -> ResponseTemplate {
-    json_template(200, &error_body(id, code, &message, None), CONTENT_TYPE)
+/// A protocol error: the reply to send (boxed: a template is large).
+type Refusal = Box<ResponseTemplate>;
+
+fn refusal(id: &Value, code: i64, message: String) -> Refusal {
+    let body = error_body(id, code, &message, None);
+    Box::new(json_template(200, &body, CONTENT_TYPE))
 }
 
-fn parse_request(body: &[u8]) -> Result<Parsed, ResponseTemplate> {
+fn parse_request(body: &[u8]) -> Result<Parsed, Refusal> {
     let null = Value::Null;
     let body: Value = serde_json::from_slice(body)
         .map_err(|e| refusal(&null, PARSE_ERROR, format!("Parse error: {e}")))?;
@@ -345,7 +349,7 @@ impl Respond for EapiFace {
         }
         let parsed = match parse_request(&request.body) {
             Ok(parsed) => parsed,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let mut batch = Batch::default();
         let mut session = Session::new(&self.world, &self.device, &self.ports, true);

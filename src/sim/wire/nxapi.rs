@@ -101,15 +101,16 @@ impl InsType {
     }
 }
 
-/// A protocol error: the reply to send.
-type Refusal = ResponseTemplate;
+/// A protocol error: the reply to send (boxed: a template is large).
+type Refusal = Box<ResponseTemplate>;
 
 fn rpc_error(id: &Value, code: i64, message: &str, msg: &str) -> Value {
     json!({"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": {"msg": msg}}, "id": id})
 }
 
 fn rpc_refusal(code: i64, message: &str, msg: &str) -> Refusal {
-    json_template(500, &rpc_error(&Value::Null, code, message, msg), JSON_RPC)
+    let body = rpc_error(&Value::Null, code, message, msg);
+    Box::new(json_template(500, &body, JSON_RPC))
 }
 
 /// Whether an NX-API `version` is 1: a number equal to 1 or a string that parses to 1.
@@ -176,7 +177,11 @@ fn parse_json_rpc(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
 
 fn ins_refusal(msg: &str) -> Refusal {
     let output = json!({"input": "", "msg": msg, "code": "400"});
-    json_template(400, &ins_reply("cli_show", vec![output]), INS_API)
+    Box::new(json_template(
+        400,
+        &ins_reply("cli_show", vec![output]),
+        INS_API,
+    ))
 }
 
 fn parse_ins_api(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
@@ -416,7 +421,7 @@ impl Respond for NxapiFace {
         };
         let (lines, format) = match parsed {
             Ok(parsed) => parsed,
-            Err(refusal) => return refusal,
+            Err(refusal) => return *refusal,
         };
         let mut batch = Batch::default();
         let mut session = Session::new(&self.world, &self.device, &self.ports, false);
