@@ -27,22 +27,16 @@ use wiremock::matchers::any;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use super::jsonrpc::{
-    json_template, refuse_route, switch_credentials, switch_ports, unauthorized, Batch, CliFailure,
-    Output, Session, VlanRow, MAX_COMMANDS,
+    json_template, refuse_route, unauthorized, Batch, CliFailure, Output, SwitchSite, VlanRow,
+    BUSY, INTERNAL, INVALID_PARAMS, INVALID_REQUEST, MAX_COMMANDS, METHOD_NOT_FOUND, PARSE_ERROR,
 };
 use super::{render, WireServer};
 use crate::adapters::{DeviceError, OutcomeClass};
-use crate::model::{Credentials, SwitchKind};
+use crate::model::SwitchKind;
 use crate::sim::SimWorld;
 
 const PATH: &str = "/command-api";
 const CONTENT_TYPE: &str = "application/json";
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const INVALID_PARAMS: i64 = -32602;
-const INTERNAL: i64 = -32603;
-const BUSY: i64 = -32001;
 const COMMAND_FAILED: i64 = 1002;
 const NOT_CONVERTED: i64 = 1003;
 /// The EOS release the simulator claims.
@@ -51,13 +45,7 @@ const RELEASE: &str = "4.28.3M";
 /// Starts the eAPI simulator of switch `device` (which must be an `eapi` switch of the world's
 /// site) on 127.0.0.1 behind a fault proxy.
 pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
-    let credentials = switch_credentials(&world, device, SwitchKind::Eapi)?;
-    let face = EapiFace {
-        ports: switch_ports(&world, device),
-        world,
-        device: device.to_string(),
-        credentials,
-    };
+    let face = EapiFace(SwitchSite::new(world, device, SwitchKind::Eapi)?);
     WireServer::start(vec![Mock::given(any()).respond_with(face)]).await
 }
 
@@ -335,16 +323,11 @@ fn reply(
 }
 
 /// The eAPI responder of one switch.
-struct EapiFace {
-    world: SimWorld,
-    device: String,
-    ports: Vec<String>,
-    credentials: Credentials,
-}
+struct EapiFace(SwitchSite);
 
 impl Respond for EapiFace {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        if let Some(refused) = refuse_route(request, PATH, &self.credentials, "eapi") {
+        if let Some(refused) = refuse_route(request, PATH, &self.0.credentials, "eapi") {
             return refused;
         }
         let parsed = match parse_request(&request.body) {
@@ -352,7 +335,7 @@ impl Respond for EapiFace {
             Err(refusal) => return *refusal,
         };
         let mut batch = Batch::default();
-        let mut session = Session::new(&self.world, &self.device, &self.ports, true);
+        let mut session = self.0.session(true);
         for cmd in &parsed.cmds {
             if batch.stopped() {
                 break;

@@ -36,6 +36,48 @@ use crate::sim::{DeviceOp, Reply, SimWorld, WireCall};
 
 /// Most commands one request may carry; more is a protocol error, not an allocation.
 pub(crate) const MAX_COMMANDS: usize = 1024;
+/// JSON-RPC 2.0: the body is not JSON.
+pub(crate) const PARSE_ERROR: i64 = -32700;
+/// JSON-RPC 2.0: not a valid request object.
+pub(crate) const INVALID_REQUEST: i64 = -32600;
+/// JSON-RPC 2.0: no such method.
+pub(crate) const METHOD_NOT_FOUND: i64 = -32601;
+/// JSON-RPC 2.0: bad params; NX-API also reports CLI errors with it.
+pub(crate) const INVALID_PARAMS: i64 = -32602;
+/// JSON-RPC 2.0 internal error: a failure that may have applied (`unknown`).
+pub(crate) const INTERNAL: i64 = -32603;
+/// Busy, retry later: -32001, JSON-RPC's implementation-defined server-error range (the lab's
+/// choice; no public source gave one).
+pub(crate) const BUSY: i64 = -32001;
+
+/// What a switch face serves: the world, the switch, its ports and the credentials it takes.
+pub(crate) struct SwitchSite {
+    /// The world whose model answers.
+    pub world: SimWorld,
+    /// The switch's name.
+    pub device: String,
+    /// Its ports ([`switch_ports`]).
+    pub ports: Vec<String>,
+    /// What it accepts.
+    pub credentials: Credentials,
+}
+
+impl SwitchSite {
+    /// Switch `device` of kind `kind`; an error when the site has no such switch.
+    pub fn new(world: SimWorld, device: &str, kind: SwitchKind) -> io::Result<SwitchSite> {
+        Ok(SwitchSite {
+            credentials: switch_credentials(&world, device, kind)?,
+            ports: switch_ports(&world, device),
+            device: device.to_string(),
+            world,
+        })
+    }
+
+    /// A CLI session on the switch (see [`Session::new`] for `strict`).
+    pub fn session(&self, strict: bool) -> Session<'_> {
+        Session::new(&self.world, &self.device, &self.ports, strict)
+    }
+}
 
 /// The credentials switch `device` of kind `kind` accepts; an error when the site has no such
 /// switch (a face for the wrong device would serve a model that does not exist).

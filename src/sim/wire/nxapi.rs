@@ -32,36 +32,24 @@ use wiremock::matchers::any;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use super::jsonrpc::{
-    json_template, refuse_route, switch_ports, Batch, CliFailure, Output, Session, VlanRow,
-    MAX_COMMANDS,
+    json_template, refuse_route, Batch, CliFailure, Output, SwitchSite, VlanRow, BUSY, INTERNAL,
+    INVALID_PARAMS, INVALID_REQUEST, MAX_COMMANDS, METHOD_NOT_FOUND, PARSE_ERROR,
 };
 use super::{render, WireServer};
 use crate::adapters::{DeviceError, OutcomeClass};
-use crate::model::{Credentials, SwitchKind};
+use crate::model::SwitchKind;
 use crate::sim::SimWorld;
 
 const PATH: &str = "/ins";
 const JSON_RPC: &str = "application/json-rpc";
 const INS_API: &str = "application/json";
-const PARSE_ERROR: i64 = -32700;
-const INVALID_REQUEST: i64 = -32600;
-const METHOD_NOT_FOUND: i64 = -32601;
-const CLI_ERROR: i64 = -32602;
-const INTERNAL: i64 = -32603;
-const BUSY: i64 = -32001;
 /// The NX-OS release the simulator claims.
 const RELEASE: &str = "9.3(8)";
 
 /// Starts the NX-API simulator of switch `device` (which must be an `nxapi` switch of the
 /// world's site) on 127.0.0.1 behind a fault proxy.
 pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
-    let credentials = switch_credentials(&world, device, SwitchKind::Nxapi)?;
-    let face = NxapiFace {
-        ports: switch_ports(&world, device),
-        world,
-        device: device.to_string(),
-        credentials,
-    };
+    let face = NxapiFace(SwitchSite::new(world, device, SwitchKind::Nxapi)?);
     WireServer::start(vec![Mock::given(any()).respond_with(face)]).await
 }
 
@@ -398,16 +386,11 @@ fn ins_output(cmd: &str, output: &Output, json: bool) -> Value {
 }
 
 /// The NX-API responder of one switch.
-struct NxapiFace {
-    world: SimWorld,
-    device: String,
-    ports: Vec<String>,
-    credentials: Credentials,
-}
+struct NxapiFace(SwitchSite);
 
 impl Respond for NxapiFace {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        if let Some(refused) = refuse_route(request, PATH, &self.credentials, "nxapi") {
+        if let Some(refused) = refuse_route(request, PATH, &self.0.credentials, "nxapi") {
             return refused;
         }
         let parsed = match media_type(request).as_str() {
@@ -424,7 +407,7 @@ impl Respond for NxapiFace {
             Err(refusal) => return *refusal,
         };
         let mut batch = Batch::default();
-        let mut session = Session::new(&self.world, &self.device, &self.ports, false);
+        let mut session = self.0.session(false);
         for line in &lines {
             if batch.stopped() {
                 break;
@@ -470,8 +453,10 @@ fn reply(
                 let (code, message) = match (error.class, kind) {
                     (OutcomeClass::Busy, _) => (BUSY, "Server busy"),
                     (OutcomeClass::Unknown, _) => (INTERNAL, "Internal error"),
-                    (_, Some(CliFailure::NoJson)) => (CLI_ERROR, "Structured output unsupported"),
-                    _ => (CLI_ERROR, "Invalid params"),
+                    (_, Some(CliFailure::NoJson)) => {
+                        (INVALID_PARAMS, "Structured output unsupported")
+                    }
+                    _ => (INVALID_PARAMS, "Invalid params"),
                 };
                 replies.push(rpc_error(
                     &line.id,
