@@ -14,10 +14,11 @@
 //!
 //! Unconfirmed (chosen here and only here):
 //! - `show interfaces <port> switchport` answers `{"switchports":{"Ethernet5":{"enabled":true,
-//!   "switchportInfo":{"mode":"access","accessVlanId":910}}}}` (the shape pyeapi reads).
+//!   "switchportInfo":{"mode":"access","accessVlanId":910}}}}` (no public capture was found;
+//!   pyeapi reads the running config instead, which the simulator serves too).
 //! - Command and protocol errors come with HTTP 200 (eAPI reports them in the JSON-RPC body).
-//! - Busy: error code [`CODE_BUSY`] (-32001, JSON-RPC's implementation-defined server-error
-//!   range, so it cannot collide with a CLI error code), with `data` like a 1002.
+//! - Busy: error code -32001 ([`super::jsonrpc::CODE_BUSY`], JSON-RPC's implementation-defined
+//!   server-error range, so it cannot collide with a CLI error code), with `data` like a 1002.
 //! - Internal error -32603, sent with HTTP 500, means "may have been applied" (`unknown`).
 //!
 //! # Class mapping (the one table, [`interpret`] and [`code_class`])
@@ -25,13 +26,13 @@
 //! |---|---|
 //! | HTTP 401 | `auth` |
 //! | HTTP 503 | `unavailable` |
-//! | JSON-RPC error [`CODE_BUSY`] | `busy` |
-//! | JSON-RPC error [`CODE_INTERNAL`] | `unknown` |
+//! | JSON-RPC error [`CODE_BUSY`](super::jsonrpc::CODE_BUSY) | `busy` |
+//! | JSON-RPC error [`CODE_INTERNAL`](super::jsonrpc::CODE_INTERNAL) | `unknown` |
 //! | any other JSON-RPC error (1002 command failed, -32600/-32601/-32602/-32700 protocol) | `rejected` |
 //! | a command error whose failing command cannot be told | `unknown` |
 //! | 5xx without a JSON-RPC error, or a 2xx that is not a complete reply | `unknown` |
-//! | any other 4xx | [`http::status_class`] (429 `busy`, else `rejected`) |
-//! | transport failure | [`http::transport_error`] (refused `unavailable`, later `unknown`) |
+//! | any other 4xx | [`super::http::status_class`] (429 `busy`, else `rejected`) |
+//! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;

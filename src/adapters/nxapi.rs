@@ -5,19 +5,19 @@
 //!
 //! # Wire shapes
 //! From vendor-protocols.md and nxapi-plumbing (the library inside NAPALM's NX-OS driver), see
-//! `fixtures/devices/cisco-nxapi/README.md`: a request is a JSON array with one `{"jsonrpc":"2.0","method":"cli",
-//! "params":{"cmd":...,"version":1},"id":n}` per CLI line; configuration commands answer
+//! `fixtures/devices/cisco-nxapi/README.md`: a request is a JSON array with one
+//! `{"jsonrpc":"2.0","method":"cli","params":{"cmd":...,"version":1},"id":n}` per CLI line; configuration commands answer
 //! `"result":null`; errors come with HTTP 500 as `{"jsonrpc":"2.0","error":{"code":-32602,
 //! "message":"Invalid params","data":{"msg":...}},"id":n}`.
 //!
-//! Unconfirmed (no public source showed them; chosen here and only here):
+//! Unconfirmed (no device capture showed them; chosen here and only here):
 //! - `show interface <port> switchport` answers `"result":{"body":{"TABLE_interface":
-//!   {"ROW_interface":{"interface":"Ethernet1/5","switchport":"Enabled","oper_mode":"access",
-//!   "access_vlan":910}}}}`. NX-OS renders a single row as an object and several as an array,
+//!   {"ROW_interface":{"interface":"Ethernet1/5","oper_mode":"access","access_vlan":"910",...}}}}`
+//!   (the keys an NX-API helper library reads, see the golden's README). NX-OS renders a single row as an object and several as an array,
 //!   and prints numbers as numbers or strings depending on the release, so [`parse_switchport`]
 //!   accepts all of these.
-//! - Busy: HTTP 500 with error code [`CODE_BUSY`] (-32001, in JSON-RPC's implementation-defined
-//!   server-error range, so it cannot collide with a CLI error).
+//! - Busy: HTTP 500 with error code -32001 ([`super::jsonrpc::CODE_BUSY`], in JSON-RPC's
+//!   implementation-defined server-error range, so it cannot collide with a CLI error).
 //! - Internal error -32603 is treated as "may have been applied" (`unknown`): the device failed
 //!   while executing, and nothing proves it had not changed the port yet.
 //! - Execution stops at the first failing command; the reply holds the results of the commands
@@ -28,12 +28,12 @@
 //! |---|---|
 //! | HTTP 401 | `auth` |
 //! | HTTP 503 | `unavailable` |
-//! | JSON-RPC error [`CODE_BUSY`] | `busy` |
-//! | JSON-RPC error [`CODE_INTERNAL`] | `unknown` |
+//! | JSON-RPC error [`CODE_BUSY`](super::jsonrpc::CODE_BUSY) | `busy` |
+//! | JSON-RPC error [`CODE_INTERNAL`](super::jsonrpc::CODE_INTERNAL) | `unknown` |
 //! | any other JSON-RPC error (CLI -32602, protocol -32600/-32601/-32700) | `rejected` |
 //! | 5xx without a JSON-RPC error, or a 2xx that is not a complete reply | `unknown` |
-//! | any other 4xx | [`http::status_class`] (429 `busy`, else `rejected`) |
-//! | transport failure | [`http::transport_error`] (refused `unavailable`, later `unknown`) |
+//! | any other 4xx | [`super::http::status_class`] (429 `busy`, else `rejected`) |
+//! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
 use std::time::Duration;
 
