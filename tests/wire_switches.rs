@@ -511,3 +511,304 @@ async fn engine_quarantines_without_saving_on_non_persisting_switches() {
     let ports = [("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)];
     engine_quarantines("/tenant-b/sbc-21", &ports).await;
 }
+
+// ---- Goldens: the vendors' samples in fixtures/devices/ are the contract both sides meet ----
+
+fn golden(vendor_dir: &str, name: &str) -> Value {
+    let path = format!("fixtures/devices/{vendor_dir}/{name}");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Whether `actual` has the shape of `golden`: the same JSON type everywhere, every key of a
+/// golden object present, every element of an actual array shaped like the golden's first.
+fn same_shape(golden: &Value, actual: &Value, at: &str) -> Result<(), String> {
+    match (golden, actual) {
+        (Value::Object(g), Value::Object(a)) => g.iter().try_for_each(|(key, gv)| {
+            let av = a.get(key).ok_or_else(|| format!("{at}.{key} missing"))?;
+            same_shape(gv, av, &format!("{at}.{key}"))
+        }),
+        (Value::Array(g), Value::Array(a)) => match g.first() {
+            Some(first) if a.is_empty() => Err(format!("{at}: empty, golden has {first}")),
+            Some(first) => a
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, av)| same_shape(first, av, &format!("{at}[{i}]"))),
+            None => Ok(()),
+        },
+        (Value::Number(_), Value::Number(_))
+        | (Value::String(_), Value::String(_))
+        | (Value::Bool(_), Value::Bool(_))
+        | (Value::Null, Value::Null) => Ok(()),
+        _ => Err(format!("{at}: golden {golden}, got {actual}")),
+    }
+}
+
+#[test]
+fn golden_nxapi_client_sends_the_request_nxapi_plumbing_sends() {
+    use quarantine_lab::adapters::nxapi::request_body;
+    let ours = serde_json::to_value(request_body(&["show version".to_string()])).expect("json");
+    let theirs = golden("cisco-nxapi", "jsonrpc-show-version.request.json");
+    // nxapi-plumbing writes the version as 1.0, the client as 1: the same JSON number.
+    assert_eq!(ours[0]["params"]["version"].as_f64(), Some(1.0));
+    let strip = |mut v: Value| {
+        v[0]["params"]["version"] = Value::Null;
+        v
+    };
+    assert_eq!(strip(ours), strip(theirs));
+}
+
+#[test]
+fn golden_nxapi_client_reads_vendor_replies() {
+    use quarantine_lab::adapters::nxapi::{interpret, parse_switchport};
+    use reqwest::StatusCode;
+    let text = |name: &str| golden("cisco-nxapi", name).to_string();
+    let version = interpret(StatusCode::OK, &text("jsonrpc-show-version.reply.json"), 1);
+    let version = version.map_err(|(_, e)| e).expect("show version reads");
+    assert_eq!(version[0]["body"]["host_name"], "nxos1");
+    let config = interpret(StatusCode::OK, &text("jsonrpc-config.reply.json"), 3);
+    assert_eq!(
+        config.map_err(|(_, e)| e).expect("config"),
+        vec![Value::Null; 3]
+    );
+    let error = text("jsonrpc-invalid-command.reply.json");
+    let refused = interpret(StatusCode::INTERNAL_SERVER_ERROR, &error, 1);
+    let (index, error) = refused.expect_err("invalid command");
+    assert_eq!((index, error.class), (0, OutcomeClass::Rejected), "{error}");
+    assert!(error.detail.contains("% Invalid command"), "{error}");
+    let switchport = golden(
+        "cisco-nxapi",
+        "jsonrpc-show-interface-switchport.reply.json",
+    );
+    let body = &switchport["result"]["body"];
+    assert_eq!(parse_switchport("Ethernet1/5", body), Some(10));
+    assert_eq!(parse_switchport("ethernet1/5", body), Some(10));
+    assert_eq!(parse_switchport("Ethernet1/6", body), None);
+}
+
+#[test]
+fn golden_eapi_client_reads_vendor_replies() {
+    use quarantine_lab::adapters::eapi::{interpret, parse_switchport, request_body};
+    use reqwest::StatusCode;
+    let text = |name: &str| golden("arista-eapi", name).to_string();
+    let ours = serde_json::to_value(request_body(&["enable".into(), "show version".into()], "7"))
+        .expect("json");
+    let theirs = golden("arista-eapi", "runcmds-show-version.request.json");
+    for key in ["jsonrpc", "method"] {
+        assert_eq!(ours[key], theirs[key], "{key}");
+    }
+    for key in ["version", "format", "cmds"] {
+        assert_eq!(ours["params"][key], theirs["params"][key], "params.{key}");
+    }
+    let version = interpret(StatusCode::OK, &text("runcmds-show-version.reply.json"), 2);
+    let version = version.map_err(|(_, e)| e).expect("show version reads");
+    assert_eq!(version[1]["modelName"], "DCS-7048T-A-F");
+    let config = interpret(StatusCode::OK, &text("runcmds-config.reply.json"), 5);
+    assert!(config.is_ok(), "{config:?}");
+    let failed = interpret(StatusCode::OK, &text("runcmds-command-error.reply.json"), 4);
+    let (index, error) = failed.expect_err("command error");
+    assert_eq!((index, error.class), (3, OutcomeClass::Rejected), "{error}");
+    let protocol = interpret(
+        StatusCode::OK,
+        &text("runcmds-protocol-error.reply.json"),
+        1,
+    );
+    let (index, error) = protocol.expect_err("protocol error");
+    assert_eq!((index, error.class), (0, OutcomeClass::Rejected), "{error}");
+    let switchport = golden(
+        "arista-eapi",
+        "runcmds-show-interfaces-switchport.reply.json",
+    );
+    assert_eq!(
+        parse_switchport("Ethernet5", &switchport["result"][0]),
+        Some(910)
+    );
+}
+
+/// Posts golden request `name` of `dir` to the simulator of `rig` and returns status and body.
+async fn post_golden(rig: &Rig, dir: &str, name: &str, content_type: &str) -> (u16, Value) {
+    let path = if dir == "cisco-nxapi" {
+        "/ins"
+    } else {
+        "/command-api"
+    };
+    raw(
+        rig,
+        "POST",
+        path,
+        content_type,
+        &golden(dir, name).to_string(),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_nxapi_simulator_answers_like_nxos() {
+    let nx = Rig::start(Vendor::Nxapi, vec![]).await;
+    let dir = "cisco-nxapi";
+    let rpc = "application/json-rpc";
+    let cases = [
+        ("jsonrpc-show-version", 200),
+        ("jsonrpc-cli-ascii-save", 200),
+        ("jsonrpc-invalid-command", 500),
+    ];
+    for (case, status) in cases {
+        let (got, body) = post_golden(&nx, dir, &format!("{case}.request.json"), rpc).await;
+        let want = golden(dir, &format!("{case}.reply.json"));
+        assert_eq!(got, status, "{case}: {body}");
+        same_shape(&want, &body, case).unwrap_or_else(|e| panic!("{case}: {e}\n{body}"));
+    }
+    assert_eq!(nx.vlans(), (110, 110), "saved what was running");
+    let (status, body) = post_golden(&nx, dir, "jsonrpc-config.request.json", rpc).await;
+    assert_eq!(
+        (status, body),
+        (200, golden(dir, "jsonrpc-config.reply.json"))
+    );
+    assert_eq!(nx.vlans(), (TARGET, 110), "the config lines set the port");
+    let brief = r#"[{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show vlan brief","version":1},"id":1}]"#;
+    let (_, body) = raw(&nx, "POST", "/ins", rpc, brief).await;
+    same_shape(
+        &golden(dir, "jsonrpc-show-vlan-brief.reply.json"),
+        &body,
+        "vlan",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let rows = body["result"]["body"]["TABLE_vlanbriefxbrief"]["ROW_vlanbriefxbrief"]
+        .as_array()
+        .expect("rows");
+    let on_target = rows
+        .iter()
+        .find(|r| r["vlanshowbr-vlanid"] == "910")
+        .expect("VLAN 910 listed");
+    assert_eq!(on_target["vlanshowbr-vlanname"], "qr-a");
+    assert_eq!(on_target["vlanshowplist-ifidx"], "Ethernet1/11");
+    let show = r#"{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show interface ethernet1/11 switchport","version":"1.0"},"id":1}"#;
+    let (_, body) = raw(&nx, "POST", "/ins", rpc, show).await;
+    same_shape(
+        &golden(dir, "jsonrpc-show-interface-switchport.reply.json"),
+        &body,
+        "switchport",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let row = &body["result"]["body"]["TABLE_interface"]["ROW_interface"];
+    assert_eq!(
+        (&row["interface"], &row["access_vlan"]),
+        (&Value::from("Ethernet1/11"), &Value::from("910"))
+    );
+
+    let ins = "application/json";
+    for (case, status) in [
+        ("ins-api-show", 200),
+        ("ins-api-conf", 200),
+        ("ins-api-error", 200),
+    ] {
+        let (got, body) = post_golden(&nx, dir, &format!("{case}.request.json"), ins).await;
+        let want = golden(dir, &format!("{case}.reply.json"));
+        assert_eq!(got, status, "{case}: {body}");
+        same_shape(&want, &body, case).unwrap_or_else(|e| panic!("{case}: {e}\n{body}"));
+        let codes = |v: &Value| match &v["ins_api"]["outputs"]["output"] {
+            Value::Array(all) => all.iter().map(|o| o["code"].clone()).collect(),
+            one => vec![one["code"].clone()],
+        };
+        assert_eq!(codes(&body), codes(&want), "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_eapi_simulator_answers_like_eos() {
+    let ea = Rig::start(Vendor::Eapi, vec![]).await;
+    let dir = "arista-eapi";
+    // pyeapi's content type.
+    let ct = "application/json-rpc";
+    for case in [
+        "runcmds-show-version",
+        "runcmds-show-version-text",
+        "runcmds-show-running-config-text",
+    ] {
+        let (status, body) = post_golden(&ea, dir, &format!("{case}.request.json"), ct).await;
+        let want = golden(dir, &format!("{case}.reply.json"));
+        assert_eq!(status, 200, "{case}: {body}");
+        same_shape(&want, &body, case).unwrap_or_else(|e| panic!("{case}: {e}\n{body}"));
+        assert_eq!(body["id"], want["id"], "{case}: id echoed");
+    }
+    let (_, body) = post_golden(&ea, dir, "runcmds-config.request.json", ct).await;
+    assert_eq!(body, golden(dir, "runcmds-config.reply.json"));
+    assert_eq!(ea.vlans(), (911, 111), "pyeapi's config lines set the port");
+    let running = r#"{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,"format":"text","cmds":["enable","show running-config all"]},"id":"r"}"#;
+    let (_, body) = raw(&ea, "POST", "/command-api", ct, running).await;
+    let text = body["result"][1]["output"].as_str().expect("text");
+    // What pyeapi's switchports.get needs in the interface block.
+    let block = text
+        .split("interface Ethernet11\n")
+        .nth(1)
+        .and_then(|rest| rest.split("!\n").next())
+        .expect("interface block");
+    for line in [
+        "   switchport access vlan 911\n",
+        "   switchport mode access\n",
+        "   switchport trunk native vlan 1\n",
+        "   switchport trunk allowed vlan 1-4094\n",
+    ] {
+        assert!(block.contains(line), "{line:?} missing from\n{block}");
+    }
+    let show_vlan = r#"{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,"cmds":["show vlan","show interfaces ethernet11 switchport"]},"id":"v"}"#;
+    let (_, body) = raw(&ea, "POST", "/command-api", ct, show_vlan).await;
+    // Keyed by data (VLAN ids, port names): compare one entry with one entry.
+    let want = golden(dir, "runcmds-show-vlan.reply.json");
+    let got = &body["result"][0];
+    assert!(got["sourceDetail"].is_string(), "{body}");
+    let mut entry = want["result"][0]["vlans"]["10"].clone();
+    entry["interfaces"] = serde_json::json!({});
+    same_shape(&entry, &got["vlans"]["911"], "vlan").unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let port = &got["vlans"]["911"]["interfaces"]["Ethernet11"];
+    same_shape(
+        &want["result"][0]["vlans"]["10"]["interfaces"]["Ethernet3"],
+        port,
+        "port",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let want = golden(dir, "runcmds-show-interfaces-switchport.reply.json");
+    same_shape(
+        &want["result"][0]["switchports"]["Ethernet5"],
+        &body["result"][1]["switchports"]["Ethernet11"],
+        "switchport",
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let (_, body) = post_golden(&ea, dir, "runcmds-command-error.request.json", ct).await;
+    let want = golden(dir, "runcmds-command-error.reply.json");
+    same_shape(&want, &body, "error").unwrap_or_else(|e| panic!("{e}\n{body}"));
+    assert_eq!(body["error"]["code"], want["error"]["code"]);
+    assert_eq!(body["error"]["message"], want["error"]["message"]);
+    assert_eq!(body["error"]["data"].as_array().map(Vec::len), Some(4));
+    let (status, body) = post_golden(&ea, dir, "runcmds-protocol-error.request.json", ct).await;
+    assert_eq!(
+        (status, body),
+        (200, golden(dir, "runcmds-protocol-error.reply.json"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inv6_whole_switch_reads_are_device_calls_that_faults_drive() {
+    // A read fault on the switch fails `show vlan` and `show running-config`: they read the
+    // ports through the model, not around it.
+    let v = Vendor::Eapi;
+    let rig = Rig::start(v, vec![fault(v, CallKind::GetPort, FaultEffect::Reject)]).await;
+    let request = r#"{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,"format":"text","cmds":["show vlan"]},"id":"f"}"#;
+    let (_, body) = raw(&rig, "POST", "/command-api", "application/json", request).await;
+    assert_eq!(body["error"]["code"], 1002, "{body}");
+    let nx = Rig::start(
+        Vendor::Nxapi,
+        vec![fault(
+            Vendor::Nxapi,
+            CallKind::SaveConfig,
+            FaultEffect::Busy,
+        )],
+    )
+    .await;
+    let save = r#"{"jsonrpc":"2.0","method":"cli_ascii","params":{"cmd":"copy run startup-config","version":1.0},"id":1}"#;
+    let (status, body) = raw(&nx, "POST", "/ins", "application/json-rpc", save).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (500, &Value::from(-32001))
+    );
+}

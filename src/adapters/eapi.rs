@@ -1,8 +1,10 @@
 //! Arista eAPI client (JSON-RPC 2.0 `runCmds` over HTTP, `POST /command-api`) behind the
-//! engine's [`Switch`] port, plus the wire shapes its simulator (`sim::wire::eapi`) builds from.
+//! engine's [`Switch`] port: the eAPI dialect of [`super::jsonrpc`]. Its shapes are checked
+//! against the vendor samples in `fixtures/devices/arista-eapi/` (`tests/wire_switches.rs`),
+//! never against the simulator's code.
 //!
 //! # Wire shapes
-//! From vendor-protocols.md: `{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,
+//! From vendor-protocols.md and pyeapi, see `fixtures/devices/arista-eapi/README.md`: `{"jsonrpc":"2.0","method":"runCmds","params":{"version":1,
 //! "cmds":[...],"format":"json"},"id":"1"}`; success `{"jsonrpc":"2.0","id":"1","result":[{},..]}`
 //! with one object per command; execution stops at the first failing command:
 //! `"error":{"code":1002,"message":"CLI command 4 of 4 '...' failed: ...","data":[{},{},{},
@@ -12,10 +14,11 @@
 //!
 //! Unconfirmed (chosen here and only here):
 //! - `show interfaces <port> switchport` answers `{"switchports":{"Ethernet5":{"enabled":true,
-//!   "switchportInfo":{"mode":"access","accessVlanId":910}}}}` (the shape pyeapi reads).
+//!   "switchportInfo":{"mode":"access","accessVlanId":910}}}}` (no public capture was found;
+//!   pyeapi reads the running config instead, which the simulator serves too).
 //! - Command and protocol errors come with HTTP 200 (eAPI reports them in the JSON-RPC body).
-//! - Busy: error code [`CODE_BUSY`] (-32001, JSON-RPC's implementation-defined server-error
-//!   range, so it cannot collide with a CLI error code), with `data` like a 1002.
+//! - Busy: error code -32001 ([`super::jsonrpc::CODE_BUSY`], JSON-RPC's implementation-defined
+//!   server-error range, so it cannot collide with a CLI error code), with `data` like a 1002.
 //! - Internal error -32603, sent with HTTP 500, means "may have been applied" (`unknown`).
 //!
 //! # Class mapping (the one table, [`interpret`] and [`code_class`])
@@ -23,13 +26,13 @@
 //! |---|---|
 //! | HTTP 401 | `auth` |
 //! | HTTP 503 | `unavailable` |
-//! | JSON-RPC error [`CODE_BUSY`] | `busy` |
-//! | JSON-RPC error [`CODE_INTERNAL`] | `unknown` |
+//! | JSON-RPC error [`CODE_BUSY`](super::jsonrpc::CODE_BUSY) | `busy` |
+//! | JSON-RPC error [`CODE_INTERNAL`](super::jsonrpc::CODE_INTERNAL) | `unknown` |
 //! | any other JSON-RPC error (1002 command failed, -32600/-32601/-32602/-32700 protocol) | `rejected` |
 //! | a command error whose failing command cannot be told | `unknown` |
 //! | 5xx without a JSON-RPC error, or a 2xx that is not a complete reply | `unknown` |
-//! | any other 4xx | [`http::status_class`] (429 `busy`, else `rejected`) |
-//! | transport failure | [`http::transport_error`] (refused `unavailable`, later `unknown`) |
+//! | any other 4xx | [`super::http::status_class`] (429 `busy`, else `rejected`) |
+//! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -39,14 +42,16 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::http;
-use super::nxapi::{
-    check_port, endpoint, first_result, per_change, per_read, vlan_value, CommandOutcome,
+use super::jsonrpc::{
+    code_class, unreadable, vlan_value, whole_request_failure, CliClient, CliDialect, CliSwitch,
+    CommandOutcome,
 };
-use super::{DeviceError, DeviceResult, OutcomeClass, Switch};
+use super::{DeviceError, OutcomeClass};
 
 /// The eAPI endpoint.
 pub const PATH: &str = "/command-api";
+/// Request content type (pyeapi sends `application/json-rpc`; EOS takes both).
+pub const CONTENT_TYPE: &str = "application/json";
 /// JSON-RPC: the body is not JSON.
 pub const CODE_PARSE_ERROR: i64 = -32700;
 /// JSON-RPC: not a valid request object.
@@ -55,29 +60,13 @@ pub const CODE_INVALID_REQUEST: i64 = -32600;
 pub const CODE_METHOD_NOT_FOUND: i64 = -32601;
 /// JSON-RPC: bad `params`.
 pub const CODE_INVALID_PARAMS: i64 = -32602;
-/// The device failed while executing (maps to `unknown`).
-pub const CODE_INTERNAL: i64 = -32603;
 /// A CLI command failed.
 pub const CODE_COMMAND_FAILED: i64 = 1002;
-/// The device is busy, retry later (unconfirmed, see the module docs).
-pub const CODE_BUSY: i64 = -32001;
-/// Commands that open configuration mode before the per-port lines of [`set_commands`].
+/// Commands that open configuration mode before the per-port lines of a change.
 pub const CONFIG_PREAMBLE: [&str; 2] = ["enable", "configure"];
-/// CLI lines [`set_commands`] emits per port, after [`CONFIG_PREAMBLE`].
-pub const SET_COMMANDS_PER_PORT: usize = 2;
-
-/// The class of a JSON-RPC error code (see the module's table).
-pub fn code_class(code: i64) -> OutcomeClass {
-    match code {
-        CODE_BUSY => OutcomeClass::Busy,
-        CODE_INTERNAL => OutcomeClass::Unknown,
-        _ => OutcomeClass::Rejected,
-    }
-}
 
 /// A `runCmds` request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunCmdsRequest {
     /// Always `"2.0"`.
     pub jsonrpc: String,
@@ -90,37 +79,28 @@ pub struct RunCmdsRequest {
 }
 
 /// `params` of a [`RunCmdsRequest`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunCmdsParams {
     /// API version: 1 (or `"latest"`).
     pub version: Value,
     /// CLI lines, each a string or `{"cmd": ..., "input": ...}`.
     pub cmds: Vec<Value>,
     /// `"json"` (the default) or `"text"`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub format: Option<String>,
     /// Whether to add timestamps to outputs.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamps: Option<bool>,
     /// Whether abbreviated commands are expanded.
-    #[serde(
-        default,
-        rename = "autoComplete",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "autoComplete", skip_serializing_if = "Option::is_none")]
     pub auto_complete: Option<bool>,
     /// Whether aliases are expanded.
-    #[serde(
-        default,
-        rename = "expandAliases",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "expandAliases", skip_serializing_if = "Option::is_none")]
     pub expand_aliases: Option<bool>,
 }
 
 /// A JSON-RPC error object.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct EapiError {
     /// Error code (see the `CODE_*` constants).
     pub code: i64,
@@ -128,7 +108,7 @@ pub struct EapiError {
     #[serde(default)]
     pub message: String,
     /// Outputs of the commands that ran; the failing one last, as `{"errors": [...]}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub data: Option<Value>,
 }
 
@@ -143,44 +123,13 @@ pub struct RunCmdsReply {
     pub error: Option<EapiError>,
 }
 
-/// A successful reply.
-pub fn ok_reply(id: &Value, results: Vec<Value>) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "result": results})
-}
-
-/// An error reply.
-pub fn error_reply(id: &Value, error: &EapiError) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "error": error})
-}
-
-/// The commands that set each `(port, vlan)` in order: [`CONFIG_PREAMBLE`], then
-/// [`SET_COMMANDS_PER_PORT`] lines per port.
-pub fn set_commands(changes: &[(&str, u16)]) -> Vec<String> {
-    let lines = changes.iter().flat_map(|(port, vlan)| {
-        [
-            format!("interface {port}"),
-            format!("switchport access vlan {vlan}"),
-        ]
-    });
-    CONFIG_PREAMBLE
-        .iter()
-        .map(|c| c.to_string())
-        .chain(lines)
-        .collect()
-}
-
 /// The command that reads a port's switchport state.
 pub fn show_command(port: &str) -> String {
     format!("show interfaces {port} switchport")
 }
 
 /// The commands that save the running config.
-pub fn save_commands() -> Vec<String> {
-    vec![
-        "enable".to_string(),
-        "copy running-config startup-config".to_string(),
-    ]
-}
+pub const SAVE_COMMANDS: [&str; 2] = ["enable", "copy running-config startup-config"];
 
 /// The request for `commands`.
 pub fn request_body(commands: &[String], id: &str) -> RunCmdsRequest {
@@ -199,16 +148,8 @@ pub fn request_body(commands: &[String], id: &str) -> RunCmdsRequest {
     }
 }
 
-/// The output of `show interfaces <port> switchport` (unconfirmed shape, module docs).
-pub fn switchport_body(port: &str, vlan: u16) -> Value {
-    json!({"switchports": {port: {
-        "enabled": true,
-        "switchportInfo": {"mode": "access", "accessVlanId": vlan},
-    }}})
-}
-
-/// Reads the access VLAN of `port` from a [`switchport_body`]-shaped output: the entry keyed by
-/// the port (exactly, then case-insensitively), or the only entry.
+/// Reads the access VLAN of `port` from the output of `show interfaces <port> switchport`: the
+/// entry keyed by the port (exactly, then case-insensitively), or the only entry.
 pub fn parse_switchport(port: &str, body: &Value) -> Option<u16> {
     let ports = body.get("switchports")?.as_object()?;
     let entry = ports
@@ -236,21 +177,11 @@ fn failed_index(error: &EapiError) -> Option<usize> {
 
 /// Classifies a reply to `count` commands (the module's table).
 pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome {
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::SERVICE_UNAVAILABLE {
-        let detail = format!("HTTP {status}: {}", http::snippet(body));
-        return Err((0, DeviceError::new(http::status_class(status), detail)));
+    if let Some(error) = whole_request_failure(status, body) {
+        return Err((0, error));
     }
     let Ok(reply) = serde_json::from_str::<RunCmdsReply>(body) else {
-        let class = if status.is_client_error() {
-            http::status_class(status)
-        } else {
-            OutcomeClass::Unknown
-        };
-        let detail = format!(
-            "unreadable eAPI reply (HTTP {status}): {}",
-            http::snippet(body)
-        );
-        return Err((0, DeviceError::new(class, detail)));
+        return Err((0, unreadable(status, body, "eAPI")));
     };
     if let Some(error) = &reply.error {
         let errors = match &error.data {
@@ -286,16 +217,16 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
     Ok(results)
 }
 
-/// An Arista eAPI switch.
-pub struct EapiSwitch {
-    http: reqwest::Client,
-    url: String,
-    user: String,
-    password: String,
+/// The eAPI dialect: one `runCmds` request per call, string ids counting up.
+pub struct Eapi {
+    client: CliClient,
     next_id: AtomicU64,
 }
 
-impl EapiSwitch {
+/// An Arista eAPI switch.
+pub type EapiSwitch = CliSwitch<Eapi>;
+
+impl CliSwitch<Eapi> {
     /// A client for the switch at `base_url` (`http://host:port`), authenticating every request
     /// with HTTP Basic `user`/`password`; each call is cut at `call_timeout`.
     pub fn new(
@@ -304,82 +235,42 @@ impl EapiSwitch {
         password: &str,
         call_timeout: Duration,
     ) -> Result<EapiSwitch, DeviceError> {
-        Ok(EapiSwitch {
-            http: http::client(call_timeout)?,
-            url: endpoint(base_url, PATH)?,
-            user: user.to_string(),
-            password: password.to_string(),
+        let client = CliClient::new(base_url, PATH, user, password, call_timeout)?;
+        Ok(CliSwitch::with(Eapi {
+            client,
             next_id: AtomicU64::new(1),
-        })
-    }
-
-    /// Sets several ports' access VLANs in one request (R15 batching); one result per change,
-    /// in order. eAPI stops at the first failing command, so changes before it applied.
-    pub async fn set_ports(&self, changes: &[(&str, u16)]) -> Vec<DeviceResult<()>> {
-        if changes.is_empty() {
-            return Vec::new();
-        }
-        if let Some(Err(e)) = changes
-            .iter()
-            .map(|(p, _)| check_port(p))
-            .find(Result::is_err)
-        {
-            return vec![Err(e); changes.len()];
-        }
-        let outcome = self.run(&set_commands(changes)).await;
-        let offset = CONFIG_PREAMBLE.len();
-        per_change(outcome, changes.len(), offset, SET_COMMANDS_PER_PORT)
-    }
-
-    /// Sends `commands` as one `runCmds` request and classifies the reply.
-    async fn run(&self, commands: &[String]) -> CommandOutcome {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-        let response = self
-            .http
-            .post(&self.url)
-            .basic_auth(&self.user, Some(&self.password))
-            .json(&request_body(commands, &id))
-            .send()
-            .await
-            .map_err(|e| (0, http::transport_error(&e)))?;
-        let status = response.status();
-        let text = http::body_text(response).await.map_err(|e| (0, e))?;
-        interpret(status, &text, commands.len())
+        }))
     }
 }
 
 #[async_trait]
-impl Switch for EapiSwitch {
-    async fn get_port(&self, port: &str) -> DeviceResult<u16> {
-        first_result(self.get_ports(&[port.to_string()]).await)
+impl CliDialect for Eapi {
+    const VENDOR: &'static str = "eAPI";
+
+    fn set_preamble(&self) -> &'static [&'static str] {
+        &CONFIG_PREAMBLE
     }
 
-    async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()> {
-        first_result(EapiSwitch::set_ports(self, &[(port, vlan)]).await)
+    fn save_lines(&self) -> &'static [&'static str] {
+        &SAVE_COMMANDS
     }
 
-    fn batches(&self) -> bool {
-        true
+    fn show_line(&self, port: &str) -> String {
+        show_command(port)
     }
 
-    async fn set_ports(&self, changes: &[(String, u16)]) -> Vec<DeviceResult<()>> {
-        let changes: Vec<(&str, u16)> = changes.iter().map(|(p, v)| (p.as_str(), *v)).collect();
-        EapiSwitch::set_ports(self, &changes).await
+    fn parse_show(&self, port: &str, output: &Value) -> Option<u16> {
+        parse_switchport(port, output)
     }
 
-    async fn get_ports(&self, ports: &[String]) -> Vec<DeviceResult<u16>> {
-        if let Some(e) = ports.iter().find_map(|p| check_port(p).err()) {
-            return vec![Err(e); ports.len()];
-        }
-        let commands: Vec<String> = ports.iter().map(|p| show_command(p)).collect();
-        per_read(self.run(&commands).await, ports, "eAPI", parse_switchport)
-    }
-
-    async fn save_config(&self) -> DeviceResult<()> {
-        self.run(&save_commands())
-            .await
-            .map(|_| ())
-            .map_err(|(_, e)| e)
+    async fn run(&self, commands: &[String]) -> CommandOutcome {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        let body = serde_json::to_vec(&request_body(commands, &id)).map_err(|e| {
+            let error = DeviceError::new(OutcomeClass::Rejected, format!("cannot encode: {e}"));
+            (0, error)
+        })?;
+        let (status, text) = self.client.post(CONTENT_TYPE, body).await?;
+        interpret(status, &text, commands.len())
     }
 }
 
@@ -401,21 +292,19 @@ mod tests {
             data: None,
         };
         assert_eq!(failed_index(&with_message), Some(3));
-        let body = error_reply(&json!("1"), &with_message).to_string();
+        let body = json!({"jsonrpc": "2.0", "id": "1", "error": {
+            "code": 1002, "message": with_message.message,
+        }})
+        .to_string();
         let outcome = interpret(StatusCode::OK, &body, 4).map_err(|(i, e)| (i, e.class));
         assert_eq!(outcome, Err((3, OutcomeClass::Rejected)));
     }
 
     #[test]
     fn switchport_output_parses_by_port_name() {
-        assert_eq!(
-            parse_switchport("Ethernet5", &switchport_body("Ethernet5", 910)),
-            Some(910)
-        );
-        assert_eq!(
-            parse_switchport("ethernet5", &switchport_body("Ethernet5", 910)),
-            Some(910)
-        );
+        let one = json!({"switchports": {"Ethernet5": {"switchportInfo": {"accessVlanId": 910}}}});
+        assert_eq!(parse_switchport("Ethernet5", &one), Some(910));
+        assert_eq!(parse_switchport("ethernet5", &one), Some(910));
         let two = json!({"switchports": {
             "Ethernet4": {"switchportInfo": {"accessVlanId": 1}},
             "Ethernet6": {"switchportInfo": {"accessVlanId": 2}},

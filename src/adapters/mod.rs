@@ -6,6 +6,7 @@
 
 pub mod eapi;
 pub mod http;
+pub mod jsonrpc;
 pub mod nxapi;
 pub mod redfish;
 pub mod restconf;

@@ -9,6 +9,7 @@
 pub mod avsender;
 pub mod eapi;
 pub mod epo;
+pub mod jsonrpc;
 pub mod nxapi;
 pub mod proxy;
 pub mod redfish;

@@ -1,226 +1,122 @@
-//! The NX-API face of a simulated switch: `POST /ins` JSON-RPC over the switch model, in the
-//! shapes of [`crate::adapters::nxapi`] (where the unconfirmed choices are written down).
+//! The NX-API face of a simulated switch: `POST /ins` over the switch model, in two request
+//! formats, both as NX-OS answers them (samples in `fixtures/devices/cisco-nxapi/`, each with
+//! its source):
+//! - JSON-RPC (`Content-Type: application/json-rpc`): an array (or one object) of
+//!   `{"jsonrpc":"2.0","method":"cli"|"cli_ascii","params":{"cmd":...,"version":1},"id":n}`.
+//!   `version` is any JSON number or numeric string equal to 1 (nxapi-plumbing sends `1.0`).
+//!   `cli` answers `{"body":{...}}` for shows and `null` for configuration lines, `cli_ascii`
+//!   `{"msg":"<text>"}`; a failing line answers HTTP 500 with the replies of the lines before
+//!   it and its error (`-32602 Invalid params`, `data.msg` the CLI's words). One reply is a
+//!   bare object even for a one-element array (as nxapi-plumbing's recorded replies show).
+//! - ins_api (`Content-Type: application/json`): `{"ins_api":{"version":"1.0","type":
+//!   "cli_show"|"cli_show_ascii"|"cli_conf","chunk":"0","sid":"1","input":"a ;b",
+//!   "output_format":"json"}}`, answered `{"ins_api":{"type":..,"version":"1.0","sid":"eoc",
+//!   "outputs":{"output":...}}}` with one output per command (an object when there is one).
 //!
-//! Also home of what every switch face shares: the credentials check and [`Batch`], which runs
-//! the commands of one request in order against the world and stops at the first failure, like
-//! the real devices.
+//! The commands, modes and device calls are the shared switch CLI of [`super::jsonrpc`]; this
+//! file only reads NX-API requests and renders NX-OS outputs. It builds its shapes itself: the
+//! client (`adapters::nxapi`) and this simulator meet only in the goldens.
+//!
+//! Decisions where no source says:
+//! - Busy is JSON-RPC error -32001 (JSON-RPC's implementation-defined server-error range);
+//!   a failure mid-execution that may have applied is -32603 (`unknown`), both with HTTP 500.
+//! - ins_api: a CLI error is output code `"400"` `Input CLI command error` with `clierror`, a
+//!   show without structured output `"501"`, both with HTTP 200; busy and internal failures
+//!   are output code `"500"` with HTTP 500. `cli_conf` answers one output per command (`body`
+//!   `{}`), like `cli_show`. Execution stops at the first failing command in both formats.
 
 use std::io;
-use std::time::Duration;
 
-use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
-use super::proxy::ProxyFault;
-use super::{accepted_credentials, render, WireServer};
-use crate::adapters::nxapi::{
-    error_reply, ok_reply, switchport_body, CliRequest, CODE_BUSY, CODE_CLI_ERROR, CODE_INTERNAL,
-    CODE_INVALID_REQUEST, CODE_METHOD_NOT_FOUND, CODE_PARSE_ERROR, CONTENT_TYPE, PATH,
+use super::jsonrpc::{
+    json_template, refuse_route, Batch, CliFailure, Output, SwitchSite, VlanRow, BUSY, INTERNAL,
+    INVALID_PARAMS, INVALID_REQUEST, MAX_COMMANDS, METHOD_NOT_FOUND, PARSE_ERROR,
 };
+use super::{render, WireServer};
 use crate::adapters::{DeviceError, OutcomeClass};
-use crate::model::{Credentials, SwitchKind};
-use crate::sim::{DeviceOp, Reply, SimWorld, WireCall};
+use crate::model::SwitchKind;
+use crate::sim::SimWorld;
 
-/// Most commands one request may carry; more is a protocol error, not an allocation.
-pub(crate) const MAX_COMMANDS: usize = 1024;
+const PATH: &str = "/ins";
+const JSON_RPC: &str = "application/json-rpc";
+const INS_API: &str = "application/json";
+/// The NX-OS release the simulator claims.
+const RELEASE: &str = "9.3(8)";
 
 /// Starts the NX-API simulator of switch `device` (which must be an `nxapi` switch of the
 /// world's site) on 127.0.0.1 behind a fault proxy.
 pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
-    let credentials = switch_credentials(&world, device, SwitchKind::Nxapi)?;
-    let face = NxapiFace {
-        world,
-        device: device.to_string(),
-        credentials,
-    };
+    let face = NxapiFace(SwitchSite::new(world, device, SwitchKind::Nxapi)?);
     WireServer::start(vec![Mock::given(any()).respond_with(face)]).await
 }
 
-/// The credentials switch `device` of kind `kind` accepts; an error when the site has no such
-/// switch (a face for the wrong device would serve a model that does not exist).
-pub(crate) fn switch_credentials(
-    world: &SimWorld,
-    device: &str,
-    kind: SwitchKind,
-) -> io::Result<Credentials> {
-    let spec = world
-        .site()
-        .topology
-        .switches
-        .iter()
-        .find(|s| s.name == device && s.kind == kind)
-        .ok_or_else(|| {
-            let text = format!("{device} is not a {kind:?} switch of the site");
-            io::Error::new(io::ErrorKind::InvalidInput, text)
-        })?;
-    Ok(accepted_credentials(spec.credentials.as_ref()))
+/// Re-exports for the RESTCONF face, which shares the credentials checks.
+pub(crate) use super::jsonrpc::{authorized, media_type, switch_credentials, unauthorized};
+
+/// One command of a request and whether it wants structured output.
+struct Line {
+    cmd: String,
+    json: bool,
+    id: Value,
 }
 
-/// Whether the request carries HTTP Basic credentials equal to `accepted`.
-pub(crate) fn authorized(request: &Request, accepted: &Credentials) -> bool {
-    let Some(value) = request
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some((scheme, encoded)) = value.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return false;
-    }
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(pair) = String::from_utf8(decoded) else {
-        return false;
-    };
-    pair.split_once(':') == Some((accepted.user.as_str(), accepted.password.as_str()))
+/// Which request format a request used.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// JSON-RPC.
+    JsonRpc,
+    /// ins_api with its message type.
+    InsApi(InsType),
 }
 
-/// A 401 asking for Basic credentials.
-pub(crate) fn unauthorized(realm: &str) -> ResponseTemplate {
-    ResponseTemplate::new(401)
-        .insert_header("www-authenticate", format!("Basic realm=\"{realm}\""))
-        .set_body_string("Unauthorized")
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum InsType {
+    Show,
+    ShowAscii,
+    Conf,
 }
 
-/// The content type of a request, lowercased, without parameters.
-pub(crate) fn media_type(request: &Request) -> String {
-    request
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase()
-}
-
-/// The commands of one request run against the world in order, stopping at the first failure,
-/// folded into one [`WireCall`] for [`render`]: delays add up, the first failure or transport
-/// fault ends the request (later commands never run, as on the real devices).
-#[derive(Debug, Default)]
-pub(crate) struct Batch {
-    /// Outputs of the commands that succeeded, in order.
-    pub results: Vec<Value>,
-    delay: Duration,
-    failure: Option<DeviceError>,
-    transport: Option<ProxyFault>,
-    device_calls: usize,
-}
-
-impl Batch {
-    /// Whether a command failed, so nothing more runs.
-    pub fn stopped(&self) -> bool {
-        self.failure.is_some() || self.transport.is_some()
-    }
-
-    /// Makes one device call; its reply, or `None` when it failed (the batch has stopped).
-    pub fn call(&mut self, world: &SimWorld, device: &str, op: DeviceOp) -> Option<Reply> {
-        let call = world.call_now(device, op);
-        self.delay = self.delay.saturating_add(call.delay);
-        let earlier_calls = self.device_calls;
-        self.device_calls += 1;
-        if let Some(fault) = call.transport {
-            self.transport = Some(fault);
-            return None;
-        }
-        match call.result {
-            Ok(reply) => Some(reply),
-            Err(error) => {
-                // 503 and 401 refuse a whole request before it runs, which cannot be said once
-                // an earlier command of it changed the device: report a mid-way failure.
-                let whole_request =
-                    matches!(error.class, OutcomeClass::Unavailable | OutcomeClass::Auth);
-                self.failure = Some(if whole_request && earlier_calls > 0 {
-                    let detail = format!("failed after earlier commands ran: {}", error.detail);
-                    DeviceError::new(OutcomeClass::Unknown, detail)
-                } else {
-                    error
-                });
-                None
-            }
+impl InsType {
+    fn as_str(self) -> &'static str {
+        match self {
+            InsType::Show => "cli_show",
+            InsType::ShowAscii => "cli_show_ascii",
+            InsType::Conf => "cli_conf",
         }
     }
+}
 
-    /// Records a command's output.
-    pub fn ok(&mut self, output: Value) {
-        self.results.push(output);
-    }
+/// A protocol error: the reply to send (boxed: a template is large).
+type Refusal = Box<ResponseTemplate>;
 
-    /// Stops the batch with a CLI error of the command at hand (not a device call).
-    pub fn fail(&mut self, detail: impl Into<String>) {
-        self.failure = Some(DeviceError::new(OutcomeClass::Rejected, detail));
-    }
+fn rpc_error(id: &Value, code: i64, message: &str, msg: &str) -> Value {
+    json!({"jsonrpc": "2.0", "error": {"code": code, "message": message, "data": {"msg": msg}}, "id": id})
+}
 
-    /// The folded call and the outputs of the commands that succeeded (the failing command, if
-    /// any, is the next one).
-    pub fn finish(self) -> (WireCall, Vec<Value>) {
-        let result = match self.failure {
-            Some(error) => Err(error),
-            None => Ok(Reply::Done),
-        };
-        let call = WireCall {
-            result,
-            delay: self.delay,
-            transport: self.transport,
-        };
-        (call, self.results)
+fn rpc_refusal(code: i64, message: &str, msg: &str) -> Refusal {
+    let body = rpc_error(&Value::Null, code, message, msg);
+    Box::new(json_template(500, &body, JSON_RPC))
+}
+
+/// Whether an NX-API `version` is 1: a number equal to 1 or a string that parses to 1.
+fn version_is_one(value: &Value) -> bool {
+    match value {
+        Value::Number(n) => n.as_f64() == Some(1.0),
+        Value::String(s) => s.trim().parse::<f64>() == Ok(1.0),
+        _ => false,
     }
 }
 
-/// One parsed CLI line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cli {
-    Configure,
-    End,
-    Interface(String),
-    AccessVlan(u16),
-    Show(String),
-    Save,
-}
-
-fn parse_cli(cmd: &str) -> Result<Cli, String> {
-    let words: Vec<&str> = cmd.split_whitespace().collect();
-    match words.as_slice() {
-        ["configure"] | ["configure", "terminal"] => Ok(Cli::Configure),
-        ["end"] | ["exit"] => Ok(Cli::End),
-        ["interface", port] => Ok(Cli::Interface(port.to_string())),
-        ["switchport", "access", "vlan", vlan] => vlan
-            .parse()
-            .map(Cli::AccessVlan)
-            .map_err(|_| format!("% Invalid number, range is (1-4094) at '{vlan}'")),
-        ["show", "interface", port, "switchport"] => Ok(Cli::Show(port.to_string())),
-        ["copy", "running-config", "startup-config"] => Ok(Cli::Save),
-        _ => Err(format!("% Invalid command at '^' marker: {cmd}")),
-    }
-}
-
-/// A request that passed the protocol checks.
-struct Parsed {
-    lines: Vec<CliRequest>,
-    /// Whether the body was an array (the reply then is one too).
-    array: bool,
-}
-
-/// A protocol error: code, message, detail.
-type ProtocolError = (i64, &'static str, String);
-
-fn parse_request(request: &Request) -> Result<Parsed, ProtocolError> {
-    let invalid = |msg: String| (CODE_INVALID_REQUEST, "Invalid request", msg);
-    if media_type(request) != CONTENT_TYPE {
-        return Err(invalid(format!("Content-Type must be {CONTENT_TYPE}")));
-    }
-    let body: Value = serde_json::from_slice(&request.body)
-        .map_err(|e| (CODE_PARSE_ERROR, "Parse error", e.to_string()))?;
-    let (items, array) = match body {
-        Value::Array(items) if !items.is_empty() => (items, true),
-        object @ Value::Object(_) => (vec![object], false),
+fn parse_json_rpc(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
+    let invalid = |msg: String| rpc_refusal(INVALID_REQUEST, "Invalid request", &msg);
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| rpc_refusal(PARSE_ERROR, "Parse error", &e.to_string()))?;
+    let items = match body {
+        Value::Array(items) if !items.is_empty() => items,
+        object @ Value::Object(_) => vec![object],
         _ => {
             return Err(invalid(
                 "expected a request object or a non-empty array".into(),
@@ -231,150 +127,381 @@ fn parse_request(request: &Request) -> Result<Parsed, ProtocolError> {
         return Err(invalid(format!("more than {MAX_COMMANDS} commands")));
     }
     let mut lines = Vec::with_capacity(items.len());
-    for item in items {
-        let line: CliRequest = serde_json::from_value(item).map_err(|e| invalid(e.to_string()))?;
-        if line.jsonrpc != "2.0" {
-            return Err(invalid("jsonrpc must be \"2.0\"".into()));
+    for (index, item) in items.iter().enumerate() {
+        let at = |what: &str| format!("request {}: {what}", index + 1);
+        if item.get("jsonrpc") != Some(&json!("2.0")) {
+            return Err(invalid(at("jsonrpc must be \"2.0\"")));
         }
-        if line.method != "cli" {
-            let msg = format!("method {:?} is not supported", line.method);
-            return Err((CODE_METHOD_NOT_FOUND, "Method not found", msg));
+        let json = match item.get("method").and_then(Value::as_str) {
+            Some("cli") => true,
+            Some("cli_ascii") => false,
+            other => {
+                let msg = at(&format!("method {other:?} is not supported"));
+                return Err(rpc_refusal(METHOD_NOT_FOUND, "Method not found", &msg));
+            }
+        };
+        let params = item.get("params");
+        let Some(cmd) = params.and_then(|p| p.get("cmd")).and_then(Value::as_str) else {
+            return Err(invalid(at("params.cmd must be a string")));
+        };
+        if !params
+            .and_then(|p| p.get("version"))
+            .is_some_and(version_is_one)
+        {
+            return Err(invalid(at("params.version must be 1")));
         }
-        if line.params.version != 1 {
-            return Err(invalid("params.version must be 1".into()));
+        let id = item.get("id").cloned().unwrap_or(Value::Null);
+        if !(id.is_number() || id.is_string()) {
+            return Err(invalid(at("id must be a number or a string")));
         }
-        if !(line.id.is_number() || line.id.is_string()) {
-            return Err(invalid("id must be a number or a string".into()));
-        }
-        lines.push(line);
+        lines.push(Line {
+            cmd: cmd.to_string(),
+            json,
+            id,
+        });
     }
-    Ok(Parsed { lines, array })
+    Ok((lines, Format::JsonRpc))
+}
+
+fn ins_refusal(msg: &str) -> Refusal {
+    let output = json!({"input": "", "msg": msg, "code": "400"});
+    Box::new(json_template(
+        400,
+        &ins_reply("cli_show", vec![output]),
+        INS_API,
+    ))
+}
+
+fn parse_ins_api(body: &[u8]) -> Result<(Vec<Line>, Format), Refusal> {
+    let body: Value = serde_json::from_slice(body)
+        .map_err(|e| ins_refusal(&format!("Request is not valid JSON: {e}")))?;
+    let Some(ins) = body.get("ins_api").and_then(Value::as_object) else {
+        return Err(ins_refusal("Expected an ins_api object"));
+    };
+    if !ins.get("version").is_some_and(version_is_one) {
+        return Err(ins_refusal("Unsupported version: expected 1.0"));
+    }
+    let kind = match ins.get("type").and_then(Value::as_str) {
+        Some("cli_show") => InsType::Show,
+        Some("cli_show_ascii") => InsType::ShowAscii,
+        Some("cli_conf") => InsType::Conf,
+        other => return Err(ins_refusal(&format!("Unsupported type {other:?}"))),
+    };
+    if ins
+        .get("output_format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| f != "json")
+    {
+        return Err(ins_refusal("This device answers output_format json only"));
+    }
+    let Some(input) = ins.get("input").and_then(Value::as_str) else {
+        return Err(ins_refusal("Expected input"));
+    };
+    let cmds: Vec<&str> = input
+        .split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect();
+    if cmds.is_empty() || cmds.len() > MAX_COMMANDS {
+        return Err(ins_refusal(&format!(
+            "1 to {MAX_COMMANDS} commands expected"
+        )));
+    }
+    let lines = cmds
+        .into_iter()
+        .map(|cmd| Line {
+            cmd: cmd.to_string(),
+            json: kind != InsType::ShowAscii,
+            id: Value::Null,
+        })
+        .collect();
+    Ok((lines, Format::InsApi(kind)))
+}
+
+fn ins_reply(kind: &str, outputs: Vec<Value>) -> Value {
+    let output = match <[Value; 1]>::try_from(outputs) {
+        Ok([one]) => one,
+        Err(many) => Value::Array(many),
+    };
+    json!({"ins_api": {"type": kind, "version": "1.0", "sid": "eoc", "outputs": {"output": output}}})
+}
+
+/// NX-OS renders one row as an object and several as an array.
+fn rows(mut items: Vec<Value>) -> Value {
+    if items.len() == 1 {
+        items.pop().unwrap_or(Value::Null)
+    } else {
+        Value::Array(items)
+    }
+}
+
+fn vlan_name(vlans: &[VlanRow], id: u16) -> String {
+    vlans
+        .iter()
+        .find(|v| v.id == id)
+        .map_or_else(|| format!("VLAN{id:04}"), |v| v.name.clone())
+}
+
+/// The structured `body` of an output, `None` for lines that answer nothing.
+fn body(output: &Output) -> Option<Value> {
+    Some(match output {
+        Output::Empty | Output::Saved | Output::Running { .. } => return None,
+        Output::Version(device) => json!({
+            "header_str": "Cisco Nexus Operating System (NX-OS) Software (simulated by quarantine-lab)\n",
+            "bios_ver_str": "07.69",
+            "loader_ver_str": "N/A",
+            "kickstart_ver_str": RELEASE,
+            "sys_ver_str": RELEASE,
+            "nxos_ver_str": RELEASE,
+            "bios_cmpl_time": "04/08/2021",
+            "kick_file_name": "bootflash:///nxos.9.3.8.bin",
+            "kick_cmpl_time": "8/31/2021 12:00:00",
+            "kick_tmstmp": "08/31/2021 20:00:00",
+            "isan_file_name": "bootflash:///nxos.9.3.8.bin",
+            "isan_cmpl_time": "8/31/2021 12:00:00",
+            "isan_tmstmp": "08/31/2021 20:00:00",
+            "chassis_id": "Nexus9000 C93180YC-EX chassis",
+            "module_id": "48x10/25G + 6x40/100G Ethernet Module",
+            "cpu_name": "Intel(R) Xeon(R) CPU  @ 1.80GHz",
+            "memory": 24632252,
+            "mem_type": "kB",
+            "proc_board_id": "QLAB0000001",
+            "host_name": device,
+            "bootflash_size": 53298520,
+            "kern_uptm_days": 0,
+            "kern_uptm_hrs": 0,
+            "kern_uptm_mins": 0,
+            "kern_uptm_secs": 0,
+            "manufacturer": "Cisco Systems, Inc.",
+        }),
+        Output::Vlans { brief, vlans } => {
+            let brief_rows = vlans
+                .iter()
+                .map(|v| {
+                    let mut row = Map::new();
+                    row.insert("vlanshowbr-vlanid".into(), json!(v.id.to_string()));
+                    row.insert("vlanshowbr-vlanid-utf".into(), json!(v.id.to_string()));
+                    row.insert("vlanshowbr-vlanname".into(), json!(v.name));
+                    row.insert("vlanshowbr-vlanstate".into(), json!("active"));
+                    row.insert("vlanshowbr-shutstate".into(), json!("noshutdown"));
+                    row.insert("vlanshowplist-ifidx".into(), json!(v.ports.join(",")));
+                    Value::Object(row)
+                })
+                .collect();
+            let mut table =
+                json!({"TABLE_vlanbriefxbrief": {"ROW_vlanbriefxbrief": rows(brief_rows)}});
+            if !brief {
+                let mtu = vlans
+                    .iter()
+                    .map(|v| json!({"vlanshowinfo-vlanid": v.id.to_string(), "vlanshowinfo-media-type": "enet", "vlanshowinfo-vlanmode": "ce-vlan"}))
+                    .collect();
+                table["TABLE_mtuinfo"] = json!({"ROW_mtuinfo": rows(mtu)});
+            }
+            table
+        }
+        Output::Switchport { port, vlan } => json!({"TABLE_interface": {"ROW_interface": {
+            "interface": port,
+            "switchport": "Enabled",
+            "switchport_monitor": "Not enabled",
+            "oper_mode": "access",
+            "access_vlan": vlan.to_string(),
+            "access_vlan_name": if *vlan == 1 { "default".to_string() } else { format!("VLAN{vlan:04}") },
+            "native_vlan": "1",
+            "native_vlan_name": "default",
+            "trunk_vlans": "1-4094",
+        }}}),
+    })
+}
+
+/// The text (`cli_ascii`, `cli_show_ascii`) of an output.
+fn text(output: &Output) -> String {
+    match output {
+        Output::Empty => String::new(),
+        Output::Saved => "[########################################] 100%\nCopy complete.\n".into(),
+        Output::Version(device) => format!(
+            "Cisco Nexus Operating System (NX-OS) Software (simulated by quarantine-lab)\n\
+             Software\n  NXOS: version {RELEASE}\n\nHardware\n  cisco Nexus9000 C93180YC-EX chassis\n\
+             \n  Device name: {device}\n"
+        ),
+        Output::Vlans { vlans, .. } => {
+            let mut out = String::from(
+                "\nVLAN Name                             Status    Ports\n\
+                 ---- -------------------------------- --------- -------------------------------\n",
+            );
+            for v in vlans {
+                let ports = v.ports.join(", ");
+                out.push_str(&format!("{:<4} {:<32} active    {ports}\n", v.id, v.name));
+            }
+            out
+        }
+        Output::Switchport { port, vlan } => format!(
+            "Name: {port}\n  Switchport: Enabled\n  Switchport Monitor: Not enabled\n  \
+             Operational Mode: access\n  Access Mode VLAN: {vlan}\n  Trunking Native Mode VLAN: 1 (default)\n  \
+             Trunking VLANs Allowed: 1-4094\n"
+        ),
+        Output::Running {
+            device,
+            vlans,
+            ports,
+            all,
+        } => {
+            let mut out = format!("!Command: show running-config\n\nversion {RELEASE}\nhostname {device}\n");
+            let ids: Vec<String> = vlans.iter().map(|v| v.id.to_string()).collect();
+            out.push_str(&format!("vlan {}\n", ids.join(",")));
+            for v in vlans.iter().filter(|v| v.id != 1) {
+                out.push_str(&format!("vlan {}\n  name {}\n", v.id, v.name));
+            }
+            for (port, vlan) in ports {
+                out.push_str(&format!("\ninterface {port}\n  switchport mode access\n"));
+                if *vlan != 1 || *all {
+                    out.push_str(&format!("  switchport access vlan {vlan}\n"));
+                }
+                if *all {
+                    let name = vlan_name(vlans, *vlan);
+                    out.push_str(&format!("  description access {name}\n  no shutdown\n"));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// A JSON-RPC `result` for an output.
+fn rpc_result(output: &Output, json: bool) -> Value {
+    match (output, json) {
+        (Output::Empty, _) | (Output::Saved, true) => Value::Null,
+        (output, true) => body(output).map_or(Value::Null, |b| json!({ "body": b })),
+        (output, false) => json!({ "msg": text(output) }),
+    }
+}
+
+/// An ins_api `output` for a command that succeeded.
+fn ins_output(cmd: &str, output: &Output, json: bool) -> Value {
+    let body = if json {
+        body(output).unwrap_or_else(|| json!({}))
+    } else {
+        json!(text(output))
+    };
+    json!({"input": cmd, "msg": "Success", "code": "200", "body": body})
 }
 
 /// The NX-API responder of one switch.
-struct NxapiFace {
-    world: SimWorld,
-    device: String,
-    credentials: Credentials,
-}
-
-impl NxapiFace {
-    /// Runs one CLI line; `interface` is the interface context `interface <port>` opened.
-    fn execute(&self, batch: &mut Batch, interface: &mut Option<String>, cmd: &str) {
-        let (world, device) = (&self.world, self.device.as_str());
-        match parse_cli(cmd) {
-            Err(msg) => batch.fail(msg),
-            Ok(Cli::Configure) => batch.ok(Value::Null),
-            Ok(Cli::End) => {
-                *interface = None;
-                batch.ok(Value::Null);
-            }
-            Ok(Cli::Interface(port)) => {
-                *interface = Some(port);
-                batch.ok(Value::Null);
-            }
-            Ok(Cli::AccessVlan(vlan)) => match interface {
-                None => batch.fail("% switchport access vlan needs an interface context"),
-                Some(port) => {
-                    let op = DeviceOp::SetPort {
-                        port: port.clone(),
-                        vlan,
-                    };
-                    if batch.call(world, device, op).is_some() {
-                        batch.ok(Value::Null);
-                    }
-                }
-            },
-            Ok(Cli::Show(port)) => {
-                let op = DeviceOp::GetPort { port: port.clone() };
-                match batch.call(world, device, op) {
-                    Some(Reply::Vlan(vlan)) => {
-                        batch.ok(json!({"body": switchport_body(&port, vlan)}));
-                    }
-                    Some(other) => batch.fail(format!("simulator bug: reply {other:?}")),
-                    None => {}
-                }
-            }
-            Ok(Cli::Save) => {
-                if batch.call(world, device, DeviceOp::SaveConfig).is_some() {
-                    batch.ok(Value::Null);
-                }
-            }
-        }
-    }
-}
-
-fn json_template(status: u16, body: &Value) -> ResponseTemplate {
-    ResponseTemplate::new(status).set_body_raw(body.to_string(), CONTENT_TYPE)
-}
-
-/// Per-command replies for the commands that ran, plus `last` (an error) when given.
-fn replies(ids: &[Value], results: &[Value], last: Option<Value>, array: bool) -> Value {
-    let mut all: Vec<Value> = ids
-        .iter()
-        .zip(results)
-        .map(|(id, r)| ok_reply(id, r.clone()))
-        .collect();
-    all.extend(last);
-    match (array, all.len()) {
-        (false, 1) => all.pop().unwrap_or(Value::Null),
-        _ => Value::Array(all),
-    }
-}
-
-fn error_template(
-    ids: &[Value],
-    results: &[Value],
-    error: &DeviceError,
-    array: bool,
-) -> ResponseTemplate {
-    let (code, message) = match error.class {
-        OutcomeClass::Auth => return unauthorized("nxapi"),
-        OutcomeClass::Unavailable => {
-            return ResponseTemplate::new(503).set_body_string("Service Unavailable")
-        }
-        OutcomeClass::Rejected => (CODE_CLI_ERROR, "Invalid params"),
-        OutcomeClass::Busy => (CODE_BUSY, "Server busy"),
-        OutcomeClass::Unknown => (CODE_INTERNAL, "Internal error"),
-    };
-    let id = ids.get(results.len()).cloned().unwrap_or(Value::Null);
-    let last = error_reply(&id, code, message, &error.detail);
-    json_template(500, &replies(ids, results, Some(last), array))
-}
+struct NxapiFace(SwitchSite);
 
 impl Respond for NxapiFace {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        if request.url.path() != PATH {
-            return ResponseTemplate::new(404).set_body_string("Not Found");
+        if let Some(refused) = refuse_route(request, PATH, &self.0.credentials, "nxapi") {
+            return refused;
         }
-        if request.method.as_str() != "POST" {
-            return ResponseTemplate::new(405).set_body_string("Method Not Allowed");
-        }
-        if !authorized(request, &self.credentials) {
-            return unauthorized("nxapi");
-        }
-        let parsed = match parse_request(request) {
+        let parsed = match media_type(request).as_str() {
+            JSON_RPC => parse_json_rpc(&request.body),
+            INS_API => parse_ins_api(&request.body),
+            other => Err(rpc_refusal(
+                INVALID_REQUEST,
+                "Invalid request",
+                &format!("Content-Type {other:?}: use {JSON_RPC} or {INS_API}"),
+            )),
+        };
+        let (lines, format) = match parsed {
             Ok(parsed) => parsed,
-            Err((code, message, msg)) => {
-                return json_template(500, &error_reply(&Value::Null, code, message, &msg));
-            }
+            Err(refusal) => return *refusal,
         };
         let mut batch = Batch::default();
-        let mut interface = None;
-        for line in &parsed.lines {
+        let mut session = self.0.session(false);
+        for line in &lines {
             if batch.stopped() {
                 break;
             }
-            self.execute(&mut batch, &mut interface, &line.params.cmd);
+            session.execute(&mut batch, &line.cmd, line.json);
         }
-        let ids: Vec<Value> = parsed.lines.iter().map(|l| l.id.clone()).collect();
-        let (call, results) = batch.finish();
-        let array = parsed.array;
+        let (call, outputs, kind) = batch.finish();
         render(
             call,
-            |_| json_template(200, &replies(&ids, &results, None, array)),
-            |e| error_template(&ids, &results, e, array),
+            |_| reply(&lines, &outputs, None, format),
+            |e| reply(&lines, &outputs, Some((e, kind)), format),
         )
+    }
+}
+
+/// The reply to `lines` whose first `outputs.len()` ran, the next one failing with `failure`.
+fn reply(
+    lines: &[Line],
+    outputs: &[Output],
+    failure: Option<(&DeviceError, Option<CliFailure>)>,
+    format: Format,
+) -> ResponseTemplate {
+    if let Some((error, _)) = failure {
+        match error.class {
+            OutcomeClass::Auth => return unauthorized("nxapi"),
+            OutcomeClass::Unavailable => {
+                return ResponseTemplate::new(503).set_body_string("Service Unavailable")
+            }
+            _ => {}
+        }
+    }
+    let ran = lines.iter().zip(outputs);
+    let failed = failure.and_then(|f| Some((lines.get(outputs.len())?, f)));
+    match format {
+        Format::JsonRpc => {
+            let mut replies: Vec<Value> = ran
+                .map(|(line, out)| {
+                    json!({"jsonrpc": "2.0", "result": rpc_result(out, line.json), "id": line.id})
+                })
+                .collect();
+            let mut status = 200;
+            if let Some((line, (error, kind))) = failed {
+                let (code, message) = match (error.class, kind) {
+                    (OutcomeClass::Busy, _) => (BUSY, "Server busy"),
+                    (OutcomeClass::Unknown, _) => (INTERNAL, "Internal error"),
+                    (_, Some(CliFailure::NoJson)) => {
+                        (INVALID_PARAMS, "Structured output unsupported")
+                    }
+                    _ => (INVALID_PARAMS, "Invalid params"),
+                };
+                replies.push(rpc_error(
+                    &line.id,
+                    code,
+                    message,
+                    &format!("{}\n", error.detail),
+                ));
+                status = 500;
+            }
+            // NX-OS answers a one-command request with a bare object, array or not.
+            let body = match <[Value; 1]>::try_from(replies) {
+                Ok([one]) => one,
+                Err(many) => Value::Array(many),
+            };
+            json_template(status, &body, JSON_RPC)
+        }
+        Format::InsApi(kind) => {
+            let mut outputs: Vec<Value> = ran
+                .map(|(line, out)| ins_output(&line.cmd, out, line.json))
+                .collect();
+            let mut status = 200;
+            if let Some((line, (error, cli))) = failed {
+                let output = match (error.class, cli) {
+                    (OutcomeClass::Rejected, Some(CliFailure::NoJson)) => {
+                        json!({"input": line.cmd, "msg": "Structured output unsupported", "code": "501"})
+                    }
+                    (OutcomeClass::Rejected, _) => json!({
+                        "input": line.cmd,
+                        "clierror": format!("{}\n", error.detail),
+                        "msg": "Input CLI command error",
+                        "code": "400",
+                    }),
+                    (OutcomeClass::Busy, _) => {
+                        status = 500;
+                        json!({"input": line.cmd, "msg": format!("Device busy, retry later: {}", error.detail), "code": "500"})
+                    }
+                    _ => {
+                        status = 500;
+                        json!({"input": line.cmd, "msg": format!("Back-end processing error: {}", error.detail), "code": "500"})
+                    }
+                };
+                outputs.push(output);
+            }
+            json_template(status, &ins_reply(kind.as_str(), outputs), INS_API)
+        }
     }
 }
 
@@ -383,20 +510,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cli_lines_parse_strictly() {
-        assert_eq!(
-            parse_cli("interface Ethernet1/5"),
-            Ok(Cli::Interface("Ethernet1/5".into()))
-        );
-        assert_eq!(
-            parse_cli("switchport access vlan 910"),
-            Ok(Cli::AccessVlan(910))
-        );
-        assert!(parse_cli("switchport access vlan 99999").is_err());
-        assert!(parse_cli("switchport trunk allowed vlan 1").is_err());
-        assert_eq!(
-            parse_cli("copy running-config startup-config"),
-            Ok(Cli::Save)
-        );
+    fn version_one_is_accepted_in_every_spelling_the_libraries_send() {
+        for ok in [json!(1), json!(1.0), json!("1.0"), json!("1")] {
+            assert!(version_is_one(&ok), "{ok}");
+        }
+        for bad in [json!(2), json!("1.1"), json!(null), json!([1])] {
+            assert!(!version_is_one(&bad), "{bad}");
+        }
     }
 }
