@@ -26,9 +26,10 @@
 //! - A generated scenario the loader refuses is a lab defect, not an engine violation: it is
 //!   counted in `invalid_scenarios` (with the first message) and fails the exploration (exit 1).
 //! - `runs_per_second` counts the exploration phase only (not shrinking or report writing).
-//! - `fault_coverage` counts, per effect and per `effect@call`, the runs that drew it, and the
-//!   runs in which a device reply named it (`fired`; effects that leave no mark in a reply, such
-//!   as `stale_read` or `apply_then_timeout`, count only as drawn).
+//! - `fault_coverage` counts, per effect and per `effect@call`, the runs that drew it, and per
+//!   effect the runs in which it met something to act on (`met`: a call of its kind reached its
+//!   device inside its window, a detection from its AV server did, or its switch rebooted;
+//!   `times` and `match` other than `lserver` are not judged).
 
 pub mod generate;
 mod report;
@@ -40,11 +41,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::history::EventKind;
+use crate::model::history::{EventKind, HistoryEvent};
 use crate::model::{load_site, Site};
-use crate::scenario::file::ScenarioFile;
+use crate::scenario::file::{EventFile, ScenarioFile};
 use crate::scenario::load::from_file_form;
 use crate::scenario::runner::{run_sim, Mutant};
+use crate::sim::faults::{FaultEffect, FaultSpec};
 
 pub use generate::{Catalog, Profile, EFFECTS};
 pub use report::{ExploreReport, Violation};
@@ -123,6 +125,7 @@ impl Probe<'_> {
         site: &Arc<Site>,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
         let name = PathBuf::from(format!("{}.toml", file.name));
+        let (events, faults) = (file.events.clone(), file.faults.clone());
         let scenario = from_file_form(&name, file, self.topology_file.to_path_buf(), site.clone())
             .map_err(|e| e.to_string())?;
         let run = run_sim(&scenario, scenario.seed, self.mutant)?;
@@ -132,23 +135,57 @@ impl Probe<'_> {
             .into_iter()
             .map(str::to_string)
             .collect();
-        Ok((failed, fired_effects(&run.record.history)))
+        Ok((failed, met_effects(&events, &faults, &run.record.history)))
     }
 }
 
-/// Effects named by device replies (`(fault: reject)`), for coverage.
-fn fired_effects(history: &[crate::model::history::HistoryEvent]) -> BTreeSet<String> {
-    let mut fired = BTreeSet::new();
-    for e in history {
-        if let EventKind::Return { detail, .. } = &e.kind {
-            if let Some(rest) = detail.split("(fault: ").nth(1) {
-                if let Some(effect) = rest.split(')').next() {
-                    fired.insert(effect.to_string());
+/// The effects of `faults` whose fault met something it could act on: a call of its kind (and
+/// L-Server, when `match` names one) reaching its device inside its window, a detection from its
+/// AV server inside its window, or its switch's reboot. `times` and the other `match` keys are
+/// not judged, so this is "could have fired", for coverage only.
+fn met_effects(
+    events: &[EventFile],
+    faults: &[FaultSpec],
+    history: &[HistoryEvent],
+) -> BTreeSet<String> {
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let mut met = BTreeSet::new();
+    for f in faults {
+        let from = f.from.map_or(0, ms);
+        let until = f.until.map_or(u64::MAX, ms);
+        let inside = |t: u64| from <= t && t < until;
+        let hit = if f.effect == FaultEffect::RebootLosesUnsaved {
+            history.iter().any(
+                |e| matches!(&e.kind, EventKind::SwitchRebooted { device } if *device == f.device),
+            )
+        } else if f.effect.is_delivery() {
+            events.iter().any(|e| {
+                e.detect.as_ref().is_some_and(|d| d.source == f.device) && inside(ms(e.at))
+            })
+        } else {
+            history.iter().any(|e| match &e.kind {
+                EventKind::Invoke {
+                    device,
+                    op,
+                    lserver,
+                    ..
+                } => {
+                    *device == f.device
+                        && inside(e.at_ms)
+                        && f.call.is_none_or(|c| op.starts_with(c.as_str()))
+                        && f.matcher
+                            .lserver
+                            .as_ref()
+                            .is_none_or(|l| lserver.as_deref() == Some(l.as_str()))
                 }
-            }
+                _ => false,
+            })
+        };
+        if hit {
+            met.insert(generate::effect_name(f.effect));
         }
     }
-    fired
+    met
 }
 
 /// The explored site, loaded once and shared by every run.
@@ -200,7 +237,7 @@ struct Gathered {
     failures: Vec<Failure>,
     invalid: u64,
     first_invalid: Option<String>,
-    /// effect -> (drawn, fired); `effect@call` -> drawn.
+    /// effect -> (drawn, met); `effect@call` -> drawn.
     by_effect: BTreeMap<String, (u64, u64)>,
     by_pair: BTreeMap<String, u64>,
 }
@@ -271,11 +308,11 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ExploreError> {
                     }
                     local.runs += 1;
                     match probe.run_full(file, &target.site) {
-                        Ok((failed, fired)) => {
+                        Ok((failed, met)) => {
                             for effect in &drawn {
                                 let entry = local.by_effect.entry(effect.clone()).or_default();
                                 entry.0 += 1;
-                                if fired.contains(effect) {
+                                if met.contains(effect) {
                                     entry.1 += 1;
                                 }
                             }

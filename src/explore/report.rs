@@ -82,8 +82,8 @@ impl Violation {
 pub struct EffectCoverage {
     /// Runs that drew it.
     pub drawn: u64,
-    /// Runs in which a device reply named it.
-    pub fired: u64,
+    /// Runs in which it met a call, detection or reboot it could act on.
+    pub met: u64,
 }
 
 /// `fault_coverage`: per effect, per `effect@call`, and the effects never drawn.
@@ -104,12 +104,12 @@ pub(super) fn coverage(
 ) -> Coverage {
     let effects: BTreeMap<String, EffectCoverage> = by_effect
         .iter()
-        .map(|(e, (drawn, fired))| {
+        .map(|(e, (drawn, met))| {
             (
                 e.clone(),
                 EffectCoverage {
                     drawn: *drawn,
-                    fired: *fired,
+                    met: *met,
                 },
             )
         })
@@ -154,7 +154,7 @@ pub struct ExploreReport {
     pub invalid_scenarios: u64,
     /// The first such refusal.
     pub first_invalid: Option<String>,
-    /// What the runs drew and what fired.
+    /// What the runs drew and what the faults met.
     pub fault_coverage: Coverage,
 }
 
@@ -235,9 +235,11 @@ fn summary(r: &ExploreReport) -> String {
                     signature with its `replay` command from explore.json.\n",
         );
     }
-    s.push_str("\n## Fault coverage\n\n| effect | runs drawn | runs fired |\n|---|---|---|\n");
+    s.push_str(
+        "\n## Fault coverage\n\n| effect | runs drawn | runs it met a call |\n|---|---|---|\n",
+    );
     for (e, c) in &r.fault_coverage.effects {
-        s.push_str(&format!("| {e} | {} | {} |\n", c.drawn, c.fired));
+        s.push_str(&format!("| {e} | {} | {} |\n", c.drawn, c.met));
     }
     if !r.fault_coverage.never_drawn.is_empty() {
         s.push_str(&format!(
