@@ -661,7 +661,7 @@ mod tests {
     }
 
     #[test]
-    fn run_seeds_differ_per_index_and_purpose() {
+    fn inv11_run_seeds_differ_per_index_and_purpose() {
         assert_ne!(run_seed(1, 0, SCHEDULE), run_seed(1, 1, SCHEDULE));
         assert_ne!(run_seed(1, 0, SCHEDULE), run_seed(1, 0, FAULTS));
         assert_ne!(run_seed(1, 0, SCHEDULE), run_seed(2, 0, SCHEDULE));

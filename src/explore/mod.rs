@@ -25,6 +25,9 @@
 //!   `<name>.topology.toml` beside it when L-Servers or devices were dropped.
 //! - A generated scenario the loader refuses is a lab defect, not an engine violation: it is
 //!   counted in `invalid_scenarios` (with the first message) and fails the exploration (exit 1).
+//! - INV-11 (determinism) is checked on one run in [`DETERMINISM_EVERY`] (run twice, digests
+//!   compared), on every `--replay`, and on every shrink candidate of an INV-11 signature.
+//!   INV-12 is checked when the checkers check it (`check_run`); explore adds nothing for it.
 //! - `runs_per_second` counts the exploration phase only (not shrinking or report writing).
 //! - `fault_coverage` counts, per effect and per `effect@call`, the runs that drew it, and per
 //!   effect the runs in which it met something to act on (`met`: a call of its kind reached its
@@ -41,6 +44,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::check::{determinism_verdict, Status};
 use crate::model::history::{EventKind, HistoryEvent};
 use crate::model::{load_site, Site};
 use crate::scenario::file::{EventFile, ScenarioFile};
@@ -114,30 +118,48 @@ pub struct Probe<'a> {
 
 impl Probe<'_> {
     /// Validates `file` against `site` and runs it; the failed invariants, or why it could not
-    /// run (the loader's message).
-    pub fn run(&self, file: ScenarioFile, site: &Arc<Site>) -> Result<BTreeSet<String>, String> {
-        self.run_full(file, site).map(|(failed, _)| failed)
+    /// run (the loader's message). With `twice`, the run is repeated and a different history
+    /// digest fails INV-11.
+    pub fn run(
+        &self,
+        file: ScenarioFile,
+        site: &Arc<Site>,
+        twice: bool,
+    ) -> Result<BTreeSet<String>, String> {
+        self.run_full(file, site, twice).map(|(failed, _)| failed)
     }
 
     fn run_full(
         &self,
         file: ScenarioFile,
         site: &Arc<Site>,
+        twice: bool,
     ) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
         let name = PathBuf::from(format!("{}.toml", file.name));
         let (events, faults) = (file.events.clone(), file.faults.clone());
         let scenario = from_file_form(&name, file, self.topology_file.to_path_buf(), site.clone())
             .map_err(|e| e.to_string())?;
         let run = run_sim(&scenario, scenario.seed, self.mutant)?;
-        let failed = run
+        let mut failed: BTreeSet<String> = run
             .check
             .failed_invariants()
             .into_iter()
             .map(str::to_string)
             .collect();
+        if twice {
+            let again = run_sim(&scenario, scenario.seed, self.mutant)?;
+            let verdict = determinism_verdict(&run.history_digest, Some(&again.history_digest));
+            if verdict.status == Status::Failed {
+                failed.insert(verdict.id);
+            }
+        }
         Ok((failed, met_effects(&events, &faults, &run.record.history)))
     }
 }
+
+/// One run in this many is run twice to check INV-11 (determinism): a 1/64 sample costs under
+/// 2 % of the throughput and still checks dozens of runs per second.
+pub const DETERMINISM_EVERY: u64 = 64;
 
 /// The effects of `faults` whose fault met something it could act on: a call of its kind (and
 /// L-Server, when `match` names one) reaching its device inside its window, a detection from its
@@ -228,6 +250,9 @@ struct Failure {
     index: u64,
     invariants: BTreeSet<String>,
     effects: BTreeSet<String>,
+    /// Size of the generated scenario.
+    events: usize,
+    faults: usize,
 }
 
 /// What the workers gathered.
@@ -297,6 +322,7 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ExploreError> {
                         break;
                     }
                     let file = target.generate(&opts.profile, opts.seed, index);
+                    let size = (file.events.len(), file.faults.len());
                     let drawn = drawn_effects(&file);
                     for f in &file.faults {
                         let pair = format!(
@@ -307,7 +333,8 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ExploreError> {
                         *local.by_pair.entry(pair).or_default() += 1;
                     }
                     local.runs += 1;
-                    match probe.run_full(file, &target.site) {
+                    let twice = index % DETERMINISM_EVERY == 0;
+                    match probe.run_full(file, &target.site, twice) {
                         Ok((failed, met)) => {
                             for effect in &drawn {
                                 let entry = local.by_effect.entry(effect.clone()).or_default();
@@ -321,6 +348,8 @@ pub fn explore(opts: &ExploreOptions) -> Result<ExploreReport, ExploreError> {
                                     index,
                                     invariants: failed,
                                     effects: drawn,
+                                    events: size.0,
+                                    faults: size.1,
                                 });
                             }
                         }
@@ -461,6 +490,16 @@ fn group_and_shrink(
             v.count += 1;
             continue;
         }
+        let mut minimal = minimal;
+        minimal.file.description = format!(
+            "Shrunk by `qlab explore` from run {} of seed {} ({} events and {} faults before \
+             shrinking): violates {}.",
+            f.index,
+            opts.seed,
+            f.events,
+            f.faults,
+            f.invariants.iter().cloned().collect::<Vec<_>>().join(", ")
+        );
         let attributed = shrink::attribute(probe, &minimal);
         let written =
             report::write_case(&opts.report_dir, &format!("shrunk-{signature}"), &minimal)
@@ -542,7 +581,7 @@ pub fn replay(opts: &ExploreOptions, seed: u64, index: u64) -> Result<Replayed, 
     let written = report::write_case(&opts.report_dir, &file.name, &case)
         .map_err(|e| ExploreError::Io(format!("cannot write the scenario: {e}")))?;
     let failed = probe
-        .run(file, &target.site)
+        .run(file, &target.site, true)
         .map_err(|e| ExploreError::Input(format!("run {seed}:{index} cannot run: {e}")))?;
     Ok(Replayed {
         file: opts.report_dir.join(written),
@@ -585,4 +624,72 @@ pub fn parse_effects(text: &str) -> Result<Vec<crate::sim::faults::FaultEffect>,
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(items: &[&str]) -> BTreeSet<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn signatures_name_invariants_then_effects_sorted() {
+        assert_eq!(
+            signature(&set(&["INV-4", "INV-1"]), &set(&["stale_read", "busy"])),
+            "INV-1+INV-4|busy,stale_read"
+        );
+        assert_eq!(signature(&set(&["INV-7"]), &set(&[])), "INV-7|none");
+    }
+
+    #[test]
+    fn replay_and_effects_arguments_are_checked() {
+        assert_eq!(parse_replay("7:1234"), Ok((7, 1234)));
+        for bad in ["7", "7:", ":3", "a:b", "-1:2"] {
+            assert!(parse_replay(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_effects("reject, busy,reject").unwrap(),
+            vec![FaultEffect::Reject, FaultEffect::Busy]
+        );
+        assert!(
+            parse_effects("reset").is_err(),
+            "wire-only effects are refused"
+        );
+        assert!(parse_effects(" , ").is_err());
+    }
+
+    #[test]
+    fn a_fault_meets_only_calls_of_its_kind_inside_its_window() {
+        use crate::model::history::{HistoryEvent, NicRef};
+        let invoke = |at_ms, op: &str| HistoryEvent {
+            at_ms,
+            kind: EventKind::Invoke {
+                call: 1,
+                device: "vc-1".into(),
+                op: op.into(),
+                nic: Some(NicRef {
+                    lserver: "/a".into(),
+                    nic: 0,
+                }),
+                lserver: Some("/a".into()),
+                value: None,
+            },
+        };
+        let fault: FaultSpec = toml::from_str(
+            "device = \"vc-1\"\ncall = \"get_nic\"\neffect = \"reject\"\nfrom = \"1s\"\nuntil = \"2s\"",
+        )
+        .unwrap();
+        let met = |history: &[HistoryEvent]| {
+            !met_effects(&[], std::slice::from_ref(&fault), history).is_empty()
+        };
+        assert!(met(&[invoke(1500, "get_nic")]));
+        assert!(!met(&[invoke(500, "get_nic")]), "before the window");
+        assert!(
+            !met(&[invoke(2000, "get_nic")]),
+            "the window ends before `until`"
+        );
+        assert!(!met(&[invoke(1500, "set_nic")]), "another call");
+    }
 }
