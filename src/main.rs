@@ -709,6 +709,13 @@ fn explore_command(options: &explore::ExploreOptions, replay: Option<&str>) -> E
         println!("violated: {}", ids.join(", "));
         return ExitCode::from(1);
     }
+    // SQLite counts every allocation under one process-wide mutex by default; the workers' runs
+    // (one in-memory journal each) would serialize on it. Nothing has used SQLite yet in this
+    // process and no other thread runs, which is what sqlite3_config requires.
+    // SAFETY: called once, before SQLite is initialized, with no other thread alive.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+    }
     let report = match explore::explore(options) {
         Ok(r) => r,
         Err(e) => return exit(e),
