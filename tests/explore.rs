@@ -157,7 +157,7 @@ fn inv1_to_inv10_explore_finds_no_violation_on_the_correct_engine() {
         dir.path(),
         &[
             "--runs",
-            "1500",
+            "2000",
             "--seed",
             "11",
             "--jobs",
@@ -170,10 +170,10 @@ fn inv1_to_inv10_explore_finds_no_violation_on_the_correct_engine() {
     );
     assert_eq!(code, 0, "{text}\n{json:#}");
     assert_eq!(json["schema"], "qlab.explore/v1");
-    assert_eq!(json["runs"], 1500);
+    assert_eq!(json["runs"], 2000);
     assert_eq!(json["violations"], Value::Array(vec![]));
     assert!(json["runs_per_second"].as_f64().unwrap() > 0.0);
-    // Swarm with every clean effect allowed: each is drawn somewhere in 1,500 runs.
+    // Swarm with every clean effect allowed: each is drawn somewhere in 2,000 runs.
     assert_eq!(json["fault_coverage"]["never_drawn"], Value::Array(vec![]));
     let junit = std::fs::read_to_string(dir.path().join("junit.xml")).unwrap();
     assert!(junit.contains("no violation"), "{junit}");
