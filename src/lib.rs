@@ -8,6 +8,7 @@ pub mod bench;
 pub mod check;
 pub mod daemon;
 pub mod engine;
+pub mod explore;
 pub mod ingest;
 pub mod model;
 pub mod report;

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use quarantine_lab::daemon::{self, client};
+use quarantine_lab::explore;
 use quarantine_lab::model::{load_site, Detection};
 use quarantine_lab::report::{self, RunReport, ScenarioReport, ScenarioStatus};
 use quarantine_lab::scenario::library::{self, ResultStatus, ScenarioResult, Selection};
@@ -72,6 +73,54 @@ enum Command {
         #[arg(long)]
         strict_faults: bool,
         /// Checker self-test: run a deliberately broken engine.
+        #[arg(long, hide = true)]
+        mutant: Option<String>,
+    },
+    /// Explores generated scenarios: random schedules and faults, every invariant checked.
+    ///
+    /// Each run builds a scenario from (seed, run index) alone and runs it in sim mode; failures
+    /// are grouped by signature (failed invariants and fault effects), shrunk to a minimal
+    /// scenario file that `qlab run FILE` replays, and the fault to blame is named where one is.
+    /// Writes explore.json, summary.md, junit.xml and the shrunk files to --report-dir. Exits 0
+    /// when no run violated an invariant, 1 otherwise, 2 on bad input.
+    Explore {
+        /// The topology explored.
+        #[arg(long)]
+        topology: PathBuf,
+        /// Runs in all, over every shard (default 1000 without --duration).
+        #[arg(long, conflicts_with = "duration")]
+        runs: Option<u64>,
+        /// Run for this long instead, e.g. 30s.
+        #[arg(long)]
+        duration: Option<humantime::Duration>,
+        /// Exploration seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Worker threads (default: the machine's cores).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Only shard K of N, as K/N (run indices i with i % N == K - 1).
+        #[arg(long)]
+        shard: Option<String>,
+        /// Fault effects that may be drawn, comma-separated (default: every sim effect).
+        #[arg(long)]
+        effects: Option<String>,
+        /// Each run enables a random subset of the fault kinds.
+        #[arg(long)]
+        swarm: bool,
+        /// A fault period, then everything heals or some devices fail for good.
+        #[arg(long)]
+        liveness: bool,
+        /// Engine crashes with restarts.
+        #[arg(long)]
+        crashes: bool,
+        /// Where explore.json, summary.md, junit.xml and shrunk scenarios go.
+        #[arg(long, default_value = "reports/explore")]
+        report_dir: PathBuf,
+        /// Rebuild and run one run, SEED:INDEX, with the same generation flags.
+        #[arg(long)]
+        replay: Option<String>,
+        /// Checker self-test: explore a deliberately broken engine.
         #[arg(long, hide = true)]
         mutant: Option<String>,
     },
@@ -297,19 +346,14 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mutant = match mutant
-                .as_deref()
-                .map(|m| Mutant::parse(m).ok_or(m))
-                .transpose()
-            {
+            let mutant = match mutant.as_deref().map(parse_mutant).transpose() {
                 Ok(m) => m,
-                Err(m) => {
-                    eprintln!("error: --mutant: unknown {m:?} (trust-device, revert-on-failure, drop-on-crash)");
+                Err(e) => {
+                    eprintln!("error: {e}");
                     return ExitCode::from(2);
                 }
             };
-            let jobs =
-                jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+            let jobs = jobs.unwrap_or_else(default_jobs);
             let selection = Selection {
                 paths,
                 tags,
@@ -412,6 +456,57 @@ fn main() -> ExitCode {
                     .notify(&detection, attempts, Duration::from_millis(250))
                     .await
             })
+        }
+        Command::Explore {
+            topology,
+            runs,
+            duration,
+            seed,
+            jobs,
+            shard,
+            effects,
+            swarm,
+            liveness,
+            crashes,
+            report_dir,
+            replay,
+            mutant,
+        } => {
+            let options = (|| -> Result<explore::ExploreOptions, String> {
+                let shard = shard
+                    .as_deref()
+                    .map(parse_shard)
+                    .transpose()
+                    .map_err(|e| format!("--shard: {e}"))?;
+                let mutant = mutant.as_deref().map(parse_mutant).transpose()?;
+                let effects = match effects.as_deref() {
+                    Some(text) => explore::parse_effects(text).map_err(|e| e.to_string())?,
+                    None => explore::EFFECTS.to_vec(),
+                };
+                Ok(explore::ExploreOptions {
+                    topology,
+                    runs,
+                    duration: duration.map(Into::into),
+                    seed,
+                    jobs: jobs.unwrap_or_else(default_jobs),
+                    shard: shard.map_or((1, 1), |(k, n)| (k as u64, n as u64)),
+                    profile: explore::Profile {
+                        swarm,
+                        liveness,
+                        crashes,
+                        effects,
+                    },
+                    report_dir,
+                    mutant,
+                })
+            })();
+            match options {
+                Ok(options) => explore_command(&options, replay.as_deref()),
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::Bench {
             quick,
@@ -589,6 +684,86 @@ fn sim_serve(topology: &std::path::Path, print_config: Option<&std::path::Path>)
         drop(server);
         ExitCode::SUCCESS
     })
+}
+
+/// Worker threads when `--jobs` is not given: the machine's cores.
+fn default_jobs() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// `--mutant NAME`, or a message listing the broken engines.
+fn parse_mutant(text: &str) -> Result<Mutant, String> {
+    Mutant::parse(text).ok_or_else(|| {
+        let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
+        format!("--mutant: unknown {text:?} ({})", names.join(", "))
+    })
+}
+
+/// `qlab explore`: an exploration, or one `--replay`.
+fn explore_command(options: &explore::ExploreOptions, replay: Option<&str>) -> ExitCode {
+    let exit = |e: explore::ExploreError| {
+        eprintln!("error: {e}");
+        match e {
+            explore::ExploreError::Input(_) => ExitCode::from(2),
+            explore::ExploreError::Io(_) => ExitCode::from(1),
+        }
+    };
+    if let Some(text) = replay {
+        let replayed = match explore::parse_replay(text)
+            .and_then(|(seed, index)| explore::replay(options, seed, index))
+        {
+            Ok(r) => r,
+            Err(e) => return exit(e),
+        };
+        println!("scenario: {}", replayed.file.display());
+        if replayed.failed.is_empty() {
+            println!("no violation");
+            return ExitCode::SUCCESS;
+        }
+        let ids: Vec<&str> = replayed.failed.iter().map(String::as_str).collect();
+        println!("violated: {}", ids.join(", "));
+        return ExitCode::from(1);
+    }
+    // SQLite counts every allocation under one process-wide mutex by default; the workers' runs
+    // (one in-memory journal each) would serialize on it. Nothing has used SQLite yet in this
+    // process and no other thread runs, which is what sqlite3_config requires.
+    // SAFETY: called once, before SQLite is initialized, with no other thread alive.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+    }
+    let report = match explore::explore(options) {
+        Ok(r) => r,
+        Err(e) => return exit(e),
+    };
+    println!(
+        "{} runs, {:.0} runs/s, {} signatures; report in {}",
+        report.runs,
+        report.runs_per_second,
+        report.violations.len(),
+        options.report_dir.display()
+    );
+    for v in &report.violations {
+        println!(
+            "  {} ({} runs): {}",
+            v.signature,
+            v.count,
+            v.shrunk_file
+                .as_deref()
+                .map(|f| options.report_dir.join(f).display().to_string())
+                .unwrap_or_else(|| v.replay.clone())
+        );
+    }
+    if let Some(first) = &report.first_invalid {
+        println!(
+            "  {} generated scenarios did not load: {first}",
+            report.invalid_scenarios
+        );
+    }
+    if report.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn parse_shard(text: &str) -> Result<(usize, usize), String> {

@@ -55,3 +55,21 @@ fn inv7_catches_an_engine_that_drops_a_detection_on_crash() {
         &["INV-1", "INV-10", "INV-7", "INV-8"],
     );
 }
+
+#[test]
+fn inv6_catches_an_engine_that_rewrites_a_nic_while_reads_fail() {
+    bites(
+        "tests/scenarios/mutants/rewrite-on-read-failure.toml",
+        Mutant::RewriteOnReadFailure,
+        &["INV-6"],
+    );
+}
+
+#[test]
+fn inv8_catches_an_engine_that_leaks_quarantine_ips_on_rollback() {
+    bites(
+        "tests/scenarios/mutants/leak-ip-on-rollback.toml",
+        Mutant::LeakIpOnRollback,
+        &["INV-8"],
+    );
+}

@@ -298,12 +298,36 @@ fn load_str_cached(
     }
     let site = cache.get(&topology_file)?;
     let locator = Locator::new(source);
-    let checked = checks::check(&raw, &site, &locator)
-        .map_err(|problems| checks::first_error(path, &locator, problems))?;
+    let scenario = assemble(path, raw, topology_file, site, &locator)?;
+    Ok((scenario, locate(source, &[KeySeg::from("name")])))
+}
+
+/// Validates a scenario built in memory (`qlab explore` generates them) against an already
+/// loaded `site`, as if it were the file `file` with topology `topology_file`. The same checks
+/// as a file's; errors carry no line, since there is no text yet.
+pub fn from_file_form(
+    file: &Path,
+    raw: file::ScenarioFile,
+    topology_file: PathBuf,
+    site: Arc<Site>,
+) -> Result<Scenario, ScenarioError> {
+    assemble(file, raw, topology_file, site, &Locator::new(""))
+}
+
+/// Checks `raw` against `site` and builds the [`Scenario`].
+fn assemble(
+    path: &Path,
+    raw: file::ScenarioFile,
+    topology_file: PathBuf,
+    site: Arc<Site>,
+    locator: &Locator<'_>,
+) -> Result<Scenario, ScenarioError> {
+    let checked = checks::check(&raw, &site, locator)
+        .map_err(|problems| checks::first_error(path, locator, problems))?;
     let mut events = checked.events;
     // Stable: events at the same time happen in file order, which scenarios rely on.
     events.sort_by_key(|e| e.at);
-    let scenario = Scenario {
+    Ok(Scenario {
         name: raw.name,
         description: raw.description,
         file: path.to_path_buf(),
@@ -316,8 +340,7 @@ fn load_str_cached(
         events,
         faults: raw.faults,
         expect: raw.expect,
-    };
-    Ok((scenario, locate(source, &[KeySeg::from("name")])))
+    })
 }
 
 /// Locates a TOML or serde error the way topology errors are located.

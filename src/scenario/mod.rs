@@ -3,6 +3,7 @@
 pub mod file;
 pub mod library;
 pub mod load;
+mod mutants;
 pub mod outbreak;
 pub mod runner;
 pub mod serve;

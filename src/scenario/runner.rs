@@ -21,7 +21,9 @@ use crate::model::history::{EventKind, FaultAccount, FinalLServer, FinalNic, Nic
 use crate::model::{Detection, Site};
 use crate::sim::{Recorder, SimWorld};
 
-/// A deliberately broken engine, used only to prove that the checkers bite.
+/// A deliberately broken engine, used only to prove that the checkers bite (tests/checkers_bite.rs,
+/// `qlab explore --mutant`). Each breaks one rule from outside the engine, through its ports or
+/// its journal, so the engine itself carries no test-only code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mutant {
     /// Trusts the device's ok without the verifying read (should trip INV-1).
@@ -30,17 +32,38 @@ pub enum Mutant {
     RevertOnFailure,
     /// Loses acknowledged detections whose operation was unfinished at a crash (INV-7).
     DropOnCrash,
+    /// Writes a NIC's last target again whenever a read of that NIC fails, although that write
+    /// may already have landed (INV-6).
+    RewriteOnReadFailure,
+    /// Keeps the quarantine IPs of a failed quarantine allocated instead of freeing them on
+    /// rollback (INV-8).
+    LeakIpOnRollback,
 }
 
 impl Mutant {
-    /// Parses `trust-device`, `revert-on-failure` or `drop-on-crash`.
-    pub fn parse(text: &str) -> Option<Mutant> {
-        match text {
-            "trust-device" => Some(Mutant::TrustDevice),
-            "revert-on-failure" => Some(Mutant::RevertOnFailure),
-            "drop-on-crash" => Some(Mutant::DropOnCrash),
-            _ => None,
+    /// Every broken engine, in the order help texts list them.
+    pub const ALL: [Mutant; 5] = [
+        Mutant::TrustDevice,
+        Mutant::RevertOnFailure,
+        Mutant::DropOnCrash,
+        Mutant::RewriteOnReadFailure,
+        Mutant::LeakIpOnRollback,
+    ];
+
+    /// The spelling on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::TrustDevice => "trust-device",
+            Mutant::RevertOnFailure => "revert-on-failure",
+            Mutant::DropOnCrash => "drop-on-crash",
+            Mutant::RewriteOnReadFailure => "rewrite-on-read-failure",
+            Mutant::LeakIpOnRollback => "leak-ip-on-rollback",
         }
+    }
+
+    /// Parses [`Mutant::name`].
+    pub fn parse(text: &str) -> Option<Mutant> {
+        Mutant::ALL.into_iter().find(|m| m.name() == text)
     }
 }
 
@@ -310,7 +333,13 @@ async fn play(
             observer: Some(observer.clone()),
             ..EngineOptions::default()
         };
-        Engine::open(site.clone(), journal, world.adapters(), options).map_err(|e| e.to_string())
+        let adapters = match mutant {
+            Some(Mutant::RewriteOnReadFailure) => {
+                super::mutants::rewrite_on_read_failure(world.adapters())
+            }
+            _ => world.adapters(),
+        };
+        Engine::open(site.clone(), journal, adapters, options).map_err(|e| e.to_string())
     };
     let mut engine = Some(open()?);
     // Detections the sender still holds because the engine was down: it sends them again.
@@ -413,6 +442,9 @@ async fn play(
         if mutant == Some(Mutant::RevertOnFailure) {
             revert_failed(&site, &world, &observer).await;
         }
+    }
+    if mutant == Some(Mutant::LeakIpOnRollback) {
+        super::mutants::leak_rolled_back_ips(&journal_path)?;
     }
     let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
     drop(engine);
