@@ -79,27 +79,30 @@ enum Family {
 
 /// The calls `effect` can act on for a device of `family`; `None` inside means "no `call` key"
 /// (effects scheduled on the device as a whole). Empty: the effect does not apply.
-fn effect_calls(effect: FaultEffect, family: Family) -> &'static [Option<CallKind>] {
+fn effect_calls(effect: FaultEffect, family: Family) -> Vec<Option<CallKind>> {
     use CallKind::*;
-    use FaultEffect as E;
-    match (family, effect) {
-        (Family::Av, E::Drop | E::Duplicate | E::Reorder) => &[Some(Send)],
-        (Family::Av, _) | (_, E::Drop | E::Duplicate | E::Reorder) => &[],
-        (Family::Switch, E::RebootLosesUnsaved) => &[None],
-        (_, E::RebootLosesUnsaved) => &[],
-        (Family::Hypervisor, E::StaleRead) => &[Some(GetNic)],
-        (Family::Switch, E::StaleRead) => &[Some(GetPort)],
-        (Family::Bmc, E::StaleRead) => &[],
-        (Family::Hypervisor, E::ApplyThenTimeout | E::ApplyThenError | E::AcceptWithoutApply) => {
-            &[Some(SetNic), Some(PowerReset)]
-        }
-        (Family::Switch, E::ApplyThenTimeout | E::ApplyThenError | E::AcceptWithoutApply) => {
-            &[Some(SetPort), Some(SaveConfig)]
-        }
-        (Family::Bmc, _) => &[Some(Reset)],
-        (Family::Hypervisor, _) => &[Some(Login), Some(GetNic), Some(SetNic), Some(PowerReset)],
-        (Family::Switch, _) => &[Some(GetPort), Some(SetPort), Some(SaveConfig)],
+    if effect == FaultEffect::RebootLosesUnsaved {
+        // Not a call: the switch reboots at `from`, so the fault names no call.
+        return if family == Family::Switch {
+            vec![None]
+        } else {
+            Vec::new()
+        };
     }
+    let family_calls: &[CallKind] = match family {
+        Family::Av => &[Send],
+        Family::Hypervisor => &[Login, GetNic, SetNic, PowerReset],
+        Family::Switch => &[GetPort, SetPort, SaveConfig],
+        Family::Bmc => &[Reset],
+    };
+    // The loader's own table of which calls an effect applies to, so a generated fault is
+    // never one the loader refuses.
+    effect
+        .calls()
+        .iter()
+        .filter(|c| family_calls.contains(c))
+        .map(|c| Some(*c))
+        .collect()
 }
 
 /// How runs are generated: the command line's `--swarm`, `--liveness`, `--crashes`, `--effects`.
@@ -492,7 +495,8 @@ fn fault(
         fits
     };
     let (device, family) = candidates.choose(r).copied()?;
-    let call = *effect_calls(effect, *family).choose(r)?;
+    let calls = effect_calls(effect, *family);
+    let call = *calls.choose(r)?;
     let period_ms = u64::try_from(fault_period.as_millis()).unwrap_or(20_000);
     let mut spec = FaultSpec {
         device: device.clone(),
@@ -503,9 +507,14 @@ fn fault(
         until: None,
         matcher: FaultMatch::default(),
         delay: None,
+        probability: None,
     };
     if r.random_bool(0.5) {
         spec.times = Some(r.random_range(1..=4u32));
+    }
+    if r.random_bool(0.2) {
+        // Seeded in the run (semantics.md, "Seeded randomness"): some matching calls only.
+        spec.probability = Some(f64::from(r.random_range(1..=9u32)) / 10.0);
     }
     if effect == FaultEffect::RebootLosesUnsaved {
         spec.from = Some(time(r, 500, period_ms.max(500)));
@@ -606,6 +615,7 @@ fn liveness_tail(
             until: None,
             matcher: FaultMatch::default(),
             delay: None,
+            probability: None,
         });
     }
     if dead.is_empty() {
