@@ -314,6 +314,22 @@ enum TopologyCommand {
 }
 
 fn main() -> ExitCode {
+    // mimalloc asks the kernel for transparent huge pages, which are zeroed 2 MiB at a time on
+    // first touch; a large lab run touches its memory sparsely, and a third of a
+    // 100,000-L-Server run went to that zeroing. Ordinary pages cost only what is used.
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_THP_DISABLE takes plain integers and changes only this process's mappings.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+    // SQLite counts every allocation under one process-wide mutex by default: the lab's parallel
+    // runs (one in-memory journal each) would serialize on it, and a single run pays for the
+    // lock on every allocation. Nothing reads those counts. Nothing has used SQLite yet in this
+    // process and no other thread runs, which is what sqlite3_config requires.
+    // SAFETY: called once, before SQLite is initialized, with no other thread alive.
+    unsafe {
+        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::Run {
@@ -723,13 +739,6 @@ fn explore_command(options: &explore::ExploreOptions, replay: Option<&str>) -> E
         let ids: Vec<&str> = replayed.failed.iter().map(String::as_str).collect();
         println!("violated: {}", ids.join(", "));
         return ExitCode::from(1);
-    }
-    // SQLite counts every allocation under one process-wide mutex by default; the workers' runs
-    // (one in-memory journal each) would serialize on it. Nothing has used SQLite yet in this
-    // process and no other thread runs, which is what sqlite3_config requires.
-    // SAFETY: called once, before SQLite is initialized, with no other thread alive.
-    unsafe {
-        rusqlite::ffi::sqlite3_config(rusqlite::ffi::SQLITE_CONFIG_MEMSTATUS, 0 as std::ffi::c_int);
     }
     let report = match explore::explore(options) {
         Ok(r) => r,

@@ -521,6 +521,8 @@ fn forget_unfinished(journal_path: &Path) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
+/// The run's record at its end: the history, moved out of the recorder (so call it once, last),
+/// the final device truth and management records, and the allocations.
 pub(super) fn collect(
     site: &Site,
     world: &SimWorld,
@@ -602,7 +604,7 @@ pub(super) fn collect(
         .map(|(net, ip, owner, _)| (net, ip, owner))
         .collect();
     Ok(RunRecord {
-        history: recorder.events(),
+        history: recorder.take_events(),
         nics,
         lservers,
         allocations,
