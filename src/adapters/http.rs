@@ -2,12 +2,100 @@
 //! failures and status codes onto the outcome classes (R8). Vendor clients refine the status
 //! mapping from their error bodies; a transport failure after the request was sent is always
 //! `unknown`, never `rejected`.
+//!
+//! Device TLS (R18): a [`TlsTrust`] says how a device's certificate is checked. With a CA bundle
+//! (`ca_file`) only those CAs are trusted, not the built-in web roots: a device's CA is a
+//! private one, and trusting the whole web PKI beside it would let any public certificate for
+//! that name pass. With a SHA-256 pin (`tls_fingerprint`) the device's own (leaf) certificate
+//! must hash to the pin; the pin replaces chain and name checks (self-signed device certificates
+//! are the usual case), unless a CA is also given, when both must hold. With neither, the
+//! built-in web roots apply. `insecure` skips every check and cannot be combined with the others.
+//! A handshake that fails on the certificate is `unavailable` (nothing was sent) and its detail
+//! says `certificate not trusted` or `fingerprint mismatch`.
 
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
 
 use super::{DeviceError, OutcomeClass};
+
+/// How a device's TLS certificate is verified (R18). The default trusts the built-in web roots.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsTrust {
+    /// DER certificates of the CAs to trust instead of the built-in roots (from a PEM bundle).
+    pub ca_der: Vec<Vec<u8>>,
+    /// SHA-256 of the device's leaf certificate (DER).
+    pub fingerprint: Option<[u8; 32]>,
+    /// Accept any certificate. Callers must report this loudly.
+    pub insecure: bool,
+}
+
+impl TlsTrust {
+    /// Trust the CAs of a PEM bundle; an empty bundle or one that is not PEM is an error.
+    pub fn with_ca_pem(mut self, pem: &[u8]) -> Result<TlsTrust, String> {
+        let mut found = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("not a PEM certificate bundle: {e}"))?;
+            self.ca_der.push(cert.as_ref().to_vec());
+            found += 1;
+        }
+        if found == 0 {
+            return Err("no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into());
+        }
+        Ok(self)
+    }
+
+    /// Pins the leaf certificate's SHA-256, written `sha256:AB:CD:...` (32 hex pairs, colons
+    /// optional, any case).
+    pub fn with_fingerprint(mut self, text: &str) -> Result<TlsTrust, String> {
+        self.fingerprint = Some(parse_fingerprint(text)?);
+        Ok(self)
+    }
+
+    /// Whether this is the default (built-in roots, no pin, not insecure).
+    pub fn is_default(&self) -> bool {
+        *self == TlsTrust::default()
+    }
+}
+
+/// Parses `sha256:AB:CD:...` into 32 bytes.
+pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let hex = text.strip_prefix("sha256:").ok_or_else(|| {
+        format!("{text:?} must start with \"sha256:\" (e.g. \"sha256:AB:CD:...\")")
+    })?;
+    let digits: String = hex.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 64 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{text:?} must be \"sha256:\" and 32 hex byte pairs (64 hex digits)"
+        ));
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&digits[2 * i..2 * i + 2], 16)
+            .map_err(|e| format!("{text:?}: {e}"))?;
+    }
+    Ok(out)
+}
+
+/// Writes a SHA-256 as `sha256:AB:CD:...`, the form `tls_fingerprint` takes.
+pub fn format_fingerprint(digest: &[u8]) -> String {
+    let pairs: Vec<String> = digest.iter().map(|b| format!("{b:02X}")).collect();
+    format!("sha256:{}", pairs.join(":"))
+}
+
+/// The `tls_fingerprint` of a DER certificate.
+pub fn fingerprint_of(der: &[u8]) -> String {
+    format_fingerprint(&Sha256::digest(der))
+}
 
 /// Longest response body a device client reads; a larger one is an error, not an allocation.
 pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
@@ -15,24 +103,200 @@ pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 /// A client for one device. Each call gets its own connection (no idle pool) so that a transport
 /// fault hits exactly the call it happened to, and a half-dead pooled connection never turns a
 /// fresh call into an `unknown`; one loopback or LAN handshake per call is small next to a
-/// device's own latency. `timeout` bounds connect plus the whole exchange (R19).
+/// device's own latency. `timeout` bounds connect plus the whole exchange (R19). The
+/// certificate is checked against the built-in web roots; see [`client_with`].
 pub fn client(timeout: Duration) -> Result<reqwest::Client, DeviceError> {
-    reqwest::Client::builder()
+    client_with(timeout, &TlsTrust::default())
+}
+
+/// [`client`] with the device's certificate checked as `trust` says.
+pub fn client_with(timeout: Duration, trust: &TlsTrust) -> Result<reqwest::Client, DeviceError> {
+    let build_error = |e: String| {
+        DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!("cannot build HTTP client: {e}"),
+        )
+    };
+    let mut builder = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| {
-            DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("cannot build HTTP client: {e}"),
-            )
-        })
+        .timeout(timeout);
+    if trust.insecure {
+        builder = builder.danger_accept_invalid_certs(true);
+    } else if let Some(pin) = trust.fingerprint {
+        let config = pinned_config(pin, &trust.ca_der).map_err(build_error)?;
+        builder = builder.use_preconfigured_tls(config);
+    } else if !trust.ca_der.is_empty() {
+        builder = builder.tls_built_in_root_certs(false);
+        for der in &trust.ca_der {
+            let cert =
+                reqwest::Certificate::from_der(der).map_err(|e| build_error(e.to_string()))?;
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| build_error(e.to_string()))
+}
+
+/// The crypto reqwest itself uses (ring), named so no process-wide default is needed.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// A rustls client config that accepts exactly the certificate hashing to `pin` (and, with
+/// CAs, only when it also chains to one of them).
+fn pinned_config(pin: [u8; 32], ca_der: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+    let provider = provider();
+    let chain = if ca_der.is_empty() {
+        None
+    } else {
+        let mut roots = RootCertStore::empty();
+        for der in ca_der {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| format!("bad CA certificate: {e}"))?;
+        }
+        Some(
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                .build()
+                .map_err(|e| e.to_string())?,
+        )
+    };
+    let verifier = PinVerifier {
+        pin,
+        chain,
+        provider: provider.clone(),
+    };
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth())
+}
+
+/// The certificate error a pin mismatch raises; [`transport_error`] finds it by type.
+#[derive(Debug)]
+struct FingerprintMismatch {
+    expected: String,
+    got: String,
+}
+
+impl fmt::Display for FingerprintMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "fingerprint mismatch: the device presented {}, the config pins {}",
+            self.got, self.expected
+        )
+    }
+}
+
+impl std::error::Error for FingerprintMismatch {}
+
+/// Checks the leaf against a pinned SHA-256 (and a CA chain when one is configured); the
+/// handshake signatures are still verified, so the peer must hold the pinned certificate's key.
+#[derive(Debug)]
+struct PinVerifier {
+    pin: [u8; 32],
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let digest = Sha256::digest(end_entity.as_ref());
+        if digest.as_slice() != self.pin {
+            let mismatch = FingerprintMismatch {
+                expected: format_fingerprint(&self.pin),
+                got: format_fingerprint(&digest),
+            };
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                rustls::OtherError(Arc::new(mismatch)),
+            )));
+        }
+        if let Some(chain) = &self.chain {
+            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The certificate failure somewhere in `error`'s cause chain, as the detail an operator needs:
+/// `fingerprint mismatch: ...` or `certificate not trusted: ...`.
+fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = next {
+        // tokio-rustls hands the rustls error up inside an io::Error, whose `source()` skips it.
+        let inner = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .map(|inner| inner as &(dyn std::error::Error + 'static));
+        for candidate in [Some(e), inner].into_iter().flatten() {
+            if let Some(rustls::Error::InvalidCertificate(cert)) =
+                candidate.downcast_ref::<rustls::Error>()
+            {
+                if let CertificateError::Other(other) = cert {
+                    if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
+                        return Some(m.to_string());
+                    }
+                }
+                return Some(format!("certificate not trusted: {cert}"));
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Classifies a transport error: refused or unreachable before sending is `unavailable`;
 /// anything after the request may have left (timeout, reset, truncated reply) is `unknown`.
+/// A certificate the client does not trust fails the handshake, before anything is sent:
+/// `unavailable`, with the reason first in the detail.
 pub fn transport_error(error: &reqwest::Error) -> DeviceError {
+    if let Some(reason) = certificate_failure(error) {
+        return DeviceError::new(OutcomeClass::Unavailable, format!("TLS: {reason}"));
+    }
     let class = if error.is_connect() || error.is_builder() {
         OutcomeClass::Unavailable
     } else {
@@ -104,5 +368,30 @@ mod tests {
             status_class(StatusCode::TOO_MANY_REQUESTS),
             OutcomeClass::Busy
         );
+    }
+
+    #[test]
+    fn r18_fingerprint_round_trips_and_bad_forms_are_refused() {
+        let digest: Vec<u8> = (0u8..32).collect();
+        let text = format_fingerprint(&digest);
+        assert!(text.starts_with("sha256:00:01:02"));
+        assert_eq!(parse_fingerprint(&text).unwrap().to_vec(), digest);
+        let lower = text.to_ascii_lowercase().replacen("sha256:", "sha256:", 1);
+        assert_eq!(parse_fingerprint(&lower).unwrap().to_vec(), digest);
+        assert!(parse_fingerprint(&text.replacen("sha256:", "sha1:", 1))
+            .unwrap_err()
+            .contains("sha256:"));
+        assert!(parse_fingerprint("sha256:AB:CD")
+            .unwrap_err()
+            .contains("64 hex"));
+        assert!(parse_fingerprint(&format!("sha256:{}", "ZZ".repeat(32))).is_err());
+    }
+
+    #[test]
+    fn r18_a_ca_bundle_must_hold_a_pem_certificate() {
+        let err = TlsTrust::default()
+            .with_ca_pem(b"not a certificate")
+            .unwrap_err();
+        assert!(err.contains("no PEM certificate"), "{err}");
     }
 }
