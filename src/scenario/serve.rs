@@ -95,13 +95,7 @@ pub fn engine_config(
         .into_iter()
         .map(|(name, url)| {
             let credentials = accepted_credentials(configured(&name));
-            DeviceEndpoint {
-                name,
-                url,
-                user: credentials.user,
-                password: credentials.password,
-                system_id: None,
-            }
+            DeviceEndpoint::new(&name, &url, &credentials.user, &credentials.password)
         })
         .collect();
     EngineConfig {
