@@ -267,24 +267,22 @@ impl ServerCertVerifier for PinVerifier {
 fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = next {
-        // tokio-rustls hands the rustls error up inside an io::Error, whose `source()` skips it.
-        let inner = e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .map(|inner| inner as &(dyn std::error::Error + 'static));
-        for candidate in [Some(e), inner].into_iter().flatten() {
-            if let Some(rustls::Error::InvalidCertificate(cert)) =
-                candidate.downcast_ref::<rustls::Error>()
-            {
-                if let CertificateError::Other(other) = cert {
-                    if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
-                        return Some(m.to_string());
-                    }
+        if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
+            if let CertificateError::Other(other) = cert {
+                if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
+                    return Some(m.to_string());
                 }
-                return Some(format!("certificate not trusted: {cert}"));
             }
+            return Some(format!("certificate not trusted: {cert}"));
         }
-        next = e.source();
+        // tokio-rustls hands the rustls error up inside an io::Error, whose `source()` skips
+        // the wrapped error itself: step into it instead.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
     }
     None
 }
@@ -295,7 +293,11 @@ fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<Stri
 /// `unavailable`, with the reason first in the detail.
 pub fn transport_error(error: &reqwest::Error) -> DeviceError {
     if let Some(reason) = certificate_failure(error) {
-        return DeviceError::new(OutcomeClass::Unavailable, format!("TLS: {reason}"));
+        let to = error
+            .url()
+            .map(|u| format!(" to {}", u.origin().ascii_serialization()))
+            .unwrap_or_default();
+        return DeviceError::new(OutcomeClass::Unavailable, format!("TLS{to}: {reason}"));
     }
     let class = if error.is_connect() || error.is_builder() {
         OutcomeClass::Unavailable
