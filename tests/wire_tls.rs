@@ -87,10 +87,16 @@ async fn r18_a_pinned_fingerprint_is_enough_and_a_wrong_pin_is_refused() {
     login(&site, &both).await.unwrap();
     let other = SimTls::generate().unwrap();
     let wrong = quarantine_lab::adapters::http::fingerprint_of(&other.server_der);
-    let trust = TlsTrust::default().with_fingerprint(&wrong).unwrap();
+    let trust = TlsTrust::default()
+        .with_fingerprint(&wrong)
+        .unwrap()
+        .for_device("vc-1");
     let e = login(&site, &trust).await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
-    assert!(e.detail.contains("fingerprint mismatch"), "{e}");
+    assert!(
+        e.detail.contains("device vc-1: fingerprint mismatch"),
+        "{e}"
+    );
     assert!(
         e.detail.contains(&pin),
         "the detail names what was presented: {e}"
@@ -105,4 +111,93 @@ async fn r18_insecure_skips_verification() {
         ..TlsTrust::default()
     };
     login(&site, &trust).await.unwrap();
+}
+
+/// Starts the daemon on the simulators with `edit` applied to the generated config.
+async fn daemon_on(
+    site: &WireSite,
+    dir: &std::path::Path,
+    edit: impl FnOnce(&mut quarantine_lab::daemon::config::EngineConfig),
+) -> quarantine_lab::daemon::Daemon {
+    let topology = std::fs::canonicalize(TOPOLOGY).unwrap();
+    let loaded = load_site(&topology).unwrap();
+    let mut config = quarantine_lab::scenario::serve::engine_config(
+        &loaded,
+        site,
+        topology,
+        dir.join("journal.sqlite"),
+        None,
+    );
+    edit(&mut config);
+    quarantine_lab::daemon::Daemon::start(config, "t0ken".into())
+        .await
+        .unwrap()
+}
+
+async fn get_json(url: &str) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_the_engine_reports_an_untrusted_device_by_name_and_reason() {
+    let site = tls_site().await;
+    let dir = tempfile::tempdir().unwrap();
+    // The generated config without `ca_file`: the simulators' CA is not trusted.
+    let daemon = daemon_on(&site, dir.path(), |_| {}).await;
+    let api = daemon.api_url();
+    let detection = serde_json::json!({
+        "source": "osce", "event_id": "tls-1", "ip": "10.110.0.11",
+        "threat": "TROJ_GENERIC.A", "category": "virus"
+    });
+    let reply = reqwest::Client::new()
+        .post(format!("{api}/api/v1/detections"))
+        .bearer_auth("t0ken")
+        .json(&detection)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 202);
+    let mut alerts = serde_json::Value::Null;
+    for _ in 0..200 {
+        alerts = get_json(&format!("{api}/api/v1/alerts")).await;
+        if alerts.to_string().contains("certificate not trusted") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = alerts.to_string();
+    assert!(
+        text.contains("device vc-1: certificate not trusted"),
+        "{alerts:#}"
+    );
+    daemon.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r18_tls_insecure_devices_are_listed_in_health() {
+    let site = tls_site().await;
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = daemon_on(&site, dir.path(), |config| {
+        for d in &mut config.devices {
+            if d.name == "vc-1" {
+                d.tls_insecure = true;
+            }
+        }
+    })
+    .await;
+    let health = get_json(&format!("{}/api/v1/health", daemon.api_url())).await;
+    assert_eq!(
+        health["tls_insecure"],
+        serde_json::json!(["vc-1"]),
+        "{health}"
+    );
+    daemon.shutdown().await;
 }

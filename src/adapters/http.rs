@@ -9,9 +9,11 @@
 //! that name pass. With a SHA-256 pin (`tls_fingerprint`) the device's own (leaf) certificate
 //! must hash to the pin; the pin replaces chain and name checks (self-signed device certificates
 //! are the usual case), unless a CA is also given, when both must hold. With neither, the
-//! built-in web roots apply. `insecure` skips every check and cannot be combined with the others.
-//! A handshake that fails on the certificate is `unavailable` (nothing was sent) and its detail
-//! says `certificate not trusted` or `fingerprint mismatch`.
+//! built-in web roots (webpki-roots, the set reqwest ships) apply. `insecure` skips every check
+//! and cannot be combined with the others. Every verified connection goes through one rustls
+//! verifier (`DeviceVerifier`) so that a certificate failure carries the device's name: a
+//! handshake that fails on the certificate is `unavailable` (nothing was sent) and its detail
+//! reads `device vc-1: certificate not trusted: ...` or `device vc-1: fingerprint mismatch: ...`.
 
 use std::fmt;
 use std::sync::Arc;
@@ -31,6 +33,8 @@ use super::{DeviceError, OutcomeClass};
 /// How a device's TLS certificate is verified (R18). The default trusts the built-in web roots.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TlsTrust {
+    /// The device's name, for certificate errors (the configured name, not the URL's host).
+    pub device: Option<String>,
     /// DER certificates of the CAs to trust instead of the built-in roots (from a PEM bundle).
     pub ca_der: Vec<Vec<u8>>,
     /// SHA-256 of the device's leaf certificate (DER).
@@ -61,9 +65,15 @@ impl TlsTrust {
         Ok(self)
     }
 
-    /// Whether this is the default (built-in roots, no pin, not insecure).
+    /// Names the device in certificate errors.
+    pub fn for_device(mut self, name: &str) -> TlsTrust {
+        self.device = Some(name.to_string());
+        self
+    }
+
+    /// Whether this is the default (built-in roots, no pin, not insecure), whatever the name.
     pub fn is_default(&self) -> bool {
-        *self == TlsTrust::default()
+        self.ca_der.is_empty() && self.fingerprint.is_none() && !self.insecure
     }
 }
 
@@ -123,16 +133,8 @@ pub fn client_with(timeout: Duration, trust: &TlsTrust) -> Result<reqwest::Clien
         .timeout(timeout);
     if trust.insecure {
         builder = builder.danger_accept_invalid_certs(true);
-    } else if let Some(pin) = trust.fingerprint {
-        let config = pinned_config(pin, &trust.ca_der).map_err(build_error)?;
-        builder = builder.use_preconfigured_tls(config);
-    } else if !trust.ca_der.is_empty() {
-        builder = builder.tls_built_in_root_certs(false);
-        for der in &trust.ca_der {
-            let cert =
-                reqwest::Certificate::from_der(der).map_err(|e| build_error(e.to_string()))?;
-            builder = builder.add_root_certificate(cert);
-        }
+    } else {
+        builder = builder.use_preconfigured_tls(verified_config(trust).map_err(build_error)?);
     }
     builder.build().map_err(|e| build_error(e.to_string()))
 }
@@ -142,27 +144,32 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// A rustls client config that accepts exactly the certificate hashing to `pin` (and, with
-/// CAs, only when it also chains to one of them).
-fn pinned_config(pin: [u8; 32], ca_der: &[Vec<u8>]) -> Result<rustls::ClientConfig, String> {
+/// A rustls client config whose `DeviceVerifier` applies `trust` (not insecure).
+fn verified_config(trust: &TlsTrust) -> Result<rustls::ClientConfig, String> {
     let provider = provider();
-    let chain = if ca_der.is_empty() {
-        None
+    let mut roots = RootCertStore::empty();
+    if trust.ca_der.is_empty() {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     } else {
-        let mut roots = RootCertStore::empty();
-        for der in ca_der {
+        for der in &trust.ca_der {
             roots
                 .add(CertificateDer::from(der.clone()))
                 .map_err(|e| format!("bad CA certificate: {e}"))?;
         }
+    }
+    // A pin alone replaces the chain check; a pin with a CA needs both.
+    let chain = if trust.fingerprint.is_some() && trust.ca_der.is_empty() {
+        None
+    } else {
         Some(
             WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                 .build()
                 .map_err(|e| e.to_string())?,
         )
     };
-    let verifier = PinVerifier {
-        pin,
+    let verifier = DeviceVerifier {
+        device: trust.device.clone(),
+        pin: trust.fingerprint,
         chain,
         provider: provider.clone(),
     };
@@ -174,35 +181,48 @@ fn pinned_config(pin: [u8; 32], ca_der: &[Vec<u8>]) -> Result<rustls::ClientConf
         .with_no_client_auth())
 }
 
-/// The certificate error a pin mismatch raises; [`transport_error`] finds it by type.
+/// Why a device's certificate was refused; [`transport_error`] finds it by type.
 #[derive(Debug)]
-struct FingerprintMismatch {
-    expected: String,
-    got: String,
+struct CertificateRefused {
+    device: Option<String>,
+    reason: String,
 }
 
-impl fmt::Display for FingerprintMismatch {
+impl fmt::Display for CertificateRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "fingerprint mismatch: the device presented {}, the config pins {}",
-            self.got, self.expected
-        )
+        match &self.device {
+            Some(device) => write!(f, "device {device}: {}", self.reason),
+            None => f.write_str(&self.reason),
+        }
     }
 }
 
-impl std::error::Error for FingerprintMismatch {}
+impl std::error::Error for CertificateRefused {}
 
-/// Checks the leaf against a pinned SHA-256 (and a CA chain when one is configured); the
-/// handshake signatures are still verified, so the peer must hold the pinned certificate's key.
+/// Checks the chain (configured CAs, else the web roots) and, when set, the leaf's SHA-256
+/// pin; the handshake signatures are always verified, so the peer must hold the key of the
+/// certificate it showed. Certificate failures become `CertificateRefused`.
 #[derive(Debug)]
-struct PinVerifier {
-    pin: [u8; 32],
+struct DeviceVerifier {
+    device: Option<String>,
+    pin: Option<[u8; 32]>,
     chain: Option<Arc<WebPkiServerVerifier>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for PinVerifier {
+impl DeviceVerifier {
+    fn refused(&self, reason: String) -> rustls::Error {
+        let refused = CertificateRefused {
+            device: self.device.clone(),
+            reason,
+        };
+        rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(Arc::new(
+            refused,
+        ))))
+    }
+}
+
+impl ServerCertVerifier for DeviceVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -211,18 +231,25 @@ impl ServerCertVerifier for PinVerifier {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let digest = Sha256::digest(end_entity.as_ref());
-        if digest.as_slice() != self.pin {
-            let mismatch = FingerprintMismatch {
-                expected: format_fingerprint(&self.pin),
-                got: format_fingerprint(&digest),
-            };
-            return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                rustls::OtherError(Arc::new(mismatch)),
-            )));
+        if let Some(pin) = &self.pin {
+            let digest = Sha256::digest(end_entity.as_ref());
+            if digest.as_slice() != pin {
+                return Err(self.refused(format!(
+                    "fingerprint mismatch: the device presented {}, the config pins {}",
+                    format_fingerprint(&digest),
+                    format_fingerprint(pin)
+                )));
+            }
         }
         if let Some(chain) = &self.chain {
-            chain.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+            chain
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .map_err(|e| match e {
+                    rustls::Error::InvalidCertificate(cert) => {
+                        self.refused(format!("certificate not trusted: {cert}"))
+                    }
+                    other => other,
+                })?;
         }
         Ok(ServerCertVerified::assertion())
     }
@@ -263,13 +290,13 @@ impl ServerCertVerifier for PinVerifier {
 }
 
 /// The certificate failure somewhere in `error`'s cause chain, as the detail an operator needs:
-/// `fingerprint mismatch: ...` or `certificate not trusted: ...`.
+/// `device NAME: fingerprint mismatch: ...` or `device NAME: certificate not trusted: ...`.
 fn certificate_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(e) = next {
         if let Some(rustls::Error::InvalidCertificate(cert)) = e.downcast_ref::<rustls::Error>() {
             if let CertificateError::Other(other) = cert {
-                if let Some(m) = other.0.downcast_ref::<FingerprintMismatch>() {
+                if let Some(m) = other.0.downcast_ref::<CertificateRefused>() {
                     return Some(m.to_string());
                 }
             }

@@ -173,7 +173,8 @@ fn secrets(index: usize, d: &DeviceEndpoint) -> Result<(String, TlsTrust), Daemo
         .map_err(|(field, message)| config_error(key(field), message))?;
     let trust = d
         .trust()
-        .map_err(|(field, message)| config_error(key(field), message))?;
+        .map_err(|(field, message)| config_error(key(field), message))?
+        .for_device(&d.name);
     if trust.insecure {
         tracing::warn!(
             device = %d.name,
