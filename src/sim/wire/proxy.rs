@@ -84,6 +84,9 @@ impl FaultProxy {
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                // No Nagle: a TLS handshake is several small flights, and each would wait for
+                // a delayed ACK (tens of ms, more than a scaled-down lab call budget).
+                let _ = client.set_nodelay(true);
                 let tls = tls.clone();
                 tokio::spawn(async move {
                     let _ = match tls {
