@@ -281,9 +281,13 @@ enum SimCommand {
         /// Topology file.
         #[arg(long)]
         topology: PathBuf,
-        /// Also write an engine config that points at the simulators.
+        /// Also write an engine config that points at the simulators (over HTTPS, with the
+        /// simulators' CA written beside it as ca.pem).
         #[arg(long)]
         print_config: Option<PathBuf>,
+        /// Serve plain HTTP instead of HTTPS (for tools that cannot be given a CA).
+        #[arg(long)]
+        plain_http: bool,
     },
 }
 
@@ -431,8 +435,9 @@ fn main() -> ExitCode {
                 SimCommand::Serve {
                     topology,
                     print_config,
+                    plain_http,
                 },
-        } => sim_serve(&topology, print_config.as_deref()),
+        } => sim_serve(&topology, print_config.as_deref(), plain_http),
         Command::Notify {
             api,
             source,
@@ -673,7 +678,11 @@ where
 }
 
 /// `qlab sim serve`: runs until interrupted; exit 2 when the topology or config cannot be used.
-fn sim_serve(topology: &std::path::Path, print_config: Option<&std::path::Path>) -> ExitCode {
+fn sim_serve(
+    topology: &std::path::Path,
+    print_config: Option<&std::path::Path>,
+    plain_http: bool,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -685,7 +694,13 @@ fn sim_serve(topology: &std::path::Path, print_config: Option<&std::path::Path>)
         }
     };
     runtime.block_on(async {
-        let server = match quarantine_lab::scenario::serve::start(topology, print_config).await {
+        let server = match quarantine_lab::scenario::serve::start(
+            topology,
+            print_config,
+            plain_http,
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("error: {e}");

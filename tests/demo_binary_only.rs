@@ -94,8 +94,15 @@ async fn cef_datagram_moves_the_vnic_to_quarantine_on_the_simulated_vcenter() {
         "{status}"
     );
 
-    // The simulated vCenter's own REST API, as an operator would query it.
-    let http = reqwest::Client::new();
+    // The simulated vCenter's own REST API, as an operator would query it: over HTTPS,
+    // trusting the CA `qlab sim serve` wrote beside the config (R18).
+    assert!(vcenter.starts_with("https://"), "{vcenter}");
+    let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
     let session: String = http
         .post(format!("{vcenter}/api/session"))
         .basic_auth("qlab", Some("qlab"))

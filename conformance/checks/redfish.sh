@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Redfish: DMTF's Service Validator and Protocol Validator, then sushy and DMTF's `redfish`
-# library, against the simulated BMC of a fixture topology (`qlab sim serve`, plain HTTP on
-# loopback). Needs QLAB, PY and WORK (see conformance/run).
+# library, against the simulated BMC of a fixture topology (`qlab sim serve --plain-http`:
+# plain HTTP on loopback, as the validators take no CA). Needs QLAB, PY and WORK (see conformance/run).
 #
 # - Service Validator: 0 FAIL, with session and with Basic authentication. It reads the DMTF
 #   CSDL files from conformance/redfish-schemas/ (--skipschema: it downloads nothing).
@@ -15,7 +15,7 @@ TOPOLOGY=fixtures/topologies/vdi-small.toml
 BMC=irmc-sbc-01
 NA_FILE=conformance/redfish-protocol-na.md
 
-"$QLAB" sim serve --topology "$TOPOLOGY" --print-config "$WORK/engine.toml" \
+"$QLAB" sim serve --plain-http --topology "$TOPOLOGY" --print-config "$WORK/engine.toml" \
     >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVE=$!
 trap 'kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true' EXIT

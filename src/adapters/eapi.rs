@@ -247,6 +247,10 @@ impl CliSwitch<Eapi> {
 impl CliDialect for Eapi {
     const VENDOR: &'static str = "eAPI";
 
+    fn client_mut(&mut self) -> &mut CliClient {
+        &mut self.client
+    }
+
     fn set_preamble(&self) -> &'static [&'static str] {
         &CONFIG_PREAMBLE
     }

@@ -52,8 +52,9 @@ pub(crate) fn unreadable(status: StatusCode, body: &str, vendor: &str) -> Device
 }
 
 /// One switch endpoint: the HTTP client, URL and Basic credentials.
-pub(crate) struct CliClient {
+pub struct CliClient {
     http: reqwest::Client,
+    call_timeout: std::time::Duration,
     url: String,
     user: String,
     password: String,
@@ -70,10 +71,17 @@ impl CliClient {
     ) -> DeviceResult<CliClient> {
         Ok(CliClient {
             http: http::client(call_timeout)?,
+            call_timeout,
             url: endpoint(base_url, path)?,
             user: user.to_string(),
             password: password.to_string(),
         })
+    }
+
+    /// Verifies the switch's certificate as `trust` says (R18) from now on.
+    pub fn trust(&mut self, trust: &http::TlsTrust) -> DeviceResult<()> {
+        self.http = http::client_with(self.call_timeout, trust)?;
+        Ok(())
     }
 
     /// Posts `body` as `content_type`; the status and body text, or a failure of the whole
@@ -114,6 +122,8 @@ pub trait CliDialect: Send + Sync {
     fn parse_show(&self, port: &str, output: &Value) -> Option<u16>;
     /// Sends `commands` as one request and classifies the reply.
     async fn run(&self, commands: &[String]) -> CommandOutcome;
+    /// The endpoint the dialect talks to.
+    fn client_mut(&mut self) -> &mut CliClient;
 }
 
 /// CLI lines a change emits per port, after the dialect's preamble.
@@ -145,6 +155,12 @@ impl<D: CliDialect> CliSwitch<D> {
     /// A switch client over `dialect`.
     pub(crate) fn with(dialect: D) -> CliSwitch<D> {
         CliSwitch { dialect }
+    }
+
+    /// The same client verifying the switch's certificate as `trust` says (R18).
+    pub fn with_trust(mut self, trust: &http::TlsTrust) -> DeviceResult<Self> {
+        self.dialect.client_mut().trust(trust)?;
+        Ok(self)
     }
 
     /// Sets several ports' access VLANs in one request (R15 batching); one result per change,

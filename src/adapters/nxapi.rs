@@ -248,6 +248,10 @@ impl CliSwitch<Nxapi> {
 impl CliDialect for Nxapi {
     const VENDOR: &'static str = "NX-API";
 
+    fn client_mut(&mut self) -> &mut CliClient {
+        &mut self.client
+    }
+
     fn set_preamble(&self) -> &'static [&'static str] {
         // NX-API runs configuration lines without `configure terminal`.
         &[]

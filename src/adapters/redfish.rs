@@ -120,6 +120,7 @@ pub struct RedfishClient {
     /// The configured system id; `None`: the Systems collection's only member.
     system_id: Option<String>,
     http: reqwest::Client,
+    call_timeout: Duration,
     /// What discovery found. A std mutex, never held across an `.await`.
     service: Mutex<Option<Service>>,
     /// The current session token. A std mutex, never held across an `.await`.
@@ -172,9 +173,16 @@ impl RedfishClient {
             password: password.to_string(),
             system_id: system_id.map(str::to_string),
             http: http::client(call_timeout)?,
+            call_timeout,
             service: Mutex::new(None),
             session: Mutex::new(None),
         })
+    }
+
+    /// The same client with the device's certificate checked as `trust` says (R18).
+    pub fn with_trust(mut self, trust: &http::TlsTrust) -> Result<Self, DeviceError> {
+        self.http = http::client_with(self.call_timeout, trust)?;
+        Ok(self)
     }
 
     /// `base` plus percent-encoded path segments.

@@ -201,6 +201,7 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
 /// An OpenConfig switch over RESTCONF.
 pub struct RestconfSwitch {
     http: reqwest::Client,
+    call_timeout: Duration,
     base: String,
     user: String,
     password: String,
@@ -217,10 +218,17 @@ impl RestconfSwitch {
     ) -> Result<RestconfSwitch, DeviceError> {
         Ok(RestconfSwitch {
             http: http::client(call_timeout)?,
+            call_timeout,
             base: endpoint(base_url, "")?,
             user: user.to_string(),
             password: password.to_string(),
         })
+    }
+
+    /// The same client with the device's certificate checked as `trust` says (R18).
+    pub fn with_trust(mut self, trust: &http::TlsTrust) -> Result<Self, DeviceError> {
+        self.http = http::client_with(self.call_timeout, trust)?;
+        Ok(self)
     }
 
     /// Sends one request; `Ok` with the body of a 2xx, else the classified error.

@@ -81,6 +81,7 @@ pub struct VcenterClient {
     user: String,
     password: String,
     http: reqwest::Client,
+    call_timeout: Duration,
     /// The current session token. A std mutex, never held across an `.await`.
     session: Mutex<Option<String>>,
 }
@@ -111,8 +112,15 @@ impl VcenterClient {
             user: user.to_string(),
             password: password.to_string(),
             http: http::client(call_timeout)?,
+            call_timeout,
             session: Mutex::new(None),
         })
+    }
+
+    /// The same client with the device's certificate checked as `trust` says (R18).
+    pub fn with_trust(mut self, trust: &http::TlsTrust) -> Result<Self, DeviceError> {
+        self.http = http::client_with(self.call_timeout, trust)?;
+        Ok(self)
     }
 
     /// `base` plus path segments, each percent-encoded, so a VM or NIC id never changes the

@@ -12,7 +12,7 @@
 //! | `POST /lservers/{path}/quarantine\|release\|decide` | 202 `{"operation","lserver","action"}` once journaled | 404 `unknown_lserver` / `not_found` (other action), 409 `not_allowed`, 429 `queue_full`, 400 `invalid_field` (choice) / `unknown_field` / `malformed_json`, 413, 503 `halted` |
 //! | `GET /operations/{id}` | 200 the operation view | 400 `bad_request`, 404 `not_found` |
 //! | `GET /alerts?since&limit` | 200 `{"alerts","next"}` (at most 1000) | 400 `bad_request` |
-//! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected"}` | 503 with `"ok":false,"halted":true` after a journal failure |
+//! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected","tls_insecure":[...]}` | 503 with `"ok":false,"halted":true` after a journal failure |
 //!
 //! The content type of a request body is not checked: the body must simply be JSON (AV
 //! server scripts often forget the header). Bodies of quarantine and release may be empty.
@@ -61,6 +61,8 @@ pub(crate) struct ApiState {
     in_flight: Arc<Semaphore>,
     /// `api.max_body_bytes`, enforced by the limit layer; kept here for the 413 message.
     max_body_bytes: usize,
+    /// Devices whose certificates are not verified (`tls_insecure`), reported by `/health`.
+    pub tls_insecure: Arc<Vec<String>>,
 }
 
 impl ApiState {
@@ -160,6 +162,7 @@ pub(crate) fn router(
     metrics: Arc<Metrics>,
     token: &str,
     max_body_bytes: usize,
+    tls_insecure: Vec<String>,
 ) -> Router {
     let sources = engine
         .site()
@@ -175,6 +178,7 @@ pub(crate) fn router(
         sources: Arc::new(sources),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         max_body_bytes,
+        tls_insecure: Arc::new(tls_insecure),
     };
     Router::new()
         .route(HEALTH_PATH, get(routes::health))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::config::{DeviceEndpoint, EngineConfig};
 use super::DaemonError;
 use crate::adapters::eapi::EapiSwitch;
+use crate::adapters::http::TlsTrust;
 use crate::adapters::nxapi::NxapiSwitch;
 use crate::adapters::redfish::RedfishClient;
 use crate::adapters::restconf::RestconfSwitch;
@@ -64,6 +65,11 @@ pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonErro
                 format!("{:?} must start with http:// or https://", d.url),
             ));
         }
+        d.resolve_password()
+            .map_err(|(field, message)| config_error(key(field), message))?;
+        // Checked here so a bad `ca_file` or pin stops the start, naming its key.
+        d.trust()
+            .map_err(|(field, message)| config_error(key(field), message))?;
     }
     let all = hypervisors.iter().chain(&switches).chain(&bmcs);
     for name in all {
@@ -122,6 +128,39 @@ pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonErro
     Ok(())
 }
 
+/// Names of the devices whose certificates are not verified (`tls_insecure`), sorted.
+pub(crate) fn insecure_devices(config: &EngineConfig) -> Vec<String> {
+    let mut names: Vec<String> = config
+        .devices
+        .iter()
+        .filter(|d| d.tls_insecure)
+        .map(|d| d.name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Password and TLS trust of the `index`th device; [`check`] has validated both.
+fn secrets(index: usize, d: &DeviceEndpoint) -> Result<(String, TlsTrust), DaemonError> {
+    let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(index), field.into()];
+    let password = d
+        .resolve_password()
+        .map_err(|(field, message)| config_error(key(field), message))?;
+    let trust = d
+        .trust()
+        .map_err(|(field, message)| config_error(key(field), message))?
+        .for_device(&d.name);
+    if trust.insecure {
+        tracing::warn!(
+            device = %d.name,
+            "tls_insecure: the certificate of device {} is NOT verified; anyone on the path can \
+             impersonate it",
+            d.name
+        );
+    }
+    Ok((password, trust))
+}
+
 /// Builds every adapter; call [`check`] first.
 pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, DaemonError> {
     let t = &site.topology;
@@ -129,9 +168,11 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     let mut adapters = Adapters::default();
     for h in &t.hypervisors {
         let (i, d) = endpoint(config, &h.name)?;
+        let (password, trust) = secrets(i, d)?;
         let client: Arc<dyn Hypervisor> = match h.kind {
             HypervisorKind::Vcenter => Arc::new(
-                VcenterClient::new(&d.url, &d.user, &d.password, timeout)
+                VcenterClient::new(&d.url, &d.user, &password, timeout)
+                    .and_then(|c| c.with_trust(&trust))
                     .map_err(|e| bad_endpoint(i, e))?,
             ),
         };
@@ -139,23 +180,20 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     }
     for s in &t.switches {
         let (i, d) = endpoint(config, &s.name)?;
+        let (password, trust) = secrets(i, d)?;
         adapters.switches.insert(
             s.name.clone(),
-            switch(s.kind, d, timeout).map_err(|e| bad_endpoint(i, e))?,
+            switch(s.kind, d, &password, &trust, timeout).map_err(|e| bad_endpoint(i, e))?,
         );
     }
     for b in &t.bmcs {
         let (i, d) = endpoint(config, &b.name)?;
+        let (password, trust) = secrets(i, d)?;
         let client: Arc<dyn Bmc> = match b.kind {
             BmcKind::Redfish => Arc::new(
-                RedfishClient::new(
-                    &d.url,
-                    &d.user,
-                    &d.password,
-                    d.system_id.as_deref(),
-                    timeout,
-                )
-                .map_err(|e| bad_endpoint(i, e))?,
+                RedfishClient::new(&d.url, &d.user, &password, d.system_id.as_deref(), timeout)
+                    .and_then(|c| c.with_trust(&trust))
+                    .map_err(|e| bad_endpoint(i, e))?,
             ),
         };
         adapters.bmcs.insert(b.name.clone(), client);
@@ -181,17 +219,25 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     Ok(adapters)
 }
 
-/// The wire client for a switch of `kind`.
+/// The wire client for a switch of `kind`, verifying its certificate as `trust` says (R18).
 fn switch(
     kind: SwitchKind,
     d: &DeviceEndpoint,
+    password: &str,
+    trust: &TlsTrust,
     timeout: Duration,
 ) -> Result<Arc<dyn Switch>, DeviceError> {
-    let (url, user, password) = (d.url.as_str(), d.user.as_str(), d.password.as_str());
+    let (url, user) = (d.url.as_str(), d.user.as_str());
     Ok(match kind {
-        SwitchKind::Nxapi => Arc::new(NxapiSwitch::new(url, user, password, timeout)?),
-        SwitchKind::Eapi => Arc::new(EapiSwitch::new(url, user, password, timeout)?),
-        SwitchKind::Restconf => Arc::new(RestconfSwitch::new(url, user, password, timeout)?),
+        SwitchKind::Nxapi => {
+            Arc::new(NxapiSwitch::new(url, user, password, timeout)?.with_trust(trust)?)
+        }
+        SwitchKind::Eapi => {
+            Arc::new(EapiSwitch::new(url, user, password, timeout)?.with_trust(trust)?)
+        }
+        SwitchKind::Restconf => {
+            Arc::new(RestconfSwitch::new(url, user, password, timeout)?.with_trust(trust)?)
+        }
     })
 }
 

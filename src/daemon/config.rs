@@ -19,9 +19,12 @@
 //!
 //! [[devices]]                       # one per hypervisor, switch, BMC of the topology
 //! name = "vc-1"
-//! url = "http://127.0.0.1:9001"
+//! url = "https://127.0.0.1:9001"
 //! user = "qlab"
-//! password = "qlab"
+//! password = "qlab"                 # or password_env = "VC1_PASSWORD" or password_file = "vc1.pw"
+//! ca_file = "ca.pem"                # TLS: trust this CA (PEM) for the device's certificate
+//! # tls_fingerprint = "sha256:AB:CD:..." # or pin the device certificate's SHA-256
+//! # tls_insecure = true             # or skip verification: logged as a WARN, shown in /health
 //!
 //! [[devices]]                       # a BMC: Redfish; session or Basic auth found by the client
 //! name = "irmc-1"
@@ -45,6 +48,12 @@
 //! password = "qlab"
 //! interval = "5s"
 //! ```
+//!
+//! Device TLS and secrets (R18): `ca_file` and `password_file` are relative to this file. With
+//! neither `ca_file` nor `tls_fingerprint` the built-in web roots verify the device; `ca_file`
+//! replaces them; a fingerprint pins the leaf certificate (and with `ca_file` both must hold).
+//! `tls_insecure` cannot be combined with either. Exactly one of `password`, `password_env`,
+//! `password_file` is set; a password file's trailing line break is not part of the password.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -52,6 +61,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::adapters::http::TlsTrust;
 use crate::model::duration;
 
 /// The whole file.
@@ -160,12 +170,157 @@ pub struct DeviceEndpoint {
     pub url: String,
     /// Login name.
     pub user: String,
-    /// Password.
-    pub password: String,
+    /// Password, written in the file. Exactly one of `password`, `password_env`,
+    /// `password_file`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// Name of the environment variable that holds the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// File that holds the password (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    /// PEM bundle of the CAs that sign the device's certificate (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 of the device's certificate, `sha256:AB:CD:...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_fingerprint: Option<String>,
+    /// Skip certificate verification (logged as a WARN at start, listed in `/health`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tls_insecure: bool,
     /// Redfish system id (BMCs only). Unset: the system the BMC's Systems collection lists,
     /// which must then list exactly one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_id: Option<String>,
+}
+
+/// Largest password file read.
+pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
+
+/// Largest `ca_file` read.
+pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
+
+/// Reads at most `limit` bytes of `path`, naming the file in every error.
+fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.len() > limit {
+        return Err(format!(
+            "{}: {} bytes, the limit is {limit}",
+            path.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+impl DeviceEndpoint {
+    /// A plain endpoint with the password written in the config and default TLS trust.
+    pub fn new(name: &str, url: &str, user: &str, password: &str) -> DeviceEndpoint {
+        DeviceEndpoint {
+            name: name.into(),
+            url: url.into(),
+            user: user.into(),
+            password: Some(password.into()),
+            password_env: None,
+            password_file: None,
+            ca_file: None,
+            tls_fingerprint: None,
+            tls_insecure: false,
+            system_id: None,
+        }
+    }
+
+    /// The password from whichever of the three keys is set; `Err((key, message))` names the
+    /// key. The message never contains the password.
+    pub fn resolve_password(&self) -> Result<String, (&'static str, String)> {
+        let set = [
+            self.password.is_some(),
+            self.password_env.is_some(),
+            self.password_file.is_some(),
+        ];
+        match set.iter().filter(|s| **s).count() {
+            0 => {
+                return Err((
+                    "password",
+                    "set one of `password`, `password_env` or `password_file`".into(),
+                ))
+            }
+            1 => {}
+            _ => {
+                let key = if self.password_file.is_some() {
+                    "password_file"
+                } else {
+                    "password_env"
+                };
+                return Err((
+                    key,
+                    "set only one of `password`, `password_env` or `password_file`".into(),
+                ));
+            }
+        }
+        if let Some(password) = &self.password {
+            return Ok(password.clone());
+        }
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(v),
+                Ok(_) => Err((
+                    "password_env",
+                    format!("environment variable {var} is empty"),
+                )),
+                Err(_) => Err((
+                    "password_env",
+                    format!("environment variable {var} is not set or not UTF-8"),
+                )),
+            };
+        }
+        let path = self.password_file.as_deref().unwrap_or(Path::new(""));
+        let bytes = read_capped(path, MAX_PASSWORD_FILE_BYTES).map_err(|e| ("password_file", e))?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ("password_file", format!("{}: not UTF-8", path.display())))?;
+        let password = text.strip_suffix('\n').unwrap_or(&text);
+        let password = password.strip_suffix('\r').unwrap_or(password);
+        if password.is_empty() {
+            return Err(("password_file", format!("{} is empty", path.display())));
+        }
+        Ok(password.to_string())
+    }
+
+    /// How the device's certificate is verified; `Err((key, message))` names the key.
+    pub fn trust(&self) -> Result<TlsTrust, (&'static str, String)> {
+        if self.tls_insecure {
+            if self.ca_file.is_some() {
+                return Err((
+                    "tls_insecure",
+                    "cannot be combined with `ca_file`: verify against the CA or skip verification, not both".into(),
+                ));
+            }
+            if self.tls_fingerprint.is_some() {
+                return Err((
+                    "tls_insecure",
+                    "cannot be combined with `tls_fingerprint`: pin the certificate or skip verification, not both".into(),
+                ));
+            }
+            return Ok(TlsTrust {
+                insecure: true,
+                ..TlsTrust::default()
+            });
+        }
+        let mut trust = TlsTrust::default();
+        if let Some(path) = &self.ca_file {
+            let pem = read_capped(path, MAX_CA_FILE_BYTES).map_err(|e| ("ca_file", e))?;
+            trust = trust
+                .with_ca_pem(&pem)
+                .map_err(|e| ("ca_file", format!("{}: {e}", path.display())))?;
+        }
+        if let Some(pin) = &self.tls_fingerprint {
+            trust = trust
+                .with_fingerprint(pin)
+                .map_err(|e| ("tls_fingerprint", e))?;
+        }
+        Ok(trust)
+    }
 }
 
 /// `[smtp]`.
@@ -240,11 +395,93 @@ impl EngineConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.topology = base.join(&config.topology);
         config.journal = base.join(&config.journal);
+        for d in &mut config.devices {
+            for path in [&mut d.ca_file, &mut d.password_file].into_iter().flatten() {
+                *path = base.join(&*path);
+            }
+        }
         Ok(config)
     }
 
     /// The endpoint of device `name`.
     pub fn device(&self, name: &str) -> Option<&DeviceEndpoint> {
         self.devices.iter().find(|d| d.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint() -> DeviceEndpoint {
+        DeviceEndpoint::new("vc-1", "https://127.0.0.1:1", "qlab", "secret-pw")
+    }
+
+    #[test]
+    fn r18_exactly_one_password_source_and_errors_name_the_key() {
+        assert_eq!(endpoint().resolve_password().unwrap(), "secret-pw");
+        let mut none = endpoint();
+        none.password = None;
+        assert_eq!(none.resolve_password().unwrap_err().0, "password");
+        let mut two = endpoint();
+        two.password_env = Some("QLAB_TEST_NO_SUCH_VAR_R18".into());
+        let (key, message) = two.resolve_password().unwrap_err();
+        assert_eq!(key, "password_env");
+        assert!(!message.contains("secret-pw"), "{message}");
+        let mut env = none.clone();
+        env.password_env = Some("QLAB_TEST_NO_SUCH_VAR_R18".into());
+        let (key, message) = env.resolve_password().unwrap_err();
+        assert_eq!(key, "password_env");
+        assert!(message.contains("QLAB_TEST_NO_SUCH_VAR_R18"), "{message}");
+    }
+
+    #[test]
+    fn r18_password_file_drops_the_trailing_line_break() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vc.pw");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let mut d = endpoint();
+        d.password = None;
+        d.password_file = Some(path.clone());
+        assert_eq!(d.resolve_password().unwrap(), "from-file");
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(d.resolve_password().unwrap_err().0, "password_file");
+        d.password_file = Some(dir.path().join("missing"));
+        let (key, message) = d.resolve_password().unwrap_err();
+        assert_eq!(key, "password_file");
+        assert!(message.contains("missing"), "{message}");
+    }
+
+    #[test]
+    fn r18_insecure_with_a_ca_or_pin_is_refused_naming_the_key() {
+        let mut d = endpoint();
+        d.tls_insecure = true;
+        assert!(d.trust().unwrap().insecure);
+        d.ca_file = Some(PathBuf::from("ca.pem"));
+        let (key, message) = d.trust().unwrap_err();
+        assert_eq!(key, "tls_insecure");
+        assert!(message.contains("ca_file"), "{message}");
+        d.ca_file = None;
+        d.tls_fingerprint = Some(format!("sha256:{}", "AB:".repeat(31) + "AB"));
+        let (key, message) = d.trust().unwrap_err();
+        assert_eq!(key, "tls_insecure");
+        assert!(message.contains("tls_fingerprint"), "{message}");
+    }
+
+    #[test]
+    fn r18_ca_file_must_be_pem_and_fingerprint_well_formed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, "hello").unwrap();
+        let mut d = endpoint();
+        d.ca_file = Some(path);
+        assert_eq!(d.trust().unwrap_err().0, "ca_file");
+        d.ca_file = Some(dir.path().join("absent.pem"));
+        assert_eq!(d.trust().unwrap_err().0, "ca_file");
+        d.ca_file = None;
+        d.tls_fingerprint = Some("sha1:AB".into());
+        assert_eq!(d.trust().unwrap_err().0, "tls_fingerprint");
+        d.tls_fingerprint = Some(format!("sha256:{}", "0f".repeat(32)));
+        assert_eq!(d.trust().unwrap().fingerprint, Some([0x0f; 32]));
     }
 }

@@ -226,6 +226,7 @@ impl Daemon {
             metrics.clone(),
             &token,
             config.api.max_body_bytes,
+            build::insecure_devices(&config),
         );
         let mut api_stop = stop_rx.clone();
         tasks.spawn(async move {

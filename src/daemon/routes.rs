@@ -34,6 +34,7 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
         "halted": halted,
         "accepted": s.metrics.accepted_map(),
         "rejected": s.metrics.rejected_map(),
+        "tls_insecure": *s.tls_insecure,
     });
     (status, Json(body)).into_response()
 }

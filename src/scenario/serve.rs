@@ -1,6 +1,10 @@
 //! `qlab sim serve`: every simulator of a topology on loopback, an engine config that points
 //! at them, and one JSON ready line, so a person can drive the real daemon against simulated
 //! devices with nothing but the binary.
+//!
+//! The simulators speak HTTPS by default (R18): the site's CA is written as `ca.pem` beside the
+//! printed config, whose HTTPS devices name it in `ca_file` (a relative path, so the pair can
+//! be moved together). `--plain-http` serves plain HTTP for tools that cannot be given a CA.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,18 +44,43 @@ pub struct SimServer {
     pub ready: SimReady,
 }
 
-/// Starts every simulator of `topology` and, with `print_config`, writes an engine config there
-/// that points at them (topology path absolute, journal beside the config).
-pub async fn start(topology: &Path, print_config: Option<&Path>) -> Result<SimServer, String> {
+/// Name of the CA file written beside a printed config.
+pub const CA_FILE_NAME: &str = "ca.pem";
+
+/// Starts every simulator of `topology` (over HTTPS unless `plain_http`) and, with
+/// `print_config`, writes an engine config there that points at them (topology path absolute,
+/// journal beside the config) and, over HTTPS, the CA beside it as [`CA_FILE_NAME`].
+pub async fn start(
+    topology: &Path,
+    print_config: Option<&Path>,
+    plain_http: bool,
+) -> Result<SimServer, String> {
     let site = Arc::new(load_site(topology).map_err(|e| e.to_string())?);
     let world = SimWorld::new(site.clone(), Vec::new(), Recorder::new(), 0);
-    let wire = WireSite::start(world)
-        .await
-        .map_err(|e| format!("cannot start the simulators: {e}"))?;
+    let wire = if plain_http {
+        WireSite::start(world).await
+    } else {
+        WireSite::start_tls(world).await
+    }
+    .map_err(|e| format!("cannot start the simulators: {e}"))?;
     if let Some(path) = print_config {
         let topology =
             std::fs::canonicalize(topology).map_err(|e| format!("{}: {e}", topology.display()))?;
-        let config = engine_config(&site, &wire, topology, PathBuf::from("qlab-journal.sqlite"));
+        let ca_file = match wire.ca_pem() {
+            Some(pem) => {
+                let ca_path = path.with_file_name(CA_FILE_NAME);
+                std::fs::write(&ca_path, pem).map_err(|e| format!("{}: {e}", ca_path.display()))?;
+                Some(PathBuf::from(CA_FILE_NAME))
+            }
+            None => None,
+        };
+        let config = engine_config(
+            &site,
+            &wire,
+            topology,
+            PathBuf::from("qlab-journal.sqlite"),
+            ca_file,
+        );
         let text = toml::to_string(&config).map_err(|e| format!("cannot write the config: {e}"))?;
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     }
@@ -64,12 +93,14 @@ pub async fn start(topology: &Path, print_config: Option<&Path>) -> Result<SimSe
     Ok(SimServer { site: wire, ready })
 }
 
-/// An engine config for `site` whose devices, mail and alert output are `wire`'s simulators.
+/// An engine config for `site` whose devices, mail and alert output are `wire`'s simulators;
+/// its HTTPS devices trust the CA in `ca_file`.
 pub fn engine_config(
     site: &Site,
     wire: &WireSite,
     topology: PathBuf,
     journal: PathBuf,
+    ca_file: Option<PathBuf>,
 ) -> EngineConfig {
     let t = &site.topology;
     let configured = |name: &str| {
@@ -95,13 +126,12 @@ pub fn engine_config(
         .into_iter()
         .map(|(name, url)| {
             let credentials = accepted_credentials(configured(&name));
-            DeviceEndpoint {
-                name,
-                url,
-                user: credentials.user,
-                password: credentials.password,
-                system_id: None,
+            let mut endpoint =
+                DeviceEndpoint::new(&name, &url, &credentials.user, &credentials.password);
+            if url.starts_with("https://") {
+                endpoint.ca_file = ca_file.clone();
             }
+            endpoint
         })
         .collect();
     EngineConfig {

@@ -100,11 +100,19 @@ async fn play(
     let recorder = Recorder::new();
     let origin = Instant::now();
     let world = SimWorld::new(site.clone(), faults, recorder.clone(), seed);
-    let wire = WireSite::start(world.clone())
+    let wire = WireSite::start_tls(world.clone())
         .await
         .map_err(|e| format!("cannot start the simulators: {e}"))?;
     let dir = tempfile::tempdir().map_err(|e| format!("cannot create a journal folder: {e}"))?;
-    let config = engine_config(&site, &wire, dir.path().join("journal.sqlite"));
+    let ca_file = match wire.ca_pem() {
+        Some(pem) => {
+            let path = dir.path().join(super::serve::CA_FILE_NAME);
+            std::fs::write(&path, pem).map_err(|e| format!("{}: {e}", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let config = engine_config(&site, &wire, dir.path().join("journal.sqlite"), ca_file);
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
     let start = || {
         Daemon::start_with(
@@ -231,9 +239,15 @@ async fn play(
 }
 
 /// The generated config of `qlab sim serve`, with the lab's token and no syslog listeners
-/// (detections go through the API).
-fn engine_config(site: &Site, wire: &WireSite, journal: std::path::PathBuf) -> EngineConfig {
-    let mut config = super::serve::engine_config(site, wire, std::path::PathBuf::new(), journal);
+/// (detections go through the API); the devices are reached over TLS, trusting `ca_file`.
+fn engine_config(
+    site: &Site,
+    wire: &WireSite,
+    journal: std::path::PathBuf,
+    ca_file: Option<std::path::PathBuf>,
+) -> EngineConfig {
+    let mut config =
+        super::serve::engine_config(site, wire, std::path::PathBuf::new(), journal, ca_file);
     config.token = LAB_TOKEN.into();
     config.syslog_in = SyslogInConfig {
         udp: None,

@@ -19,6 +19,7 @@ pub mod smtp_sink;
 pub mod vcenter;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -45,6 +46,7 @@ pub struct WireServer {
     /// Kept so the server lives as long as its proxy.
     _mock: MockServer,
     proxy: FaultProxy,
+    tls: bool,
 }
 
 impl WireServer {
@@ -60,12 +62,24 @@ impl WireServer {
             m.mount(&mock).await;
         }
         let proxy = FaultProxy::start(*mock.address()).await?;
-        Ok(WireServer { _mock: mock, proxy })
+        Ok(WireServer {
+            _mock: mock,
+            proxy,
+            tls: false,
+        })
+    }
+
+    /// Replaces the plain proxy by one that terminates TLS with `config` (on a new port).
+    pub async fn serve_tls(&mut self, config: Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+        self.proxy = FaultProxy::start_tls(*self._mock.address(), config).await?;
+        self.tls = true;
+        Ok(())
     }
 
     /// The base URL clients use (the proxy's).
     pub fn url(&self) -> String {
-        format!("http://{}", self.proxy.addr())
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.proxy.addr())
     }
 
     /// The proxy's address.

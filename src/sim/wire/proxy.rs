@@ -5,13 +5,21 @@
 //! The decision stays in the device model (`SimWorld::call_now`): the wire face marks its reply
 //! with the header [`FAULT_HEADER`], and the proxy in front of it carries the fault out. Device
 //! clients open one connection per call, so a fault per connection is a fault per call.
+//!
+//! The proxy can also terminate TLS ([`FaultProxy::start_tls`]): the device's HTTPS face. The
+//! faults are then carried out below TLS (a `reset` is a TCP RST under the TLS session), as a
+//! real device's failing network would. No ALPN is offered, so clients speak HTTP/1.1, whose
+//! reply head the proxy reads.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
 
 /// A transport fault the proxy carries out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,6 +46,9 @@ pub const FAULT_HEADER: &str = "x-qlab-transport-fault";
 /// How long a blackholed connection is held at most, so proxy tasks end by themselves.
 const BLACKHOLE_HOLD: Duration = Duration::from_secs(600);
 
+/// Longest TLS handshake a client gets, so a silent client does not hold a task.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A running proxy in front of one upstream address.
 pub struct FaultProxy {
     addr: SocketAddr,
@@ -53,12 +64,35 @@ impl Drop for FaultProxy {
 impl FaultProxy {
     /// Listens on 127.0.0.1 (any free port) and forwards to `upstream`.
     pub async fn start(upstream: SocketAddr) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, None).await
+    }
+
+    /// Like [`FaultProxy::start`], but clients speak TLS to the proxy with `config`'s
+    /// certificate; the upstream stays plain HTTP.
+    pub async fn start_tls(
+        upstream: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+    ) -> std::io::Result<FaultProxy> {
+        FaultProxy::start_with(upstream, Some(TlsAcceptor::from(config))).await
+    }
+
+    async fn start_with(
+        upstream: SocketAddr,
+        tls: Option<TlsAcceptor>,
+    ) -> std::io::Result<FaultProxy> {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
+                // No Nagle: a TLS handshake is several small flights, and each would wait for
+                // a delayed ACK (tens of ms, more than a scaled-down lab call budget).
+                let _ = client.set_nodelay(true);
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let _ = serve(client, upstream).await;
+                    let _ = match tls {
+                        None => serve(client, upstream).await,
+                        Some(acceptor) => serve_tls(acceptor, client, upstream).await,
+                    };
                 });
             }
         });
@@ -73,32 +107,57 @@ impl FaultProxy {
 
 async fn serve(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
     let mut server = TcpStream::connect(upstream).await?;
-    let fault = relay(&mut client, &mut server).await?;
-    match fault {
+    match relay(&mut client, &mut server).await? {
         Some(ProxyFault::Reset) => reset(client),
-        Some(ProxyFault::Blackhole) => {
-            let mut sink = vec![0u8; 16 * 1024];
-            let _ = tokio::time::timeout(BLACKHOLE_HOLD, async {
-                while let Ok(n) = client.read(&mut sink).await {
-                    if n == 0 {
-                        break;
-                    }
-                }
-            })
-            .await;
-            Ok(())
-        }
+        Some(ProxyFault::Blackhole) => hold(&mut client).await,
         None => Ok(()),
     }
 }
 
+async fn serve_tls(
+    acceptor: TlsAcceptor,
+    client: TcpStream,
+    upstream: SocketAddr,
+) -> std::io::Result<()> {
+    let mut client: TlsStream<TcpStream> =
+        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(client))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+    let mut server = TcpStream::connect(upstream).await?;
+    let fault = relay(&mut client, &mut server).await?;
+    match fault {
+        Some(ProxyFault::Reset) => reset(client.into_inner().0),
+        Some(ProxyFault::Blackhole) => hold(&mut client).await,
+        None => {
+            // close_notify, so the client sees a clean end of the TLS session.
+            let _ = client.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+/// Keeps a blackholed connection open (reading and dropping what comes) until the client
+/// gives up or [`BLACKHOLE_HOLD`] passes.
+async fn hold<C: AsyncRead + Unpin>(client: &mut C) -> std::io::Result<()> {
+    let mut sink = vec![0u8; 16 * 1024];
+    let _ = tokio::time::timeout(BLACKHOLE_HOLD, async {
+        while let Ok(n) = client.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    Ok(())
+}
+
 /// Copies the request up and the reply down until the reply head shows a fault marker; returns
 /// the fault (the reply is then withheld) or `None` once the exchange ended normally.
-async fn relay(
-    client: &mut TcpStream,
+async fn relay<C: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut C,
     server: &mut TcpStream,
 ) -> std::io::Result<Option<ProxyFault>> {
-    let (mut client_read, mut client_write) = client.split();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
     let (mut server_read, mut server_write) = server.split();
     let upload = tokio::io::copy(&mut client_read, &mut server_write);
     let download = async {
@@ -109,6 +168,7 @@ async fn relay(
             let n = server_read.read(&mut buf).await?;
             if n == 0 {
                 client_write.write_all(&head).await?;
+                client_write.flush().await?;
                 return Ok::<Option<ProxyFault>, std::io::Error>(None);
             }
             head.extend_from_slice(&buf[..n]);
@@ -119,6 +179,7 @@ async fn relay(
         let fault = fault_in(&head);
         if fault.is_none() {
             client_write.write_all(&head).await?;
+            client_write.flush().await?;
             tokio::io::copy(&mut server_read, &mut client_write).await?;
         }
         Ok(fault)

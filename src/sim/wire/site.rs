@@ -1,18 +1,94 @@
 //! Every protocol simulator of a topology at once: one wire server per hypervisor, switch and
 //! BMC (by kind), an SMTP sink and a syslog sink, all on 127.0.0.1 ephemeral ports, over one
 //! `SimWorld`.
+//!
+//! With [`WireSite::start_tls`] the device servers speak HTTPS (R18): one CA is generated per
+//! site (never written anywhere but where the caller puts [`WireSite::ca_pem`]), and one server
+//! certificate for `127.0.0.1` and `localhost` signed by it serves every device. Keys come from
+//! the operating system's randomness, not the run's seed: they never reach a history, so the
+//! history digest (INV-11) does not depend on them.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
 use super::smtp_sink::SmtpSink;
 use super::{eapi, nxapi, redfish, restconf, vcenter, WireServer};
+use crate::adapters::http::fingerprint_of;
 use crate::model::{HypervisorKind, SwitchKind};
 use crate::sim::SimWorld;
+
+/// The TLS material of one site: a CA and a server certificate it signed.
+pub struct SimTls {
+    /// The CA certificate (PEM): what an engine's `ca_file` holds.
+    pub ca_pem: String,
+    /// The server certificate (DER): what `tls_fingerprint` pins.
+    pub server_der: Vec<u8>,
+    /// Server configuration for the fault proxies.
+    pub server_config: Arc<rustls::ServerConfig>,
+}
+
+impl SimTls {
+    /// A fresh CA and a certificate for `127.0.0.1` and `localhost` signed by it.
+    pub fn generate() -> Result<SimTls, String> {
+        let err = |what: &str, e: &dyn std::fmt::Display| format!("cannot {what}: {e}");
+        let ca_key = KeyPair::generate().map_err(|e| err("generate the CA key", &e))?;
+        let mut ca_params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| err("build the CA certificate", &e))?;
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "qlab simulator CA");
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca_cert = ca_params
+            .self_signed(&ca_key)
+            .map_err(|e| err("sign the CA certificate", &e))?;
+        let issuer = Issuer::new(ca_params, ca_key);
+
+        let key = KeyPair::generate().map_err(|e| err("generate the server key", &e))?;
+        let mut params = CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| err("build the server certificate", &e))?;
+        params.subject_alt_names = vec![
+            SanType::DnsName(
+                "localhost"
+                    .try_into()
+                    .map_err(|e| err("name the server", &e))?,
+            ),
+            SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        ];
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "qlab simulated device");
+        let cert = params
+            .signed_by(&key, &issuer)
+            .map_err(|e| err("sign the server certificate", &e))?;
+
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_der = cert.der().to_vec();
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| err("configure TLS", &e))?
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(server_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+            )
+            .map_err(|e| err("configure TLS", &e))?;
+        Ok(SimTls {
+            ca_pem: ca_cert.pem(),
+            server_der,
+            server_config: Arc::new(config),
+        })
+    }
+}
 
 /// The running simulators of one site.
 pub struct WireSite {
@@ -24,6 +100,7 @@ pub struct WireSite {
     syslog_addr: SocketAddr,
     syslog_lines: Arc<Mutex<Vec<String>>>,
     syslog_task: JoinHandle<()>,
+    tls: Option<SimTls>,
 }
 
 impl Drop for WireSite {
@@ -36,29 +113,47 @@ impl Drop for WireSite {
 const MAX_SYSLOG_LINES: usize = 100_000;
 
 impl WireSite {
-    /// Starts a server for every device of the world's site.
+    /// Starts a plain-HTTP server for every device of the world's site.
     pub async fn start(world: SimWorld) -> std::io::Result<WireSite> {
+        WireSite::start_with(world, None).await
+    }
+
+    /// Starts every device server over HTTPS with a CA generated for this site.
+    pub async fn start_tls(world: SimWorld) -> std::io::Result<WireSite> {
+        let tls = SimTls::generate().map_err(std::io::Error::other)?;
+        WireSite::start_with(world, Some(tls)).await
+    }
+
+    async fn start_with(world: SimWorld, tls: Option<SimTls>) -> std::io::Result<WireSite> {
         let site = world.site().clone();
+        let config = tls.as_ref().map(|t| t.server_config.clone());
         let mut servers = BTreeMap::new();
         for h in &site.topology.hypervisors {
-            let server = match h.kind {
+            let mut server = match h.kind {
                 HypervisorKind::Vcenter => vcenter::start(world.clone(), &h.name).await?,
             };
+            if let Some(config) = &config {
+                server.serve_tls(config.clone()).await?;
+            }
             servers.insert(h.name.clone(), server);
         }
         for s in &site.topology.switches {
-            let server = match s.kind {
+            let mut server = match s.kind {
                 SwitchKind::Nxapi => nxapi::start(world.clone(), &s.name).await?,
                 SwitchKind::Eapi => eapi::start(world.clone(), &s.name).await?,
                 SwitchKind::Restconf => restconf::start(world.clone(), &s.name).await?,
             };
+            if let Some(config) = config.as_ref() {
+                server.serve_tls(config.clone()).await?;
+            }
             servers.insert(s.name.clone(), server);
         }
         for b in &site.topology.bmcs {
-            servers.insert(
-                b.name.clone(),
-                redfish::start(world.clone(), &b.name).await?,
-            );
+            let mut server = redfish::start(world.clone(), &b.name).await?;
+            if let Some(config) = &config {
+                server.serve_tls(config.clone()).await?;
+            }
+            servers.insert(b.name.clone(), server);
         }
         let smtp = SmtpSink::start().await?;
         let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
@@ -81,7 +176,18 @@ impl WireSite {
             syslog_addr,
             syslog_lines,
             syslog_task,
+            tls,
         })
+    }
+
+    /// The CA that signed the device servers' certificate (PEM); `None` when plain HTTP.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca_pem.as_str())
+    }
+
+    /// The device servers' certificate as a `tls_fingerprint`; `None` when plain HTTP.
+    pub fn certificate_fingerprint(&self) -> Option<String> {
+        self.tls.as_ref().map(|t| fingerprint_of(&t.server_der))
     }
 
     /// Base URL of every device server, by device name.
