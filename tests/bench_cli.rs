@@ -13,7 +13,7 @@ fn qlab(args: &[&str]) -> Output {
 }
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
-const FIGURES: [(&str, bool); 18] = [
+const FIGURES: [(&str, bool); 21] = [
     ("sim_runs_per_sec", true),
     ("sim_commits_per_run", false),
     ("journal_group_commit_ops_per_sec", true),
@@ -24,6 +24,9 @@ const FIGURES: [(&str, bool); 18] = [
     ("wire_engine_us_per_switchover", false),
     ("wire_engine_no_fsync_us_per_switchover", false),
     ("wire_bare_us_per_switchover", false),
+    ("wire_tls_switchover_ratio", true),
+    ("wire_tls_engine_us_per_switchover", false),
+    ("wire_tls_bare_us_per_switchover", false),
     ("library_wall_ms", false),
     ("outbreak_wall_ms", true),
     ("outbreak_makespan_ratio", true),

@@ -44,6 +44,9 @@ pub const MAKESPAN_RATIO_TARGET: f64 = 1.05;
 /// Most the engine's time per switchover in wire mode may exceed a bare client's.
 pub const WIRE_RATIO_TARGET: f64 = 1.2;
 
+/// Most the engine's time per switchover may exceed a bare client's when devices speak TLS.
+pub const WIRE_TLS_RATIO_TARGET: f64 = 1.1;
+
 /// Budgets the wire figure runs for. Its rounds are few (about a dozen a second per side) and a
 /// round's wall time on a shared two-core machine swings by a third from one round to the next,
 /// so one budget's worth left the ratio's run-to-run spread wider than the gap it measures.
@@ -383,6 +386,38 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             "adapters' HTTP client (a connection per call), one task per NIC, in {}",
             secs(w.bare)
         ),
+    });
+
+    progress("wire mode over TLS");
+    let t = wire::compare(&wire_workload.over_tls(), budget * WIRE_BUDGETS, min_rounds)
+        .map_err(BenchError::Failed)?;
+    figures.push(Figure {
+        key: "wire_tls_switchover_ratio",
+        label: "wire over TLS: engine / bare client time per switchover".into(),
+        value: t.ratio(),
+        unit: "x",
+        target: Some(Target::AtMost(WIRE_TLS_RATIO_TARGET)),
+        detail: format!(
+            "{} rounds of {} switchovers per side, alternated; both verify the simulators' CA, \
+             a TLS handshake per call (the production connection policy)",
+            t.rounds, t.switchovers
+        ),
+    });
+    figures.push(Figure {
+        key: "wire_tls_engine_us_per_switchover",
+        label: "  engine over TLS, durable journal (fsync on)".into(),
+        value: t.engine_us_per_switchover(),
+        unit: "us",
+        target: None,
+        detail: format!("in {}", secs(t.engine)),
+    });
+    figures.push(Figure {
+        key: "wire_tls_bare_us_per_switchover",
+        label: "  bare client over TLS, same PATCH + verifying GET".into(),
+        value: t.bare_us_per_switchover(),
+        unit: "us",
+        target: None,
+        detail: format!("in {}", secs(t.bare)),
     });
 
     progress("outbreak");

@@ -76,6 +76,8 @@ pub struct WireWorkload {
     moves: Vec<Move>,
     pub(crate) detections: Vec<Detection>,
     concurrency: usize,
+    /// Whether the simulators serve HTTPS (a CA per round) and both sides verify them.
+    tls: bool,
 }
 
 impl WireWorkload {
@@ -148,7 +150,26 @@ impl WireWorkload {
             moves,
             detections,
             concurrency,
+            tls: false,
         })
+    }
+
+    /// The same workload over TLS: the simulators serve HTTPS with a CA generated per round,
+    /// and the engine's client and the bare client both verify it, each call on its own
+    /// connection (the production connection policy, so a handshake per call on both sides).
+    pub fn over_tls(&self) -> WireWorkload {
+        WireWorkload {
+            tls: true,
+            ..self.clone()
+        }
+    }
+
+    /// How clients of `wire` verify its certificates: its CA when it serves HTTPS.
+    fn trust(&self, wire: &WireSite) -> Result<http::TlsTrust, String> {
+        match wire.ca_pem() {
+            Some(pem) => http::TlsTrust::default().with_ca_pem(pem.as_bytes()),
+            None => Ok(http::TlsTrust::default()),
+        }
     }
 
     /// Switchovers per round: one per L-Server.
@@ -170,9 +191,12 @@ impl WireWorkload {
     /// Fresh simulators for one round: every NIC on its operation network.
     async fn simulators(&self) -> Result<WireSite, String> {
         let world = SimWorld::new(self.site.clone(), Vec::new(), Recorder::new(), 0);
-        WireSite::start(world)
-            .await
-            .map_err(|e| format!("cannot start the simulators: {e}"))
+        let started = if self.tls {
+            WireSite::start_tls(world).await
+        } else {
+            WireSite::start(world).await
+        };
+        started.map_err(|e| format!("cannot start the simulators: {e}"))
     }
 
     /// Base URL, user and password of `hypervisor`'s simulator.
@@ -184,8 +208,10 @@ impl WireWorkload {
         timeout: Duration,
     ) -> Result<VcenterClient, String> {
         let e = self.endpoint(wire, hypervisor)?;
-        let client =
-            VcenterClient::new(&e.url, &e.user, &e.password, timeout).map_err(|e| e.to_string())?;
+        let trust = self.trust(wire)?;
+        let client = VcenterClient::new(&e.url, &e.user, &e.password, timeout)
+            .and_then(|c| c.with_trust(&trust))
+            .map_err(|e| e.to_string())?;
         client
             .login()
             .await
@@ -386,7 +412,8 @@ impl BareRound {
     pub async fn prepare(workload: &WireWorkload) -> Result<BareRound, String> {
         let wire = workload.simulators().await?;
         let timeout = workload.site.topology.engine.call_timeout;
-        let client = http::client(timeout).map_err(|e| e.to_string())?;
+        let trust = workload.trust(&wire)?;
+        let client = http::client_with(timeout, &trust).map_err(|e| e.to_string())?;
         let mut sessions = std::collections::HashMap::new();
         for h in &workload.site.topology.hypervisors {
             let e = workload.endpoint(&wire, &h.name)?;
