@@ -392,8 +392,11 @@ impl OpCtx<'_> {
         let mut truth_fresh = false;
         // The last device error met: what the alert says when the NIC is not confirmed.
         let mut why: Option<String> = None;
-        // A write since the last read that showed the NIC elsewhere: it may have landed.
-        let mut may_have_applied = false;
+        // A write since the last read that showed the NIC elsewhere: it may have landed. It
+        // starts from the evidence an earlier operation left (R8, "evidence across
+        // operations"): a record whose last known device network is the target means a failed
+        // read-first read leads to another read, never to a blind write (INV-6).
+        let mut may_have_applied = self.last_known(nic).as_deref() == Some(target);
         let mut attempts = 0u32;
         let done = |truth: Truth, why: Option<String>| {
             let confirmed = truth.network() == Some(target);
@@ -479,6 +482,17 @@ impl OpCtx<'_> {
             why = failure.or(why);
         }
         Ok(done(truth, why))
+    }
+
+    /// Where the engine's records last saw `nic` at its device, if they know.
+    fn last_known(&self, nic: &Nic) -> Option<String> {
+        let mut state = self.shared.lock();
+        state
+            .ls(&self.ls.path)
+            .records
+            .iter()
+            .find(|r| r.index == nic.index)
+            .and_then(|r| r.device_network.clone())
     }
 
     /// Saves a switch's running config (R8 with `persist`), retried like a write.
