@@ -99,8 +99,22 @@ pub fn run_sim(
     let (record, faults) = runtime.block_on(play(scenario, seed, mutant))?;
     // Dropping the runtime cancels whatever the engine left (it was idle or past settle).
     drop(runtime);
-    let history_digest = check::history_digest(&record.history);
-    let check = check::check_run(&scenario.site, &record, &scenario.expect);
+    // The digest and the checks only read the record: a large run computes them side by side.
+    let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
+        std::thread::scope(|scope| {
+            let digest = scope.spawn(|| check::history_digest(&record.history));
+            let check = check::check_run(&scenario.site, &record, &scenario.expect);
+            let digest = digest
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (digest, check)
+        })
+    } else {
+        (
+            check::history_digest(&record.history),
+            check::check_run(&scenario.site, &record, &scenario.expect),
+        )
+    };
     let passed = check::verdict(&check, &scenario.expect);
     Ok(ScenarioRun {
         record,
@@ -294,21 +308,29 @@ async fn play(
     // The lab's journal lives in memory: its crashes drop the engine, not the machine, so a
     // process-shared in-memory database (SQLite's memdb) loses exactly what a file would, and
     // costs no file system work. It is seeded once; a run with crashes keeps a second
-    // connection open so the database outlives each crashed engine, and a run without crashes
+    // connection open so the database outlives each crashed engine, and any other run
     // hands the seeded connection itself to the engine.
     let journal_path = PathBuf::from(format!(
         "file:/qlab-run-{}-{}?vfs=memdb",
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
     ));
-    let mut seeded = rusqlite::Connection::open(&journal_path)
-        .map_err(|e| format!("cannot create the run's journal: {e}"))?;
-    Journal::seed(&mut seeded).map_err(|e| format!("cannot create the run's journal: {e}"))?;
     let crashes = scenario
         .events
         .iter()
         .any(|e| matches!(e.action, EventAction::Crash { .. }));
-    let (_keeper, mut first_journal) = if crashes {
+    // Only a run that reopens its journal (a restart, a mutant that edits it) needs it shared;
+    // any other run takes a private in-memory database, which skips memdb's copy of every
+    // written page at each commit.
+    let reopened = crashes || mutant.is_some();
+    let mut seeded = if reopened {
+        rusqlite::Connection::open(&journal_path)
+    } else {
+        rusqlite::Connection::open_in_memory()
+    }
+    .map_err(|e| format!("cannot create the run's journal: {e}"))?;
+    Journal::seed(&mut seeded).map_err(|e| format!("cannot create the run's journal: {e}"))?;
+    let (_keeper, mut first_journal) = if reopened {
         (Some(seeded), None)
     } else {
         let journal = Journal::from_connection(seeded, Durability::ProcessCrash)
