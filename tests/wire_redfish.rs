@@ -18,6 +18,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+mod golden_support;
+
 const BMC: &str = "irmc-sbc-01";
 const CALL_TIMEOUT: Duration = Duration::from_millis(500);
 const HANG: Duration = Duration::from_secs(2);
@@ -255,7 +257,6 @@ async fn simulator_speaks_the_redfish_format() {
 
 // ---- DMTF goldens --------------------------------------------------------------------------
 
-const GOLDEN_DIR: &str = "fixtures/devices/redfish";
 /// The golden system's id and reset target (from `computer-system.json`).
 const GOLDEN_SYSTEM: &str = "/redfish/v1/Systems/437XR1138R2";
 const GOLDEN_RESET: &str = "/redfish/v1/Systems/437XR1138R2/Actions/ComputerSystem.Reset";
@@ -263,9 +264,7 @@ const GOLDEN_RESET: &str = "/redfish/v1/Systems/437XR1138R2/Actions/ComputerSyst
 const BASIC_QLAB: &str = "Basic cWxhYjpxbGFi";
 
 fn golden(name: &str) -> Value {
-    let path = format!("{GOLDEN_DIR}/{name}");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+    golden_support::golden("redfish", name)
 }
 
 fn golden_token() -> String {

@@ -15,8 +15,11 @@ use quarantine_lab::sim::wire::proxy::FAULT_HEADER;
 use quarantine_lab::sim::wire::{vcenter, WireServer, DEFAULT_PASSWORD, DEFAULT_USER};
 use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
 use serde_json::Value;
-use wiremock::matchers::any;
-use wiremock::{Mock, ResponseTemplate};
+use wiremock::matchers::{any, body_json, header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+mod golden_support;
+use golden_support::{golden, same_shape};
 
 const VC: &str = "vc-1";
 const VM: &str = "vm-1001";
@@ -291,7 +294,8 @@ async fn simulator_speaks_the_vsphere_format() {
         .unwrap();
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["mac_address"], "00:50:56:00:00:11");
-    assert_eq!(body["backing"]["network_name"], "op-a");
+    assert_eq!(body["backing"]["network"], OP_PG);
+    assert_eq!(body["backing"]["type"], "DISTRIBUTED_PORTGROUP");
     assert_eq!(body["label"], "Network adapter 1");
 
     let r = http
@@ -364,5 +368,218 @@ async fn engine_quarantines_through_the_wire() {
         .await
         .unwrap();
     assert_eq!(body["backing"]["network"], QR_PG);
-    assert_eq!(body["backing"]["network_name"], "qr-a");
+}
+
+// ---- Goldens: vSphere's documented shapes in fixtures/devices/vmware-vcenter/ ----
+
+const GOLDENS: &str = "vmware-vcenter";
+
+/// The error goldens, the HTTP status vCenter sends each with, and the class R8 needs.
+const ERROR_GOLDENS: &[(&str, u16, OutcomeClass)] = &[
+    ("error-not-found.reply.json", 404, OutcomeClass::Rejected),
+    ("error-resource-busy.reply.json", 400, OutcomeClass::Busy),
+    ("error-unauthenticated.reply.json", 401, OutcomeClass::Auth),
+    (
+        "error-service-unavailable.reply.json",
+        503,
+        OutcomeClass::Unavailable,
+    ),
+    (
+        "error-invalid-argument.reply.json",
+        400,
+        OutcomeClass::Rejected,
+    ),
+];
+
+/// A vCenter that answers only with the goldens: the login, then the vNIC read, each only
+/// with the golden session id.
+async fn golden_vcenter() -> MockServer {
+    let server = MockServer::start().await;
+    let token = golden(GOLDENS, "session-create.reply.json");
+    let token = token
+        .as_str()
+        .expect("the session golden is a string")
+        .to_string();
+    Mock::given(method("POST"))
+        .and(path("/api/session"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(golden(GOLDENS, "session-create.reply.json")),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!(
+            "/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
+        )))
+        .and(header("vmware-api-session-id", token.as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(golden(GOLDENS, "ethernet-get.reply.json")),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+/// R8: the client reads the backing out of the documented reply, with every optional field a
+/// real vCenter sends for a distributed port group around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_r8_vcenter_client_reads_the_documented_vnic_reply() {
+    let server = golden_vcenter().await;
+    let client =
+        VcenterClient::new(&server.uri(), DEFAULT_USER, DEFAULT_PASSWORD, CALL_TIMEOUT).unwrap();
+    let expected = golden(GOLDENS, "ethernet-get.reply.json")["backing"]["network"].clone();
+    assert_eq!(
+        client.get_nic(VM, NIC).await.unwrap(),
+        expected.as_str().unwrap()
+    );
+}
+
+/// R8: the move is the documented update spec and nothing else (unset fields stay unchanged
+/// on a real vCenter, so sending more would change what the quarantine must not touch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_r8_vcenter_client_sends_the_documented_update_spec() {
+    let server = golden_vcenter().await;
+    let spec = golden(GOLDENS, "ethernet-update.request.json");
+    Mock::given(method("PATCH"))
+        .and(path(format!(
+            "/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
+        )))
+        .and(body_json(&spec))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client =
+        VcenterClient::new(&server.uri(), DEFAULT_USER, DEFAULT_PASSWORD, CALL_TIMEOUT).unwrap();
+    let target = spec["backing"]["network"].as_str().unwrap();
+    client.set_nic(VM, NIC, target).await.unwrap();
+}
+
+/// R8: each documented error lands in the class that decides retry, re-login or rollback.
+#[test]
+fn golden_r8_vcenter_client_classifies_the_documented_errors() {
+    for (name, status, class) in ERROR_GOLDENS {
+        let body = golden(GOLDENS, name).to_string();
+        let status = reqwest::StatusCode::from_u16(*status).unwrap();
+        let error = quarantine_lab::adapters::vcenter::classify(status, &body);
+        assert_eq!(error.class, *class, "{name}: {error}");
+    }
+}
+
+/// The simulator answers every documented exchange in the documented shape: login, list, read,
+/// update, and each error a fault or a bad request produces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
+    let (_world, server, _client) = setup(vec![]).await;
+    let http = reqwest::Client::new();
+    let base = server.url();
+    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    let check = |name: &str, actual: &Value| {
+        same_shape(&golden(GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
+    };
+
+    let r = http.get(&nic_url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    check("error-unauthenticated.reply.json", &r.json().await.unwrap());
+
+    let r = http
+        .post(format!("{base}/api/session"))
+        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let token: Value = r.json().await.unwrap();
+    check("session-create.reply.json", &token);
+    let token = token.as_str().unwrap().to_string();
+    let get = |url: String| {
+        http.get(url)
+            .header("vmware-api-session-id", token.as_str())
+            .send()
+    };
+
+    let r = get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
+        .await
+        .unwrap();
+    check("ethernet-list.reply.json", &r.json().await.unwrap());
+    let r = get(nic_url.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let info: Value = r.json().await.unwrap();
+    check("ethernet-get.reply.json", &info);
+    let documented = golden(GOLDENS, "ethernet-get.reply.json");
+    assert_eq!(info["backing"]["type"], documented["backing"]["type"]);
+    assert!(
+        info["backing"].get("network_name").is_none(),
+        "network_name belongs to standard port groups only: {info}"
+    );
+
+    let mut spec = golden(GOLDENS, "ethernet-update.request.json");
+    spec["backing"]["network"] = Value::from(QR_PG);
+    let r = http
+        .patch(&nic_url)
+        .header("vmware-api-session-id", token.as_str())
+        .json(&spec)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+
+    let r = get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/4099"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    check("error-not-found.reply.json", &body);
+    assert_eq!(body["error_type"], "NOT_FOUND");
+
+    let r = http
+        .patch(&nic_url)
+        .header("vmware-api-session-id", token.as_str())
+        .json(&serde_json::json!({"backing": {"type": "FLOPPY", "network": QR_PG}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    check(
+        "error-invalid-argument.reply.json",
+        &r.json().await.unwrap(),
+    );
+}
+
+/// The simulator's faults reach the wire as the documented errors, with vCenter's statuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_vcenter_simulator_faults_are_the_documented_errors() {
+    let cases = [
+        (
+            FaultEffect::Busy,
+            "error-resource-busy.reply.json",
+            400,
+            "RESOURCE_BUSY",
+        ),
+        (
+            FaultEffect::Unavailable,
+            "error-service-unavailable.reply.json",
+            503,
+            "SERVICE_UNAVAILABLE",
+        ),
+    ];
+    for (effect, name, status, error_type) in cases {
+        let (_world, server, _client) = setup(vec![fault(CallKind::SetNic, effect)]).await;
+        let http = reqwest::Client::new();
+        let base = server.url();
+        let token = session(&http, &base).await;
+        let r = http
+            .patch(format!(
+                "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
+            ))
+            .header("vmware-api-session-id", &token)
+            .json(&golden(GOLDENS, "ethernet-update.request.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{name}");
+        let body: Value = r.json().await.unwrap();
+        same_shape(&golden(GOLDENS, name), &body, name).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body["error_type"], error_type);
+    }
 }

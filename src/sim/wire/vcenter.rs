@@ -267,7 +267,10 @@ impl VcenterFace {
         ResponseTemplate::new(200).set_body_json(Value::Array(body))
     }
 
-    /// The vNIC body vCenter returns, with the MAC from the site and the backing from the model.
+    /// The vNIC body vCenter returns for a vNIC on a distributed port group (the shape of
+    /// `fixtures/devices/vmware-vcenter/ethernet-get.reply.json`): the MAC from the site, the
+    /// backing from the model. `network_name` belongs to standard port groups only, so it is
+    /// absent; the distributed switch's UUID, port and cookie are synthetic but stable.
     fn nic_body(&self, vm: &str, nic: &str, portgroup: &str) -> Value {
         let vnics = self.vnics_of(vm);
         let position = vnics.iter().position(|(key, _)| key == nic).unwrap_or(0);
@@ -275,28 +278,46 @@ impl VcenterFace {
             .get(position)
             .map(|(_, mac)| mac.clone())
             .unwrap_or_default();
-        let network_name = self
-            .world
-            .site()
-            .network_by_portgroup(&self.device, portgroup)
-            .map(|n| n.name.clone())
-            .unwrap_or_else(|| portgroup.to_string());
+        // A stable number per (vm, nic) for the port and cookie a real switch would assign.
+        let stable = format!("{vm}/{nic}")
+            .bytes()
+            .fold(2_166_136_261u32, |h, b| {
+                (h ^ u32::from(b)).wrapping_mul(16_777_619)
+            });
         json!({
             "label": format!("Network adapter {}", position.saturating_add(1)),
             "type": "VMXNET3",
+            "upt_compatibility_enabled": false,
             "mac_type": "ASSIGNED",
             "mac_address": mac,
-            "state": "CONNECTED",
-            "start_connected": true,
-            "allow_guest_control": false,
+            "pci_slot_number": 192u32.saturating_add(u32::try_from(position).unwrap_or(0)),
             "wake_on_lan_enabled": false,
-            "upt_compatibility_enabled": false,
             "backing": {
                 "type": "DISTRIBUTED_PORTGROUP",
                 "network": portgroup,
-                "network_name": network_name,
+                "distributed_switch_uuid": self.switch_uuid(),
+                "distributed_port": (stable % 4096).to_string(),
+                "connection_cookie": stable,
             },
+            "state": "CONNECTED",
+            "start_connected": true,
+            "allow_guest_control": false,
         })
+    }
+
+    /// The distributed switch's UUID in vCenter's spelling (16 hex pairs, a dash in the
+    /// middle), derived from the device name so it is stable across runs.
+    fn switch_uuid(&self) -> String {
+        let bytes: Vec<String> = (0..16u8)
+            .map(|i| {
+                let b = self
+                    .device
+                    .bytes()
+                    .fold(i.wrapping_mul(31), |h, c| h.wrapping_mul(17) ^ c);
+                format!("{b:02x}")
+            })
+            .collect();
+        format!("{}-{}", bytes[..8].join(" "), bytes[8..].join(" "))
     }
 
     fn get_nic(&self, token: &str, vm: &str, nic: &str) -> ResponseTemplate {
