@@ -785,3 +785,174 @@ async fn inv6_whole_switch_reads_are_device_calls_that_faults_drive() {
         (500, &Value::from(-32001))
     );
 }
+
+// ---- RESTCONF goldens: RFC 8040 and openconfig-vlan shapes in fixtures/devices/ ----
+
+const RESTCONF_GOLDENS: &str = "openconfig-restconf";
+const RC_PORT: &str = "Ethernet1/21";
+const RC_CONFIG: &str = "/restconf/data/openconfig-interfaces:interfaces/interface=Ethernet1%2F21/ethernet/switched-vlan/config";
+
+/// The RESTCONF error goldens, the status each comes with, and the class R8 needs.
+const RESTCONF_ERRORS: &[(&str, u16, OutcomeClass)] = &[
+    ("error-lock-denied.reply.json", 409, OutcomeClass::Busy),
+    ("error-in-use.reply.json", 409, OutcomeClass::Busy),
+    ("error-data-missing.reply.json", 404, OutcomeClass::Rejected),
+    (
+        "error-invalid-value.reply.json",
+        400,
+        OutcomeClass::Rejected,
+    ),
+    ("error-access-denied.reply.json", 401, OutcomeClass::Auth),
+    (
+        "error-resource-denied.reply.json",
+        503,
+        OutcomeClass::Unavailable,
+    ),
+    (
+        "error-operation-failed.reply.json",
+        500,
+        OutcomeClass::Unknown,
+    ),
+];
+
+fn yang(status: u16, body: Value) -> wiremock::ResponseTemplate {
+    wiremock::ResponseTemplate::new(status)
+        .set_body_raw(body.to_string(), "application/yang-data+json")
+}
+
+/// R8: the client writes the documented PATCH, reads the access VLAN out of a full container and
+/// saves through the documented RPC reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_r8_restconf_client_speaks_the_documented_shapes() {
+    use wiremock::matchers::{body_json, header, method, path};
+    let server = wiremock::MockServer::start().await;
+    let write = golden(RESTCONF_GOLDENS, "switched-vlan-config.request.json");
+    wiremock::Mock::given(method("PATCH"))
+        .and(path(RC_CONFIG))
+        .and(header("content-type", "application/yang-data+json"))
+        .and(body_json(&write))
+        .respond_with(wiremock::ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(method("GET"))
+        .and(path(RC_CONFIG))
+        .respond_with(yang(
+            200,
+            golden(RESTCONF_GOLDENS, "switched-vlan-config.reply.json"),
+        ))
+        .mount(&server)
+        .await;
+    wiremock::Mock::given(method("POST"))
+        .and(path("/restconf/operations/cisco-ia:save-config"))
+        .respond_with(yang(
+            200,
+            golden(RESTCONF_GOLDENS, "save-config.reply.json"),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let client = RestconfSwitch::new(&server.uri(), "qlab", "qlab", TIMEOUT).expect("client");
+    let vlan = write["openconfig-vlan:config"]["access-vlan"]
+        .as_u64()
+        .unwrap();
+    client
+        .set_port(RC_PORT, vlan as u16)
+        .await
+        .expect("documented PATCH");
+    let documented = golden(RESTCONF_GOLDENS, "switched-vlan-config.reply.json");
+    let read = documented["openconfig-vlan:config"]["access-vlan"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(client.get_port(RC_PORT).await.expect("read"), read as u16);
+    client.save_config().await.expect("save");
+}
+
+/// R8: each documented RESTCONF error lands in the class that decides retry or rollback.
+#[test]
+fn golden_r8_restconf_client_classifies_the_documented_errors() {
+    for (name, status, class) in RESTCONF_ERRORS {
+        let body = golden(RESTCONF_GOLDENS, name).to_string();
+        let status = reqwest::StatusCode::from_u16(*status).unwrap();
+        let error = quarantine_lab::adapters::restconf::classify(status, &body);
+        assert_eq!(error.class, *class, "{name}: {error}");
+    }
+}
+
+/// The simulator answers in the documented shapes: the full config container, the PATCH the
+/// documentation shows, the save RPC, and its errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_restconf_simulator_answers_in_the_documented_shapes() {
+    let rig = Rig::start(Vendor::Restconf, vec![]).await;
+    let media = "application/yang-data+json";
+    let shape = |name: &str, actual: &Value| {
+        same_shape(&golden(RESTCONF_GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
+    };
+    let (status, body) = raw(&rig, "GET", RC_CONFIG, media, "").await;
+    assert_eq!(status, 200, "{body}");
+    shape("switched-vlan-config.reply.json", &body);
+
+    let write = golden(RESTCONF_GOLDENS, "switched-vlan-config.request.json");
+    let (status, _) = raw(&rig, "PATCH", RC_CONFIG, media, &write.to_string()).await;
+    assert_eq!(status, 204);
+    let vlan = write["openconfig-vlan:config"]["access-vlan"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(rig.vlans().0, vlan as u16);
+
+    let save = "/restconf/operations/cisco-ia:save-config";
+    let (status, body) = raw(&rig, "POST", save, media, "").await;
+    assert_eq!(status, 200);
+    shape("save-config.reply.json", &body);
+
+    let unknown = RC_CONFIG.replace("Ethernet1%2F21", "Ethernet1%2F99");
+    let (status, body) = raw(&rig, "GET", &unknown, media, "").await;
+    assert_eq!(status, 404, "{body}");
+    shape("error-data-missing.reply.json", &body);
+    assert_eq!(
+        body["ietf-restconf:errors"]["error"][0]["error-tag"],
+        "data-missing"
+    );
+
+    let out_of_range =
+        r#"{"openconfig-vlan:config":{"interface-mode":"ACCESS","access-vlan":5000}}"#;
+    let (status, body) = raw(&rig, "PATCH", RC_CONFIG, media, out_of_range).await;
+    assert_eq!(status, 400, "{body}");
+    shape("error-invalid-value.reply.json", &body);
+    assert_eq!(
+        rig.vlans().0,
+        vlan as u16,
+        "a refused write changes nothing"
+    );
+}
+
+/// The simulator's busy and refused calls are the documented errors with RFC 8040's statuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn golden_restconf_simulator_faults_are_the_documented_errors() {
+    let write = golden(RESTCONF_GOLDENS, "switched-vlan-config.request.json").to_string();
+    let cases = [
+        (FaultEffect::Busy, 409, "error-in-use.reply.json", "in-use"),
+        (
+            FaultEffect::Unavailable,
+            503,
+            "error-resource-denied.reply.json",
+            "resource-denied",
+        ),
+    ];
+    for (effect, status, name, tag) in cases {
+        let mut spec = fault(Vendor::Restconf, CallKind::SetPort, effect);
+        spec.delay = None;
+        let rig = Rig::start(Vendor::Restconf, vec![spec]).await;
+        let (got, body) = raw(
+            &rig,
+            "PATCH",
+            RC_CONFIG,
+            "application/yang-data+json",
+            &write,
+        )
+        .await;
+        assert_eq!(got, status, "{name}: {body}");
+        same_shape(&golden(RESTCONF_GOLDENS, name), &body, name).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(body["ietf-restconf:errors"]["error"][0]["error-tag"], tag);
+    }
+}

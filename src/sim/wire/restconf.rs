@@ -1,6 +1,8 @@
 //! The RESTCONF face of a simulated switch: the OpenConfig switched-VLAN config resource and the
-//! save RPC over the switch model, in the shapes of [`crate::adapters::restconf`] (where the
-//! unconfirmed choices are written down). One request is one device call.
+//! save RPC over the switch model. One request is one device call. Its bodies are built here,
+//! from RFC 8040 and the openconfig-vlan model, not from the client's code: both are held to
+//! `fixtures/devices/openconfig-restconf/`. Shared with the client are only the resource paths
+//! and media type (where the unconfirmed save RPC is written down).
 
 use std::io;
 
@@ -10,10 +12,7 @@ use wiremock::{Mock, Request, Respond, ResponseTemplate};
 
 use super::nxapi::{authorized, media_type, switch_credentials, unauthorized};
 use super::{render, WireServer};
-use crate::adapters::restconf::{
-    config_body, errors_body, parse_config_path, VlanConfigDoc, ACCESS_MODE, MEDIA_TYPE,
-    SAVE_RPC_PATH,
-};
+use crate::adapters::restconf::{parse_config_path, MEDIA_TYPE, SAVE_RPC_PATH};
 use crate::adapters::{DeviceError, OutcomeClass};
 use crate::model::{Credentials, SwitchKind};
 use crate::sim::{DeviceOp, Reply, SimWorld};
@@ -28,6 +27,25 @@ pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
         credentials,
     };
     WireServer::start(vec![Mock::given(any()).respond_with(face)]).await
+}
+
+/// An `ietf-restconf:errors` body with one error (RFC 8040 §7.1).
+fn errors_body(error_type: &str, tag: &str, message: &str) -> Value {
+    json!({"ietf-restconf:errors": {"error": [{
+        "error-type": error_type,
+        "error-tag": tag,
+        "error-message": message,
+    }]}})
+}
+
+/// The switched-VLAN config container of an access port, as a device returns it: every leaf
+/// of the container, including the native VLAN the quarantine never touches.
+fn config_reply(vlan: u16) -> Value {
+    json!({"openconfig-vlan:config": {
+        "interface-mode": "ACCESS",
+        "access-vlan": vlan,
+        "native-vlan": 1,
+    }})
 }
 
 /// A reply with an `ietf-restconf:errors` body.
@@ -75,25 +93,46 @@ fn wrong_media_type() -> Refusal {
     Refusal(415, "protocol", "invalid-value", message)
 }
 
-/// Checks a PATCH body strictly: the one config member, `ACCESS` mode, an access VLAN.
+/// Checks a PATCH body strictly: the one config member, `ACCESS` mode if a mode is given, an
+/// access VLAN in 1..=4094, and no leaf this switch does not model.
 fn parse_patch(request: &Request) -> Result<u16, Refusal> {
     if media_type(request) != MEDIA_TYPE {
         return Err(wrong_media_type());
     }
+    let invalid = |message: String| Refusal(400, "application", "invalid-value", message);
     let value: Value = serde_json::from_slice(&request.body)
         .map_err(|e| Refusal(400, "protocol", "malformed-message", e.to_string()))?;
-    let doc: VlanConfigDoc = serde_json::from_value(value)
-        .map_err(|e| Refusal(400, "application", "invalid-value", e.to_string()))?;
-    if let Some(mode) = doc.config.interface_mode.as_deref() {
-        if mode != ACCESS_MODE {
-            let message = format!("interface-mode {mode} is not supported; use {ACCESS_MODE}");
-            return Err(Refusal(400, "application", "invalid-value", message));
+    let Some(Value::Object(top)) = Some(value) else {
+        return Err(invalid("the body must be an object".into()));
+    };
+    if let Some(other) = top.keys().find(|k| *k != "openconfig-vlan:config") {
+        return Err(invalid(format!("unknown member {other}")));
+    }
+    let Some(Value::Object(config)) = top.get("openconfig-vlan:config") else {
+        return Err(invalid("openconfig-vlan:config is required".into()));
+    };
+    if let Some(other) = config
+        .keys()
+        .find(|k| !matches!(k.as_str(), "interface-mode" | "access-vlan"))
+    {
+        return Err(invalid(format!("unknown leaf {other}")));
+    }
+    match config.get("interface-mode") {
+        None => {}
+        Some(Value::String(mode)) if mode == "ACCESS" => {}
+        Some(mode) => {
+            return Err(invalid(format!(
+                "interface-mode {mode} is not supported; use ACCESS"
+            )))
         }
     }
-    doc.config.access_vlan.ok_or_else(|| {
-        let message = "access-vlan is required".to_string();
-        Refusal(400, "application", "invalid-value", message)
-    })
+    let vlan = config
+        .get("access-vlan")
+        .ok_or_else(|| invalid("access-vlan is required".into()))?;
+    vlan.as_u64()
+        .and_then(|v| u16::try_from(v).ok())
+        .filter(|v| (1..=4094).contains(v))
+        .ok_or_else(|| invalid(format!("access-vlan {vlan} is out of range")))
 }
 
 /// Checks an RPC body: empty, or a JSON object sent as YANG data.
@@ -129,7 +168,7 @@ impl RestconfFace {
         render(
             call,
             |reply| match reply {
-                Reply::Vlan(vlan) => json_template(200, &json!(config_body(vlan))),
+                Reply::Vlan(vlan) => json_template(200, &config_reply(vlan)),
                 other => error(
                     500,
                     "application",
