@@ -280,6 +280,16 @@ impl Engine {
         &self,
         detection: Detection,
     ) -> Result<DetectionReceipt, EngineError> {
+        self.submit_detection_by(detection, None).await
+    }
+
+    /// [`Engine::submit_detection`], journaling `submitted_by` (the name of the API token
+    /// that sent it) with the detection for audit.
+    pub async fn submit_detection_by(
+        &self,
+        detection: Detection,
+        submitted_by: Option<String>,
+    ) -> Result<DetectionReceipt, EngineError> {
         detection.check().map_err(EngineError::Invalid)?;
         let shared = &self.shared;
         if !shared
@@ -299,7 +309,8 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (ticket, receipt, alerts, duplicate) = self.stage_detection(detection, &policy)?;
+        let (ticket, receipt, alerts, duplicate) =
+            self.stage_detection(detection, &policy, submitted_by)?;
         self.shared
             .durable(ticket, Waiting::Reply)
             .await
@@ -318,6 +329,7 @@ impl Engine {
         &self,
         detection: Detection,
         policy: &PolicySpec,
+        submitted_by: Option<String>,
     ) -> Result<(Ticket, DetectionReceipt, Vec<Alert>, Option<EngineEvent>), EngineError> {
         let shared = &self.shared;
         let (mut state, earlier) = find_detection(shared, &detection.source, &detection.event_id)?;
@@ -407,6 +419,7 @@ impl Engine {
                         kind,
                         detection: Some(id),
                         created_ms: now,
+                        requested_by: None,
                     });
                     queued = Some(QueuedOp {
                         id: op,
@@ -450,6 +463,7 @@ impl Engine {
                 lserver: lserver.clone(),
                 disposition,
                 operation: receipt.operation,
+                submitted_by,
             },
         );
         state.next_detection_id += 1;
@@ -469,7 +483,17 @@ impl Engine {
 
     /// Takes an administrator's command and returns the queued operation's id once durable.
     pub async fn submit_command(&self, command: Command) -> Result<OperationId, EngineError> {
-        let (ticket, id) = self.stage_command(command)?;
+        self.submit_command_by(command, None).await
+    }
+
+    /// [`Engine::submit_command`], journaling `requested_by` (the name of the API token that
+    /// asked) with the queued operation for audit; `GET /operations/{id}` shows it.
+    pub async fn submit_command_by(
+        &self,
+        command: Command,
+        requested_by: Option<String>,
+    ) -> Result<OperationId, EngineError> {
+        let (ticket, id) = self.stage_command(command, requested_by)?;
         self.shared
             .durable(ticket, Waiting::Reply)
             .await
@@ -478,7 +502,11 @@ impl Engine {
     }
 
     /// The locked half of [`Engine::submit_command`]: checks, stages and queues.
-    fn stage_command(&self, command: Command) -> Result<(Ticket, OperationId), EngineError> {
+    fn stage_command(
+        &self,
+        command: Command,
+        requested_by: Option<String>,
+    ) -> Result<(Ticket, OperationId), EngineError> {
         let shared = &self.shared;
         let path = command.lserver().to_string();
         let mut state = shared.lock();
@@ -535,6 +563,7 @@ impl Engine {
             kind,
             detection: None,
             created_ms: now,
+            requested_by,
         });
         state.next_operation_id += 1;
         apply_lserver_entries(&mut state, &entries);
