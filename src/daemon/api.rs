@@ -5,7 +5,7 @@
 //!
 //! | request | success | refusals (status `reason`) |
 //! |---|---|---|
-//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
+//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 403 `forbidden` (the token lacks the route's scope, [`super::auth`]), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
 //! | `POST /detections` | 202 `{"id","disposition","lserver","operation"}` once journaled (R7) | 413 `body_too_large`, 400 `malformed_json` / `unknown_field` / `invalid_field` / `unknown_source` / `invalid_detection`, 503 `halted`, 500 `journal_error` |
 //! | `GET /lservers?offset&limit` | 200 `{"lservers","total","next"}` (pages of at most 1000) | 400 `bad_request` |
 //! | `GET /lservers/{path}` | 200 the L-Server view | 404 `unknown_lserver` |
@@ -31,9 +31,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use super::auth::{required_scope, Caller, Tokens};
 use super::metrics::{Metrics, Reject};
 use super::routes;
 use crate::engine::{Engine, EngineError};
@@ -53,9 +53,9 @@ pub const HEALTH_PATH: &str = "/api/v1/health";
 pub(crate) struct ApiState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
-    /// SHA-256 of the token: comparing digests takes the same time whatever the input's
-    /// length or content (no timing oracle on the token).
-    token_digest: [u8; 32],
+    /// The accepted tokens, known by their SHA-256 only: comparing digests takes the same time
+    /// whatever the input's length or content (no timing oracle on a token).
+    tokens: Arc<Tokens>,
     /// AV server names of the topology (a detection's `source` must be one).
     pub sources: Arc<HashSet<String>>,
     in_flight: Arc<Semaphore>,
@@ -160,7 +160,7 @@ impl IntoResponse for ApiError {
 pub(crate) fn router(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    token: &str,
+    tokens: Tokens,
     max_body_bytes: usize,
     tls_insecure: Vec<String>,
 ) -> Router {
@@ -174,7 +174,7 @@ pub(crate) fn router(
     let state = ApiState {
         engine,
         metrics,
-        token_digest: Sha256::digest(token.as_bytes()).into(),
+        tokens: Arc::new(tokens),
         sources: Arc::new(sources),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         max_body_bytes,
@@ -197,9 +197,10 @@ pub(crate) fn router(
         .with_state(state)
 }
 
-/// Runs before every handler: bounds in-flight requests and their duration, and checks the
-/// bearer token everywhere except [`HEALTH_PATH`] (R18).
-async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Runs before every handler: bounds in-flight requests and their duration, checks the bearer
+/// token everywhere except [`HEALTH_PATH`] and the route's scope (R18), and hands the
+/// [`Caller`] to the handler as a request extension.
+async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
         return state
             .reject(
@@ -210,15 +211,33 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
             .into_response();
     };
     if request.uri().path() != HEALTH_PATH {
-        if let Err(message) = check_token(&state, &request) {
-            return state
-                .reject(
-                    StatusCode::UNAUTHORIZED,
-                    Reject::Unauthorized,
-                    message.into(),
-                )
-                .into_response();
+        let caller = match check_token(&state, &request) {
+            Ok(caller) => caller,
+            Err(message) => {
+                return state
+                    .reject(
+                        StatusCode::UNAUTHORIZED,
+                        Reject::Unauthorized,
+                        message.into(),
+                    )
+                    .into_response()
+            }
+        };
+        if let Some(scope) = required_scope(request.method(), request.uri().path()) {
+            if !caller.may(scope) {
+                let message = format!(
+                    "token {:?} lacks the `{}` scope that {} {} needs",
+                    caller.name,
+                    scope.as_str(),
+                    request.method(),
+                    request.uri().path()
+                );
+                return state
+                    .reject(StatusCode::FORBIDDEN, Reject::Forbidden, message)
+                    .into_response();
+            }
         }
+        request.extensions_mut().insert(caller);
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
@@ -232,8 +251,8 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     }
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
-fn check_token(state: &ApiState, request: &Request) -> Result<(), &'static str> {
+/// Checks `Authorization: Bearer <token>` in constant time; the caller it names.
+fn check_token(state: &ApiState, request: &Request) -> Result<Caller, &'static str> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Err("missing bearer token: send `Authorization: Bearer <token>`");
     };
@@ -243,14 +262,5 @@ fn check_token(state: &ApiState, request: &Request) -> Result<(), &'static str> 
         Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => token,
         _ => return Err("the Authorization header must use the Bearer scheme"),
     };
-    let digest: [u8; 32] = Sha256::digest(token).into();
-    let difference = digest
-        .iter()
-        .zip(state.token_digest.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if difference == 0 {
-        Ok(())
-    } else {
-        Err("invalid bearer token")
-    }
+    state.tokens.identify(token).ok_or("invalid bearer token")
 }

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub enum Reject {
     /// API request without a valid bearer token.
     Unauthorized,
+    /// API request whose token lacks the route's scope.
+    Forbidden,
     /// API body larger than `api.max_body_bytes`.
     BodyTooLarge,
     /// API body that is not JSON or not valid UTF-8.
@@ -64,8 +66,9 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 27] = [
+const ALL: [Reject; 28] = [
     Reject::Unauthorized,
+    Reject::Forbidden,
     Reject::BodyTooLarge,
     Reject::MalformedJson,
     Reject::UnknownField,
@@ -99,6 +102,7 @@ impl Reject {
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::Unauthorized => "unauthorized",
+            Reject::Forbidden => "forbidden",
             Reject::BodyTooLarge => "body_too_large",
             Reject::MalformedJson => "malformed_json",
             Reject::UnknownField => "unknown_field",

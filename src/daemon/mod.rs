@@ -8,6 +8,7 @@
 //! what survives (R7, R16), so no drain is needed beyond letting API replies go out.
 
 mod api;
+pub mod auth;
 mod build;
 pub mod client;
 pub mod config;
@@ -150,7 +151,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts everything `config` describes with API token `token` (refused when empty).
+    /// Starts everything `config` describes; `token` is the all-scope token (empty for none,
+    /// then `[[tokens]]` must list one).
     pub async fn start(config: EngineConfig, token: String) -> Result<Daemon, DaemonError> {
         let site = Arc::new(load_site(&config.topology)?);
         Daemon::start_with(site, config, token, None).await
@@ -165,11 +167,7 @@ impl Daemon {
         token: String,
         observer: Option<Arc<dyn EngineObserver>>,
     ) -> Result<Daemon, DaemonError> {
-        if token.trim().is_empty() {
-            return Err(DaemonError::Token(format!(
-                "the API token is empty: set `token` in the config or {TOKEN_ENV}"
-            )));
-        }
+        let tokens = auth::Tokens::from_config(&config, &token)?;
         build::check(&config, &site)?;
         let adapters = build::adapters(&config, &site)?;
         // Bind before opening the engine: a port conflict then fails the start before the
@@ -224,7 +222,7 @@ impl Daemon {
         let router = api::router(
             engine.clone(),
             metrics.clone(),
-            &token,
+            tokens,
             config.api.max_body_bytes,
             build::insecure_devices(&config),
         );

@@ -6,11 +6,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, ApiState};
+use super::auth::Caller;
 use super::metrics::{Channel, Reject};
 use crate::engine::Command;
 use crate::model::{Action, Detection};
@@ -42,6 +44,7 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
 /// `POST /api/v1/detections`: 202 only once the detection is durable (R7).
 pub(crate) async fn post_detection(
     State(s): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let bytes = s.body(body)?;
@@ -61,7 +64,7 @@ pub(crate) async fn post_detection(
     }
     let receipt = s
         .engine
-        .submit_detection(detection)
+        .submit_detection_by(detection, caller.map(|Extension(c)| c.name))
         .await
         .map_err(|e| s.engine_error(e))?;
     s.metrics.accepted(Channel::Api);
@@ -132,6 +135,7 @@ struct EmptyBody {}
 /// command is durable; 404 unknown L-Server; 409 not allowed in its state.
 pub(crate) async fn post_lserver(
     State(s): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     rest: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -171,16 +175,20 @@ pub(crate) async fn post_lserver(
         _ => return Err(unknown_action(&s, &full)),
     };
     let path = command.lserver().to_string();
+    let by = caller.map(|Extension(c)| c.name);
     let id = s
         .engine
-        .submit_command(command)
+        .submit_command_by(command, by.clone())
         .await
         .map_err(|e| s.engine_error(e))?;
+    // The journal has it too (`operations.requested_by`); the log line is for the operator.
+    tracing::info!(lserver = %path, action, operation = id, token = by.as_deref().unwrap_or("-"), "command accepted");
     let body = json!({"operation": id, "lserver": path, "action": action});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `GET /api/v1/operations/{id}`.
+/// `GET /api/v1/operations/{id}`: status, outcome and `requested_by`, the name of the token
+/// whose command queued it (`null` when a detection did).
 pub(crate) async fn get_operation(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
