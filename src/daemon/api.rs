@@ -12,6 +12,8 @@
 //! | `POST /lservers/{path}/quarantine\|release\|decide` | 202 `{"operation","lserver","action"}` once journaled | 404 `unknown_lserver` / `not_found` (other action), 409 `not_allowed`, 429 `queue_full`, 400 `invalid_field` (choice) / `unknown_field` / `malformed_json`, 413, 503 `halted` |
 //! | `GET /operations/{id}` | 200 the operation view | 400 `bad_request`, 404 `not_found` |
 //! | `GET /alerts?since&limit` | 200 `{"alerts","next"}` (at most 1000) | 400 `bad_request` |
+//! | `GET /metrics` (scope `read`) | 200 Prometheus text format 0.0.4 (docs/metrics.md) | |
+//! | `POST /policy/reload` (scope `operate`) | 200 `{"policy","changed","restart_needed"}` | 422 `policy_invalid` (the old policy stays; the error names file, line and key) |
 //! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected","tls_insecure":[...]}` | 503 with `"ok":false,"halted":true` after a journal failure |
 //!
 //! The content type of a request body is not checked: the body must simply be JSON (AV
@@ -35,6 +37,7 @@ use tokio::sync::Semaphore;
 
 use super::auth::{required_scope, Caller, Tokens};
 use super::metrics::{Metrics, Reject};
+use super::policy::PolicyReloader;
 use super::routes;
 use crate::engine::{Engine, EngineError};
 
@@ -63,6 +66,8 @@ pub(crate) struct ApiState {
     max_body_bytes: usize,
     /// Devices whose certificates are not verified (`tls_insecure`), reported by `/health`.
     pub tls_insecure: Arc<Vec<String>>,
+    /// Policy reloads (`POST /policy/reload`, SIGHUP).
+    pub reloader: Arc<PolicyReloader>,
 }
 
 impl ApiState {
@@ -163,6 +168,7 @@ pub(crate) fn router(
     tokens: Tokens,
     max_body_bytes: usize,
     tls_insecure: Vec<String>,
+    reloader: Arc<PolicyReloader>,
 ) -> Router {
     let sources = engine
         .site()
@@ -179,6 +185,7 @@ pub(crate) fn router(
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         max_body_bytes,
         tls_insecure: Arc::new(tls_insecure),
+        reloader,
     };
     Router::new()
         .route(HEALTH_PATH, get(routes::health))
@@ -190,6 +197,8 @@ pub(crate) fn router(
         )
         .route("/api/v1/operations/{id}", get(routes::get_operation))
         .route("/api/v1/alerts", get(routes::get_alerts))
+        .route("/api/v1/metrics", get(routes::get_metrics))
+        .route("/api/v1/policy/reload", post(routes::reload_policy))
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))

@@ -16,6 +16,7 @@ mod epo;
 mod listener;
 pub mod log;
 pub mod metrics;
+pub mod policy;
 mod routes;
 mod syslog_in;
 
@@ -144,6 +145,7 @@ impl ReadyInfo {
 pub struct Daemon {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    reloader: Arc<policy::PolicyReloader>,
     info: ReadyInfo,
     api_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -219,12 +221,17 @@ impl Daemon {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
+        let reloader = Arc::new(policy::PolicyReloader::new(
+            config.topology.clone(),
+            engine.clone(),
+        ));
         let router = api::router(
             engine.clone(),
             metrics.clone(),
             tokens,
             config.api.max_body_bytes,
             build::insecure_devices(&config),
+            reloader.clone(),
         );
         let mut api_stop = stop_rx.clone();
         tasks.spawn(async move {
@@ -278,6 +285,7 @@ impl Daemon {
         Ok(Daemon {
             engine,
             metrics,
+            reloader,
             info,
             api_addr,
             stop,
@@ -320,6 +328,19 @@ impl Daemon {
         &self.metrics
     }
 
+    /// Policy reloads of this daemon (`POST /api/v1/policy/reload` uses the same).
+    pub fn policy_reloader(&self) -> &Arc<policy::PolicyReloader> {
+        &self.reloader
+    }
+
+    /// Reloads the policy on every SIGHUP from now on (`qlab engine serve`; a library user
+    /// that runs the daemon in its own process may not want SIGHUP taken).
+    pub fn reload_on_sighup(&mut self) {
+        let (reloader, stop) = (self.reloader.clone(), self.stop.subscribe());
+        self.tasks
+            .spawn(async move { policy::reload_on_sighup(reloader, stop).await });
+    }
+
     /// Waits until a listener fails (it returns that failure) or every task ended.
     pub async fn wait(&mut self) -> Result<(), DaemonError> {
         while let Some(ended) = self.tasks.join_next().await {
@@ -356,6 +377,7 @@ pub async fn serve(
     ready: impl FnOnce(&ReadyInfo),
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, token).await?;
+    daemon.reload_on_sighup();
     ready(daemon.ready_info());
     let result = tokio::select! {
         r = daemon.wait() => r,

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::api::{ApiError, ApiState};
 use super::auth::Caller;
-use super::metrics::{Channel, Reject};
+use super::metrics::{Channel, Extra, Reject};
 use crate::engine::Command;
 use crate::model::{Action, Detection};
 
@@ -235,6 +235,53 @@ pub(crate) async fn get_alerts(
         .map_err(|e| s.engine_error(e))?;
     let next = alerts.last().map_or(q.since, |a| a.seq);
     Ok(Json(json!({"alerts": alerts, "next": next})).into_response())
+}
+
+/// `GET /api/v1/metrics`: the Prometheus text exposition (docs/metrics.md).
+pub(crate) async fn get_metrics(State(s): State<ApiState>) -> Response {
+    let stats = s.engine.stats();
+    let sources: Vec<&str> = s
+        .engine
+        .site()
+        .topology
+        .av_servers
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    let extra = Extra {
+        sources,
+        halted: s.engine.is_halted(),
+        policy_reloads: s.reloader.counts(),
+    };
+    let text = s.metrics.render(&stats, &extra);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/policy/reload`: re-reads the topology file's `[policy]`; 422 with the
+/// file's error, the old policy kept, when the file is invalid.
+pub(crate) async fn reload_policy(
+    State(s): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let bytes = s.body(body)?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let _: EmptyBody = s.json(&bytes)?;
+    }
+    match s.reloader.reload("api").await {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(error) => Err(s.reject(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Reject::PolicyInvalid,
+            format!("policy not reloaded, the running policy stays: {error}"),
+        )),
+    }
 }
 
 /// Any other path.

@@ -10,6 +10,7 @@ mod executor;
 pub mod journal;
 mod operation;
 mod state;
+pub mod stats;
 pub mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -253,6 +254,7 @@ impl Engine {
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
             calls_in_flight: AtomicUsize::new(0),
+            stats: stats::EngineStats::default(),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -263,6 +265,7 @@ impl Engine {
                     continue;
                 }
                 let path = open.lserver.clone();
+                shared.stats.resumed(open.id, open.kind);
                 let op = QueuedOp {
                     id: open.id,
                     kind: open.kind,
@@ -586,6 +589,33 @@ impl Engine {
     /// Replaces the policy without a restart (the modelled product re-reads its policy file).
     pub fn set_policy(&self, policy: PolicySpec) {
         *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// The engine's counters and histograms with the queue depths of this moment
+    /// (monitoring: `GET /metrics`).
+    pub fn stats(&self) -> stats::StatsSnapshot {
+        let mut queues = stats::QueueDepths::default();
+        {
+            let state = self.shared.lock();
+            for ls in state.lservers.values() {
+                queues.operations_queued += ls.lane.len();
+                queues.operations_running += usize::from(ls.running.is_some());
+            }
+            queues.journal_pending_entries = state.pending.len();
+        }
+        for (name, queue) in &self.shared.devices {
+            queues.devices.insert(name.clone(), queue.depth());
+        }
+        self.shared.stats.snapshot(queues)
+    }
+
+    /// The policy in force (the topology's, or the last one [`Engine::set_policy`] set).
+    pub fn policy(&self) -> Arc<PolicySpec> {
+        self.shared
+            .policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The site the engine manages.
