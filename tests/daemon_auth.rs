@@ -82,13 +82,27 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         );
     }
     assert_eq!(daemon.metrics().rejected(Reject::Forbidden), 3);
-    let read = http()
-        .get(format!("{base}/api/v1/lservers"))
-        .bearer_auth(NOTIFY_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(read.status(), StatusCode::FORBIDDEN);
+    // Every other route refuses a token without its scope too.
+    let refused = [
+        ("GET", "/lservers", NOTIFY_TOKEN),
+        ("GET", "/lservers/tenant-a/vdi-003", NOTIFY_TOKEN),
+        ("GET", "/operations/1", NOTIFY_TOKEN),
+        ("GET", "/alerts", NOTIFY_TOKEN),
+        ("GET", "/metrics", NOTIFY_TOKEN),
+        ("POST", "/policy/reload", NOTIFY_TOKEN),
+        ("POST", "/policy/reload", MONITOR_TOKEN),
+        ("POST", "/detections", MONITOR_TOKEN),
+        ("POST", "/detections", OPERATOR_TOKEN),
+    ];
+    for (method, path, token) in refused {
+        let url = format!("{base}/api/v1{path}");
+        let request = match method {
+            "GET" => http().get(url),
+            _ => http().post(url).body("{}"),
+        };
+        let reply = request.bearer_auth(token).send().await.unwrap();
+        assert_eq!(reply.status(), StatusCode::FORBIDDEN, "{method} {path}");
+    }
     // A read-only token reads but does not operate.
     let monitor_reads = http()
         .get(format!("{base}/api/v1/lservers"))

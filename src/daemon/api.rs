@@ -26,6 +26,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -35,7 +36,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-use super::auth::{required_scope, Caller, Tokens};
+use super::auth::{Caller, Scope, Tokens};
 use super::metrics::{Metrics, Reject};
 use super::policy::PolicyReloader;
 use super::routes;
@@ -187,18 +188,39 @@ pub(crate) fn router(
         tls_insecure: Arc::new(tls_insecure),
         reloader,
     };
+    // Each handler states the scope it needs where it is routed (R18, least privilege).
+    let needs = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), require);
     Router::new()
         .route(HEALTH_PATH, get(routes::health))
-        .route("/api/v1/detections", post(routes::post_detection))
-        .route("/api/v1/lservers", get(routes::list_lservers))
+        .route(
+            "/api/v1/detections",
+            post(routes::post_detection.layer(needs(Scope::Notify))),
+        )
+        .route(
+            "/api/v1/lservers",
+            get(routes::list_lservers.layer(needs(Scope::Read))),
+        )
         .route(
             "/api/v1/lservers/{*rest}",
-            get(routes::get_lserver).post(routes::post_lserver),
+            get(routes::get_lserver.layer(needs(Scope::Read)))
+                .post(routes::post_lserver.layer(needs(Scope::Operate))),
         )
-        .route("/api/v1/operations/{id}", get(routes::get_operation))
-        .route("/api/v1/alerts", get(routes::get_alerts))
-        .route("/api/v1/metrics", get(routes::get_metrics))
-        .route("/api/v1/policy/reload", post(routes::reload_policy))
+        .route(
+            "/api/v1/operations/{id}",
+            get(routes::get_operation.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(routes::get_alerts.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/metrics",
+            get(routes::get_metrics.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/policy/reload",
+            post(routes::reload_policy.layer(needs(Scope::Operate))),
+        )
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -207,8 +229,8 @@ pub(crate) fn router(
 }
 
 /// Runs before every handler: bounds in-flight requests and their duration, checks the bearer
-/// token everywhere except [`HEALTH_PATH`] and the route's scope (R18), and hands the
-/// [`Caller`] to the handler as a request extension.
+/// token everywhere except [`HEALTH_PATH`] (R18), and hands the [`Caller`] to the route as a
+/// request extension ([`require`] checks its scope).
 async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
         return state
@@ -232,20 +254,6 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
                     .into_response()
             }
         };
-        if let Some(scope) = required_scope(request.method(), request.uri().path()) {
-            if !caller.may(scope) {
-                let message = format!(
-                    "token {:?} lacks the `{}` scope that {} {} needs",
-                    caller.name,
-                    scope.as_str(),
-                    request.method(),
-                    request.uri().path()
-                );
-                return state
-                    .reject(StatusCode::FORBIDDEN, Reject::Forbidden, message)
-                    .into_response();
-            }
-        }
         request.extensions_mut().insert(caller);
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
@@ -255,6 +263,40 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
                 StatusCode::REQUEST_TIMEOUT,
                 Reject::RequestTimeout,
                 format!("request not completed within {REQUEST_TIMEOUT:?}"),
+            )
+            .into_response(),
+    }
+}
+
+/// Runs before a routed handler: 403 `forbidden` unless the caller's token has `scope`.
+async fn require(
+    State((state, scope)): State<(ApiState, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = request
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| (caller.may(scope), caller.name.clone()));
+    match allowed {
+        Some((true, _)) => next.run(request).await,
+        Some((false, name)) => {
+            let message = format!(
+                "token {name:?} lacks the `{}` scope that {} {} needs",
+                scope.as_str(),
+                request.method(),
+                request.uri().path()
+            );
+            state
+                .reject(StatusCode::FORBIDDEN, Reject::Forbidden, message)
+                .into_response()
+        }
+        // Every routed path but health passed the token check, which names the caller.
+        None => state
+            .reject(
+                StatusCode::UNAUTHORIZED,
+                Reject::Unauthorized,
+                "missing bearer token".into(),
             )
             .into_response(),
     }

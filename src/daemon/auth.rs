@@ -15,14 +15,13 @@
 //! | `read` | `GET /lservers`, `GET /lservers/{path}`, `GET /operations/{id}`, `GET /alerts`, `GET /metrics` |
 //! | `operate` | `POST /lservers/{path}/quarantine\|release\|decide`, `POST /policy/reload` |
 //!
-//! `GET /health` needs no token. The single `token` of older configs (or `QLAB_TOKEN`) still
+//! Each route states its scope where it is routed (`api::router`). `GET /health` needs no token. The single `token` of older configs (or `QLAB_TOKEN`) still
 //! works: it becomes the token named [`LEGACY_NAME`] with every scope. A valid token without
 //! the route's scope gets 403 `forbidden`; an unknown or missing one 401 `unauthorized`.
 //! Every command and detection submitted through the API is journaled with the token's name.
 
 use std::path::Path;
 
-use axum::http::Method;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -236,59 +235,9 @@ fn read_token_file(path: &Path) -> Result<String, String> {
     Ok(token.to_string())
 }
 
-/// The scope a route needs; `None` for routes that need only a valid token (unknown paths,
-/// which then answer 404 to any caller with a valid token).
-pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
-    let rest = path.strip_prefix("/api/v1")?;
-    if *method == Method::POST {
-        if rest == "/detections" {
-            return Some(Scope::Notify);
-        }
-        if rest == "/policy/reload" || rest.starts_with("/lservers/") {
-            return Some(Scope::Operate);
-        }
-        return None;
-    }
-    let read = rest == "/lservers"
-        || rest.starts_with("/lservers/")
-        || rest.starts_with("/operations/")
-        || rest == "/alerts"
-        || rest == "/metrics";
-    read.then_some(Scope::Read)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn r18_each_route_needs_its_scope() {
-        let post = Method::POST;
-        let get = Method::GET;
-        assert_eq!(
-            required_scope(&post, "/api/v1/detections"),
-            Some(Scope::Notify)
-        );
-        for action in ["quarantine", "release", "decide"] {
-            assert_eq!(
-                required_scope(&post, &format!("/api/v1/lservers/t/vdi-1/{action}")),
-                Some(Scope::Operate)
-            );
-        }
-        assert_eq!(
-            required_scope(&post, "/api/v1/policy/reload"),
-            Some(Scope::Operate)
-        );
-        for path in [
-            "/api/v1/lservers",
-            "/api/v1/lservers/t/vdi-1",
-            "/api/v1/operations/3",
-            "/api/v1/alerts",
-            "/api/v1/metrics",
-        ] {
-            assert_eq!(required_scope(&get, path), Some(Scope::Read), "{path}");
-        }
-    }
 
     #[test]
     fn r18_digests_parse_as_64_hex_digits_only() {
