@@ -101,6 +101,26 @@ async fn r5_a_reloaded_policy_decides_the_next_detection_and_an_invalid_one_keep
         "accepted"
     );
     assert_eq!(daemon.policy_reloader().counts(), [("ok", 2), ("error", 2)]);
+
+    // `qlab engine reload-policy` does the same: exit 1 while the file is broken, 0 once fixed.
+    let cli = |base: String| async move {
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_qlab"))
+                .env_remove("QLAB_TOKEN")
+                .args(["engine", "reload-policy", "--url", &base, "--token", TOKEN])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap()
+    };
+    std::fs::write(&site, "[policy\n").unwrap();
+    let out = cli(base.clone()).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    std::fs::write(&site, &original).unwrap();
+    let out = cli(base.clone()).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"changed\""));
     daemon.shutdown().await;
 }
 

@@ -118,11 +118,13 @@ pub struct EngineStats {
     inner: Mutex<Inner>,
 }
 
+/// Keyed by name first so that counting looks up by `&str` and allocates only for a new name
+/// (a device call or a detection must not cost an allocation in the lab's hot loop).
 #[derive(Debug)]
 struct Inner {
-    detections: BTreeMap<(String, &'static str), u64>,
+    detections: BTreeMap<String, BTreeMap<&'static str, u64>>,
     operations: BTreeMap<(&'static str, &'static str), u64>,
-    device_calls: BTreeMap<(String, String), u64>,
+    device_calls: BTreeMap<String, BTreeMap<String, u64>>,
     call_seconds: BTreeMap<String, Histogram>,
     time_to_contain: Histogram,
     commit_seconds: Histogram,
@@ -163,15 +165,14 @@ impl EngineStats {
     /// One device call ended with `outcome` after `took`.
     pub(crate) fn device_call(&self, device: &str, outcome: &str, took: Duration) {
         let mut inner = self.lock();
-        *inner
-            .device_calls
-            .entry((device.to_string(), outcome.to_string()))
-            .or_default() += 1;
-        inner
-            .call_seconds
-            .entry(device.to_string())
-            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS))
-            .observe(took.as_secs_f64());
+        *slot(slot(&mut inner.device_calls, device), outcome) += 1;
+        if !inner.call_seconds.contains_key(device) {
+            let fresh = Histogram::new(LATENCY_BUCKETS);
+            inner.call_seconds.insert(device.to_string(), fresh);
+        }
+        if let Some(h) = inner.call_seconds.get_mut(device) {
+            h.observe(took.as_secs_f64());
+        }
     }
 
     /// A commit of `batch` became durable after `took`, at engine time `now_ms`.
@@ -186,9 +187,8 @@ impl EngineStats {
                     disposition,
                     ..
                 } => {
-                    *inner
-                        .detections
-                        .entry((detection.source.clone(), disposition.as_str()))
+                    *slot(&mut inner.detections, &detection.source)
+                        .entry(disposition.as_str())
                         .or_default() += 1;
                 }
                 Entry::OperationQueued {
@@ -224,9 +224,9 @@ impl EngineStats {
     pub(crate) fn snapshot(&self, queues: QueueDepths) -> StatsSnapshot {
         let inner = self.lock();
         StatsSnapshot {
-            detections: inner.detections.clone(),
+            detections: flatten(&inner.detections),
             operations: inner.operations.clone(),
-            device_calls: inner.device_calls.clone(),
+            device_calls: flatten(&inner.device_calls),
             call_seconds: inner.call_seconds.clone(),
             time_to_contain: inner.time_to_contain.clone(),
             commit_seconds: inner.commit_seconds.clone(),
@@ -235,6 +235,28 @@ impl EngineStats {
             queues,
         }
     }
+}
+
+/// The value under `key`, inserted empty (allocating the key) only when absent.
+fn slot<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_string(), V::default());
+    }
+    map.get_mut(key).expect("inserted above")
+}
+
+/// `name -> label -> n` as `(name, label) -> n`.
+fn flatten<L: Ord + Clone>(
+    nested: &BTreeMap<String, BTreeMap<L, u64>>,
+) -> BTreeMap<(String, L), u64> {
+    nested
+        .iter()
+        .flat_map(|(name, inner)| {
+            inner
+                .iter()
+                .map(move |(label, n)| ((name.clone(), label.clone()), *n))
+        })
+        .collect()
 }
 
 impl Inner {
