@@ -161,3 +161,33 @@ fn r7_a_new_journal_is_created_at_the_current_version() {
         .unwrap();
     assert_eq!(meta, SCHEMA_VERSION.to_string());
 }
+
+#[test]
+fn r7_a_migration_that_fails_leaves_the_journal_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = journal_from_fixture(dir.path(), "v1");
+    // A stray table in the way of the migration's renames makes it fail halfway.
+    Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE lservers_v1 (x)")
+        .unwrap();
+    let error = Journal::open(&path).err().expect("the migration fails");
+    let message = error.to_string();
+    assert!(message.contains("v1.sqlite"), "{message}");
+    assert!(message.contains("from schema version 1 to 2"), "{message}");
+    // Nothing of the half-run migration stayed: still version 1, every row there.
+    let conn = Connection::open(&path).unwrap();
+    assert_eq!(migrate::version(&conn).unwrap(), Some(1));
+    assert!(!table_sql(&path, "plan_nics").contains("WITHOUT ROWID"));
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM plan_nics", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 1);
+    assert!(conn
+        .query_row(
+            "SELECT 1 FROM sqlite_master WHERE name = 'plan_nics_v1'",
+            [],
+            |_| Ok(())
+        )
+        .is_err());
+}

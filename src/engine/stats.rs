@@ -220,6 +220,12 @@ impl EngineStats {
         }
     }
 
+    /// A quarantined NIC was found off its quarantine network without a release (the drift
+    /// watch's finding; `qlab_drift_findings_total`).
+    pub fn drift_found(&self) {
+        self.lock().drift_findings += 1;
+    }
+
     /// Copies every counter out, with the queue depths the caller measured.
     pub(crate) fn snapshot(&self, queues: QueueDepths) -> StatsSnapshot {
         let inner = self.lock();
@@ -326,5 +332,9 @@ mod tests {
             Some(1)
         );
         assert_eq!(snap.commit_seconds.count, 3);
+        assert_eq!(snap.drift_findings, 0);
+        stats.drift_found();
+        let snap = stats.snapshot(QueueDepths::default());
+        assert_eq!(snap.drift_findings, 1);
     }
 }
