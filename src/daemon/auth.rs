@@ -183,6 +183,19 @@ impl Tokens {
                 ))
             }
         };
+        #[cfg(unix)]
+        if let Some(path) = &t.file {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(path).map_or(0, |m| m.permissions().mode());
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    token = name,
+                    file = %path.display(),
+                    mode = format!("{:o}", mode & 0o777),
+                    "token file is readable by other users; chmod 600 it"
+                );
+            }
+        }
         if earlier.iter().any(|e| e.digest == digest) {
             return Err(config_error(
                 key("name"),
