@@ -272,6 +272,13 @@ enum EngineCommand {
         #[command(flatten)]
         api: ApiArgs,
     },
+    /// Reloads the policy (the topology file's [policy]) of a running engine without a restart,
+    /// as SIGHUP does; an invalid file leaves the running policy in force (exit 1). Needs a
+    /// token with the `operate` scope.
+    ReloadPolicy {
+        #[command(flatten)]
+        api: ApiArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -616,6 +623,9 @@ fn engine_client(command: EngineCommand) -> ExitCode {
             api,
         } => with_client(&api, |c| async move {
             c.command(&lserver, "decide", Some(&choice)).await
+        }),
+        EngineCommand::ReloadPolicy { api } => with_client(&api, |c| async move {
+            c.post(&["policy", "reload"], &serde_json::json!({})).await
         }),
     }
 }

@@ -130,6 +130,7 @@ pub fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
                 lserver: Some(path.clone()),
                 disposition: Disposition::Accepted,
                 operation: Some(op),
+                submitted_by: None,
             },
             Entry::OperationQueued {
                 id: op,
@@ -137,6 +138,7 @@ pub fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
                 kind: OperationKind::Quarantine,
                 detection: Some(n),
                 created_ms: 0,
+                requested_by: None,
             },
         ],
         vec![

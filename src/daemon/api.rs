@@ -5,13 +5,15 @@
 //!
 //! | request | success | refusals (status `reason`) |
 //! |---|---|---|
-//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
+//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 403 `forbidden` (the token lacks the route's scope, [`super::auth`]), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
 //! | `POST /detections` | 202 `{"id","disposition","lserver","operation"}` once journaled (R7) | 413 `body_too_large`, 400 `malformed_json` / `unknown_field` / `invalid_field` / `unknown_source` / `invalid_detection`, 503 `halted`, 500 `journal_error` |
 //! | `GET /lservers?offset&limit` | 200 `{"lservers","total","next"}` (pages of at most 1000) | 400 `bad_request` |
 //! | `GET /lservers/{path}` | 200 the L-Server view | 404 `unknown_lserver` |
 //! | `POST /lservers/{path}/quarantine\|release\|decide` | 202 `{"operation","lserver","action"}` once journaled | 404 `unknown_lserver` / `not_found` (other action), 409 `not_allowed`, 429 `queue_full`, 400 `invalid_field` (choice) / `unknown_field` / `malformed_json`, 413, 503 `halted` |
 //! | `GET /operations/{id}` | 200 the operation view | 400 `bad_request`, 404 `not_found` |
 //! | `GET /alerts?since&limit` | 200 `{"alerts","next"}` (at most 1000) | 400 `bad_request` |
+//! | `GET /metrics` (scope `read`) | 200 Prometheus text format 0.0.4 (docs/metrics.md) | |
+//! | `POST /policy/reload` (scope `operate`) | 200 `{"policy","changed","restart_needed"}` | 422 `policy_invalid` (the old policy stays; the error names file, line and key) |
 //! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected","tls_insecure":[...]}` | 503 with `"ok":false,"halted":true` after a journal failure |
 //!
 //! The content type of a request body is not checked: the body must simply be JSON (AV
@@ -24,6 +26,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -31,10 +34,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::json;
-use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
+use super::auth::{Caller, Scope, Tokens};
 use super::metrics::{Metrics, Reject};
+use super::policy::PolicyReloader;
 use super::routes;
 use crate::engine::{Engine, EngineError};
 
@@ -53,9 +57,9 @@ pub const HEALTH_PATH: &str = "/api/v1/health";
 pub(crate) struct ApiState {
     pub engine: Arc<Engine>,
     pub metrics: Arc<Metrics>,
-    /// SHA-256 of the token: comparing digests takes the same time whatever the input's
-    /// length or content (no timing oracle on the token).
-    token_digest: [u8; 32],
+    /// The accepted tokens, known by their SHA-256 only: comparing digests takes the same time
+    /// whatever the input's length or content (no timing oracle on a token).
+    tokens: Arc<Tokens>,
     /// AV server names of the topology (a detection's `source` must be one).
     pub sources: Arc<HashSet<String>>,
     in_flight: Arc<Semaphore>,
@@ -63,6 +67,8 @@ pub(crate) struct ApiState {
     max_body_bytes: usize,
     /// Devices whose certificates are not verified (`tls_insecure`), reported by `/health`.
     pub tls_insecure: Arc<Vec<String>>,
+    /// Policy reloads (`POST /policy/reload`, SIGHUP).
+    pub reloader: Arc<PolicyReloader>,
 }
 
 impl ApiState {
@@ -160,9 +166,10 @@ impl IntoResponse for ApiError {
 pub(crate) fn router(
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
-    token: &str,
+    tokens: Tokens,
     max_body_bytes: usize,
     tls_insecure: Vec<String>,
+    reloader: Arc<PolicyReloader>,
 ) -> Router {
     let sources = engine
         .site()
@@ -174,22 +181,46 @@ pub(crate) fn router(
     let state = ApiState {
         engine,
         metrics,
-        token_digest: Sha256::digest(token.as_bytes()).into(),
+        tokens: Arc::new(tokens),
         sources: Arc::new(sources),
         in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
         max_body_bytes,
         tls_insecure: Arc::new(tls_insecure),
+        reloader,
     };
+    // Each handler states the scope it needs where it is routed (R18, least privilege).
+    let needs = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), require);
     Router::new()
         .route(HEALTH_PATH, get(routes::health))
-        .route("/api/v1/detections", post(routes::post_detection))
-        .route("/api/v1/lservers", get(routes::list_lservers))
+        .route(
+            "/api/v1/detections",
+            post(routes::post_detection.layer(needs(Scope::Notify))),
+        )
+        .route(
+            "/api/v1/lservers",
+            get(routes::list_lservers.layer(needs(Scope::Read))),
+        )
         .route(
             "/api/v1/lservers/{*rest}",
-            get(routes::get_lserver).post(routes::post_lserver),
+            get(routes::get_lserver.layer(needs(Scope::Read)))
+                .post(routes::post_lserver.layer(needs(Scope::Operate))),
         )
-        .route("/api/v1/operations/{id}", get(routes::get_operation))
-        .route("/api/v1/alerts", get(routes::get_alerts))
+        .route(
+            "/api/v1/operations/{id}",
+            get(routes::get_operation.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/alerts",
+            get(routes::get_alerts.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/metrics",
+            get(routes::get_metrics.layer(needs(Scope::Read))),
+        )
+        .route(
+            "/api/v1/policy/reload",
+            post(routes::reload_policy.layer(needs(Scope::Operate))),
+        )
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -197,9 +228,10 @@ pub(crate) fn router(
         .with_state(state)
 }
 
-/// Runs before every handler: bounds in-flight requests and their duration, and checks the
-/// bearer token everywhere except [`HEALTH_PATH`] (R18).
-async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+/// Runs before every handler: bounds in-flight requests and their duration, checks the bearer
+/// token everywhere except [`HEALTH_PATH`] (R18), and hands the [`Caller`] to the route as a
+/// request extension ([`require`] checks its scope).
+async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
         return state
             .reject(
@@ -210,15 +242,19 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
             .into_response();
     };
     if request.uri().path() != HEALTH_PATH {
-        if let Err(message) = check_token(&state, &request) {
-            return state
-                .reject(
-                    StatusCode::UNAUTHORIZED,
-                    Reject::Unauthorized,
-                    message.into(),
-                )
-                .into_response();
-        }
+        let caller = match check_token(&state, &request) {
+            Ok(caller) => caller,
+            Err(message) => {
+                return state
+                    .reject(
+                        StatusCode::UNAUTHORIZED,
+                        Reject::Unauthorized,
+                        message.into(),
+                    )
+                    .into_response()
+            }
+        };
+        request.extensions_mut().insert(caller);
     }
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
         Ok(response) => response,
@@ -232,8 +268,42 @@ async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> R
     }
 }
 
-/// Checks `Authorization: Bearer <token>` in constant time.
-fn check_token(state: &ApiState, request: &Request) -> Result<(), &'static str> {
+/// Runs before a routed handler: 403 `forbidden` unless the caller's token has `scope`.
+async fn require(
+    State((state, scope)): State<(ApiState, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let allowed = request
+        .extensions()
+        .get::<Caller>()
+        .map(|caller| (caller.may(scope), caller.name.clone()));
+    match allowed {
+        Some((true, _)) => next.run(request).await,
+        Some((false, name)) => {
+            let message = format!(
+                "token {name:?} lacks the `{}` scope that {} {} needs",
+                scope.as_str(),
+                request.method(),
+                request.uri().path()
+            );
+            state
+                .reject(StatusCode::FORBIDDEN, Reject::Forbidden, message)
+                .into_response()
+        }
+        // Every routed path but health passed the token check, which names the caller.
+        None => state
+            .reject(
+                StatusCode::UNAUTHORIZED,
+                Reject::Unauthorized,
+                "missing bearer token".into(),
+            )
+            .into_response(),
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` in constant time; the caller it names.
+fn check_token(state: &ApiState, request: &Request) -> Result<Caller, &'static str> {
     let Some(value) = request.headers().get(header::AUTHORIZATION) else {
         return Err("missing bearer token: send `Authorization: Bearer <token>`");
     };
@@ -243,14 +313,5 @@ fn check_token(state: &ApiState, request: &Request) -> Result<(), &'static str> 
         Some((scheme, token)) if scheme.eq_ignore_ascii_case(b"bearer ") => token,
         _ => return Err("the Authorization header must use the Bearer scheme"),
     };
-    let digest: [u8; 32] = Sha256::digest(token).into();
-    let difference = digest
-        .iter()
-        .zip(state.token_digest.iter())
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-    if difference == 0 {
-        Ok(())
-    } else {
-        Err("invalid bearer token")
-    }
+    state.tokens.identify(token).ok_or("invalid bearer token")
 }

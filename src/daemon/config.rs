@@ -5,7 +5,7 @@
 //! ```toml
 //! topology = "site.toml"            # relative to this file
 //! journal = "qlab-journal.sqlite"   # relative to this file
-//! token = "change-me"               # QLAB_TOKEN overrides it
+//! token = "change-me"               # QLAB_TOKEN overrides it; the all-scope token "default"
 //! hostname = "qlab-engine"          # HOSTNAME field of outgoing syslog lines
 //!
 //! [api]
@@ -41,6 +41,16 @@
 //! [syslog_out]                      # optional: where alerts go (RFC 5424 over UDP or TCP)
 //! udp = "127.0.0.1:5514"
 //!
+//! [[tokens]]                        # optional: named tokens with scopes (see `auth`)
+//! name = "osce-1-script"
+//! scopes = ["notify"]               # notify, read, operate
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+//!
+//! [[tokens]]
+//! name = "soc"
+//! scopes = ["read", "operate"]
+//! file = "tokens/soc.token"         # the token itself, relative to this file
+//!
 //! [[epo_pollers]]                   # optional: ePO Web API core.executeQuery pollers
 //! source = "epo-1"
 //! url = "http://127.0.0.1:9443"
@@ -72,9 +82,13 @@ pub struct EngineConfig {
     pub topology: PathBuf,
     /// Journal file, relative to the config file.
     pub journal: PathBuf,
-    /// API bearer token; `QLAB_TOKEN` overrides it. Empty is refused at start.
+    /// API bearer token with every scope, named `default`; `QLAB_TOKEN` overrides it. May be
+    /// empty when `[[tokens]]` lists at least one token.
     #[serde(default)]
     pub token: String,
+    /// Named API tokens with scopes ([`super::auth`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenConfig>,
     /// HOSTNAME of outgoing syslog lines.
     #[serde(default = "default_hostname")]
     pub hostname: String,
@@ -100,6 +114,22 @@ pub struct EngineConfig {
 
 fn default_hostname() -> String {
     "qlab-engine".into()
+}
+
+/// `[[tokens]]`: one named API token. Exactly one of `sha256` and `file`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Name journaled with every command the token makes.
+    pub name: String,
+    /// What it may do.
+    pub scopes: Vec<super::auth::Scope>,
+    /// SHA-256 of the token, 64 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// File holding the token (relative to the config file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<PathBuf>,
 }
 
 /// `[api]`.
@@ -202,7 +232,7 @@ pub const MAX_PASSWORD_FILE_BYTES: u64 = 4096;
 pub const MAX_CA_FILE_BYTES: u64 = 1024 * 1024;
 
 /// Reads at most `limit` bytes of `path`, naming the file in every error.
-fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if meta.len() > limit {
         return Err(format!(
@@ -395,6 +425,11 @@ impl EngineConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         config.topology = base.join(&config.topology);
         config.journal = base.join(&config.journal);
+        for t in &mut config.tokens {
+            if let Some(file) = &mut t.file {
+                *file = base.join(&*file);
+            }
+        }
         for d in &mut config.devices {
             for path in [&mut d.ca_file, &mut d.password_file].into_iter().flatten() {
                 *path = base.join(&*path);

@@ -1,14 +1,28 @@
 //! Counters of rejected input by reason (R18), shown by `GET /api/v1/health` so an operator
-//! sees a misconfigured AV server or a scanner knocking on the API without reading logs.
+//! sees a misconfigured AV server or a scanner knocking on the API without reading logs; and
+//! [`Metrics::render`], the Prometheus text exposition (format 0.0.4) of `GET /api/v1/metrics`
+//! (every metric is described in docs/metrics.md).
+//!
+//! The exposition is written here from plain snapshots rather than through a metrics library:
+//! the engine owns its counters ([`crate::engine::stats`]) without depending on how they are
+//! exported, and the text format needs only escaping of label values and cumulative buckets.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::engine::stats::{Histogram, StatsSnapshot};
+use crate::engine::Disposition;
 
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
     /// API request without a valid bearer token.
     Unauthorized,
+    /// API request whose token lacks the route's scope.
+    Forbidden,
+    /// A policy reload whose topology file is invalid (the old policy stays).
+    PolicyInvalid,
     /// API body larger than `api.max_body_bytes`.
     BodyTooLarge,
     /// API body that is not JSON or not valid UTF-8.
@@ -64,8 +78,10 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 27] = [
+const ALL: [Reject; 29] = [
     Reject::Unauthorized,
+    Reject::Forbidden,
+    Reject::PolicyInvalid,
     Reject::BodyTooLarge,
     Reject::MalformedJson,
     Reject::UnknownField,
@@ -99,6 +115,8 @@ impl Reject {
     pub fn as_str(self) -> &'static str {
         match self {
             Reject::Unauthorized => "unauthorized",
+            Reject::Forbidden => "forbidden",
+            Reject::PolicyInvalid => "policy_invalid",
             Reject::BodyTooLarge => "body_too_large",
             Reject::MalformedJson => "malformed_json",
             Reject::UnknownField => "unknown_field",
@@ -221,9 +239,257 @@ impl Metrics {
     }
 }
 
+/// Every detection disposition, so each source's series exist from the start (at 0).
+const DISPOSITIONS: [Disposition; 5] = [
+    Disposition::Accepted,
+    Disposition::Ignored,
+    Disposition::NotFound,
+    Disposition::Duplicate,
+    Disposition::PendingDecision,
+];
+
+/// A label value escaped for the text format: backslash, double quote and line feed.
+fn escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `{a="x",b="y"}` from label pairs; empty for none.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    if pairs.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+/// The text exposition being written.
+struct Exposition(String);
+
+impl Exposition {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    fn sample(&mut self, name: &str, pairs: &[(&str, &str)], value: impl std::fmt::Display) {
+        let _ = writeln!(self.0, "{name}{} {value}", labels(pairs));
+    }
+
+    fn histogram(&mut self, name: &str, pairs: &[(&str, &str)], h: &Histogram) {
+        let bucket = format!("{name}_bucket");
+        for (bound, count) in h.bounds.iter().zip(h.cumulative()) {
+            let le = bound.to_string();
+            let mut with_le = pairs.to_vec();
+            with_le.push(("le", &le));
+            self.sample(&bucket, &with_le, count);
+        }
+        let mut inf = pairs.to_vec();
+        inf.push(("le", "+Inf"));
+        self.sample(&bucket, &inf, h.count);
+        self.sample(&format!("{name}_sum"), pairs, h.sum);
+        self.sample(&format!("{name}_count"), pairs, h.count);
+    }
+}
+
+/// What the exposition reports beyond the engine's counters.
+pub struct Extra<'a> {
+    /// AV servers of the topology: their detection series exist at 0 from the start.
+    pub sources: Vec<&'a str>,
+    /// Whether the engine halted.
+    pub halted: bool,
+    /// Policy reloads by result (`ok`, `error`).
+    pub policy_reloads: [(&'static str, u64); 2],
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of the engine's `stats`, these counters and `extra`.
+    pub fn render(&self, stats: &StatsSnapshot, extra: &Extra<'_>) -> String {
+        let mut out = Exposition(String::with_capacity(16 * 1024));
+        let o = &mut out;
+
+        o.family(
+            "qlab_detections_total",
+            "counter",
+            "Detections journaled, by AV server and disposition (resent copies of a journaled event are not counted).",
+        );
+        let mut detections = stats.detections.clone();
+        for source in &extra.sources {
+            for d in DISPOSITIONS {
+                detections
+                    .entry(((*source).to_string(), d.as_str()))
+                    .or_default();
+            }
+        }
+        for ((source, disposition), n) in &detections {
+            o.sample(
+                "qlab_detections_total",
+                &[("source", source), ("disposition", disposition)],
+                n,
+            );
+        }
+        o.family(
+            "qlab_detections_received_total",
+            "counter",
+            "Detections acknowledged, by the channel they came in on (api, syslog, epo).",
+        );
+        for (channel, n) in self.accepted_map() {
+            o.sample("qlab_detections_received_total", &[("channel", channel)], n);
+        }
+        o.family(
+            "qlab_rejected_total",
+            "counter",
+            "Inputs turned away, by reason (the reasons of /api/v1/health).",
+        );
+        for r in ALL {
+            o.sample(
+                "qlab_rejected_total",
+                &[("reason", r.as_str())],
+                self.rejected(r),
+            );
+        }
+        o.family(
+            "qlab_operations_total",
+            "counter",
+            "Operations finished, by kind and outcome.",
+        );
+        for ((kind, outcome), n) in &stats.operations {
+            o.sample(
+                "qlab_operations_total",
+                &[("kind", kind), ("outcome", outcome)],
+                n,
+            );
+        }
+        o.family(
+            "qlab_device_calls_total",
+            "counter",
+            "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
+        );
+        for ((device, outcome), n) in &stats.device_calls {
+            o.sample(
+                "qlab_device_calls_total",
+                &[("device", device), ("outcome", outcome)],
+                n,
+            );
+        }
+        o.family(
+            "qlab_device_call_duration_seconds",
+            "histogram",
+            "Device call latency by device, from asking for a slot in the device queue to the reply or timeout.",
+        );
+        for (device, h) in &stats.call_seconds {
+            o.histogram(
+                "qlab_device_call_duration_seconds",
+                &[("device", device)],
+                h,
+            );
+        }
+        o.family(
+            "qlab_time_to_contain_seconds",
+            "histogram",
+            "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
+        );
+        o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
+        o.family(
+            "qlab_journal_commit_duration_seconds",
+            "histogram",
+            "Journal group commit latency, fsync included.",
+        );
+        o.histogram(
+            "qlab_journal_commit_duration_seconds",
+            &[],
+            &stats.commit_seconds,
+        );
+        o.family(
+            "qlab_journal_entries_per_commit",
+            "histogram",
+            "Journal entries per group commit.",
+        );
+        o.histogram(
+            "qlab_journal_entries_per_commit",
+            &[],
+            &stats.entries_per_commit,
+        );
+        o.family(
+            "qlab_drift_findings_total",
+            "counter",
+            "Quarantined NICs found off their quarantine network without a release.",
+        );
+        o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
+        let q = &stats.queues;
+        o.family(
+            "qlab_operations_queued",
+            "gauge",
+            "Operations waiting behind another on their L-Server's lane.",
+        );
+        o.sample("qlab_operations_queued", &[], q.operations_queued);
+        o.family("qlab_operations_running", "gauge", "Operations running.");
+        o.sample("qlab_operations_running", &[], q.operations_running);
+        o.family(
+            "qlab_journal_pending_entries",
+            "gauge",
+            "Journal entries staged for the next group commit.",
+        );
+        o.sample(
+            "qlab_journal_pending_entries",
+            &[],
+            q.journal_pending_entries,
+        );
+        o.family(
+            "qlab_device_queue_depth",
+            "gauge",
+            "Device calls (or batched items) waiting for a slot of the device.",
+        );
+        for (device, (waiting, _)) in &q.devices {
+            o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
+        }
+        o.family(
+            "qlab_device_calls_in_progress",
+            "gauge",
+            "Slots of the device in use (at most its max_concurrent).",
+        );
+        for (device, (_, busy)) in &q.devices {
+            o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
+        }
+        o.family(
+            "qlab_policy_reloads_total",
+            "counter",
+            "Policy reloads by result (error: the old policy was kept).",
+        );
+        for (result, n) in extra.policy_reloads {
+            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
+        }
+        o.family(
+            "qlab_engine_halted",
+            "gauge",
+            "1 once the engine halted after a journal failure.",
+        );
+        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
+        out.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(escape("a\\b\"c\nd"), "a\\\\b\\\"c\\nd");
+        assert_eq!(labels(&[("k", "v")]), "{k=\"v\"}");
+        assert_eq!(labels(&[]), "");
+    }
 
     #[test]
     fn every_reason_has_its_own_counter() {

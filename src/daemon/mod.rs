@@ -8,6 +8,7 @@
 //! what survives (R7, R16), so no drain is needed beyond letting API replies go out.
 
 mod api;
+pub mod auth;
 mod build;
 pub mod client;
 pub mod config;
@@ -15,6 +16,7 @@ mod epo;
 mod listener;
 pub mod log;
 pub mod metrics;
+pub mod policy;
 mod routes;
 mod syslog_in;
 
@@ -143,6 +145,7 @@ impl ReadyInfo {
 pub struct Daemon {
     engine: Arc<Engine>,
     metrics: Arc<Metrics>,
+    reloader: Arc<policy::PolicyReloader>,
     info: ReadyInfo,
     api_addr: SocketAddr,
     stop: watch::Sender<bool>,
@@ -150,7 +153,8 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Starts everything `config` describes with API token `token` (refused when empty).
+    /// Starts everything `config` describes; `token` is the all-scope token (empty for none,
+    /// then `[[tokens]]` must list one).
     pub async fn start(config: EngineConfig, token: String) -> Result<Daemon, DaemonError> {
         let site = Arc::new(load_site(&config.topology)?);
         Daemon::start_with(site, config, token, None).await
@@ -165,11 +169,7 @@ impl Daemon {
         token: String,
         observer: Option<Arc<dyn EngineObserver>>,
     ) -> Result<Daemon, DaemonError> {
-        if token.trim().is_empty() {
-            return Err(DaemonError::Token(format!(
-                "the API token is empty: set `token` in the config or {TOKEN_ENV}"
-            )));
-        }
+        let tokens = auth::Tokens::from_config(&config, &token)?;
         build::check(&config, &site)?;
         let adapters = build::adapters(&config, &site)?;
         // Bind before opening the engine: a port conflict then fails the start before the
@@ -221,12 +221,17 @@ impl Daemon {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
 
+        let reloader = Arc::new(policy::PolicyReloader::new(
+            config.topology.clone(),
+            engine.clone(),
+        ));
         let router = api::router(
             engine.clone(),
             metrics.clone(),
-            &token,
+            tokens,
             config.api.max_body_bytes,
             build::insecure_devices(&config),
+            reloader.clone(),
         );
         let mut api_stop = stop_rx.clone();
         tasks.spawn(async move {
@@ -280,6 +285,7 @@ impl Daemon {
         Ok(Daemon {
             engine,
             metrics,
+            reloader,
             info,
             api_addr,
             stop,
@@ -322,6 +328,19 @@ impl Daemon {
         &self.metrics
     }
 
+    /// Policy reloads of this daemon (`POST /api/v1/policy/reload` uses the same).
+    pub fn policy_reloader(&self) -> &Arc<policy::PolicyReloader> {
+        &self.reloader
+    }
+
+    /// Reloads the policy on every SIGHUP from now on (`qlab engine serve`; a library user
+    /// that runs the daemon in its own process may not want SIGHUP taken).
+    pub fn reload_on_sighup(&mut self) {
+        let (reloader, stop) = (self.reloader.clone(), self.stop.subscribe());
+        self.tasks
+            .spawn(async move { policy::reload_on_sighup(reloader, stop).await });
+    }
+
     /// Waits until a listener fails (it returns that failure) or every task ended.
     pub async fn wait(&mut self) -> Result<(), DaemonError> {
         while let Some(ended) = self.tasks.join_next().await {
@@ -358,6 +377,7 @@ pub async fn serve(
     ready: impl FnOnce(&ReadyInfo),
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, token).await?;
+    daemon.reload_on_sighup();
     ready(daemon.ready_info());
     let result = tokio::select! {
         r = daemon.wait() => r,

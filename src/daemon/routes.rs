@@ -6,12 +6,14 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 
 use super::api::{ApiError, ApiState};
-use super::metrics::{Channel, Reject};
+use super::auth::Caller;
+use super::metrics::{Channel, Extra, Reject};
 use crate::engine::Command;
 use crate::model::{Action, Detection};
 
@@ -42,6 +44,7 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
 /// `POST /api/v1/detections`: 202 only once the detection is durable (R7).
 pub(crate) async fn post_detection(
     State(s): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let bytes = s.body(body)?;
@@ -61,7 +64,7 @@ pub(crate) async fn post_detection(
     }
     let receipt = s
         .engine
-        .submit_detection(detection)
+        .submit_detection_by(detection, caller.map(|Extension(c)| c.name))
         .await
         .map_err(|e| s.engine_error(e))?;
     s.metrics.accepted(Channel::Api);
@@ -132,6 +135,7 @@ struct EmptyBody {}
 /// command is durable; 404 unknown L-Server; 409 not allowed in its state.
 pub(crate) async fn post_lserver(
     State(s): State<ApiState>,
+    caller: Option<Extension<Caller>>,
     rest: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
@@ -171,16 +175,20 @@ pub(crate) async fn post_lserver(
         _ => return Err(unknown_action(&s, &full)),
     };
     let path = command.lserver().to_string();
+    let by = caller.map(|Extension(c)| c.name);
     let id = s
         .engine
-        .submit_command(command)
+        .submit_command_by(command, by.clone())
         .await
         .map_err(|e| s.engine_error(e))?;
+    // The journal has it too (`operations.requested_by`); the log line is for the operator.
+    tracing::info!(lserver = %path, action, operation = id, token = by.as_deref().unwrap_or("-"), "command accepted");
     let body = json!({"operation": id, "lserver": path, "action": action});
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
-/// `GET /api/v1/operations/{id}`.
+/// `GET /api/v1/operations/{id}`: status, outcome and `requested_by`, the name of the token
+/// whose command queued it (`null` when a detection did).
 pub(crate) async fn get_operation(
     State(s): State<ApiState>,
     id: Result<Path<String>, PathRejection>,
@@ -227,6 +235,53 @@ pub(crate) async fn get_alerts(
         .map_err(|e| s.engine_error(e))?;
     let next = alerts.last().map_or(q.since, |a| a.seq);
     Ok(Json(json!({"alerts": alerts, "next": next})).into_response())
+}
+
+/// `GET /api/v1/metrics`: the Prometheus text exposition (docs/metrics.md).
+pub(crate) async fn get_metrics(State(s): State<ApiState>) -> Response {
+    let stats = s.engine.stats();
+    let sources: Vec<&str> = s
+        .engine
+        .site()
+        .topology
+        .av_servers
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    let extra = Extra {
+        sources,
+        halted: s.engine.is_halted(),
+        policy_reloads: s.reloader.counts(),
+    };
+    let text = s.metrics.render(&stats, &extra);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// `POST /api/v1/policy/reload`: re-reads the topology file's `[policy]`; 422 with the
+/// file's error, the old policy kept, when the file is invalid.
+pub(crate) async fn reload_policy(
+    State(s): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let bytes = s.body(body)?;
+    if !bytes.iter().all(u8::is_ascii_whitespace) {
+        let _: EmptyBody = s.json(&bytes)?;
+    }
+    match s.reloader.reload("api").await {
+        Ok(report) => Ok(Json(report).into_response()),
+        Err(error) => Err(s.reject(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Reject::PolicyInvalid,
+            format!("policy not reloaded, the running policy stays: {error}"),
+        )),
+    }
 }
 
 /// Any other path.

@@ -303,6 +303,19 @@ impl DeviceQueue {
         )
     }
 
+    /// Calls (and batch items) waiting for a slot, and slots in use: monitoring's queue depth.
+    pub fn depth(&self) -> (usize, usize) {
+        let (waiting, free) = {
+            let slots = lock(&self.slots);
+            (
+                slots.waiting.iter().map(VecDeque::len).sum::<usize>(),
+                slots.free,
+            )
+        };
+        let queued = waiting + self.set_ports.len() + self.get_ports.len() + self.saves.len();
+        (queued, self.concurrency.saturating_sub(free))
+    }
+
     /// The queue's length and the device's pace, for errors.
     fn load(&self) -> String {
         let (waiting, rate) = {

@@ -113,12 +113,15 @@ impl OpCtx<'_> {
             self.shared.durable(required, Waiting::DeviceCall).await?;
         }
         let under_way = self.shared.call_started();
+        let started = Instant::now();
         let result = fut.await;
+        let took = started.elapsed();
         drop(under_way);
         let (outcome, detail, seen) = match &result {
             Ok(value) => ("ok".to_string(), String::new(), value.to_target()),
             Err(e) => (e.class.as_str().to_string(), e.detail.clone(), None),
         };
+        self.shared.stats.device_call(device, &outcome, took);
         let entry = Entry::DeviceCall {
             operation: self.op,
             nic_index: nic,

@@ -10,6 +10,7 @@ mod executor;
 pub mod journal;
 mod operation;
 mod state;
+pub mod stats;
 pub mod types;
 
 use std::collections::{HashMap, VecDeque};
@@ -253,6 +254,7 @@ impl Engine {
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
             calls_in_flight: AtomicUsize::new(0),
+            stats: stats::EngineStats::default(),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -263,6 +265,7 @@ impl Engine {
                     continue;
                 }
                 let path = open.lserver.clone();
+                shared.stats.resumed(open.id, open.kind);
                 let op = QueuedOp {
                     id: open.id,
                     kind: open.kind,
@@ -279,6 +282,16 @@ impl Engine {
     pub async fn submit_detection(
         &self,
         detection: Detection,
+    ) -> Result<DetectionReceipt, EngineError> {
+        self.submit_detection_by(detection, None).await
+    }
+
+    /// [`Engine::submit_detection`], journaling `submitted_by` (the name of the API token
+    /// that sent it) with the detection for audit.
+    pub async fn submit_detection_by(
+        &self,
+        detection: Detection,
+        submitted_by: Option<String>,
     ) -> Result<DetectionReceipt, EngineError> {
         detection.check().map_err(EngineError::Invalid)?;
         let shared = &self.shared;
@@ -299,7 +312,8 @@ impl Engine {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let (ticket, receipt, alerts, duplicate) = self.stage_detection(detection, &policy)?;
+        let (ticket, receipt, alerts, duplicate) =
+            self.stage_detection(detection, &policy, submitted_by)?;
         self.shared
             .durable(ticket, Waiting::Reply)
             .await
@@ -318,6 +332,7 @@ impl Engine {
         &self,
         detection: Detection,
         policy: &PolicySpec,
+        submitted_by: Option<String>,
     ) -> Result<(Ticket, DetectionReceipt, Vec<Alert>, Option<EngineEvent>), EngineError> {
         let shared = &self.shared;
         let (mut state, earlier) = find_detection(shared, &detection.source, &detection.event_id)?;
@@ -407,6 +422,7 @@ impl Engine {
                         kind,
                         detection: Some(id),
                         created_ms: now,
+                        requested_by: None,
                     });
                     queued = Some(QueuedOp {
                         id: op,
@@ -450,6 +466,7 @@ impl Engine {
                 lserver: lserver.clone(),
                 disposition,
                 operation: receipt.operation,
+                submitted_by,
             },
         );
         state.next_detection_id += 1;
@@ -469,7 +486,17 @@ impl Engine {
 
     /// Takes an administrator's command and returns the queued operation's id once durable.
     pub async fn submit_command(&self, command: Command) -> Result<OperationId, EngineError> {
-        let (ticket, id) = self.stage_command(command)?;
+        self.submit_command_by(command, None).await
+    }
+
+    /// [`Engine::submit_command`], journaling `requested_by` (the name of the API token that
+    /// asked) with the queued operation for audit; `GET /operations/{id}` shows it.
+    pub async fn submit_command_by(
+        &self,
+        command: Command,
+        requested_by: Option<String>,
+    ) -> Result<OperationId, EngineError> {
+        let (ticket, id) = self.stage_command(command, requested_by)?;
         self.shared
             .durable(ticket, Waiting::Reply)
             .await
@@ -478,7 +505,11 @@ impl Engine {
     }
 
     /// The locked half of [`Engine::submit_command`]: checks, stages and queues.
-    fn stage_command(&self, command: Command) -> Result<(Ticket, OperationId), EngineError> {
+    fn stage_command(
+        &self,
+        command: Command,
+        requested_by: Option<String>,
+    ) -> Result<(Ticket, OperationId), EngineError> {
         let shared = &self.shared;
         let path = command.lserver().to_string();
         let mut state = shared.lock();
@@ -535,6 +566,7 @@ impl Engine {
             kind,
             detection: None,
             created_ms: now,
+            requested_by,
         });
         state.next_operation_id += 1;
         apply_lserver_entries(&mut state, &entries);
@@ -557,6 +589,33 @@ impl Engine {
     /// Replaces the policy without a restart (the modelled product re-reads its policy file).
     pub fn set_policy(&self, policy: PolicySpec) {
         *self.shared.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+    }
+
+    /// The engine's counters and histograms with the queue depths of this moment
+    /// (monitoring: `GET /metrics`).
+    pub fn stats(&self) -> stats::StatsSnapshot {
+        let mut queues = stats::QueueDepths::default();
+        {
+            let state = self.shared.lock();
+            for ls in state.lservers.values() {
+                queues.operations_queued += ls.lane.len();
+                queues.operations_running += usize::from(ls.running.is_some());
+            }
+            queues.journal_pending_entries = state.pending.len();
+        }
+        for (name, queue) in &self.shared.devices {
+            queues.devices.insert(name.clone(), queue.depth());
+        }
+        self.shared.stats.snapshot(queues)
+    }
+
+    /// The policy in force (the topology's, or the last one [`Engine::set_policy`] set).
+    pub fn policy(&self) -> Arc<PolicySpec> {
+        self.shared
+            .policy
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The site the engine manages.

@@ -249,6 +249,8 @@ pub(crate) struct Shared {
     pub committing: AtomicBool,
     /// Device calls under way, waiting for a slot or on the wire (`Shared::call_started`).
     pub calls_in_flight: AtomicUsize,
+    /// Counters for monitoring.
+    pub stats: super::stats::EngineStats,
 }
 
 /// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
@@ -513,7 +515,13 @@ impl Shared {
         } else if batch.is_empty() {
             Ok(None)
         } else {
-            self.commit(&batch).map(Some).map_err(Some)
+            let started = Instant::now();
+            let committed = self.commit(&batch).map(Some).map_err(Some);
+            if committed.is_ok() {
+                self.stats
+                    .committed(&batch, started.elapsed(), self.now_ms());
+            }
+            committed
         };
         let outcome = match result {
             Ok(None) => {

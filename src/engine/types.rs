@@ -241,6 +241,9 @@ pub struct OperationView {
     pub outcome: Option<Outcome>,
     /// Free-text detail of the end (failed NICs, remedy).
     pub detail: Option<String>,
+    /// Name of the API token whose command queued it (audit); `null` when a detection did.
+    #[serde(default)]
+    pub requested_by: Option<String>,
 }
 
 /// What became of a submitted detection (R1–R5).

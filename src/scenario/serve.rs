@@ -138,6 +138,7 @@ pub fn engine_config(
         topology,
         journal,
         token: GENERATED_TOKEN.into(),
+        tokens: Vec::new(),
         hostname: "qlab-engine".into(),
         api: ApiConfig::default(),
         syslog_in: SyslogInConfig::default(),

@@ -40,6 +40,8 @@ pub enum Entry {
         disposition: Disposition,
         /// Operation it started.
         operation: Option<OperationId>,
+        /// Name of the API token that submitted it; `None` for syslog, ePO and the lab.
+        submitted_by: Option<String>,
     },
     /// A new queued operation.
     OperationQueued {
@@ -53,6 +55,9 @@ pub enum Entry {
         detection: Option<DetectionId>,
         /// Creation time.
         created_ms: u64,
+        /// Name of the API token whose command queued it; `None` when a detection did, or a
+        /// caller without tokens (the lab).
+        requested_by: Option<String>,
     },
     /// An operation started, with its plan (R7: before its first device call).
     OperationStarted {
@@ -267,10 +272,11 @@ pub(super) fn apply(
             lserver,
             disposition,
             operation,
+            submitted_by,
         } => {
             tx.exec("INSERT INTO detections (id, source, event_id, received_ms, ip, mac, hostname, threat,
-                 category, lserver, disposition, operation_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 category, lserver, disposition, operation_id, submitted_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                 params![
                     id,
                     d.source,
@@ -283,7 +289,8 @@ pub(super) fn apply(
                     d.category.as_str(),
                     lserver,
                     disposition.as_str(),
-                    operation
+                    operation,
+                    submitted_by
                 ],
             )?;
         }
@@ -293,11 +300,12 @@ pub(super) fn apply(
             kind,
             detection,
             created_ms,
+            requested_by,
         } => {
             tx.exec(
-                "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5)",
-                params![id, lserver, kind.as_str(), detection, *created_ms as i64],
+                "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms, requested_by)
+                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+                params![id, lserver, kind.as_str(), detection, *created_ms as i64, requested_by],
             )?;
         }
         Entry::OperationStarted {

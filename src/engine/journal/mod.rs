@@ -11,49 +11,15 @@ use std::path::Path;
 use rusqlite::{params, Connection, OptionalExtension};
 
 mod entry;
+pub mod migrate;
 
 pub use entry::*;
 
 use super::alerts::{Alert, AlertCode};
 use super::types::*;
 
-/// Schema version stored in `meta`; bumped on any incompatible change.
-pub const SCHEMA_VERSION: &str = "1";
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS detections (
-    id INTEGER PRIMARY KEY, source TEXT NOT NULL, event_id TEXT NOT NULL,
-    received_ms INTEGER NOT NULL, ip TEXT, mac TEXT, hostname TEXT, threat TEXT NOT NULL,
-    category TEXT NOT NULL, lserver TEXT, disposition TEXT NOT NULL, operation_id INTEGER,
-    UNIQUE (source, event_id));
-CREATE TABLE IF NOT EXISTS operations (
-    id INTEGER PRIMARY KEY, lserver TEXT NOT NULL, kind TEXT NOT NULL,
-    detection_id INTEGER, status TEXT NOT NULL, phase TEXT, outcome TEXT, detail TEXT,
-    created_ms INTEGER NOT NULL, started_ms INTEGER, deadline_ms INTEGER, finished_ms INTEGER);
-CREATE TABLE IF NOT EXISTS plan_nics (
-    operation_id INTEGER NOT NULL, nic_index INTEGER NOT NULL,
-    from_network TEXT NOT NULL, from_ip TEXT NOT NULL, to_network TEXT NOT NULL, to_ip TEXT NOT NULL,
-    PRIMARY KEY (operation_id, nic_index)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ip_allocations (
-    network TEXT NOT NULL, ip TEXT NOT NULL, lserver TEXT NOT NULL, nic_index INTEGER NOT NULL,
-    PRIMARY KEY (network, ip)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS nic_records (
-    lserver TEXT NOT NULL, nic_index INTEGER NOT NULL, network TEXT NOT NULL, ip TEXT NOT NULL,
-    device_network TEXT, PRIMARY KEY (lserver, nic_index)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lservers (
-    path TEXT PRIMARY KEY, state TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS device_calls (
-    id INTEGER PRIMARY KEY, operation_id INTEGER NOT NULL, nic_index INTEGER,
-    device TEXT NOT NULL, call TEXT NOT NULL, target TEXT, outcome TEXT NOT NULL, detail TEXT,
-    at_ms INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS alerts (
-    seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, severity TEXT NOT NULL, code TEXT NOT NULL,
-    lserver TEXT, ip TEXT, operation_id INTEGER, detail TEXT NOT NULL,
-    delivered INTEGER NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS operations_open ON operations (status) WHERE status <> 'done';
-CREATE INDEX IF NOT EXISTS alerts_undelivered ON alerts (delivered) WHERE delivered = 0;
-";
+/// The schema version this build reads and writes (`PRAGMA user_version`).
+pub use migrate::CURRENT as SCHEMA_VERSION;
 
 /// A journal failure. The engine stops all device work on any of these: without the journal it
 /// cannot keep R7.
@@ -65,6 +31,17 @@ pub enum JournalError {
     /// The file holds data this version cannot read.
     #[error("journal: {0}")]
     Corrupt(String),
+    /// The journal was written by a newer build: its layout is unknown here, so nothing is
+    /// read or written.
+    #[error("journal {path}: schema version {found} is newer than the {supported} this qlab supports; run the release that wrote it, or restore a backup of the journal taken before the upgrade")]
+    TooNew {
+        /// The journal file.
+        path: String,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build reads.
+        supported: i64,
+    },
     /// The configured commit limit was reached (crash injection for tests and the lab).
     #[error("journal: halted after {0} commits (crash injection)")]
     Halted(u64),
@@ -85,29 +62,6 @@ pub struct Journal {
     /// Alerts are journaled as delivered: the engine has nowhere to send them (no syslog, no
     /// mail), so there is nothing to deliver and no mark to commit later.
     alerts_delivered_at_insert: bool,
-}
-
-/// Whether `conn` already holds a journal schema (its `meta` table).
-fn has_schema(conn: &Connection) -> Result<bool, JournalError> {
-    Ok(conn
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some())
-}
-
-/// The schema version recorded in `meta`, if any.
-fn schema_version(conn: &Connection) -> Result<Option<String>, JournalError> {
-    Ok(conn
-        .query_row(
-            "SELECT value FROM meta WHERE key = 'schema_version'",
-            [],
-            |r| r.get(0),
-        )
-        .optional()?)
 }
 
 /// How far a commit is durable before `commit` returns.
@@ -158,28 +112,11 @@ impl Journal {
         conn.pragma_update(None, "synchronous", synchronous)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // A journal that has its schema (a restart, a seeded file) skips the DDL: parsing it
-        // cost more than a small lab run's whole work.
-        if !has_schema(&conn)? {
-            conn.execute_batch(SCHEMA)?;
-        }
+        // A journal at the current version (a restart, a seeded file) reads one header field
+        // and skips the DDL: parsing it cost more than a small lab run's whole work.
+        migrate::upgrade(&conn)?;
         // Room for every statement `entry::apply` runs, so none is parsed twice.
         conn.set_prepared_statement_cache_capacity(64);
-        let version = schema_version(&conn)?;
-        match version.as_deref() {
-            None => {
-                conn.execute(
-                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?1)",
-                    [SCHEMA_VERSION],
-                )?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(JournalError::Corrupt(format!(
-                    "schema version {other}, this engine reads {SCHEMA_VERSION}"
-                )))
-            }
-        }
         Ok(Journal {
             conn,
             commits: 0,
@@ -356,7 +293,7 @@ impl Journal {
         let row = self
             .conn
             .query_row(
-                "SELECT lserver, kind, status, outcome, detail FROM operations WHERE id = ?1",
+                "SELECT lserver, kind, status, outcome, detail, requested_by FROM operations WHERE id = ?1",
                 [id],
                 |r| {
                     Ok((
@@ -365,11 +302,12 @@ impl Journal {
                         r.get::<_, String>(2)?,
                         r.get::<_, Option<String>>(3)?,
                         r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 },
             )
             .optional()?;
-        row.map(|(lserver, kind, status, outcome, detail)| {
+        row.map(|(lserver, kind, status, outcome, detail, requested_by)| {
             Ok(OperationView {
                 id,
                 lserver,
@@ -377,6 +315,7 @@ impl Journal {
                 status,
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
                 detail,
+                requested_by,
             })
         })
         .transpose()
@@ -619,11 +558,7 @@ mod tests {
         let path = dir.path().join("seeded.sqlite");
         let mut conn = Connection::open(&path).unwrap();
         Journal::seed(&mut conn).unwrap();
-        assert!(has_schema(&conn).unwrap());
-        assert_eq!(
-            schema_version(&conn).unwrap().as_deref(),
-            Some(SCHEMA_VERSION)
-        );
+        assert_eq!(migrate::version(&conn).unwrap(), Some(SCHEMA_VERSION));
         let mut journal = Journal::open(&path).unwrap();
         let step = [Entry::Detection {
             id: 1,
@@ -632,6 +567,7 @@ mod tests {
             lserver: None,
             disposition: Disposition::NotFound,
             operation: None,
+            submitted_by: None,
         }];
         journal.commit(&step).unwrap();
         drop(journal);
@@ -659,6 +595,7 @@ mod tests {
             lserver: None,
             disposition: Disposition::NotFound,
             operation: None,
+            submitted_by: None,
         };
         journal.commit(&[entry(1, "e-1")]).unwrap();
         assert_eq!(reader.find_detection("osce", "e-1").unwrap(), Some(1));
@@ -672,12 +609,11 @@ mod tests {
     }
 
     #[test]
-    fn a_journal_of_another_schema_version_is_refused() {
+    fn a_journal_with_an_unknown_meta_version_and_no_user_version_is_refused() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(SCHEMA).unwrap();
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('schema_version', '99')",
-            [],
+        conn.execute_batch(
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             INSERT INTO meta (key, value) VALUES ('schema_version', '99');",
         )
         .unwrap();
         let error = Journal::init(conn, Durability::PowerLoss).err().unwrap();
@@ -694,6 +630,7 @@ mod tests {
             lserver: None,
             disposition: Disposition::NotFound,
             operation: None,
+            submitted_by: None,
         };
         j.commit(&[entry(1)]).unwrap();
         // The second entry repeats (source, event_id): the whole step must be rolled back.
@@ -703,6 +640,7 @@ mod tests {
             kind: OperationKind::Quarantine,
             detection: None,
             created_ms: 0,
+            requested_by: None,
         };
         assert!(j.commit(&[queued, entry(2)]).is_err());
         let snap = j.snapshot().unwrap();
@@ -733,6 +671,7 @@ mod tests {
                 kind: OperationKind::Release,
                 detection: None,
                 created_ms: 1,
+                requested_by: None,
             }])
             .unwrap();
         }
