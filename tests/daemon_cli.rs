@@ -1,5 +1,5 @@
 //! `qlab notify`, `qlab engine quarantine|release|status|decide` and `qlab engine serve` as a
-//! user or an AV server runs them (exit codes of formats.md and the CLI docs).
+//! user or an AV server runs them (exit codes of `docs/cli.md`).
 
 mod daemon_support;
 

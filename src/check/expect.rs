@@ -1,4 +1,4 @@
-//! Expectations of a scenario (`[expect]` in formats.md) as data.
+//! Expectations of a scenario (`[expect]` in `docs/formats/scenario.md`) as data.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use crate::model::duration;
 
 /// `[expect]`.
 ///
-/// `outcomes` and `makespan_ratio_max` are the lab's extensions to formats.md (aggregate
+/// `outcomes` and `makespan_ratio_max` are the lab's extensions to the scenario format (aggregate
 /// expectations for large outbreaks; `scenarios/README.md`, "Format extensions"). Not `Eq`:
 /// the ratio is a float.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,7 +33,7 @@ pub struct Expectations {
     #[serde(default)]
     pub outcomes: BTreeMap<String, u64>,
     /// Most `makespan_ms / lower_bound_ms` and `confirmed_makespan_ms /
-    /// confirmed_lower_bound_ms` may be (semantics.md, "Measures"): fails when a makespan is
+    /// confirmed_lower_bound_ms` may be (`docs/measures.md`): fails when a makespan is
     /// more than this many times its bound.
     #[serde(default)]
     pub makespan_ratio_max: Option<f64>,

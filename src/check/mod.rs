@@ -3,7 +3,7 @@
 //!
 //! [`check_run`] is the one entry point: it indexes the history once ([`facts`]), runs every
 //! invariant, evaluates the scenario's `[expect]` and computes the measures of
-//! `spec/semantics.md`. INV-11 (determinism) needs two runs, so the runner decides it with
+//! `docs/measures.md`. INV-11 (determinism) needs two runs, so the runner decides it with
 //! [`determinism_verdict`] and adds it with [`CheckReport::push_invariant`]. Whether a scenario
 //! passes is [`verdict`]: the rule of `expect.violations` lives there and nowhere else.
 

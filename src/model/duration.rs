@@ -1,6 +1,6 @@
 //! Human-readable durations (`"150ms"`, `"2s"`) in serde, through humantime.
 //!
-//! Every duration a file gives is at most [`MAX_DURATION`] (formats.md: bounded durations), so no
+//! Every duration a file gives is at most [`MAX_DURATION`] (`docs/formats/topology.md`: bounded durations), so no
 //! later sum or scaling of run times can overflow: the bound is checked here, where every
 //! topology and scenario duration is parsed, and serde's error carries it to the file, line and
 //! key of the value.

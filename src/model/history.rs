@@ -1,4 +1,4 @@
-//! The history of one lab run (architecture.md, "History"): every detection, operation, device
+//! The history of one lab run (`ARCHITECTURE.md`, "The lab in one page"): every detection, operation, device
 //! call (`invoke`, then `ok | fail | unknown`, the Jepsen convention), device-truth change, journal
 //! commit, alert, crash and restart, stamped with the simulator's clock. Checkers, measures and
 //! reports are computed from it; its digest proves determinism (INV-11).

@@ -1,4 +1,4 @@
-//! The topology file of `spec/formats.md` as plain serde data.
+//! The topology file (`docs/formats/topology.md`) as plain serde data.
 //!
 //! Every struct denies unknown keys so a typo in a site file is an error, never a silently
 //! ignored setting. Loading (with file/line/key errors) lives in `load.rs`, semantic checks in

@@ -1,4 +1,4 @@
-//! report.json, junit.xml and summary.md (formats.md, "Reports").
+//! report.json, junit.xml and summary.md (`docs/formats/reports.md`).
 //!
 //! A [`RunReport`] is plain data the runner fills in; [`write_reports`] renders it three ways:
 //! report.json for machines (schema `qlab.report/v1`, stable key order), junit.xml for CI
@@ -158,7 +158,7 @@ impl RunReport {
     }
 }
 
-/// report.json's top level, in the key order of formats.md.
+/// report.json's top level, in the documented key order (`docs/formats/reports.md`).
 #[derive(Serialize)]
 struct ReportJson<'a> {
     schema: &'static str,

@@ -1,4 +1,4 @@
-//! The scenario file of `spec/formats.md` ("Scenario") as plain serde data.
+//! The scenario file (`docs/formats/scenario.md`) as plain serde data.
 //!
 //! Every struct denies unknown keys, so a misspelt key is an error with its line, never a
 //! silently ignored setting. Values that need the topology to be judged (device names, paths,

@@ -35,7 +35,7 @@ pub type ScenarioError = TopologyError;
 /// mistake or hostile, so never read more than this.
 pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
 
-/// How a scenario runs (formats.md, "Modes").
+/// How a scenario runs (`docs/formats/scenario.md`, "Modes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {

@@ -1,4 +1,4 @@
-//! The fault plan of a scenario (`[[faults]]` in formats.md) as data. The device models decide
+//! The fault plan of a scenario (`[[faults]]` in `docs/formats/scenario.md`) as data. The device models decide
 //! faults from it, so the in-process face and the wire face fail the same way.
 
 use std::time::Duration;
@@ -48,7 +48,7 @@ impl CallKind {
     }
 }
 
-/// What a fault does (formats.md, "Faults").
+/// What a fault does (`docs/formats/scenario.md`, "Fault effects").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultEffect {
@@ -113,7 +113,7 @@ const DEVICE_CALLS: &[CallKind] = &[
 
 impl FaultEffect {
     /// The calls this effect can act on. The loader refuses a fault whose `call` is not among
-    /// them (formats.md: an effect that cannot apply to its call is an input error), and the
+    /// them (`docs/formats/scenario.md`: an effect that cannot apply to its call is an input error), and the
     /// fault plan never uses a rule up on a call outside them. `reboot_loses_unsaved` acts on no
     /// call: it is scheduled at its `from`.
     pub fn calls(self) -> &'static [CallKind] {
