@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration;
@@ -12,7 +13,7 @@ use crate::model::duration;
 /// `outcomes` and `makespan_ratio_max` are the lab's extensions to the scenario format (aggregate
 /// expectations for large outbreaks; `scenarios/README.md`, "Format extensions"). Not `Eq`:
 /// the ratio is a float.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
     /// Per L-Server expectations by path.
@@ -23,6 +24,7 @@ pub struct Expectations {
     pub alerts: Vec<AlertExpect>,
     /// Most time-to-contain of any contained L-Server.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub time_to_contain_max: Option<Duration>,
     /// Most device writes for any one L-Server.
     #[serde(default)]
@@ -43,7 +45,7 @@ pub struct Expectations {
 }
 
 /// `[expect.lservers."<path>"]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LServerExpect {
     /// Outcome of the last operation (`untouched` when there was none).
@@ -64,7 +66,7 @@ pub struct LServerExpect {
 }
 
 /// `[[expect.alerts]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertExpect {
     /// Alert code.

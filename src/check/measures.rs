@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::Histogram;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::facts::{is_error, is_failure, Facts, Request, Truth};
@@ -28,7 +29,7 @@ use crate::model::history::{EventKind, NicRef};
 use crate::model::NicLocation;
 
 /// Distribution of one measure, in whole milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Samples.
     pub count: u64,
@@ -68,7 +69,7 @@ impl Summary {
 }
 
 /// The measures of one run, shaped as report.json's `measures`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Measures {
     /// Receipt of the request to the last NIC on quarantine at the device, per L-Server.
     pub time_to_contain_ms: Summary,

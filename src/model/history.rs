@@ -5,6 +5,7 @@
 
 use std::net::IpAddr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One entry of a history.
@@ -208,7 +209,7 @@ pub struct RunRecord {
 }
 
 /// What one `[[faults]]` entry did during a run (report.json `faults`, per scenario).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FaultAccount {
     /// Position of the entry among the scenario's `[[faults]]`, from 0.
     pub index: usize,

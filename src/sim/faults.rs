@@ -3,12 +3,13 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration;
 
 /// A device call a fault can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
     /// Hypervisor session login.
@@ -49,7 +50,7 @@ impl CallKind {
 }
 
 /// What a fault does (`docs/formats/scenario.md`, "Fault effects").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultEffect {
     /// Error reply, not applied.
@@ -172,7 +173,7 @@ impl FaultEffect {
 }
 
 /// Narrows a fault to some objects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultMatch {
     /// VM id.
@@ -190,7 +191,7 @@ pub struct FaultMatch {
 }
 
 /// One `[[faults]]` entry. Not `Eq`: `probability` is a float.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// Hypervisor, switch, BMC or AV server name.
@@ -205,15 +206,18 @@ pub struct FaultSpec {
     pub times: Option<u32>,
     /// Start of the active window (run time); the start of the run when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub from: Option<Duration>,
     /// End of the active window; the end of the run when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub until: Option<Duration>,
     /// Which objects.
     #[serde(default, rename = "match")]
     pub matcher: FaultMatch,
     /// For `delay` and the timeouts.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub delay: Option<Duration>,
     /// Chance (0 to 1) that a matching call is affected, drawn from the run's seed; every
     /// matching call when absent.
