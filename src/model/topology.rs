@@ -320,8 +320,13 @@ pub struct NicSpec {
 }
 
 /// Action taken on a qualifying detection (R5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+/// As a command-line value (`qlab engine decide --choice`) it is an administrator's choice,
+/// which `none` is not.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Action {
     /// Move every NIC to its quarantine network.
     Quarantine,
@@ -330,6 +335,7 @@ pub enum Action {
     /// Quarantine, then reset once the quarantine succeeded.
     QuarantineReboot,
     /// Ask the tenant administrator to choose.
+    #[value(skip)]
     None,
 }
 

@@ -49,9 +49,13 @@ impl CallKind {
     }
 }
 
-/// What a fault does (`docs/formats/scenario.md`, "Fault effects").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+/// What a fault does (`docs/formats/scenario.md`, "Fault effects"). As a command-line value
+/// (`qlab explore --effects`) only the effects sim mode can play are offered.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum FaultEffect {
     /// Error reply, not applied.
     Reject,
@@ -82,8 +86,10 @@ pub enum FaultEffect {
     /// It arrives after later ones.
     Reorder,
     /// Wire only: connection reset after the request is sent.
+    #[value(skip)]
     Reset,
     /// Wire only: the connection swallows everything.
+    #[value(skip)]
     Blackhole,
 }
 
