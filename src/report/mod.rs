@@ -182,7 +182,7 @@ struct ReportJson<'a> {
     scenarios: &'a [ScenarioReport],
 }
 
-/// The JSON Schema of report.json under `settings` (see [`crate::schema`]).
+/// The JSON Schema of report.json under `settings` (`src/schema.rs` publishes it).
 pub fn json_schema(settings: schemars::generate::SchemaSettings) -> serde_json::Value {
     settings
         .into_generator()
