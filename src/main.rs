@@ -105,8 +105,8 @@ enum Command {
         #[arg(long)]
         strict_faults: bool,
         /// Checker self-test: run a deliberately broken engine.
-        #[arg(long, hide = true)]
-        mutant: Option<String>,
+        #[arg(long, hide = true, value_enum)]
+        mutant: Option<Mutant>,
     },
     /// Explores generated scenarios: random schedules and faults, every invariant checked.
     ///
@@ -153,8 +153,8 @@ enum Command {
         #[arg(long)]
         replay: Option<String>,
         /// Checker self-test: explore a deliberately broken engine.
-        #[arg(long, hide = true)]
-        mutant: Option<String>,
+        #[arg(long, hide = true, value_enum)]
+        mutant: Option<Mutant>,
     },
     /// Simulators.
     Sim {
@@ -398,13 +398,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mutant = match mutant.as_deref().map(parse_mutant).transpose() {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
             let jobs = jobs.unwrap_or_else(default_jobs);
             let selection = Selection {
                 paths,
@@ -524,7 +517,6 @@ fn main() -> ExitCode {
                     .map(parse_shard)
                     .transpose()
                     .map_err(|e| format!("--shard: {e}"))?;
-                let mutant = mutant.as_deref().map(parse_mutant).transpose()?;
                 let effects = if effects.is_empty() {
                     explore::EFFECTS.to_vec()
                 } else {
@@ -757,14 +749,6 @@ fn sim_serve(
 /// Worker threads when `--jobs` is not given: the machine's cores.
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// `--mutant NAME`, or a message listing the broken engines.
-fn parse_mutant(text: &str) -> Result<Mutant, String> {
-    Mutant::parse(text).ok_or_else(|| {
-        let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
-        format!("--mutant: unknown {text:?} ({})", names.join(", "))
-    })
 }
 
 /// `qlab explore`: an exploration, or one `--replay`.

@@ -140,3 +140,54 @@ fn sim_serve_takes_write_config_and_its_old_name() {
         );
     }
 }
+
+/// A value the command line takes is spelt as in files, the API and the journal: the parser's
+/// spelling of each closed set is the serde one (`docs/cli.md`).
+#[test]
+fn command_line_values_are_spelt_as_in_files() {
+    use clap::ValueEnum;
+    use quarantine_lab::model::topology::Action;
+    use quarantine_lab::model::Category;
+    use quarantine_lab::scenario::runner::Mutant;
+    use quarantine_lab::sim::faults::FaultEffect;
+
+    fn cli_names<T: ValueEnum>() -> Vec<String> {
+        T::value_variants()
+            .iter()
+            .filter_map(|v| v.to_possible_value())
+            .map(|p| p.get_name().to_string())
+            .collect()
+    }
+    fn serde_names<T: serde::Serialize>(values: &[T]) -> Vec<String> {
+        values
+            .iter()
+            .map(|v| {
+                serde_json::to_value(v)
+                    .unwrap()
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect()
+    }
+    let categories = [
+        Category::Virus,
+        Category::Malware,
+        Category::Spyware,
+        Category::Grayware,
+        Category::Cnc,
+        Category::Outbreak,
+        Category::Other,
+    ];
+    assert_eq!(cli_names::<Category>(), serde_names(&categories));
+    // `none` is a policy action, not an administrator's choice.
+    let choices = [Action::Quarantine, Action::Reboot, Action::QuarantineReboot];
+    assert_eq!(cli_names::<Action>(), serde_names(&choices));
+    // Only the effects sim mode plays (no wire-only `reset`, `blackhole`).
+    assert_eq!(
+        cli_names::<FaultEffect>(),
+        serde_names(&quarantine_lab::explore::EFFECTS)
+    );
+    let mutants: Vec<String> = Mutant::ALL.iter().map(|m| m.name().to_string()).collect();
+    assert_eq!(cli_names::<Mutant>(), mutants);
+}
