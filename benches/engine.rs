@@ -1,4 +1,4 @@
-//! The engine's costs (issue 5), from the cheapest path to a whole quarantine:
+//! The engine's costs, from the cheapest path to a whole quarantine:
 //!
 //! - `engine/decision_ignored_detection`: `Engine::submit_detection` of a spyware detection
 //!   with a fresh event id on an in-memory journal. The engine checks the input, resolves the

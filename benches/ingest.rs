@@ -1,4 +1,4 @@
-//! Detection parsing per vendor format (issue 5): one OfficeScan CEF line, one SEPM line and one
+//! Detection parsing per vendor format: one OfficeScan CEF line, one SEPM line and one
 //! ePO EPOEvent XML message, each through the daemon's entry point (`ingest::parse_detection`:
 //! size check, UTF-8, syslog header, vendor body, detection check) and through the vendor
 //! parser alone on the body (no syslog framing). The payloads are the golden-test fixtures.

@@ -1,4 +1,4 @@
-//! The sim-mode runner over the scenario library (issue 5):
+//! The sim-mode runner over the scenario library:
 //!
 //! - `runner/load_library`: `library::select` of `scenarios/`: reading, parsing and validating
 //!   every scenario and its topology (`[generate]` expansion included);

@@ -1,4 +1,4 @@
-//! Wire mode with zero device latency (issue 5): the engine's time per switchover against a bare
+//! Wire mode with zero device latency: the engine's time per switchover against a bare
 //! HTTP client making the same calls to the same simulator. One group, `wire`, one element per
 //! switchover (criterion prints time per round and switchovers per second):
 //!

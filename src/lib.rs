@@ -13,4 +13,5 @@ pub mod ingest;
 pub mod model;
 pub mod report;
 pub mod scenario;
+pub mod schema;
 pub mod sim;

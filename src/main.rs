@@ -1,5 +1,6 @@
 //! `qlab`: the command line. Parses, calls into the library, maps errors to exit codes
-//! (0 success, 1 a scenario failed, 2 invalid input).
+//! (0 success, 1 a scenario failed or the engine refused, 2 invalid input, 3 the engine could
+//! not be reached; `docs/cli.md`).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -8,17 +9,48 @@ use std::time::{Duration, SystemTime};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+/// `println!` that survives a closed stdout. Rust ignores SIGPIPE, so a write to a pipe whose
+/// reader has gone (`qlab scenario list | head -1`) fails, and std's `println!` panics on that.
+/// Output nobody reads is dropped instead, and the command ends with the exit code of what it
+/// did (a `qlab run | head -1` whose scenarios failed still exits 1). SIGPIPE stays ignored
+/// rather than reset to its default: `qlab engine serve` and the in-process daemon of wire mode
+/// must not die because a peer or a child went away.
+macro_rules! println {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout());
+    }};
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `eprintln!` that survives a closed stderr (`qlab run 2>&1 | head`), as [`println!`].
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// Exit code when the engine's API cannot be reached (refused, timed out, reply cut): an AV
+/// server's script can tell an outage, worth retrying later, from a mistake in its arguments (2).
+const EXIT_UNREACHABLE: u8 = 3;
+
 /// The lab allocates many small short-lived values per run (history events, journal rows,
 /// futures); mimalloc serves them faster than the system allocator (`qlab bench` shows it).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use quarantine_lab::daemon::{self, client};
 use quarantine_lab::explore;
-use quarantine_lab::model::{load_site, Detection};
+use quarantine_lab::model::topology::Action;
+use quarantine_lab::model::{load_site, Category, Detection};
 use quarantine_lab::report::{self, RunReport, ScenarioReport, ScenarioStatus};
 use quarantine_lab::scenario::library::{self, ResultStatus, ScenarioResult, Selection};
 use quarantine_lab::scenario::load::{load_all, Mode};
 use quarantine_lab::scenario::runner::Mutant;
+use quarantine_lab::sim::faults::FaultEffect;
 
 /// Quarantine engine and simulation lab.
 #[derive(Parser)]
@@ -73,8 +105,8 @@ enum Command {
         #[arg(long)]
         strict_faults: bool,
         /// Checker self-test: run a deliberately broken engine.
-        #[arg(long, hide = true)]
-        mutant: Option<String>,
+        #[arg(long, hide = true, value_enum)]
+        mutant: Option<Mutant>,
     },
     /// Explores generated scenarios: random schedules and faults, every invariant checked.
     ///
@@ -103,8 +135,8 @@ enum Command {
         #[arg(long)]
         shard: Option<String>,
         /// Fault effects that may be drawn, comma-separated (default: every sim effect).
-        #[arg(long)]
-        effects: Option<String>,
+        #[arg(long, value_enum, value_delimiter = ',')]
+        effects: Vec<FaultEffect>,
         /// Each run enables a random subset of the fault kinds.
         #[arg(long)]
         swarm: bool,
@@ -121,8 +153,8 @@ enum Command {
         #[arg(long)]
         replay: Option<String>,
         /// Checker self-test: explore a deliberately broken engine.
-        #[arg(long, hide = true)]
-        mutant: Option<String>,
+        #[arg(long, hide = true, value_enum)]
+        mutant: Option<Mutant>,
     },
     /// Simulators.
     Sim {
@@ -147,8 +179,8 @@ enum Command {
     /// Reports a detection to a running engine (what an AV server runs on a detection).
     ///
     /// Exits 0 only when the engine answered 202, i.e. made the detection durable (R7); 1 when
-    /// the engine refused it (5xx after the retries); 2 on bad arguments, a rejected token or
-    /// no connection. Connection errors and 5xx answers are retried (--attempts in all, 250 ms
+    /// the engine refused it (5xx after the retries); 2 on bad arguments or a rejected token; 3
+    /// when the engine could not be reached after the retries. Connection errors and 5xx answers are retried (--attempts in all, 250 ms
     /// backoff doubling up to 5 s); a retry is safe because the event id makes a repeat a
     /// duplicate (R4).
     ///
@@ -174,9 +206,9 @@ enum Command {
         /// Threat name.
         #[arg(long)]
         threat: String,
-        /// virus, malware, spyware, grayware, cnc, outbreak or other.
-        #[arg(long, default_value = "virus")]
-        category: String,
+        /// Threat category; only virus and malware start an operation (R1).
+        #[arg(long, value_enum, default_value_t = Category::Virus)]
+        category: Category,
         /// The AV server's event id (dedupe key with --source, R4); default: a hash of the
         /// fields and the current minute (see --help).
         #[arg(long)]
@@ -266,9 +298,9 @@ enum EngineCommand {
     Decide {
         /// L-Server path.
         lserver: String,
-        /// quarantine, reboot or quarantine_reboot.
-        #[arg(long)]
-        choice: String,
+        /// The action to run.
+        #[arg(long, value_enum)]
+        choice: Action,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -289,9 +321,9 @@ enum SimCommand {
         #[arg(long)]
         topology: PathBuf,
         /// Also write an engine config that points at the simulators (over HTTPS, with the
-        /// simulators' CA written beside it as ca.pem).
-        #[arg(long)]
-        print_config: Option<PathBuf>,
+        /// simulators' CA written beside it as ca.pem). `--print-config` is the old name.
+        #[arg(long, alias = "print-config")]
+        write_config: Option<PathBuf>,
         /// Serve plain HTTP instead of HTTPS (for tools that cannot be given a CA).
         #[arg(long)]
         plain_http: bool,
@@ -373,13 +405,6 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let mutant = match mutant.as_deref().map(parse_mutant).transpose() {
-                Ok(m) => m,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
-            };
             let jobs = jobs.unwrap_or_else(default_jobs);
             let selection = Selection {
                 paths,
@@ -441,10 +466,10 @@ fn main() -> ExitCode {
             command:
                 SimCommand::Serve {
                     topology,
-                    print_config,
+                    write_config,
                     plain_http,
                 },
-        } => sim_serve(&topology, print_config.as_deref(), plain_http),
+        } => sim_serve(&topology, write_config.as_deref(), plain_http),
         Command::Notify {
             api,
             source,
@@ -456,13 +481,6 @@ fn main() -> ExitCode {
             event_id,
             attempts,
         } => {
-            let category = match serde_json::from_value(serde_json::Value::String(category)) {
-                Ok(c) => c,
-                Err(_) => {
-                    eprintln!("error: --category must be one of virus, malware, spyware, grayware, cnc, outbreak, other");
-                    return ExitCode::from(2);
-                }
-            };
             let mut detection = Detection {
                 source,
                 event_id: event_id.unwrap_or_default(),
@@ -506,10 +524,17 @@ fn main() -> ExitCode {
                     .map(parse_shard)
                     .transpose()
                     .map_err(|e| format!("--shard: {e}"))?;
-                let mutant = mutant.as_deref().map(parse_mutant).transpose()?;
-                let effects = match effects.as_deref() {
-                    Some(text) => explore::parse_effects(text).map_err(|e| e.to_string())?,
-                    None => explore::EFFECTS.to_vec(),
+                let effects = if effects.is_empty() {
+                    explore::EFFECTS.to_vec()
+                } else {
+                    // A repeated effect is drawn as often as one named once.
+                    let mut unique = Vec::with_capacity(effects.len());
+                    for effect in effects {
+                        if !unique.contains(&effect) {
+                            unique.push(effect);
+                        }
+                    }
+                    unique
                 };
                 Ok(explore::ExploreOptions {
                     topology,
@@ -622,7 +647,7 @@ fn engine_client(command: EngineCommand) -> ExitCode {
             choice,
             api,
         } => with_client(&api, |c| async move {
-            c.command(&lserver, "decide", Some(&choice)).await
+            c.command(&lserver, "decide", Some(choice.as_str())).await
         }),
         EngineCommand::ReloadPolicy { api } => with_client(&api, |c| async move {
             c.post(&["policy", "reload"], &serde_json::json!({})).await
@@ -631,7 +656,8 @@ fn engine_client(command: EngineCommand) -> ExitCode {
 }
 
 /// Runs one API call and prints its JSON reply. Exit 0 on 2xx; 1 when the engine refused
-/// (404, 409, 429, 5xx); 2 on bad arguments, a rejected token or no connection.
+/// (404, 409, 429, 5xx); 2 on bad arguments or a rejected token; 3 when the engine could not be
+/// reached ([`EXIT_UNREACHABLE`]).
 fn with_client<F, Fut>(api: &ApiArgs, call: F) -> ExitCode
 where
     F: FnOnce(client::ApiClient) -> Fut,
@@ -682,7 +708,10 @@ where
         }
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::from(2)
+            match e {
+                client::ClientError::Transport { .. } => ExitCode::from(EXIT_UNREACHABLE),
+                client::ClientError::BadUrl(_) => ExitCode::from(2),
+            }
         }
     }
 }
@@ -690,7 +719,7 @@ where
 /// `qlab sim serve`: runs until interrupted; exit 2 when the topology or config cannot be used.
 fn sim_serve(
     topology: &std::path::Path,
-    print_config: Option<&std::path::Path>,
+    write_config: Option<&std::path::Path>,
     plain_http: bool,
 ) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -706,7 +735,7 @@ fn sim_serve(
     runtime.block_on(async {
         let server = match quarantine_lab::scenario::serve::start(
             topology,
-            print_config,
+            write_config,
             plain_http,
         )
         .await
@@ -730,14 +759,6 @@ fn sim_serve(
 /// Worker threads when `--jobs` is not given: the machine's cores.
 fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-
-/// `--mutant NAME`, or a message listing the broken engines.
-fn parse_mutant(text: &str) -> Result<Mutant, String> {
-    Mutant::parse(text).ok_or_else(|| {
-        let names: Vec<&str> = Mutant::ALL.iter().map(|m| m.name()).collect();
-        format!("--mutant: unknown {text:?} ({})", names.join(", "))
-    })
 }
 
 /// `qlab explore`: an exploration, or one `--replay`.

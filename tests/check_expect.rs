@@ -238,7 +238,7 @@ fn measures_of_a_clean_virtual_quarantine() {
     assert_eq!(m.time_to_alert_ms.count, 0);
     assert_eq!(m.device_writes, 1);
     assert_eq!(m.makespan_ms, 40);
-    // semantics.md "Measures" as reports/README.md reads it: one vNIC is contained after its
+    // `docs/measures.md` as reports/README.md reads it: one vNIC is contained after its
     // 40 ms write, and confirmed (R9) after the write and its verifying read.
     assert_eq!(m.lower_bound_ms, 40);
     assert_eq!(m.confirmed_makespan_ms, 80);
@@ -283,7 +283,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
 
 #[test]
 fn an_optimal_run_meets_both_lower_bounds() {
-    // semantics.md "Measures": a lower bound is what no engine can beat, so an optimal run
+    // `docs/measures.md`: a lower bound is what no engine can beat, so an optimal run
     // meets it exactly. vdi-001 contained at 40 ms, confirmed at 80 ms: ratio 1 for both pairs.
     let site = site();
     let m = check_run(

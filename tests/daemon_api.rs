@@ -1,4 +1,4 @@
-//! The engine's HTTP API (formats.md "Engine HTTP API"; R7, R18): tokens, body bounds, JSON
+//! The engine's HTTP API (`docs/formats/http-api.md`; R7, R18): tokens, body bounds, JSON
 //! errors with reasons, detections acknowledged only once journaled, L-Server paths with
 //! slashes, command refusals, health without a token.
 

@@ -49,7 +49,7 @@ async fn cef_datagram_moves_the_vnic_to_quarantine_on_the_simulated_vcenter() {
         "serve",
         "--topology",
         "fixtures/topologies/vdi-small.toml",
-        "--print-config",
+        "--write-config",
     ])
     .arg(&config);
     let (_sim, sim_ready) = start_ready(sim);

@@ -307,7 +307,7 @@ fn bad_input_exits_2_and_says_what() {
         (vec!["--shard", "3/2"], "--shard"),
         (
             vec!["--effects", "reject,explode"],
-            "unknown effect `explode`",
+            "invalid value 'explode' for '--effects",
         ),
         (vec!["--replay", "7"], "SEED:INDEX"),
         (vec!["--mutant", "nope"], "leak-ip-on-rollback"),

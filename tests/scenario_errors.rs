@@ -119,7 +119,7 @@ fn wire_only_effect_in_sim_mode() {
     ));
 }
 
-/// Every event kind and every fault field, each spelled as formats.md documents it.
+/// Every event kind and every fault field, each spelled as `docs/formats/scenario.md` documents it.
 const EVERYTHING: &str = r#"name = "every-event-and-fault-field"
 description = "A tour of the format."
 topology = "@TOPOLOGY@"

@@ -1,4 +1,4 @@
-//! The run's seed (semantics.md, "Seeded randomness"): device `jitter`, fault `probability`, and
+//! The run's seed (`docs/invariants.md`, "Seeded randomness"): device `jitter`, fault `probability`, and
 //! the fault accounting of report.json (`faults`, `--strict-faults`).
 //!
 //! Each scenario here runs on a copy of the vdi-small fixture, edited in a temporary folder so

@@ -1,5 +1,5 @@
 //! The NX-API, eAPI and RESTCONF clients against their protocol simulators over loopback, on the
-//! real clock: every fault of formats.md maps to the outcome class R8 needs, and the simulated
+//! real clock: every fault of `docs/formats/scenario.md` maps to the outcome class R8 needs, and the simulated
 //! switch shows whether the change landed. Then the real engine quarantines physical L-Servers
 //! through these clients.
 

@@ -15,7 +15,7 @@ TOPOLOGY=fixtures/topologies/vdi-small.toml
 BMC=irmc-sbc-01
 NA_FILE=conformance/redfish-protocol-na.md
 
-"$QLAB" sim serve --plain-http --topology "$TOPOLOGY" --print-config "$WORK/engine.toml" \
+"$QLAB" sim serve --plain-http --topology "$TOPOLOGY" --write-config "$WORK/engine.toml" \
     >"$WORK/serve.out" 2>"$WORK/serve.err" &
 SERVE=$!
 trap 'kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true' EXIT

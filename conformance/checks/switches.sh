@@ -8,7 +8,7 @@ set -euo pipefail
 TOPOLOGY=${SWITCHES_TOPOLOGY:-fixtures/topologies/mixed-site.toml}
 
 # Plain HTTP: the libraries are pointed at a URL, not at the lab's CA.
-"$QLAB" sim serve --plain-http --topology "$TOPOLOGY" --print-config "$WORK/engine.toml" >"$WORK/ready.json" 2>"$WORK/serve.log" &
+"$QLAB" sim serve --plain-http --topology "$TOPOLOGY" --write-config "$WORK/engine.toml" >"$WORK/ready.json" 2>"$WORK/serve.log" &
 SERVE=$!
 trap 'kill "$SERVE" 2>/dev/null || true; wait "$SERVE" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do

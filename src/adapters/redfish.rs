@@ -1,7 +1,7 @@
 //! The real Redfish client (Fujitsu iRMC and other DMTF Redfish BMCs) behind the engine's
 //! [`Bmc`] port: `ForceRestart` of a physical server (R13).
 //!
-//! Wire format (reference/vendor-protocols.md, "Redfish"; DMTF DSP0266 / DSP0268):
+//! Wire format (Redfish: DMTF DSP0266 / DSP0268):
 //! - Discovery, once per client: `GET /redfish/v1` (no credentials). When the root links a
 //!   session collection (`Links.Sessions`), the client logs in there:
 //!   `POST {Sessions}` `{"UserName","Password"}` → 201 with the token in `X-Auth-Token`,

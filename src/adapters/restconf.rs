@@ -18,7 +18,7 @@
 //!   answers 200 `{"cisco-ia:output":{"result":"Save running config successful"}}`).
 //! - A 500 (`operation-failed`, `partial-operation`, ...) means the device failed while
 //!   executing: `unknown`, since nothing proves the change did not land.
-//! - One port per request: formats.md names only NX-API and eAPI for batching (`max_batch`),
+//! - One port per request: the topology format names only NX-API and eAPI for batching (`max_batch`),
 //!   and a merge of several interfaces would need a different resource.
 //!
 //! # Class mapping (the one table, [`classify`])

@@ -1,7 +1,7 @@
 //! The real vCenter client: the vSphere Automation REST API (`/api/...`, vSphere 7.0+) behind
 //! the engine's [`Hypervisor`] port (R8 moves a vNIC's backing, R13 resets a VM).
 //!
-//! Wire format (reference/vendor-protocols.md, "VMware vSphere Automation REST"):
+//! Wire format (VMware vSphere Automation REST API):
 //! - `POST /api/session` with Basic auth → 201 and a bare JSON string token; every later call
 //!   sends it as `vmware-api-session-id`.
 //! - `GET|PATCH /api/vcenter/vm/{vm}/hardware/ethernet/{nic}` reads or sets `backing.network`;

@@ -1,18 +1,19 @@
-//! Expectations of a scenario (`[expect]` in formats.md) as data.
+//! Expectations of a scenario (`[expect]` in `docs/formats/scenario.md`) as data.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration;
 
 /// `[expect]`.
 ///
-/// `outcomes` and `makespan_ratio_max` are the lab's extensions to formats.md (aggregate
+/// `outcomes` and `makespan_ratio_max` are the lab's extensions to the scenario format (aggregate
 /// expectations for large outbreaks; `scenarios/README.md`, "Format extensions"). Not `Eq`:
 /// the ratio is a float.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectations {
     /// Per L-Server expectations by path.
@@ -23,6 +24,7 @@ pub struct Expectations {
     pub alerts: Vec<AlertExpect>,
     /// Most time-to-contain of any contained L-Server.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub time_to_contain_max: Option<Duration>,
     /// Most device writes for any one L-Server.
     #[serde(default)]
@@ -33,7 +35,7 @@ pub struct Expectations {
     #[serde(default)]
     pub outcomes: BTreeMap<String, u64>,
     /// Most `makespan_ms / lower_bound_ms` and `confirmed_makespan_ms /
-    /// confirmed_lower_bound_ms` may be (semantics.md, "Measures"): fails when a makespan is
+    /// confirmed_lower_bound_ms` may be (`docs/measures.md`): fails when a makespan is
     /// more than this many times its bound.
     #[serde(default)]
     pub makespan_ratio_max: Option<f64>,
@@ -43,7 +45,7 @@ pub struct Expectations {
 }
 
 /// `[expect.lservers."<path>"]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LServerExpect {
     /// Outcome of the last operation (`untouched` when there was none).
@@ -64,7 +66,7 @@ pub struct LServerExpect {
 }
 
 /// `[[expect.alerts]]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AlertExpect {
     /// Alert code.

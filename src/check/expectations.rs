@@ -33,7 +33,7 @@ fn list(items: &[String]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// The outcome of an L-Server as formats.md defines it: the last operation's outcome, else the
+/// The outcome of an L-Server as `docs/formats/scenario.md` defines it: the last operation's outcome, else the
 /// recorded `ignored` / `pending_decision`, else `untouched`.
 pub(crate) fn outcome_of<'a>(f: &Facts<'a>, lserver: &str) -> &'a str {
     outcome_in(f, &f.last_outcomes(), lserver)
@@ -215,7 +215,7 @@ fn show_ls(lserver: &str) -> &str {
     }
 }
 
-/// `[expect.lservers."<path>"]`, one verdict per key, in the order of formats.md.
+/// `[expect.lservers."<path>"]`, one verdict per key, in the documented key order.
 fn lserver(
     f: &Facts<'_>,
     path: &str,

@@ -1,16 +1,16 @@
-//! The measures of `spec/semantics.md` ("Measures"): time-to-contain, time-to-quarantined,
+//! The measures of `docs/measures.md`: time-to-contain, time-to-quarantined,
 //! time-to-alert, device writes, two makespans and, for each, the lower bound no engine can beat.
 //!
-//! semantics.md defines the makespan as first receipt to the last NIC *contained* (the write
-//! landed at the device), but counts k calls per NIC in its lower bound (write, verifying read,
-//! config save), which an engine only needs before it *confirms* a quarantine: that "bound"
-//! exceeded the makespan it was meant to bound. The lab therefore reports two pairs, each a true
+//! The makespan runs from first receipt to the last NIC *contained* (the write landed at the
+//! device). A lower bound counting k calls per NIC (write, verifying read, config save), which
+//! an engine only needs before it *confirms* a quarantine, would exceed the makespan it is meant
+//! to bound. The lab therefore reports two pairs, each a true
 //! bound for its makespan (`reports/README.md`, "Measures"):
 //! - `makespan_ms` (first receipt to the last NIC contained) and `lower_bound_ms`, counting only
 //!   the write: max(max over devices d of ceil(n_d / (c_d * b_d)) * L_d,
 //!   max over NICs of (arrival + L_d));
 //! - `confirmed_makespan_ms` (first receipt to the last contained L-Server's R9 record update)
-//!   and `confirmed_lower_bound_ms`, counting semantics.md's k calls with a persisting switch's
+//!   and `confirmed_lower_bound_ms`, counting the k calls per NIC with a persisting switch's
 //!   config save once per switch (one save after the last write persists every port; see
 //!   [`confirmed_rounds`]).
 //!
@@ -21,6 +21,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use hdrhistogram::Histogram;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::facts::{is_error, is_failure, Facts, Request, Truth};
@@ -28,7 +29,7 @@ use crate::model::history::{EventKind, NicRef};
 use crate::model::NicLocation;
 
 /// Distribution of one measure, in whole milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Summary {
     /// Samples.
     pub count: u64,
@@ -68,7 +69,7 @@ impl Summary {
 }
 
 /// The measures of one run, shaped as report.json's `measures`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Measures {
     /// Receipt of the request to the last NIC on quarantine at the device, per L-Server.
     pub time_to_contain_ms: Summary,
@@ -313,7 +314,7 @@ enum Bound {
     Confirmed,
 }
 
-/// The cost model of one device (semantics.md, "Measures"). A device without a configured
+/// The cost model of one device (`docs/measures.md`). A device without a configured
 /// latency costs 0 ms: the bound must never exceed what an engine could reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct DeviceModel {
@@ -351,7 +352,7 @@ impl DeviceModel {
 /// - the chain: the last write lands no earlier than round ceil(m / (c * b)), and its read or
 ///   the save takes one more round.
 ///
-/// With c = 1 (every switch of the library) this is semantics.md's k calls per NIC with the save
+/// With c = 1 (every switch of the library) this is the k calls per NIC with the save
 /// counted once per switch: ceil(m / b) * (1 + verify) + persist.
 fn confirmed_rounds(d: &DeviceModel, m: u64) -> u64 {
     if m == 0 {
@@ -427,7 +428,7 @@ fn lower_bound<'a>(
 /// The bound for NICs given as (device, its model, arrival offset): for every device, every NIC
 /// `j` in arrival order starts the tail of NICs that cannot begin before it arrives, so
 /// LB = max over devices d and j of (a_j + rounds_d(n_d - j) * L_d).
-/// With j = 0 and everything arriving at once this is semantics.md's per-device term
+/// With j = 0 and everything arriving at once this is the plain per-device term
 /// ceil(n_d * k / (c_d * b_d)) * L_d (k as [`Bound`] counts it); with j the last NIC it is the
 /// per-NIC term (arrival + k * L); the tails in between keep the bound honest when detections
 /// arrive spread out (an outbreak reported over a second) and no engine could start everything
@@ -462,7 +463,7 @@ fn bound_ms(nics: &[(&str, DeviceModel, u64)], bound: Bound) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    //! Hand-computed bounds (semantics.md, "Measures", as the lab reads it; see the module doc).
+    //! Hand-computed bounds (`docs/measures.md`, as the lab reads it; see the module doc).
     use super::*;
 
     fn vcenter(latency_ms: u64, concurrency: u64) -> DeviceModel {
@@ -522,7 +523,7 @@ mod tests {
     #[test]
     fn switch_batches_and_saves_once() {
         // 625 ports, one slot, 32 per call, 120 ms, persist: writes ceil(625 / 32) = 20 calls;
-        // confirmed 20 write calls + 20 read calls + 1 save = 41 (semantics.md's
+        // confirmed 20 write calls + 20 read calls + 1 save = 41 (the k-call
         // ceil(625 x 2 / 32) = 40, plus one save). A save per port would claim
         // ceil(625 x 3 / 32) = 59 rounds, more than an engine needs.
         let nics = at_once("nx-1", switch(120, 1, 32, true), 625);

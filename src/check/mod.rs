@@ -3,7 +3,7 @@
 //!
 //! [`check_run`] is the one entry point: it indexes the history once ([`facts`]), runs every
 //! invariant, evaluates the scenario's `[expect]` and computes the measures of
-//! `spec/semantics.md`. INV-11 (determinism) needs two runs, so the runner decides it with
+//! `docs/measures.md`. INV-11 (determinism) needs two runs, so the runner decides it with
 //! [`determinism_verdict`] and adds it with [`CheckReport::push_invariant`]. Whether a scenario
 //! passes is [`verdict`]: the rule of `expect.violations` lives there and nowhere else.
 
@@ -18,6 +18,7 @@ mod measures;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -28,7 +29,7 @@ use crate::model::history::{HistoryEvent, RunRecord};
 use crate::model::Site;
 
 /// How one check came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// The rule held.
@@ -51,7 +52,7 @@ impl Status {
 }
 
 /// The verdict on one invariant: `{"id","status","detail"}` in report.json.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct InvariantVerdict {
     /// `INV-1` … `INV-11`.
     pub id: String,
@@ -73,7 +74,7 @@ impl InvariantVerdict {
 }
 
 /// The verdict on one expectation: `{"what","status","detail"}` in report.json.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ExpectationVerdict {
     /// What was expected, e.g. `/tenant-a/vdi-001 outcome`.
     pub what: String,

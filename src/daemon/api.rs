@@ -1,4 +1,4 @@
-//! The engine's HTTP API (formats.md, "Engine HTTP API"): router, bearer-token check, request
+//! The engine's HTTP API (`docs/formats/http-api.md`): router, bearer-token check, request
 //! bounds and the one error shape `{"error": "<what is wrong>", "reason": "<counter>"}`. The
 //! handlers are in [`super::routes`]; every refusal is counted under its reason (shown by
 //! `GET /api/v1/health`) and logged (R18).

@@ -1,6 +1,6 @@
 //! The engine's configuration file (`qlab engine serve --config FILE`): where the topology and
 //! journal are, what the daemon listens on, and how each device of the topology is reached.
-//! `qlab sim serve --print-config` writes one that points at the simulators.
+//! `qlab sim serve --write-config FILE` writes one that points at the simulators.
 //!
 //! ```toml
 //! topology = "site.toml"            # relative to this file

@@ -135,7 +135,7 @@ pub struct ReadyInfo {
 }
 
 impl ReadyInfo {
-    /// The one JSON line `qlab engine serve` prints when ready (formats.md).
+    /// The one JSON line `qlab engine serve` prints when ready (`docs/formats/engine-config.md`).
     pub fn line(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{\"ready\":true}".into())
     }

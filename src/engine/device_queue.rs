@@ -7,7 +7,7 @@
 //!    first (the class fronts compared by budget), so a storm of writes cannot starve a
 //!    verification read or a config save past its operation's deadline (R19).
 //! 2. **Writes** (vNIC and port moves, logins, resets): what isolates a NIC, so an outbreak's
-//!    last NIC is contained as early as the device allows (semantics.md, Measures).
+//!    last NIC is contained as early as the device allows (`docs/measures.md`).
 //! 3. **Reads** (verification, recovery, release): they confirm what writes did.
 //! 4. **Config saves**: one save persists every port changed before it, so all pending saves
 //!    of a switch share one call.

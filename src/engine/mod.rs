@@ -1,5 +1,5 @@
 //! THE quarantine engine: intake of detections and commands, policy, planner, executor,
-//! rollback, release, recovery, journal and alerts (rules R1–R19 of `spec/semantics.md`).
+//! rollback, release, recovery, journal and alerts (rules R1–R19 of `docs/rules.md`).
 //!
 //! It knows devices only through the traits in [`crate::adapters`] and reads time only from
 //! tokio's clock, so the same code runs in production, on the lab's paused clock and on the wire.

@@ -513,7 +513,7 @@ fn fault(
         spec.times = Some(r.random_range(1..=4u32));
     }
     if r.random_bool(0.2) {
-        // Seeded in the run (semantics.md, "Seeded randomness"): some matching calls only.
+        // Seeded in the run (`docs/invariants.md`, "Seeded randomness"): some matching calls only.
         spec.probability = Some(f64::from(r.random_range(1..=9u32)) / 10.0);
     }
     if effect == FaultEffect::RebootLosesUnsaved {

@@ -1,6 +1,6 @@
 //! Human-readable durations (`"150ms"`, `"2s"`) in serde, through humantime.
 //!
-//! Every duration a file gives is at most [`MAX_DURATION`] (formats.md: bounded durations), so no
+//! Every duration a file gives is at most [`MAX_DURATION`] (`docs/formats/topology.md`: bounded durations), so no
 //! later sum or scaling of run times can overflow: the bound is checked here, where every
 //! topology and scenario duration is parsed, and serde's error carries it to the file, line and
 //! key of the value.
@@ -24,6 +24,24 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(value)
+}
+
+/// What a duration looks like in a file, for the JSON Schemas (`schemas/`): humantime text such
+/// as `"150ms"`, `"2s"` or `"1m 30s"`. The 7-day bound is checked by [`parse`], not the schema.
+pub struct Text;
+
+impl schemars::JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$",
+            "description": "A duration such as \"150ms\", \"2s\" or \"1m 30s\", at most 7 days.",
+        })
+    }
 }
 
 /// A required duration field.

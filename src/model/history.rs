@@ -1,10 +1,11 @@
-//! The history of one lab run (architecture.md, "History"): every detection, operation, device
+//! The history of one lab run (`ARCHITECTURE.md`, "The lab in one page"): every detection, operation, device
 //! call (`invoke`, then `ok | fail | unknown`, the Jepsen convention), device-truth change, journal
 //! commit, alert, crash and restart, stamped with the simulator's clock. Checkers, measures and
 //! reports are computed from it; its digest proves determinism (INV-11).
 
 use std::net::IpAddr;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// One entry of a history.
@@ -208,7 +209,7 @@ pub struct RunRecord {
 }
 
 /// What one `[[faults]]` entry did during a run (report.json `faults`, per scenario).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FaultAccount {
     /// Position of the entry among the scenario's `[[faults]]`, from 0.
     pub index: usize,

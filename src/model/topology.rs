@@ -1,4 +1,4 @@
-//! The topology file of `spec/formats.md` as plain serde data.
+//! The topology file (`docs/formats/topology.md`) as plain serde data.
 //!
 //! Every struct denies unknown keys so a typo in a site file is an error, never a silently
 //! ignored setting. Loading (with file/line/key errors) lives in `load.rs`, semantic checks in
@@ -9,12 +9,13 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration;
 
 /// A whole site: networks, devices, L-Servers, policy and engine settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Topology {
     /// Site name, used in reports and alerts.
@@ -55,7 +56,7 @@ pub struct Topology {
 }
 
 /// Role of a network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NetworkRole {
     /// A production network L-Servers normally live on.
@@ -65,7 +66,7 @@ pub enum NetworkRole {
 }
 
 /// One network: VLAN and subnet.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Network {
     /// Unique network name.
@@ -75,11 +76,12 @@ pub struct Network {
     /// 802.1Q VLAN id used on switch access ports.
     pub vlan: u16,
     /// IP subnet; quarantine IPs are allocated from it (R6).
+    #[schemars(with = "String")]
     pub subnet: IpNet,
 }
 
 /// Kind of antivirus management server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AvKind {
     /// Trend Micro OfficeScan / Apex Central.
@@ -91,7 +93,7 @@ pub enum AvKind {
 }
 
 /// User name and password a simulator accepts and an adapter presents.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     /// Login name.
@@ -101,7 +103,7 @@ pub struct Credentials {
 }
 
 /// An antivirus management server.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AvServer {
     /// Unique device name; detections name it as their `source`.
@@ -116,11 +118,12 @@ pub struct AvServer {
     /// Simulated delivery variation (the lab only): each notification reaches the engine a
     /// draw in `[0, jitter]` from the run's seed after it is sent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub jitter: Option<Duration>,
 }
 
 /// Kind of hypervisor manager.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HypervisorKind {
     /// VMware vCenter (vSphere Automation REST).
@@ -128,7 +131,7 @@ pub enum HypervisorKind {
 }
 
 /// A hypervisor manager.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HypervisorSpec {
     /// Unique device name.
@@ -140,10 +143,12 @@ pub struct HypervisorSpec {
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub jitter: Option<Duration>,
     /// Network name -> port group id on this manager.
     #[serde(default)]
@@ -158,7 +163,7 @@ fn default_hypervisor_concurrency() -> u32 {
 }
 
 /// Kind of switch API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SwitchKind {
     /// Cisco NX-API JSON-RPC.
@@ -170,7 +175,7 @@ pub enum SwitchKind {
 }
 
 /// A switch adjacent to physical L-Servers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SwitchSpec {
     /// Unique device name.
@@ -182,10 +187,12 @@ pub struct SwitchSpec {
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub jitter: Option<Duration>,
     /// Save running config to startup config after a change (R8).
     #[serde(default)]
@@ -207,7 +214,7 @@ fn default_max_batch() -> u32 {
 }
 
 /// Kind of management controller.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BmcKind {
     /// DMTF Redfish (Fujitsu iRMC and others).
@@ -215,7 +222,7 @@ pub enum BmcKind {
 }
 
 /// A baseboard management controller.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BmcSpec {
     /// Unique device name.
@@ -227,10 +234,12 @@ pub struct BmcSpec {
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub jitter: Option<Duration>,
     /// Login credentials; simulators default to `qlab`/`qlab`.
     #[serde(default)]
@@ -242,7 +251,7 @@ fn default_bmc_concurrency() -> u32 {
 }
 
 /// A tenant and its administrator's email.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Tenant {
     /// Unique tenant name.
@@ -253,7 +262,7 @@ pub struct Tenant {
 }
 
 /// Virtual (behind a hypervisor) or physical (behind switch ports).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LServerKind {
     /// A VM whose vNICs a hypervisor manager moves.
@@ -263,7 +272,7 @@ pub enum LServerKind {
 }
 
 /// One managed server as written in the topology.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LServerSpec {
     /// Folder path such as `/tenant-a/vdi-001`.
@@ -290,7 +299,7 @@ pub struct LServerSpec {
 }
 
 /// One network interface as written in the topology.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NicSpec {
     /// Operation network the NIC lives on.
@@ -311,8 +320,13 @@ pub struct NicSpec {
 }
 
 /// Action taken on a qualifying detection (R5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// As a command-line value (`qlab engine decide --choice`) it is an administrator's choice,
+/// which `none` is not.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum Action {
     /// Move every NIC to its quarantine network.
     Quarantine,
@@ -321,6 +335,7 @@ pub enum Action {
     /// Quarantine, then reset once the quarantine succeeded.
     QuarantineReboot,
     /// Ask the tenant administrator to choose.
+    #[value(skip)]
     None,
 }
 
@@ -348,7 +363,7 @@ impl Action {
 }
 
 /// Policy section (R2, R5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySpec {
     /// Action when no path rule matches.
@@ -377,7 +392,7 @@ impl Default for PolicySpec {
 }
 
 /// Retry policy for transient device errors (R8).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
     /// Most attempts of one device write, the first included.
@@ -385,6 +400,7 @@ pub struct RetrySpec {
     pub attempts: u32,
     /// Wait before the second attempt; doubles on each further attempt.
     #[serde(default = "default_backoff", with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
     pub backoff: Duration,
 }
 
@@ -406,7 +422,7 @@ impl Default for RetrySpec {
 }
 
 /// Engine section (R8, R19).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EngineSpec {
     /// Verify every write with a read (R8).
@@ -414,9 +430,11 @@ pub struct EngineSpec {
     pub verify_writes: bool,
     /// Timeout of one device call (R19).
     #[serde(default = "default_call_timeout", with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
     pub call_timeout: Duration,
     /// Deadline of one operation (R19).
     #[serde(default = "default_operation_deadline", with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
     pub operation_deadline: Duration,
     /// Retries of transient device errors.
     #[serde(default)]
@@ -447,7 +465,7 @@ impl Default for EngineSpec {
 }
 
 /// `[generate]`: many L-Servers without listing them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateSpec {
     /// Virtual L-Servers spread over the hypervisors.

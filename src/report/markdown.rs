@@ -29,7 +29,7 @@ fn ttc(s: &ScenarioReport) -> String {
 }
 
 /// A makespan against its lower bound, with their ratio: the engine's scheduling efficiency
-/// (semantics.md, "Measures"; reports/README.md for the two pairs).
+/// (`docs/measures.md`; reports/README.md for the two pairs).
 fn against_bound(makespan_ms: u64, bound_ms: u64) -> String {
     if makespan_ms == 0 && bound_ms == 0 {
         return "–".into();

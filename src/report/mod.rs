@@ -1,4 +1,4 @@
-//! report.json, junit.xml and summary.md (formats.md, "Reports").
+//! report.json, junit.xml and summary.md (`docs/formats/reports.md`).
 //!
 //! A [`RunReport`] is plain data the runner fills in; [`write_reports`] renders it three ways:
 //! report.json for machines (schema `qlab.report/v1`, stable key order), junit.xml for CI
@@ -10,6 +10,7 @@ mod markdown;
 use std::io;
 use std::path::Path;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, Serializer};
 
 pub use crate::check::{ExpectationVerdict, InvariantVerdict, Measures, Status, Summary};
@@ -21,7 +22,7 @@ pub use markdown::render_summary;
 pub const SCHEMA: &str = "qlab.report/v1";
 
 /// How one scenario run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ScenarioStatus {
     /// Every invariant and expectation held (or exactly the expected violations showed).
@@ -44,7 +45,7 @@ impl ScenarioStatus {
 }
 
 /// One scenario run in one mode: an element of report.json's `scenarios`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ScenarioReport {
     /// Scenario name.
     pub name: String,
@@ -98,7 +99,7 @@ impl ScenarioReport {
 }
 
 /// The counts of report.json's `summary`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct RunSummary {
     /// Scenario runs.
     pub scenarios: usize,
@@ -158,17 +159,35 @@ impl RunReport {
     }
 }
 
-/// report.json's top level, in the key order of formats.md.
-#[derive(Serialize)]
+/// report.json's top level, in the documented key order (`docs/formats/reports.md`).
+#[derive(Serialize, JsonSchema)]
+#[schemars(rename = "RunReport")]
 struct ReportJson<'a> {
+    /// Always `qlab.report/v1`.
+    #[schemars(extend("const" = SCHEMA))]
     schema: &'static str,
+    /// `CARGO_PKG_VERSION` of qlab.
     tool_version: &'a str,
+    /// Commit qlab was built from (`unknown` when not known).
     git_sha: &'a str,
+    /// RFC 3339 start time.
     started_at: &'a str,
+    /// `--mode`: `sim`, `wire` or `both`.
     mode: &'a str,
+    /// `--seed`, when given (each scenario records the seed it used).
     seed: Option<u64>,
+    /// Counts derived from `scenarios`.
     summary: RunSummary,
+    /// Every scenario run, in run order.
     scenarios: &'a [ScenarioReport],
+}
+
+/// The JSON Schema of report.json under `settings` (`src/schema.rs` publishes it).
+pub fn json_schema(settings: schemars::generate::SchemaSettings) -> serde_json::Value {
+    settings
+        .into_generator()
+        .into_root_schema_for::<ReportJson<'static>>()
+        .to_value()
 }
 
 impl Serialize for RunReport {

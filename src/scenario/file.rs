@@ -1,4 +1,4 @@
-//! The scenario file of `spec/formats.md` ("Scenario") as plain serde data.
+//! The scenario file (`docs/formats/scenario.md`) as plain serde data.
 //!
 //! Every struct denies unknown keys, so a misspelt key is an error with its line, never a
 //! silently ignored setting. Values that need the topology to be judged (device names, paths,
@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::load::Mode;
@@ -16,7 +17,7 @@ use crate::model::Category;
 use crate::sim::faults::FaultSpec;
 
 /// A whole scenario file, as written. Not `Eq`: `[expect]` holds a float ratio.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioFile {
     /// Unique name in the library; reports and `--name` use it.
@@ -37,6 +38,7 @@ pub struct ScenarioFile {
     pub seed: u64,
     /// How long the run goes on after the last event; the operation deadline when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub settle: Option<Duration>,
     /// What happens, and when.
     #[serde(default)]
@@ -53,11 +55,12 @@ pub struct ScenarioFile {
 /// must be set;
 /// they are separate optional keys (not a serde enum) so that an event with two actions or none
 /// gets a message that says so, rather than serde's generic "data did not match any variant".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EventFile {
     /// Run time of the event.
     #[serde(with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
     pub at: Duration,
     /// An AV server reports a detection.
     #[serde(default)]
@@ -74,6 +77,7 @@ pub struct EventFile {
     pub crash: Option<String>,
     /// For `crash`: how long the engine stays down; 1 s when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub restart_after: Option<Duration>,
     /// Remove faults: `"all"` or one device name.
     #[serde(default)]
@@ -81,7 +85,7 @@ pub struct EventFile {
 }
 
 /// `detect = { ... }`: a detection as the AV server sends it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DetectFile {
     /// AV server name from the topology.
@@ -105,7 +109,7 @@ pub struct DetectFile {
 }
 
 /// `outbreak = { ... }`: one detection per L-Server whose path starts with `lservers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OutbreakFile {
     /// AV server name from the topology.
@@ -114,6 +118,7 @@ pub struct OutbreakFile {
     pub lservers: String,
     /// Time from the first detection (at the event's `at`) to the last; `0s` when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub over: Option<Duration>,
     /// Threat name of every detection.
     pub threat: String,
@@ -127,7 +132,7 @@ fn default_category() -> Category {
 }
 
 /// What an administrator's command does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandAction {
     /// Manual quarantine (R12).
@@ -139,7 +144,7 @@ pub enum CommandAction {
 }
 
 /// `command = { ... }`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CommandFile {
     /// What to do.

@@ -40,7 +40,7 @@ pub struct Selection {
     pub mutant: Option<Mutant>,
     /// Modes to run, each scenario in those it allows.
     pub modes: Vec<Mode>,
-    /// Wire mode's time scale (formats.md: default 0.05).
+    /// Wire mode's time scale (`docs/formats/scenario.md`: default 0.05).
     pub time_scale: f64,
 }
 

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::file;
@@ -35,8 +36,10 @@ pub type ScenarioError = TopologyError;
 /// mistake or hostile, so never read more than this.
 pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
 
-/// How a scenario runs (formats.md, "Modes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// How a scenario runs (`docs/formats/scenario.md`, "Modes").
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// In one process on a paused virtual clock, deterministic from the seed.

@@ -1,7 +1,7 @@
 //! Generated detections: the `outbreak = { ... }` event, one detection per L-Server under a path
 //! prefix, so a 10,000-L-Server outbreak is a short scenario file.
 //!
-//! formats.md lists `detect`, `command`, `crash` and `heal`; this event kind is the lab's
+//! The scenario format lists `detect`, `command`, `crash` and `heal`; this event kind is the lab's
 //! extension (documented in `scenarios/README.md`, "Format extensions"). It expands into plain
 //! detections only when the runner builds its timeline ([`super::runner::build_timeline`], used by
 //! both the sim and the wire runner), so the loaded scenario stays small and both modes send

@@ -24,7 +24,8 @@ use crate::sim::{Recorder, SimWorld};
 /// A deliberately broken engine, used only to prove that the checkers bite (tests/checkers_bite.rs,
 /// `qlab explore --mutant`). Each breaks one rule from outside the engine, through its ports or
 /// its journal, so the engine itself carries no test-only code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// On the command line (`--mutant`, hidden) it is spelt as [`Mutant::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Mutant {
     /// Trusts the device's ok without the verifying read (should trip INV-1).
     TrustDevice,

@@ -1,14 +1,15 @@
-//! The fault plan of a scenario (`[[faults]]` in formats.md) as data. The device models decide
+//! The fault plan of a scenario (`[[faults]]` in `docs/formats/scenario.md`) as data. The device models decide
 //! faults from it, so the in-process face and the wire face fail the same way.
 
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::model::duration;
 
 /// A device call a fault can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallKind {
     /// Hypervisor session login.
@@ -48,9 +49,13 @@ impl CallKind {
     }
 }
 
-/// What a fault does (formats.md, "Faults").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// What a fault does (`docs/formats/scenario.md`, "Fault effects"). As a command-line value
+/// (`qlab explore --effects`) only the effects sim mode can play are offered.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, clap::ValueEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
 pub enum FaultEffect {
     /// Error reply, not applied.
     Reject,
@@ -81,8 +86,10 @@ pub enum FaultEffect {
     /// It arrives after later ones.
     Reorder,
     /// Wire only: connection reset after the request is sent.
+    #[value(skip)]
     Reset,
     /// Wire only: the connection swallows everything.
+    #[value(skip)]
     Blackhole,
 }
 
@@ -113,7 +120,7 @@ const DEVICE_CALLS: &[CallKind] = &[
 
 impl FaultEffect {
     /// The calls this effect can act on. The loader refuses a fault whose `call` is not among
-    /// them (formats.md: an effect that cannot apply to its call is an input error), and the
+    /// them (`docs/formats/scenario.md`: an effect that cannot apply to its call is an input error), and the
     /// fault plan never uses a rule up on a call outside them. `reboot_loses_unsaved` acts on no
     /// call: it is scheduled at its `from`.
     pub fn calls(self) -> &'static [CallKind] {
@@ -172,7 +179,7 @@ impl FaultEffect {
 }
 
 /// Narrows a fault to some objects.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultMatch {
     /// VM id.
@@ -190,7 +197,7 @@ pub struct FaultMatch {
 }
 
 /// One `[[faults]]` entry. Not `Eq`: `probability` is a float.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FaultSpec {
     /// Hypervisor, switch, BMC or AV server name.
@@ -205,15 +212,18 @@ pub struct FaultSpec {
     pub times: Option<u32>,
     /// Start of the active window (run time); the start of the run when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub from: Option<Duration>,
     /// End of the active window; the end of the run when absent.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub until: Option<Duration>,
     /// Which objects.
     #[serde(default, rename = "match")]
     pub matcher: FaultMatch,
     /// For `delay` and the timeouts.
     #[serde(default, with = "duration::option")]
+    #[schemars(with = "Option<crate::model::duration::Text>")]
     pub delay: Option<Duration>,
     /// Chance (0 to 1) that a matching call is affected, drawn from the run's seed; every
     /// matching call when absent.

@@ -2,7 +2,7 @@
 //! switch, BMC, AV server), the fault plan that decides how each call fails, and the recorder
 //! that turns every call and device-truth change into the run's history.
 //!
-//! Layout (architecture.md, "One model, two faces"):
+//! Layout (`ARCHITECTURE.md`, "Wire mode in one page"):
 //! - `hypervisor`, `switch`, `bmc`: plain state machines, no clock, no faults;
 //! - `plan`: the scenario's `[[faults]]` at run time and the one decision every call takes;
 //! - `world`: [`SimWorld`], the models behind one lock and the call protocol ([`SimWorld::call`]:

@@ -1,4 +1,4 @@
-//! The run's seeded randomness (semantics.md, "Seeded randomness").
+//! The run's seeded randomness (`docs/invariants.md`, "Seeded randomness").
 //!
 //! One generator per run, split per purpose: draw `n` of purpose `p` is the first 8 bytes of
 //! SHA-256(seed, p, n), so every purpose (a device's latency jitter, a fault's probability, the

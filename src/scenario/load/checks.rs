@@ -28,7 +28,7 @@ macro_rules! at {
 mod expect;
 mod faults;
 
-/// Down time of a crashed engine when `restart_after` is absent (formats.md).
+/// Down time of a crashed engine when `restart_after` is absent (`docs/formats/scenario.md`).
 const DEFAULT_RESTART_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One broken rule, at a key path.
@@ -119,7 +119,7 @@ enum DeviceKind {
 }
 
 impl DeviceKind {
-    /// Calls the device family serves (formats.md, `[[faults]]`).
+    /// Calls the device family serves (`docs/formats/scenario.md`, "Fault effects").
     fn calls(self) -> &'static [CallKind] {
         match self {
             DeviceKind::Hypervisor => &[

@@ -28,7 +28,7 @@ use crate::adapters::DeviceError;
 use crate::model::Credentials;
 use proxy::{FaultProxy, FAULT_HEADER};
 
-/// User and password the simulators accept when the topology sets none (formats.md).
+/// User and password the simulators accept when the topology sets none (`docs/formats/topology.md`).
 pub const DEFAULT_USER: &str = "qlab";
 /// See [`DEFAULT_USER`].
 pub const DEFAULT_PASSWORD: &str = "qlab";

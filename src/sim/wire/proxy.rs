@@ -1,4 +1,4 @@
-//! A TCP fault proxy for the wire transport faults of formats.md: `reset` (the request reaches
+//! A TCP fault proxy for the wire transport faults of `docs/formats/scenario.md`: `reset` (the request reaches
 //! the device, then the client's connection is reset, so the client cannot know whether it was
 //! applied) and `blackhole` (nothing comes back).
 //!

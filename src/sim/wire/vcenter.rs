@@ -1,5 +1,5 @@
 //! The vCenter protocol simulator: the vSphere Automation REST subset the real client speaks
-//! (reference/vendor-protocols.md), served over the world's hypervisor model so wire mode fails
+//! (VMware's vSphere Automation REST API reference), served over the world's hypervisor model so wire mode fails
 //! exactly like sim mode.
 //!
 //! - `POST /api/session` (Basic auth) → 201 `"<token>"`; `DELETE /api/session` logs out.

@@ -7,7 +7,7 @@ use crate::engine::AlertCode;
 use crate::model::load::KeySeg;
 use crate::model::LServer;
 
-/// Outcomes `expect.lservers.<path>.outcome` may name (formats.md).
+/// Outcomes `expect.lservers.<path>.outcome` may name (`docs/formats/scenario.md`, "Outcomes").
 const OUTCOMES: [&str; 9] = [
     "quarantined",
     "quarantine_failed",
