@@ -219,12 +219,26 @@ fn excerpt(record: &RunRecord, failures: &[String]) -> Vec<String> {
     let line = |e: &crate::model::history::HistoryEvent| {
         serde_json::to_string(e).unwrap_or_else(|_| format!("{e:?}"))
     };
-    let mut lines: Vec<String> = record
-        .history
-        .iter()
-        .map(line)
-        .filter(|l| named.iter().any(|n| l.contains(&format!("\"{n}\""))))
-        .collect();
+    // An invoke about a named L-Server brings its return along (a return names only its call).
+    let mut calls = std::collections::HashSet::new();
+    let mut lines: Vec<String> = Vec::new();
+    for e in &record.history {
+        let l = line(e);
+        let about = named.iter().any(|n| l.contains(&format!("\"{n}\"")));
+        match &e.kind {
+            EventKind::Invoke { call, .. } if about => {
+                calls.insert(*call);
+            }
+            EventKind::Return { call, .. } if calls.contains(call) => {
+                lines.push(l);
+                continue;
+            }
+            _ => {}
+        }
+        if about {
+            lines.push(l);
+        }
+    }
     if lines.is_empty() {
         lines = record.history.iter().map(line).collect();
     }
@@ -484,7 +498,7 @@ fn timeline_svg(t: &Timeline) -> String {
             "<line class=\"grid\" x1=\"{x:.1}\" y1=\"0\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\">{at} ms</text>",
             height - 12.0,
-            (x - 20.0).max(LABEL),
+            (x - 20.0).clamp(LABEL, WIDTH - 60.0),
             height - 2.0
         );
     }
