@@ -90,7 +90,11 @@ fn workflow_builds_once_runs_every_shard_merges_and_gates() {
             .is_some_and(|p| p.contains("reports/merged/report.html"))
     });
     assert!(html_uploaded, "report.html uploaded");
-    assert_eq!(s(&merge["if"]), "always()", "merge even when a shard failed");
+    assert_eq!(
+        s(&merge["if"]),
+        "always()",
+        "merge even when a shard failed"
+    );
 }
 
 /// The argument line of a container (`sh -c LINE`).
@@ -129,7 +133,13 @@ fn k8s_indexed_jobs_turn_the_completion_index_into_every_shard_once() {
         let mut dirs = Vec::new();
         for i in 0..n {
             let l = expand(&line, i);
-            let shard = l.split("--shard \"").nth(1).unwrap().split('"').next().unwrap();
+            let shard = l
+                .split("--shard \"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
             shards.push(shard.to_string());
             dirs.push(
                 l.split("--report-dir \"")
@@ -176,7 +186,10 @@ fn k8s_indexed_jobs_turn_the_completion_index_into_every_shard_once() {
 #[test]
 fn dockerfile_copies_what_exists_and_runs_qlab() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    for line in text.lines().filter(|l| l.starts_with("COPY ") && !l.contains("--from")) {
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
         let parts: Vec<&str> = line
             .split_whitespace()
             .skip(1)

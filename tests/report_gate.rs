@@ -75,6 +75,15 @@ fn write_json(dir: &Path, value: &Value) {
     .unwrap();
 }
 
+/// `qlab report merge DIRS... --out OUT EXTRA...`.
+fn merge(dirs: &[&PathBuf], out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["report", "merge"];
+    args.extend(dirs.iter().map(|d| path(d)));
+    args.extend(["--out", path(out)]);
+    args.extend(extra);
+    qlab(&args)
+}
+
 fn shards(tmp: &Path, n: usize, extra: &[&str]) -> Vec<PathBuf> {
     (1..=n)
         .map(|k| {
@@ -102,10 +111,7 @@ fn inv11_three_shards_merged_equal_one_unsharded_run() {
         assert_eq!(r["shard"]["assignment"], "hash");
     }
     let merged = tmp.path().join("merged");
-    let mut args = vec!["report", "merge"];
-    args.extend(dirs.iter().map(|d| path(d)));
-    args.extend(["--out", path(&merged)]);
-    let out = qlab(&args);
+    let out = merge(&dirs.iter().collect::<Vec<_>>(), &merged, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let m = report(&merged);
     let w = report(&whole);
@@ -122,37 +128,19 @@ fn inv11_three_shards_merged_equal_one_unsharded_run() {
     assert!(html.matches("<svg").count() >= n, "timelines kept");
 
     // A missing shard is named and refused…
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&dirs[2]),
-        "--out",
-        path(&tmp.path().join("partial")),
-    ]);
+    let out = merge(&[&dirs[0], &dirs[2]], &tmp.path().join("partial"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("missing shards: 2/3"), "{}", text(&out));
     // …unless asked for, then it is a warning.
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&dirs[2]),
-        "--allow-missing",
-        "--out",
-        path(&tmp.path().join("partial")),
-    ]);
+    let out = merge(
+        &[&dirs[0], &dirs[2]],
+        &tmp.path().join("partial"),
+        &["--allow-missing"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("warning: missing shards: 2/3"));
     // A shard given twice overlaps.
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&dirs[0]),
-        "--out",
-        path(&tmp.path().join("twice")),
-    ]);
+    let out = merge(&[&dirs[0], &dirs[0]], &tmp.path().join("twice"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("overlap"), "{}", text(&out));
 }
@@ -164,14 +152,7 @@ fn merge_refuses_reports_of_different_builds() {
     let mut other = report(&dirs[1]);
     other["git_sha"] = Value::from("0000000000000000000000000000000000000000");
     write_json(&dirs[1], &other);
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&dirs[1]),
-        "--out",
-        path(&tmp.path().join("m")),
-    ]);
+    let out = merge(&[&dirs[0], &dirs[1]], &tmp.path().join("m"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out).contains("different builds: git_sha"),
@@ -184,14 +165,7 @@ fn merge_refuses_reports_of_different_builds() {
     other["git_sha"] = report(&dirs[0])["git_sha"].clone();
     other["binary_sha256"] = Value::from("ff".repeat(32));
     write_json(&dirs[1], &other);
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&dirs[1]),
-        "--out",
-        path(&tmp.path().join("m")),
-    ]);
+    let out = merge(&[&dirs[0], &dirs[1]], &tmp.path().join("m"), &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).contains("binary_sha256"), "{}", text(&out));
 }
@@ -207,23 +181,16 @@ fn durations_balance_shards_and_still_merge_whole() {
         assert_eq!(report(d)["shard"]["assignment"], "durations");
     }
     let merged = tmp.path().join("merged");
-    let mut args = vec!["report", "merge"];
-    args.extend(dirs.iter().map(|d| path(d)));
-    args.extend(["--out", path(&merged)]);
-    let out = qlab(&args);
+    let out = merge(&dirs.iter().collect::<Vec<_>>(), &merged, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert_eq!(verdicts(&report(&merged)), verdicts(&report(&whole)));
     // Shards split by durations and by hash do not belong together.
     let hashed = shards(&tmp.path().join("h"), 3, &[]);
-    let out = qlab(&[
-        "report",
-        "merge",
-        path(&dirs[0]),
-        path(&hashed[1]),
-        path(&hashed[2]),
-        "--out",
-        path(&tmp.path().join("mixed")),
-    ]);
+    let out = merge(
+        &[&dirs[0], &hashed[1], &hashed[2]],
+        &tmp.path().join("mixed"),
+        &[],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
