@@ -440,7 +440,7 @@ fn main() -> ExitCode {
                 strict_faults,
                 retries: retries.min(MAX_RETRIES),
                 fail_once,
-                keep_record: true,
+                on_record: None,
             };
             let selection = Selection {
                 paths,
@@ -955,7 +955,24 @@ fn run(
             None => eprintln!("{line}"),
         }
     };
-    let results = library::run_selected_opts(&scenarios, selection, options, &progress);
+    // Each run's timeline is drawn as it finishes; its history is dropped right after.
+    let timelines: std::sync::Mutex<
+        std::collections::HashMap<(String, Mode), report::html::Timeline>,
+    > = Default::default();
+    let keep = |scenario: &quarantine_lab::scenario::load::Scenario,
+                r: &ScenarioResult,
+                record: &quarantine_lab::model::history::RunRecord| {
+        let t = timeline_of(scenario, r, record);
+        timelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((r.name.clone(), r.mode), t);
+    };
+    let options = library::RunOptions {
+        on_record: Some(&keep),
+        ..options.clone()
+    };
+    let results = library::run_selected_opts(&scenarios, selection, &options, &progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -973,9 +990,10 @@ fn run(
         shard: shard_info,
         scenarios: results.iter().map(to_report).collect(),
     };
+    let mut by_run = timelines.into_inner().unwrap_or_else(|e| e.into_inner());
     let timelines: Vec<Option<report::html::Timeline>> = results
         .iter()
-        .map(|r| timeline_of(r, &scenarios, selection.time_scale))
+        .map(|r| by_run.remove(&(r.name.clone(), r.mode)))
         .collect();
     drop(results);
     let html = report::html::render_html(&report, &timelines);
@@ -1039,23 +1057,15 @@ fn status_word(status: ResultStatus) -> &'static str {
     }
 }
 
-/// The timeline report.html draws for one result: its record, with the windows of its
-/// scenario's faults (scaled like wire mode scales them).
+/// The timeline report.html draws for one run: its record, with the windows of its scenario's
+/// faults. Histories are on the scenario's clock in both modes (wire mode divides its times by
+/// the time scale again), so the windows are taken as written.
 fn timeline_of(
+    scenario: &quarantine_lab::scenario::load::Scenario,
     r: &ScenarioResult,
-    scenarios: &[quarantine_lab::scenario::load::Scenario],
-    time_scale: f64,
-) -> Option<report::html::Timeline> {
-    let record = r.record.as_ref()?;
-    let scenario = scenarios
-        .iter()
-        .find(|s| s.name == r.name && s.file == r.file)?;
-    let scale = if r.mode == Mode::Wire {
-        time_scale
-    } else {
-        1.0
-    };
-    let ms = |d: Duration| (d.as_secs_f64() * 1000.0 * scale) as u64;
+    record: &quarantine_lab::model::history::RunRecord,
+) -> report::html::Timeline {
+    let ms = |d: Duration| d.as_millis() as u64;
     let windows = scenario
         .faults
         .iter()
@@ -1063,10 +1073,7 @@ fn timeline_of(
         .map(|(index, f)| report::html::FaultWindow {
             index,
             device: f.device.clone(),
-            effect: serde_json::to_value(f.effect)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_else(|| format!("{:?}", f.effect)),
+            effect: f.effect.as_str().to_string(),
             from_ms: f.from.map_or(0, ms),
             until_ms: f.until.map(ms),
         })
@@ -1076,12 +1083,7 @@ fn timeline_of(
     } else {
         r.failures()
     };
-    Some(report::html::Timeline::build(
-        &scenario.site,
-        record,
-        windows,
-        &failures,
-    ))
+    report::html::Timeline::build(&scenario.site, record, windows, &failures)
 }
 
 /// SHA-256 of this executable, naming the build in report.json.

@@ -62,17 +62,21 @@ pub enum ResultStatus {
     Flaky,
 }
 
+/// Called with each finished attempt's record (history and final state) before it is dropped:
+/// report.html keeps a timeline of it, so a large library never holds every history at once.
+pub type RecordHook<'a> = &'a (dyn Fn(&Scenario, &ScenarioResult, &RunRecord) + Sync);
+
 /// How `qlab run` runs each selected scenario beyond the selection itself.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
+#[derive(Clone, Default)]
+pub struct RunOptions<'a> {
     /// A declared fault that never fired fails the run (`--strict-faults`).
     pub strict_faults: bool,
     /// Runs again after a failure, at most this many times (`--retries`).
     pub retries: u32,
     /// Test hook (`--fail-once`): the first attempt of the scenario of this name fails.
     pub fail_once: Option<String>,
-    /// Keep each run's record (history and final state) in its result, for report.html.
-    pub keep_record: bool,
+    /// Sees each attempt's record; the last call for a scenario run is the attempt reported.
+    pub on_record: Option<RecordHook<'a>>,
 }
 
 /// An attempt that failed or errored and was run again.
@@ -115,8 +119,6 @@ pub struct ScenarioResult {
     pub faults: Vec<FaultAccount>,
     /// Attempts before this one that failed, under `--retries`.
     pub retries: Vec<AttemptResult>,
-    /// The run's history and final state, when [`RunOptions::keep_record`] asked for it.
-    pub record: Option<RunRecord>,
 }
 
 impl ScenarioResult {
@@ -199,7 +201,7 @@ pub fn run_selected_with(
     run_selected_opts(scenarios, selection, &options, progress)
 }
 
-/// [`run_selected`] with `qlab run`'s options (strict faults, retries, records kept).
+/// [`run_selected`] with `qlab run`'s options (strict faults, retries, the record hook).
 pub fn run_selected_opts(
     scenarios: &[Scenario],
     selection: &Selection,
@@ -307,7 +309,6 @@ fn run_one(
         error: None,
         faults: Vec::new(),
         retries: Vec::new(),
-        record: None,
     };
     let first = match run(scenario) {
         Ok(run) => run,
@@ -354,10 +355,10 @@ fn run_one(
     result.check = Some(report);
     result.history_digest = first.history_digest;
     result.faults = first.faults;
-    if options.keep_record {
-        result.record = Some(first.record);
-    }
     result.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(hook) = options.on_record {
+        hook(scenario, &result, &first.record);
+    }
     result
 }
 
