@@ -522,3 +522,22 @@ fn report_html_is_self_contained_and_shows_a_failed_scenario() {
     assert!(section.contains("class=\"win\""), "{section}");
     assert!(section.contains("class=\"fail\""), "{section}");
 }
+
+#[test]
+fn report_html_of_outbreak_10000_aggregates_and_stays_small() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("outbreak");
+    let out = qlab(&[
+        "run",
+        "scenarios/outbreak/outbreak-10000.toml",
+        "--report-dir",
+        path(&dir),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    // 10,000 L-Servers and tens of thousands of calls: drawn as columns, not one by one.
+    assert!(html.len() < 1024 * 1024, "{} bytes", html.len());
+    assert!(html.contains(" calls</title>"), "call lanes aggregated");
+    assert!(html.contains("Time to contain, 10000 L-Servers"));
+    assert!(html.matches("<rect").count() < 20_000);
+}
