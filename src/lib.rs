@@ -9,6 +9,7 @@ pub mod check;
 pub mod daemon;
 pub mod engine;
 pub mod explore;
+pub mod gate;
 pub mod ingest;
 pub mod model;
 pub mod report;

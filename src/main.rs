@@ -107,6 +107,39 @@ enum Command {
         /// Checker self-test: run a deliberately broken engine.
         #[arg(long, hide = true, value_enum)]
         mutant: Option<Mutant>,
+        /// Balance --shard by the durations in a previous report.json (longest first to the
+        /// emptiest shard); without it, shards split by a stable hash of the scenario name.
+        #[arg(long, requires = "shard")]
+        durations: Option<PathBuf>,
+        /// Run a failed scenario again, up to N times; failed then passed is `flaky`.
+        #[arg(long, default_value_t = 0)]
+        retries: u32,
+        /// Test hook: the first attempt of the scenario of this name fails.
+        #[arg(long, hide = true)]
+        fail_once: Option<String>,
+    },
+    /// Report folders: merge the shards of a run.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
+    /// Compares a run with a baseline; fails on a regression (see --help).
+    ///
+    /// Fails (exit 1) on a new failure, a new flaky scenario, a scenario missing from the run,
+    /// a fault that stopped firing, or time-to-contain p99 or a makespan ratio worse than the
+    /// baseline beyond its threshold: exactly in sim mode, by a 95 % confidence interval over
+    /// repeated runs in wire mode (give one REPORT per run). Prints why in one table. Exit 2 on
+    /// unreadable input.
+    Gate {
+        /// The baseline file (reports/baselines/*.json).
+        #[arg(long)]
+        baseline: PathBuf,
+        /// Report folders (or report.json files): one run, or repeated runs.
+        #[arg(required = true)]
+        reports: Vec<PathBuf>,
+        /// Write the baseline from these reports instead of gating (keeps its thresholds).
+        #[arg(long)]
+        update: bool,
     },
     /// Explores generated scenarios: random schedules and faults, every invariant checked.
     ///
@@ -314,6 +347,25 @@ enum EngineCommand {
 }
 
 #[derive(Subcommand)]
+enum ReportCommand {
+    /// Merges shard reports (report.json, junit.xml, summary.md, report.html) into one.
+    ///
+    /// Refuses reports of different builds or runs and overlapping shards; names missing
+    /// shards. Exit 0 merged, 1 refused, 2 unreadable input.
+    Merge {
+        /// The shards' report folders.
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// Where the merged reports go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Merge even when shards are missing (they are listed as warnings).
+        #[arg(long)]
+        allow_missing: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum SimCommand {
     /// Starts every simulator of a topology on 127.0.0.1 and prints one JSON ready line.
     Serve {
@@ -388,6 +440,9 @@ fn main() -> ExitCode {
             check_determinism,
             strict_faults,
             mutant,
+            durations,
+            retries,
+            fail_once,
         } => {
             let modes = match mode {
                 ModeArg::Sim => vec![Mode::Sim],
@@ -406,11 +461,25 @@ fn main() -> ExitCode {
                 }
             };
             let jobs = jobs.unwrap_or_else(default_jobs);
+            let durations = match durations.as_deref().map(RunReport::read).transpose() {
+                Ok(d) => d.map(|r| report::shard::durations_of(&r)),
+                Err(e) => {
+                    eprintln!("error: --durations: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let options = library::RunOptions {
+                strict_faults,
+                retries: retries.min(MAX_RETRIES),
+                fail_once,
+                on_record: None,
+            };
             let selection = Selection {
                 paths,
                 tags,
                 name,
-                shard,
+                // `run` splits shards itself (report::shard): by hash or by durations.
+                shard: None,
                 seed,
                 check_determinism,
                 jobs,
@@ -418,8 +487,21 @@ fn main() -> ExitCode {
                 modes,
                 time_scale,
             };
-            run(&selection, strict_faults, &report_dir)
+            run(&selection, &options, shard, durations.as_ref(), &report_dir)
         }
+        Command::Report {
+            command:
+                ReportCommand::Merge {
+                    dirs,
+                    out,
+                    allow_missing,
+                },
+        } => merge_command(&dirs, &out, allow_missing),
+        Command::Gate {
+            baseline,
+            reports,
+            update,
+        } => gate_command(&baseline, &reports, update),
         Command::Scenario {
             command: ScenarioCommand::Validate { paths },
         } => match load_all(&paths) {
@@ -837,13 +919,45 @@ fn parse_shard(text: &str) -> Result<(usize, usize), String> {
     Ok((k, n))
 }
 
-fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path) -> ExitCode {
+/// Most `--retries`: a scenario that fails more often than this is not flaky.
+const MAX_RETRIES: u32 = 10;
+
+fn run(
+    selection: &Selection,
+    options: &library::RunOptions,
+    shard: Option<(usize, usize)>,
+    durations: Option<&std::collections::HashMap<String, u64>>,
+    report_dir: &std::path::Path,
+) -> ExitCode {
     let scenarios = match library::select(selection) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
+    };
+    let runs_of = |s: &quarantine_lab::scenario::load::Scenario| {
+        selection.modes.iter().filter(|m| s.runs_in(**m)).count()
+    };
+    let selected: usize = scenarios.iter().map(runs_of).sum();
+    let shard_info = shard.map(|(k, n)| report::ShardInfo {
+        index: k,
+        count: n,
+        selected,
+        assignment: report::shard::assignment_name(durations).into(),
+    });
+    let scenarios = match shard {
+        Some((k, n)) => {
+            let names: Vec<&str> = scenarios.iter().map(|s| s.name.as_str()).collect();
+            let shards = report::shard::assign(&names, n, durations);
+            scenarios
+                .into_iter()
+                .zip(shards)
+                .filter(|(_, s)| *s == k)
+                .map(|(s, _)| s)
+                .collect()
+        }
+        None => scenarios,
     };
     let total = scenarios.len() as u64;
     let bar = std::io::stderr().is_terminal().then(|| {
@@ -872,7 +986,24 @@ fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path)
             None => eprintln!("{line}"),
         }
     };
-    let results = library::run_selected_with(&scenarios, selection, strict_faults, &progress);
+    // Each run's timeline is drawn as it finishes; its history is dropped right after.
+    let timelines: std::sync::Mutex<
+        std::collections::HashMap<(String, Mode), report::html::Timeline>,
+    > = Default::default();
+    let keep = |scenario: &quarantine_lab::scenario::load::Scenario,
+                r: &ScenarioResult,
+                record: &quarantine_lab::model::history::RunRecord| {
+        let t = timeline_of(scenario, r, record);
+        timelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((r.name.clone(), r.mode), t);
+    };
+    let options = library::RunOptions {
+        on_record: Some(&keep),
+        ..options.clone()
+    };
+    let results = library::run_selected_opts(&scenarios, selection, &options, &progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
@@ -886,9 +1017,21 @@ fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path)
             _ => "both".into(),
         },
         seed: selection.seed,
+        binary_sha256: binary_sha256(),
+        shard: shard_info,
         scenarios: results.iter().map(to_report).collect(),
     };
-    if let Err(e) = report::write_reports(report_dir, &report) {
+    let mut by_run = timelines.into_inner().unwrap_or_else(|e| e.into_inner());
+    let timelines: Vec<Option<report::html::Timeline>> = results
+        .iter()
+        .map(|r| by_run.remove(&(r.name.clone(), r.mode)))
+        .collect();
+    drop(results);
+    let html = report::html::render_html(&report, &timelines);
+    drop(timelines);
+    if let Err(e) = report::write_reports(report_dir, &report)
+        .and_then(|()| std::fs::write(report_dir.join("report.html"), html))
+    {
         eprintln!(
             "error: cannot write reports to {}: {e}",
             report_dir.display()
@@ -896,11 +1039,7 @@ fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path)
         return ExitCode::from(2);
     }
     let summary = report.summary();
-    for s in report
-        .scenarios
-        .iter()
-        .filter(|s| s.status != ScenarioStatus::Passed)
-    {
+    for s in report.scenarios.iter().filter(|s| !s.status.is_pass()) {
         eprintln!(
             "{} {}: {}",
             s.status.as_str().to_uppercase(),
@@ -909,11 +1048,27 @@ fn run(selection: &Selection, strict_faults: bool, report_dir: &std::path::Path)
         );
         eprintln!("  replay: {}", s.replay);
     }
+    for s in report
+        .scenarios
+        .iter()
+        .filter(|s| s.status == ScenarioStatus::Flaky)
+    {
+        eprintln!(
+            "FLAKY {}: passed on attempt {}",
+            s.name,
+            s.retries.len() + 1
+        );
+    }
     println!(
-        "{} passed, {} failed, {} errored of {} scenarios; reports in {}",
+        "{} passed, {} failed, {} errored{} of {} scenarios; reports in {}",
         summary.passed,
         summary.failed,
         summary.errored,
+        if summary.flaky > 0 {
+            format!(", {} flaky", summary.flaky)
+        } else {
+            String::new()
+        },
         summary.scenarios,
         report_dir.display()
     );
@@ -929,6 +1084,132 @@ fn status_word(status: ResultStatus) -> &'static str {
         ResultStatus::Passed => "PASS",
         ResultStatus::Failed => "FAIL",
         ResultStatus::Errored => "ERROR",
+        ResultStatus::Flaky => "FLAKY",
+    }
+}
+
+/// The timeline report.html draws for one run: its record, with the windows of its scenario's
+/// faults. Histories are on the scenario's clock in both modes (wire mode divides its times by
+/// the time scale again), so the windows are taken as written.
+fn timeline_of(
+    scenario: &quarantine_lab::scenario::load::Scenario,
+    r: &ScenarioResult,
+    record: &quarantine_lab::model::history::RunRecord,
+) -> report::html::Timeline {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let windows = scenario
+        .faults
+        .iter()
+        .enumerate()
+        .map(|(index, f)| report::html::FaultWindow {
+            index,
+            device: f.device.clone(),
+            effect: f.effect.as_str().to_string(),
+            from_ms: f.from.map_or(0, ms),
+            until_ms: f.until.map(ms),
+        })
+        .collect();
+    let failures = if r.status == ResultStatus::Passed {
+        Vec::new()
+    } else {
+        r.failures()
+    };
+    report::html::Timeline::build(&scenario.site, record, windows, &failures)
+}
+
+/// SHA-256 of this executable, naming the build in report.json.
+fn binary_sha256() -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let exe = std::env::current_exe().ok()?;
+    let mut file = std::fs::File::open(exe).ok()?;
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut file, &mut hasher).ok()?;
+    Some(format!("{:x}", hasher.finalize()))
+}
+
+/// `qlab report merge`.
+fn merge_command(dirs: &[PathBuf], out: &std::path::Path, allow_missing: bool) -> ExitCode {
+    for d in dirs {
+        if !d.join("report.json").is_file() {
+            eprintln!("error: {}: no report.json there", d.display());
+            return ExitCode::from(2);
+        }
+    }
+    let merged = match report::merge::merge_dirs(dirs, allow_missing) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    for w in &merged.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Err(e) = report::merge::write_merged(out, &merged) {
+        eprintln!("error: cannot write reports to {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    let summary = merged.report.summary();
+    println!(
+        "merged {} reports: {} passed, {} failed, {} errored, {} flaky of {} scenarios; reports in {}",
+        dirs.len(),
+        summary.passed,
+        summary.failed,
+        summary.errored,
+        summary.flaky,
+        summary.scenarios,
+        out.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// `qlab gate`.
+fn gate_command(baseline: &std::path::Path, reports: &[PathBuf], update: bool) -> ExitCode {
+    use quarantine_lab::gate;
+    let reports = match gate::read_reports(reports) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if update {
+        let policy = if baseline.exists() {
+            match gate::read_baseline(baseline) {
+                Ok(b) => b.policy,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        } else {
+            gate::Policy::default()
+        };
+        let written = gate::baseline_of(&reports, policy);
+        if let Err(e) = gate::write_baseline(baseline, &written) {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+        println!(
+            "baseline {} written: {} runs",
+            baseline.display(),
+            written.runs.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let base = match gate::read_baseline(baseline) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let verdict = gate::gate(&base, &reports);
+    print!("{}", verdict.table());
+    if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -943,6 +1224,7 @@ fn to_report(r: &ScenarioResult) -> ScenarioReport {
             ResultStatus::Passed => ScenarioStatus::Passed,
             ResultStatus::Failed => ScenarioStatus::Failed,
             ResultStatus::Errored => ScenarioStatus::Errored,
+            ResultStatus::Flaky => ScenarioStatus::Flaky,
         },
         duration_ms: r.duration_ms,
         invariants: check.invariants,
@@ -952,6 +1234,19 @@ fn to_report(r: &ScenarioResult) -> ScenarioReport {
         history_digest: r.history_digest.clone(),
         replay: r.replay.clone(),
         error: r.error.clone(),
+        retries: r
+            .retries
+            .iter()
+            .map(|a| report::Attempt {
+                status: match a.status {
+                    ResultStatus::Errored => ScenarioStatus::Errored,
+                    _ => ScenarioStatus::Failed,
+                },
+                duration_ms: a.duration_ms,
+                failures: a.failures.clone(),
+                history_digest: a.history_digest.clone(),
+            })
+            .collect(),
     }
 }
 

@@ -91,6 +91,7 @@ fn scenario(name: &str, failed: bool) -> ScenarioReport {
         history_digest: "sha256:0123abcd".into(),
         replay: format!("qlab run scenarios/{name}.toml --mode sim --seed 7"),
         error: None,
+        retries: Vec::new(),
     }
 }
 
@@ -101,6 +102,8 @@ fn run_report() -> RunReport {
         started_at: "2025-01-02T03:04:05Z".into(),
         mode: "sim".into(),
         seed: None,
+        binary_sha256: None,
+        shard: None,
         scenarios: vec![
             scenario("vcenter-happy-path", false),
             scenario("switch-save-fails", true),

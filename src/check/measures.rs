@@ -235,7 +235,7 @@ pub(crate) fn measure(f: &Facts<'_>, containment: &BTreeMap<&str, Containment>) 
 /// When each L-Server asked to be quarantined got its R9 record update, on the run clock: the
 /// `quarantine-completed` alert, committed with it, or else the OperationFinished `quarantined`
 /// (the alert also times a `quarantine_reboot` whose operation ends only after the reboot).
-fn quarantined_at<'a>(
+pub(crate) fn quarantined_at<'a>(
     f: &Facts<'a>,
     containment: &BTreeMap<&'a str, Containment>,
 ) -> BTreeMap<&'a str, u64> {

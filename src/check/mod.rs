@@ -120,6 +120,36 @@ impl CheckReport {
     }
 }
 
+/// One L-Server asked to be quarantined, for timelines: when the first request arrived, when
+/// its devices had every NIC on quarantine, and when its records said `quarantined` (R9).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainmentMark {
+    /// L-Server path.
+    pub lserver: String,
+    /// Receipt of the first request.
+    pub received_ms: u64,
+    /// Last NIC contained, when that happened.
+    pub contained_ms: Option<u64>,
+    /// R9 confirmation, when that happened.
+    pub confirmed_ms: Option<u64>,
+}
+
+/// The containment and confirmation moments of a run, by L-Server path (the measures' own).
+pub fn containment_marks(site: &Site, run: &RunRecord) -> Vec<ContainmentMark> {
+    let facts = facts::Facts::new(site, run);
+    let containment = measures::containment_times(&facts);
+    let confirmed = measures::quarantined_at(&facts, &containment);
+    containment
+        .iter()
+        .map(|(l, c)| ContainmentMark {
+            lserver: (*l).to_string(),
+            received_ms: c.received_ms,
+            contained_ms: c.contained_ms,
+            confirmed_ms: confirmed.get(l).copied(),
+        })
+        .collect()
+}
+
 /// Checks one run: INV-1 … INV-10, the expectations and the measures.
 pub fn check_run(site: &Site, run: &RunRecord, expect: &Expectations) -> CheckReport {
     let facts = facts::Facts::new(site, run);

@@ -1,18 +1,44 @@
 //! junit.xml: one test suite per mode, one test case per scenario run; a failure carries the
-//! failing verdicts, an errored run an `error` element.
+//! failing verdicts, an errored run an `error` element. A flaky run is a success carrying its
+//! failed attempts as `flakyFailure` / `flakyError` elements (the convention nextest and
+//! Surefire use), so dashboards show it passed and that it did not pass at once.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::time::Duration;
 
-use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
 
-use super::{RunReport, ScenarioReport, ScenarioStatus};
+use super::{Attempt, RunReport, ScenarioReport, ScenarioStatus};
+
+fn rerun(a: &Attempt) -> TestRerun {
+    let kind = if a.status == ScenarioStatus::Errored {
+        NonSuccessKind::Error
+    } else {
+        NonSuccessKind::Failure
+    };
+    let mut rerun = TestRerun::new(kind);
+    rerun
+        .set_time(Duration::from_millis(a.duration_ms))
+        .set_message(format!("{} checks failed", a.failures.len()))
+        .set_type(if kind == NonSuccessKind::Error {
+            "error"
+        } else {
+            "check"
+        })
+        .set_description(a.failures.join("\n"));
+    rerun
+}
 
 fn test_case(s: &ScenarioReport) -> TestCase {
     let failures = s.failures();
     let status = match s.status {
         ScenarioStatus::Passed => TestCaseStatus::success(),
+        ScenarioStatus::Flaky => {
+            let mut status = TestCaseStatus::success();
+            status.add_reruns(s.retries.iter().map(rerun));
+            status
+        }
         ScenarioStatus::Failed => {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
             status
@@ -27,6 +53,7 @@ fn test_case(s: &ScenarioReport) -> TestCase {
                 .set_message(s.error.clone().unwrap_or_else(|| "errored".into()))
                 .set_type("error")
                 .set_description(failures.join("\n"));
+            status.add_reruns(s.retries.iter().map(rerun));
             status
         }
     };

@@ -46,7 +46,21 @@ fn status(s: &ScenarioReport) -> &'static str {
         ScenarioStatus::Passed => "passed",
         ScenarioStatus::Failed => "**failed**",
         ScenarioStatus::Errored => "**errored**",
+        ScenarioStatus::Flaky => "*flaky*",
     }
+}
+
+/// What failed; for a flaky run, what failed in the attempts before the one that passed.
+fn failures_cell(s: &ScenarioReport) -> String {
+    if s.status == ScenarioStatus::Flaky {
+        let earlier: Vec<String> = s.retries.iter().flat_map(|a| a.failures.clone()).collect();
+        return format!(
+            "passed on attempt {}; before: {}",
+            s.retries.len() + 1,
+            earlier.join("; ")
+        );
+    }
+    s.failures().join("; ")
 }
 
 /// summary.md as text.
@@ -63,9 +77,14 @@ pub fn render_summary(report: &RunReport) -> String {
         "qlab {} ({}), started {}, mode {}, seed {}\n",
         report.tool_version, report.git_sha, report.started_at, report.mode, seed
     );
+    let flaky = if summary.flaky > 0 {
+        format!(", {} flaky", summary.flaky)
+    } else {
+        String::new()
+    };
     let _ = writeln!(
         out,
-        "**{} scenarios: {} passed, {} failed, {} errored**\n",
+        "**{} scenarios: {} passed, {} failed, {} errored{flaky}**\n",
         summary.scenarios, summary.passed, summary.failed, summary.errored
     );
     let _ = writeln!(
@@ -85,7 +104,7 @@ pub fn render_summary(report: &RunReport) -> String {
             ttc(s),
             against_bound(m.makespan_ms, m.lower_bound_ms),
             against_bound(m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
-            cell(&s.failures().join("; "))
+            cell(&failures_cell(s))
         );
     }
     let unfired = report.unfired_faults();

@@ -1,11 +1,26 @@
-//! report.json, junit.xml and summary.md (`docs/formats/reports.md`).
+//! report.json, junit.xml, summary.md and report.html (`docs/formats/reports.md`).
 //!
 //! A [`RunReport`] is plain data the runner fills in; [`write_reports`] renders it three ways:
 //! report.json for machines (schema `qlab.report/v1`, stable key order), junit.xml for CI
-//! dashboards, summary.md for a person reading a CI log or a pull request.
+//! dashboards, summary.md for a person reading a CI log or a pull request; [`html`] adds
+//! report.html from the runs' timelines. [`merge`] joins the reports of shards, [`shard`] decides
+//! which shard runs what.
+//!
+//! Decisions where the spec is silent:
+//! - A scenario that failed (or errored) and then passed on a retry is `flaky`; its earlier
+//!   attempts are listed under `retries` and its verdicts, measures and digest are the passing
+//!   attempt's. `qlab run` exits 0 on flaky runs (the nextest convention); `qlab gate` decides
+//!   whether a flaky run is acceptable.
+//! - report.json names the build (`binary_sha256`, the SHA-256 of the `qlab` executable, beside
+//!   `tool_version` and `git_sha`) and, for a shard, `shard` (`index`, `count`, `selected`: the
+//!   scenario runs of the whole selection, and `assignment`), so merging can refuse what does not
+//!   belong together. Both keys are absent when not known or not sharded.
 
+pub mod html;
 mod junit;
 mod markdown;
+pub mod merge;
+pub mod shard;
 
 use std::io;
 use std::path::Path;
@@ -31,6 +46,8 @@ pub enum ScenarioStatus {
     Failed,
     /// The scenario could not be run (bad input, the lab itself failed); see `error`.
     Errored,
+    /// An attempt failed or errored, then a retry (`--retries`) passed.
+    Flaky,
 }
 
 impl ScenarioStatus {
@@ -40,8 +57,27 @@ impl ScenarioStatus {
             ScenarioStatus::Passed => "passed",
             ScenarioStatus::Failed => "failed",
             ScenarioStatus::Errored => "errored",
+            ScenarioStatus::Flaky => "flaky",
         }
     }
+
+    /// Whether the run counts as passing for `qlab run`'s exit code (passed, or flaky).
+    pub fn is_pass(self) -> bool {
+        matches!(self, ScenarioStatus::Passed | ScenarioStatus::Flaky)
+    }
+}
+
+/// An attempt of a scenario run that did not count: it failed or errored and was retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Attempt {
+    /// `failed` or `errored`.
+    pub status: ScenarioStatus,
+    /// Wall-clock duration of the attempt.
+    pub duration_ms: u64,
+    /// What failed, as [`ScenarioReport::failures`] words it.
+    pub failures: Vec<String>,
+    /// Digest of the attempt's history (empty when it errored).
+    pub history_digest: String,
 }
 
 /// One scenario run in one mode: an element of report.json's `scenarios`.
@@ -75,6 +111,9 @@ pub struct ScenarioReport {
     /// Why an errored scenario could not run; absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The attempts before the one reported, under `--retries` (absent when the first counted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retries: Vec<Attempt>,
 }
 
 impl ScenarioReport {
@@ -109,6 +148,26 @@ pub struct RunSummary {
     pub failed: usize,
     /// Errored runs.
     pub errored: usize,
+    /// Runs that passed on a retry (absent when none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub flaky: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Which shard of a selection a report holds (report.json `shard`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ShardInfo {
+    /// K of `--shard K/N`, from 1.
+    pub index: usize,
+    /// N of `--shard K/N`.
+    pub count: usize,
+    /// Scenario runs (scenario × mode) of the whole selection, over every shard.
+    pub selected: usize,
+    /// `hash` (stable hash of the name) or `durations` (balanced by a previous report).
+    pub assignment: String,
 }
 
 /// A whole `qlab run`. Serializes as report.json (`schema` and `summary` are derived, so they
@@ -125,6 +184,12 @@ pub struct RunReport {
     pub mode: String,
     /// `--seed`, when given (each scenario records the seed it used).
     pub seed: Option<u64>,
+    /// SHA-256 of the `qlab` executable that ran, when it could be read.
+    #[serde(default)]
+    pub binary_sha256: Option<String>,
+    /// The shard this report holds, under `--shard`.
+    #[serde(default)]
+    pub shard: Option<ShardInfo>,
     /// Every scenario run, in run order.
     pub scenarios: Vec<ScenarioReport>,
 }
@@ -138,6 +203,7 @@ impl RunReport {
             passed: count(ScenarioStatus::Passed),
             failed: count(ScenarioStatus::Failed),
             errored: count(ScenarioStatus::Errored),
+            flaky: count(ScenarioStatus::Flaky),
         }
     }
 
@@ -151,11 +217,22 @@ impl RunReport {
             .collect()
     }
 
-    /// Whether every scenario passed (`qlab run` exits 0).
+    /// Whether every scenario passed, flaky ones included (`qlab run` exits 0).
     pub fn all_passed(&self) -> bool {
-        self.scenarios
-            .iter()
-            .all(|s| s.status == ScenarioStatus::Passed)
+        self.scenarios.iter().all(|s| s.status.is_pass())
+    }
+
+    /// Reads report.json from `path` (a file, or a folder holding report.json).
+    pub fn read(path: &Path) -> Result<RunReport, String> {
+        let file = if path.is_dir() {
+            path.join("report.json")
+        } else {
+            path.to_path_buf()
+        };
+        let text = read_capped(&file)?;
+        let report: RunReport = serde_json::from_str(&text)
+            .map_err(|e| format!("{}: not a qlab report: {e}", file.display()))?;
+        Ok(report)
     }
 }
 
@@ -176,6 +253,12 @@ struct ReportJson<'a> {
     mode: &'a str,
     /// `--seed`, when given (each scenario records the seed it used).
     seed: Option<u64>,
+    /// SHA-256 of the qlab executable that ran (merging refuses reports of different builds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    binary_sha256: Option<&'a str>,
+    /// Which shard of a sharded run this report holds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shard: Option<&'a ShardInfo>,
     /// Counts derived from `scenarios`.
     summary: RunSummary,
     /// Every scenario run, in run order.
@@ -199,6 +282,8 @@ impl Serialize for RunReport {
             started_at: &self.started_at,
             mode: &self.mode,
             seed: self.seed,
+            binary_sha256: self.binary_sha256.as_deref(),
+            shard: self.shard.as_ref(),
             summary: self.summary(),
             scenarios: &self.scenarios,
         }
@@ -220,4 +305,21 @@ pub fn write_reports(dir: &Path, report: &RunReport) -> io::Result<()> {
     std::fs::write(dir.join("junit.xml"), render_junit(report)?)?;
     std::fs::write(dir.join("summary.md"), render_summary(report))?;
     Ok(())
+}
+
+/// Largest report.json (or baseline) read back: a library run is well under this.
+pub const MAX_REPORT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Reads a text file of at most [`MAX_REPORT_BYTES`], naming the file in every error.
+pub fn read_capped(file: &Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    if meta.len() > MAX_REPORT_BYTES {
+        return Err(format!(
+            "{}: {} bytes, more than the {MAX_REPORT_BYTES} a report may have",
+            file.display(),
+            meta.len()
+        ));
+    }
+    std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))
 }

@@ -2,6 +2,11 @@
 //! parallel jobs, the determinism check (INV-11), `--strict-faults` and one result per scenario
 //! and mode.
 //!
+//! Under `--retries N` a run that failed or errored runs again, up to N more times; one that
+//! then passes is `flaky` and keeps its earlier attempts. `--fail-once NAME` (hidden) makes the
+//! first attempt of scenario NAME fail with a `fail-once` expectation whatever happened: the
+//! deterministic failure the retry tests need, in either mode.
+//!
 //! Under `--strict-faults` a `[[faults]]` entry that never fired adds a failed expectation
 //! `faults[i] fires` to its run (a fault that never fires makes a scenario pass for the wrong
 //! reason); without it the same entry is only a warning in summary.md.
@@ -17,7 +22,7 @@ use super::load::{load_all, Mode, Scenario, ScenarioError};
 use super::runner::{run_sim, Mutant};
 use super::wire::run_wire;
 use crate::check::{self, CheckReport, ExpectationVerdict, Status};
-use crate::model::history::FaultAccount;
+use crate::model::history::{FaultAccount, RunRecord};
 
 /// Which scenarios to run and how.
 #[derive(Debug, Clone)]
@@ -53,6 +58,38 @@ pub enum ResultStatus {
     Failed,
     /// The scenario could not run.
     Errored,
+    /// An attempt failed or errored, then a retry passed.
+    Flaky,
+}
+
+/// Called with each finished attempt's record (history and final state) before it is dropped:
+/// report.html keeps a timeline of it, so a large library never holds every history at once.
+pub type RecordHook<'a> = &'a (dyn Fn(&Scenario, &ScenarioResult, &RunRecord) + Sync);
+
+/// How `qlab run` runs each selected scenario beyond the selection itself.
+#[derive(Clone, Default)]
+pub struct RunOptions<'a> {
+    /// A declared fault that never fired fails the run (`--strict-faults`).
+    pub strict_faults: bool,
+    /// Runs again after a failure, at most this many times (`--retries`).
+    pub retries: u32,
+    /// Test hook (`--fail-once`): the first attempt of the scenario of this name fails.
+    pub fail_once: Option<String>,
+    /// Sees each attempt's record; the last call for a scenario run is the attempt reported.
+    pub on_record: Option<RecordHook<'a>>,
+}
+
+/// An attempt that failed or errored and was run again.
+#[derive(Debug, Clone)]
+pub struct AttemptResult {
+    /// Failed or errored.
+    pub status: ResultStatus,
+    /// Wall time of the attempt.
+    pub duration_ms: u64,
+    /// What failed, `INV-3: detail` / `what: detail` / `error: ...`.
+    pub failures: Vec<String>,
+    /// History digest of the attempt (empty when errored).
+    pub history_digest: String,
 }
 
 /// One scenario in one mode.
@@ -80,6 +117,32 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// What each `[[faults]]` entry did in the (first) run; empty when errored.
     pub faults: Vec<FaultAccount>,
+    /// Attempts before this one that failed, under `--retries`.
+    pub retries: Vec<AttemptResult>,
+}
+
+impl ScenarioResult {
+    /// Failed checks as `INV-3: detail` / `what: detail` lines, and the error of an errored run.
+    pub fn failures(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.error.iter().map(|e| format!("error: {e}")).collect();
+        if let Some(check) = &self.check {
+            out.extend(
+                check
+                    .invariants
+                    .iter()
+                    .filter(|v| v.status == Status::Failed)
+                    .map(|v| format!("{}: {}", v.id, v.detail)),
+            );
+            out.extend(
+                check
+                    .expectations
+                    .iter()
+                    .filter(|v| v.status == Status::Failed)
+                    .map(|v| format!("{}: {}", v.what, v.detail)),
+            );
+        }
+        out
+    }
 }
 
 /// Loads the selection (input errors are returned before anything runs).
@@ -131,6 +194,20 @@ pub fn run_selected_with(
     strict_faults: bool,
     progress: &(dyn Fn(&ScenarioResult) + Sync),
 ) -> Vec<ScenarioResult> {
+    let options = RunOptions {
+        strict_faults,
+        ..RunOptions::default()
+    };
+    run_selected_opts(scenarios, selection, &options, progress)
+}
+
+/// [`run_selected`] with `qlab run`'s options (strict faults, retries, the record hook).
+pub fn run_selected_opts(
+    scenarios: &[Scenario],
+    selection: &Selection,
+    options: &RunOptions,
+    progress: &(dyn Fn(&ScenarioResult) + Sync),
+) -> Vec<ScenarioResult> {
     let runnable: Vec<(&Scenario, Mode)> = scenarios
         .iter()
         .flat_map(|s| {
@@ -150,7 +227,7 @@ pub fn run_selected_with(
                 let Some((scenario, mode)) = runnable.get(i) else {
                     break;
                 };
-                let result = run_one(scenario, *mode, selection, strict_faults);
+                let result = run_retrying(scenario, *mode, selection, options);
                 progress(&result);
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
             });
@@ -164,11 +241,42 @@ pub fn run_selected_with(
         .collect()
 }
 
+/// Runs one scenario in one mode, again after a failure while retries remain.
+fn run_retrying(
+    scenario: &Scenario,
+    mode: Mode,
+    selection: &Selection,
+    options: &RunOptions,
+) -> ScenarioResult {
+    let mut earlier: Vec<AttemptResult> = Vec::new();
+    let mut attempt = 0u32;
+    loop {
+        let fail = attempt == 0 && options.fail_once.as_deref() == Some(scenario.name.as_str());
+        let mut result = run_one(scenario, mode, selection, options, fail);
+        let passed = result.status == ResultStatus::Passed;
+        if passed || attempt >= options.retries {
+            if passed && !earlier.is_empty() {
+                result.status = ResultStatus::Flaky;
+            }
+            result.retries = earlier;
+            return result;
+        }
+        earlier.push(AttemptResult {
+            status: result.status,
+            duration_ms: result.duration_ms,
+            failures: result.failures(),
+            history_digest: result.history_digest.clone(),
+        });
+        attempt += 1;
+    }
+}
+
 fn run_one(
     scenario: &Scenario,
     mode: Mode,
     selection: &Selection,
-    strict_faults: bool,
+    options: &RunOptions,
+    fail: bool,
 ) -> ScenarioResult {
     let seed = selection.seed.unwrap_or(scenario.seed);
     let started = Instant::now();
@@ -200,6 +308,7 @@ fn run_one(
         replay,
         error: None,
         faults: Vec::new(),
+        retries: Vec::new(),
     };
     let first = match run(scenario) {
         Ok(run) => run,
@@ -223,8 +332,15 @@ fn run_one(
     };
     let determinism = check::determinism_verdict(&first.history_digest, second_digest.as_deref());
     report.push_invariant(determinism, &scenario.expect);
-    if strict_faults {
+    if options.strict_faults {
         report.expectations.extend(unfired(&first.faults));
+    }
+    if fail {
+        report.expectations.push(ExpectationVerdict {
+            what: "fail-once".into(),
+            status: Status::Failed,
+            detail: "--fail-once: this attempt is failed on purpose (a test hook)".into(),
+        });
     }
     // The pass rule (with `expect.violations`) lives in the checker; ask it again now that
     // INV-11 is in.
@@ -240,6 +356,9 @@ fn run_one(
     result.history_digest = first.history_digest;
     result.faults = first.faults;
     result.duration_ms = started.elapsed().as_millis() as u64;
+    if let Some(hook) = options.on_record {
+        hook(scenario, &result, &first.record);
+    }
     result
 }
 
