@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use serde_json::json;
+
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Reject {
@@ -41,6 +43,10 @@ pub enum Reject {
     Overloaded,
     /// An API request that took longer than the request timeout.
     RequestTimeout,
+    /// An idle API connection closed to admit a new one (connection caps).
+    ApiConnectionEvicted,
+    /// An API connection refused: every connection under the cap was busy.
+    ApiTooManyConnections,
     /// Syslog from an address that is no AV server's topology address.
     SyslogUnknownSource,
     /// Syslog message larger than `syslog_in.max_message_bytes`.
@@ -55,6 +61,10 @@ pub enum Reject {
     SyslogIdleTimeout,
     /// Syslog detection the engine refused.
     SyslogRefused,
+    /// Syslog message dropped because the intake queue was full (UDP only: TCP waits).
+    SyslogQueueFull,
+    /// An idle syslog TCP connection closed to admit a new one (connection caps).
+    SyslogConnectionEvicted,
     /// ePO poll that failed (transport, HTTP status, unparsable reply).
     EpoPollFailed,
     /// ePO detection the engine refused.
@@ -64,7 +74,7 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 27] = [
+const ALL: [Reject; 31] = [
     Reject::Unauthorized,
     Reject::BodyTooLarge,
     Reject::MalformedJson,
@@ -82,6 +92,8 @@ const ALL: [Reject; 27] = [
     Reject::MethodNotAllowed,
     Reject::Overloaded,
     Reject::RequestTimeout,
+    Reject::ApiConnectionEvicted,
+    Reject::ApiTooManyConnections,
     Reject::SyslogUnknownSource,
     Reject::SyslogOversized,
     Reject::SyslogUnparsable,
@@ -89,6 +101,8 @@ const ALL: [Reject; 27] = [
     Reject::SyslogTooManyConnections,
     Reject::SyslogIdleTimeout,
     Reject::SyslogRefused,
+    Reject::SyslogQueueFull,
+    Reject::SyslogConnectionEvicted,
     Reject::EpoPollFailed,
     Reject::EpoRefused,
     Reject::EpoBadRow,
@@ -115,6 +129,8 @@ impl Reject {
             Reject::MethodNotAllowed => "method_not_allowed",
             Reject::Overloaded => "overloaded",
             Reject::RequestTimeout => "request_timeout",
+            Reject::ApiConnectionEvicted => "api_connection_evicted",
+            Reject::ApiTooManyConnections => "api_too_many_connections",
             Reject::SyslogUnknownSource => "syslog_unknown_source",
             Reject::SyslogOversized => "syslog_oversized",
             Reject::SyslogUnparsable => "syslog_unparsable",
@@ -122,6 +138,8 @@ impl Reject {
             Reject::SyslogTooManyConnections => "syslog_too_many_connections",
             Reject::SyslogIdleTimeout => "syslog_idle_timeout",
             Reject::SyslogRefused => "syslog_refused",
+            Reject::SyslogQueueFull => "syslog_queue_full",
+            Reject::SyslogConnectionEvicted => "syslog_connection_evicted",
             Reject::EpoPollFailed => "epo_poll_failed",
             Reject::EpoRefused => "epo_refused",
             Reject::EpoBadRow => "epo_bad_row",
@@ -146,6 +164,40 @@ pub struct Metrics {
     accepted_api: AtomicU64,
     accepted_syslog: AtomicU64,
     accepted_epo: AtomicU64,
+    /// The syslog intake's buffer and queue (`/health`).
+    pub intake: IntakeGauges,
+}
+
+/// How the intake is doing, for `/health`.
+#[derive(Debug, Default)]
+pub struct IntakeGauges {
+    /// `syslog_in.udp_recv_buffer_bytes` as configured.
+    pub udp_recv_buffer_requested: AtomicU64,
+    /// SO_RCVBUF as the kernel reports it after setting.
+    pub udp_recv_buffer_granted: AtomicU64,
+    /// Messages queued, not yet submitted.
+    pub queued: AtomicU64,
+    /// Largest queue depth seen.
+    pub queued_peak: AtomicU64,
+    /// `syslog_in.queue_messages`.
+    pub queue_capacity: AtomicU64,
+}
+
+impl IntakeGauges {
+    /// The `/health` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "udp_recv_buffer_bytes": {
+                "requested": self.udp_recv_buffer_requested.load(Ordering::Relaxed),
+                "granted": self.udp_recv_buffer_granted.load(Ordering::Relaxed),
+            },
+            "queue": {
+                "depth": self.queued.load(Ordering::Relaxed),
+                "peak": self.queued_peak.load(Ordering::Relaxed),
+                "capacity": self.queue_capacity.load(Ordering::Relaxed),
+            },
+        })
+    }
 }
 
 /// Where an accepted detection came in.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -34,15 +34,25 @@ use crate::model::{load_site, Site, TopologyError};
 use config::EngineConfig;
 use metrics::Metrics;
 
-pub use listener::MAX_API_CONNECTIONS;
+pub use listener::{
+    HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE, MAX_API_CONNECTIONS, MAX_API_CONNECTIONS_PER_SOURCE,
+};
 pub use routes::MAX_PAGE;
-pub use syslog_in::{IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS};
+pub use syslog_in::{
+    FIRST_BYTE_TIMEOUT as SYSLOG_FIRST_BYTE_TIMEOUT, FRAME_TIMEOUT as SYSLOG_FRAME_TIMEOUT,
+    IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_SOURCE,
+};
 
 /// Environment variable whose value, when set, is the API token instead of the config's.
 pub const TOKEN_ENV: &str = "QLAB_TOKEN";
 
 /// How long [`Daemon::shutdown`] lets in-flight API requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`serve`] keeps answering (`/health` 503 with the reason) after the engine
+/// halted, before it stops with an error: monitoring sees why, then a service manager
+/// restarts the daemon, which resumes from the journal (R16).
+pub const HALT_LINGER: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +98,9 @@ pub enum DaemonError {
     /// The API server failed while running.
     #[error("the API server failed: {0}")]
     Serve(String),
+    /// The engine halted (a journal failure or a task's panic); the daemon stopped.
+    #[error("the engine halted: {0}")]
+    Halted(String),
 }
 
 impl DaemonError {
@@ -182,9 +195,8 @@ impl Daemon {
         })?;
         let udp = match config.syslog_in.udp {
             Some(addr) => Some(
-                UdpSocket::bind(addr)
-                    .await
-                    .and_then(|s| s.local_addr().map(|a| (s, a)))
+                syslog_in::bind_udp(addr, config.syslog_in.udp_recv_buffer_bytes)
+                    .and_then(|(s, granted)| s.local_addr().map(|a| (s, a, granted)))
                     .map_err(|error| DaemonError::Bind {
                         what: "syslog udp",
                         addr,
@@ -228,38 +240,79 @@ impl Daemon {
             config.api.max_body_bytes,
             build::insecure_devices(&config),
         );
-        let mut api_stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let listener = listener::LimitedListener::new(api, MAX_API_CONNECTIONS);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = api_stop.changed().await;
-                })
-                .await
-                .map_err(|e| e.to_string())
-        });
+        let (api_metrics, api_stop) = (metrics.clone(), stop_rx.clone());
+        tasks.spawn(listener::serve_api(
+            api,
+            router,
+            api_metrics,
+            listener::Caps {
+                total: MAX_API_CONNECTIONS,
+                per_source: MAX_API_CONNECTIONS_PER_SOURCE,
+            },
+            api_stop,
+        ));
         let intake = Arc::new(syslog_in::Intake::new(
             engine.clone(),
             metrics.clone(),
             &site,
             config.syslog_in.max_message_bytes,
         ));
-        let syslog_udp = udp.as_ref().map(|(_, addr)| *addr);
-        if let Some((socket, _)) = udp {
-            let (intake, stop) = (intake.clone(), stop_rx.clone());
+        let gauges = &metrics.intake;
+        gauges.queue_capacity.store(
+            config.syslog_in.queue_messages as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let (queue, queued) = syslog_in::queue(
+            config.syslog_in.queue_messages,
+            config.syslog_in.queue_bytes,
+            metrics.clone(),
+        );
+        {
+            let intake = intake.clone();
             tasks.spawn(async move {
-                syslog_in::run_udp(socket, intake, stop).await;
+                syslog_in::run_dispatcher(queued, intake).await;
+                Ok(())
+            });
+        }
+        let syslog_udp = udp.as_ref().map(|(_, addr, _)| *addr);
+        if let Some((socket, addr, granted)) = udp {
+            let requested = config.syslog_in.udp_recv_buffer_bytes;
+            gauges
+                .udp_recv_buffer_requested
+                .store(requested as u64, std::sync::atomic::Ordering::Relaxed);
+            gauges
+                .udp_recv_buffer_granted
+                .store(granted as u64, std::sync::atomic::Ordering::Relaxed);
+            if granted < requested {
+                tracing::warn!(
+                    requested,
+                    granted,
+                    "the kernel granted a smaller UDP receive buffer than \
+                     syslog_in.udp_recv_buffer_bytes (raise net.core.rmem_max)"
+                );
+            }
+            let ended =
+                syslog_in::spawn_udp(socket, intake.clone(), queue.clone(), stop_rx.clone())
+                    .map_err(|error| DaemonError::Bind {
+                        what: "syslog udp",
+                        addr,
+                        error,
+                    })?;
+            tasks.spawn(async move {
+                let _ = ended.await;
                 Ok(())
             });
         }
         let syslog_tcp = tcp.as_ref().map(|(_, addr)| *addr);
         if let Some((listener, _)) = tcp {
-            let (intake, stop) = (intake.clone(), stop_rx.clone());
+            let (intake, queue, stop) = (intake.clone(), queue.clone(), stop_rx.clone());
             tasks.spawn(async move {
-                syslog_in::run_tcp(listener, intake, stop).await;
+                syslog_in::run_tcp(listener, intake, queue, stop).await;
                 Ok(())
             });
         }
+        // The dispatcher ends once the listeners (the queue's last senders) are gone.
+        drop(queue);
         for poller in &config.epo_pollers {
             epo::spawn(
                 &mut tasks,
@@ -335,6 +388,14 @@ impl Daemon {
         Ok(())
     }
 
+    /// Resolves once the engine halted, with the reason.
+    pub async fn halted(&self) -> String {
+        self.engine.halted().await;
+        self.engine
+            .halt_reason()
+            .unwrap_or_else(|| "no reason recorded".into())
+    }
+
     /// Stops the listeners, lets in-flight API requests finish for a few seconds, then drops
     /// the engine (its running operations resume on the next start, R16).
     pub async fn shutdown(mut self) {
@@ -359,11 +420,20 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, token).await?;
     ready(daemon.ready_info());
+    let engine = daemon.engine().clone();
     let result = tokio::select! {
         r = daemon.wait() => r,
         _ = stop_signal() => {
             tracing::info!("stop signal received; stopping");
             Ok(())
+        }
+        _ = async {
+            engine.halted().await;
+            tokio::time::sleep(HALT_LINGER).await;
+        } => {
+            let reason = engine.halt_reason().unwrap_or_default();
+            tracing::error!(%reason, "the engine halted; stopping the daemon");
+            Err(DaemonError::Halted(reason))
         }
     };
     daemon.shutdown().await;
