@@ -305,3 +305,23 @@ async fn r18_a_panicking_engine_task_halts_the_engine_visibly() {
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     daemon.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r7_the_intake_bench_journals_every_detection_of_its_udp_and_tcp_bursts() {
+    use quarantine_lab::bench::intake::{measure, Transport, BURST};
+    let topology = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(quarantine_lab::bench::intake::INTAKE_TOPOLOGY);
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let burst = measure(&topology, transport, BURST).await.unwrap();
+        assert_eq!(burst.journaled, u64::from(BURST));
+        // Group commit batches the burst: far fewer commits than detections.
+        assert!(burst.commits * 10 < u64::from(BURST), "{burst:?}");
+        eprintln!(
+            "{transport:?}: {BURST} durable in {:?} = {:.0}/s, written in {:?}, {} commits",
+            burst.elapsed,
+            burst.per_sec(),
+            burst.written_in,
+            burst.commits
+        );
+    }
+}
