@@ -46,6 +46,11 @@ pub use syslog_in::{
 /// Environment variable whose value, when set, is the API token instead of the config's.
 pub const TOKEN_ENV: &str = "QLAB_TOKEN";
 
+/// Test hook, undocumented on purpose: when set, [`serve`] makes an engine task panic right
+/// after the start, so a test of the binary sees a panic halt the engine and the exit code.
+#[doc(hidden)]
+pub const TEST_PANIC_ENV: &str = "QLAB_TEST_PANIC_ENGINE_TASK";
+
 /// How long [`Daemon::shutdown`] lets in-flight API requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -229,6 +234,7 @@ impl Daemon {
             ..EngineOptions::default()
         };
         let engine = Arc::new(Engine::open(site.clone(), journal, adapters, options)?);
+
         let metrics = Arc::new(Metrics::default());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -419,6 +425,9 @@ pub async fn serve(
     ready: impl FnOnce(&ReadyInfo),
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, token).await?;
+    if std::env::var_os(TEST_PANIC_ENV).is_some() {
+        daemon.engine().panic_an_engine_task_for_tests();
+    }
     ready(daemon.ready_info());
     let engine = daemon.engine().clone();
     let result = tokio::select! {
