@@ -221,18 +221,6 @@ fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_pan
         .enable_all()
         .build()
         .unwrap();
-    let posted = rt.block_on(async {
-        http()
-            .post(format!("{api}/api/v1/detections"))
-            .bearer_auth(TOKEN)
-            .json(&serde_json::json!({
-                "source": "osce", "event_id": "deadline-1", "ip": "10.110.0.11",
-                "threat": "TROJ_GENERIC.A", "category": "virus"
-            }))
-            .send()
-            .await
-            .map(|r| r.status())
-    });
     // /health says 503 while the daemon lingers, then the process exits non-zero.
     let health = rt.block_on(async {
         for _ in 0..40 {
@@ -244,6 +232,19 @@ fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_pan
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
+    });
+    // Once halted, nothing is acknowledged that would never be acted on.
+    let posted = rt.block_on(async {
+        http()
+            .post(format!("{api}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "source": "osce", "event_id": "deadline-1", "ip": "10.110.0.11",
+                "threat": "TROJ_GENERIC.A", "category": "virus"
+            }))
+            .send()
+            .await
+            .map(|r| r.status())
     });
     let deadline =
         std::time::Instant::now() + quarantine_lab::daemon::HALT_LINGER + Duration::from_secs(20);
@@ -259,7 +260,6 @@ fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_pan
     };
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    // Nothing is acknowledged that would never be acted on.
     assert_eq!(posted.ok(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
     let health = health.unwrap_or_else(|| panic!("/health never said 503; stderr:\n{stderr}"));
     assert_eq!(health["ok"], false);

@@ -6,6 +6,12 @@
 //! unfinished operations, R16) and starts serving; [`serve`] adds the ready line and stops on
 //! Ctrl-C or SIGTERM. Stopping is a crash as far as the engine is concerned: the journal is
 //! what survives (R7, R16), so no drain is needed beyond letting API replies go out.
+//!
+//! When the engine halts (a journal failure, or a panic in one of its tasks), [`serve`] keeps
+//! answering for [`HALT_LINGER`] (`/health` 503 with the reason) and then returns
+//! [`DaemonError::Halted`]: `qlab engine serve` exits 1, and a service manager's restart
+//! resumes from the journal (R16). `docs/intake.md` describes the daemon under load: the
+//! syslog intake queue, the connection caps and timeouts, and the logs.
 
 mod api;
 mod build;

@@ -245,6 +245,7 @@ impl Engine {
             observer: options.observer,
             halted: AtomicBool::new(false),
             halt_reason: Mutex::new(None),
+            halt_announced: AtomicBool::new(false),
             halt_notice: Notify::new(),
             idle: Notify::new(),
             tasks: Mutex::new(JoinSet::new()),
@@ -617,14 +618,18 @@ impl Engine {
             .clone()
     }
 
-    /// Resolves once the engine halted and said why ([`Engine::halt_reason`]); at once when
-    /// it has.
+    /// Resolves once the engine halted and said so (alert journaled, events emitted); at
+    /// once when it has.
     pub async fn halted(&self) {
         loop {
             let notified = self.shared.halt_notice.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.halt_reason().is_some() {
+            if self
+                .shared
+                .halt_announced
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
                 return;
             }
             notified.await;

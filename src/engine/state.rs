@@ -234,7 +234,9 @@ pub(crate) struct Shared {
     pub halted: AtomicBool,
     /// Why the engine halted, once it did (a journal failure or a task's panic).
     pub halt_reason: Mutex<Option<String>>,
-    /// Woken when the engine halts.
+    /// The halt is complete: its alert is journaled, its events emitted.
+    pub halt_announced: AtomicBool,
+    /// Woken when the halt is complete.
     pub halt_notice: Notify,
     pub idle: Notify,
     pub tasks: Mutex<JoinSet<()>>,
@@ -579,27 +581,30 @@ impl Shared {
     }
 
     pub fn halt(&self, error: &JournalError) {
-        if self.set_halted() {
+        if self.set_halted(format!("journal failed: {error}")) {
             tracing::error!(%error, "journal failed: the engine stops all device work");
             self.emit(EngineEvent::Halted {
                 reason: error.to_string(),
             });
-            self.announce_halt(format!("journal failed: {error}"));
+            self.announce_halt();
         }
     }
 
-    /// Marks the engine halted and wakes every waiter; false when it had halted already.
-    fn set_halted(&self) -> bool {
+    /// Marks the engine halted with `reason` and wakes every waiter; false when it had
+    /// halted already (the first reason stays).
+    fn set_halted(&self, reason: String) -> bool {
         let first = !self.halted.swap(true, Ordering::SeqCst);
+        if first {
+            *self.halt_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+        }
         self.idle.notify_waiters();
         self.flush_done.notify_waiters();
         first
     }
 
-    /// Records why the engine halted, once what it does about it is done (for `/health` and
-    /// [`super::Engine::halted`]).
-    fn announce_halt(&self, reason: String) {
-        *self.halt_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);
+    /// The halt is complete: wakes [`super::Engine::halted`].
+    fn announce_halt(&self) {
+        self.halt_announced.store(true, Ordering::SeqCst);
         self.halt_notice.notify_waiters();
     }
 
@@ -610,7 +615,7 @@ impl Shared {
     /// observer's `Halted` event. Restarting resumes from the journal (R16).
     pub fn halt_on_panic(self: &Arc<Self>, message: &str) {
         let reason = format!("an engine task panicked: {message}");
-        if !self.set_halted() {
+        if !self.set_halted(reason.clone()) {
             tracing::error!(%reason, "after the engine had halted");
             return;
         }
@@ -631,10 +636,8 @@ impl Shared {
             Ok(_) => self.emit(EngineEvent::Alert(alert.clone())),
             Err(error) => tracing::error!(%error, "cannot journal the engine-halted alert"),
         }
-        self.emit(EngineEvent::Halted {
-            reason: reason.clone(),
-        });
-        self.announce_halt(reason);
+        self.emit(EngineEvent::Halted { reason });
+        self.announce_halt();
         if !self.adapters.alerts_go_nowhere() {
             let shared = self.clone();
             // Not through `spawn`: nothing of this engine's is trusted to run any more, but
