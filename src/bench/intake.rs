@@ -169,11 +169,13 @@ pub async fn measure(topology: &Path, transport: Transport, burst: u32) -> Resul
         .load(std::sync::atomic::Ordering::Relaxed)
         .saturating_sub(commits_before);
     let rejected = metrics.rejected_map();
+    let kernel_drops = metrics.intake.udp_kernel_drops();
     daemon.shutdown().await;
     let Some(elapsed) = elapsed else {
         return Err(format!(
             "{transport:?} burst: {journaled} of {burst} journaled within {BURST_LIMIT:?}; \
-             rejected {rejected:?}"
+             rejected {rejected:?}; dropped by the kernel (UDP receive buffer full): \
+             {kernel_drops:?}"
         ));
     };
     Ok(Burst {

@@ -181,9 +181,17 @@ pub struct IntakeGauges {
     pub queued_peak: AtomicU64,
     /// `syslog_in.queue_messages`.
     pub queue_capacity: AtomicU64,
+    /// The UDP socket's inode (0: none or unknown), to read its kernel drop counter.
+    pub udp_socket_inode: AtomicU64,
 }
 
 impl IntakeGauges {
+    /// Datagrams the kernel dropped before the daemon could read them (the receive buffer was
+    /// full); `None` without a UDP listener or where the kernel does not say.
+    pub fn udp_kernel_drops(&self) -> Option<u64> {
+        super::syslog_in::udp_kernel_drops(self.udp_socket_inode.load(Ordering::Relaxed))
+    }
+
     /// The `/health` object.
     pub fn to_json(&self) -> serde_json::Value {
         json!({
@@ -191,6 +199,7 @@ impl IntakeGauges {
                 "requested": self.udp_recv_buffer_requested.load(Ordering::Relaxed),
                 "granted": self.udp_recv_buffer_granted.load(Ordering::Relaxed),
             },
+            "udp_kernel_drops": self.udp_kernel_drops(),
             "queue": {
                 "depth": self.queued.load(Ordering::Relaxed),
                 "peak": self.queued_peak.load(Ordering::Relaxed),

@@ -295,6 +295,10 @@ impl Daemon {
             gauges
                 .udp_recv_buffer_granted
                 .store(granted as u64, std::sync::atomic::Ordering::Relaxed);
+            gauges.udp_socket_inode.store(
+                syslog_in::socket_inode(&socket),
+                std::sync::atomic::Ordering::Relaxed,
+            );
             if granted < requested {
                 tracing::warn!(
                     requested,

@@ -14,7 +14,9 @@
 //!   [`DEFAULT_UDP_RECV_BUFFER`]). Linux caps SO_RCVBUF at `net.core.rmem_max`; the daemon runs
 //!   as root often enough that it then tries SO_RCVBUFFORCE, and `/health` reports what the
 //!   kernel granted (`syslog_in.udp_recv_buffer_bytes.granted`, as the kernel reports it: Linux
-//!   doubles the figure for its bookkeeping).
+//!   doubles the figure for its bookkeeping). What the kernel still drops when the buffer is
+//!   full is read from `/proc/net/udp` and shown as `syslog_in.udp_kernel_drops` (Linux), so
+//!   not even that loss is silent.
 //! - Messages go into one bounded queue shared by UDP and TCP, bounded both in messages
 //!   (`syslog_in.queue_messages`, default [`DEFAULT_QUEUE_MESSAGES`]) and in bytes
 //!   (`syslog_in.queue_bytes`, default [`DEFAULT_QUEUE_BYTES`]). A datagram that finds the
@@ -361,6 +363,48 @@ pub(crate) fn bind_udp(
     let socket: std::net::UdpSocket = socket.into();
     socket.set_read_timeout(Some(UDP_STOP_POLL))?;
     Ok((socket, granted))
+}
+
+/// The UDP socket's inode, to find it in `/proc/net/udp` ([`udp_kernel_drops`]); 0 unknown.
+#[cfg(target_os = "linux")]
+pub(crate) fn socket_inode(socket: &std::net::UdpSocket) -> u64 {
+    use std::os::fd::AsRawFd;
+    // SAFETY: fstat on a valid descriptor into a zeroed stat buffer.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(socket.as_raw_fd(), &mut st) == 0 {
+            st.st_ino as u64
+        } else {
+            0
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn socket_inode(_: &std::net::UdpSocket) -> u64 {
+    0
+}
+
+/// Datagrams the kernel dropped for the UDP socket with `inode` (its receive buffer was
+/// full), from the `drops` column of `/proc/net/udp` and `/proc/net/udp6`; `None` where the
+/// kernel does not say. Shown in `/health` so not even a loss before the daemon reads is
+/// silent.
+pub fn udp_kernel_drops(inode: u64) -> Option<u64> {
+    if inode == 0 {
+        return None;
+    }
+    let wanted = inode.to_string();
+    ["/proc/net/udp", "/proc/net/udp6"]
+        .iter()
+        .find_map(|table| {
+            let text = std::fs::read_to_string(table).ok()?;
+            text.lines().skip(1).find_map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                (fields.get(9) == Some(&wanted.as_str()))
+                    .then(|| fields.get(12)?.parse().ok())
+                    .flatten()
+            })
+        })
 }
 
 /// SO_RCVBUFFORCE: past `net.core.rmem_max`, allowed with CAP_NET_ADMIN. Failing is fine:
