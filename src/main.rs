@@ -305,6 +305,9 @@ enum EngineCommand {
         /// Engine config file (TOML).
         #[arg(long)]
         config: PathBuf,
+        /// Log line format on stderr: text or json (default: QLAB_LOG_FORMAT, else text).
+        #[arg(long)]
+        log_format: Option<daemon::log::LogFormat>,
     },
     /// Manual quarantine of an L-Server (R12).
     Quarantine {
@@ -541,8 +544,8 @@ fn main() -> ExitCode {
             command: TopologyCommand::Validate { files },
         } => validate_topologies(&files),
         Command::Engine {
-            command: EngineCommand::Serve { config },
-        } => engine_serve(&config),
+            command: EngineCommand::Serve { config, log_format },
+        } => engine_serve(&config, log_format),
         Command::Engine { command } => engine_client(command),
         Command::Sim {
             command:
@@ -684,8 +687,8 @@ fn main() -> ExitCode {
 }
 
 /// `qlab engine serve`: exit 2 on a bad config, topology or token, 1 when it fails later.
-fn engine_serve(config: &std::path::Path) -> ExitCode {
-    daemon::log::init_from_env();
+fn engine_serve(config: &std::path::Path, log_format: Option<daemon::log::LogFormat>) -> ExitCode {
+    daemon::log::init(log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -714,7 +717,7 @@ fn engine_serve(config: &std::path::Path) -> ExitCode {
 /// `qlab engine quarantine|release|status|decide`.
 fn engine_client(command: EngineCommand) -> ExitCode {
     match command {
-        EngineCommand::Serve { config } => engine_serve(&config),
+        EngineCommand::Serve { config, log_format } => engine_serve(&config, log_format),
         EngineCommand::Quarantine { lserver, api } => with_client(&api, |c| async move {
             c.command(&lserver, "quarantine", None).await
         }),

@@ -13,13 +13,15 @@ fn qlab(args: &[&str]) -> Output {
 }
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
-const FIGURES: [(&str, bool); 21] = [
+const FIGURES: [(&str, bool); 23] = [
     ("sim_runs_per_sec", true),
     ("sim_commits_per_run", false),
     ("journal_group_commit_ops_per_sec", true),
     ("journal_ops_per_sec", false),
     ("journal_engine_ops_per_sec", false),
     ("cef_lines_per_sec", true),
+    ("syslog_udp_durable_detections_per_sec", false),
+    ("syslog_tcp_durable_detections_per_sec", false),
     ("wire_switchover_ratio", true),
     ("wire_engine_us_per_switchover", false),
     ("wire_engine_no_fsync_us_per_switchover", false),

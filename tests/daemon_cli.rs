@@ -194,3 +194,91 @@ fn engine_serve_exits_2_on_a_bad_config_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
 }
+
+#[test]
+fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_panics() {
+    // The hidden test hook makes an engine task panic once started: whatever makes a task
+    // panic, the daemon must not go on saying ok.
+    let lab = lab();
+    let mut child = qlab()
+        .args(["engine", "serve", "--config"])
+        .arg(&lab.config)
+        .env(quarantine_lab::daemon::TEST_PANIC_ENV, "1")
+        .env("QLAB_LOG_FORMAT", "json")
+        .env("QLAB_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    let Ok(ready) = serde_json::from_str::<Value>(&line) else {
+        let out = child.wait_with_output().unwrap();
+        panic!("no ready line: {line:?}; {out:?}");
+    };
+    let api = ready["api"].as_str().unwrap().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // /health says 503 while the daemon lingers, then the process exits non-zero.
+    let health = rt.block_on(async {
+        for _ in 0..40 {
+            if let Ok(r) = http().get(format!("{api}/api/v1/health")).send().await {
+                if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+                    return r.json::<Value>().await.ok();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    });
+    // Once halted, nothing is acknowledged that would never be acted on.
+    let posted = rt.block_on(async {
+        http()
+            .post(format!("{api}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&serde_json::json!({
+                "source": "osce", "event_id": "deadline-1", "ip": "10.110.0.11",
+                "threat": "TROJ_GENERIC.A", "category": "virus"
+            }))
+            .send()
+            .await
+            .map(|r| r.status())
+    });
+    let deadline =
+        std::time::Instant::now() + quarantine_lab::daemon::HALT_LINGER + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(posted.ok(), Some(reqwest::StatusCode::SERVICE_UNAVAILABLE));
+    let health = health.unwrap_or_else(|| panic!("/health never said 503; stderr:\n{stderr}"));
+    assert_eq!(health["ok"], false);
+    assert!(health["halt_reason"].as_str().unwrap().contains("panicked"));
+    let status = status.unwrap_or_else(|| panic!("engine serve did not exit; stderr:\n{stderr}"));
+    assert_eq!(status.code(), Some(1), "stderr:\n{stderr}");
+    // Every log line is JSON with a timestamp; the halt is an ERROR line.
+    let logs: Vec<Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!logs.is_empty(), "{stderr}");
+    assert!(logs.iter().all(|l| l["timestamp"].is_string()), "{stderr}");
+    assert!(
+        logs.iter()
+            .any(|l| l["level"] == "ERROR" && l.to_string().contains("panicked")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("error: the engine halted"), "{stderr}");
+}

@@ -10,6 +10,8 @@
 //!   once against zero-latency in-process devices); and, for comparison, the journal alone
 //!   without grouping: one operation's whole step list per commit, then one step per commit;
 //! - ingest: OfficeScan CEF syslog lines parsed per second on one thread;
+//! - syslog intake ([`intake`]): durable detections per second through the daemon's UDP and
+//!   TCP listeners, from a burst of [`intake::BURST`] written as fast as one sender can;
 //! - wire mode: the engine's wall time per switchover against a bare HTTP client making the same
 //!   calls to the same zero-latency vCenter simulator, rounds of both alternated in one run
 //!   ([`wire`] says what each side does; [`workload::WIRE_TOPOLOGY`] is the site);
@@ -25,6 +27,7 @@
 //! command measures, it does not gate.
 
 pub mod group_commit;
+pub mod intake;
 pub mod measure;
 mod render;
 pub mod scaling;
@@ -334,6 +337,9 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         detail: format!("{} lines in {}", cef.count, secs(cef.elapsed)),
     });
 
+    progress("syslog intake");
+    figures.extend(intake_figures(options.quick)?);
+
     progress("wire mode");
     let min_rounds = if options.quick { 1 } else { 3 };
     let w = wire::compare(&wire_workload, budget * WIRE_BUDGETS, min_rounds)
@@ -527,6 +533,50 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         library_not_passed,
         not_measured: Vec::new(),
     })
+}
+
+/// The syslog intake figures ([`intake`]): a burst over UDP, then over TCP.
+fn intake_figures(quick: bool) -> Result<Vec<Figure>, BenchError> {
+    let burst = if quick {
+        intake::BURST / 2
+    } else {
+        intake::BURST
+    };
+    let runtime = wire::runtime()
+        .map_err(|e| BenchError::Failed(format!("cannot start the runtime: {e}")))?;
+    let topology = std::path::Path::new(intake::INTAKE_TOPOLOGY);
+    let mut figures = Vec::new();
+    for (transport, key, label) in [
+        (
+            intake::Transport::Udp,
+            "syslog_udp_durable_detections_per_sec",
+            "syslog intake: durable detections/s, UDP burst, 1 sender",
+        ),
+        (
+            intake::Transport::Tcp,
+            "syslog_tcp_durable_detections_per_sec",
+            "syslog intake: durable detections/s, TCP burst, 1 connection",
+        ),
+    ] {
+        let b = runtime
+            .block_on(intake::measure(topology, transport, burst))
+            .map_err(BenchError::Failed)?;
+        figures.push(Figure {
+            key,
+            label: label.into(),
+            value: b.per_sec(),
+            unit: "det/s",
+            target: None,
+            detail: format!(
+                "{} of {burst} journaled (0 lost) in {}, written in {}, {} commits (fsync on)",
+                b.journaled,
+                secs(b.elapsed),
+                secs(b.written_in),
+                b.commits
+            ),
+        });
+    }
+    Ok(figures)
 }
 
 fn secs(d: Duration) -> String {

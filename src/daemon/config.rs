@@ -16,6 +16,9 @@
 //! udp = "127.0.0.1:0"
 //! tcp = "127.0.0.1:0"
 //! max_message_bytes = 65536
+//! udp_recv_buffer_bytes = 8388608  # SO_RCVBUF asked for; /health shows what was granted
+//! queue_messages = 65536            # intake queue bounds; UDP beyond them is dropped, counted
+//! queue_bytes = 67108864
 //!
 //! [[devices]]                       # one per hypervisor, switch, BMC of the topology
 //! name = "vc-1"
@@ -174,6 +177,16 @@ pub struct SyslogInConfig {
     /// Largest accepted message; larger ones are rejected and counted (R18).
     #[serde(default = "default_max_body")]
     pub max_message_bytes: usize,
+    /// SO_RCVBUF asked for the UDP socket (what the kernel granted is in `/health`).
+    #[serde(default = "default_udp_recv_buffer")]
+    pub udp_recv_buffer_bytes: usize,
+    /// Most messages waiting for the engine; UDP datagrams beyond are dropped and counted.
+    #[serde(default = "default_queue_messages")]
+    pub queue_messages: usize,
+    /// Most bytes of messages waiting for the engine; UDP datagrams beyond are dropped and
+    /// counted.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
 }
 
 impl Default for SyslogInConfig {
@@ -182,8 +195,23 @@ impl Default for SyslogInConfig {
             udp: some_loopback_any(),
             tcp: some_loopback_any(),
             max_message_bytes: default_max_body(),
+            udp_recv_buffer_bytes: default_udp_recv_buffer(),
+            queue_messages: default_queue_messages(),
+            queue_bytes: default_queue_bytes(),
         }
     }
+}
+
+fn default_udp_recv_buffer() -> usize {
+    super::syslog_in::DEFAULT_UDP_RECV_BUFFER
+}
+
+fn default_queue_messages() -> usize {
+    super::syslog_in::DEFAULT_QUEUE_MESSAGES
+}
+
+fn default_queue_bytes() -> usize {
+    super::syslog_in::DEFAULT_QUEUE_BYTES
 }
 
 fn some_loopback_any() -> Option<SocketAddr> {

@@ -1,112 +1,403 @@
-//! A TCP listener for the API that keeps at most N connections open (R18: bounded
-//! everything). When all slots are taken it stops accepting, so further clients wait in the
-//! kernel's backlog instead of costing the engine memory.
+//! Connection limits shared by the API and the TCP syslog listener, and the API's accept loop
+//! (R18: bounded everything; no client may starve the others).
+//!
+//! Every accepted connection takes a place in a [`ConnTable`], which caps connections overall
+//! and per source address. When a cap is reached, the new connection is not refused: the
+//! connection of the same source (for the per-source cap) or of any source (for the overall
+//! cap) that has been idle longest is closed to make room, and counted. Idle means no request
+//! in progress (API) or no frame under way (syslog). So a flood of idle connections, even from
+//! the address of a legitimate sender, cannot keep a fresh connection from being served: each
+//! newcomer pushes out the oldest idler. Only when every connection under the cap is busy is a
+//! newcomer refused (closed at once), and that is counted too.
+//!
+//! The API is served by hyper's HTTP/1 connection directly (axum's `serve` has no header
+//! timeout), with:
+//! - [`HEADER_READ_TIMEOUT`]: a request's headers must arrive within it (slow-header clients),
+//! - [`KEEP_ALIVE_IDLE`]: a connection with no request in progress for that long is closed,
+//! - the request timeout of the API's guard layer (`api::REQUEST_TIMEOUT`), which bounds the
+//!   body upload and the handler together.
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tower::ServiceExt as _;
+
+use super::metrics::{Metrics, Reject};
 
 /// Most API connections open at once.
 pub const MAX_API_CONNECTIONS: usize = 256;
 
-/// [`TcpListener`] with a connection bound, for `axum::serve`.
-pub struct LimitedListener {
-    inner: TcpListener,
-    slots: Arc<Semaphore>,
+/// Most API connections open at once from one source address.
+pub const MAX_API_CONNECTIONS_PER_SOURCE: usize = 64;
+
+/// A request's headers must be complete this long after the connection is ready for one.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An API connection with no request in progress for this long is closed.
+pub const KEEP_ALIVE_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a connection closed to make room (or at shutdown) may finish what it is sending.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Caps on open connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caps {
+    /// Overall.
+    pub total: usize,
+    /// Per source address.
+    pub per_source: usize,
 }
 
-impl LimitedListener {
-    /// Wraps `inner`, allowing `max` connections at once.
-    pub fn new(inner: TcpListener, max: usize) -> LimitedListener {
-        LimitedListener {
-            inner,
-            slots: Arc::new(Semaphore::new(max.max(1))),
+/// Open connections of one listener, by id.
+pub struct ConnTable {
+    caps: Caps,
+    inner: Mutex<TableInner>,
+}
+
+#[derive(Default)]
+struct TableInner {
+    next_id: u64,
+    conns: HashMap<u64, Slot>,
+}
+
+struct Slot {
+    ip: IpAddr,
+    /// When the connection last became idle (or opened).
+    idle_since: Instant,
+    /// Requests or frames in progress.
+    busy: usize,
+    close: Arc<Notify>,
+}
+
+/// What [`ConnTable::admit`] decided.
+pub enum Admission {
+    /// Admitted; `evicted` is the address of the idle connection closed to make room.
+    Admitted {
+        /// The new connection's place.
+        conn: Conn,
+        /// Whose idle connection was closed for it, and which cap was reached.
+        evicted: Option<(IpAddr, &'static str)>,
+    },
+    /// Refused: every connection under the reached cap is busy.
+    Refused(&'static str),
+}
+
+impl ConnTable {
+    /// An empty table with `caps` (each at least 1).
+    pub fn new(caps: Caps) -> Arc<ConnTable> {
+        Arc::new(ConnTable {
+            caps: Caps {
+                total: caps.total.max(1),
+                per_source: caps.per_source.max(1),
+            },
+            inner: Mutex::new(TableInner::default()),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, TableInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Connections open now.
+    #[cfg(test)]
+    pub fn open(&self) -> usize {
+        self.lock().conns.len()
+    }
+
+    /// Takes a place for a connection from `ip`, closing the longest-idle connection of the
+    /// same source (per-source cap) or of any source (overall cap) when a cap is reached.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Admission {
+        let ip = ip.to_canonical();
+        let mut inner = self.lock();
+        let from_source = inner.conns.values().filter(|s| s.ip == ip).count();
+        let full = if from_source >= self.caps.per_source {
+            Some("per_source")
+        } else if inner.conns.len() >= self.caps.total {
+            Some("total")
+        } else {
+            None
+        };
+        let mut evicted = None;
+        if let Some(cap) = full {
+            let victim = inner
+                .conns
+                .iter()
+                .filter(|(_, s)| s.busy == 0 && (cap == "total" || s.ip == ip))
+                .min_by_key(|(id, s)| (s.idle_since, **id))
+                .map(|(id, _)| *id);
+            let Some(victim) = victim else {
+                return Admission::Refused(cap);
+            };
+            if let Some(slot) = inner.conns.remove(&victim) {
+                // notify_one keeps the wake-up if the connection is not waiting right now.
+                slot.close.notify_one();
+                evicted = Some((slot.ip, cap));
+            }
+        }
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let close = Arc::new(Notify::new());
+        inner.conns.insert(
+            id,
+            Slot {
+                ip,
+                idle_since: Instant::now(),
+                busy: 0,
+                close: close.clone(),
+            },
+        );
+        Admission::Admitted {
+            conn: Conn {
+                table: self.clone(),
+                id,
+                close,
+            },
+            evicted,
         }
     }
 }
 
-/// A connection that frees its slot when dropped.
-pub struct LimitedStream {
-    stream: TcpStream,
-    _slot: OwnedSemaphorePermit,
+/// A connection's place in its [`ConnTable`]; dropping it frees the place.
+pub struct Conn {
+    table: Arc<ConnTable>,
+    id: u64,
+    close: Arc<Notify>,
 }
 
-impl axum::serve::Listener for LimitedListener {
-    type Io = LimitedStream;
-    type Addr = std::net::SocketAddr;
+impl Conn {
+    /// A request or frame starts: the connection is not idle until [`Conn::end`].
+    pub fn begin(&self) {
+        if let Some(slot) = self.table.lock().conns.get_mut(&self.id) {
+            slot.busy += 1;
+        }
+    }
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            // The semaphore is never closed, so this only waits for a free slot.
-            let Ok(slot) = self.slots.clone().acquire_owned().await else {
+    /// A request or frame ended.
+    pub fn end(&self) {
+        if let Some(slot) = self.table.lock().conns.get_mut(&self.id) {
+            slot.busy = slot.busy.saturating_sub(1);
+            slot.idle_since = Instant::now();
+        }
+    }
+
+    /// When the connection became idle, `None` while busy (or once closed to make room).
+    pub fn idle_since(&self) -> Option<Instant> {
+        let inner = self.table.lock();
+        let slot = inner.conns.get(&self.id)?;
+        (slot.busy == 0).then_some(slot.idle_since)
+    }
+
+    /// Resolves when the table closed this connection to make room for another.
+    pub async fn closed(&self) {
+        self.close.notified().await;
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.table.lock().conns.remove(&self.id);
+    }
+}
+
+/// Serves `router` on `listener` until `stop` flips: HTTP/1 with the timeouts and caps of the
+/// module doc. Returns when the listener stopped and open connections were given
+/// [`CLOSE_GRACE`] to finish.
+pub async fn serve_api(
+    listener: TcpListener,
+    router: Router,
+    metrics: Arc<Metrics>,
+    caps: Caps,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), String> {
+    let table = ConnTable::new(caps);
+    let mut connections = JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => break,
+            r = listener.accept() => r,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                tracing::warn!(error = %super::log::Chain(&e), "API accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
-            };
-            match self.inner.accept().await {
-                Ok((stream, addr)) => {
-                    return (
-                        LimitedStream {
-                            stream,
-                            _slot: slot,
-                        },
-                        addr,
-                    )
+            }
+        };
+        let conn = match table.admit(peer.ip()) {
+            Admission::Admitted { conn, evicted } => {
+                if let Some((ip, cap)) = evicted {
+                    metrics.reject(
+                        Reject::ApiConnectionEvicted,
+                        &format!(
+                            "API: closed the longest-idle connection of {ip} to admit {peer} \
+                             ({cap} cap: {} overall, {} per source)",
+                            caps.total, caps.per_source
+                        ),
+                    );
                 }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(error = %e, "API accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                conn
+            }
+            Admission::Refused(cap) => {
+                metrics.reject(
+                    Reject::ApiTooManyConnections,
+                    &format!(
+                        "API: {peer} refused, every connection under the {cap} cap is busy \
+                         ({} overall, {} per source)",
+                        caps.total, caps.per_source
+                    ),
+                );
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(
+            stream,
+            peer,
+            router.clone(),
+            conn,
+            stop.clone(),
+        ));
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(CLOSE_GRACE * 2, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    connections.shutdown().await;
+    Ok(())
+}
+
+/// One API connection: hyper's HTTP/1 with the header timeout, closed when idle for
+/// [`KEEP_ALIVE_IDLE`], when the table needs its place, or when the daemon stops.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    conn: Conn,
+    mut stop: watch::Receiver<bool>,
+) {
+    let conn = Arc::new(conn);
+    let service = {
+        let conn = conn.clone();
+        hyper::service::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let (router, conn) = (router.clone(), conn.clone());
+            async move {
+                conn.begin();
+                let _done = EndOnDrop(&conn);
+                let response = router
+                    .oneshot(request.map(axum::body::Body::new))
+                    .await
+                    .unwrap_or_else(|e: Infallible| match e {});
+                Ok::<_, Infallible>(response)
+            }
+        })
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .keep_alive(true);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let closing = loop {
+        let idle_deadline = conn
+            .idle_since()
+            .map_or_else(|| Instant::now() + KEEP_ALIVE_IDLE, |t| t + KEEP_ALIVE_IDLE);
+        tokio::select! {
+            r = connection.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(%peer, error = %super::log::Chain(&e), "API connection ended with an error");
+                }
+                return;
+            }
+            _ = conn.closed() => break "evicted",
+            _ = stop.changed() => break "stopping",
+            _ = tokio::time::sleep_until(idle_deadline) => {
+                if conn.idle_since().is_some_and(|t| t.elapsed() >= KEEP_ALIVE_IDLE) {
+                    break "idle";
                 }
             }
         }
-    }
+    };
+    tracing::debug!(%peer, why = closing, "closing API connection");
+    connection.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(CLOSE_GRACE, connection).await;
+}
 
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
+/// Marks the request ended however its future ends (completed or dropped).
+struct EndOnDrop<'a>(&'a Conn);
+
+impl Drop for EndOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 
-impl AsyncRead for LimitedStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_read(cx, buf)
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl AsyncWrite for LimitedStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write(cx, buf)
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([10, 0, 0, last])
     }
 
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
+    fn admitted(a: Admission) -> (Conn, Option<(IpAddr, &'static str)>) {
+        match a {
+            Admission::Admitted { conn, evicted } => (conn, evicted),
+            Admission::Refused(cap) => panic!("refused at the {cap} cap"),
+        }
     }
 
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
+    #[tokio::test(start_paused = true)]
+    async fn r18_a_full_source_makes_room_by_closing_its_longest_idle_connection() {
+        let table = ConnTable::new(Caps {
+            total: 10,
+            per_source: 2,
+        });
+        let (first, _) = admitted(table.admit(ip(1)));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let (second, _) = admitted(table.admit(ip(1)));
+        let (_third, evicted) = admitted(table.admit(ip(1)));
+        assert_eq!(evicted, Some((ip(1), "per_source")));
+        // The first (idle longest) got the close signal; the second did not.
+        tokio::time::timeout(Duration::from_millis(1), first.closed())
+            .await
+            .expect("the longest-idle connection is told to close");
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), second.closed())
+                .await
+                .is_err()
+        );
+        assert_eq!(table.open(), 2);
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
+    #[tokio::test(start_paused = true)]
+    async fn r18_busy_connections_are_never_closed_to_make_room() {
+        let table = ConnTable::new(Caps {
+            total: 2,
+            per_source: 2,
+        });
+        let (a, _) = admitted(table.admit(ip(1)));
+        let (b, _) = admitted(table.admit(ip(2)));
+        a.begin();
+        b.begin();
+        assert!(matches!(table.admit(ip(3)), Admission::Refused("total")));
+        b.end();
+        let (_c, evicted) = admitted(table.admit(ip(3)));
+        assert_eq!(evicted, Some((ip(2), "total")));
+        drop(a);
+        assert_eq!(table.open(), 1);
     }
 }

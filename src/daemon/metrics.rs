@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::stats::{Histogram, StatsSnapshot};
 use crate::engine::Disposition;
+use serde_json::json;
 
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -55,6 +56,10 @@ pub enum Reject {
     Overloaded,
     /// An API request that took longer than the request timeout.
     RequestTimeout,
+    /// An idle API connection closed to admit a new one (connection caps).
+    ApiConnectionEvicted,
+    /// An API connection refused: every connection under the cap was busy.
+    ApiTooManyConnections,
     /// Syslog from an address that is no AV server's topology address.
     SyslogUnknownSource,
     /// Syslog message larger than `syslog_in.max_message_bytes`.
@@ -69,6 +74,10 @@ pub enum Reject {
     SyslogIdleTimeout,
     /// Syslog detection the engine refused.
     SyslogRefused,
+    /// Syslog message dropped because the intake queue was full (UDP only: TCP waits).
+    SyslogQueueFull,
+    /// An idle syslog TCP connection closed to admit a new one (connection caps).
+    SyslogConnectionEvicted,
     /// ePO poll that failed (transport, HTTP status, unparsable reply).
     EpoPollFailed,
     /// ePO detection the engine refused.
@@ -78,7 +87,7 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 29] = [
+const ALL: [Reject; 33] = [
     Reject::Unauthorized,
     Reject::Forbidden,
     Reject::PolicyInvalid,
@@ -98,6 +107,8 @@ const ALL: [Reject; 29] = [
     Reject::MethodNotAllowed,
     Reject::Overloaded,
     Reject::RequestTimeout,
+    Reject::ApiConnectionEvicted,
+    Reject::ApiTooManyConnections,
     Reject::SyslogUnknownSource,
     Reject::SyslogOversized,
     Reject::SyslogUnparsable,
@@ -105,6 +116,8 @@ const ALL: [Reject; 29] = [
     Reject::SyslogTooManyConnections,
     Reject::SyslogIdleTimeout,
     Reject::SyslogRefused,
+    Reject::SyslogQueueFull,
+    Reject::SyslogConnectionEvicted,
     Reject::EpoPollFailed,
     Reject::EpoRefused,
     Reject::EpoBadRow,
@@ -133,6 +146,8 @@ impl Reject {
             Reject::MethodNotAllowed => "method_not_allowed",
             Reject::Overloaded => "overloaded",
             Reject::RequestTimeout => "request_timeout",
+            Reject::ApiConnectionEvicted => "api_connection_evicted",
+            Reject::ApiTooManyConnections => "api_too_many_connections",
             Reject::SyslogUnknownSource => "syslog_unknown_source",
             Reject::SyslogOversized => "syslog_oversized",
             Reject::SyslogUnparsable => "syslog_unparsable",
@@ -140,6 +155,8 @@ impl Reject {
             Reject::SyslogTooManyConnections => "syslog_too_many_connections",
             Reject::SyslogIdleTimeout => "syslog_idle_timeout",
             Reject::SyslogRefused => "syslog_refused",
+            Reject::SyslogQueueFull => "syslog_queue_full",
+            Reject::SyslogConnectionEvicted => "syslog_connection_evicted",
             Reject::EpoPollFailed => "epo_poll_failed",
             Reject::EpoRefused => "epo_refused",
             Reject::EpoBadRow => "epo_bad_row",
@@ -158,12 +175,68 @@ pub const LOG_FIRST: u64 = 20;
 pub const LOG_EVERY: u64 = 1000;
 
 /// Rejection counters plus the count of accepted detections per channel.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     rejected: [AtomicU64; ALL.len()],
     accepted_api: AtomicU64,
     accepted_syslog: AtomicU64,
     accepted_epo: AtomicU64,
+    /// The syslog intake's buffer and queue (`/health`).
+    pub intake: IntakeGauges,
+}
+
+// By hand: `Default` for arrays stops at 32 elements.
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            accepted_api: AtomicU64::new(0),
+            accepted_syslog: AtomicU64::new(0),
+            accepted_epo: AtomicU64::new(0),
+            intake: IntakeGauges::default(),
+        }
+    }
+}
+
+/// How the intake is doing, for `/health`.
+#[derive(Debug, Default)]
+pub struct IntakeGauges {
+    /// `syslog_in.udp_recv_buffer_bytes` as configured.
+    pub udp_recv_buffer_requested: AtomicU64,
+    /// SO_RCVBUF as the kernel reports it after setting.
+    pub udp_recv_buffer_granted: AtomicU64,
+    /// Messages queued, not yet submitted.
+    pub queued: AtomicU64,
+    /// Largest queue depth seen.
+    pub queued_peak: AtomicU64,
+    /// `syslog_in.queue_messages`.
+    pub queue_capacity: AtomicU64,
+    /// The UDP socket's inode (0: none or unknown), to read its kernel drop counter.
+    pub udp_socket_inode: AtomicU64,
+}
+
+impl IntakeGauges {
+    /// Datagrams the kernel dropped before the daemon could read them (the receive buffer was
+    /// full); `None` without a UDP listener or where the kernel does not say.
+    pub fn udp_kernel_drops(&self) -> Option<u64> {
+        super::syslog_in::udp_kernel_drops(self.udp_socket_inode.load(Ordering::Relaxed))
+    }
+
+    /// The `/health` object.
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "udp_recv_buffer_bytes": {
+                "requested": self.udp_recv_buffer_requested.load(Ordering::Relaxed),
+                "granted": self.udp_recv_buffer_granted.load(Ordering::Relaxed),
+            },
+            "udp_kernel_drops": self.udp_kernel_drops(),
+            "queue": {
+                "depth": self.queued.load(Ordering::Relaxed),
+                "peak": self.queued_peak.load(Ordering::Relaxed),
+                "capacity": self.queue_capacity.load(Ordering::Relaxed),
+            },
+        })
+    }
 }
 
 /// Where an accepted detection came in.

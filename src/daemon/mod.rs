@@ -6,6 +6,12 @@
 //! unfinished operations, R16) and starts serving; [`serve`] adds the ready line and stops on
 //! Ctrl-C or SIGTERM. Stopping is a crash as far as the engine is concerned: the journal is
 //! what survives (R7, R16), so no drain is needed beyond letting API replies go out.
+//!
+//! When the engine halts (a journal failure, or a panic in one of its tasks), [`serve`] keeps
+//! answering for [`HALT_LINGER`] (`/health` 503 with the reason) and then returns
+//! [`DaemonError::Halted`]: `qlab engine serve` exits 1, and a service manager's restart
+//! resumes from the journal (R16). `docs/intake.md` describes the daemon under load: the
+//! syslog intake queue, the connection caps and timeouts, and the logs.
 
 mod api;
 pub mod auth;
@@ -26,7 +32,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
@@ -36,15 +42,30 @@ use crate::model::{load_site, Site, TopologyError};
 use config::EngineConfig;
 use metrics::Metrics;
 
-pub use listener::MAX_API_CONNECTIONS;
+pub use listener::{
+    HEADER_READ_TIMEOUT, KEEP_ALIVE_IDLE, MAX_API_CONNECTIONS, MAX_API_CONNECTIONS_PER_SOURCE,
+};
 pub use routes::MAX_PAGE;
-pub use syslog_in::{IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS};
+pub use syslog_in::{
+    FIRST_BYTE_TIMEOUT as SYSLOG_FIRST_BYTE_TIMEOUT, FRAME_TIMEOUT as SYSLOG_FRAME_TIMEOUT,
+    IDLE_TIMEOUT as SYSLOG_IDLE_TIMEOUT, MAX_TCP_CONNECTIONS, MAX_TCP_CONNECTIONS_PER_SOURCE,
+};
 
 /// Environment variable whose value, when set, is the API token instead of the config's.
 pub const TOKEN_ENV: &str = "QLAB_TOKEN";
 
+/// Test hook, undocumented on purpose: when set, [`serve`] makes an engine task panic right
+/// after the start, so a test of the binary sees a panic halt the engine and the exit code.
+#[doc(hidden)]
+pub const TEST_PANIC_ENV: &str = "QLAB_TEST_PANIC_ENGINE_TASK";
+
 /// How long [`Daemon::shutdown`] lets in-flight API requests finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// How long [`serve`] keeps answering (`/health` 503 with the reason) after the engine
+/// halted, before it stops with an error: monitoring sees why, then a service manager
+/// restarts the daemon, which resumes from the journal (R16).
+pub const HALT_LINGER: Duration = Duration::from_secs(5);
 
 /// Why the daemon could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +111,9 @@ pub enum DaemonError {
     /// The API server failed while running.
     #[error("the API server failed: {0}")]
     Serve(String),
+    /// The engine halted (a journal failure or a task's panic); the daemon stopped.
+    #[error("the engine halted: {0}")]
+    Halted(String),
 }
 
 impl DaemonError {
@@ -182,9 +206,8 @@ impl Daemon {
         })?;
         let udp = match config.syslog_in.udp {
             Some(addr) => Some(
-                UdpSocket::bind(addr)
-                    .await
-                    .and_then(|s| s.local_addr().map(|a| (s, a)))
+                syslog_in::bind_udp(addr, config.syslog_in.udp_recv_buffer_bytes)
+                    .and_then(|(s, granted)| s.local_addr().map(|a| (s, a, granted)))
                     .map_err(|error| DaemonError::Bind {
                         what: "syslog udp",
                         addr,
@@ -217,6 +240,7 @@ impl Daemon {
             ..EngineOptions::default()
         };
         let engine = Arc::new(Engine::open(site.clone(), journal, adapters, options)?);
+
         let metrics = Arc::new(Metrics::default());
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -233,38 +257,83 @@ impl Daemon {
             build::insecure_devices(&config),
             reloader.clone(),
         );
-        let mut api_stop = stop_rx.clone();
-        tasks.spawn(async move {
-            let listener = listener::LimitedListener::new(api, MAX_API_CONNECTIONS);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = api_stop.changed().await;
-                })
-                .await
-                .map_err(|e| e.to_string())
-        });
+        let (api_metrics, api_stop) = (metrics.clone(), stop_rx.clone());
+        tasks.spawn(listener::serve_api(
+            api,
+            router,
+            api_metrics,
+            listener::Caps {
+                total: MAX_API_CONNECTIONS,
+                per_source: MAX_API_CONNECTIONS_PER_SOURCE,
+            },
+            api_stop,
+        ));
         let intake = Arc::new(syslog_in::Intake::new(
             engine.clone(),
             metrics.clone(),
             &site,
             config.syslog_in.max_message_bytes,
         ));
-        let syslog_udp = udp.as_ref().map(|(_, addr)| *addr);
-        if let Some((socket, _)) = udp {
-            let (intake, stop) = (intake.clone(), stop_rx.clone());
+        let gauges = &metrics.intake;
+        gauges.queue_capacity.store(
+            config.syslog_in.queue_messages as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let (queue, queued) = syslog_in::queue(
+            config.syslog_in.queue_messages,
+            config.syslog_in.queue_bytes,
+            metrics.clone(),
+        );
+        {
+            let intake = intake.clone();
             tasks.spawn(async move {
-                syslog_in::run_udp(socket, intake, stop).await;
+                syslog_in::run_dispatcher(queued, intake).await;
+                Ok(())
+            });
+        }
+        let syslog_udp = udp.as_ref().map(|(_, addr, _)| *addr);
+        if let Some((socket, addr, granted)) = udp {
+            let requested = config.syslog_in.udp_recv_buffer_bytes;
+            gauges
+                .udp_recv_buffer_requested
+                .store(requested as u64, std::sync::atomic::Ordering::Relaxed);
+            gauges
+                .udp_recv_buffer_granted
+                .store(granted as u64, std::sync::atomic::Ordering::Relaxed);
+            gauges.udp_socket_inode.store(
+                syslog_in::socket_inode(&socket),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+            if granted < requested {
+                tracing::warn!(
+                    requested,
+                    granted,
+                    "the kernel granted a smaller UDP receive buffer than \
+                     syslog_in.udp_recv_buffer_bytes (raise net.core.rmem_max)"
+                );
+            }
+            let ended =
+                syslog_in::spawn_udp(socket, intake.clone(), queue.clone(), stop_rx.clone())
+                    .map_err(|error| DaemonError::Bind {
+                        what: "syslog udp",
+                        addr,
+                        error,
+                    })?;
+            tasks.spawn(async move {
+                let _ = ended.await;
                 Ok(())
             });
         }
         let syslog_tcp = tcp.as_ref().map(|(_, addr)| *addr);
         if let Some((listener, _)) = tcp {
-            let (intake, stop) = (intake.clone(), stop_rx.clone());
+            let (intake, queue, stop) = (intake.clone(), queue.clone(), stop_rx.clone());
             tasks.spawn(async move {
-                syslog_in::run_tcp(listener, intake, stop).await;
+                syslog_in::run_tcp(listener, intake, queue, stop).await;
                 Ok(())
             });
         }
+        // The dispatcher ends once the listeners (the queue's last senders) are gone.
+        drop(queue);
         for poller in &config.epo_pollers {
             epo::spawn(
                 &mut tasks,
@@ -354,6 +423,14 @@ impl Daemon {
         Ok(())
     }
 
+    /// Resolves once the engine halted, with the reason.
+    pub async fn halted(&self) -> String {
+        self.engine.halted().await;
+        self.engine
+            .halt_reason()
+            .unwrap_or_else(|| "no reason recorded".into())
+    }
+
     /// Stops the listeners, lets in-flight API requests finish for a few seconds, then drops
     /// the engine (its running operations resume on the next start, R16).
     pub async fn shutdown(mut self) {
@@ -378,12 +455,24 @@ pub async fn serve(
 ) -> Result<(), DaemonError> {
     let mut daemon = Daemon::start(config, token).await?;
     daemon.reload_on_sighup();
+    if std::env::var_os(TEST_PANIC_ENV).is_some() {
+        daemon.engine().panic_an_engine_task_for_tests();
+    }
     ready(daemon.ready_info());
+    let engine = daemon.engine().clone();
     let result = tokio::select! {
         r = daemon.wait() => r,
         _ = stop_signal() => {
             tracing::info!("stop signal received; stopping");
             Ok(())
+        }
+        _ = async {
+            engine.halted().await;
+            tokio::time::sleep(HALT_LINGER).await;
+        } => {
+            let reason = engine.halt_reason().unwrap_or_default();
+            tracing::error!(%reason, "the engine halted; stopping the daemon");
+            Err(DaemonError::Halted(reason))
         }
     };
     daemon.shutdown().await;

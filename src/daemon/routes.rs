@@ -34,9 +34,11 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
     let body = json!({
         "ok": !halted,
         "halted": halted,
+        "halt_reason": s.engine.halt_reason(),
         "accepted": s.metrics.accepted_map(),
         "rejected": s.metrics.rejected_map(),
         "tls_insecure": *s.tls_insecure,
+        "syslog_in": s.metrics.intake.to_json(),
     });
     (status, Json(body)).into_response()
 }

@@ -55,11 +55,13 @@ pub enum AlertCode {
     ReleaseFailed,
     /// Policy `none`: the tenant administrator must choose (R5).
     DecisionRequired,
+    /// An engine task panicked: the engine stopped all device work and must be restarted.
+    EngineHalted,
 }
 
 impl AlertCode {
     /// Every code, for documentation and parsing.
-    pub const ALL: [AlertCode; 10] = [
+    pub const ALL: [AlertCode; 11] = [
         AlertCode::QuarantineStarted,
         AlertCode::QuarantineCompleted,
         AlertCode::QuarantineFailed,
@@ -70,6 +72,7 @@ impl AlertCode {
         AlertCode::ReleaseCompleted,
         AlertCode::ReleaseFailed,
         AlertCode::DecisionRequired,
+        AlertCode::EngineHalted,
     ];
 
     /// The stable spelling, e.g. `quarantine-failed`.
@@ -85,6 +88,7 @@ impl AlertCode {
             AlertCode::ReleaseCompleted => "release-completed",
             AlertCode::ReleaseFailed => "release-failed",
             AlertCode::DecisionRequired => "decision-required",
+            AlertCode::EngineHalted => "engine-halted",
         }
     }
 
@@ -100,7 +104,8 @@ impl AlertCode {
             | AlertCode::LserverNotFound
             | AlertCode::ConfigError
             | AlertCode::RebootFailed
-            | AlertCode::ReleaseFailed => Severity::Error,
+            | AlertCode::ReleaseFailed
+            | AlertCode::EngineHalted => Severity::Error,
             _ => Severity::Info,
         }
     }
@@ -111,7 +116,10 @@ impl AlertCode {
     pub fn emails_tenant(self) -> bool {
         !matches!(
             self,
-            AlertCode::QuarantineStarted | AlertCode::ReleaseCompleted | AlertCode::LserverNotFound
+            AlertCode::QuarantineStarted
+                | AlertCode::ReleaseCompleted
+                | AlertCode::LserverNotFound
+                | AlertCode::EngineHalted
         )
     }
 }
@@ -167,6 +175,8 @@ impl Alert {
             }
             AlertCode::RebootFailed => format!("FJSVrcx:ERROR:61143:reboot {subject}:failed(detail={detail})"),
             AlertCode::ReleaseFailed => format!("FJSVrcx:ERROR:61143:release {subject}:failed(detail={detail})"),
+            // The product has no such message; the same shape as its other engine errors.
+            AlertCode::EngineHalted => format!("FJSVrcx:ERROR:67198:engine halted(detail={detail})"),
         }
     }
 

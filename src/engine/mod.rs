@@ -69,7 +69,7 @@ pub enum EngineEvent {
     },
     /// An alert was journaled (R17).
     Alert(Alert),
-    /// The journal failed; the engine stopped all device work.
+    /// The journal failed or an engine task panicked; the engine stopped all device work.
     Halted {
         /// Why.
         reason: String,
@@ -245,6 +245,9 @@ impl Engine {
             hostname: options.hostname,
             observer: options.observer,
             halted: AtomicBool::new(false),
+            halt_reason: Mutex::new(None),
+            halt_announced: AtomicBool::new(false),
+            halt_notice: Notify::new(),
             idle: Notify::new(),
             tasks: Mutex::new(JoinSet::new()),
             max_lane_len: options.max_lane_len.max(1),
@@ -660,9 +663,44 @@ impl Engine {
         Ok(self.shared.journal().snapshot()?)
     }
 
-    /// Whether the engine halted after a journal failure.
+    /// Whether the engine halted (a journal failure or a task's panic).
     pub fn is_halted(&self) -> bool {
         self.shared.is_halted()
+    }
+
+    /// Why the engine halted, once it did.
+    pub fn halt_reason(&self) -> Option<String> {
+        self.shared
+            .halt_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Resolves once the engine halted and said so (alert journaled, events emitted); at
+    /// once when it has.
+    pub async fn halted(&self) {
+        loop {
+            let notified = self.shared.halt_notice.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self
+                .shared
+                .halt_announced
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Makes an engine task panic, to show that a panic halts the engine visibly. Only for
+    /// tests of that path; nothing in the daemon calls it.
+    #[doc(hidden)]
+    pub fn panic_an_engine_task_for_tests(&self) {
+        self.shared
+            .spawn(async { panic!("a task panicked on purpose (test hook)") });
     }
 
     /// Waits until no operation is queued or running (or the engine halted).
