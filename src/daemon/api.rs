@@ -43,8 +43,8 @@ use super::auth::{Caller, Scope, Tokens};
 use super::metrics::{Metrics, Reject};
 use super::policy::PolicyReloader;
 use super::routes;
-use openapi::{ErrorBody, Method, Op};
 use crate::engine::{Engine, EngineError};
+use openapi::{ErrorBody, Method, Op};
 
 /// Longest time one request may take, body upload included (a slow client cannot hold a
 /// slot forever).

@@ -268,10 +268,7 @@ pub(crate) const ROUTES: &[Route] = &[
         request: None,
         query: Some(schema::<AlertQuery>),
         ok: (200, "A page of alerts", Body::Json(schema::<AlertPage>)),
-        refusals: &[
-            (400, &[Reject::BadRequest]),
-            (500, &[Reject::JournalError]),
-        ],
+        refusals: &[(400, &[Reject::BadRequest]), (500, &[Reject::JournalError])],
     },
     Route {
         method: Method::Get,
@@ -329,7 +326,9 @@ pub(crate) struct ErrorBody {
 /// The OpenAPI 3.0 document of the API.
 pub fn document() -> Value {
     let mut out = SchemaSettings::openapi3().for_serialize().into_generator();
-    let mut inp = SchemaSettings::openapi3().for_deserialize().into_generator();
+    let mut inp = SchemaSettings::openapi3()
+        .for_deserialize()
+        .into_generator();
     let error = out.subschema_for::<ErrorBody>();
     let health = out.subschema_for::<HealthReply>();
     let mut paths = Map::new();
@@ -565,7 +564,12 @@ mod tests {
         }
         for route in ROUTES {
             let op = &doc["paths"][route.path][route.method.as_str()];
-            assert!(op.is_object(), "{} {} missing", route.method.as_str(), route.path);
+            assert!(
+                op.is_object(),
+                "{} {} missing",
+                route.method.as_str(),
+                route.path
+            );
             for (status, _) in route.refusals {
                 assert!(op["responses"][status.to_string()].is_object());
             }
