@@ -58,9 +58,16 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /api/v1/openapi.json`: the API's OpenAPI document ([`super::api::openapi`]).
+/// `GET /api/v1/openapi.json`: the API's OpenAPI document ([`super::api::openapi`]), built
+/// once: the route needs no token, so a request costs no more than copying bytes.
 pub(crate) async fn openapi() -> Response {
-    Json(super::api::openapi::document()).into_response()
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| super::api::openapi::document().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text.clone(),
+    )
+        .into_response()
 }
 
 /// Reply of `POST /api/v1/detections`.
