@@ -5,7 +5,7 @@
 //!
 //! | request | success | refusals (status `reason`) |
 //! |---|---|---|
-//! | any but health | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 403 `forbidden` (the token lacks the route's scope, [`super::auth`]), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
+//! | any but health and openapi.json | | 401 `unauthorized` (no or wrong `Authorization: Bearer`), 403 `forbidden` (the token lacks the route's scope, [`super::auth`]), 503 `overloaded` (more than [`MAX_IN_FLIGHT`] in flight), 408 `request_timeout` (over [`REQUEST_TIMEOUT`]), 404 `not_found` (no such path), 405 `method_not_allowed` |
 //! | `POST /detections` | 202 `{"id","disposition","lserver","operation"}` once journaled (R7) | 413 `body_too_large`, 400 `malformed_json` / `unknown_field` / `invalid_field` / `unknown_source` / `invalid_detection`, 503 `halted`, 500 `journal_error` |
 //! | `GET /lservers?offset&limit` | 200 `{"lservers","total","next"}` (pages of at most 1000) | 400 `bad_request` |
 //! | `GET /lservers/{path}` | 200 the L-Server view | 404 `unknown_lserver` |
@@ -14,7 +14,11 @@
 //! | `GET /alerts?since&limit` | 200 `{"alerts","next"}` (at most 1000) | 400 `bad_request` |
 //! | `GET /metrics` (scope `read`) | 200 Prometheus text format 0.0.4 (docs/metrics.md) | |
 //! | `POST /policy/reload` (scope `operate`) | 200 `{"policy","changed","restart_needed"}` | 422 `policy_invalid` (the old policy stays; the error names file, line and key) |
+//! | `GET /openapi.json` (no token) | 200 the OpenAPI 3.0 document ([`openapi`]) | |
 //! | `GET /health` (no token) | 200 `{"ok":true,"halted":false,"accepted","rejected","tls_insecure":[...]}` | 503 with `"ok":false,"halted":true` after a journal failure |
+//!
+//! The routes are the entries of [`openapi::ROUTES`]: the router and the document are built
+//! from that one table.
 //!
 //! The content type of a request body is not checked: the body must simply be JSON (AV
 //! server scripts often forget the header). Bodies of quarantine and release may be empty.
@@ -30,10 +34,9 @@ use axum::handler::Handler;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::auth::{Caller, Scope, Tokens};
@@ -41,6 +44,7 @@ use super::metrics::{Metrics, Reject};
 use super::policy::PolicyReloader;
 use super::routes;
 use crate::engine::{Engine, EngineError};
+use openapi::{ErrorBody, Method, Op};
 
 /// Longest time one request may take, body upload included (a slow client cannot hold a
 /// slot forever).
@@ -51,6 +55,10 @@ pub const MAX_IN_FLIGHT: usize = 128;
 
 /// The path that needs no token.
 pub const HEALTH_PATH: &str = "/api/v1/health";
+
+// The document is part of the API: it is built from the table this router routes.
+#[path = "openapi.rs"]
+pub(crate) mod openapi;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -149,7 +157,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (
             self.status,
-            Json(json!({"error": self.message, "reason": self.reason.as_str()})),
+            Json(ErrorBody {
+                error: self.message,
+                reason: self.reason.as_str(),
+            }),
         )
             .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
@@ -188,39 +199,50 @@ pub(crate) fn router(
         tls_insecure: Arc::new(tls_insecure),
         reloader,
     };
-    // Each handler states the scope it needs where it is routed (R18, least privilege).
+    // Each route states the scope it needs in the table (R18, least privilege).
     let needs = |scope: Scope| middleware::from_fn_with_state((state.clone(), scope), require);
-    Router::new()
-        .route(HEALTH_PATH, get(routes::health))
-        .route(
-            "/api/v1/detections",
-            post(routes::post_detection.layer(needs(Scope::Notify))),
-        )
-        .route(
-            "/api/v1/lservers",
-            get(routes::list_lservers.layer(needs(Scope::Read))),
-        )
-        .route(
-            "/api/v1/lservers/{*rest}",
-            get(routes::get_lserver.layer(needs(Scope::Read)))
-                .post(routes::post_lserver.layer(needs(Scope::Operate))),
-        )
-        .route(
-            "/api/v1/operations/{id}",
-            get(routes::get_operation.layer(needs(Scope::Read))),
-        )
-        .route(
-            "/api/v1/alerts",
-            get(routes::get_alerts.layer(needs(Scope::Read))),
-        )
-        .route(
-            "/api/v1/metrics",
-            get(routes::get_metrics.layer(needs(Scope::Read))),
-        )
-        .route(
-            "/api/v1/policy/reload",
-            post(routes::reload_policy.layer(needs(Scope::Operate))),
-        )
+    let mut paths: Vec<(&'static str, Vec<Method>, MethodRouter<ApiState>)> = Vec::new();
+    for route in openapi::ROUTES {
+        let filter = match route.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+        };
+        macro_rules! handler {
+            ($h:expr) => {
+                match route.scope {
+                    Some(scope) => on(filter, $h.layer(needs(scope))),
+                    None => on(filter, $h),
+                }
+            };
+        }
+        let method_router = match route.op {
+            Op::Health => handler!(routes::health),
+            Op::OpenApi => handler!(routes::openapi),
+            Op::PostDetection => handler!(routes::post_detection),
+            Op::ListLServers => handler!(routes::list_lservers),
+            Op::GetLServer => handler!(routes::get_lserver),
+            Op::PostLServer => handler!(routes::post_lserver),
+            Op::GetOperation => handler!(routes::get_operation),
+            Op::GetAlerts => handler!(routes::get_alerts),
+            Op::GetMetrics => handler!(routes::get_metrics),
+            Op::ReloadPolicy => handler!(routes::reload_policy),
+        };
+        // Several documented paths may share one routed path and handler (the L-Server
+        // actions); each routed method is added once.
+        match paths.iter_mut().find(|(p, _, _)| *p == route.axum_path) {
+            Some((_, methods, _)) if methods.contains(&route.method) => {}
+            Some((_, methods, existing)) => {
+                methods.push(route.method);
+                *existing = std::mem::take(existing).merge(method_router);
+            }
+            None => paths.push((route.axum_path, vec![route.method], method_router)),
+        }
+    }
+    let mut router = Router::new();
+    for (path, _, method_router) in paths {
+        router = router.route(path, method_router);
+    }
+    router
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::no_method)
         .layer(middleware::from_fn_with_state(state.clone(), guard))
@@ -229,7 +251,7 @@ pub(crate) fn router(
 }
 
 /// Runs before every handler: bounds in-flight requests and their duration, checks the bearer
-/// token everywhere except [`HEALTH_PATH`] (R18), and hands the [`Caller`] to the route as a
+/// token everywhere except the routes the table leaves public (health, the document; R18), and hands the [`Caller`] to the route as a
 /// request extension ([`require`] checks its scope).
 async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) -> Response {
     let Ok(_slot) = state.in_flight.clone().try_acquire_owned() else {
@@ -241,7 +263,7 @@ async fn guard(State(state): State<ApiState>, mut request: Request, next: Next) 
             )
             .into_response();
     };
-    if request.uri().path() != HEALTH_PATH {
+    if !openapi::is_public(request.uri().path()) {
         let caller = match check_token(&state, &request) {
             Ok(caller) => caller,
             Err(message) => {

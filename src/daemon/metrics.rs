@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::engine::stats::{Histogram, StatsSnapshot};
 use crate::engine::Disposition;
-use serde_json::json;
 
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -223,20 +222,51 @@ impl IntakeGauges {
     }
 
     /// The `/health` object.
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "udp_recv_buffer_bytes": {
-                "requested": self.udp_recv_buffer_requested.load(Ordering::Relaxed),
-                "granted": self.udp_recv_buffer_granted.load(Ordering::Relaxed),
+    pub fn health(&self) -> IntakeHealth {
+        IntakeHealth {
+            udp_recv_buffer_bytes: RecvBuffer {
+                requested: self.udp_recv_buffer_requested.load(Ordering::Relaxed),
+                granted: self.udp_recv_buffer_granted.load(Ordering::Relaxed),
             },
-            "udp_kernel_drops": self.udp_kernel_drops(),
-            "queue": {
-                "depth": self.queued.load(Ordering::Relaxed),
-                "peak": self.queued_peak.load(Ordering::Relaxed),
-                "capacity": self.queue_capacity.load(Ordering::Relaxed),
+            udp_kernel_drops: self.udp_kernel_drops(),
+            queue: QueueHealth {
+                depth: self.queued.load(Ordering::Relaxed),
+                peak: self.queued_peak.load(Ordering::Relaxed),
+                capacity: self.queue_capacity.load(Ordering::Relaxed),
             },
-        })
+        }
     }
+}
+
+/// `/health` `syslog_in`: the intake's receive buffer and queue.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct IntakeHealth {
+    /// SO_RCVBUF asked for and granted by the kernel.
+    pub udp_recv_buffer_bytes: RecvBuffer,
+    /// Datagrams the kernel dropped on the UDP socket (absent where the kernel does not say).
+    pub udp_kernel_drops: Option<u64>,
+    /// The bounded intake queue.
+    pub queue: QueueHealth,
+}
+
+/// The UDP receive buffer, in bytes.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct RecvBuffer {
+    /// `syslog_in.udp_recv_buffer_bytes`.
+    pub requested: u64,
+    /// What the kernel reports after setting it.
+    pub granted: u64,
+}
+
+/// Depth of the intake queue.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct QueueHealth {
+    /// Messages queued now.
+    pub depth: u64,
+    /// The largest depth seen.
+    pub peak: u64,
+    /// `syslog_in.queue_messages`.
+    pub capacity: u64,
 }
 
 /// Where an accepted detection came in.

@@ -25,7 +25,7 @@ use crate::engine::Engine;
 use crate::model::{load_site, PolicySpec, Topology};
 
 /// The outcome of a successful reload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ReloadReport {
     /// The policy now in force.
     pub policy: PolicySpec,

@@ -8,19 +8,40 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::json;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 use super::api::{ApiError, ApiState};
 use super::auth::Caller;
 use super::metrics::{Channel, Extra, Reject};
-use crate::engine::Command;
+use crate::engine::{Alert, Command, Disposition, LServerView};
 use crate::model::{Action, Detection};
 
 /// Largest page of `GET /lservers` and `GET /alerts`.
 pub const MAX_PAGE: usize = 1000;
 
 type ApiResult = Result<Response, ApiError>;
+
+/// Body of `GET /api/v1/health`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct HealthReply {
+    /// `false` once the engine halted.
+    ok: bool,
+    /// Whether a journal failure or a panicking engine task stopped all device work.
+    halted: bool,
+    /// Why the engine halted (absent while it runs).
+    halt_reason: Option<String>,
+    /// Detections accepted, per channel (`api`, `syslog`, ...).
+    accepted: BTreeMap<&'static str, u64>,
+    /// Refusals per reason (only reasons counted at least once).
+    rejected: BTreeMap<&'static str, u64>,
+    /// Devices whose certificates are not verified (`tls_insecure`).
+    tls_insecure: Vec<String>,
+    /// The syslog intake's buffer and queue.
+    syslog_in: super::metrics::IntakeHealth,
+}
 
 /// `GET /api/v1/health`: liveness, whether the engine halted, and the rejection counters.
 /// 503 once the engine halted (a journal failure stops all device work).
@@ -31,16 +52,41 @@ pub(crate) async fn health(State(s): State<ApiState>) -> Response {
     } else {
         StatusCode::OK
     };
-    let body = json!({
-        "ok": !halted,
-        "halted": halted,
-        "halt_reason": s.engine.halt_reason(),
-        "accepted": s.metrics.accepted_map(),
-        "rejected": s.metrics.rejected_map(),
-        "tls_insecure": *s.tls_insecure,
-        "syslog_in": s.metrics.intake.to_json(),
-    });
+    let body = HealthReply {
+        ok: !halted,
+        halted,
+        halt_reason: s.engine.halt_reason(),
+        accepted: s.metrics.accepted_map(),
+        rejected: s.metrics.rejected_map(),
+        tls_insecure: s.tls_insecure.to_vec(),
+        syslog_in: s.metrics.intake.health(),
+    };
     (status, Json(body)).into_response()
+}
+
+/// `GET /api/v1/openapi.json`: the API's OpenAPI document ([`super::api::openapi`]), built
+/// once: the route needs no token, so a request costs no more than copying bytes.
+pub(crate) async fn openapi() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| super::api::openapi::document().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text.clone(),
+    )
+        .into_response()
+}
+
+/// Reply of `POST /api/v1/detections`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct DetectionReceipt {
+    /// Journal id of the detection (the first one's id for a repeated event).
+    id: i64,
+    /// What became of it.
+    disposition: Disposition,
+    /// The matched L-Server.
+    lserver: Option<String>,
+    /// The operation it started.
+    operation: Option<i64>,
 }
 
 /// `POST /api/v1/detections`: 202 only once the detection is durable (R7).
@@ -70,23 +116,36 @@ pub(crate) async fn post_detection(
         .await
         .map_err(|e| s.engine_error(e))?;
     s.metrics.accepted(Channel::Api);
-    let body = json!({
-        "id": receipt.id,
-        "disposition": receipt.disposition.as_str(),
-        "lserver": receipt.lserver,
-        "operation": receipt.operation,
-    });
+    let body = DetectionReceipt {
+        id: receipt.id,
+        disposition: receipt.disposition,
+        lserver: receipt.lserver,
+        operation: receipt.operation,
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
 /// `offset`/`limit` of `GET /lservers`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PageQuery {
+    /// Index of the first L-Server of the page (default 0).
     #[serde(default)]
     offset: usize,
+    /// Most L-Servers in the page, 1 to 1000 (default and upper bound 1000; 0 counts as 1).
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// Reply of `GET /lservers`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct LServerPage {
+    /// The page, in topology order.
+    lservers: Vec<LServerView>,
+    /// How many L-Servers the topology has.
+    total: usize,
+    /// `offset` of the following page; `null` after the last.
+    next: Option<usize>,
 }
 
 /// `GET /api/v1/lservers?offset=N&limit=M`: a page of L-Servers in topology order;
@@ -102,7 +161,12 @@ pub(crate) async fn list_lservers(
     let items: Vec<_> = all.into_iter().skip(page.offset).take(limit).collect();
     let end = page.offset.saturating_add(items.len());
     let next = (end < total).then_some(end);
-    Ok(Json(json!({"lservers": items, "total": total, "next": next})).into_response())
+    let page = LServerPage {
+        lservers: items,
+        total,
+        next,
+    };
+    Ok(Json(page).into_response())
 }
 
 /// `GET /api/v1/lservers/{path}`: `/api/v1/lservers/tenant-a/vdi-001` is `/tenant-a/vdi-001`.
@@ -122,16 +186,30 @@ pub(crate) async fn get_lserver(
 }
 
 /// Body of `POST .../decide`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DecideBody {
+pub(crate) struct DecideBody {
+    /// What to do with the L-Server pending a decision.
+    #[schemars(extend("enum" = ["quarantine", "reboot", "quarantine_reboot"]))]
     choice: String,
 }
 
-/// Body of `POST .../quarantine` and `.../release`: empty or `{}`.
-#[derive(Debug, Deserialize)]
+/// Body of `POST .../quarantine`, `.../release` and `/policy/reload`: empty or `{}`.
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct EmptyBody {}
+pub(crate) struct EmptyBody {}
+
+/// Reply of `POST /lservers/{path}/quarantine|release|decide`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct CommandReceipt {
+    /// Id of the queued operation (`GET /operations/{id}`).
+    operation: i64,
+    /// The L-Server's path.
+    lserver: String,
+    /// The action asked for.
+    #[schemars(extend("enum" = ["quarantine", "release", "decide"]))]
+    action: String,
+}
 
 /// `POST /api/v1/lservers/{path}/quarantine|release|decide`: 202 `{"operation": id}` once the
 /// command is durable; 404 unknown L-Server; 409 not allowed in its state.
@@ -185,7 +263,11 @@ pub(crate) async fn post_lserver(
         .map_err(|e| s.engine_error(e))?;
     // The journal has it too (`operations.requested_by`); the log line is for the operator.
     tracing::info!(lserver = %path, action, operation = id, token = by.as_deref().unwrap_or("-"), "command accepted");
-    let body = json!({"operation": id, "lserver": path, "action": action});
+    let body = CommandReceipt {
+        operation: id,
+        lserver: path,
+        action: action.to_string(),
+    };
     Ok((StatusCode::ACCEPTED, Json(body)).into_response())
 }
 
@@ -214,13 +296,24 @@ pub(crate) async fn get_operation(
 }
 
 /// `since`/`limit` of `GET /alerts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AlertQuery {
+    /// Sequence number after which alerts are listed (default 0: from the first).
     #[serde(default)]
     since: i64,
+    /// Most alerts listed, 1 to 1000 (default and upper bound 1000; 0 counts as 1).
     #[serde(default)]
     limit: Option<usize>,
+}
+
+/// Reply of `GET /alerts`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AlertPage {
+    /// Alerts in sequence order.
+    alerts: Vec<Alert>,
+    /// `since` for the following page.
+    next: i64,
 }
 
 /// `GET /api/v1/alerts?since=N&limit=M`: alerts with a sequence number above `since`, at most
@@ -236,7 +329,7 @@ pub(crate) async fn get_alerts(
         .alerts_since(q.since, limit)
         .map_err(|e| s.engine_error(e))?;
     let next = alerts.last().map_or(q.since, |a| a.seq);
-    Ok(Json(json!({"alerts": alerts, "next": next})).into_response())
+    Ok(Json(AlertPage { alerts, next }).into_response())
 }
 
 /// `GET /api/v1/metrics`: the Prometheus text exposition (docs/metrics.md).

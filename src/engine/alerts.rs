@@ -32,7 +32,7 @@ impl Severity {
 }
 
 /// Stable alert codes (R17). Documented in the README; never renamed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AlertCode {
     /// An operation that moves NICs started.
@@ -125,7 +125,7 @@ impl AlertCode {
 }
 
 /// One alert, as journaled and sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Alert {
     /// Journal sequence number, increasing.
     pub seq: i64,

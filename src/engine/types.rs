@@ -13,7 +13,7 @@ pub type OperationId = i64;
 pub type DetectionId = i64;
 
 /// What an operation does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OperationKind {
     /// Move every NIC to quarantine (R6–R10).
@@ -75,7 +75,7 @@ impl OperationKind {
 }
 
 /// How an operation, or a detection that started none, ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     /// Every NIC confirmed on quarantine (R9).
@@ -145,7 +145,7 @@ impl Outcome {
 }
 
 /// Where an L-Server stands, as the management records say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LServerState {
     /// On its operation networks.
@@ -197,7 +197,7 @@ impl LServerState {
 }
 
 /// A NIC's management record and last known device network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NicRecord {
     /// NIC index.
     pub index: usize,
@@ -210,7 +210,7 @@ pub struct NicRecord {
 }
 
 /// An L-Server as the API and the lab see it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LServerView {
     /// Path.
     pub path: String,
@@ -227,7 +227,7 @@ pub struct LServerView {
 }
 
 /// One operation as the API sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OperationView {
     /// Id.
     pub id: OperationId,
@@ -247,7 +247,7 @@ pub struct OperationView {
 }
 
 /// What became of a submitted detection (R1–R5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Disposition {
     /// An operation was queued.

@@ -49,7 +49,7 @@ impl Category {
 }
 
 /// One detection from an antivirus management server, vendor-neutral.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Detection {
     /// Name of the AV server in the topology.
