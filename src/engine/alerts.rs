@@ -55,11 +55,15 @@ pub enum AlertCode {
     ReleaseFailed,
     /// Policy `none`: the tenant administrator must choose (R5).
     DecisionRequired,
+    /// The drift watch found a quarantined NIC off its quarantine network (R20).
+    QuarantineDrift,
+    /// NICs that drifted are back on quarantine, verified (R20).
+    QuarantineRestored,
 }
 
 impl AlertCode {
     /// Every code, for documentation and parsing.
-    pub const ALL: [AlertCode; 10] = [
+    pub const ALL: [AlertCode; 12] = [
         AlertCode::QuarantineStarted,
         AlertCode::QuarantineCompleted,
         AlertCode::QuarantineFailed,
@@ -70,6 +74,8 @@ impl AlertCode {
         AlertCode::ReleaseCompleted,
         AlertCode::ReleaseFailed,
         AlertCode::DecisionRequired,
+        AlertCode::QuarantineDrift,
+        AlertCode::QuarantineRestored,
     ];
 
     /// The stable spelling, e.g. `quarantine-failed`.
@@ -85,6 +91,8 @@ impl AlertCode {
             AlertCode::ReleaseCompleted => "release-completed",
             AlertCode::ReleaseFailed => "release-failed",
             AlertCode::DecisionRequired => "decision-required",
+            AlertCode::QuarantineDrift => "quarantine-drift",
+            AlertCode::QuarantineRestored => "quarantine-restored",
         }
     }
 
@@ -100,7 +108,8 @@ impl AlertCode {
             | AlertCode::LserverNotFound
             | AlertCode::ConfigError
             | AlertCode::RebootFailed
-            | AlertCode::ReleaseFailed => Severity::Error,
+            | AlertCode::ReleaseFailed
+            | AlertCode::QuarantineDrift => Severity::Error,
             _ => Severity::Info,
         }
     }
@@ -167,6 +176,10 @@ impl Alert {
             }
             AlertCode::RebootFailed => format!("FJSVrcx:ERROR:61143:reboot {subject}:failed(detail={detail})"),
             AlertCode::ReleaseFailed => format!("FJSVrcx:ERROR:61143:release {subject}:failed(detail={detail})"),
+            AlertCode::QuarantineDrift => format!("FJSVrcx:ERROR:61143:quarantine {subject}:drift(detail={detail})"),
+            AlertCode::QuarantineRestored => {
+                format!("FJSVrcx:INFO:21144:quarantine {subject}:restored ({detail})")
+            }
         }
     }
 
@@ -277,6 +290,19 @@ mod tests {
         assert_eq!(AlertCode::QuarantineFailed.severity(), Severity::Error);
         assert_eq!(AlertCode::ReleaseFailed.severity(), Severity::Error);
         assert_eq!(AlertCode::QuarantineCompleted.severity(), Severity::Info);
+    }
+
+    #[test]
+    fn r20_drift_is_an_error_and_its_restoration_info() {
+        assert_eq!(AlertCode::QuarantineDrift.severity(), Severity::Error);
+        assert_eq!(AlertCode::QuarantineRestored.severity(), Severity::Info);
+        assert_eq!(
+            AlertCode::parse("quarantine-drift"),
+            Some(AlertCode::QuarantineDrift)
+        );
+        assert!(alert(AlertCode::QuarantineDrift)
+            .message()
+            .contains(":drift(detail="));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod alerts;
 mod device_queue;
+mod drift_watch;
 mod executor;
 pub mod journal;
 mod operation;
@@ -175,6 +176,8 @@ impl Engine {
                     records,
                     lane: VecDeque::new(),
                     running: None,
+                    watch_read: false,
+                    verified_ms: vec![None; ls.nics.len()],
                     worker: false,
                     marks: 0,
                 };
@@ -253,6 +256,7 @@ impl Engine {
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
             calls_in_flight: AtomicUsize::new(0),
+            watch_done: Notify::new(),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -272,6 +276,7 @@ impl Engine {
             }
         }
         executor::redeliver_in_background(&shared, snapshot.undelivered_alerts);
+        shared.spawn(drift_watch::watch(shared.clone()));
         Ok(Engine { shared })
     }
 

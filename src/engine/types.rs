@@ -26,6 +26,8 @@ pub enum OperationKind {
     ManualQuarantine,
     /// Move NICs back to their operation networks (R14).
     Release,
+    /// Move NICs that drifted off quarantine back onto it (R20): started by the drift watch.
+    Restore,
 }
 
 impl OperationKind {
@@ -37,6 +39,7 @@ impl OperationKind {
             OperationKind::QuarantineReboot => "quarantine_reboot",
             OperationKind::ManualQuarantine => "manual_quarantine",
             OperationKind::Release => "release",
+            OperationKind::Restore => "restore",
         }
     }
 
@@ -48,6 +51,7 @@ impl OperationKind {
             OperationKind::QuarantineReboot,
             OperationKind::ManualQuarantine,
             OperationKind::Release,
+            OperationKind::Restore,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)

@@ -84,6 +84,9 @@ pub enum FaultEffect {
     Reset,
     /// Wire only: the connection swallows everything.
     Blackhole,
+    /// At `from`, something other than the engine sets the matched NICs' vNIC backing or port
+    /// VLAN to `to_network` (default: each NIC's operation network) (R20, INV-12).
+    ExternalChange,
 }
 
 /// Calls that read a device: a stale value is a read's answer.
@@ -131,7 +134,7 @@ impl FaultEffect {
             | FaultEffect::Reset
             | FaultEffect::Blackhole => DEVICE_CALLS,
             FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder => &[CallKind::Send],
-            FaultEffect::RebootLosesUnsaved => &[],
+            FaultEffect::RebootLosesUnsaved | FaultEffect::ExternalChange => &[],
         }
     }
 
@@ -154,6 +157,7 @@ impl FaultEffect {
             FaultEffect::Reorder => "reorder",
             FaultEffect::Reset => "reset",
             FaultEffect::Blackhole => "blackhole",
+            FaultEffect::ExternalChange => "external_change",
         }
     }
 
@@ -219,4 +223,8 @@ pub struct FaultSpec {
     /// matching call when absent.
     #[serde(default)]
     pub probability: Option<f64>,
+    /// For `external_change`: the network the matched NICs are moved to (default: each NIC's
+    /// operation network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_network: Option<String>,
 }

@@ -263,6 +263,7 @@ impl Rec {
                 from: Some(from.into()),
                 to: Some(to.into()),
                 in_release,
+                by: None,
             },
         )
     }

@@ -1,10 +1,11 @@
 //! Operations: the per-L-Server lane worker (R15) and the step helpers the flows share. The
-//! flows live beside it: quarantine (R6–R12), reboot (R13), release (R14), each resumable after
-//! a restart (R16).
+//! flows live beside it: quarantine (R6–R12), reboot (R13), release (R14), restore (R20), each
+//! resumable after a restart (R16).
 
 mod quarantine;
 mod reboot;
 mod release;
+mod restore;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -59,6 +60,7 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
         // The operation may start before its queueing is durable: its first step is staged after
         // the queueing, so the commit that makes that step durable carries the queueing and its
         // cause too, and announces them first (R7). One commit, not two, before the first call.
+        wait_for_watch_read(&shared, &path).await;
         let result = run_operation(&shared, &path, &next).await;
         shared.lock().ls(&path).running = None;
         if result.is_err() {
@@ -66,6 +68,21 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
             shared.idle.notify_waiters();
             return;
         }
+    }
+}
+
+/// Waits until no drift-watch read of the L-Server is under way (R20: the lane decides; a watch
+/// read and an operation of one L-Server never overlap). The read is bounded by its call
+/// timeout and its slot wait by the watch interval.
+async fn wait_for_watch_read(shared: &Shared, path: &str) {
+    loop {
+        let done = shared.watch_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if !shared.lock().ls(path).watch_read {
+            return;
+        }
+        done.await;
     }
 }
 
@@ -104,6 +121,7 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         }
         OperationKind::Reboot => reboot::reboot(&ctx, op).await?,
         OperationKind::Release => release::release(&ctx, op).await?,
+        OperationKind::Restore => restore::restore(&ctx, op).await?,
     };
     Ok(())
 }
