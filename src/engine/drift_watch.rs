@@ -15,9 +15,10 @@
 //!   ([`Class::Watch`]): served after every other call and never urgent. A read that gets no slot
 //!   within `watch_interval` gives up; the next round reads the NIC again.
 //! - **The lane decides.** A watch read starts only while the L-Server is `quarantined` with an
-//!   empty lane and no running operation; while it runs, the lane starts no operation (it waits
-//!   for the read, at most one call timeout). A drift found after an operation was queued
-//!   meanwhile starts nothing: that operation decides (a release must not be undone).
+//!   empty lane and no running operation. It never holds the lane up: an operation that arrives
+//!   meanwhile starts at once, and the read's answer is thrown away when the lane started an
+//!   operation during the read or holds one after it (that operation decides: a release must not
+//!   be undone, and a stale answer must not raise a false drift).
 //! - **Not journaled.** Watch reads change nothing, so, unlike an operation's calls, they are not
 //!   journaled; what they find is: the `quarantine-drift` alert and the restore operation are
 //!   staged in one step. A failed read (timeout, device down) is left to the next round.
@@ -121,16 +122,16 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
     let Some(nic) = ls.nics.get(watched.index) else {
         return;
     };
-    {
+    let epoch = {
         let mut state = shared.lock();
         let ls_state = state.ls(&watched.path);
         if !watchable(ls_state) {
             return;
         }
-        ls_state.watch_read = true;
-    }
+        ls_state.started_ops
+    };
     let truth = read(shared, nic).await;
-    if let Some(staged) = after_read(shared, watched, nic, truth) {
+    if let Some(staged) = after_read(shared, watched, nic, truth, epoch) {
         let _ = staged.publish(shared, Waiting::Reply).await;
     }
 }
@@ -142,25 +143,24 @@ fn after_read(
     watched: &Watched,
     nic: &Nic,
     truth: Option<Truth>,
+    epoch: u64,
 ) -> Option<Staged> {
     let mut state = shared.lock();
     let ls_state = state.ls(&watched.path);
-    ls_state.watch_read = false;
-    shared.watch_done.notify_waiters();
+    // An operation started during the read, or waits in the lane: the answer may be stale, and
+    // the operation decides anyway.
+    if ls_state.started_ops != epoch || !watchable(ls_state) {
+        return None;
+    }
     let truth = truth?;
-    let record = ls_state.records[watched.index].clone();
-    let on_record = truth.network() == Some(record.network.as_str());
-    if on_record {
-        if let Some(slot) = ls_state.verified_ms.get_mut(watched.index) {
-            *slot = Some(shared.now_ms());
-        }
-        return None;
-    }
-    if !watchable(ls_state) {
-        // An operation was queued meanwhile: it decides (a release must not be undone).
-        return None;
-    }
     let now = shared.now_ms();
+    if let Some(slot) = ls_state.last_read.get_mut(watched.index) {
+        *slot = Some((now, truth.network().map(str::to_string)));
+    }
+    let record = ls_state.records[watched.index].clone();
+    if truth.network() == Some(record.network.as_str()) {
+        return None;
+    }
     let detail = format!(
         "nic{} mac {} is on {} at the device, its record says {}; moving it back",
         nic.index,

@@ -176,8 +176,8 @@ impl Engine {
                     records,
                     lane: VecDeque::new(),
                     running: None,
-                    watch_read: false,
-                    verified_ms: vec![None; ls.nics.len()],
+                    started_ops: 0,
+                    last_read: vec![None; ls.nics.len()],
                     worker: false,
                     marks: 0,
                 };
@@ -256,7 +256,6 @@ impl Engine {
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
             calls_in_flight: AtomicUsize::new(0),
-            watch_done: Notify::new(),
         });
         {
             // R16: resume in journal order, so each L-Server's lane keeps its arrival order.
@@ -687,6 +686,15 @@ fn view(path: &str, ls: &LsState) -> LServerView {
         outcome: ls.outcome,
         pending_operations: ls.pending(),
         nics: ls.records.clone(),
+        // Verified: the latest read showed the NIC where its record says.
+        last_verified_ms: ls
+            .records
+            .iter()
+            .map(|r| match ls.last_read.get(r.index) {
+                Some(Some((at, Some(network)))) if *network == r.network => Some(*at),
+                _ => None,
+            })
+            .collect(),
     }
 }
 

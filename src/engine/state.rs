@@ -63,12 +63,13 @@ pub(crate) struct LsState {
     pub records: Vec<NicRecord>,
     pub lane: VecDeque<QueuedOp>,
     pub running: Option<QueuedOp>,
-    /// A drift-watch read of this L-Server is under way (R20): its lane starts no operation
-    /// until it ends, and the watch starts none while an operation runs.
-    pub watch_read: bool,
-    /// Per NIC, when its device truth was last read on its recorded network (engine ms): by an
-    /// operation's read or a drift-watch read. In memory only: a restart forgets it.
-    pub verified_ms: Vec<Option<u64>>,
+    /// Operations this L-Server's lane has started since open: a drift-watch read (R20) that
+    /// saw it change while the read was under way throws its answer away.
+    pub started_ops: u64,
+    /// Per NIC, the last successful read of its device truth (engine ms, and the topology
+    /// network it showed, `None` for a foreign one): an operation's read or a drift-watch read.
+    /// In memory only: a restart forgets it.
+    pub last_read: Vec<Option<(u64, Option<String>)>>,
     /// A lane worker task is alive for this L-Server.
     pub worker: bool,
     /// The ticket of the latest alert delivery marks staged for this L-Server: its lane makes
@@ -255,8 +256,6 @@ pub(crate) struct Shared {
     pub committing: AtomicBool,
     /// Device calls under way, waiting for a slot or on the wire (`Shared::call_started`).
     pub calls_in_flight: AtomicUsize,
-    /// Woken when a drift-watch read ends (R20), for a lane waiting to start its operation.
-    pub watch_done: Notify,
 }
 
 /// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
@@ -593,20 +592,20 @@ impl Shared {
         self.flush_done.notify_waiters();
     }
 
-    /// Notes a read of a NIC's device truth: when it shows the NIC on its recorded network,
-    /// that is the NIC's last verification (`GET /lservers/{path}`, R20).
+    /// Notes a read of a NIC's device truth (a failed read changes nothing): what
+    /// `last_verified_ms` of `GET /lservers/{path}` is computed from (R20).
     pub fn note_truth(&self, path: &str, index: usize, truth: &super::executor::Truth) {
+        if *truth == super::executor::Truth::Unknown {
+            return;
+        }
         let now = self.now_ms();
         let mut state = self.lock();
-        let Some(ls) = state.lservers.get_mut(path) else {
-            return;
-        };
-        let on_record = ls
-            .records
-            .get(index)
-            .is_some_and(|r| truth.network() == Some(r.network.as_str()));
-        if let (true, Some(slot)) = (on_record, ls.verified_ms.get_mut(index)) {
-            *slot = Some(now);
+        if let Some(slot) = state
+            .lservers
+            .get_mut(path)
+            .and_then(|ls| ls.last_read.get_mut(index))
+        {
+            *slot = Some((now, truth.network().map(str::to_string)));
         }
     }
 

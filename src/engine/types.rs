@@ -228,6 +228,11 @@ pub struct LServerView {
     pub pending_operations: usize,
     /// Per-NIC records.
     pub nics: Vec<NicRecord>,
+    /// Per NIC, in the order of `nics`: when (engine ms) the latest read of its device truth
+    /// showed it where its record says — by an operation or by the drift watch (R20); `None`
+    /// when the latest read showed it elsewhere, or no read succeeded since the engine started.
+    #[serde(default)]
+    pub last_verified_ms: Vec<Option<u64>>,
 }
 
 /// One operation as the API sees it.

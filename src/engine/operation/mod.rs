@@ -40,6 +40,7 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
             match ls.lane.pop_front() {
                 Some(op) if !shared.is_halted() => {
                     ls.running = Some(op.clone());
+                    ls.started_ops += 1;
                     op
                 }
                 _ => {
@@ -60,7 +61,6 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
         // The operation may start before its queueing is durable: its first step is staged after
         // the queueing, so the commit that makes that step durable carries the queueing and its
         // cause too, and announces them first (R7). One commit, not two, before the first call.
-        wait_for_watch_read(&shared, &path).await;
         let result = run_operation(&shared, &path, &next).await;
         shared.lock().ls(&path).running = None;
         if result.is_err() {
@@ -68,21 +68,6 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
             shared.idle.notify_waiters();
             return;
         }
-    }
-}
-
-/// Waits until no drift-watch read of the L-Server is under way (R20: the lane decides; a watch
-/// read and an operation of one L-Server never overlap). The read is bounded by its call
-/// timeout and its slot wait by the watch interval.
-async fn wait_for_watch_read(shared: &Shared, path: &str) {
-    loop {
-        let done = shared.watch_done.notified();
-        tokio::pin!(done);
-        done.as_mut().enable();
-        if !shared.lock().ls(path).watch_read {
-            return;
-        }
-        done.await;
     }
 }
 
