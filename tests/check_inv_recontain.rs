@@ -162,3 +162,23 @@ fn inv6_a_write_after_an_unseen_external_move_is_not_the_engines_fault() {
         .call(30_040, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Failed);
 }
+
+#[test]
+fn inv12_a_drift_inside_an_operation_that_ends_quarantined_counts_from_its_end() {
+    let site = site();
+    // The NIC reaches qr-a at 40 ms, something moves it back at 60 ms, and the operation still
+    // ends quarantined at 80 ms: the L-Server is quarantined with a NIC off quarantine.
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(40, VDI1, 0, "op-a", "qr-a", false)
+        .moved_by(60, VDI1, 0, "qr-a", "op-a", "switch_reboot")
+        .alert(80, "quarantine-completed", "INFO", Some(VDI1), Some(1))
+        .finished(80, 1, VDI1, "quarantined");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-12", Status::Failed);
+    // Restored one bound after the operation's end (not the drift's): in time.
+    restore(&mut rec, 80 + BOUND_MS - 80);
+    assert_status(&check(&site, &rec), "INV-12", Status::Passed);
+}

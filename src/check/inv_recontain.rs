@@ -2,7 +2,8 @@
 //!
 //! A *drift* is a `TruthChanged` that something other than the engine made (`by` is set: a
 //! switch reboot that lost unsaved config, an `external_change`) taking a NIC off the quarantine
-//! network it was on, while its L-Server was `quarantined`. The NIC must be back on that network
+//! network it was on, while its L-Server was `quarantined` or while an operation of it ran (one
+//! that then ends quarantined leaves a quarantined L-Server with a NIC off quarantine). The NIC must be back on that network
 //! within the bound below, or a `quarantine-failed` alert must name the L-Server by then.
 //!
 //! **The bound** (what the engine can be held to; semantics.md says "`watch_interval` plus one
@@ -77,6 +78,8 @@ fn recontain_bound_ms(site: &Site, nics: u64) -> u64 {
 struct Drift<'a> {
     nic: &'a NicRef,
     index: usize,
+    /// Whether the L-Server was `quarantined` (by its last outcome) at the drift.
+    quarantined: bool,
     at_ms: u64,
     /// The quarantine network it left.
     from: &'a str,
@@ -84,7 +87,8 @@ struct Drift<'a> {
     by: &'a str,
 }
 
-/// Every drift of the run, with whether its L-Server was quarantined then.
+/// Every move off a quarantine network that the engine did not make, with whether its
+/// L-Server was quarantined then.
 fn drifts<'a>(f: &Facts<'a>) -> Vec<Drift<'a>> {
     let mut quarantined: HashSet<&str> = HashSet::new();
     let mut out = Vec::new();
@@ -114,13 +118,11 @@ fn drifts<'a>(f: &Facts<'a>) -> Vec<Drift<'a>> {
                 to,
                 by: Some(by),
                 ..
-            } if f.is_quarantine(from.as_deref())
-                && to != from
-                && quarantined.contains(nic.lserver.as_str()) =>
-            {
+            } if f.is_quarantine(from.as_deref()) && to != from => {
                 out.push(Drift {
                     nic,
                     index,
+                    quarantined: quarantined.contains(nic.lserver.as_str()),
                     at_ms: e.at_ms,
                     from: from.as_deref().unwrap_or_default(),
                     to: to.as_deref(),
@@ -239,6 +241,10 @@ pub(crate) fn recontainment(f: &Facts<'_>) -> (InvariantVerdict, Vec<u64>) {
     let mut checked = 0;
     for d in &drifts {
         let busy = running.contains(&(d.index, d.nic.lserver.as_str()));
+        // Neither quarantined nor in an operation that may leave it quarantined: not R20's.
+        if !d.quarantined && !busy {
+            continue;
+        }
         let (fate, window_ms) = fate(f, d, busy);
         if matches!(fate, Fate::Exempt) {
             continue;

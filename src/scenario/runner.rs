@@ -357,6 +357,8 @@ async fn play(
     let mut timeline = build_timeline(scenario, &world, |d| d);
     // The scenario's site, not a mutant's: the bound is the one the checker holds it to.
     let drift_until = drift_watch_until(&scenario.site, &timeline);
+    // A restart starts the drift watch afresh: a drift gets its bound again from there.
+    let mut last_restart: Option<Duration> = None;
 
     let mut open = || -> Result<Engine, String> {
         // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
@@ -448,6 +450,7 @@ async fn play(
                 }
             }
             Step::Restart => {
+                last_restart = Some(at);
                 if mutant == Some(Mutant::DropOnCrash) {
                     forget_unfinished(&journal_path)?;
                 }
@@ -482,7 +485,10 @@ async fn play(
         // A drift (a switch reboot, an external change) is the drift watch's to find: the run
         // lasts until INV-12's bound for it has passed, then until the engine is idle.
         if let Some(until) = drift_until {
-            tokio::time::sleep_until(origin + until).await;
+            let restarted = last_restart
+                .map(|at| at + crate::check::drift_detection_bound(&scenario.site))
+                .unwrap_or_default();
+            tokio::time::sleep_until(origin + until.max(restarted)).await;
         }
         // The run ends when the engine is idle, or `settle` after the last event.
         let _ = tokio::time::timeout(settle, e.wait_idle()).await;

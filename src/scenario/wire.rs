@@ -137,6 +137,8 @@ async fn play(
 
     let mut timeline = build_timeline(scenario, &world, scale);
     let drift_until = drift_watch_until(&site, &timeline);
+    // A restart starts the drift watch afresh: a drift gets its bound again from there.
+    let mut last_restart: Option<Duration> = None;
 
     let mut daemon = Some(start().await.map_err(|e| e.to_string())?);
     let mut client = api_client(daemon.as_ref(), call_timeout)?;
@@ -199,6 +201,7 @@ async fn play(
                 }
             }
             Step::Restart => {
+                last_restart = Some(at);
                 let d = start().await.map_err(|e| e.to_string())?;
                 recorder.record(EventKind::Restart);
                 client = api_client(Some(&d), call_timeout)?;
@@ -232,6 +235,10 @@ async fn play(
         // As in sim mode: a drift gets INV-12's detection bound (with the same real-clock
         // margin) before the run waits for the engine to be idle.
         if let Some(until) = drift_until {
+            let restarted = last_restart
+                .map(|at| at + check::drift_detection_bound(&site))
+                .unwrap_or_default();
+            let until = until.max(restarted);
             tokio::time::sleep_until(origin + until.mul_f64(1.5) + Duration::from_millis(500))
                 .await;
         }
