@@ -176,7 +176,9 @@ fn pushed_determinism_verdict_counts_in_the_pass_rule() {
     assert!(verdict(&report, &expect));
     report.push_invariant(determinism_verdict("sha256:aa", Some("sha256:bb")), &expect);
     assert!(!verdict(&report, &expect));
-    assert_eq!(report.invariants.len(), 11);
+    assert_eq!(report.invariants.len(), 12);
+    let ids: Vec<&str> = report.invariants.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids[10..], ["INV-11", "INV-12"], "in id order");
 
     let expect = Expectations {
         violations: vec!["INV-11".into()],
@@ -185,7 +187,7 @@ fn pushed_determinism_verdict_counts_in_the_pass_rule() {
     report.push_invariant(determinism_verdict("sha256:aa", Some("sha256:bb")), &expect);
     assert_eq!(
         report.invariants.len(),
-        11,
+        12,
         "a second push replaces the first"
     );
     assert!(verdict(&report, &expect));

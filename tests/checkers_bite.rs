@@ -73,3 +73,12 @@ fn inv8_catches_an_engine_that_leaks_quarantine_ips_on_rollback() {
         &["INV-8"],
     );
 }
+
+#[test]
+fn inv12_catches_an_engine_without_a_drift_watch() {
+    bites(
+        "tests/scenarios/mutants/no-drift-watch.toml",
+        Mutant::NoDriftWatch,
+        &["INV-1", "INV-12", "INV-4"],
+    );
+}

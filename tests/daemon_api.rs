@@ -181,6 +181,8 @@ async fn lservers_are_addressed_by_paths_with_slashes() {
     assert_eq!(one["nics"][0]["network"], "op-a");
     assert_eq!(one["nics"][0]["ip"], "10.110.0.50");
     assert!(one["nics"][0]["device_network"].is_null());
+    // R20: one entry per NIC; never read yet, so never verified.
+    assert_eq!(one["last_verified_ms"], json!([null]));
 
     let missing = http()
         .get(format!("{base}/api/v1/lservers/tenant-a/nope"))

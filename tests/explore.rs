@@ -144,11 +144,11 @@ fn inv8_explore_finds_and_shrinks_the_leak_ip_on_rollback_engine() {
 /// (their minimal scenarios are in tests/scenarios/explore-findings/): read faults (`reject`,
 /// `unavailable`, `busy`, `timeout`, `delay`, `auth_expired` on `get_nic`/`get_port`: a second
 /// operation's read-first read fails and the engine writes a NIC its evidence puts on the target,
-/// INV-6; a release whose reads fail, INV-4), `stale_read` (INV-6: a write after a stale
-/// contradicting read) and `reboot_loses_unsaved` (INV-1/2/4: no drift watch, and INV-2 blames
-/// the switch's own move).
+/// INV-6; a release whose reads fail, INV-4) and `stale_read` (INV-6: a write after a stale
+/// contradicting read). `reboot_loses_unsaved` is in since the drift watch (R20) restores what a
+/// reboot undoes and INV-2 blames only the engine's moves.
 const CLEAN_EFFECTS: &str =
-    "accept_without_apply,apply_then_error,apply_then_timeout,drop,duplicate,reorder";
+    "accept_without_apply,apply_then_error,apply_then_timeout,drop,duplicate,reorder,reboot_loses_unsaved";
 
 #[test]
 fn inv1_to_inv10_explore_finds_no_violation_on_the_correct_engine() {

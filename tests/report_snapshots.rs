@@ -68,6 +68,7 @@ fn scenario(name: &str, failed: bool) -> ScenarioReport {
             lower_bound_ms: 150,
             confirmed_makespan_ms: 600,
             confirmed_lower_bound_ms: 450,
+            time_to_re_contain_ms: Summary::default(),
         },
         // The failed run's second fault never fired: summary.md warns about it.
         faults: vec![

@@ -34,6 +34,7 @@ fn fault(device: &str, call: Option<CallKind>, effect: FaultEffect) -> FaultSpec
         matcher: FaultMatch::default(),
         delay: None,
         probability: None,
+        to_network: None,
     }
 }
 
@@ -137,6 +138,7 @@ async fn a_write_records_invoke_truth_change_and_return_after_the_latency() {
             from: net("op-a"),
             to: net("qr-a"),
             in_release: false,
+            by: None,
         }
     );
     assert_eq!(events[1].at_ms, 40);
@@ -435,6 +437,7 @@ async fn reboot_loses_unsaved_vlans_and_keeps_saved_ones() {
             from: net("qr-a"),
             to: net("op-a"),
             in_release: false,
+            by: Some("switch_reboot".into()),
         }
     );
     assert!(!world.reboot_switch("vc-1"), "not a switch");

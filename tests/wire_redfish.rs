@@ -39,6 +39,7 @@ fn fault(effect: FaultEffect, times: Option<u32>) -> FaultSpec {
         matcher: FaultMatch::default(),
         delay: None,
         probability: None,
+        to_network: None,
     }
 }
 

@@ -115,6 +115,7 @@ fn fault(v: Vendor, call: CallKind, effect: FaultEffect) -> FaultSpec {
         matcher: FaultMatch::default(),
         delay: Some(HANG),
         probability: None,
+        to_network: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn fault(call: CallKind, effect: FaultEffect) -> FaultSpec {
         matcher: FaultMatch::default(),
         delay: None,
         probability: None,
+        to_network: None,
     }
 }
 

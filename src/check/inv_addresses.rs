@@ -19,6 +19,14 @@ fn as_u128(ip: IpAddr) -> u128 {
     }
 }
 
+/// Whether a NIC of `lserver` is still recorded on `network` with `ip`: a restore that failed
+/// (R20) keeps the records on quarantine, and with them their addresses.
+fn recorded_on(f: &Facts<'_>, lserver: &str, network: &str, ip: IpAddr) -> bool {
+    f.final_nics(lserver)
+        .iter()
+        .any(|n| n.managed_network == network && n.managed_ip == ip)
+}
+
 /// Why `ip` may not be handed out from `subnet`, if it may not.
 fn reserved(subnet: &IpNet, ip: IpAddr) -> Option<&'static str> {
     if !subnet.contains(&ip) {
@@ -68,7 +76,7 @@ pub(crate) fn addresses(f: &Facts<'_>) -> InvariantVerdict {
             HOLDING_STATES.contains(&l.state.as_str())
                 // An operation still under way holds its plan's IPs; INV-10 reports it.
                 || l.pending_operations > 0
-        });
+        }) || recorded_on(f, lserver, network, *ip);
         if !holds {
             let state = holder.map_or("unknown", |l| l.state.as_str());
             problems.push(format!(

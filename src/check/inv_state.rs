@@ -82,9 +82,12 @@ pub(crate) fn no_reexposure(f: &Facts<'_>) -> InvariantVerdict {
             from,
             to,
             in_release,
+            by,
         } = &e.kind
         {
-            if !f.is_quarantine(from.as_deref()) {
+            // Only the engine's moves are blamed: a switch reboot or an external change is the
+            // drift INV-12 checks the engine undoes.
+            if by.is_some() || !f.is_quarantine(from.as_deref()) {
                 continue;
             }
             checked += 1;
@@ -131,7 +134,8 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
     for (lserver, last) in f.last_outcomes() {
-        if last.outcome != "quarantine_failed" {
+        // A failed restore (R20) keeps the records on quarantine on purpose: no R10 rollback.
+        if last.outcome != "quarantine_failed" || f.op_kind(last.id) == Some("restore") {
             continue;
         }
         checked += 1;

@@ -1,10 +1,13 @@
 //! Invariants on device writes: INV-5 no collateral, INV-6 idempotence.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::facts::{show, Facts, Problems, Truth, NIC_WRITE_CALLS, WRITE_CALLS};
 use super::InvariantVerdict;
-use crate::model::history::EventKind;
+use crate::model::history::{EventKind, NicRef};
+
+/// Calls that read a NIC's device truth.
+const NIC_READ_CALLS: [&str; 2] = ["get_nic", "get_port"];
 
 /// INV-5: every device write targets an L-Server that had, before the write, an acknowledged
 /// detection (any disposition but `not_found`) or an accepted command. A write that names no
@@ -66,13 +69,42 @@ pub(crate) fn no_collateral(f: &Facts<'_>) -> InvariantVerdict {
 /// a write invoked while the device already has the NIC on the target counts, even when an
 /// earlier call's `unknown` result left the engine unsure. R8 says the engine resolves
 /// `unknown` by reading before it writes again, so such a write is still a finding.
+///
+/// Except after a move the engine did not make (`by`: a switch reboot, an external change,
+/// R20): until a read of the NIC returns, the engine has no evidence of it, so a write to where
+/// that move put the NIC is not one its evidence forbade (INV-6 is about the engine's evidence).
 pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
     let mut truth = Truth::new(f.site);
     let mut problems = Problems::new();
     let mut checked = 0;
+    // NICs an unseen move put where they are, and the reads under way that would show them.
+    let mut unseen: HashSet<&NicRef> = HashSet::new();
+    let mut reads: HashMap<u64, &NicRef> = HashMap::new();
     for (_, e) in f.events() {
         match &e.kind {
-            EventKind::TruthChanged { .. } => truth.apply(&e.kind),
+            EventKind::TruthChanged { nic, by, .. } => {
+                truth.apply(&e.kind);
+                if by.is_some() {
+                    unseen.insert(nic);
+                } else {
+                    unseen.remove(nic);
+                }
+            }
+            EventKind::Invoke {
+                call,
+                op,
+                nic: Some(nic),
+                ..
+            } if NIC_READ_CALLS.contains(&op.as_str()) => {
+                reads.insert(*call, nic);
+            }
+            EventKind::Return { call, result, .. } => {
+                if let Some(nic) = reads.remove(call) {
+                    if result == "ok" {
+                        unseen.remove(nic);
+                    }
+                }
+            }
             EventKind::Invoke {
                 call,
                 device,
@@ -83,7 +115,7 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
             } if NIC_WRITE_CALLS.contains(&op.as_str()) => {
                 checked += 1;
                 let current = truth.get(nic);
-                if current == Some(value.as_str()) {
+                if current == Some(value.as_str()) && !unseen.contains(nic) {
                     problems.push(format!(
                         "call {call} {op} on {device} at {} ms writes {} to {} nic {}, which \
                          the device already had there",

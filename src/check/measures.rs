@@ -92,6 +92,10 @@ pub struct Measures {
     /// save per persisting switch (0 when nothing was confirmed).
     #[serde(default)]
     pub confirmed_lower_bound_ms: u64,
+    /// From a drift off quarantine (a switch reboot, an external change) to the NIC back on
+    /// quarantine at the device, per drift INV-12 checked (R20).
+    #[serde(default)]
+    pub time_to_re_contain_ms: Summary,
 }
 
 /// When one L-Server was asked to be quarantined and when its devices had it contained.
@@ -229,6 +233,8 @@ pub(crate) fn measure(f: &Facts<'_>, containment: &BTreeMap<&str, Containment>) 
         lower_bound_ms,
         confirmed_makespan_ms,
         confirmed_lower_bound_ms,
+        // Filled in by `check_run` from what INV-12 found.
+        time_to_re_contain_ms: Summary::default(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Invariants (INV-1–INV-10) and expectations: pure functions over a run's history and final
+//! Invariants (INV-1–INV-10, INV-12) and expectations: pure functions over a run's history and final
 //! device truth, the way an auditor would check them. Never asks the engine anything.
 //!
 //! [`check_run`] is the one entry point: it indexes the history once ([`facts`]), runs every
@@ -12,6 +12,7 @@ mod expectations;
 mod facts;
 mod inv_addresses;
 mod inv_journal;
+mod inv_recontain;
 mod inv_state;
 mod inv_writes;
 mod measures;
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use expect::{AlertExpect, Expectations, LServerExpect};
+pub use inv_recontain::drift_detection_bound;
 pub use measures::{Measures, Summary};
 
 use crate::model::history::{HistoryEvent, RunRecord};
@@ -87,7 +89,7 @@ pub struct ExpectationVerdict {
 /// Everything the checkers found in one run.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CheckReport {
-    /// INV-1 … INV-10 in order, then whatever the runner adds (INV-11).
+    /// INV-1 … INV-12 in id order (INV-11 is added by the runner).
     pub invariants: Vec<InvariantVerdict>,
     /// One verdict per key of `[expect]`.
     pub expectations: Vec<ExpectationVerdict>,
@@ -113,6 +115,7 @@ impl CheckReport {
     pub fn push_invariant(&mut self, verdict: InvariantVerdict, expect: &Expectations) {
         self.invariants.retain(|v| v.id != verdict.id);
         self.invariants.push(verdict);
+        self.invariants.sort_by_key(|v| invariant_number(&v.id));
         self.expectations.retain(|e| e.what != VIOLATIONS_WHAT);
         if let Some(v) = expectations::violations_verdict(self, expect) {
             self.expectations.push(v);
@@ -150,24 +153,33 @@ pub fn containment_marks(site: &Site, run: &RunRecord) -> Vec<ContainmentMark> {
         .collect()
 }
 
-/// Checks one run: INV-1 … INV-10, the expectations and the measures.
+/// The number of an invariant id (`INV-12` → 12), for ordering; unknown ids go last.
+fn invariant_number(id: &str) -> u32 {
+    id.strip_prefix("INV-")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u32::MAX)
+}
+
+/// Checks one run: INV-1 … INV-10 and INV-12, the expectations and the measures.
 pub fn check_run(site: &Site, run: &RunRecord, expect: &Expectations) -> CheckReport {
     let facts = facts::Facts::new(site, run);
     // The invariants and the measures read the same facts and nothing else: a large run checks
     // them on two threads, which took a tenth off an outbreak of 100,000 L-Servers. A small
     // run (the library, an exploration's thousands of runs) stays on one: a thread costs more.
-    let (invariants, (containment, measures)) = if run.history.len() >= PARALLEL_EVENTS {
-        std::thread::scope(|scope| {
-            let measured = scope.spawn(|| measure_all(&facts));
-            let invariants = invariants(&facts);
-            let measured = measured
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (invariants, measured)
-        })
-    } else {
-        (invariants(&facts), measure_all(&facts))
-    };
+    let ((invariants, re_contain), (containment, mut measures)) =
+        if run.history.len() >= PARALLEL_EVENTS {
+            std::thread::scope(|scope| {
+                let measured = scope.spawn(|| measure_all(&facts));
+                let invariants = invariants(&facts);
+                let measured = measured
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (invariants, measured)
+            })
+        } else {
+            (invariants(&facts), measure_all(&facts))
+        };
+    measures.time_to_re_contain_ms = Summary::of(&re_contain);
     let mut report = CheckReport {
         invariants,
         expectations: expectations::evaluate(&facts, &containment, &measures, expect),
@@ -182,9 +194,10 @@ pub fn check_run(site: &Site, run: &RunRecord, expect: &Expectations) -> CheckRe
 /// History length from which [`check_run`] and the runner spread their work over two threads.
 pub const PARALLEL_EVENTS: usize = 50_000;
 
-/// INV-1 to INV-10, in id order.
-fn invariants(facts: &facts::Facts<'_>) -> Vec<InvariantVerdict> {
-    vec![
+/// INV-1 to INV-10 and INV-12, in id order, and the time-to-re-contain samples INV-12 found.
+fn invariants(facts: &facts::Facts<'_>) -> (Vec<InvariantVerdict>, Vec<u64>) {
+    let (recontainment, re_contain) = inv_recontain::recontainment(facts);
+    let verdicts = vec![
         inv_state::containment(facts),
         inv_state::no_reexposure(facts),
         inv_state::rollback(facts),
@@ -195,7 +208,9 @@ fn invariants(facts: &facts::Facts<'_>) -> Vec<InvariantVerdict> {
         inv_addresses::addresses(facts),
         inv_journal::alerting(facts),
         inv_journal::liveness(facts),
-    ]
+        recontainment,
+    ];
+    (verdicts, re_contain)
 }
 
 /// The containment times and the measures built on them.

@@ -57,11 +57,15 @@ pub enum AlertCode {
     DecisionRequired,
     /// An engine task panicked: the engine stopped all device work and must be restarted.
     EngineHalted,
+    /// The drift watch found a quarantined NIC off its quarantine network (R20).
+    QuarantineDrift,
+    /// NICs that drifted are back on quarantine, verified (R20).
+    QuarantineRestored,
 }
 
 impl AlertCode {
     /// Every code, for documentation and parsing.
-    pub const ALL: [AlertCode; 11] = [
+    pub const ALL: [AlertCode; 13] = [
         AlertCode::QuarantineStarted,
         AlertCode::QuarantineCompleted,
         AlertCode::QuarantineFailed,
@@ -73,6 +77,8 @@ impl AlertCode {
         AlertCode::ReleaseFailed,
         AlertCode::DecisionRequired,
         AlertCode::EngineHalted,
+        AlertCode::QuarantineDrift,
+        AlertCode::QuarantineRestored,
     ];
 
     /// The stable spelling, e.g. `quarantine-failed`.
@@ -89,6 +95,8 @@ impl AlertCode {
             AlertCode::ReleaseFailed => "release-failed",
             AlertCode::DecisionRequired => "decision-required",
             AlertCode::EngineHalted => "engine-halted",
+            AlertCode::QuarantineDrift => "quarantine-drift",
+            AlertCode::QuarantineRestored => "quarantine-restored",
         }
     }
 
@@ -105,7 +113,8 @@ impl AlertCode {
             | AlertCode::ConfigError
             | AlertCode::RebootFailed
             | AlertCode::ReleaseFailed
-            | AlertCode::EngineHalted => Severity::Error,
+            | AlertCode::EngineHalted
+            | AlertCode::QuarantineDrift => Severity::Error,
             _ => Severity::Info,
         }
     }
@@ -177,6 +186,10 @@ impl Alert {
             AlertCode::ReleaseFailed => format!("FJSVrcx:ERROR:61143:release {subject}:failed(detail={detail})"),
             // The product has no such message; the same shape as its other engine errors.
             AlertCode::EngineHalted => format!("FJSVrcx:ERROR:67198:engine halted(detail={detail})"),
+            AlertCode::QuarantineDrift => format!("FJSVrcx:ERROR:61143:quarantine {subject}:drift(detail={detail})"),
+            AlertCode::QuarantineRestored => {
+                format!("FJSVrcx:INFO:21144:quarantine {subject}:restored ({detail})")
+            }
         }
     }
 
@@ -287,6 +300,19 @@ mod tests {
         assert_eq!(AlertCode::QuarantineFailed.severity(), Severity::Error);
         assert_eq!(AlertCode::ReleaseFailed.severity(), Severity::Error);
         assert_eq!(AlertCode::QuarantineCompleted.severity(), Severity::Info);
+    }
+
+    #[test]
+    fn r20_drift_is_an_error_and_its_restoration_info() {
+        assert_eq!(AlertCode::QuarantineDrift.severity(), Severity::Error);
+        assert_eq!(AlertCode::QuarantineRestored.severity(), Severity::Info);
+        assert_eq!(
+            AlertCode::parse("quarantine-drift"),
+            Some(AlertCode::QuarantineDrift)
+        );
+        assert!(alert(AlertCode::QuarantineDrift)
+            .message()
+            .contains(":drift(detail="));
     }
 
     #[test]

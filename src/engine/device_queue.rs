@@ -11,6 +11,8 @@
 //! 3. **Reads** (verification, recovery, release): they confirm what writes did.
 //! 4. **Config saves**: one save persists every port changed before it, so all pending saves
 //!    of a switch share one call.
+//! 5. **Watch reads** (R20): the drift watch's re-reads of quarantined NICs, served after
+//!    every other call and never urgent, so the watch never delays an operation.
 //!
 //! **Time in the queue is not call time.** A call's [`Budget`] says how long it may wait for a
 //! slot (the operation's deadline) and, separately, how long the call may take once sent (the
@@ -50,9 +52,11 @@ pub(crate) enum Class {
     Read = 1,
     /// Config saves.
     Save = 2,
+    /// Drift-watch reads (R20): after everything else, never urgent.
+    Watch = 3,
 }
 
-const CLASSES: usize = 3;
+const CLASSES: usize = 4;
 
 /// How long a call that is not full waits for more items before it goes out: long enough for
 /// the detections of one burst to reach the queue, short beside any switch's latency.
@@ -234,7 +238,7 @@ impl DeviceQueue {
         let mut slots = lock(&self.slots);
         let now = Instant::now();
         loop {
-            let urgent = (0..CLASSES)
+            let urgent = (0..Class::Watch as usize)
                 .filter_map(|c| slots.waiting[c].front().map(|w| (w.wait_until, c)))
                 .filter(|(until, _)| until.saturating_duration_since(now) <= self.urgent_within)
                 .min()
@@ -640,5 +644,35 @@ mod tests {
         write.await.unwrap();
         read.await.unwrap();
         assert_eq!(*lock(&order), ["read", "write"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r20_watch_reads_are_served_after_every_other_class_even_when_due() {
+        let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+        let held = queue.acquire(Class::Write, far()).await;
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiter = |class: Class, name: &'static str, wait_until: Instant| {
+            let (queue, order) = (queue.clone(), order.clone());
+            tokio::spawn(async move {
+                let _permit = queue.acquire(class, wait_until).await;
+                lock(&order).push(name);
+            })
+        };
+        // The watch read waits first and its budget is about to end: still served last.
+        let watch = waiter(
+            Class::Watch,
+            "watch",
+            Instant::now() + Duration::from_secs(1),
+        );
+        tokio::task::yield_now().await;
+        let save = waiter(Class::Save, "save", far());
+        let read = waiter(Class::Read, "read", far());
+        let write = waiter(Class::Write, "write", far());
+        tokio::task::yield_now().await;
+        drop(held);
+        for task in [write, read, save, watch] {
+            task.await.unwrap();
+        }
+        assert_eq!(*lock(&order), ["write", "read", "save", "watch"]);
     }
 }

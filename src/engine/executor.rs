@@ -16,7 +16,7 @@ use super::state::{Halted, Shared, Waiting};
 use super::types::{OperationId, OperationKind};
 use super::EngineEvent;
 use crate::adapters::{DeviceError, DeviceResult, OutcomeClass, Switch};
-use crate::model::{LServer, Nic, NicLocation};
+use crate::model::{LServer, Nic, NicLocation, Site};
 
 /// What a read of a NIC's device truth gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +34,22 @@ impl Truth {
         match self {
             Truth::Network(n) => Some(n),
             _ => None,
+        }
+    }
+
+    /// What a hypervisor's answer `portgroup` stands for.
+    pub fn of_portgroup(site: &Site, hypervisor: &str, portgroup: String) -> Truth {
+        match site.network_by_portgroup(hypervisor, &portgroup) {
+            Some(n) => Truth::Network(n.name.clone()),
+            None => Truth::Foreign(portgroup),
+        }
+    }
+
+    /// What a switch's answer `vlan` stands for.
+    pub fn of_vlan(site: &Site, vlan: u16) -> Truth {
+        match site.network_by_vlan(vlan) {
+            Some(n) => Truth::Network(n.name.clone()),
+            None => Truth::Foreign(format!("vlan {vlan}")),
         }
     }
 
@@ -282,17 +298,16 @@ impl OpCtx<'_> {
                         ),
                     )
                     .await?;
-                Ok(match r {
-                    Ok(pg) => match site.network_by_portgroup(hypervisor, &pg) {
-                        Some(n) => (Truth::Network(n.name.clone()), None),
-                        None => (Truth::Foreign(pg), None),
-                    },
+                let result = match r {
+                    Ok(pg) => (Truth::of_portgroup(site, hypervisor, pg), None),
                     Err(e) if e.class == OutcomeClass::Auth => {
                         self.login(hypervisor).await?;
                         (Truth::Unknown, Some(e.detail))
                     }
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                })
+                };
+                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
+                Ok(result)
             }
             NicLocation::Physical { switch, port } => {
                 let Some(s) = self.shared.adapters.switches.get(switch) else {
@@ -307,13 +322,12 @@ impl OpCtx<'_> {
                         self.get_port(switch, s, port, self.read_budget()),
                     )
                     .await?;
-                Ok(match r {
-                    Ok(vlan) => match site.network_by_vlan(vlan) {
-                        Some(n) => (Truth::Network(n.name.clone()), None),
-                        None => (Truth::Foreign(format!("vlan {vlan}")), None),
-                    },
+                let result = match r {
+                    Ok(vlan) => (Truth::of_vlan(site, vlan), None),
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                })
+                };
+                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
+                Ok(result)
             }
         }
     }

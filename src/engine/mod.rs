@@ -6,6 +6,7 @@
 
 pub mod alerts;
 mod device_queue;
+mod drift_watch;
 mod executor;
 pub mod journal;
 mod operation;
@@ -176,6 +177,8 @@ impl Engine {
                     records,
                     lane: VecDeque::new(),
                     running: None,
+                    started_ops: 0,
+                    last_read: vec![None; ls.nics.len()],
                     worker: false,
                     marks: 0,
                 };
@@ -278,6 +281,7 @@ impl Engine {
             }
         }
         executor::redeliver_in_background(&shared, snapshot.undelivered_alerts);
+        shared.spawn(drift_watch::watch(shared.clone()));
         Ok(Engine { shared })
     }
 
@@ -779,6 +783,15 @@ fn view(path: &str, ls: &LsState) -> LServerView {
         outcome: ls.outcome,
         pending_operations: ls.pending(),
         nics: ls.records.clone(),
+        // Verified: the latest read showed the NIC where its record says.
+        last_verified_ms: ls
+            .records
+            .iter()
+            .map(|r| match ls.last_read.get(r.index) {
+                Some(Some((at, Some(network)))) if *network == r.network => Some(*at),
+                _ => None,
+            })
+            .collect(),
     }
 }
 

@@ -63,6 +63,13 @@ pub(crate) struct LsState {
     pub records: Vec<NicRecord>,
     pub lane: VecDeque<QueuedOp>,
     pub running: Option<QueuedOp>,
+    /// Operations this L-Server's lane has started since open: a drift-watch read (R20) that
+    /// saw it change while the read was under way throws its answer away.
+    pub started_ops: u64,
+    /// Per NIC, the last successful read of its device truth (engine ms, and the topology
+    /// network it showed, `None` for a foreign one): an operation's read or a drift-watch read.
+    /// In memory only: a restart forgets it.
+    pub last_read: Vec<Option<(u64, Option<String>)>>,
     /// A lane worker task is alive for this L-Server.
     pub worker: bool,
     /// The ticket of the latest alert delivery marks staged for this L-Server: its lane makes
@@ -608,6 +615,23 @@ impl Shared {
         self.idle.notify_waiters();
         self.flush_done.notify_waiters();
         first
+    }
+
+    /// Notes a read of a NIC's device truth (a failed read changes nothing): what
+    /// `last_verified_ms` of `GET /lservers/{path}` is computed from (R20).
+    pub fn note_truth(&self, path: &str, index: usize, truth: &super::executor::Truth) {
+        if *truth == super::executor::Truth::Unknown {
+            return;
+        }
+        let now = self.now_ms();
+        let mut state = self.lock();
+        if let Some(slot) = state
+            .lservers
+            .get_mut(path)
+            .and_then(|ls| ls.last_read.get_mut(index))
+        {
+            *slot = Some((now, truth.network().map(str::to_string)));
+        }
     }
 
     /// The halt is complete: wakes [`super::Engine::halted`].

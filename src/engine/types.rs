@@ -26,6 +26,8 @@ pub enum OperationKind {
     ManualQuarantine,
     /// Move NICs back to their operation networks (R14).
     Release,
+    /// Move NICs that drifted off quarantine back onto it (R20): started by the drift watch.
+    Restore,
 }
 
 impl OperationKind {
@@ -37,6 +39,7 @@ impl OperationKind {
             OperationKind::QuarantineReboot => "quarantine_reboot",
             OperationKind::ManualQuarantine => "manual_quarantine",
             OperationKind::Release => "release",
+            OperationKind::Restore => "restore",
         }
     }
 
@@ -48,6 +51,7 @@ impl OperationKind {
             OperationKind::QuarantineReboot,
             OperationKind::ManualQuarantine,
             OperationKind::Release,
+            OperationKind::Restore,
         ]
         .into_iter()
         .find(|k| k.as_str() == text)
@@ -224,6 +228,11 @@ pub struct LServerView {
     pub pending_operations: usize,
     /// Per-NIC records.
     pub nics: Vec<NicRecord>,
+    /// Per NIC, in the order of `nics`: when (engine ms) the latest read of its device truth
+    /// showed it where its record says — by an operation or by the drift watch (R20); `None`
+    /// when the latest read showed it elsewhere, or no read succeeded since the engine started.
+    #[serde(default)]
+    pub last_verified_ms: Vec<Option<u64>>,
 }
 
 /// One operation as the API sees it.

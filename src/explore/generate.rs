@@ -508,6 +508,7 @@ fn fault(
         matcher: FaultMatch::default(),
         delay: None,
         probability: None,
+        to_network: None,
     };
     if r.random_bool(0.5) {
         spec.times = Some(r.random_range(1..=4u32));
@@ -616,6 +617,7 @@ fn liveness_tail(
             matcher: FaultMatch::default(),
             delay: None,
             probability: None,
+            to_network: None,
         });
     }
     if dead.is_empty() {

@@ -125,6 +125,11 @@ pub enum EventKind {
         to: Option<String>,
         /// Whether a release operation of this L-Server was running (INV-2).
         in_release: bool,
+        /// Who moved it when no device call of the engine did (INV-2 blames only the engine's
+        /// moves; INV-12 checks they are undone): `switch_reboot` (a reboot that lost unsaved
+        /// config) or `external_change` (the fault effect). Absent for the engine's own writes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// A server was reset.
     Reset {

@@ -439,6 +439,13 @@ pub struct EngineSpec {
     /// Retries of transient device errors.
     #[serde(default)]
     pub retry: RetrySpec,
+    /// How often the drift watch re-reads every quarantined NIC at least (R20).
+    #[serde(default = "default_watch_interval", with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
+    pub watch_interval: Duration,
+    /// Most drift-watch reads per second on one device (R20).
+    #[serde(default = "default_watch_calls_per_second")]
+    pub watch_calls_per_second: u32,
 }
 
 fn default_true() -> bool {
@@ -453,6 +460,21 @@ fn default_operation_deadline() -> Duration {
     Duration::from_secs(60)
 }
 
+/// The shortest `watch_interval`: the drift watch is always on (R20), and a shorter round would
+/// spend the devices' capacity on re-reading what has not moved.
+pub const MIN_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The most drift-watch reads per second a topology may allow on one device (R20).
+pub const MAX_WATCH_CALLS_PER_SECOND: u32 = 1000;
+
+fn default_watch_interval() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_watch_calls_per_second() -> u32 {
+    10
+}
+
 impl Default for EngineSpec {
     fn default() -> Self {
         EngineSpec {
@@ -460,6 +482,8 @@ impl Default for EngineSpec {
             call_timeout: default_call_timeout(),
             operation_deadline: default_operation_deadline(),
             retry: RetrySpec::default(),
+            watch_interval: default_watch_interval(),
+            watch_calls_per_second: default_watch_calls_per_second(),
         }
     }
 }

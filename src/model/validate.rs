@@ -13,7 +13,9 @@ use ipnet::IpNet;
 
 use super::generate::{generation_networks, usable_hosts, MAX_GENERATED};
 use super::load::{key_path_string, KeySeg, Locator, TopologyError};
-use super::topology::{Network, NetworkRole, Topology};
+use super::topology::{
+    Network, NetworkRole, Topology, MAX_WATCH_CALLS_PER_SECOND, MIN_WATCH_INTERVAL,
+};
 
 /// A key path built from mixed segments: `at!("lservers", i, "nics", j, "ip")`.
 macro_rules! at {
@@ -414,6 +416,27 @@ impl<'t> Checker<'t> {
                 humantime::format_duration(e.call_timeout)
             );
             self.bad(at!("engine", "operation_deadline"), msg);
+        }
+        if e.watch_interval < MIN_WATCH_INTERVAL {
+            self.bad(
+                at!("engine", "watch_interval"),
+                format!(
+                    "{} is too short; the drift watch (R20) re-reads every quarantined NIC at \
+                     most every {} (it cannot be turned off)",
+                    humantime::format_duration(e.watch_interval),
+                    humantime::format_duration(MIN_WATCH_INTERVAL)
+                ),
+            );
+        }
+        if !(1..=MAX_WATCH_CALLS_PER_SECOND).contains(&e.watch_calls_per_second) {
+            self.bad(
+                at!("engine", "watch_calls_per_second"),
+                format!(
+                    "{} is out of range; use 1 to {MAX_WATCH_CALLS_PER_SECOND} drift-watch reads \
+                     per second and device",
+                    e.watch_calls_per_second
+                ),
+            );
         }
         if !(1..=100).contains(&e.retry.attempts) {
             self.bad(

@@ -95,7 +95,7 @@ pub struct ScenarioReport {
     pub status: ScenarioStatus,
     /// Wall-clock duration of the run.
     pub duration_ms: u64,
-    /// INV-1 … INV-11.
+    /// INV-1 … INV-12.
     pub invariants: Vec<InvariantVerdict>,
     /// One verdict per `[expect]` key.
     pub expectations: Vec<ExpectationVerdict>,

@@ -39,16 +39,20 @@ pub enum Mutant {
     /// Keeps the quarantine IPs of a failed quarantine allocated instead of freeing them on
     /// rollback (INV-8).
     LeakIpOnRollback,
+    /// No drift watch (R20): the engine runs with a `watch_interval` of the longest duration a
+    /// file may give, so within the run it never re-reads a quarantined NIC (INV-12).
+    NoDriftWatch,
 }
 
 impl Mutant {
     /// Every broken engine, in the order help texts list them.
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::TrustDevice,
         Mutant::RevertOnFailure,
         Mutant::DropOnCrash,
         Mutant::RewriteOnReadFailure,
         Mutant::LeakIpOnRollback,
+        Mutant::NoDriftWatch,
     ];
 
     /// The spelling on the command line.
@@ -59,6 +63,7 @@ impl Mutant {
             Mutant::DropOnCrash => "drop-on-crash",
             Mutant::RewriteOnReadFailure => "rewrite-on-read-failure",
             Mutant::LeakIpOnRollback => "leak-ip-on-rollback",
+            Mutant::NoDriftWatch => "no-drift-watch",
         }
     }
 
@@ -209,6 +214,8 @@ pub(super) enum Step {
     Heal(String),
     /// A `reboot_loses_unsaved` fault (its index) reboots this switch.
     RebootSwitch(String, usize),
+    /// An `external_change` fault (its index) moves the NICs it matches (R20, INV-12).
+    ExternalChange(usize),
     /// An AV delivery fault (its index) acted on a notification of this L-Server sent now:
     /// counted now, when it is known whether an operation runs. Leaves nothing in the history.
     FaultHit(usize, Option<String>),
@@ -268,6 +275,9 @@ pub(super) fn build_timeline(
     for (at, device, fault) in world.scheduled_reboots() {
         timeline.push((at, Step::RebootSwitch(device, fault)));
     }
+    for (at, fault) in world.scheduled_external_changes() {
+        timeline.push((at, Step::ExternalChange(fault)));
+    }
     timeline.sort_by_key(|(at, _)| *at);
     timeline
 }
@@ -294,6 +304,11 @@ async fn play(
         Some(Mutant::TrustDevice) => {
             let mut topology = scenario.site.topology.clone();
             topology.engine.verify_writes = false;
+            Arc::new(Site::new(topology)?)
+        }
+        Some(Mutant::NoDriftWatch) => {
+            let mut topology = scenario.site.topology.clone();
+            topology.engine.watch_interval = crate::model::duration::MAX_DURATION;
             Arc::new(Site::new(topology)?)
         }
         _ => scenario.site.clone(),
@@ -341,6 +356,10 @@ async fn play(
     let observer = Arc::new(HistoryObserver::new(recorder.clone()));
 
     let mut timeline = build_timeline(scenario, &world, |d| d);
+    // The scenario's site, not a mutant's: the bound is the one the checker holds it to.
+    let drift_until = drift_watch_until(&scenario.site, &timeline);
+    // A restart starts the drift watch afresh: a drift gets its bound again from there.
+    let mut last_restart: Option<Duration> = None;
 
     let mut open = || -> Result<Engine, String> {
         // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
@@ -432,6 +451,7 @@ async fn play(
                 }
             }
             Step::Restart => {
+                last_restart = Some(at);
                 if mutant == Some(Mutant::DropOnCrash) {
                     forget_unfinished(&journal_path)?;
                 }
@@ -447,6 +467,9 @@ async fn play(
             Step::RebootSwitch(device, fault) => {
                 world.reboot_switch_for_fault(&device, fault);
             }
+            Step::ExternalChange(fault) => {
+                world.external_change_for_fault(fault);
+            }
             Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
         }
         if mutant == Some(Mutant::RevertOnFailure) {
@@ -460,6 +483,14 @@ async fn play(
         .settle
         .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout);
     if let Some(e) = &engine {
+        // A drift (a switch reboot, an external change) is the drift watch's to find: the run
+        // lasts until INV-12's bound for it has passed, then until the engine is idle.
+        if let Some(until) = drift_until {
+            let restarted = last_restart
+                .map(|at| at + crate::check::drift_detection_bound(&scenario.site))
+                .unwrap_or_default();
+            tokio::time::sleep_until(origin + until.max(restarted)).await;
+        }
         // The run ends when the engine is idle, or `settle` after the last event.
         let _ = tokio::time::timeout(settle, e.wait_idle()).await;
         if mutant == Some(Mutant::RevertOnFailure) {
@@ -472,6 +503,19 @@ async fn play(
     let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
     drop(engine);
     Ok((record, world.fault_accounting()))
+}
+
+/// When a run with drift (`reboot_loses_unsaved`, `external_change`) may end at the earliest:
+/// INV-12's detection bound after the last drift step, so the drift watch has had its chance
+/// to find it (the restore operation it starts is then awaited like any other). `None` without
+/// drift.
+pub(super) fn drift_watch_until(site: &Site, timeline: &[(Duration, Step)]) -> Option<Duration> {
+    let last = timeline
+        .iter()
+        .filter(|(_, s)| matches!(s, Step::RebootSwitch(..) | Step::ExternalChange(_)))
+        .map(|(at, _)| *at)
+        .max()?;
+    Some(last + crate::check::drift_detection_bound(site))
 }
 
 async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {

@@ -11,7 +11,8 @@ use tokio::time::Instant;
 
 use super::load::Scenario;
 use super::runner::{
-    build_timeline, collect, command_names, schedule_restart, HistoryObserver, ScenarioRun, Step,
+    build_timeline, collect, command_names, drift_watch_until, schedule_restart, HistoryObserver,
+    ScenarioRun, Step,
 };
 use crate::check;
 use crate::daemon::client::ApiClient;
@@ -77,6 +78,12 @@ fn scaled_topology(topology: &Topology, k: f64) -> Topology {
     t.engine.call_timeout = scale(t.engine.call_timeout).max(MIN_CALL_TIMEOUT);
     t.engine.operation_deadline = scale(t.engine.operation_deadline).max(t.engine.call_timeout);
     t.engine.retry.backoff = scale(t.engine.retry.backoff);
+    // The drift watch keeps its pace relative to the run: rounds scaled like every other
+    // duration, and as many reads per scaled second as per second of the scenario.
+    t.engine.watch_interval = scale(t.engine.watch_interval);
+    t.engine.watch_calls_per_second = (f64::from(t.engine.watch_calls_per_second) / k)
+        .ceil()
+        .min(f64::from(u32::MAX)) as u32;
     t
 }
 
@@ -129,6 +136,9 @@ async fn play(
         .max(Duration::from_secs(2));
 
     let mut timeline = build_timeline(scenario, &world, scale);
+    let drift_until = drift_watch_until(&site, &timeline);
+    // A restart starts the drift watch afresh: a drift gets its bound again from there.
+    let mut last_restart: Option<Duration> = None;
 
     let mut daemon = Some(start().await.map_err(|e| e.to_string())?);
     let mut client = api_client(daemon.as_ref(), call_timeout)?;
@@ -191,6 +201,7 @@ async fn play(
                 }
             }
             Step::Restart => {
+                last_restart = Some(at);
                 let d = start().await.map_err(|e| e.to_string())?;
                 recorder.record(EventKind::Restart);
                 client = api_client(Some(&d), call_timeout)?;
@@ -206,6 +217,9 @@ async fn play(
             Step::RebootSwitch(device, fault) => {
                 world.reboot_switch_for_fault(&device, fault);
             }
+            Step::ExternalChange(fault) => {
+                world.external_change_for_fault(fault);
+            }
             Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
         }
     }
@@ -218,6 +232,16 @@ async fn play(
     // (the run still ends as soon as the engine is idle).
     let settle = settle.mul_f64(1.5) + Duration::from_millis(500);
     if let Some(d) = &daemon {
+        // As in sim mode: a drift gets INV-12's detection bound (with the same real-clock
+        // margin) before the run waits for the engine to be idle.
+        if let Some(until) = drift_until {
+            let restarted = last_restart
+                .map(|at| at + check::drift_detection_bound(&site))
+                .unwrap_or_default();
+            let until = until.max(restarted);
+            tokio::time::sleep_until(origin + until.mul_f64(1.5) + Duration::from_millis(500))
+                .await;
+        }
         let _ = tokio::time::timeout(settle, d.engine().wait_idle()).await;
     }
     let journal_path = config.journal.clone();

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::faults::FaultEffect;
 use super::index::{portgroup_network, vlan_network};
 use super::recorder::lock;
 use super::world::{record_truth, DeviceModel, SimWorld};
@@ -72,10 +73,115 @@ impl SimWorld {
                     nic,
                     vlan_network(&inner.site, change.from),
                     vlan_network(&inner.site, change.to),
+                    Some("switch_reboot"),
                 );
             }
         }
         true
+    }
+
+    /// `(from, fault index)` of every `external_change` fault, in time order: the runner calls
+    /// [`SimWorld::external_change_for_fault`] for each at its time.
+    pub fn scheduled_external_changes(&self) -> Vec<(Duration, usize)> {
+        lock(&self.inner.state).plan.external_changes()
+    }
+
+    /// Carries out `external_change` fault `index` (R20, INV-12): something other than the
+    /// engine sets every NIC the fault matches (its `device`, and `match` on `vm`, `nic`,
+    /// `port`, `lserver`; a field a NIC lacks does not match) to the fault's `to_network`, or to
+    /// the NIC's operation network. The running config only, on a switch: a person at the
+    /// console does not save it either. Records a `TruthChanged` by `external_change` for each
+    /// NIC that moved and counts one hit when any did. A fault healed by now does nothing.
+    /// Returns how many NICs moved.
+    pub fn external_change_for_fault(&self, index: usize) -> usize {
+        let inner = &self.inner;
+        let site = &inner.site;
+        let mut state = lock(&inner.state);
+        let now = inner.recorder.elapsed();
+        let Some(spec) = state.plan.spec(index).cloned() else {
+            return 0;
+        };
+        if spec.effect != FaultEffect::ExternalChange || state.plan.healed(index, now) {
+            return 0;
+        }
+        let m = &spec.matcher;
+        let wanted = |want: &Option<String>, have: Option<&str>| {
+            want.as_deref().is_none_or(|w| have == Some(w))
+        };
+        let mut moved = Vec::new();
+        for ls in &site.lservers {
+            for nic in &ls.nics {
+                let network = spec.to_network.as_deref().unwrap_or(&nic.network);
+                let change = match &nic.location {
+                    NicLocation::Virtual {
+                        hypervisor,
+                        vm,
+                        device,
+                    } if *hypervisor == spec.device
+                        && wanted(&m.vm, Some(vm))
+                        && wanted(&m.nic, Some(device))
+                        && wanted(&m.port, None)
+                        && wanted(&m.lserver, Some(&ls.path)) =>
+                    {
+                        let Some(pg) = site.portgroup(hypervisor, network) else {
+                            continue;
+                        };
+                        match state.devices.get_mut(hypervisor) {
+                            Some(DeviceModel::Hypervisor(h)) => match h.set_nic(vm, device, pg) {
+                                Ok(Some(c)) => Some((
+                                    portgroup_network(site, hypervisor, &c.from),
+                                    portgroup_network(site, hypervisor, &c.to),
+                                )),
+                                _ => None,
+                            },
+                            _ => None,
+                        }
+                    }
+                    NicLocation::Physical { switch, port }
+                        if *switch == spec.device
+                            && wanted(&m.vm, None)
+                            && wanted(&m.nic, None)
+                            && wanted(&m.port, Some(port))
+                            && wanted(&m.lserver, Some(&ls.path)) =>
+                    {
+                        let Some(net) = site.network(network) else {
+                            continue;
+                        };
+                        match state.devices.get_mut(switch) {
+                            Some(DeviceModel::Switch(s)) => match s.set_port(port, net.vlan) {
+                                Ok(Some(c)) => {
+                                    Some((vlan_network(site, c.from), vlan_network(site, c.to)))
+                                }
+                                _ => None,
+                            },
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                if let Some((from, to)) = change {
+                    let nic_ref = NicRef {
+                        lserver: ls.path.clone(),
+                        nic: nic.index,
+                    };
+                    moved.push((nic_ref, from, to));
+                }
+            }
+        }
+        for (nic, from, to) in &moved {
+            record_truth(
+                &inner.recorder,
+                nic,
+                from.clone(),
+                to.clone(),
+                Some("external_change"),
+            );
+        }
+        if !moved.is_empty() {
+            let in_operation = inner.recorder.in_operation(None);
+            state.plan.count_hit(index, in_operation);
+        }
+        moved.len()
     }
 
     /// Device truth of every NIC of the site, in site order: the network its backing or VLAN

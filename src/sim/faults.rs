@@ -91,6 +91,9 @@ pub enum FaultEffect {
     /// Wire only: the connection swallows everything.
     #[value(skip)]
     Blackhole,
+    /// At `from`, something other than the engine sets the matched NICs' vNIC backing or port
+    /// VLAN to `to_network` (default: each NIC's operation network) (R20, INV-12).
+    ExternalChange,
 }
 
 /// Calls that read a device: a stale value is a read's answer.
@@ -138,7 +141,7 @@ impl FaultEffect {
             | FaultEffect::Reset
             | FaultEffect::Blackhole => DEVICE_CALLS,
             FaultEffect::Drop | FaultEffect::Duplicate | FaultEffect::Reorder => &[CallKind::Send],
-            FaultEffect::RebootLosesUnsaved => &[],
+            FaultEffect::RebootLosesUnsaved | FaultEffect::ExternalChange => &[],
         }
     }
 
@@ -161,6 +164,7 @@ impl FaultEffect {
             FaultEffect::Reorder => "reorder",
             FaultEffect::Reset => "reset",
             FaultEffect::Blackhole => "blackhole",
+            FaultEffect::ExternalChange => "external_change",
         }
     }
 
@@ -229,4 +233,8 @@ pub struct FaultSpec {
     /// matching call when absent.
     #[serde(default)]
     pub probability: Option<f64>,
+    /// For `external_change`: the network the matched NICs are moved to (default: each NIC's
+    /// operation network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_network: Option<String>,
 }

@@ -283,6 +283,34 @@ impl FaultPlan {
         reboots
     }
 
+    /// `(from, rule index)` of every `external_change` fault not healed before its time, in
+    /// time order (file order within one instant).
+    pub fn external_changes(&self) -> Vec<(Duration, usize)> {
+        let mut changes: Vec<(Duration, usize)> = self
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.spec.effect == FaultEffect::ExternalChange)
+            .map(|(i, r)| (r.spec.from.unwrap_or(Duration::ZERO), r, i))
+            .filter(|(at, r, _)| r.healed_at.is_none_or(|healed| *at < healed))
+            .map(|(at, _, i)| (at, i))
+            .collect();
+        changes.sort();
+        changes
+    }
+
+    /// The spec of rule `index`.
+    pub fn spec(&self, index: usize) -> Option<&FaultSpec> {
+        self.rules.get(index).map(|r| &r.spec)
+    }
+
+    /// Whether rule `index` is healed by `now`.
+    pub fn healed(&self, index: usize, now: Duration) -> bool {
+        self.rules
+            .get(index)
+            .is_some_and(|r| r.healed_at.is_some_and(|healed| healed <= now))
+    }
+
     /// Whether a reboot of `switch` at `now` is still due: true when the plan schedules none
     /// for it (a direct request), or when one of its reboot faults is not healed by `now`.
     pub fn reboot_due(&self, switch: &str, now: Duration) -> bool {
@@ -314,6 +342,7 @@ mod tests {
             matcher: FaultMatch::default(),
             delay: None,
             probability: None,
+            to_network: None,
         }
     }
 

@@ -429,6 +429,7 @@ impl SimWorld {
                             nic,
                             portgroup_network(site, device, &change.from),
                             portgroup_network(site, device, &change.to),
+                            None,
                         );
                     }
                 }
@@ -450,6 +451,7 @@ impl SimWorld {
                             nic,
                             vlan_network(site, change.from),
                             vlan_network(site, change.to),
+                            None,
                         );
                     }
                 }
@@ -549,6 +551,7 @@ fn plan_call(
         // Never chosen for a device call (see `plan::applies_to_call`).
         FaultEffect::Delay
         | FaultEffect::RebootLosesUnsaved
+        | FaultEffect::ExternalChange
         | FaultEffect::Drop
         | FaultEffect::Duplicate
         | FaultEffect::Reorder => Planned::Normal,
@@ -566,11 +569,14 @@ fn plan_call(
     (wait, planned)
 }
 
+/// Records a NIC's move at the device; `by` names who moved it when no device call did (see
+/// `EventKind::TruthChanged`).
 pub(crate) fn record_truth(
     recorder: &Recorder,
     nic: &NicRef,
     from: Option<String>,
     to: Option<String>,
+    by: Option<&str>,
 ) {
     let in_release = recorder.is_releasing(&nic.lserver);
     recorder.record(EventKind::TruthChanged {
@@ -578,6 +584,7 @@ pub(crate) fn record_truth(
         from,
         to,
         in_release,
+        by: by.map(str::to_string),
     });
 }
 

@@ -263,6 +263,33 @@ impl Rec {
                 from: Some(from.into()),
                 to: Some(to.into()),
                 in_release,
+                by: None,
+            },
+        )
+    }
+
+    /// TruthChanged of NIC `nic` of `lserver` that no device call of the engine made: `by` is
+    /// `external_change` or `switch_reboot` (R20).
+    pub fn moved_by(
+        &mut self,
+        at: u64,
+        lserver: &str,
+        nic: usize,
+        from: &str,
+        to: &str,
+        by: &str,
+    ) -> &mut Self {
+        self.push(
+            at,
+            EventKind::TruthChanged {
+                nic: NicRef {
+                    lserver: lserver.into(),
+                    nic,
+                },
+                from: Some(from.into()),
+                to: Some(to.into()),
+                in_release: false,
+                by: Some(by.into()),
             },
         )
     }

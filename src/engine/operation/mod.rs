@@ -1,10 +1,11 @@
 //! Operations: the per-L-Server lane worker (R15) and the step helpers the flows share. The
-//! flows live beside it: quarantine (R6–R12), reboot (R13), release (R14), each resumable after
-//! a restart (R16).
+//! flows live beside it: quarantine (R6–R12), reboot (R13), release (R14), restore (R20), each
+//! resumable after a restart (R16).
 
 mod quarantine;
 mod reboot;
 mod release;
+mod restore;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::AtomicU64;
@@ -39,6 +40,7 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
             match ls.lane.pop_front() {
                 Some(op) if !shared.is_halted() => {
                     ls.running = Some(op.clone());
+                    ls.started_ops += 1;
                     op
                 }
                 _ => {
@@ -104,6 +106,7 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         }
         OperationKind::Reboot => reboot::reboot(&ctx, op).await?,
         OperationKind::Release => release::release(&ctx, op).await?,
+        OperationKind::Restore => restore::restore(&ctx, op).await?,
     };
     Ok(())
 }

@@ -455,12 +455,45 @@ fn device_and_engine_limits_are_enforced() {
             "operation_deadline = \"1s\"",
             "engine.operation_deadline",
         ),
+        (
+            "operation_deadline = \"60s\"",
+            "operation_deadline = \"60s\"\nwatch_interval = \"500ms\"",
+            "engine.watch_interval",
+        ),
+        (
+            "operation_deadline = \"60s\"",
+            "operation_deadline = \"60s\"\nwatch_calls_per_second = 0",
+            "engine.watch_calls_per_second",
+        ),
+        (
+            "operation_deadline = \"60s\"",
+            "operation_deadline = \"60s\"\nwatch_calls_per_second = 1001",
+            "engine.watch_calls_per_second",
+        ),
     ];
     for (from, to, key) in cases {
         let e = broken(from, to);
         assert_eq!(e.key, key, "{e}");
         assert!(e.line.is_some(), "{e}");
     }
+}
+
+#[test]
+fn r20_watch_settings_default_to_60s_and_10_reads_per_second_and_parse() {
+    let t = load_with(
+        "operation_deadline = \"60s\"",
+        "operation_deadline = \"60s\"",
+    )
+    .unwrap();
+    assert_eq!(t.engine.watch_interval, std::time::Duration::from_secs(60));
+    assert_eq!(t.engine.watch_calls_per_second, 10);
+    let t = load_with(
+        "operation_deadline = \"60s\"",
+        "operation_deadline = \"60s\"\nwatch_interval = \"5s\"\nwatch_calls_per_second = 2",
+    )
+    .unwrap();
+    assert_eq!(t.engine.watch_interval, std::time::Duration::from_secs(5));
+    assert_eq!(t.engine.watch_calls_per_second, 2);
 }
 
 #[test]

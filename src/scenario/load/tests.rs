@@ -396,12 +396,12 @@ fn expected_alerts_and_violations_are_checked() {
     assert_error(&e, "expect.alerts[0].code", "unknown alert code");
     let e = with_extra("\n[[expect.alerts]]\ncode = \"quarantine-started\"\nlserver = \"/x\"\n");
     assert_error(&e, "expect.alerts[1].lserver", "unknown L-Server `/x`");
-    for bad in ["INV-12", "INV-0", "INV-03", "inv-3"] {
+    for bad in ["INV-13", "INV-0", "INV-03", "inv-3"] {
         let e = broken(
             "violations = [\"INV-3\"]",
             &format!("violations = [\"{bad}\"]"),
         );
-        assert_error(&e, "expect.violations[0]", "use INV-1 to INV-11");
+        assert_error(&e, "expect.violations[0]", "use INV-1 to INV-12");
     }
     let e = broken(
         "violations = [\"INV-3\"]",

@@ -20,8 +20,8 @@ const OUTCOMES: [&str; 9] = [
     "untouched",
 ];
 
-/// Number of invariants (`INV-1` … `INV-11`).
-const INVARIANTS: u32 = 11;
+/// Number of invariants (`INV-1` … `INV-12`).
+const INVARIANTS: u32 = 12;
 
 impl Checker<'_, '_> {
     pub(super) fn expect(&mut self, e: &Expectations) {

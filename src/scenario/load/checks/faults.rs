@@ -116,6 +116,14 @@ impl Checker<'_, '_> {
                 );
             }
         }
+        if f.effect == FaultEffect::ExternalChange {
+            self.external_change(i, f, kind);
+        } else if f.to_network.is_some() {
+            self.bad(
+                key("to_network"),
+                format!("effect `{effect}` ignores `to_network` (only external_change uses it); remove it"),
+            );
+        }
         if f.effect.wire_only() && modes.contains(&Mode::Sim) {
             self.bad(
                 key("effect"),
@@ -142,6 +150,62 @@ impl Checker<'_, '_> {
         }
     }
 
+    /// `external_change` (R20): a hypervisor's vNICs or a switch's ports, moved at `from` to
+    /// `to_network` (a network the device can carry), not through any call.
+    fn external_change(&mut self, i: usize, f: &FaultSpec, kind: Option<DeviceKind>) {
+        let key = |field: &str| at!("faults", i, field);
+        let effect = f.effect.as_str();
+        if let Some(kind) =
+            kind.filter(|k| !matches!(k, DeviceKind::Hypervisor | DeviceKind::Switch))
+        {
+            let message = format!(
+                "effect `{effect}` moves vNICs or switch ports, but `{}` is {}",
+                f.device,
+                kind.label()
+            );
+            self.bad(key("effect"), message);
+        }
+        if f.from.is_none() {
+            self.bad(
+                key("from"),
+                format!("effect `{effect}` needs `from`: the run time the NICs are moved"),
+            );
+        }
+        if f.call.is_some() {
+            self.bad(
+                key("call"),
+                format!("effect `{effect}` acts on no device call (it happens at `from`); remove `call`"),
+            );
+        }
+        for (field, set) in [
+            ("times", f.times.is_some()),
+            ("until", f.until.is_some()),
+            ("probability", f.probability.is_some()),
+        ] {
+            if set {
+                self.bad(
+                    key(field),
+                    format!("effect `{effect}` happens once, at `from`; remove `{field}`"),
+                );
+            }
+        }
+        if let Some(network) = &f.to_network {
+            let carried = match kind {
+                Some(DeviceKind::Hypervisor) => self.site.portgroup(&f.device, network).is_some(),
+                _ => self.site.network(network).is_some(),
+            };
+            if !carried {
+                self.bad(
+                    key("to_network"),
+                    format!(
+                        "`{network}` is not a network of the topology that `{}` carries",
+                        f.device
+                    ),
+                );
+            }
+        }
+    }
+
     /// The effect must be able to act on the fault's `call`, or, without `call`, on some call of
     /// its device: `stale_read` on a write, `apply_then_timeout` on a read or a login, `timeout`
     /// on an AV `send` would never fire. Delivery effects and switch reboots are judged in
@@ -150,7 +214,10 @@ impl Checker<'_, '_> {
         let effect = f.effect;
         let applies: Vec<&str> = effect.calls().iter().map(|c| c.as_str()).collect();
         let applies = applies.join(", ");
-        if effect.is_delivery() || effect == FaultEffect::RebootLosesUnsaved {
+        if effect.is_delivery()
+            || effect == FaultEffect::RebootLosesUnsaved
+            || effect == FaultEffect::ExternalChange
+        {
             return;
         }
         match (f.call, kind) {

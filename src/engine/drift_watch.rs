@@ -1,0 +1,265 @@
+//! The drift watch (R20): something other than the engine may move a quarantined NIC back
+//! (a switch reboot that lost unsaved config, a person at the console). The watch re-reads the
+//! device truth of every NIC of every `quarantined` L-Server that has no operation queued or
+//! running, and a NIC found off its recorded quarantine network starts a restore operation on
+//! the L-Server's lane.
+//!
+//! Decisions where the spec is silent:
+//! - **Rounds.** The first round starts one `watch_interval` after the engine opens; each round
+//!   starts `watch_interval` after the previous one started, or at once when a round took longer
+//!   (more NICs on one device than `watch_calls_per_second × watch_interval`). Which NICs a round
+//!   reads is decided when it starts.
+//! - **Pacing.** Per device, the round's reads start `1 s / watch_calls_per_second` apart, so a
+//!   device gets at most that many watch reads in any second; devices are read side by side.
+//! - **Priority.** Watch reads take the lowest service class of the device queue
+//!   ([`Class::Watch`]): served after every other call and never urgent. A read that gets no slot
+//!   within `watch_interval` gives up; the next round reads the NIC again.
+//! - **The lane decides.** A watch read starts only while the L-Server is `quarantined` with an
+//!   empty lane and no running operation. It never holds the lane up: an operation that arrives
+//!   meanwhile starts at once, and the read's answer is thrown away when the lane started an
+//!   operation during the read or holds one after it (that operation decides: a release must not
+//!   be undone, and a stale answer must not raise a false drift).
+//! - **Not journaled.** Watch reads change nothing, so, unlike an operation's calls, they are not
+//!   journaled; what they find is: the `quarantine-drift` alert and the restore operation are
+//!   staged in one step. A failed read (timeout, device down) is left to the next round.
+//! - **The drift alert** names the L-Server, the NIC, its MAC and what the device showed; it
+//!   belongs to no operation (its `operation` is empty), so the restore operation, when it fails,
+//!   has exactly one ERROR alert of its own, `quarantine-failed` (R17, INV-9).
+//! - **Hypervisor sessions.** A watch read refused for an expired session logs in (at the same
+//!   low priority), and the NIC is read again in the next round.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use tokio::time::Instant;
+
+use super::alerts::AlertCode;
+use super::device_queue::{bounded, Budget, Class};
+use super::enqueue;
+use super::executor::Truth;
+use super::journal::Entry;
+use super::operation::{stage_locked, Staged};
+use super::state::{QueuedOp, Shared, Waiting};
+use super::types::{LServerState, OperationKind};
+use crate::adapters::{DeviceResult, OutcomeClass};
+use crate::model::{Nic, NicLocation};
+
+/// One NIC the round reads: its L-Server and index.
+#[derive(Debug, Clone)]
+struct Watched {
+    path: String,
+    index: usize,
+}
+
+/// Runs the drift watch until the engine is dropped (its task is aborted) or halts.
+pub(crate) async fn watch(shared: Arc<Shared>) {
+    let interval = shared.settings.watch_interval;
+    let mut round_start = Instant::now() + interval;
+    loop {
+        tokio::time::sleep_until(round_start).await;
+        if shared.is_halted() {
+            return;
+        }
+        round(&shared).await;
+        // The next round one interval after this one started, or now when this one overran.
+        round_start = (round_start + interval).max(Instant::now());
+    }
+}
+
+/// One round: every NIC of every idle quarantined L-Server, paced per device.
+async fn round(shared: &Arc<Shared>) {
+    let mut per_device: BTreeMap<&str, Vec<Watched>> = BTreeMap::new();
+    {
+        let state = shared.lock();
+        // Site order: a round reads the same NICs in the same order on every run (INV-11).
+        for ls in &shared.site.lservers {
+            if !state.lservers.get(&ls.path).is_some_and(watchable) {
+                continue;
+            }
+            for nic in &ls.nics {
+                per_device.entry(device_of(nic)).or_default().push(Watched {
+                    path: ls.path.clone(),
+                    index: nic.index,
+                });
+            }
+        }
+    }
+    let rate = shared.settings.watch_calls_per_second.max(1);
+    let spacing = Duration::from_secs(1) / rate;
+    join_all(per_device.into_values().map(|nics| async move {
+        let mut next = Instant::now();
+        for watched in nics {
+            tokio::time::sleep_until(next).await;
+            next += spacing;
+            if shared.is_halted() {
+                return;
+            }
+            check_nic(shared, &watched).await;
+        }
+    }))
+    .await;
+}
+
+/// Whether an L-Server's NICs are watched now: quarantined, nothing queued or running.
+fn watchable(ls: &super::state::LsState) -> bool {
+    ls.state == LServerState::Quarantined && ls.lane.is_empty() && ls.running.is_none()
+}
+
+fn device_of(nic: &Nic) -> &str {
+    match &nic.location {
+        NicLocation::Virtual { hypervisor, .. } => hypervisor,
+        NicLocation::Physical { switch, .. } => switch,
+    }
+}
+
+/// Reads one NIC, and on drift stages the alert and the restore operation (R20).
+async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
+    let Some(ls) = shared.site.lserver(&watched.path) else {
+        return;
+    };
+    let Some(nic) = ls.nics.get(watched.index) else {
+        return;
+    };
+    let epoch = {
+        let mut state = shared.lock();
+        let ls_state = state.ls(&watched.path);
+        if !watchable(ls_state) {
+            return;
+        }
+        ls_state.started_ops
+    };
+    let truth = read(shared, nic).await;
+    if let Some(staged) = after_read(shared, watched, nic, truth, epoch) {
+        let _ = staged.publish(shared, Waiting::Reply).await;
+    }
+}
+
+/// The locked half of [`check_nic`]: ends the read and, on drift, stages the `quarantine-drift`
+/// alert with the restore operation and queues it.
+fn after_read(
+    shared: &Arc<Shared>,
+    watched: &Watched,
+    nic: &Nic,
+    truth: Option<Truth>,
+    epoch: u64,
+) -> Option<Staged> {
+    let mut state = shared.lock();
+    let ls_state = state.ls(&watched.path);
+    // An operation started during the read, or waits in the lane: the answer may be stale, and
+    // the operation decides anyway.
+    if ls_state.started_ops != epoch || !watchable(ls_state) {
+        return None;
+    }
+    let truth = truth?;
+    let now = shared.now_ms();
+    if let Some(slot) = ls_state.last_read.get_mut(watched.index) {
+        *slot = Some((now, truth.network().map(str::to_string)));
+    }
+    let record = ls_state.records[watched.index].clone();
+    if truth.network() == Some(record.network.as_str()) {
+        return None;
+    }
+    shared.stats.drift_found();
+    let detail = format!(
+        "nic{} mac {} is on {} at the device, its record says {}; moving it back",
+        nic.index,
+        nic.mac,
+        truth.describe(),
+        record.network
+    );
+    let alert = state.alert(
+        now,
+        AlertCode::QuarantineDrift,
+        Some(&watched.path),
+        None,
+        None,
+        detail,
+    );
+    let id = state.next_operation_id;
+    state.next_operation_id += 1;
+    let entries = vec![
+        Entry::Alert(alert),
+        Entry::OperationQueued {
+            id,
+            lserver: watched.path.clone(),
+            kind: OperationKind::Restore,
+            detection: None,
+            created_ms: now,
+            // Nobody asked: the engine's own watch queued it (the journal's NULL, like an
+            // operation a detection queued).
+            requested_by: None,
+        },
+    ];
+    let staged = stage_locked(shared, &mut state, entries, |_| {}).ok()?;
+    enqueue(
+        shared,
+        &mut state,
+        &watched.path,
+        QueuedOp {
+            id,
+            kind: OperationKind::Restore,
+            resume: None,
+        },
+    );
+    Some(staged)
+}
+
+/// Reads where `nic` is at its device at the watch's priority; `None` when the read failed.
+async fn read(shared: &Arc<Shared>, nic: &Nic) -> Option<Truth> {
+    let settings = shared.settings;
+    let budget = Budget {
+        wait_until: Instant::now() + settings.watch_interval,
+        end_by: Instant::now() + settings.watch_interval + settings.call_timeout,
+        call_timeout: settings.call_timeout,
+    };
+    let site = &shared.site;
+    match &nic.location {
+        NicLocation::Virtual {
+            hypervisor,
+            vm,
+            device,
+        } => {
+            let h = shared.adapters.hypervisors.get(hypervisor)?;
+            let result = slot(shared, hypervisor, budget, h.get_nic(vm, device)).await;
+            match result {
+                Ok(pg) => Some(Truth::of_portgroup(site, hypervisor, pg)),
+                Err(e) if e.class == OutcomeClass::Auth => {
+                    let _ = slot(shared, hypervisor, budget, h.login()).await;
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        NicLocation::Physical { switch, port } => {
+            let s = shared.adapters.switches.get(switch)?.clone();
+            let result = match shared.devices.get(switch) {
+                Some(queue) => {
+                    let call = move |ports: Vec<String>| {
+                        let s = s.clone();
+                        async move { s.get_ports(&ports).await }
+                    };
+                    queue
+                        .batched(&queue.get_ports, Class::Watch, port.clone(), budget, call)
+                        .await
+                }
+                None => bounded(budget.call_timeout_now(), s.get_port(port)).await,
+            };
+            result.ok().map(|vlan| Truth::of_vlan(site, vlan))
+        }
+    }
+}
+
+/// `fut` under a watch-class slot of `device`.
+async fn slot<T>(
+    shared: &Shared,
+    device: &str,
+    budget: Budget,
+    fut: impl std::future::Future<Output = DeviceResult<T>>,
+) -> DeviceResult<T> {
+    match shared.devices.get(device) {
+        Some(queue) => queue.run(Class::Watch, budget, fut).await,
+        None => bounded(budget.call_timeout_now(), fut).await,
+    }
+}

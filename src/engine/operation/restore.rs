@@ -1,0 +1,182 @@
+//! The restore flow (R20): NICs of a quarantined L-Server that the drift watch found off their
+//! quarantine network go back onto it, written and verified like any move (R8).
+//!
+//! Decisions where the spec is silent:
+//! - Every NIC recorded on a quarantine network is moved with read-first (R8, R12): one that did
+//!   not drift, or that something put back meanwhile, is confirmed by its read and not written.
+//! - Records keep the quarantine network and IP throughout (no R10 rollback, no IP change); only
+//!   each NIC's last known device network follows what the reads showed.
+//! - Success ends `quarantined` with one INFO `quarantine-restored`. Failure ends
+//!   `quarantine_failed` with one ERROR `quarantine-failed` listing every NIC's device state and
+//!   the remedy; the L-Server's state becomes `quarantine_failed` so the watch stops re-trying it
+//!   every round (an alert storm); a manual quarantine (R12) or a release takes it from there.
+//! - A restore that finds its L-Server no longer `quarantined` when its turn comes (a release
+//!   ran before it) ends `cancelled` and touches nothing.
+//! - A persisting switch is saved after the move, so the restored VLAN survives the next reboot.
+
+use futures::future::join_all;
+
+use super::{commit_step, is_quarantine, save_switches, stage_locked, started, Staged};
+use crate::engine::alerts::AlertCode;
+use crate::engine::executor::{NicMove, OpCtx};
+use crate::engine::journal::{Entry, PlanNic};
+use crate::engine::state::{Halted, QueuedOp, Waiting};
+use crate::engine::types::*;
+
+/// The restore flow (R20).
+pub(super) async fn restore(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
+    let shared = ctx.shared;
+    let ls = ctx.ls;
+    let path = ls.path.as_str();
+    let now = shared.now_ms();
+    let prepared = {
+        let mut state = shared.lock();
+        let current = state.ls(path);
+        if current.state == LServerState::Quarantined {
+            let plan: Vec<PlanNic> = current
+                .records
+                .iter()
+                .filter(|r| is_quarantine(shared, &r.network))
+                .map(|r| PlanNic {
+                    nic_index: r.index,
+                    from_network: r.network.clone(),
+                    from_ip: r.ip,
+                    to_network: r.network.clone(),
+                    to_ip: r.ip,
+                })
+                .collect();
+            Ok(plan)
+        } else {
+            Err(format!(
+                "restore needs a quarantined L-Server; it is {}",
+                current.state.as_str()
+            ))
+        }
+    };
+    let plan = match prepared {
+        Ok(plan) => {
+            commit_step(
+                shared,
+                vec![started(ctx, plan.clone())],
+                Waiting::DeviceCall,
+                |_| {},
+            )
+            .await?;
+            plan
+        }
+        Err(detail) => {
+            let entries = vec![
+                started(ctx, Vec::new()),
+                Entry::OperationFinished {
+                    id: op.id,
+                    lserver: path.to_string(),
+                    outcome: Outcome::Cancelled,
+                    detail,
+                    finished_ms: now,
+                },
+            ];
+            commit_step(shared, entries, Waiting::Closing, |_| {}).await?;
+            return Ok(Outcome::Cancelled);
+        }
+    };
+    let moves = join_all(
+        plan.iter()
+            .map(|p| ctx.move_nic(&ls.nics[p.nic_index], &p.to_network, true)),
+    )
+    .await
+    .into_iter()
+    .collect::<Result<Vec<NicMove>, Halted>>()?;
+    let save_failures = save_switches(ctx, &moves).await?;
+    let (outcome, staged) = finish_restore(ctx, op, &plan, &moves, &save_failures)?;
+    staged.publish(shared, Waiting::Closing).await?;
+    Ok(outcome)
+}
+
+/// Ends a restore: records keep the quarantine network; their last known device network
+/// follows the reads (R20).
+fn finish_restore(
+    ctx: &OpCtx<'_>,
+    op: &QueuedOp,
+    plan: &[PlanNic],
+    moves: &[NicMove],
+    save_failures: &[String],
+) -> Result<(Outcome, Staged), Halted> {
+    let shared = ctx.shared;
+    let ls = ctx.ls;
+    let path = ls.path.as_str();
+    let now = shared.now_ms();
+    let mut state = shared.lock();
+    let mut records = state.ls(path).records.clone();
+    let mut entries = Vec::new();
+    let mut nic_states = Vec::new();
+    for (p, mv) in plan.iter().zip(moves) {
+        let nic = &ls.nics[p.nic_index];
+        let why = mv
+            .why
+            .as_deref()
+            .map(|w| format!("; last error: {w}"))
+            .unwrap_or_default();
+        let note = if mv.confirmed {
+            "on quarantine"
+        } else {
+            "not back on quarantine"
+        };
+        nic_states.push(format!(
+            "nic{} mac {} device={} ({note}{why})",
+            nic.index,
+            nic.mac,
+            mv.truth.describe()
+        ));
+        if let Some(record) = records.get_mut(p.nic_index) {
+            record.device_network = mv.truth.network().map(str::to_string);
+            entries.push(Entry::NicRecord {
+                lserver: path.to_string(),
+                record: record.clone(),
+            });
+        }
+    }
+    let restored = moves.iter().all(|m| m.confirmed) && save_failures.is_empty();
+    let mut detail = nic_states.join("; ");
+    for failure in save_failures {
+        detail.push_str(&format!("; {failure}"));
+    }
+    let (outcome, new_state, code) = if restored {
+        (
+            Outcome::Quarantined,
+            LServerState::Quarantined,
+            AlertCode::QuarantineRestored,
+        )
+    } else {
+        detail.push_str(&format!(
+            "; remedy: move the NICs to the quarantine network by hand (the virtualization software for vNICs, the switch VLAN for ports), then run `qlab engine quarantine {path}`"
+        ));
+        (
+            Outcome::QuarantineFailed,
+            LServerState::QuarantineFailed,
+            AlertCode::QuarantineFailed,
+        )
+    };
+    let status = state.ls(path).status.clone();
+    entries.push(Entry::LServer {
+        path: path.to_string(),
+        state: new_state,
+        status: status.clone(),
+        outcome: Some(outcome),
+    });
+    entries.push(Entry::OperationFinished {
+        id: op.id,
+        lserver: path.to_string(),
+        outcome,
+        detail: detail.clone(),
+        finished_ms: now,
+    });
+    let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
+    entries.push(Entry::Alert(alert));
+    let staged = stage_locked(shared, &mut state, entries, |s| {
+        let ls_state = s.ls(path);
+        ls_state.records = records;
+        ls_state.state = new_state;
+        ls_state.outcome = Some(outcome);
+    })?;
+    Ok((outcome, staged))
+}

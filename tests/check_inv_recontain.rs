@@ -1,0 +1,184 @@
+//! INV-12 re-containment (R20), and INV-2 / INV-6 around moves the engine did not make, on
+//! hand-made histories. vdi-small: vc-1 carries six vNICs, `watch_interval` 60 s (default, 10
+//! reads per second), `call_timeout` 5 s, `operation_deadline` 60 s, so INV-12's bound is
+//! (60 + 0.6 + 5 + 60 + 5) s plus 10%: 143,660 ms after the drift.
+
+mod check_support;
+
+use check_support::*;
+use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
+use quarantine_lab::model::Site;
+
+const BOUND_MS: u64 = 143_660;
+
+fn check(site: &Site, rec: &Rec) -> CheckReport {
+    check_run(site, &rec.build(), &Expectations::default())
+}
+
+fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
+    report
+        .invariants
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no verdict {id}"))
+}
+
+fn assert_status(report: &CheckReport, id: &str, status: Status) {
+    let v = inv(report, id);
+    assert_eq!(v.status, status, "{id}: {}", v.detail);
+}
+
+/// vdi-001 quarantined at 0, moved back to op-a by someone else at 10 s.
+fn drifted(site: &Site) -> Rec {
+    let mut rec = quarantined_vdi1(site);
+    rec.moved_by(10_000, VDI1, 0, "qr-a", "op-a", "external_change");
+    rec
+}
+
+/// The restore operation 2 that puts vdi-001 back on qr-a at `at`.
+fn restore(rec: &mut Rec, at: u64) {
+    rec.alert(at, "quarantine-drift", "ERROR", Some(VDI1), None)
+        .started(at, 2, VDI1, "restore")
+        .call(at, "vc-1", "get_nic", VDI1, Some(0), None)
+        .call(at + 40, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(at + 80, VDI1, 0, "op-a", "qr-a", false)
+        .call(at + 80, "vc-1", "get_nic", VDI1, Some(0), None)
+        .alert(at + 120, "quarantine-restored", "INFO", Some(VDI1), Some(2))
+        .finished(at + 120, 2, VDI1, "quarantined");
+}
+
+#[test]
+fn inv12_without_drift_is_skipped() {
+    let site = site();
+    assert_status(
+        &check(&site, &quarantined_vdi1(&site)),
+        "INV-12",
+        Status::Skipped,
+    );
+}
+
+#[test]
+fn inv12_drift_restored_within_the_bound_passes_and_is_measured() {
+    let site = site();
+    let mut rec = drifted(&site);
+    restore(&mut rec, 60_000);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-12", Status::Passed);
+    let m = &report.measures.time_to_re_contain_ms;
+    assert_eq!((m.count, m.max), (1, 50_080));
+}
+
+#[test]
+fn inv12_drift_never_restored_violates() {
+    let site = site();
+    let mut rec = drifted(&site);
+    rec.final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-12", Status::Failed);
+    assert!(inv(&report, "INV-12").detail.contains("never back on qr-a"));
+}
+
+#[test]
+fn inv12_drift_restored_after_the_bound_violates() {
+    let site = site();
+    let mut rec = drifted(&site);
+    // Back at 10 s + bound + 1 ms: the write lands 80 ms into the restore.
+    restore(&mut rec, 10_000 + BOUND_MS + 1 - 80);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-12", Status::Failed);
+    assert!(inv(&report, "INV-12").detail.contains("after the bound"));
+    let mut rec = drifted(&site);
+    restore(&mut rec, 10_000 + BOUND_MS - 80);
+    assert_status(&check(&site, &rec), "INV-12", Status::Passed);
+}
+
+#[test]
+fn inv12_a_quarantine_failed_alert_naming_the_lserver_passes() {
+    let site = site();
+    let mut rec = drifted(&site);
+    rec.alert(60_000, "quarantine-drift", "ERROR", Some(VDI1), None)
+        .started(60_000, 2, VDI1, "restore")
+        .alert(61_000, "quarantine-failed", "ERROR", Some(VDI1), Some(2))
+        .finished(61_000, 2, VDI1, "quarantine_failed");
+    assert_status(&check(&site, &rec), "INV-12", Status::Passed);
+}
+
+#[test]
+fn inv12_a_release_after_the_drift_exempts_it() {
+    let site = site();
+    let mut rec = drifted(&site);
+    rec.command(30_000, "release", VDI1, Some(2))
+        .started(30_000, 2, VDI1, "release")
+        .finished(30_100, 2, VDI1, "released");
+    assert_status(&check(&site, &rec), "INV-12", Status::Skipped);
+}
+
+#[test]
+fn inv12_a_move_the_engine_made_is_no_drift() {
+    let site = site();
+    let mut rec = quarantined_vdi1(&site);
+    rec.truth(10_000, VDI1, 0, "qr-a", "op-a", false);
+    assert_status(&check(&site, &rec), "INV-12", Status::Skipped);
+}
+
+#[test]
+fn inv12_a_crash_reopens_the_window_at_the_restart() {
+    let site = site();
+    let mut rec = drifted(&site);
+    rec.push(20_000, quarantine_lab::model::history::EventKind::Crash)
+        .push(100_000, quarantine_lab::model::history::EventKind::Restart);
+    // Back 100 s + bound - 1 after the restart: later than the drift's own bound, still in time.
+    restore(&mut rec, 100_000 + BOUND_MS - 81);
+    assert_status(&check(&site, &rec), "INV-12", Status::Passed);
+}
+
+#[test]
+fn inv2_does_not_blame_a_move_the_engine_did_not_make() {
+    let site = site();
+    let mut rec = drifted(&site);
+    restore(&mut rec, 60_000);
+    assert_status(&check(&site, &rec), "INV-2", Status::Skipped);
+    // The same move made by the engine outside a release is blamed.
+    let mut rec = quarantined_vdi1(&site);
+    rec.truth(10_000, VDI1, 0, "qr-a", "op-a", false);
+    assert_status(&check(&site, &rec), "INV-2", Status::Failed);
+}
+
+#[test]
+fn inv6_a_write_after_an_unseen_external_move_is_not_the_engines_fault() {
+    let site = site();
+    // A release whose read failed writes op-a, where someone had already put the NIC: the
+    // engine's evidence (qr-a) did not show it there.
+    let mut rec = drifted(&site);
+    rec.command(30_000, "release", VDI1, Some(2))
+        .started(30_000, 2, VDI1, "release")
+        .call(30_000, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
+    assert_status(&check(&site, &rec), "INV-6", Status::Passed);
+    // Once a read has shown it there, the same write is a finding.
+    let mut rec = drifted(&site);
+    rec.command(30_000, "release", VDI1, Some(2))
+        .started(30_000, 2, VDI1, "release")
+        .call(30_000, "vc-1", "get_nic", VDI1, Some(0), None)
+        .call(30_040, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
+    assert_status(&check(&site, &rec), "INV-6", Status::Failed);
+}
+
+#[test]
+fn inv12_a_drift_inside_an_operation_that_ends_quarantined_counts_from_its_end() {
+    let site = site();
+    // The NIC reaches qr-a at 40 ms, something moves it back at 60 ms, and the operation still
+    // ends quarantined at 80 ms: the L-Server is quarantined with a NIC off quarantine.
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(40, VDI1, 0, "op-a", "qr-a", false)
+        .moved_by(60, VDI1, 0, "qr-a", "op-a", "switch_reboot")
+        .alert(80, "quarantine-completed", "INFO", Some(VDI1), Some(1))
+        .finished(80, 1, VDI1, "quarantined");
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-12", Status::Failed);
+    // Restored one bound after the operation's end (not the drift's): in time.
+    restore(&mut rec, 80 + BOUND_MS - 80);
+    assert_status(&check(&site, &rec), "INV-12", Status::Passed);
+}
