@@ -3,26 +3,8 @@
 mod check_support;
 
 use check_support::*;
-use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
+use quarantine_lab::check::{check_run, Expectations, Status};
 use quarantine_lab::model::history::EventKind;
-use quarantine_lab::model::Site;
-
-fn check(site: &Site, rec: &Rec) -> CheckReport {
-    check_run(site, &rec.build(), &Expectations::default())
-}
-
-fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
-    report
-        .invariants
-        .iter()
-        .find(|v| v.id == id)
-        .unwrap_or_else(|| panic!("no verdict {id}"))
-}
-
-fn assert_status(report: &CheckReport, id: &str, status: Status) {
-    let v = inv(report, id);
-    assert_eq!(v.status, status, "{id}: {}", v.detail);
-}
 
 #[test]
 fn inv5_writes_to_detected_lserver_pass() {

@@ -6,27 +6,10 @@
 mod check_support;
 
 use check_support::*;
-use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
+use quarantine_lab::check::Status;
 use quarantine_lab::model::Site;
 
 const BOUND_MS: u64 = 143_660;
-
-fn check(site: &Site, rec: &Rec) -> CheckReport {
-    check_run(site, &rec.build(), &Expectations::default())
-}
-
-fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
-    report
-        .invariants
-        .iter()
-        .find(|v| v.id == id)
-        .unwrap_or_else(|| panic!("no verdict {id}"))
-}
-
-fn assert_status(report: &CheckReport, id: &str, status: Status) {
-    let v = inv(report, id);
-    assert_eq!(v.status, status, "{id}: {}", v.detail);
-}
 
 /// vdi-001 quarantined at 0, moved back to op-a by someone else at 10 s.
 fn drifted(site: &Site) -> Rec {

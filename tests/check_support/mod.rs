@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
 use quarantine_lab::model::history::*;
 use quarantine_lab::model::{load_site, load_topology_str, Site};
 
@@ -397,4 +398,24 @@ pub fn quarantined_vdi1(site: &Site) -> Rec {
         .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
         .allocation("qr-a", "10.210.0.2", VDI1);
     rec
+}
+
+/// Checks a hand-made record with no expectations.
+pub fn check(site: &Site, rec: &Rec) -> CheckReport {
+    check_run(site, &rec.build(), &Expectations::default())
+}
+
+/// The verdict of invariant `id`.
+pub fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
+    report
+        .invariants
+        .iter()
+        .find(|v| v.id == id)
+        .unwrap_or_else(|| panic!("no verdict {id}"))
+}
+
+/// Asserts invariant `id` came out `status`, showing its detail when not.
+pub fn assert_status(report: &CheckReport, id: &str, status: Status) {
+    let v = inv(report, id);
+    assert_eq!(v.status, status, "{id}: {}", v.detail);
 }
