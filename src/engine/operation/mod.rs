@@ -173,6 +173,37 @@ pub(super) fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
     }
 }
 
+/// Journals the start of an operation with its `prepared` plan (R7: before any device call) and
+/// returns the plan; or, when the L-Server's state no longer allows the operation, journals its
+/// start and its end as `cancelled` with the reason in one step, and returns `None`.
+pub(super) async fn start_or_cancel(
+    ctx: &OpCtx<'_>,
+    prepared: Result<Vec<PlanNic>, String>,
+    now: u64,
+) -> Result<Option<Vec<PlanNic>>, Halted> {
+    match prepared {
+        Ok(plan) => {
+            let entries = vec![started(ctx, plan.clone())];
+            commit_step(ctx.shared, entries, Waiting::DeviceCall, |_| {}).await?;
+            Ok(Some(plan))
+        }
+        Err(detail) => {
+            let entries = vec![
+                started(ctx, Vec::new()),
+                Entry::OperationFinished {
+                    id: ctx.op,
+                    lserver: ctx.ls.path.clone(),
+                    outcome: Outcome::Cancelled,
+                    detail,
+                    finished_ms: now,
+                },
+            ];
+            commit_step(ctx.shared, entries, Waiting::Closing, |_| {}).await?;
+            Ok(None)
+        }
+    }
+}
+
 pub(super) fn is_quarantine(shared: &Shared, network: &str) -> bool {
     shared
         .site

@@ -16,7 +16,7 @@
 
 use futures::future::join_all;
 
-use super::{commit_step, is_quarantine, save_switches, stage_locked, started, Staged};
+use super::{is_quarantine, save_switches, stage_locked, start_or_cancel, Staged};
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::{Entry, PlanNic};
@@ -53,31 +53,8 @@ pub(super) async fn restore(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
             ))
         }
     };
-    let plan = match prepared {
-        Ok(plan) => {
-            commit_step(
-                shared,
-                vec![started(ctx, plan.clone())],
-                Waiting::DeviceCall,
-                |_| {},
-            )
-            .await?;
-            plan
-        }
-        Err(detail) => {
-            let entries = vec![
-                started(ctx, Vec::new()),
-                Entry::OperationFinished {
-                    id: op.id,
-                    lserver: path.to_string(),
-                    outcome: Outcome::Cancelled,
-                    detail,
-                    finished_ms: now,
-                },
-            ];
-            commit_step(shared, entries, Waiting::Closing, |_| {}).await?;
-            return Ok(Outcome::Cancelled);
-        }
+    let Some(plan) = start_or_cancel(ctx, prepared, now).await? else {
+        return Ok(Outcome::Cancelled);
     };
     let moves = join_all(
         plan.iter()
