@@ -92,7 +92,9 @@ pub enum FaultEffect {
     #[value(skip)]
     Blackhole,
     /// At `from`, something other than the engine sets the matched NICs' vNIC backing or port
-    /// VLAN to `to_network` (default: each NIC's operation network) (R20, INV-12).
+    /// VLAN to `to_network` (default: each NIC's operation network) (R20, INV-12). Not offered
+    /// to `qlab explore --effects`: the explorer does not generate it yet.
+    #[value(skip)]
     ExternalChange,
 }
 
