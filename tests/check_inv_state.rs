@@ -200,6 +200,26 @@ fn inv3_reached_nic_moved_back_violates() {
 }
 
 #[test]
+fn inv3_does_not_blame_a_move_off_quarantine_the_engine_did_not_make() {
+    let site = two_nic_site();
+    // After the failed operation, an external change puts the reached NIC back on op-a.
+    let mut rec = failed_web(&site);
+    rec.moved_by(70_000, WEB, 0, "qr-a", "op-a", "external_change")
+        .final_nic(WEB, 0, Some("op-a"), "op-a", "10.110.0.11");
+    assert_status(&check(&site, &rec), "INV-3", Status::Passed);
+    // The same move made by the engine is the rollback's fault.
+    let mut rec = failed_web(&site);
+    rec.truth(70_000, WEB, 0, "qr-a", "op-a", false).final_nic(
+        WEB,
+        0,
+        Some("op-a"),
+        "op-a",
+        "10.110.0.11",
+    );
+    assert_status(&check(&site, &rec), "INV-3", Status::Failed);
+}
+
+#[test]
 fn inv3_release_after_failure_may_bring_nics_back() {
     let site = two_nic_site();
     let mut rec = failed_web(&site);

@@ -114,7 +114,13 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
     let mut started_at: HashMap<i64, usize> = HashMap::new();
     let mut releases: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut to_quarantine: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    // Who made each NIC's last device move: `Some` for a move the engine did not make (a switch
+    // reboot that lost unsaved config, an external change).
+    let mut last_move_by: HashMap<(&str, usize), Option<&str>> = HashMap::new();
     for (i, e) in f.events() {
+        if let EventKind::TruthChanged { nic, by, .. } = &e.kind {
+            last_move_by.insert((nic.lserver.as_str(), nic.nic), by.as_deref());
+        }
         match &e.kind {
             EventKind::OperationStarted { id, lserver, kind } => {
                 started_at.entry(*id).or_insert(i);
@@ -182,7 +188,11 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
                 .into_iter()
                 .find(|n| n.nic.nic == index)
                 .and_then(|n| n.device_network.as_deref());
-            if !f.is_quarantine(device) {
+            // R10 binds the engine: a NIC someone else moved off quarantine afterwards is not
+            // the rollback's doing (INV-2 judges the same way; R20 watches only `quarantined`
+            // L-Servers, so such a NIC stays exposed: a known gap, written in docs/drift.md).
+            let moved_by_other = matches!(last_move_by.get(&(lserver, index)), Some(Some(_)));
+            if !f.is_quarantine(device) && !moved_by_other {
                 problems.push(format!(
                     "{lserver} nic {index} reached quarantine during failed operation {} but \
                      ends on {}",
