@@ -282,6 +282,14 @@ pub(super) fn build_timeline(
     timeline
 }
 
+/// Room to reserve for a run's history: an outbreak records about a dozen events per
+/// L-Server (detection, plan, calls, commits, outcome); a few more leave slack for retries
+/// before the history has to grow.
+fn expected_events(site: &Site) -> usize {
+    const EVENTS_PER_LSERVER: usize = 16;
+    site.lservers.len().saturating_mul(EVENTS_PER_LSERVER)
+}
+
 /// Puts the restart after a crash at `restart_at`, behind every step due by then.
 pub(super) fn schedule_restart(
     timeline: &mut Vec<(Duration, Step)>,
@@ -313,7 +321,7 @@ async fn play(
         }
         _ => scenario.site.clone(),
     };
-    let recorder = Recorder::new();
+    let recorder = Recorder::with_capacity(expected_events(&site));
     let origin = Instant::now();
     let world = SimWorld::new(
         site.clone(),
