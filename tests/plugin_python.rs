@@ -340,3 +340,77 @@ async fn r8_the_python_plugin_classifies_the_simulators_failures() {
     assert_eq!(down.class, OutcomeClass::Unavailable, "{down}");
     adapter.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3; .ci/run runs it"]
+async fn the_python_plugin_serves_concurrent_calls_in_parallel() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let site_path = dir.path().join("site.toml");
+    std::fs::write(&site_path, topology_text()).unwrap();
+    let mut site = load_site(&site_path).expect("topology");
+    for switch in &mut site.topology.switches {
+        switch.latency = Some(Duration::from_millis(400));
+    }
+    let world = SimWorld::new(Arc::new(site), vec![], Recorder::new(), 0);
+    let server = wire::restconf::start(world, SWITCH)
+        .await
+        .expect("simulator");
+    let device = PluginDevice::new(SWITCH, Family::Switch, &server.url(), "qlab", PASSWORD);
+    let cmd = [python, plugin_script().display().to_string()];
+    let adapter = PluginAdapter::spawn(&cmd, device, Duration::from_secs(5))
+        .await
+        .expect("the plugin starts");
+    let started = Instant::now();
+    let reads: Vec<_> = [
+        "Ethernet1/21",
+        "Ethernet1/31",
+        "Ethernet1/21",
+        "Ethernet1/31",
+    ]
+    .into_iter()
+    .map(|port| {
+        let adapter = adapter.clone();
+        tokio::spawn(async move { adapter.get_port(port).await })
+    })
+    .collect();
+    for read in reads {
+        assert_eq!(read.await.unwrap(), Ok(111));
+    }
+    // Four 400 ms reads one after the other would take 1.6 s.
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1200), "{took:?}");
+    adapter.stop().await;
+}
+
+/// The minimal plugin of docs/plugins.md, as written there, behaves as the page says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs python3; .ci/run runs it"]
+async fn the_minimal_plugin_of_the_docs_works() {
+    let python = python();
+    let page =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/plugins.md"))
+            .unwrap();
+    let code = page
+        .split("```python\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a python block in docs/plugins.md");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("minimal.py");
+    std::fs::write(&path, code).unwrap();
+    let device = PluginDevice::new("sw-9", Family::Switch, "memory:", "u", "p");
+    let cmd = [python, path.display().to_string()];
+    let adapter = PluginAdapter::spawn(&cmd, device, Duration::from_secs(5))
+        .await
+        .expect("the minimal plugin starts");
+    adapter.set_port("Ethernet1/5", 910).await.expect("set");
+    assert_eq!(adapter.get_port("Ethernet1/5").await, Ok(910));
+    let invalid = adapter
+        .set_port("Ethernet1/5", 5000)
+        .await
+        .expect_err("invalid");
+    assert_eq!(invalid.class, OutcomeClass::Rejected, "{invalid}");
+    adapter.save_config().await.expect("save");
+    adapter.stop().await;
+}
