@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use quarantine_lab::adapters::plugin::{Family, PluginAdapter, PluginDevice, Supervision};
 use quarantine_lab::adapters::{OutcomeClass, Switch};
 use quarantine_lab::model::{load_site, Site};
+use quarantine_lab::sim::wire::site::SimTls;
 use quarantine_lab::sim::wire::{self, WireServer};
 use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
 use serde_json::{json, Value};
@@ -96,7 +97,7 @@ fn engine_config(dir: &Path, site: &Site, rc1_url: &str, python: &str) -> PathBu
             let cmd = json!([python, plugin_script().display().to_string()]);
             config.push_str(&format!(
                 "[[devices]]\nname = \"{name}\"\nplugin = {cmd}\nurl = \"{rc1_url}\"\n\
-                 user = \"qlab\"\npassword_env = \"QLAB_TEST_RC1_PASSWORD\"\n"
+                 user = \"qlab\"\npassword_env = \"QLAB_TEST_RC1_PASSWORD\"\nca_file = \"ca.pem\"\n"
             ));
         } else {
             config.push_str(&format!(
@@ -188,9 +189,14 @@ async fn r9_engine_daemon_quarantines_a_physical_lserver_through_the_python_plug
     std::fs::write(&site_path, topology_text()).unwrap();
     let site = sim_site(&site_path);
     let world = SimWorld::new(site.clone(), vec![], Recorder::new(), 0);
-    let server = wire::restconf::start(world.clone(), SWITCH)
+    let mut server = wire::restconf::start(world.clone(), SWITCH)
         .await
         .expect("simulator starts");
+    // Over HTTPS (R18): the plugin verifies the simulator with the config's `ca_file`.
+    let tls = SimTls::generate().expect("certificates");
+    server.serve_tls(tls.server_config.clone()).await.unwrap();
+    std::fs::write(dir.path().join("ca.pem"), &tls.ca_pem).unwrap();
+    assert!(server.url().starts_with("https://"));
     assert_eq!(world.port_vlans(SWITCH, PORT), Some((111, 111)));
     let config = engine_config(dir.path(), &site, &server.url(), &python);
     let served = tokio::task::spawn_blocking(move || serve(&config))
@@ -334,6 +340,18 @@ async fn r8_the_python_plugin_classifies_the_simulators_failures() {
         .expect_err("no port");
     assert_eq!(missing.class, OutcomeClass::Rejected, "{missing}");
     adapter.stop().await;
+    // Over HTTPS: without the site's CA the handshake fails before anything is sent.
+    let mut server = wire::restconf::start(world.clone(), SWITCH).await.unwrap();
+    let tls = SimTls::generate().expect("certificates");
+    server.serve_tls(tls.server_config.clone()).await.unwrap();
+    let (untrusting, _world, _unused) = plugin_against(vec![], Some(server.url())).await;
+    let refused = untrusting.get_port(PORT).await.expect_err("untrusted");
+    assert_eq!(refused.class, OutcomeClass::Unavailable, "{refused}");
+    assert!(
+        refused.detail.contains("CERTIFICATE_VERIFY_FAILED"),
+        "{refused}"
+    );
+    untrusting.stop().await;
     let refused = format!("http://127.0.0.1:{}", closed_port());
     let (adapter, _world, _server) = plugin_against(vec![], Some(refused)).await;
     let down = adapter.set_port(PORT, 911).await.expect_err("refused");
