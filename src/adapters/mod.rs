@@ -8,6 +8,7 @@ pub mod eapi;
 pub mod http;
 pub mod jsonrpc;
 pub mod nxapi;
+pub mod plugin;
 pub mod redfish;
 pub mod restconf;
 pub mod smtp;

@@ -12,6 +12,7 @@ use super::DaemonError;
 use crate::adapters::eapi::EapiSwitch;
 use crate::adapters::http::TlsTrust;
 use crate::adapters::nxapi::NxapiSwitch;
+use crate::adapters::plugin::{Family, PluginAdapter, PluginDevice, Supervision};
 use crate::adapters::redfish::RedfishClient;
 use crate::adapters::restconf::RestconfSwitch;
 use crate::adapters::smtp::SmtpMailer;
@@ -59,11 +60,18 @@ pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonErro
                 format!("{name:?} is not a BMC; only BMCs have a Redfish system id"),
             ));
         }
-        if !(d.url.starts_with("http://") || d.url.starts_with("https://")) {
-            return Err(config_error(
-                key("url"),
-                format!("{:?} must start with http:// or https://", d.url),
-            ));
+        match &d.plugin {
+            // A plugin interprets its url itself.
+            Some(cmd) => {
+                check_plugin(cmd).map_err(|message| config_error(key("plugin"), message))?
+            }
+            None if !(d.url.starts_with("http://") || d.url.starts_with("https://")) => {
+                return Err(config_error(
+                    key("url"),
+                    format!("{:?} must start with http:// or https://", d.url),
+                ));
+            }
+            None => {}
         }
         d.resolve_password()
             .map_err(|(field, message)| config_error(key(field), message))?;
@@ -128,6 +136,40 @@ pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonErro
     Ok(())
 }
 
+/// Most elements of a `plugin` command.
+pub const MAX_PLUGIN_ARGS: usize = 64;
+/// Longest element of a `plugin` command (bytes).
+pub const MAX_PLUGIN_ARG_BYTES: usize = 4096;
+
+/// Checks a `plugin` command's shape (whether it runs is found when it is started).
+fn check_plugin(cmd: &[String]) -> Result<(), String> {
+    match cmd.first() {
+        None => return Err("the command is empty: give the program and its arguments".into()),
+        Some(program) if program.trim().is_empty() => {
+            return Err("the program (first element) is empty".into())
+        }
+        Some(_) => {}
+    }
+    if cmd.len() > MAX_PLUGIN_ARGS {
+        return Err(format!(
+            "{} elements, the limit is {MAX_PLUGIN_ARGS}",
+            cmd.len()
+        ));
+    }
+    for (i, arg) in cmd.iter().enumerate() {
+        if arg.len() > MAX_PLUGIN_ARG_BYTES {
+            return Err(format!(
+                "element {i} has {} bytes, the limit is {MAX_PLUGIN_ARG_BYTES}",
+                arg.len()
+            ));
+        }
+        if arg.contains('\0') {
+            return Err(format!("element {i} contains a NUL character"));
+        }
+    }
+    Ok(())
+}
+
 /// Names of the devices whose certificates are not verified (`tls_insecure`), sorted.
 pub(crate) fn insecure_devices(config: &EngineConfig) -> Vec<String> {
     let mut names: Vec<String> = config
@@ -161,13 +203,25 @@ fn secrets(index: usize, d: &DeviceEndpoint) -> Result<(String, TlsTrust), Daemo
     Ok((password, trust))
 }
 
-/// Builds every adapter; call [`check`] first.
-pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, DaemonError> {
+/// Every adapter, and the plugins among them (the daemon stops those when it stops).
+pub(crate) struct Built {
+    pub(crate) adapters: Adapters,
+    pub(crate) plugins: Vec<Arc<PluginAdapter>>,
+}
+
+/// Builds every adapter, starting the plugins; call [`check`] first.
+pub(crate) async fn adapters(config: &EngineConfig, site: &Site) -> Result<Built, DaemonError> {
     let t = &site.topology;
     let timeout = t.engine.call_timeout;
     let mut adapters = Adapters::default();
+    let mut plugins = Vec::new();
     for h in &t.hypervisors {
         let (i, d) = endpoint(config, &h.name)?;
+        if let Some(p) = plugin(i, d, Family::Hypervisor, timeout).await? {
+            adapters.hypervisors.insert(h.name.clone(), p.clone());
+            plugins.push(p);
+            continue;
+        }
         let (password, trust) = secrets(i, d)?;
         let client: Arc<dyn Hypervisor> = match h.kind {
             HypervisorKind::Vcenter => Arc::new(
@@ -180,6 +234,11 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     }
     for s in &t.switches {
         let (i, d) = endpoint(config, &s.name)?;
+        if let Some(p) = plugin(i, d, Family::Switch, timeout).await? {
+            adapters.switches.insert(s.name.clone(), p.clone());
+            plugins.push(p);
+            continue;
+        }
         let (password, trust) = secrets(i, d)?;
         adapters.switches.insert(
             s.name.clone(),
@@ -188,6 +247,11 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
     }
     for b in &t.bmcs {
         let (i, d) = endpoint(config, &b.name)?;
+        if let Some(p) = plugin(i, d, Family::Bmc, timeout).await? {
+            adapters.bmcs.insert(b.name.clone(), p.clone());
+            plugins.push(p);
+            continue;
+        }
         let (password, trust) = secrets(i, d)?;
         let client: Arc<dyn Bmc> = match b.kind {
             BmcKind::Redfish => Arc::new(
@@ -216,7 +280,53 @@ pub(crate) fn adapters(config: &EngineConfig, site: &Site) -> Result<Adapters, D
         };
         adapters.syslog = Some(Arc::new(sender));
     }
-    Ok(adapters)
+    Ok(Built { adapters, plugins })
+}
+
+/// Starts the plugin of the `index`th device when it has one: `url`, credentials and TLS keys
+/// go to the plugin in `initialize`; a plugin that does not start names `devices[i].plugin`.
+async fn plugin(
+    index: usize,
+    d: &DeviceEndpoint,
+    family: Family,
+    timeout: Duration,
+) -> Result<Option<Arc<PluginAdapter>>, DaemonError> {
+    let Some(cmd) = &d.plugin else {
+        return Ok(None);
+    };
+    let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(index), field.into()];
+    let password = d
+        .resolve_password()
+        .map_err(|(field, message)| config_error(key(field), message))?;
+    let mut device = PluginDevice::new(&d.name, family, &d.url, &d.user, &password);
+    let millis = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+    device
+        .options
+        .insert("call_timeout_ms".into(), millis.into());
+    if let Some(ca) = &d.ca_file {
+        let ca = std::path::absolute(ca).unwrap_or_else(|_| ca.clone());
+        let ca = ca.to_string_lossy().into_owned();
+        device.options.insert("ca_file".into(), ca.into());
+    }
+    if let Some(pin) = &d.tls_fingerprint {
+        device
+            .options
+            .insert("tls_fingerprint".into(), pin.clone().into());
+    }
+    if d.tls_insecure {
+        device.options.insert("tls_insecure".into(), true.into());
+    }
+    if let Some(id) = &d.system_id {
+        device.options.insert("system_id".into(), id.clone().into());
+    }
+    let supervision = Supervision {
+        cwd: d.plugin_dir.clone(),
+        ..Supervision::default()
+    };
+    let adapter = PluginAdapter::spawn_with(cmd, device, timeout, supervision)
+        .await
+        .map_err(|e| config_error(key("plugin"), format!("device {:?}: {e}", d.name)))?;
+    Ok(Some(adapter))
 }
 
 /// The wire client for a switch of `kind`, verifying its certificate as `trust` says (R18).

@@ -36,6 +36,13 @@
 //! password = "qlab"
 //! system_id = "1"                   # optional: unset, the BMC's one listed system is reset
 //!
+//! [[devices]]                       # an out-of-process adapter (docs/plugins.md)
+//! name = "sw-9"
+//! plugin = ["python3", "plugins/my_switch.py"]  # run in this file's folder
+//! url = "https://192.0.2.9"         # passed to the plugin with the credentials
+//! user = "qlab"
+//! password_env = "SW9_PASSWORD"
+//!
 //! [smtp]                            # optional: tenant emails
 //! host = "127.0.0.1"
 //! port = 2525
@@ -251,6 +258,15 @@ pub struct DeviceEndpoint {
     /// which must then list exactly one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_id: Option<String>,
+    /// An out-of-process adapter: the program and arguments of a plugin speaking the adapter
+    /// plugin protocol (`docs/plugins.md`), started in this file's folder. The topology's kind
+    /// of the device is then not used; `url`, the credentials and the TLS keys are passed to
+    /// the plugin in `initialize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<Vec<String>>,
+    /// Folder the plugin runs in: the config file's, set by [`EngineConfig::load`].
+    #[serde(skip)]
+    pub plugin_dir: Option<PathBuf>,
 }
 
 /// Largest password file read.
@@ -286,6 +302,8 @@ impl DeviceEndpoint {
             tls_fingerprint: None,
             tls_insecure: false,
             system_id: None,
+            plugin: None,
+            plugin_dir: None,
         }
     }
 
@@ -461,6 +479,14 @@ impl EngineConfig {
         for d in &mut config.devices {
             for path in [&mut d.ca_file, &mut d.password_file].into_iter().flatten() {
                 *path = base.join(&*path);
+            }
+            if d.plugin.is_some() {
+                let dir = if base.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    base
+                };
+                d.plugin_dir = Some(dir.to_path_buf());
             }
         }
         Ok(config)

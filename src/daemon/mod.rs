@@ -174,6 +174,8 @@ pub struct Daemon {
     api_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: JoinSet<Result<(), String>>,
+    /// Out-of-process adapters, told `shutdown` when the daemon stops.
+    plugins: Vec<Arc<crate::adapters::plugin::PluginAdapter>>,
 }
 
 impl Daemon {
@@ -195,7 +197,7 @@ impl Daemon {
     ) -> Result<Daemon, DaemonError> {
         let tokens = auth::Tokens::from_config(&config, &token)?;
         build::check(&config, &site)?;
-        let adapters = build::adapters(&config, &site)?;
+        let build::Built { adapters, plugins } = build::adapters(&config, &site).await?;
         // Bind before opening the engine: a port conflict then fails the start before the
         // engine resumes any journaled operation (R16) only to be dropped again.
         let api = bind_tcp("api", config.api.listen).await?;
@@ -359,6 +361,7 @@ impl Daemon {
             api_addr,
             stop,
             tasks,
+            plugins,
         })
     }
 
@@ -443,6 +446,9 @@ impl Daemon {
             tracing::warn!("listeners did not stop within {SHUTDOWN_GRACE:?}; aborting them");
         }
         self.tasks.shutdown().await;
+        for plugin in &self.plugins {
+            plugin.stop().await;
+        }
     }
 }
 
