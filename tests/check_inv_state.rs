@@ -4,6 +4,7 @@ mod check_support;
 
 use check_support::*;
 use quarantine_lab::check::Status;
+use quarantine_lab::model::history::{EventKind, NicRef};
 use quarantine_lab::model::Site;
 
 #[test]
@@ -252,4 +253,75 @@ fn inv4_record_disagreeing_with_device_violates() {
     assert_status(&report, "INV-4", Status::Failed);
     // The device never kept the NIC on quarantine and nothing alerted.
     assert_status(&report, "INV-1", Status::Failed);
+}
+
+/// vdi-001 quarantined, then a release (operation 2) whose write lands (the device goes back
+/// to op-a) but whose verifying read fails when `read_fails`; it ends `release_failed` with the
+/// record still on qr-a, and its alert names NIC 0 unknown when `named`.
+fn release_failed_vdi1(site: &Site, read_fails: bool, named: bool) -> Rec {
+    let mut rec = quarantined_vdi1(site);
+    rec.command(1_000, "release", VDI1, Some(2))
+        .started(1_000, 2, VDI1, "release")
+        .call(1_000, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"))
+        .truth(1_040, VDI1, 0, "qr-a", "op-a", true);
+    let read = 100;
+    rec.push(
+        1_040,
+        EventKind::Invoke {
+            call: read,
+            device: "vc-1".into(),
+            op: "get_nic".into(),
+            nic: Some(NicRef {
+                lserver: VDI1.into(),
+                nic: 0,
+            }),
+            lserver: Some(VDI1.into()),
+            value: None,
+        },
+    )
+    .push(
+        1_080,
+        EventKind::Return {
+            call: read,
+            result: if read_fails { "fail" } else { "ok" }.into(),
+            detail: if read_fails { "busy" } else { "op-a" }.into(),
+        },
+    )
+    .finished(1_100, 2, VDI1, "release_failed")
+    .push(
+        1_100,
+        EventKind::Alert {
+            seq: 10,
+            code: "release-failed".into(),
+            severity: "ERROR".into(),
+            lserver: Some(VDI1.into()),
+            ip: None,
+            operation: Some(2),
+            unknown_nics: if named { vec![0] } else { Vec::new() },
+        },
+    )
+    .final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2")
+    .final_state(VDI1, "release_failed", "normal", Some("release_failed"));
+    rec
+}
+
+#[test]
+fn inv4_release_failed_nic_with_failed_read_named_unknown_is_exempt() {
+    let site = site();
+    let report = check(&site, &release_failed_vdi1(&site, true, true));
+    assert_status(&report, "INV-4", Status::Passed);
+}
+
+#[test]
+fn inv4_release_failed_nic_the_alert_does_not_name_violates() {
+    let site = site();
+    let report = check(&site, &release_failed_vdi1(&site, true, false));
+    assert_status(&report, "INV-4", Status::Failed);
+}
+
+#[test]
+fn inv4_release_failed_nic_named_unknown_but_read_fine_violates() {
+    let site = site();
+    let report = check(&site, &release_failed_vdi1(&site, false, true));
+    assert_status(&report, "INV-4", Status::Failed);
 }

@@ -80,6 +80,7 @@ pub(crate) fn alerting(f: &Facts<'_>) -> InvariantVerdict {
             lserver,
             ip,
             operation,
+            ..
         } = &e.kind
         {
             checked += 1;

@@ -1,9 +1,10 @@
 //! Invariants on where NICs end up: INV-1 containment, INV-2 no re-exposure, INV-3 rollback,
 //! INV-4 agreement of management records with device truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use super::facts::{is_error, show, Facts, Problems, Request};
+use super::facts::{is_error, show, Facts, LastOutcome, Problems, Request};
+use super::inv_writes::NIC_READ_CALLS;
 use super::InvariantVerdict;
 use crate::model::history::EventKind;
 
@@ -205,8 +206,53 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
     problems.verdict("INV-3", checked, "quarantine_failed L-Servers")
 }
 
+/// The NICs of `lserver` that INV-4 exempts after its `release_failed` operation `last`: those
+/// whose last read before the operation ended failed, and that the operation's
+/// `release-failed` alert names as unknown. A NIC the alert calls unknown but that was read
+/// fine, or one whose read failed but that the alert does not name, stays checked.
+fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> BTreeSet<usize> {
+    let mut named = BTreeSet::new();
+    let mut read_ok: BTreeMap<usize, bool> = BTreeMap::new();
+    let mut reads: HashMap<u64, usize> = HashMap::new();
+    // Reads up to the operation's end; its alert may be announced after the end (same commit).
+    for (index, e) in f.events() {
+        match &e.kind {
+            EventKind::Invoke {
+                call,
+                op,
+                nic: Some(nic),
+                ..
+            } if index < last.index
+                && nic.lserver == lserver
+                && NIC_READ_CALLS.contains(&op.as_str()) =>
+            {
+                reads.insert(*call, nic.nic);
+            }
+            EventKind::Return { call, result, .. } => {
+                if let Some(nic) = reads.remove(call) {
+                    read_ok.insert(nic, result == "ok");
+                }
+            }
+            EventKind::Alert {
+                code,
+                operation: Some(op),
+                unknown_nics,
+                ..
+            } if code == "release-failed" && *op == last.id => {
+                named.extend(unknown_nics.iter().copied());
+            }
+            _ => {}
+        }
+    }
+    named
+        .into_iter()
+        .filter(|nic| read_ok.get(nic) == Some(&false))
+        .collect()
+}
+
 /// INV-4: after `quarantined`, `released` or `release_failed`, management records equal device
-/// truth. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
+/// truth; after `release_failed`, a NIC whose last read failed is exempt when the operation's
+/// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
 /// `quarantine_failed`, where R10 leaves records and devices apart on purpose.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
@@ -227,7 +273,15 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
         if nics.len() < f.nic_count(lserver) {
             problems.push(format!("{lserver}: final state lacks some NICs"));
         }
+        let exempt = if last.outcome == "release_failed" {
+            unknown_and_unread(f, lserver, &last)
+        } else {
+            BTreeSet::new()
+        };
         for n in nics {
+            if exempt.contains(&n.nic.nic) {
+                continue;
+            }
             if n.device_network.as_deref() != Some(n.managed_network.as_str()) {
                 problems.push(format!(
                     "{lserver} nic {}: record {} but device {} after {}",

@@ -7,7 +7,7 @@ use super::InvariantVerdict;
 use crate::model::history::{EventKind, NicRef};
 
 /// Calls that read a NIC's device truth.
-const NIC_READ_CALLS: [&str; 2] = ["get_nic", "get_port"];
+pub(crate) const NIC_READ_CALLS: [&str; 2] = ["get_nic", "get_port"];
 
 /// INV-5: every device write targets an L-Server that had, before the write, an acknowledged
 /// detection (any disposition but `not_found`) or an accepted command. A write that names no

@@ -158,6 +158,22 @@ impl Alert {
         self.code.severity()
     }
 
+    /// The NICs this alert names as in unknown state: the items `nicN mac M device=unknown`
+    /// of its detail (the failure alerts list each NIC left behind that way, separated by
+    /// `; `). INV-4 lets a `release_failed` NIC whose last read failed differ from its record
+    /// only when the alert names it so.
+    pub fn nics_named_unknown(&self) -> Vec<usize> {
+        self.detail
+            .split("; ")
+            .filter_map(|item| {
+                let item = item.rsplit(": ").next().unwrap_or(item);
+                let index = item.strip_prefix("nic")?.split(' ').next()?;
+                let unknown = item.split(' ').any(|word| word == "device=unknown");
+                unknown.then(|| index.parse().ok()).flatten()
+            })
+            .collect()
+    }
+
     /// The message body in the product's shapes.
     pub fn message(&self) -> String {
         let subject = self
@@ -284,6 +300,17 @@ mod tests {
             operation: Some(7),
             detail: "nic0 device=qr-a\nremedy: switch by hand".into(),
         }
+    }
+
+    #[test]
+    fn r17_release_failed_detail_names_its_unknown_nics() {
+        let mut a = alert(AlertCode::ReleaseFailed);
+        a.detail = "still on quarantine or unknown: nic0 mac 00:50:56:00:00:01 device=unknown; \
+                    nic1 mac 00:50:56:00:00:02 device=qr-b; nic12 mac 00:50:56:00:00:03 device=unknown"
+            .into();
+        assert_eq!(a.nics_named_unknown(), vec![0, 12]);
+        a.detail = "still on quarantine or unknown: nic0 mac 00:50:56:00:00:01 device=qr-a".into();
+        assert!(a.nics_named_unknown().is_empty());
     }
 
     #[test]

@@ -160,6 +160,10 @@ pub enum EventKind {
         ip: Option<IpAddr>,
         /// Operation.
         operation: Option<i64>,
+        /// NICs (by index) the alert names as in unknown state; absent when none, so the
+        /// histories of runs without such alerts keep their digests.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        unknown_nics: Vec<usize>,
     },
     /// The engine stopped abruptly.
     Crash,

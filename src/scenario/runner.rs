@@ -199,6 +199,7 @@ impl EngineObserver for HistoryObserver {
                 lserver: a.lserver.clone(),
                 ip: a.ip,
                 operation: a.operation,
+                unknown_nics: a.nics_named_unknown(),
             },
         };
         self.recorder.record(kind);

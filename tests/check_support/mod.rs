@@ -315,6 +315,7 @@ impl Rec {
                 lserver: lserver.map(String::from),
                 ip: None,
                 operation,
+                unknown_nics: Vec::new(),
             },
         )
     }
