@@ -13,9 +13,11 @@
 //!   `virtual/vcenter-applies-change-then-errors`; BMC: `policy/quarantine-reboot-physical-server`,
 //!   `policy/quarantine-reboot-reset-fails-stays-quarantined`.
 //! - The outbreak: N NICs (`--outbreak`, default 40) on one device at 100 ms per call, all
-//!   reported at once; it passes when every L-Server ends quarantined and the makespan is at
-//!   most [`OUTBREAK_RATIO_MAX`] times its lower bound (a real clock, scaled, is noisier than
-//!   the sim library's exact bounds).
+//!   reported at once; it passes when every L-Server ends quarantined and the makespan to the
+//!   last NIC contained is at most [`OUTBREAK_RATIO_MAX`] times its lower bound (a real clock,
+//!   scaled, is noisier than the sim library's exact bounds). The confirmed makespan (to the
+//!   last R9 record, with saves) is reported beside it but not bounded: containment is what
+//!   the bound protects.
 //! - Times are in scenario time (wire times divided by the time scale, as `qlab run` reports).
 
 use std::path::Path;
@@ -66,6 +68,7 @@ struct Played {
     detail: String,
     contain: Summary,
     makespan: (u64, u64),
+    confirmed: (u64, u64),
 }
 
 /// The scenario with every switch speaking `kind` (switch family), on a rebuilt site.
@@ -111,6 +114,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
                 detail: failures.join("; "),
                 contain: m.time_to_contain_ms,
                 makespan: (m.makespan_ms, m.lower_bound_ms),
+                confirmed: (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
             }
         }
         Err(e) => Played {
@@ -119,6 +123,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
             detail: format!("error: {e}"),
             contain: Summary::default(),
             makespan: (0, 0),
+            confirmed: (0, 0),
         },
     }
 }
@@ -158,7 +163,6 @@ fn outbreak(
          modes = [\"wire\"]\n\
          [[events]]\nat = \"0s\"\n\
          outbreak = {{ source = \"osce\", lservers = \"/t/\", over = \"0s\", threat = \"WORM_DOWNAD.AD\", category = \"virus\" }}\n\
-         [expect]\nmakespan_ratio_max = {OUTBREAK_RATIO_MAX:.1}\n\
          [expect.outcomes]\nquarantined = {n}\n",
         kind.as_str()
     );
@@ -213,6 +217,7 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 detail: format!("error: {e}"),
                 contain: Summary::default(),
                 makespan: (0, 0),
+                confirmed: (0, 0),
             },
         });
     }
@@ -293,14 +298,17 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 } else {
                     f64::INFINITY
                 };
+                let (confirmed, confirmed_bound) = p.confirmed;
                 let figures = format!(
-                    "{} NICs: makespan {makespan} ms, lower bound {bound} ms, ratio {ratio:.2} (at most {OUTBREAK_RATIO_MAX})",
+                    "{} NICs: makespan {makespan} ms, lower bound {bound} ms, ratio {ratio:.2} (at most {OUTBREAK_RATIO_MAX}); confirmed (R9) makespan {confirmed} ms, lower bound {confirmed_bound} ms",
                     options.outbreak_nics
                 );
-                if p.passed {
-                    (CheckStatus::Passed, figures)
-                } else {
+                if !p.passed {
                     (CheckStatus::Failed, format!("{figures}; {}", p.detail))
+                } else if ratio > OUTBREAK_RATIO_MAX {
+                    (CheckStatus::Failed, format!("{figures}: over the bound"))
+                } else {
+                    (CheckStatus::Passed, figures)
                 }
             }
             Err(e) => (CheckStatus::Failed, format!("error: {e}")),
