@@ -284,7 +284,7 @@ enum Command {
     /// Certifies an adapter and its device in tiers (function, failure classification, the
     /// engine), writes reports and an evidence bundle; `verify` checks a bundle, `diff` compares
     /// a target's replies with the simulator's. See docs/certification.md.
-    Certify(quarantine_lab::certify::cli::CertifyArgs),
+    Certify(Box<quarantine_lab::certify::cli::CertifyArgs>),
 }
 
 /// Where the engine's API is and how to authenticate.
@@ -687,7 +687,7 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Certify(args) => ExitCode::from(quarantine_lab::certify::cli::main(args)),
+        Command::Certify(args) => ExitCode::from(quarantine_lab::certify::cli::main(*args)),
     }
 }
 

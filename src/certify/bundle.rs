@@ -39,6 +39,13 @@ pub fn manifest(files: &BTreeMap<String, Vec<u8>>) -> String {
 
 /// Writes `files` and their manifest as a `.tar.gz` at `path`.
 pub fn write_bundle(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
+    let mut all = files.clone();
+    all.insert(MANIFEST.into(), manifest(files).into_bytes());
+    write_raw(path, &all)
+}
+
+/// Writes exactly `files` as a `.tar.gz` at `path` (no manifest is added or checked).
+pub fn write_raw(path: &Path, all: &BTreeMap<String, Vec<u8>>) -> Result<(), String> {
     let err = |e: std::io::Error| format!("{}: {e}", path.display());
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(err)?;
@@ -46,9 +53,7 @@ pub fn write_bundle(path: &Path, files: &BTreeMap<String, Vec<u8>>) -> Result<()
     let file = std::fs::File::create(path).map_err(err)?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
     let mut tar = tar::Builder::new(gz);
-    let mut all = files.clone();
-    all.insert(MANIFEST.into(), manifest(files).into_bytes());
-    for (name, bytes) in &all {
+    for (name, bytes) in all {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(0o644);

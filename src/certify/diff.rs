@@ -305,7 +305,7 @@ mod tests {
     fn a_renamed_field_is_a_shape_difference_and_volatile_fields_are_ignored() {
         let a = ex(r#"{"config":{"access-vlan":110},"etag":"1"}"#);
         let b = ex(r#"{"config":{"accessVlan":110},"etag":"2"}"#);
-        let d = compare(&[a.clone()], &[b]);
+        let d = compare(std::slice::from_ref(&a), &[b]);
         let fields: Vec<&str> = d.differences.iter().map(|d| d.field.as_str()).collect();
         assert_eq!(fields, ["/config/access-vlan", "/config/accessVlan"]);
         assert!(d.shape_differs());

@@ -174,6 +174,35 @@ pub struct Options {
     pub time_scale: f64,
 }
 
+impl Options {
+    /// Certifying the product at `file` up to `tier` against the simulator of its protocol with
+    /// the built-in adapter, with the command line's defaults.
+    pub fn sim(file: &std::path::Path, tier: u8) -> Result<Options, CertifyError> {
+        let (product, source) =
+            product::load_product(file).map_err(|e| CertifyError::Input(e.to_string()))?;
+        let kind = target::BuiltinKind::parse(&product.protocol).ok_or_else(|| {
+            CertifyError::Input(format!(
+                "{}: protocol {:?} is not built in",
+                file.display(),
+                product.protocol
+            ))
+        })?;
+        Ok(Options {
+            family: product.family,
+            product_file: file.to_path_buf(),
+            product,
+            product_source: source,
+            real: None,
+            adapter: AdapterSource::Builtin(kind),
+            tier,
+            call_timeout: Duration::from_secs(2),
+            library: PathBuf::from("scenarios"),
+            outbreak_nics: 40,
+            time_scale: 0.25,
+        })
+    }
+}
+
 /// A real target's endpoint.
 #[derive(Clone)]
 pub struct RealTarget {

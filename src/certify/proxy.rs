@@ -244,7 +244,11 @@ struct State {
     armed: Mutex<Option<Armed>>,
     fired: Mutex<u32>,
     transcript: Transcript,
+    rewrite: Mutex<Option<Rewrite>>,
 }
+
+/// A function applied to every reply body the target sends.
+pub type Rewrite = Arc<dyn Fn(&str) -> String + Send + Sync>;
 
 /// A running certification proxy.
 pub struct CertProxy {
@@ -288,6 +292,7 @@ impl CertProxy {
             armed: Mutex::new(None),
             fired: Mutex::new(0),
             transcript,
+            rewrite: Mutex::new(None),
         });
         let serving = state.clone();
         let task = tokio::spawn(async move {
@@ -312,6 +317,12 @@ impl CertProxy {
     /// Withdraws an armed fault that did not fire.
     pub fn disarm(&self) {
         *lock(&self.state.armed) = None;
+    }
+
+    /// Test hook: rewrites every reply body of the target before the adapter sees it (the
+    /// diff tests change a simulator's reply shape with it, leaving the simulators alone).
+    pub fn set_reply_rewrite(&self, rewrite: Rewrite) {
+        *lock(&self.state.rewrite) = Some(rewrite);
     }
 
     /// How many faults fired so far.
@@ -451,7 +462,13 @@ async fn handle_request(
     };
     let status = response.status();
     let reply_headers = response.headers().clone();
-    let bytes = response.bytes().await.unwrap_or_default();
+    let mut bytes = response.bytes().await.unwrap_or_default();
+    let rewrite = lock(&state.rewrite).clone();
+    if let Some(rewrite) = rewrite {
+        bytes = rewrite(&String::from_utf8_lossy(&bytes))
+            .into_bytes()
+            .into();
+    }
     exchange.status = Some(status.as_u16());
     exchange.reply = String::from_utf8_lossy(&bytes).into_owned();
     exchange.ms = started.elapsed().as_millis() as u64;

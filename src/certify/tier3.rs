@@ -7,7 +7,7 @@
 //! - The scenarios (kept short for CI): switch: `physical/eapi-busy-then-ok`,
 //!   `physical/switch-write-timeout-retried`, `physical/restconf-accepts-without-applying`,
 //!   `rollback/second-port-rejected-first-stays-quarantined`; hypervisor:
-//!   `virtual/vcenter-quarantine-contains-in-two-calls`,
+//!   `virtual/vcenter-acknowledges-without-applying`,
 //!   `virtual/vcenter-connection-reset-after-request`,
 //!   `virtual/vcenter-session-expired-logs-in-again`,
 //!   `virtual/vcenter-applies-change-then-errors`; BMC: `policy/quarantine-reboot-physical-server`,
@@ -49,7 +49,7 @@ pub fn scenarios(family: Family) -> &'static [&'static str] {
             "rollback/second-port-rejected-first-stays-quarantined.toml",
         ],
         Family::Hypervisor => &[
-            "virtual/vcenter-quarantine-contains-in-two-calls.toml",
+            "virtual/vcenter-acknowledges-without-applying.toml",
             "virtual/vcenter-connection-reset-after-request.toml",
             "virtual/vcenter-session-expired-logs-in-again.toml",
             "virtual/vcenter-applies-change-then-errors.toml",
@@ -73,6 +73,9 @@ struct Played {
 
 /// The scenario with every switch speaking `kind` (switch family), on a rebuilt site.
 fn with_protocol(mut scenario: Scenario, kind: BuiltinKind) -> Result<Scenario, String> {
+    if !scenario.runs_in(crate::scenario::load::Mode::Wire) {
+        return Err(format!("{} does not run in wire mode", scenario.name));
+    }
     if kind.family() != Family::Switch {
         return Ok(scenario);
     }
