@@ -10,8 +10,9 @@
 //! paths are not compared), status, then every leaf of the JSON body by its path
 //! (`/a/0/b`). A field present on one side only, or of another JSON type, is a *shape*
 //! difference; a different value is a *value* difference (informational: the devices' state
-//! differs). Volatile fields are ignored: any key containing `date`, `time`, `id`, `etag`,
-//! `token`, `session`, `uuid` or `version` (case-insensitive). Exit 1 when a shape differs.
+//! differs). Volatile fields are ignored: any key containing `date`, `time`, `etag`, `token`,
+//! `session` or `uuid`, and the keys `id`, `@odata.id`, `@odata.context` and `version`
+//! (case-insensitive). Exit 1 when a shape differs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,10 +24,12 @@ use super::proxy::{CertProxy, Exchange, Transcript};
 use super::target::{start_sim, AdapterFactory, BuiltinKind, Device, Endpoint, Target};
 use super::CertifyError;
 
-/// Key fragments whose fields are not compared.
-pub const VOLATILE: &[&str] = &[
-    "date", "time", "id", "etag", "token", "session", "uuid", "version",
-];
+/// Key fragments whose fields are not compared (case-insensitive).
+pub const VOLATILE: &[&str] = &["date", "time", "etag", "token", "session", "uuid"];
+
+/// Keys not compared when they are the whole key (case-insensitive): ids of requests, objects
+/// and documents, which differ between any two devices. `accessVlanId` is compared.
+pub const VOLATILE_KEYS: &[&str] = &["id", "@odata.id", "version", "@odata.context"];
 
 /// One difference.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,7 +84,7 @@ impl DiffReport {
 
 fn volatile(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    VOLATILE.iter().any(|v| k.contains(v))
+    VOLATILE.iter().any(|v| k.contains(v)) || VOLATILE_KEYS.contains(&k.as_str())
 }
 
 fn leaves(value: &Value, path: String, out: &mut BTreeMap<String, Value>) {
