@@ -29,14 +29,7 @@ fn reset_action() -> Matcher {
 pub async fn run(ctx: &mut Ctx<'_>) {
     let bmc = match ctx.adapter_at(&ctx.endpoint()).and_then(as_bmc) {
         Ok(b) => b,
-        Err(e) => {
-            for def in super::checks::catalogue(ctx.options.family) {
-                if def.tier <= 2 && ctx.should_run(def.id) {
-                    ctx.finish(def.id, Instant::now(), Err(e.clone()));
-                }
-            }
-            return;
-        }
+        Err(e) => return super::fail_all(ctx, &e),
     };
     for id in ["BMC-1.1", "BMC-1.2"] {
         if ctx.should_run(id) {

@@ -31,6 +31,7 @@ pub mod checks;
 pub mod cli;
 pub mod diff;
 pub mod hypervisor;
+pub mod lever;
 pub mod product;
 pub mod proxy;
 pub mod report;
@@ -470,6 +471,15 @@ impl Ctx<'_> {
                 .map(str::to_string),
             duration_ms: ms,
         });
+    }
+}
+
+/// Fails every tier 1 and 2 check with `why` (the adapter could not even be built).
+pub fn fail_all(ctx: &mut Ctx<'_>, why: &str) {
+    for def in checks::catalogue(ctx.options.family) {
+        if def.tier <= 2 && ctx.should_run(def.id) {
+            ctx.finish(def.id, Instant::now(), Err(why.to_string()));
+        }
     }
 }
 
