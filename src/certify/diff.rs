@@ -20,7 +20,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::product::Product;
-use super::proxy::{CertProxy, Exchange, Transcript};
+use super::proxy::{Exchange, Transcript};
 use super::target::{start_sim, AdapterFactory, BuiltinKind, Device, Endpoint, Target};
 use super::CertifyError;
 
@@ -233,15 +233,10 @@ async fn record(
     timeout: Duration,
 ) -> Result<Vec<Exchange>, CertifyError> {
     let transcript = Transcript::default();
-    transcript.add_secret(&target.password);
-    let proxy = CertProxy::start(
-        &target.url,
-        target.ca_pem.as_deref(),
-        "target",
-        transcript.clone(),
-    )
-    .await
-    .map_err(CertifyError::Setup)?;
+    let proxy = target
+        .proxy("target", &transcript)
+        .await
+        .map_err(CertifyError::Setup)?;
     let endpoint = Endpoint {
         url: proxy.url(),
         user: target.user.clone(),
@@ -263,11 +258,7 @@ pub fn run_diff(
     target: super::RealTarget,
     timeout: Duration,
 ) -> Result<DiffReport, CertifyError> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CertifyError::Setup(format!("cannot start the runtime: {e}")))?;
+    let runtime = super::runtime()?;
     let report = runtime.block_on(async {
         let sim = start_sim(product, kind, Vec::new()).await?;
         let sim_side = record(&sim, &factory, product, timeout).await?;

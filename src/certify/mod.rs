@@ -272,11 +272,7 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
         }
     }
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| CertifyError::Setup(format!("cannot start the runtime: {e}")))?;
+    let runtime = runtime()?;
     let transcript = Transcript::default();
     let (results, before, after) = runtime.block_on(async {
         let target = match &options.real {
@@ -292,20 +288,15 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
                 sim: None,
             },
         };
-        transcript.add_secret(&target.password);
         let before = target
             .sim
             .as_ref()
             .map(|s| s.truth(&options.product))
             .unwrap_or_default();
-        let proxy = CertProxy::start(
-            &target.url,
-            target.ca_pem.as_deref(),
-            "target",
-            transcript.clone(),
-        )
-        .await
-        .map_err(CertifyError::Setup)?;
+        let proxy = target
+            .proxy("target", &transcript)
+            .await
+            .map_err(CertifyError::Setup)?;
         let mut ctx = Ctx {
             options,
             factory: factory.clone(),
@@ -364,6 +355,15 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
         sim_truth_before: before,
         sim_truth_after: after,
     })
+}
+
+/// The runtime a certification runs on.
+pub fn runtime() -> Result<tokio::runtime::Runtime, CertifyError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| CertifyError::Setup(format!("cannot start the runtime: {e}")))
 }
 
 /// What the suites share while they run.
@@ -570,13 +570,9 @@ impl Ctx<'_> {
         let target = target::start_sim(&self.options.product, kind, vec![fault])
             .await
             .map_err(|e| e.to_string())?;
-        let proxy = CertProxy::start(
-            &target.url,
-            target.ca_pem.as_deref(),
-            &format!("sim:{}", effect.as_str()),
-            self.transcript.clone(),
-        )
-        .await?;
+        let proxy = target
+            .proxy(&format!("sim:{}", effect.as_str()), &self.transcript)
+            .await?;
         let device = self.adapter_at(&self.endpoint_at(&proxy.url()))?;
         Ok(Faulted {
             target,

@@ -199,6 +199,20 @@ pub struct Target {
     pub sim: Option<SimTarget>,
 }
 
+impl Target {
+    /// A certification proxy in front of this target, recording into `transcript` with the
+    /// password redacted; `via` names the target in the transcript.
+    pub async fn proxy(
+        &self,
+        via: &str,
+        transcript: &super::proxy::Transcript,
+    ) -> Result<super::proxy::CertProxy, String> {
+        transcript.add_secret(&self.password);
+        super::proxy::CertProxy::start(&self.url, self.ca_pem.as_deref(), via, transcript.clone())
+            .await
+    }
+}
+
 /// A simulated target: its site, world and server.
 pub struct SimTarget {
     /// The simulator's protocol.
