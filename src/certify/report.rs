@@ -292,3 +292,47 @@ pub fn missing(family: Family, results: &[CheckResult]) -> Vec<&'static str> {
         .map(|d| d.id)
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certify::product::parse_product;
+
+    fn check(id: &str, tier: u8, status: CheckStatus) -> CheckResult {
+        CheckResult {
+            id: id.into(),
+            tier,
+            title: String::new(),
+            rule: String::new(),
+            required: true,
+            status,
+            detail: String::new(),
+            deviation: None,
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn a_tier_reached_through_a_deviation_is_never_plain() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fixtures/products/switch-restconf-with-deviation.toml"
+        ))
+        .unwrap();
+        let product = parse_product(Path::new("PRODUCT.toml"), &text).unwrap();
+        let mut results = vec![
+            check("SW-1.1", 1, CheckStatus::Passed),
+            check("SW-2.5", 2, CheckStatus::Passed),
+            check("SW-2.6", 2, CheckStatus::Passed),
+        ];
+        assert_eq!(certified(&product, &results, 2).label, "tier-2");
+        results[2].status = CheckStatus::Failed;
+        let c = certified(&product, &results, 2);
+        assert_eq!((c.tier, c.label.as_str()), (2, "tier-2 with deviations"));
+        // An undeclared failure stops at the tier below.
+        results[1].status = CheckStatus::Skipped;
+        assert_eq!(certified(&product, &results, 2).label, "tier-1");
+        results[0].status = CheckStatus::Failed;
+        assert_eq!(certified(&product, &results, 2).label, "not certified");
+    }
+}
