@@ -68,3 +68,82 @@ fn verify_refuses_what_is_not_a_bundle_with_exit_1() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("rejected:"), "{text}");
 }
+
+#[test]
+fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() {
+    use quarantine_lab::certify::product::load_product;
+    use quarantine_lab::certify::target::{start_sim, BuiltinKind};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let product = root.join("fixtures/products/switch-restconf.toml");
+    let (p, _) = load_product(&product).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The "device": a simulator over HTTPS, reached like any real target.
+    let device = runtime
+        .block_on(start_sim(&p, BuiltinKind::Restconf, Vec::new()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, device.ca_pem.as_ref().unwrap()).unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(["certify", "--family", "switch", "--product"])
+        .arg(&product)
+        .args([
+            "--url",
+            &device.url,
+            "--user",
+            "qlab",
+            "--password-env",
+            "CERT_TEST_PW",
+        ])
+        .arg("--ca-file")
+        .arg(&ca)
+        .args(["--tier", "2", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .env("CERT_TEST_PW", "qlab")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // On a real target the simulator-only checks are not required, and skipped.
+    assert!(text.contains("| SW-2.8 |"), "{text}");
+    assert!(
+        text.contains("not required: simulated targets only"),
+        "{text}"
+    );
+    let (code, verdict) = qlab(&["certify", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verdict}");
+    assert!(
+        verdict.contains("tier-2") && verdict.contains("target-real"),
+        "{verdict}"
+    );
+    // Without the CA the device's certificate is refused: nothing certified.
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(["certify", "--family", "switch", "--product"])
+        .arg(&product)
+        .args([
+            "--url",
+            &device.url,
+            "--user",
+            "qlab",
+            "--tier",
+            "1",
+            "--report-dir",
+        ])
+        .arg(dir.path().join("reports2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    drop(device);
+}
