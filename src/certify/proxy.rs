@@ -14,6 +14,8 @@
 //! - `blackhole`: the request is not forwarded and nothing comes back; the connection is held
 //!   until the adapter gives up (at most [`BLACKHOLE_HOLD`]).
 //! - 503, 400 and 401 are answered by the proxy without forwarding, with a short JSON body.
+//! - A target the proxy cannot reach (refused, certificate not trusted) is answered 502 with
+//!   the reason, so every check's detail names it.
 //! - Transcript secrets: no header is recorded (Authorization, session tokens); a body of a
 //!   request or reply whose path names a session (`session`, case-insensitive) is replaced by
 //!   `"[redacted]"`, JSON members whose name contains `password` are redacted, and the password
@@ -453,11 +455,22 @@ async fn handle_request(
     let response = match forward.send().await {
         Ok(r) => r,
         Err(e) => {
-            // The target cannot be reached: what a client in front of it would see.
-            exchange.reply = format!("proxy: {e}");
+            // The target cannot be reached (refused, certificate not trusted, timed out): a
+            // 502 that says why, so every check's detail names the cause.
+            let e = e.without_url();
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            let body = serde_json::json!({ "error": format!("certification proxy: target unreachable: {why}") })
+                .to_string();
+            exchange.status = Some(502);
+            exchange.reply = body.clone();
+            exchange.ms = started.elapsed().as_millis() as u64;
             state.transcript.record(exchange);
-            reset.notify_one();
-            return std::future::pending().await;
+            return reply(502, &body);
         }
     };
     let status = response.status();
