@@ -5,6 +5,7 @@
 
 pub mod adapters;
 pub mod bench;
+pub mod certify;
 pub mod check;
 pub mod daemon;
 pub mod engine;

@@ -281,6 +281,10 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         scaling: Vec<PathBuf>,
     },
+    /// Certifies an adapter and its device in tiers (function, failure classification, the
+    /// engine), writes reports and an evidence bundle; `verify` checks a bundle, `diff` compares
+    /// a target's replies with the simulator's. See docs/certification.md.
+    Certify(Box<quarantine_lab::certify::cli::CertifyArgs>),
 }
 
 /// Where the engine's API is and how to authenticate.
@@ -683,6 +687,7 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::Certify(args) => ExitCode::from(quarantine_lab::certify::cli::main(*args)),
     }
 }
 

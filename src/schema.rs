@@ -22,6 +22,7 @@ pub fn all() -> Vec<(&'static str, Value)> {
         ("topology.schema.json", topology()),
         ("scenario.schema.json", scenario()),
         ("report.schema.json", report()),
+        ("product.schema.json", product()),
     ]
 }
 
@@ -38,6 +39,11 @@ pub fn scenario() -> Value {
 /// report.json (`docs/formats/reports.md`), as `qlab run` writes it.
 pub fn report() -> Value {
     crate::report::json_schema(settings(Contract::Serialize))
+}
+
+/// A `PRODUCT.toml` of `qlab certify` (`docs/certification.md`).
+pub fn product() -> Value {
+    input::<crate::certify::product::Product>()
 }
 
 /// The schema of a file the lab reads: what deserializes.

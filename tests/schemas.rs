@@ -94,16 +94,22 @@ fn committed_schemas_are_current() {
 fn schemas_accept_every_shipped_topology_and_scenario() {
     let topology = validator("topology.schema.json");
     let scenario = validator("scenario.schema.json");
+    let product = validator("product.schema.json");
     let mut files = Vec::new();
     for dir in TOML_ROOTS {
         toml_files(&root().join(dir), &mut files);
     }
     files.sort();
-    let (mut topologies, mut scenarios, mut problems) = (0, 0, Vec::new());
+    let (mut topologies, mut scenarios, mut products, mut problems) = (0, 0, 0, Vec::new());
     for file in &files {
         let value = toml_as_json(file);
         let is_scenario = value.get("topology").is_some();
-        let found = if is_scenario {
+        // PRODUCT.toml files of `qlab certify` live under fixtures/products/.
+        let is_product = file.parent().is_some_and(|d| d.ends_with("products"));
+        let found = if is_product {
+            products += 1;
+            errors(&product, &value)
+        } else if is_scenario {
             scenarios += 1;
             errors(&scenario, &value)
         } else {
@@ -120,6 +126,24 @@ fn schemas_accept_every_shipped_topology_and_scenario() {
     // The walk found the library, not an empty folder.
     assert!(topologies >= 10, "{topologies} topologies");
     assert!(scenarios >= 100, "{scenarios} scenarios");
+    assert!(products >= 5, "{products} PRODUCT.toml files");
+}
+
+#[test]
+fn product_schema_refuses_unknown_keys_and_families() {
+    let product = validator("product.schema.json");
+    let good = json!({"vendor": "v", "product": "p", "version": "1", "family": "switch",
+        "protocol": "restconf", "resources": {"ports": ["e1"], "vlans": {"operation": 1, "quarantine": 2}}});
+    assert_eq!(errors(&product, &good), Vec::<String>::new());
+    for bad in [
+        json!({"vendor": "v", "product": "p", "version": "1", "family": "router", "protocol": "x"}),
+        json!({"vendor": "v", "product": "p", "version": "1", "family": "bmc", "protocol": "x",
+            "capabilites": {}}),
+        json!({"vendor": "v", "product": "p", "version": "1", "family": "bmc", "protocol": "x",
+            "deviations": [{"checks": ["BMC-2.6"]}]}),
+    ] {
+        assert!(!errors(&product, &bad).is_empty(), "accepted {bad}");
+    }
 }
 
 #[test]

@@ -1,0 +1,149 @@
+//! `qlab certify` on the command line: bad input exits 2 naming the file and key; a bundle that
+//! is not one exits 1; `--plugin` is refused clearly in this build.
+
+use std::process::Command;
+
+fn qlab(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("qlab runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn bad_product_exits_2_naming_file_line_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PRODUCT.toml");
+    std::fs::write(
+        &file,
+        "vendor = \"v\"\nproduct = \"p\"\nversion = \"1\"\nfamily = \"switch\"\nprotocol = \"restconf\"\n\
+         [resources]\nports = [\"e1\"]\nvlans = { operation = 110, quarantine = 110 }\n",
+    )
+    .unwrap();
+    let (code, text) = qlab(&[
+        "certify",
+        "--family",
+        "switch",
+        "--product",
+        file.to_str().unwrap(),
+        "--target",
+        "sim",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("PRODUCT.toml:8"), "{text}");
+    assert!(text.contains("resources.vlans.quarantine"), "{text}");
+}
+
+#[test]
+fn plugin_is_not_available_in_this_build() {
+    let (code, text) = qlab(&[
+        "certify",
+        "--family",
+        "switch",
+        "--product",
+        "fixtures/products/switch-restconf.toml",
+        "--target",
+        "sim",
+        "--plugin",
+        "python3",
+        "my_switch.py",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("not available in this build"), "{text}");
+}
+
+#[test]
+fn verify_refuses_what_is_not_a_bundle_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b.tar.gz");
+    std::fs::write(&file, b"not a bundle").unwrap();
+    let (code, text) = qlab(&["certify", "verify", file.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("rejected:"), "{text}");
+}
+
+#[test]
+fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() {
+    use quarantine_lab::certify::product::load_product;
+    use quarantine_lab::certify::target::{start_sim, BuiltinKind};
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let product = root.join("fixtures/products/switch-restconf.toml");
+    let (p, _) = load_product(&product).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // The "device": a simulator over HTTPS, reached like any real target.
+    let device = runtime
+        .block_on(start_sim(&p, BuiltinKind::Restconf, Vec::new()))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, device.ca_pem.as_ref().unwrap()).unwrap();
+    let bundle = dir.path().join("b.tar.gz");
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(["certify", "--family", "switch", "--product"])
+        .arg(&product)
+        .args([
+            "--url",
+            &device.url,
+            "--user",
+            "qlab",
+            "--password-env",
+            "CERT_TEST_PW",
+        ])
+        .arg("--ca-file")
+        .arg(&ca)
+        .args(["--tier", "2", "--report-dir"])
+        .arg(dir.path().join("reports"))
+        .arg("--bundle")
+        .arg(&bundle)
+        .env("CERT_TEST_PW", "qlab")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // On a real target the simulator-only checks are not required, and skipped.
+    assert!(text.contains("| SW-2.8 |"), "{text}");
+    assert!(
+        text.contains("not required: simulated targets only"),
+        "{text}"
+    );
+    let (code, verdict) = qlab(&["certify", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verdict}");
+    assert!(
+        verdict.contains("tier-2") && verdict.contains("target-real"),
+        "{verdict}"
+    );
+    // Without the CA the device's certificate is refused: nothing certified.
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(["certify", "--family", "switch", "--product"])
+        .arg(&product)
+        .args([
+            "--url",
+            &device.url,
+            "--user",
+            "qlab",
+            "--tier",
+            "1",
+            "--report-dir",
+        ])
+        .arg(dir.path().join("reports2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    drop(device);
+}

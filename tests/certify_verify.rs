@@ -1,0 +1,122 @@
+//! `qlab certify verify`: a fresh bundle is accepted; a changed file, a missing required check,
+//! an undeclared skip or a tool version outside the window is refused; a declared deviation is
+//! accepted and labelled as such (a tier reached with deviations is never a plain tier).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quarantine_lab::certify::bundle::{read_bundle, write_bundle, write_raw};
+use quarantine_lab::certify::cli::bundle_files;
+use quarantine_lab::certify::report::CertifyReport;
+use quarantine_lab::certify::verify::verify;
+use quarantine_lab::certify::{run, CheckStatus, Options};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tier-2 bundle of `product` (tier 2 keeps the test short; tier 3 adds only checks).
+fn fresh(dir: &Path, product: &str) -> PathBuf {
+    let options = Options::sim(&root().join("fixtures/products").join(product), 2).unwrap();
+    let outcome = run(&options).unwrap();
+    assert_eq!(outcome.report.certified.label, "tier-2");
+    let files = bundle_files(&options, &outcome.report, &outcome.transcript.to_jsonl()).unwrap();
+    let path = dir.join(format!("{product}.tar.gz"));
+    write_bundle(&path, &files).unwrap();
+    path
+}
+
+fn edit_report(
+    bundle: &Path,
+    out: &Path,
+    edit: impl FnOnce(&mut CertifyReport),
+) -> BTreeMap<String, Vec<u8>> {
+    let mut files = read_bundle(bundle).unwrap();
+    let mut report: CertifyReport = serde_json::from_slice(&files["report.json"]).unwrap();
+    edit(&mut report);
+    files.insert("report.json".into(), serde_json::to_vec(&report).unwrap());
+    files.remove("MANIFEST.sha256");
+    // A fresh manifest: only the content is wrong, not the digests.
+    write_bundle(out, &files).unwrap();
+    files
+}
+
+fn rejections(path: &Path) -> String {
+    let v = verify(path);
+    assert!(!v.accepted(), "accepted: {:?}", v.labels);
+    v.rejections.join("\n")
+}
+
+#[test]
+fn inv_bundle_verify_accepts_fresh_and_refuses_tampered_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fresh(dir.path(), "switch-restconf.toml");
+    let v = verify(&bundle);
+    assert!(v.accepted(), "{:?}", v.rejections);
+    assert!(v.labels.contains(&"tier-2".to_string()), "{:?}", v.labels);
+    assert!(!v.labels.contains(&"deviations-declared".to_string()));
+
+    // A changed file, manifest untouched.
+    let mut files = read_bundle(&bundle).unwrap();
+    files.insert("summary.md".into(), b"# all green, trust me\n".to_vec());
+    let changed = dir.path().join("changed.tar.gz");
+    write_raw(&changed, &files).unwrap();
+    assert!(rejections(&changed).contains("summary.md was changed"));
+
+    // A required check missing.
+    let missing = dir.path().join("missing.tar.gz");
+    edit_report(&bundle, &missing, |r| r.checks.retain(|c| c.id != "SW-2.4"));
+    assert!(rejections(&missing).contains("SW-2.4 is required for tier 2 but missing"));
+
+    // A required check skipped without a deviation.
+    let skipped = dir.path().join("skipped.tar.gz");
+    edit_report(&bundle, &skipped, |r| {
+        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.5").unwrap();
+        c.status = CheckStatus::Skipped;
+    });
+    assert!(rejections(&skipped).contains("SW-2.5 was skipped and no deviation"));
+
+    // A tool version outside the supported window.
+    let future = dir.path().join("future.tar.gz");
+    edit_report(&bundle, &future, |r| r.tool_version = "9.0.0".into());
+    assert!(rejections(&future).contains("outside the supported window"));
+
+    // A file the manifest does not list.
+    let mut files = read_bundle(&bundle).unwrap();
+    files.insert("extra.txt".into(), b"x".to_vec());
+    let extra = dir.path().join("extra.tar.gz");
+    write_raw(&extra, &files).unwrap();
+    assert!(rejections(&extra).contains("extra.txt is not in MANIFEST.sha256"));
+}
+
+#[test]
+fn inv_bundle_a_declared_deviation_is_tier_with_deviations_never_plain() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fresh(dir.path(), "switch-restconf-with-deviation.toml");
+    // The device could not take the session expiry: SW-2.6 skipped, as PRODUCT.toml declares.
+    let out = dir.path().join("deviation.tar.gz");
+    let files = edit_report(&bundle, &out, |r| {
+        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.6").unwrap();
+        c.status = CheckStatus::Skipped;
+        r.certified.with_deviations = true;
+        r.certified.label = "tier-2 with deviations".into();
+    });
+    let product = String::from_utf8(files["PRODUCT.toml"].clone()).unwrap();
+    assert!(product.contains("SW-2.6"));
+    let v = verify(&out);
+    assert!(v.accepted(), "{:?}", v.rejections);
+    assert!(v.labels.contains(&"tier-2".to_string()), "{:?}", v.labels);
+    assert!(
+        v.labels.contains(&"deviations-declared".to_string()),
+        "{:?}",
+        v.labels
+    );
+
+    // The same skip claimed as a plain tier 2 is refused: the label must say "with deviations".
+    let plain = dir.path().join("plain.tar.gz");
+    edit_report(&bundle, &plain, |r| {
+        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.6").unwrap();
+        c.status = CheckStatus::Skipped;
+    });
+    assert!(rejections(&plain).contains("tier-2 with deviations"));
+}
