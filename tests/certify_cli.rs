@@ -1,5 +1,5 @@
 //! `qlab certify` on the command line: bad input exits 2 naming the file and key; a bundle that
-//! is not one exits 1; `--plugin` is refused clearly in this build.
+//! is not one exits 1; a plugin that cannot start fails its checks, naming the program.
 
 use std::process::Command;
 
@@ -42,7 +42,8 @@ fn bad_product_exits_2_naming_file_line_and_key() {
 }
 
 #[test]
-fn plugin_is_not_available_in_this_build() {
+fn r18_a_plugin_that_cannot_start_fails_every_check_naming_the_program() {
+    let dir = tempfile::tempdir().unwrap();
     let (code, text) = qlab(&[
         "certify",
         "--family",
@@ -51,12 +52,19 @@ fn plugin_is_not_available_in_this_build() {
         "fixtures/products/switch-restconf.toml",
         "--target",
         "sim",
+        "--tier",
+        "1",
+        "--report-dir",
+        dir.path().to_str().unwrap(),
         "--plugin",
-        "python3",
-        "my_switch.py",
+        "/nonexistent/qlab-plugin",
     ]);
-    assert_eq!(code, 2, "{text}");
-    assert!(text.contains("not available in this build"), "{text}");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("NOT certified"), "{text}");
+    assert!(
+        text.contains("cannot start \"/nonexistent/qlab-plugin\""),
+        "{text}"
+    );
 }
 
 #[test]

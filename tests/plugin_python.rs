@@ -433,3 +433,40 @@ async fn the_minimal_plugin_of_the_docs_works() {
     adapter.save_config().await.expect("save");
     adapter.stop().await;
 }
+
+/// The example plugin certifies at tier 2 against the RESTCONF simulator, and its bundle
+/// verifies: the plugin classifies every connection-level and semantic failure as the
+/// built-in client does (R8), which is what makes rollback correct through it.
+#[test]
+#[ignore = "needs python3; .ci/run runs it"]
+fn r8_the_python_plugin_certifies_at_tier_2_against_the_restconf_simulator() {
+    let python = python();
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("plugin.tar.gz");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .current_dir(root)
+        .args(["certify", "--family", "switch", "--product"])
+        .arg(root.join("fixtures/products/switch-restconf.toml"))
+        .args(["--target", "sim", "--tier", "2", "--bundle"])
+        .arg(&bundle)
+        .arg("--report-dir")
+        .arg(dir.path().join("report"))
+        .arg("--plugin")
+        .arg(&python)
+        .arg(plugin_script())
+        .output()
+        .expect("qlab runs");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("certified: tier-2"), "{text}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_qlab"))
+        .args(["certify", "verify"])
+        .arg(&bundle)
+        .output()
+        .expect("qlab runs");
+    let text = String::from_utf8_lossy(&verify.stdout).to_string();
+    assert!(verify.status.success(), "{text}");
+    assert!(text.contains("labels: tier-2 "), "{text}");
+}

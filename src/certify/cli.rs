@@ -305,7 +305,7 @@ fn diff(d: DiffArgs) -> Result<u8, CertifyError> {
     let report = super::diff::run_diff(
         &product,
         kind,
-        factory(&source)?,
+        factory(&source, d.family)?,
         target,
         call_timeout(&d.endpoint.call_timeout)?,
     )?;

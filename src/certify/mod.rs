@@ -232,7 +232,7 @@ pub struct Outcome {
 
 /// Runs the suites with the adapter `options.adapter` names.
 pub fn run(options: &Options) -> Result<Outcome, CertifyError> {
-    let factory = target::factory(&options.adapter)?;
+    let factory = target::factory(&options.adapter, options.family)?;
     run_with(options, factory)
 }
 

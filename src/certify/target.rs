@@ -19,10 +19,11 @@ use super::product::Product;
 use super::{CertifyError, Family};
 use crate::adapters::eapi::EapiSwitch;
 use crate::adapters::nxapi::NxapiSwitch;
+use crate::adapters::plugin::{Family as PluginFamily, PluginAdapter, PluginDevice};
 use crate::adapters::redfish::RedfishClient;
 use crate::adapters::restconf::RestconfSwitch;
 use crate::adapters::vcenter::VcenterClient;
-use crate::adapters::{Bmc, DeviceError, Hypervisor, Switch};
+use crate::adapters::{Bmc, DeviceError, Hypervisor, OutcomeClass, Switch};
 use crate::model::history::NicRef;
 use crate::model::Site;
 use crate::sim::faults::FaultSpec;
@@ -147,15 +148,43 @@ pub enum Device {
 pub type AdapterFactory =
     Arc<dyn Fn(&Endpoint, Duration) -> Result<Device, DeviceError> + Send + Sync>;
 
-/// The factory of `source`. Out-of-process adapters are constructed here, and only here.
-pub fn factory(source: &AdapterSource) -> Result<AdapterFactory, CertifyError> {
+/// The factory of `source` for `family`. Out-of-process adapters are constructed here, and
+/// only here.
+pub fn factory(source: &AdapterSource, family: Family) -> Result<AdapterFactory, CertifyError> {
     match source {
         AdapterSource::Builtin(kind) => Ok(builtin_factory(*kind)),
-        AdapterSource::Plugin(cmd) => Err(CertifyError::Input(format!(
-            "--plugin {}: out-of-process adapters are not available in this build",
-            cmd.join(" ")
-        ))),
+        AdapterSource::Plugin(cmd) => plugin_factory(cmd.clone(), family),
     }
+}
+
+/// The factory of an out-of-process adapter: each adapter the suites ask for is a fresh plugin
+/// process (started and initialized with the endpoint's URL and credentials), stopped when the
+/// suite drops it, so one check's plugin state cannot leak into the next.
+fn plugin_factory(cmd: Vec<String>, family: Family) -> Result<AdapterFactory, CertifyError> {
+    let plugin_family = match family {
+        Family::Hypervisor => PluginFamily::Hypervisor,
+        Family::Switch => PluginFamily::Switch,
+        Family::Bmc => PluginFamily::Bmc,
+        Family::Av => {
+            return Err(CertifyError::Input(
+                "--plugin: the plugin protocol has no AV feed family".into(),
+            ))
+        }
+    };
+    Ok(Arc::new(move |e: &Endpoint, timeout: Duration| {
+        let device = PluginDevice::new("certified", plugin_family, &e.url, &e.user, &e.password);
+        // The suites run on a multi-thread runtime and build adapters from synchronous code;
+        // starting a plugin is async (spawn, then `initialize`), so this worker blocks on it.
+        let spawned = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(PluginAdapter::spawn(&cmd, device, timeout))
+        })
+        .map_err(|e| DeviceError::new(OutcomeClass::Unavailable, format!("plugin: {e}")))?;
+        Ok(match family {
+            Family::Hypervisor => Device::Hypervisor(spawned),
+            Family::Bmc => Device::Bmc(spawned),
+            _ => Device::Switch(spawned),
+        })
+    }))
 }
 
 /// The factory of a built-in adapter; the proxy in front of the target speaks plain HTTP, so no
