@@ -14,6 +14,11 @@
 //!   crash while a write is in flight is resolved by reading, R16), so they describe the normal
 //!   run only; nor `--strict-faults` (a crash may come before a fault's window).
 //!
+//! - the crash run settles twice as long as the scenario's `settle` (default: the operation
+//!   deadline plus one call timeout) after its last event: the operations resumed at the
+//!   restart start over with a fresh deadline (R16, R19), and under load their last read waits
+//!   for a device slot, so the normal settle can end the run before they end.
+//!
 //! A crash point is named `commit K` or `call K <op> <device> <target>` (from the counting run),
 //! and `qlab run FILE --crash-point "commit K"` reruns that one point.
 
@@ -243,7 +248,11 @@ mod tests {
         assert_eq!(points_within_budget(200, 300), 200);
         assert_eq!(points_within_budget(200, 100_000), 40);
         assert_eq!(points_within_budget(200, 10_000_000), 2);
-        assert_eq!(points_within_budget(0, 10_000_000), 0, "0 keeps every point");
+        assert_eq!(
+            points_within_budget(0, 10_000_000),
+            0,
+            "0 keeps every point"
+        );
     }
 
     #[test]

@@ -599,6 +599,14 @@ async fn play(
         }
         if index >= timeline.len() {
             let Some(e) = &engine else { break };
+            // After a sweep's crash the resumed operations start over with a fresh deadline
+            // (R16, R19) and their last read may wait for a device slot behind the others: the
+            // run settles twice as long, so a crash run ends with its operations ended.
+            let settle = if trap_ref.is_some_and(|t| t.fired()) {
+                settle.saturating_mul(2)
+            } else {
+                settle
+            };
             let finished = or_crash(trap_ref, async {
                 // A drift (a switch reboot, an external change) is the drift watch's to find:
                 // the run lasts until INV-12's bound for it has passed, then until the engine
