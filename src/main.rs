@@ -117,6 +117,19 @@ enum Command {
         /// Test hook: the first attempt of the scenario of this name fails.
         #[arg(long, hide = true)]
         fail_once: Option<String>,
+        /// Sim mode: after each scenario's run, run it again once per crash point (after each
+        /// journal commit, with each device call in flight), crashed there and restarted 1 s
+        /// later; each crash run must keep every invariant and end every operation.
+        #[arg(long)]
+        crash_sweep: bool,
+        /// With --crash-sweep: only this crash point, as `commit K` or `call K` (a failing
+        /// point's name, as report.json gives it, works).
+        #[arg(long, requires = "crash_sweep")]
+        crash_point: Option<String>,
+        /// With --crash-sweep: most crash runs per scenario, spread evenly over its points
+        /// (0: every point). A large outbreak has a point per device call.
+        #[arg(long, default_value_t = 200, requires = "crash_sweep")]
+        crash_points_max: usize,
     },
     /// Report folders: merge the shards of a run.
     Report {
@@ -450,6 +463,9 @@ fn main() -> ExitCode {
             durations,
             retries,
             fail_once,
+            crash_sweep,
+            crash_point,
+            crash_points_max,
         } => {
             let modes = match mode {
                 ModeArg::Sim => vec![Mode::Sim],
@@ -475,11 +491,29 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            let crash_point = match crash_point
+                .as_deref()
+                .map(quarantine_lab::scenario::crash_sweep::parse_point)
+                .transpose()
+            {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: --crash-point: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if crash_sweep && !modes.contains(&Mode::Sim) {
+                eprintln!("error: --crash-sweep runs in sim mode: use --mode sim (or both)");
+                return ExitCode::from(2);
+            }
             let options = library::RunOptions {
                 strict_faults,
                 retries: retries.min(MAX_RETRIES),
                 fail_once,
                 on_record: None,
+                crash_sweep,
+                crash_point,
+                crash_points_max,
             };
             let selection = Selection {
                 paths,
@@ -1255,6 +1289,22 @@ fn to_report(r: &ScenarioResult) -> ScenarioReport {
                 history_digest: a.history_digest.clone(),
             })
             .collect(),
+        crash_points: r.crash_sweep.as_ref().map(|c| c.crash_points),
+        crash_points_swept: r
+            .crash_sweep
+            .as_ref()
+            .map(|c| c.swept)
+            .filter(|swept| Some(*swept) != r.crash_sweep.as_ref().map(|c| c.crash_points)),
+        crash_failures: r
+            .crash_sweep
+            .iter()
+            .flat_map(|c| &c.failures)
+            .map(|f| report::CrashPointFailure {
+                point: f.point.clone(),
+                failures: f.failures.clone(),
+            })
+            .collect(),
+        crash_sweep_ms: r.crash_sweep.as_ref().map(|c| c.duration_ms),
     }
 }
 

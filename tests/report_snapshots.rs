@@ -93,6 +93,10 @@ fn scenario(name: &str, failed: bool) -> ScenarioReport {
         replay: format!("qlab run scenarios/{name}.toml --mode sim --seed 7"),
         error: None,
         retries: Vec::new(),
+        crash_points: None,
+        crash_points_swept: None,
+        crash_failures: Vec::new(),
+        crash_sweep_ms: None,
     }
 }
 

@@ -87,6 +87,20 @@ pub fn render_summary(report: &RunReport) -> String {
         "**{} scenarios: {} passed, {} failed, {} errored{flaky}**\n",
         summary.scenarios, summary.passed, summary.failed, summary.errored
     );
+    let swept: Vec<&ScenarioReport> = report
+        .scenarios
+        .iter()
+        .filter(|s| s.crash_points.is_some())
+        .collect();
+    if !swept.is_empty() {
+        let points: u64 = swept.iter().filter_map(|s| s.crash_points).sum();
+        let failed: usize = swept.iter().map(|s| s.crash_failures.len()).sum();
+        let _ = writeln!(
+            out,
+            "**Crash sweep: {points} crash points in {} scenarios, {failed} failed**\n",
+            swept.len()
+        );
+    }
     let _ = writeln!(
         out,
         "| scenario | mode | status | time to contain p50 / p99 | makespan / lower bound | \
@@ -129,6 +143,22 @@ pub fn render_summary(report: &RunReport) -> String {
                 f.effect,
                 cell(&f.device)
             );
+        }
+    }
+    if swept.iter().any(|s| !s.crash_failures.is_empty()) {
+        let _ = writeln!(out, "\n## Crash points that failed\n");
+        for s in &swept {
+            for f in &s.crash_failures {
+                let _ = writeln!(
+                    out,
+                    "- {} at {}: {} — `{} --crash-sweep --crash-point \"{}\"`",
+                    cell(&s.name),
+                    cell(&f.point),
+                    cell(&f.failures.join("; ")),
+                    s.replay.replace('`', "'"),
+                    f.point
+                );
+            }
         }
     }
     let not_passed: Vec<&ScenarioReport> = report

@@ -114,6 +114,28 @@ pub struct ScenarioReport {
     /// The attempts before the one reported, under `--retries` (absent when the first counted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<Attempt>,
+    /// Under `--crash-sweep`: the scenario's crash points (journal commits plus device calls of
+    /// its normal run); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_points: Option<u64>,
+    /// Under `--crash-point`: how many of them ran (absent when all did).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_points_swept: Option<u64>,
+    /// Under `--crash-sweep`: the crash points whose run broke a rule (absent when none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crash_failures: Vec<CrashPointFailure>,
+    /// Under `--crash-sweep`: wall time of the crash runs, summed over the jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crash_sweep_ms: Option<u64>,
+}
+
+/// A crash point whose run broke a rule (report.json `crash_failures`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct CrashPointFailure {
+    /// `commit 7`, `call 3 set_port sw-1 Eth1/3`: rerun it with `--crash-point`.
+    pub point: String,
+    /// `INV-7: detail`, `terminal: detail`.
+    pub failures: Vec<String>,
 }
 
 impl ScenarioReport {
@@ -132,6 +154,11 @@ impl ScenarioReport {
                 .iter()
                 .filter(|v| v.status == Status::Failed)
                 .map(|v| format!("{}: {}", v.what, v.detail)),
+        );
+        out.extend(
+            self.crash_failures
+                .iter()
+                .map(|f| format!("crash at {}: {}", f.point, f.failures.join("; "))),
         );
         out
     }

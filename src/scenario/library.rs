@@ -13,16 +13,18 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use globset::{Glob, GlobMatcher};
 
+use super::crash_sweep::{self, CrashPointFailure, CrashSweep, SweepPoint};
 use super::load::{load_all, Mode, Scenario, ScenarioError};
-use super::runner::{run_sim, Mutant};
+use super::runner::{run_sim_trapped, Mutant};
 use super::wire::run_wire;
 use crate::check::{self, CheckReport, ExpectationVerdict, Status};
 use crate::model::history::{FaultAccount, RunRecord};
+use crate::sim::{CrashPoint, CrashTrap};
 
 /// Which scenarios to run and how.
 #[derive(Debug, Clone)]
@@ -77,6 +79,14 @@ pub struct RunOptions<'a> {
     pub fail_once: Option<String>,
     /// Sees each attempt's record; the last call for a scenario run is the attempt reported.
     pub on_record: Option<RecordHook<'a>>,
+    /// `--crash-sweep`: after its normal run, each sim run is run again crashed at each of its
+    /// crash points ([`crash_sweep`]).
+    pub crash_sweep: bool,
+    /// `--crash-point`: sweep only this point.
+    pub crash_point: Option<CrashPoint>,
+    /// `--crash-points-max`: most crash runs per scenario, spread evenly over its points (0:
+    /// every point).
+    pub crash_points_max: usize,
 }
 
 /// An attempt that failed or errored and was run again.
@@ -119,12 +129,24 @@ pub struct ScenarioResult {
     pub faults: Vec<FaultAccount>,
     /// Attempts before this one that failed, under `--retries`.
     pub retries: Vec<AttemptResult>,
+    /// Under `--crash-sweep` (sim mode): what the crash runs found.
+    pub crash_sweep: Option<CrashSweep>,
+    /// Under `--crash-sweep`: the crash points still to run (filled by the normal run).
+    pub crash_plan: Vec<SweepPoint>,
 }
 
 impl ScenarioResult {
     /// Failed checks as `INV-3: detail` / `what: detail` lines, and the error of an errored run.
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self.error.iter().map(|e| format!("error: {e}")).collect();
+        if let Some(sweep) = &self.crash_sweep {
+            out.extend(
+                sweep
+                    .failures
+                    .iter()
+                    .map(|f| format!("crash at {}: {}", f.point, f.failures.join("; "))),
+            );
+        }
         if let Some(check) = &self.check {
             out.extend(
                 check
@@ -228,17 +250,111 @@ pub fn run_selected_opts(
                     break;
                 };
                 let result = run_retrying(scenario, *mode, selection, options);
-                progress(&result);
+                // A swept run is reported once its crash runs are in.
+                if !options.crash_sweep || result.crash_sweep.is_none() {
+                    progress(&result);
+                }
                 results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
             });
         }
     });
-    results
+    let mut results: Vec<ScenarioResult> = results
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
         .flatten()
-        .collect()
+        .collect();
+    if options.crash_sweep {
+        let scenarios: Vec<&Scenario> = runnable.iter().map(|(s, _)| *s).collect();
+        sweep_all(&scenarios, &mut results, selection, progress);
+    }
+    results
+}
+
+/// Runs every crash point of every swept result on `jobs` threads, points of all scenarios in
+/// one queue (a scenario with many points does not hold one thread alone), and reports each
+/// scenario when its last point is in. `scenarios[i]` ran as `results[i]`.
+fn sweep_all(
+    scenarios: &[&Scenario],
+    results: &mut [ScenarioResult],
+    selection: &Selection,
+    progress: &(dyn Fn(&ScenarioResult) + Sync),
+) {
+    let work: Vec<(usize, usize)> = results
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| (0..r.crash_plan.len()).map(move |p| (i, p)))
+        .collect();
+    let remaining: Vec<AtomicUsize> = results
+        .iter()
+        .map(|r| AtomicUsize::new(r.crash_plan.len()))
+        .collect();
+    let found: Vec<Mutex<Vec<(usize, CrashPointFailure)>>> =
+        results.iter().map(|_| Mutex::new(Vec::new())).collect();
+    let spent: Vec<std::sync::atomic::AtomicU64> = results
+        .iter()
+        .map(|_| std::sync::atomic::AtomicU64::new(0))
+        .collect();
+    let slots: Vec<Mutex<&mut ScenarioResult>> = results.iter_mut().map(Mutex::new).collect();
+    // A scenario without points (no commit, no call) is complete already.
+    for slot in &slots {
+        let r = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if r.crash_sweep.is_some() && r.crash_plan.is_empty() {
+            progress(&r);
+        }
+    }
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..selection.jobs.clamp(1, 64) {
+            scope.spawn(|| loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&(i, p)) = work.get(n) else {
+                    break;
+                };
+                let started = Instant::now();
+                let (point, seed) = {
+                    let r = slots[i].lock().unwrap_or_else(|e| e.into_inner());
+                    (r.crash_plan[p].clone(), r.seed)
+                };
+                let failures =
+                    crash_sweep::run_point(scenarios[i], seed, selection.mutant, point.point);
+                spent[i].fetch_add(started.elapsed().as_millis() as u64, Ordering::SeqCst);
+                if !failures.is_empty() {
+                    found[i].lock().unwrap_or_else(|e| e.into_inner()).push((
+                        p,
+                        CrashPointFailure {
+                            point: point.label,
+                            failures,
+                        },
+                    ));
+                }
+                if remaining[i].fetch_sub(1, Ordering::SeqCst) == 1 {
+                    let mut failures =
+                        std::mem::take(&mut *found[i].lock().unwrap_or_else(|e| e.into_inner()));
+                    failures.sort_by_key(|(p, _)| *p);
+                    let mut r = slots[i].lock().unwrap_or_else(|e| e.into_inner());
+                    finish_sweep(
+                        &mut r,
+                        failures.into_iter().map(|(_, f)| f).collect(),
+                        spent[i].load(Ordering::SeqCst),
+                    );
+                    progress(&r);
+                }
+            });
+        }
+    });
+}
+
+/// Puts a scenario's crash-run findings into its result: a failed point fails the scenario.
+fn finish_sweep(r: &mut ScenarioResult, failures: Vec<CrashPointFailure>, spent_ms: u64) {
+    r.crash_plan.clear();
+    if let Some(sweep) = &mut r.crash_sweep {
+        sweep.duration_ms = spent_ms;
+        if !failures.is_empty() && r.status == ResultStatus::Passed {
+            r.status = ResultStatus::Failed;
+        }
+        sweep.failures = failures;
+    }
 }
 
 /// Runs one scenario in one mode, again after a failure while retries remain.
@@ -291,8 +407,12 @@ fn run_one(
             selection.time_scale
         ),
     };
+    // Under `--crash-sweep` the normal run counts the crash points as it goes (counting
+    // changes nothing in the run).
+    let counting =
+        (options.crash_sweep && mode == Mode::Sim).then(|| Arc::new(CrashTrap::counting()));
     let run = |scenario: &Scenario| match mode {
-        Mode::Sim => run_sim(scenario, seed, selection.mutant),
+        Mode::Sim => run_sim_trapped(scenario, seed, selection.mutant, counting.clone()),
         // Real clock: a second run could not be byte-identical, so INV-11 is sim's alone.
         Mode::Wire => run_wire(scenario, seed, selection.time_scale),
     };
@@ -309,6 +429,8 @@ fn run_one(
         error: None,
         faults: Vec::new(),
         retries: Vec::new(),
+        crash_sweep: None,
+        crash_plan: Vec::new(),
     };
     let first = match run(scenario) {
         Ok(run) => run,
@@ -318,6 +440,26 @@ fn run_one(
             return result;
         }
     };
+    if let Some(trap) = &counting {
+        let points = crash_sweep::points_of(trap);
+        result.crash_sweep = Some(CrashSweep {
+            crash_points: points.len() as u64,
+            ..CrashSweep::default()
+        });
+        result.crash_plan = match options.crash_point {
+            Some(only) => points.into_iter().filter(|p| p.point == only).collect(),
+            None => {
+                let max = crash_sweep::points_within_budget(
+                    options.crash_points_max,
+                    first.record.history.len(),
+                );
+                crash_sweep::spread(points, max)
+            }
+        };
+        if let Some(sweep) = &mut result.crash_sweep {
+            sweep.swept = result.crash_plan.len() as u64;
+        }
+    }
     let mut report = first.check;
     let second_digest = if selection.check_determinism && mode == Mode::Sim {
         match run(scenario) {

@@ -1,5 +1,6 @@
 //! Scenario loading and validation, discovery of scenario files, and the runner.
 
+pub mod crash_sweep;
 pub mod file;
 pub mod library;
 pub mod load;

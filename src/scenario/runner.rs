@@ -2,7 +2,7 @@
 //! engine against the simulated world, events played at their times, crashes that abort the
 //! engine's tasks and reopen its journal, and the run's history for the checkers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use crate::engine::{
 };
 use crate::model::history::{EventKind, FaultAccount, FinalLServer, FinalNic, NicRef, RunRecord};
 use crate::model::{Detection, Site};
-use crate::sim::{Recorder, SimWorld};
+use crate::sim::{CrashTrap, Recorder, SimWorld};
 
 /// A deliberately broken engine, used only to prove that the checkers bite (tests/checkers_bite.rs,
 /// `qlab explore --mutant`). Each breaks one rule from outside the engine, through its ports or
@@ -97,14 +97,18 @@ pub fn run_sim(
     seed: u64,
     mutant: Option<Mutant>,
 ) -> Result<ScenarioRun, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let (record, faults) = runtime.block_on(play(scenario, seed, mutant))?;
-    // Dropping the runtime cancels whatever the engine left (it was idle or past settle).
-    drop(runtime);
+    run_sim_trapped(scenario, seed, mutant, None)
+}
+
+/// [`run_sim`] with a crash trap (`--crash-sweep`): a counting trap counts the run's crash
+/// points, an armed one crashes the engine at its point (see [`crate::sim::crash`]).
+pub fn run_sim_trapped(
+    scenario: &Scenario,
+    seed: u64,
+    mutant: Option<Mutant>,
+    trap: Option<Arc<CrashTrap>>,
+) -> Result<ScenarioRun, String> {
+    let (record, faults) = play_sim(scenario, seed, mutant, trap)?;
     // The digest and the checks only read the record: a large run computes them side by side.
     let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
         std::thread::scope(|scope| {
@@ -131,23 +135,79 @@ pub fn run_sim(
     })
 }
 
+/// Plays `scenario` on its own paused-clock runtime: the record and the fault accounting,
+/// unchecked.
+pub fn play_sim(
+    scenario: &Scenario,
+    seed: u64,
+    mutant: Option<Mutant>,
+    trap: Option<Arc<CrashTrap>>,
+) -> Result<(RunRecord, Vec<FaultAccount>), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let played = runtime.block_on(play(scenario, seed, mutant, trap));
+    // Dropping the runtime cancels whatever the engine left (it was idle or past settle).
+    drop(runtime);
+    played
+}
+
 /// Feeds engine events into the history.
 pub(super) struct HistoryObserver {
     recorder: Recorder,
     failed: Mutex<Vec<String>>,
+    /// `--crash-sweep`: counts commits, trips at one, and drops what a crash lost.
+    trap: Option<Arc<CrashTrap>>,
+    /// Under a trap, the detections acknowledged so far (`source`, `event_id`): a burst cut by
+    /// a crash point resends only the others.
+    acked: Mutex<HashSet<(String, String)>>,
 }
 
 impl HistoryObserver {
     pub(super) fn new(recorder: Recorder) -> HistoryObserver {
+        HistoryObserver::with_trap(recorder, None)
+    }
+
+    pub(super) fn with_trap(recorder: Recorder, trap: Option<Arc<CrashTrap>>) -> HistoryObserver {
         HistoryObserver {
             recorder,
             failed: Mutex::new(Vec::new()),
+            trap,
+            acked: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Whether the engine acknowledged `d` (tracked under a trap only).
+    fn acked(&self, d: &Detection) -> bool {
+        self.acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(d.source.clone(), d.event_id.clone()))
     }
 }
 
 impl EngineObserver for HistoryObserver {
     fn on_event(&self, event: &EngineEvent) {
+        if let Some(trap) = &self.trap {
+            let keep = match event {
+                EngineEvent::Committed { .. } => trap.on_commit(),
+                _ => !trap.muted(),
+            };
+            if !keep {
+                return;
+            }
+            if let EngineEvent::DetectionJournaled {
+                source, event_id, ..
+            } = event
+            {
+                self.acked
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert((source.clone(), event_id.clone()));
+            }
+        }
         let kind = match event {
             EngineEvent::Committed { commit } => EventKind::Commit { n: *commit },
             EngineEvent::DetectionJournaled {
@@ -304,10 +364,101 @@ pub(super) fn schedule_restart(
     timeline.insert(pos, (restart_at, Step::Restart));
 }
 
+/// How long the engine stays down after a sweep's crash point: the restart delay of a scenario's
+/// `crash` event when the file gives none.
+pub const SWEEP_RESTART_AFTER: Duration = Duration::from_secs(1);
+
+/// The run's journal copy taken at a crash point: the connection that keeps it alive (an
+/// in-memory database lives while a connection is open), or why it could not be made.
+type Snapshot = Arc<Mutex<Option<Result<rusqlite::Connection, String>>>>;
+
+/// Awaits `f` unless the crash trap trips first (`None`: the engine just died).
+async fn or_crash<F: std::future::Future>(trap: Option<&CrashTrap>, f: F) -> Option<F::Output> {
+    match trap {
+        None => Some(f.await),
+        Some(trap) => {
+            tokio::select! {
+                biased;
+                () = trap.tripped() => None,
+                out = f => Some(out),
+            }
+        }
+    }
+}
+
+/// Copies the in-memory journal at `source` to `dest` as it stands now.
+fn copy_journal(source: &Path, dest: &Path) -> Result<rusqlite::Connection, String> {
+    let src = rusqlite::Connection::open(source).map_err(|e| e.to_string())?;
+    let mut dst = rusqlite::Connection::open(dest).map_err(|e| e.to_string())?;
+    {
+        let backup = rusqlite::backup::Backup::new(&src, &mut dst).map_err(|e| e.to_string())?;
+        match backup.step(-1).map_err(|e| e.to_string())? {
+            rusqlite::backup::StepResult::Done => {}
+            other => return Err(format!("the journal copy did not finish: {other:?}")),
+        }
+    }
+    Ok(dst)
+}
+
+/// The highest operation id of the journal at `path` (0 when none).
+fn last_operation(path: &Path) -> Result<i64, String> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    conn.query_row("SELECT COALESCE(MAX(id), 0) FROM operations", [], |r| {
+        r.get(0)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// The operation a command on `lserver` queued after `after`, if its queueing is in the journal
+/// at `path` (operations a command queues name no detection).
+fn command_operation(path: &Path, lserver: &str, after: i64) -> Result<Option<i64>, String> {
+    let conn = rusqlite::Connection::open(path).map_err(|e| e.to_string())?;
+    let mut stmt = conn
+        .prepare(
+            "SELECT id FROM operations WHERE id > ?1 AND lserver = ?2 AND detection_id IS NULL \
+             ORDER BY id LIMIT 1",
+        )
+        .map_err(|e| e.to_string())?;
+    let mut rows = stmt
+        .query(rusqlite::params![after, lserver])
+        .map_err(|e| e.to_string())?;
+    match rows.next().map_err(|e| e.to_string())? {
+        Some(row) => Ok(Some(row.get(0).map_err(|e| e.to_string())?)),
+        None => Ok(None),
+    }
+}
+
+/// Sends `burst` at once; under a crash trap, returns the detections the engine never
+/// acknowledged because it died first (the sender holds them and sends them again).
+async fn send_burst(
+    engine: &Engine,
+    recorder: &Recorder,
+    observer: &HistoryObserver,
+    trap: Option<&CrashTrap>,
+    burst: Vec<Detection>,
+) -> Vec<Detection> {
+    let answered: Vec<std::cell::Cell<bool>> =
+        burst.iter().map(|_| std::cell::Cell::new(false)).collect();
+    let sends = burst.iter().zip(&answered).map(|(d, done)| async move {
+        submit(engine, recorder, d.clone()).await;
+        done.set(true);
+    });
+    if or_crash(trap, join_all(sends)).await.is_some() {
+        return Vec::new();
+    }
+    burst
+        .into_iter()
+        .zip(&answered)
+        .filter(|(d, done)| !done.get() && !observer.acked(d))
+        .map(|(d, _)| d)
+        .collect()
+}
+
 async fn play(
     scenario: &Scenario,
     seed: u64,
     mutant: Option<Mutant>,
+    trap: Option<Arc<CrashTrap>>,
 ) -> Result<(RunRecord, Vec<FaultAccount>), String> {
     let site = match mutant {
         Some(Mutant::TrustDevice) => {
@@ -330,16 +481,23 @@ async fn play(
         recorder.clone(),
         seed,
     );
+    // A trap that trips (a sweep's crash run) crashes the engine at its point; a counting one
+    // only counts the run's crash points.
+    let armed = trap.as_ref().filter(|t| t.point().is_some()).cloned();
+    if let Some(t) = &trap {
+        world.set_crash_trap(t.clone());
+    }
     // The lab's journal lives in memory: its crashes drop the engine, not the machine, so a
     // process-shared in-memory database (SQLite's memdb) loses exactly what a file would, and
     // costs no file system work. It is seeded once; a run with crashes keeps a second
     // connection open so the database outlives each crashed engine, and any other run
     // hands the seeded connection itself to the engine.
-    let journal_path = PathBuf::from(format!(
-        "file:/qlab-run-{}-{}?vfs=memdb",
+    let run_name = format!(
+        "qlab-run-{}-{}",
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
-    ));
+    );
+    let mut journal_path = PathBuf::from(format!("file:/{run_name}?vfs=memdb"));
     let crashes = scenario
         .events
         .iter()
@@ -347,7 +505,7 @@ async fn play(
     // Only a run that reopens its journal (a restart, a mutant that edits it) needs it shared;
     // any other run takes a private in-memory database, which skips memdb's copy of every
     // written page at each commit.
-    let reopened = crashes || mutant.is_some();
+    let reopened = crashes || mutant.is_some() || armed.is_some();
     let mut seeded = if reopened {
         rusqlite::Connection::open(&journal_path)
     } else {
@@ -355,14 +513,30 @@ async fn play(
     }
     .map_err(|e| format!("cannot create the run's journal: {e}"))?;
     Journal::seed(&mut seeded).map_err(|e| format!("cannot create the run's journal: {e}"))?;
-    let (_keeper, mut first_journal) = if reopened {
+    let (keeper, mut first_journal) = if reopened {
         (Some(seeded), None)
     } else {
         let journal = Journal::from_connection(seeded, Durability::ProcessCrash)
             .map_err(|e| format!("cannot open the run's journal: {e}"))?;
         (None, Some(journal))
     };
-    let observer = Arc::new(HistoryObserver::new(recorder.clone()));
+    let mut keepers: Vec<rusqlite::Connection> = keeper.into_iter().collect();
+    // At the crash point the journal is copied as it stands: what the doomed engine commits
+    // after it (before the runner drops it) is lost, as a real crash loses it.
+    let snapshot_path = PathBuf::from(format!("file:/{run_name}-crash?vfs=memdb"));
+    let snapshot: Snapshot = Arc::new(Mutex::new(None));
+    if let Some(t) = &armed {
+        let (source, dest, slot) = (
+            journal_path.clone(),
+            snapshot_path.clone(),
+            snapshot.clone(),
+        );
+        t.set_on_trip(Box::new(move || {
+            let copy = copy_journal(&source, &dest);
+            *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(copy);
+        }));
+    }
+    let observer = Arc::new(HistoryObserver::with_trap(recorder.clone(), trap.clone()));
 
     let mut timeline = build_timeline(scenario, &world, |d| d);
     // The scenario's site, not a mutant's: the bound is the one the checker holds it to.
@@ -370,12 +544,12 @@ async fn play(
     // A restart starts the drift watch afresh: a drift gets its bound again from there.
     let mut last_restart: Option<Duration> = None;
 
-    let mut open = || -> Result<Engine, String> {
+    let mut open = |journal_path: &Path| -> Result<Engine, String> {
         // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
         // the engine exactly as a file outlives a real process crash.
         let journal = match first_journal.take() {
             Some(journal) => journal,
-            None => Journal::open_with(&journal_path, Durability::ProcessCrash)
+            None => Journal::open_with(journal_path, Durability::ProcessCrash)
                 .map_err(|e| e.to_string())?,
         };
         let options = EngineOptions {
@@ -392,13 +566,85 @@ async fn play(
         };
         Engine::open(site.clone(), journal, adapters, options).map_err(|e| e.to_string())
     };
-    let mut engine = Some(open()?);
+    let mut engine = Some(open(&journal_path)?);
     // Detections the sender still holds because the engine was down: it sends them again.
     let mut held: Vec<Detection> = Vec::new();
+    // Commands an operator sends again because the engine died before answering them (and
+    // before journaling them).
+    let mut held_commands: Vec<crate::engine::Command> = Vec::new();
+    let trap_ref = armed.as_deref();
+    let settle = {
+        let engine_spec = site.topology.engine;
+        // Default settle: the operation deadline plus the one read R19 allows after it, so an
+        // operation that runs into its deadline can still finish inside the run.
+        scenario
+            .settle
+            .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout)
+    };
     let mut index = 0;
-    while index < timeline.len() {
+    loop {
+        // A sweep's crash point was reached: the engine dies now, its journal is the copy
+        // taken at the point, and it restarts after the usual delay.
+        if let Some(t) = trap_ref.filter(|t| t.take_pending()) {
+            let copy = snapshot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            match copy {
+                Some(Ok(conn)) => {
+                    keepers.push(conn);
+                    journal_path = snapshot_path.clone();
+                }
+                Some(Err(e)) => {
+                    return Err(format!("cannot copy the journal at the crash point: {e}"))
+                }
+                None => return Err("the crash point left no journal copy".into()),
+            }
+            if engine.take().is_some() {
+                recorder.record(EventKind::Crash);
+                let now = origin.elapsed();
+                schedule_restart(&mut timeline, index, now + SWEEP_RESTART_AFTER);
+            } else {
+                // Tripped while opening: the restart that opened it is undone.
+                t.thaw();
+            }
+        }
+        if index >= timeline.len() {
+            let Some(e) = &engine else { break };
+            // After a sweep's crash the resumed operations start over with a fresh deadline
+            // (R16, R19) and their last read may wait for a device slot behind the others: the
+            // run settles twice as long, so a crash run ends with its operations ended.
+            let settle = if trap_ref.is_some_and(|t| t.fired()) {
+                settle.saturating_mul(2)
+            } else {
+                settle
+            };
+            let finished = or_crash(trap_ref, async {
+                // A drift (a switch reboot, an external change) is the drift watch's to find:
+                // the run lasts until INV-12's bound for it has passed, then until the engine
+                // is idle.
+                if let Some(until) = drift_until {
+                    let restarted = last_restart
+                        .map(|at| at + crate::check::drift_detection_bound(&scenario.site))
+                        .unwrap_or_default();
+                    tokio::time::sleep_until(origin + until.max(restarted)).await;
+                }
+                // The run ends when the engine is idle, or `settle` after the last event.
+                let _ = tokio::time::timeout(settle, e.wait_idle()).await;
+            })
+            .await;
+            if finished.is_none() {
+                continue;
+            }
+            if mutant == Some(Mutant::RevertOnFailure) {
+                revert_failed(&site, &world, &observer).await;
+            }
+            break;
+        }
         let at = timeline[index].0;
-        tokio::time::sleep_until(origin + at).await;
+        if or_crash(trap_ref, tokio::time::sleep_until(origin + at))
+            .await
+            .is_none()
+        {
+            continue;
+        }
         let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
         index += 1;
         match step {
@@ -424,52 +670,70 @@ async fn play(
                         ip: d.ip,
                     });
                 }
-                match &engine {
-                    Some(e) => {
-                        join_all(burst.into_iter().map(|d| submit(e, &recorder, d))).await;
-                    }
-                    None => {
-                        for d in burst {
-                            recorder.record(EventKind::DetectionRefused {
-                                source: d.source.clone(),
-                                event_id: d.event_id.clone(),
-                                reason: "engine down".into(),
-                            });
-                            held.push(d);
-                        }
-                    }
+                let (unsent, reason) = match &engine {
+                    Some(e) => (
+                        send_burst(e, &recorder, &observer, trap_ref, burst).await,
+                        "engine crashed before acknowledging",
+                    ),
+                    None => (burst, "engine down"),
+                };
+                for d in unsent {
+                    recorder.record(EventKind::DetectionRefused {
+                        source: d.source.clone(),
+                        event_id: d.event_id.clone(),
+                        reason: reason.into(),
+                    });
+                    held.push(d);
                 }
             }
-            Step::Command(c) => {
-                let (action, lserver) = command_names(&c);
-                let result = match &engine {
-                    Some(e) => e.submit_command(c).await.map_err(|e| e.to_string()),
-                    None => Err("engine down".to_string()),
-                };
-                recorder.record(EventKind::CommandSubmitted {
-                    action,
-                    lserver,
-                    operation: result.as_ref().ok().copied(),
-                    refused: result.err(),
-                });
-            }
+            Step::Command(c) => match &engine {
+                Some(e) => {
+                    let paths = (journal_path.as_path(), snapshot_path.as_path());
+                    let held_now = send_command(e, &recorder, trap_ref, paths, c).await?;
+                    held_commands.extend(held_now);
+                }
+                None => {
+                    let (action, lserver) = command_names(&c);
+                    recorder.record(EventKind::CommandSubmitted {
+                        action,
+                        lserver,
+                        operation: None,
+                        refused: Some("engine down".into()),
+                    });
+                }
+            },
             Step::Crash(restart_after) => {
                 if engine.take().is_some() {
                     recorder.record(EventKind::Crash);
                     schedule_restart(&mut timeline, index, at + restart_after);
                 }
             }
+            Step::Restart if engine.is_some() => {}
             Step::Restart => {
                 last_restart = Some(at);
+                if let Some(t) = trap_ref {
+                    t.thaw();
+                }
                 if mutant == Some(Mutant::DropOnCrash) {
                     forget_unfinished(&journal_path)?;
                 }
-                let e = open()?;
+                let e = engine.insert(open(&journal_path)?);
                 recorder.record(EventKind::Restart);
-                for d in held.drain(..) {
-                    submit(&e, &recorder, d).await;
+                let resend = std::mem::take(&mut held);
+                let unsent = send_in_turn(e, &recorder, &observer, trap_ref, resend).await;
+                for d in unsent {
+                    recorder.record(EventKind::DetectionRefused {
+                        source: d.source.clone(),
+                        event_id: d.event_id.clone(),
+                        reason: "engine crashed before acknowledging".into(),
+                    });
+                    held.push(d);
                 }
-                engine = Some(e);
+                for c in std::mem::take(&mut held_commands) {
+                    let paths = (journal_path.as_path(), snapshot_path.as_path());
+                    let held_now = send_command(e, &recorder, trap_ref, paths, c).await?;
+                    held_commands.extend(held_now);
+                }
             }
             Step::Heal(target) if target.is_empty() => {}
             Step::Heal(target) => world.heal(&target),
@@ -485,33 +749,74 @@ async fn play(
             revert_failed(&site, &world, &observer).await;
         }
     }
-    // Default settle: the operation deadline plus the one read R19 allows after it, so an
-    // operation that runs into its deadline can still finish inside the run.
-    let engine_spec = site.topology.engine;
-    let settle = scenario
-        .settle
-        .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout);
-    if let Some(e) = &engine {
-        // A drift (a switch reboot, an external change) is the drift watch's to find: the run
-        // lasts until INV-12's bound for it has passed, then until the engine is idle.
-        if let Some(until) = drift_until {
-            let restarted = last_restart
-                .map(|at| at + crate::check::drift_detection_bound(&scenario.site))
-                .unwrap_or_default();
-            tokio::time::sleep_until(origin + until.max(restarted)).await;
-        }
-        // The run ends when the engine is idle, or `settle` after the last event.
-        let _ = tokio::time::timeout(settle, e.wait_idle()).await;
-        if mutant == Some(Mutant::RevertOnFailure) {
-            revert_failed(&site, &world, &observer).await;
-        }
-    }
     if mutant == Some(Mutant::LeakIpOnRollback) {
         super::mutants::leak_rolled_back_ips(&journal_path)?;
     }
     let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
     drop(engine);
+    drop(keepers);
     Ok((record, world.fault_accounting()))
+}
+
+/// Sends a command and records its answer. Under a crash trap that trips first, the command
+/// stands when its queueing made the journal copy taken at the crash (`paths`: the live
+/// journal, the copy), and is returned, to be sent again after the restart, when it did not.
+async fn send_command(
+    engine: &Engine,
+    recorder: &Recorder,
+    trap: Option<&CrashTrap>,
+    paths: (&Path, &Path),
+    c: crate::engine::Command,
+) -> Result<Option<crate::engine::Command>, String> {
+    let (action, lserver) = command_names(&c);
+    let before = match trap {
+        Some(_) => last_operation(paths.0)?,
+        None => 0,
+    };
+    let mut again = None;
+    let result = match or_crash(trap, engine.submit_command(c.clone())).await {
+        Some(result) => result.map_err(|e| e.to_string()),
+        None => match command_operation(paths.1, &lserver, before)? {
+            Some(id) => Ok(id),
+            None => {
+                again = Some(c);
+                Err("engine crashed before answering".to_string())
+            }
+        },
+    };
+    recorder.record(EventKind::CommandSubmitted {
+        action,
+        lserver,
+        operation: result.as_ref().ok().copied(),
+        refused: result.err(),
+    });
+    Ok(again)
+}
+
+/// Sends held detections again one after the other, as a sender working through its backlog
+/// does; returns those left unacknowledged by a crash (with the rest of the backlog).
+async fn send_in_turn(
+    engine: &Engine,
+    recorder: &Recorder,
+    observer: &HistoryObserver,
+    trap: Option<&CrashTrap>,
+    backlog: Vec<Detection>,
+) -> Vec<Detection> {
+    let mut backlog = backlog.into_iter();
+    while let Some(d) = backlog.next() {
+        if or_crash(trap, submit(engine, recorder, d.clone()))
+            .await
+            .is_none()
+        {
+            let mut left: Vec<Detection> = Vec::new();
+            if !observer.acked(&d) {
+                left.push(d);
+            }
+            left.extend(backlog);
+            return left;
+        }
+    }
+    Vec::new()
 }
 
 /// When a run with drift (`reboot_loses_unsaved`, `external_change`) may end at the earliest:

@@ -20,6 +20,7 @@
 mod avserver;
 mod bmc;
 mod control;
+pub mod crash;
 pub mod face;
 pub mod faults;
 mod hypervisor;
@@ -32,6 +33,7 @@ pub mod wire;
 pub mod world;
 
 pub use avserver::{DeliveryHit, DEFAULT_REORDER_HOLD, DELIVERY_STEP};
+pub use crash::{CallFate, CrashPoint, CrashTrap};
 pub use face::{SimBmc, SimHypervisor, SimMailer, SimSwitch, SimSyslog};
 pub use faults::{CallKind, FaultEffect, FaultMatch, FaultSpec};
 pub use index::DeviceOp;

@@ -14,10 +14,11 @@
 //! `max_concurrent` (R15) is the point.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::bmc::BmcModel;
+use super::crash::{CallFate, CrashTrap};
 use super::faults::{FaultEffect, FaultSpec};
 use super::hypervisor::HypervisorModel;
 use super::index::{portgroup_network, vlan_network, DeviceOp, SiteIndex, Target};
@@ -78,6 +79,8 @@ pub(crate) struct Inner {
     pub index: SiteIndex,
     pub state: Mutex<WorldState>,
     seed: u64,
+    /// `--crash-sweep`: counts the calls and crashes the engine at one (see [`super::crash`]).
+    trap: OnceLock<Arc<CrashTrap>>,
 }
 
 /// The simulated devices of one site with their fault plan. Cloning is cheap and shares state.
@@ -191,6 +194,7 @@ impl SimWorld {
                 recorder,
                 state: Mutex::new(state),
                 seed,
+                trap: OnceLock::new(),
             }),
         }
     }
@@ -203,6 +207,17 @@ impl SimWorld {
     /// The recorder the world writes its history into.
     pub fn recorder(&self) -> &Recorder {
         &self.inner.recorder
+    }
+
+    /// Hands every later device call of the sim face to `trap` first (`--crash-sweep`); a
+    /// second trap is ignored.
+    pub fn set_crash_trap(&self, trap: Arc<CrashTrap>) {
+        let _ = self.inner.trap.set(trap);
+    }
+
+    /// Whether a crash point has frozen the world (the engine is dead, its calls go nowhere).
+    fn frozen(&self) -> bool {
+        self.inner.trap.get().is_some_and(|t| t.frozen())
     }
 
     /// The run's seed.
@@ -243,9 +258,17 @@ impl SimWorld {
 
     async fn call_counted(&self, device: &str, op: DeviceOp, counted: bool) -> DeviceResult<Reply> {
         let inner = &self.inner;
+        let fate = match inner.trap.get() {
+            Some(trap) => trap.on_call(|| call_label(device, &op)),
+            None => CallFate::Proceed,
+        };
+        if fate == CallFate::Frozen {
+            // The engine died before sending it: nothing reaches the device or the history.
+            return std::future::pending().await;
+        }
         let call = inner.recorder.next_call_id();
         let target = inner.index.target(&inner.site, device, &op);
-        let (wait, planned) = {
+        let (wait, planned, landed) = {
             let mut state = lock(&inner.state);
             inner.recorder.record(EventKind::Invoke {
                 call,
@@ -255,12 +278,15 @@ impl SimWorld {
                 lserver: target.lserver.clone(),
                 value: target.value.clone(),
             });
+            // Whether the crash's own call reached the device: the run's seed decides.
+            let landed = fate == CallFate::CrashHere && state.rng.chance("crash/landed", 0.5);
             let in_flight = state.in_flight.entry(device.to_string()).or_insert(0);
             *in_flight = in_flight.saturating_add(u32::from(counted));
             let now_in_flight = *in_flight;
             let max = state.max_in_flight.entry(device.to_string()).or_insert(0);
             *max = (*max).max(now_in_flight);
-            plan_call(&mut state, &inner.recorder, device, &op, &target)
+            let (wait, planned) = plan_call(&mut state, &inner.recorder, device, &op, &target);
+            (wait, planned, landed)
         };
         // From here on the guard owns the `Return`: created before the first await, so a caller
         // that drops this future at any await still leaves a complete history.
@@ -271,8 +297,28 @@ impl SimWorld {
             counted,
             done: None,
         };
+        if fate == CallFate::CrashHere {
+            // The engine dies with this call in flight: the device acts on it (as the fault
+            // plan says) or never got it, and the reply goes nowhere.
+            let detail = if landed {
+                self.finish_now(device, &op, &target, planned);
+                "the engine crashed with this call in flight; the device got it"
+            } else {
+                "the engine crashed with this call in flight; the device never got it"
+            };
+            guard.done = Some(("unknown", detail.to_string()));
+            return std::future::pending().await;
+        }
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+        if self.frozen() {
+            // The engine crashed while this call was on its way: it never reached the device.
+            guard.done = Some((
+                "unknown",
+                "the engine crashed with this call in flight; the device never got it".into(),
+            ));
+            return std::future::pending().await;
         }
         let result = self.finish(device, &op, &target, planned).await;
         guard.done = Some(match &result {
@@ -389,6 +435,19 @@ impl SimWorld {
             result,
             delay,
             transport,
+        }
+    }
+
+    /// What `planned` does to the device, at once and without a reply: the effect of a call
+    /// that landed while the engine crashed.
+    fn finish_now(&self, device: &str, op: &DeviceOp, target: &Target, planned: Planned) {
+        let applies = match planned {
+            Planned::Normal | Planned::ApplyThenError => true,
+            Planned::Hang { apply, .. } | Planned::Transport { apply, .. } => apply,
+            Planned::StaleRead | Planned::AcceptWithoutApply | Planned::Fail(..) => false,
+        };
+        if applies {
+            let _applied = self.perform(device, op, target, false);
         }
     }
 
@@ -567,6 +626,21 @@ fn plan_call(
         },
     };
     (wait, planned)
+}
+
+/// `<op> <device> <target>` of a call, as a crash point names it: `set_port sw-1 Eth1/3`.
+fn call_label(device: &str, op: &DeviceOp) -> String {
+    let kind = op.kind().as_str();
+    match op {
+        DeviceOp::GetNic { vm, nic } | DeviceOp::SetNic { vm, nic, .. } => {
+            format!("{kind} {device} {vm}/{nic}")
+        }
+        DeviceOp::PowerReset { vm } => format!("{kind} {device} {vm}"),
+        DeviceOp::GetPort { port } | DeviceOp::SetPort { port, .. } => {
+            format!("{kind} {device} {port}")
+        }
+        _ => format!("{kind} {device}"),
+    }
 }
 
 /// Records a NIC's move at the device; `by` names who moved it when no device call did (see
