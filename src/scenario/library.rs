@@ -117,6 +117,8 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// What each `[[faults]]` entry did in the (first) run; empty when errored.
     pub faults: Vec<FaultAccount>,
+    /// Wire mode: detections the engine took per transport in the (first) run.
+    pub transports: std::collections::BTreeMap<String, u64>,
     /// Attempts before this one that failed, under `--retries`.
     pub retries: Vec<AttemptResult>,
 }
@@ -308,6 +310,7 @@ fn run_one(
         replay,
         error: None,
         faults: Vec::new(),
+        transports: Default::default(),
         retries: Vec::new(),
     };
     let first = match run(scenario) {
@@ -355,6 +358,7 @@ fn run_one(
     result.check = Some(report);
     result.history_digest = first.history_digest;
     result.faults = first.faults;
+    result.transports = first.transports;
     result.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(hook) = options.on_record {
         hook(scenario, &result, &first.record);
