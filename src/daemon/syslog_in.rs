@@ -455,6 +455,10 @@ pub(crate) fn spawn_udp(
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<oneshot::Receiver<()>> {
     let (done, ended) = oneshot::channel();
+    // The thread outlives the daemon by up to a read timeout when the daemon is dropped rather
+    // than shut down (a crash in the lab): a strong reference here would keep the engine, its
+    // journal and its operations alive meanwhile, beside the engine that replaces it.
+    let intake = Arc::downgrade(&intake);
     std::thread::Builder::new()
         .name("qlab-syslog-udp".into())
         .spawn(move || {
@@ -467,18 +471,25 @@ pub(crate) fn spawn_udp(
 /// The UDP thread: reads datagrams as fast as they come and queues them.
 fn read_udp(
     socket: &std::net::UdpSocket,
-    intake: &Intake,
+    intake: &std::sync::Weak<Intake>,
     queue: &QueueSender,
     stop: &watch::Receiver<bool>,
 ) {
+    let Some(max_message) = intake.upgrade().map(|i| i.max_message) else {
+        return;
+    };
     // One byte more than the limit tells an oversized datagram from one exactly at it.
-    let mut buf = vec![0u8; intake.max_message.saturating_add(1).min(MAX_DATAGRAM)];
+    let mut buf = vec![0u8; max_message.saturating_add(1).min(MAX_DATAGRAM)];
     loop {
         if *stop.borrow() || stop.has_changed().is_err() {
             return;
         }
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
+                // Gone: the daemon was dropped (the engine with it).
+                let Some(intake) = intake.upgrade() else {
+                    return;
+                };
                 let message = trim_message(&buf[..n]);
                 if message.is_empty() || !intake.admissible(peer.ip(), message.len()) {
                     continue;
