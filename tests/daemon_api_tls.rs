@@ -82,6 +82,10 @@ async fn r18_the_api_serves_https_to_a_client_that_trusts_its_ca() {
     let default = ApiClient::new(daemon.api_url(), TOKEN, timeout).unwrap();
     let e = default.status(Some("/tenant-a/vdi-001")).await.unwrap_err();
     assert!(matches!(e, ClientError::Transport { .. }), "{e}");
+    assert!(
+        e.to_string().contains("certificate"),
+        "the cause is kept: {e}"
+    );
     // Plain HTTP on the HTTPS port gets nothing served.
     let plain = daemon.api_url().replace("https://", "http://");
     let plain = ApiClient::new(&plain, TOKEN, timeout).unwrap();

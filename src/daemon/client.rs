@@ -127,9 +127,11 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         url: &Url,
     ) -> Result<Reply, ClientError> {
+        // With its causes: reqwest's own text ("error sending request") hides why (connection
+        // refused, certificate not trusted).
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
-            detail: e.to_string(),
+            detail: super::log::Chain(&e).to_string(),
         };
         let response = request
             .bearer_auth(&self.token)
