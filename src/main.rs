@@ -312,6 +312,10 @@ struct ApiArgs {
     /// Timeout of each HTTP exchange, e.g. 10s.
     #[arg(long, default_value = "10s")]
     timeout: humantime::Duration,
+    /// CA certificate(s) (PEM) to trust for an https:// --url (the engine's `[api] tls_cert`
+    /// signer); only these are trusted then, not the built-in web roots.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -811,13 +815,24 @@ where
             return ExitCode::from(1);
         }
     };
-    let client = match client::ApiClient::new(&api.url, &token, api.timeout.into()) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
+    let ca_pem = match &api.ca_file {
+        Some(file) => match std::fs::read(file) {
+            Ok(pem) => Some(pem),
+            Err(e) => {
+                eprintln!("error: --ca-file {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
     };
+    let client =
+        match client::ApiClient::with_ca(&api.url, &token, api.timeout.into(), ca_pem.as_deref()) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
     match runtime.block_on(call(client)) {
         Ok(reply) => {
             let text = serde_json::to_string_pretty(&reply.body)
@@ -834,7 +849,7 @@ where
             eprintln!("error: {e}");
             match e {
                 client::ClientError::Transport { .. } => ExitCode::from(EXIT_UNREACHABLE),
-                client::ClientError::BadUrl(_) => ExitCode::from(2),
+                client::ClientError::BadUrl(_) | client::ClientError::BadCa(_) => ExitCode::from(2),
             }
         }
     }
@@ -1273,6 +1288,7 @@ fn to_report(r: &ScenarioResult) -> ScenarioReport {
         expectations: check.expectations,
         measures: check.measures,
         faults: r.faults.clone(),
+        transports: r.transports.clone(),
         history_digest: r.history_digest.clone(),
         replay: r.replay.clone(),
         error: r.error.clone(),

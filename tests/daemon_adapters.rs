@@ -14,6 +14,7 @@ use tokio::net::{TcpListener, UdpSocket};
 
 fn email() -> Email {
     Email {
+        id: "qlab.alert.7.1500".into(),
         to: "admin-a@example.com".into(),
         subject: "quarantine failed".into(),
         body: "line one\n.\nline three".into(),
@@ -62,6 +63,58 @@ async fn fake_smtp(rcpt_reply: &'static str, hang_after_data: bool) -> u16 {
         }
     });
     port
+}
+
+/// The `Message-ID` header of a received message (one line; the sink keeps it unfolded).
+fn message_id(data: &str) -> Option<String> {
+    data.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        l.split_once(':')
+            .filter(|(name, _)| name.eq_ignore_ascii_case("message-id"))
+            .map(|(_, v)| v.trim().to_string())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r17_r16_each_email_carries_a_message_id_that_a_resend_keeps() {
+    let sink = SmtpSink::start().await.unwrap();
+    let timeout = Duration::from_secs(2);
+    let mailer = SmtpMailer::new("127.0.0.1", sink.port(), "qlab@example.com", timeout).unwrap();
+    // The same alert sent twice (a resend after a restart), then an email without an id.
+    mailer.send(&email()).await.unwrap();
+    mailer.send(&email()).await.unwrap();
+    let anonymous = Email {
+        id: String::new(),
+        ..email()
+    };
+    mailer.send(&anonymous).await.unwrap();
+    mailer.send(&anonymous).await.unwrap();
+    let ids: Vec<String> = sink
+        .mails()
+        .iter()
+        .map(|m| message_id(&m.data).unwrap_or_else(|| panic!("no Message-ID in {}", m.data)))
+        .collect();
+    assert_eq!(ids.len(), 4);
+    assert_eq!(ids[0], "<qlab.alert.7.1500@example.com>");
+    assert_eq!(ids[1], ids[0], "a resent alert keeps its Message-ID");
+    // RFC 5322 msg-id: "<" id-left "@" id-right ">", each side non-empty, no spaces.
+    for id in &ids[2..] {
+        let inner = id.strip_prefix('<').and_then(|i| i.strip_suffix('>'));
+        let (left, right) = inner.and_then(|i| i.split_once('@')).unwrap_or_default();
+        assert!(!left.is_empty() && !right.is_empty(), "{id}");
+        assert!(!id.contains(char::is_whitespace), "{id}");
+    }
+    assert_ne!(ids[2], ids[3], "emails without an id get distinct ones");
+    // The engine's alerts name themselves by journal sequence and time.
+    let alert = quarantine_lab::engine::Alert {
+        seq: 7,
+        at_ms: 1500,
+        code: quarantine_lab::engine::AlertCode::QuarantineFailed,
+        lserver: Some("/tenant-a/vdi-001".into()),
+        ip: None,
+        operation: Some(3),
+        detail: "d".into(),
+    };
+    assert_eq!(alert.email("admin-a@example.com", true).id, email().id);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -99,13 +99,13 @@ async fn r7_r18_a_burst_of_10000_udp_datagrams_from_one_sender_is_journaled_whol
 
     let m = daemon.metrics().clone();
     let all = within(Duration::from_secs(120), || {
-        m.accepted_count(Channel::Syslog) == u64::from(BURST)
+        m.accepted_count(Channel::SyslogUdp) == u64::from(BURST)
     })
     .await;
     assert!(
         all,
         "{} of {BURST} journaled (sent in {sent:?}); rejected: {:?}; dropped by the kernel: {:?}",
-        m.accepted_count(Channel::Syslog),
+        m.accepted_count(Channel::SyslogUdp),
         m.rejected_map(),
         m.intake.udp_kernel_drops()
     );
@@ -153,13 +153,14 @@ async fn r18_a_full_udp_queue_drops_are_counted_never_silent() {
     .unwrap();
     let m = daemon.metrics().clone();
     let settled = within(Duration::from_secs(60), || {
-        m.accepted_count(Channel::Syslog) + m.rejected(Reject::SyslogQueueFull) == u64::from(BURST)
+        m.accepted_count(Channel::SyslogUdp) + m.rejected(Reject::SyslogQueueFull)
+            == u64::from(BURST)
     })
     .await;
     assert!(
         settled,
         "accepted {} + dropped {} != {BURST}",
-        m.accepted_count(Channel::Syslog),
+        m.accepted_count(Channel::SyslogUdp),
         m.rejected(Reject::SyslogQueueFull)
     );
     assert!(m.rejected(Reject::SyslogQueueFull) > 0);
@@ -223,7 +224,8 @@ async fn r18_1000_idle_connections_to_the_api_and_syslog_tcp_starve_nobody() {
     let line = format!("{}\n", cef(7));
     sender.write_all(line.as_bytes()).await.unwrap();
     assert!(
-        within(Duration::from_secs(1), || m.accepted_count(Channel::Syslog)
+        within(Duration::from_secs(1), || m
+            .accepted_count(Channel::SyslogTcp)
             == 1)
         .await,
         "not journaled within a second; rejected: {:?}",

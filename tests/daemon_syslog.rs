@@ -35,7 +35,7 @@ async fn r18_udp_syslog_from_the_av_servers_address_is_journaled() {
     socket.send_to(line.as_bytes(), target).await.unwrap();
     let m = daemon.metrics().clone();
     assert!(
-        eventually(|| m.accepted_count(Channel::Syslog) == 2).await,
+        eventually(|| m.accepted_count(Channel::SyslogUdp) == 2).await,
         "rejected: {:?}",
         m.rejected_map()
     );
@@ -71,13 +71,13 @@ async fn r18_syslog_from_another_address_is_rejected_and_counted() {
     if let Some(av) = udp_from("127.0.0.2").await {
         av.send_to(cef(3).as_bytes(), target).await.unwrap();
         assert!(
-            eventually(|| m.accepted_count(Channel::Syslog) == 1).await,
+            eventually(|| m.accepted_count(Channel::SyslogUdp) == 1).await,
             "rejected: {:?}",
             m.rejected_map()
         );
     }
     assert_eq!(
-        m.accepted_count(Channel::Syslog),
+        m.accepted_count(Channel::SyslogUdp),
         m.rejected(Reject::SyslogUnknownSource) - 1
     );
     daemon.shutdown().await;
@@ -125,7 +125,7 @@ async fn tcp_syslog_takes_octet_counting_and_lf_framing() {
     conn.write_all(b"12x34 junk").await.unwrap();
     let m = daemon.metrics().clone();
     assert!(
-        eventually(|| m.accepted_count(Channel::Syslog) == 2).await,
+        eventually(|| m.accepted_count(Channel::SyslogTcp) == 2).await,
         "rejected: {:?}",
         m.rejected_map()
     );

@@ -19,6 +19,7 @@ const TIMEOUT: Duration = Duration::from_secs(2);
 fn row(auto_id: i64, host: &str, ip: Option<&str>, threat_type: &str) -> EpoEventRow {
     EpoEventRow {
         auto_id,
+        agent_guid: None,
         detected_utc: format!("2024-03-22T08:{:02}:00", auto_id % 60),
         target_ipv4: ip.map(|i| i.parse().unwrap()),
         target_host_name: Some(host.into()),

@@ -89,6 +89,7 @@ fn scenario(name: &str, failed: bool) -> ScenarioReport {
                 hits_in_operation: 0,
             },
         ],
+        transports: Default::default(),
         history_digest: "sha256:0123abcd".into(),
         replay: format!("qlab run scenarios/{name}.toml --mode sim --seed 7"),
         error: None,

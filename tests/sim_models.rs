@@ -540,6 +540,7 @@ async fn unknown_objects_and_devices_are_refused_not_panicked() {
 async fn sinks_keep_emails_and_syslog_lines() {
     let (world, adapters, _) = world(vec![]);
     let email = Email {
+        id: String::new(),
         to: "admin-a@example.com".into(),
         subject: "s".into(),
         body: "b".into(),

@@ -144,6 +144,11 @@ pub trait Bmc: Send + Sync {
 /// One email to a tenant administrator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Email {
+    /// Left part of the `Message-ID` (`<id@domain of the sender>`): the same for every
+    /// sending of one alert, so a resent alert (R16) keeps its id and mail clients thread or
+    /// drop the copy. Empty: the mailer makes a random one.
+    #[serde(default)]
+    pub id: String,
     /// Recipient address.
     pub to: String,
     /// Subject line.

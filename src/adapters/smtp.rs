@@ -5,6 +5,11 @@
 //! that forwards mail onwards. Pointing it across an untrusted network would expose alert
 //! contents; put a local relay (Postfix, an MTA sidecar) in between for that.
 //!
+//! Every message carries a `Message-ID` (RFC 5322 3.6.4): `<` [`Email::id`] `@` the domain of
+//! the sender address `>`, deterministic so a resent alert keeps its id (a random one when the
+//! email has no id). The sender's domain is one the operator controls, which keeps the id
+//! unique across sites.
+//!
 //! Failures map onto the outcome classes the engine understands (R8): a refused or unreachable
 //! connection is `unavailable` (nothing was sent), a 5xx reply `rejected`, a 4xx reply `busy`
 //! (the server asks to retry later), and anything cut off once the session is up, including a
@@ -73,7 +78,10 @@ impl SmtpMailer {
                 format!("recipient {:?} is not valid: {e}", email.to),
             )
         })?;
+        let message_id =
+            (!email.id.is_empty()).then(|| format!("<{}@{}>", email.id, self.from.email.domain()));
         Message::builder()
+            .message_id(message_id)
             .from(self.from.clone())
             .to(to)
             .subject(email.subject.clone())
@@ -154,6 +162,7 @@ mod tests {
         )
         .unwrap();
         let email = Email {
+            id: String::new(),
             to: "admin@example.com".into(),
             subject: "s".into(),
             body: "b".into(),

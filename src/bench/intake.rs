@@ -151,10 +151,14 @@ pub async fn measure(topology: &Path, transport: Transport, burst: u32) -> Resul
             })
         }
     };
+    let channel = match transport {
+        Transport::Udp => Channel::SyslogUdp,
+        Transport::Tcp => Channel::SyslogTcp,
+    };
     let target = u64::from(burst);
     let mut elapsed = None;
     while started.elapsed() < BURST_LIMIT {
-        if metrics.accepted_count(Channel::Syslog) >= target {
+        if metrics.accepted_count(channel) >= target {
             elapsed = Some(started.elapsed());
             break;
         }
@@ -163,7 +167,7 @@ pub async fn measure(topology: &Path, transport: Transport, burst: u32) -> Resul
     let written_in = written
         .await
         .map_err(|e| format!("the sender failed: {e}"))??;
-    let journaled = metrics.accepted_count(Channel::Syslog);
+    let journaled = metrics.accepted_count(channel);
     let commits = commit_count
         .0
         .load(std::sync::atomic::Ordering::Relaxed)

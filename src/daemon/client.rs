@@ -22,6 +22,9 @@ pub enum ClientError {
     /// The base URL is unusable.
     #[error("bad --url {0}")]
     BadUrl(String),
+    /// The `--ca-file` is unusable.
+    #[error("bad --ca-file: {0}")]
+    BadCa(String),
     /// Connecting, sending or reading failed (engine down, timeout, cut reply).
     #[error("cannot reach the engine at {url}: {detail}")]
     Transport {
@@ -66,15 +69,41 @@ impl ApiClient {
     /// A client for the engine at `url` (e.g. `http://127.0.0.1:8080`); `timeout` bounds each
     /// exchange (connect included).
     pub fn new(url: &str, token: &str, timeout: Duration) -> Result<ApiClient, ClientError> {
+        ApiClient::with_ca(url, token, timeout, None)
+    }
+
+    /// [`ApiClient::new`] for an engine serving HTTPS with a certificate signed by a CA of
+    /// `ca_pem` (a PEM bundle, `--ca-file`): only those CAs are trusted then, not the built-in
+    /// web roots, as for a device's `ca_file`.
+    pub fn with_ca(
+        url: &str,
+        token: &str,
+        timeout: Duration,
+        ca_pem: Option<&[u8]>,
+    ) -> Result<ApiClient, ClientError> {
         let base = Url::parse(url).map_err(|e| ClientError::BadUrl(format!("{url:?}: {e}")))?;
         if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
             return Err(ClientError::BadUrl(format!(
                 "{url:?}: use http://HOST:PORT"
             )));
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
-            .timeout(timeout)
+            .timeout(timeout);
+        if let Some(pem) = ca_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| ClientError::BadCa(format!("not a PEM certificate bundle: {e}")))?;
+            if certs.is_empty() {
+                return Err(ClientError::BadCa(
+                    "no PEM certificate (-----BEGIN CERTIFICATE-----) in it".into(),
+                ));
+            }
+            builder = builder.tls_built_in_root_certs(false);
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ClientError::BadUrl(format!("cannot build an HTTP client: {e}")))?;
         Ok(ApiClient {
@@ -98,9 +127,11 @@ impl ApiClient {
         request: reqwest::RequestBuilder,
         url: &Url,
     ) -> Result<Reply, ClientError> {
+        // With its causes: reqwest's own text ("error sending request") hides why (connection
+        // refused, certificate not trusted).
         let transport = |e: reqwest::Error| ClientError::Transport {
             url: url.to_string(),
-            detail: e.to_string(),
+            detail: super::log::Chain(&e).to_string(),
         };
         let response = request
             .bearer_auth(&self.token)
@@ -212,7 +243,7 @@ impl ApiClient {
             let retry = match &result {
                 Ok(reply) => reply.status >= 500,
                 Err(ClientError::Transport { .. }) => true,
-                Err(ClientError::BadUrl(_)) => false,
+                Err(ClientError::BadUrl(_) | ClientError::BadCa(_)) => false,
             };
             if !retry || attempt == attempts.max(1) {
                 return result;

@@ -11,6 +11,8 @@
 //! [api]
 //! listen = "127.0.0.1:8080"         # port 0: any free port (the ready line tells which)
 //! max_body_bytes = 65536
+//! # tls_cert = "api-cert.pem"       # both set: the API serves HTTPS (PEM chain, leaf first)
+//! # tls_key = "api-key.pem"         # PEM private key (PKCS#8, PKCS#1 or SEC1)
 //!
 //! [syslog_in]                       # AV servers' syslog (R18: only from their topology address)
 //! udp = "127.0.0.1:0"
@@ -67,6 +69,7 @@
 //! user = "qlab"
 //! password = "qlab"
 //! interval = "5s"
+//! # ca_file = "ca.pem"              # trust this CA (PEM) for an https:// url
 //! ```
 //!
 //! Device TLS and secrets (R18): `ca_file` and `password_file` are relative to this file. With
@@ -152,6 +155,13 @@ pub struct ApiConfig {
     /// Largest accepted request body (R18: larger gets 413).
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Certificate chain (PEM, leaf first), relative to the config file. With `tls_key` the API
+    /// serves HTTPS only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of `tls_cert`, relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ApiConfig {
@@ -159,6 +169,8 @@ impl Default for ApiConfig {
         ApiConfig {
             listen: loopback_any(),
             max_body_bytes: default_max_body(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -438,6 +450,10 @@ pub struct EpoPollerConfig {
     /// Poll interval.
     #[serde(with = "duration::required", default = "default_interval")]
     pub interval: Duration,
+    /// CA certificate(s) (PEM) trusted for an `https://` url besides the built-in roots,
+    /// relative to the config file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 fn default_interval() -> Duration {
@@ -488,6 +504,17 @@ impl EngineConfig {
                 };
                 d.plugin_dir = Some(dir.to_path_buf());
             }
+        }
+        for p in &mut config.epo_pollers {
+            if let Some(file) = &mut p.ca_file {
+                *file = base.join(&*file);
+            }
+        }
+        for path in [&mut config.api.tls_cert, &mut config.api.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            *path = base.join(&*path);
         }
         Ok(config)
     }

@@ -38,7 +38,17 @@ pub(crate) fn spawn(
         config.user.clone(),
         config.password.clone(),
         call_timeout,
-    ) {
+    )
+    .and_then(|p| match &config.ca_file {
+        None => Ok(p),
+        Some(file) => match std::fs::read(file) {
+            Ok(pem) => p.with_ca_pem(&pem),
+            Err(e) => Err(crate::ingest::IngestError::Transport(format!(
+                "ca_file {}: {e}",
+                file.display()
+            ))),
+        },
+    }) {
         Ok(p) => p,
         Err(e) => {
             metrics.reject(

@@ -16,6 +16,12 @@
 //! - [`KEEP_ALIVE_IDLE`]: a connection with no request in progress for that long is closed,
 //! - the request timeout of the API's guard layer (`api::REQUEST_TIMEOUT`), which bounds the
 //!   body upload and the handler together.
+//!
+//! HTTPS: with `[api] tls_cert` and `tls_key` both set ([`api_tls`]) every connection is TLS
+//! (rustls through tokio-rustls, TLS 1.2 and 1.3, no client certificates); plain HTTP is not
+//! served beside it. The handshake runs in the connection's own task and must finish within
+//! [`HEADER_READ_TIMEOUT`]; until it has, the connection counts as idle, so a flood of
+//! half-done handshakes is evicted like idle connections are.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,13 +31,20 @@ use std::time::Duration;
 
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use super::config::ApiConfig;
 use super::metrics::{Metrics, Reject};
+use super::DaemonError;
+use crate::model::load::KeySeg;
 
 /// Most API connections open at once.
 pub const MAX_API_CONNECTIONS: usize = 256;
@@ -208,11 +221,86 @@ impl Drop for Conn {
     }
 }
 
-/// Serves `router` on `listener` until `stop` flips: HTTP/1 with the timeouts and caps of the
-/// module doc. Returns when the listener stopped and open connections were given
-/// [`CLOSE_GRACE`] to finish.
+/// The API's TLS acceptor from `[api] tls_cert` / `tls_key` (paths already resolved against the
+/// config file); `None` when neither is set. Errors name the key and the file: one set without
+/// the other, a file that cannot be read, no certificate or key in it, a key that does not
+/// match the certificate.
+pub fn api_tls(config: &ApiConfig) -> Result<Option<TlsAcceptor>, DaemonError> {
+    let bad = |key: &str, message: String| DaemonError::Config {
+        key: vec![KeySeg::from("api"), KeySeg::from(key)],
+        message,
+    };
+    let (cert_file, key_file) = match (&config.tls_cert, &config.tls_key) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            return Err(bad(
+                "tls_key",
+                "missing: `tls_cert` is set, so the API needs its private key too (set both \
+                 to serve HTTPS, or neither)"
+                    .into(),
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(bad(
+                "tls_cert",
+                "missing: `tls_key` is set, so the API needs its certificate too (set both to \
+                 serve HTTPS, or neither)"
+                    .into(),
+            ))
+        }
+        (Some(c), Some(k)) => (c, k),
+    };
+    let read = |key: &str, file: &std::path::Path| {
+        std::fs::read(file).map_err(|e| bad(key, format!("cannot read {}: {e}", file.display())))
+    };
+    let cert_pem = read("tls_cert", cert_file)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("tls_cert", format!("{}: not PEM: {e}", cert_file.display())))?;
+    if chain.is_empty() {
+        return Err(bad(
+            "tls_cert",
+            format!(
+                "{}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it",
+                cert_file.display()
+            ),
+        ));
+    }
+    let key_pem = read("tls_key", key_file)?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+        bad(
+            "tls_key",
+            format!(
+                "{}: no PEM private key (PKCS#8, PKCS#1 or SEC1) in it: {e}",
+                key_file.display()
+            ),
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("tls_cert", format!("cannot configure TLS: {e}")))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            bad(
+                "tls_key",
+                format!(
+                    "{} does not fit the certificate in {}: {e}",
+                    key_file.display(),
+                    cert_file.display()
+                ),
+            )
+        })?;
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Serves `router` on `listener` until `stop` flips: HTTP/1 (over TLS with `tls`) with the
+/// timeouts and caps of the module doc. Returns when the listener stopped and open connections
+/// were given [`CLOSE_GRACE`] to finish.
 pub async fn serve_api(
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     router: Router,
     metrics: Arc<Metrics>,
     caps: Caps,
@@ -262,13 +350,30 @@ pub async fn serve_api(
             }
         };
         let _ = stream.set_nodelay(true);
-        connections.spawn(serve_connection(
-            stream,
-            peer,
-            router.clone(),
-            conn,
-            stop.clone(),
-        ));
+        let (router, stop) = (router.clone(), stop.clone());
+        match &tls {
+            None => {
+                connections.spawn(serve_connection(stream, peer, router, conn, stop));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                connections.spawn(async move {
+                    let handshake = tokio::select! {
+                        r = tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream)) => r,
+                        _ = conn.closed() => return,
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => serve_connection(stream, peer, router, conn, stop).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "API TLS handshake failed");
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "API TLS handshake timed out");
+                        }
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     let _ = tokio::time::timeout(CLOSE_GRACE * 2, async {
@@ -281,13 +386,15 @@ pub async fn serve_api(
 
 /// One API connection: hyper's HTTP/1 with the header timeout, closed when idle for
 /// [`KEEP_ALIVE_IDLE`], when the table needs its place, or when the daemon stops.
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<S>(
+    stream: S,
     peer: SocketAddr,
     router: Router,
     conn: Conn,
     mut stop: watch::Receiver<bool>,
-) {
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let conn = Arc::new(conn);
     let service = {
         let conn = conn.clone();

@@ -177,9 +177,8 @@ pub const LOG_EVERY: u64 = 1000;
 #[derive(Debug)]
 pub struct Metrics {
     rejected: [AtomicU64; ALL.len()],
-    accepted_api: AtomicU64,
-    accepted_syslog: AtomicU64,
-    accepted_epo: AtomicU64,
+    /// Durable detections by [`Channel`], in [`CHANNELS`] order.
+    accepted: [AtomicU64; CHANNELS.len()],
     /// The syslog intake's buffer and queue (`/health`).
     pub intake: IntakeGauges,
 }
@@ -189,9 +188,7 @@ impl Default for Metrics {
     fn default() -> Self {
         Metrics {
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
-            accepted_api: AtomicU64::new(0),
-            accepted_syslog: AtomicU64::new(0),
-            accepted_epo: AtomicU64::new(0),
+            accepted: std::array::from_fn(|_| AtomicU64::new(0)),
             intake: IntakeGauges::default(),
         }
     }
@@ -269,15 +266,42 @@ pub struct QueueHealth {
     pub capacity: u64,
 }
 
-/// Where an accepted detection came in.
+/// Where an accepted detection came in: the transport it travelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
     /// `POST /api/v1/detections` (`qlab notify`).
     Api,
-    /// The syslog listeners.
-    Syslog,
+    /// The UDP syslog listener.
+    SyslogUdp,
+    /// The TCP syslog listener.
+    SyslogTcp,
     /// An ePO poller.
     Epo,
+}
+
+/// Every channel, in the order of the counter array.
+pub const CHANNELS: [Channel; 4] = [
+    Channel::Api,
+    Channel::SyslogUdp,
+    Channel::SyslogTcp,
+    Channel::Epo,
+];
+
+impl Channel {
+    /// The stable spelling of `/health` `accepted` and the `channel` label of
+    /// `qlab_detections_received_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Api => "api",
+            Channel::SyslogUdp => "syslog_udp",
+            Channel::SyslogTcp => "syslog_tcp",
+            Channel::Epo => "epo",
+        }
+    }
+
+    fn index(self) -> usize {
+        CHANNELS.iter().position(|c| *c == self).unwrap_or(0)
+    }
 }
 
 impl Metrics {
@@ -298,12 +322,7 @@ impl Metrics {
 
     /// Counts one durable detection.
     pub fn accepted(&self, channel: Channel) {
-        let counter = match channel {
-            Channel::Api => &self.accepted_api,
-            Channel::Syslog => &self.accepted_syslog,
-            Channel::Epo => &self.accepted_epo,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.accepted[channel.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// How many inputs were rejected for `reason`.
@@ -313,12 +332,7 @@ impl Metrics {
 
     /// How many detections came in durably through `channel`.
     pub fn accepted_count(&self, channel: Channel) -> u64 {
-        match channel {
-            Channel::Api => &self.accepted_api,
-            Channel::Syslog => &self.accepted_syslog,
-            Channel::Epo => &self.accepted_epo,
-        }
-        .load(Ordering::Relaxed)
+        self.accepted[channel.index()].load(Ordering::Relaxed)
     }
 
     /// Non-zero rejection counters by reason spelling.
@@ -331,14 +345,10 @@ impl Metrics {
 
     /// Accepted detections by channel spelling.
     pub fn accepted_map(&self) -> BTreeMap<&'static str, u64> {
-        [
-            ("api", Channel::Api),
-            ("syslog", Channel::Syslog),
-            ("epo", Channel::Epo),
-        ]
-        .into_iter()
-        .map(|(name, c)| (name, self.accepted_count(c)))
-        .collect()
+        CHANNELS
+            .into_iter()
+            .map(|c| (c.as_str(), self.accepted_count(c)))
+            .collect()
     }
 }
 
@@ -445,7 +455,7 @@ impl Metrics {
         o.family(
             "qlab_detections_received_total",
             "counter",
-            "Detections acknowledged, by the channel they came in on (api, syslog, epo).",
+            "Detections acknowledged, by the transport they came in on (api, syslog_udp, syslog_tcp, epo).",
         );
         for (channel, n) in self.accepted_map() {
             o.sample("qlab_detections_received_total", &[("channel", channel)], n);

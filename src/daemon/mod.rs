@@ -200,6 +200,7 @@ impl Daemon {
         let build::Built { adapters, plugins } = build::adapters(&config, &site).await?;
         // Bind before opening the engine: a port conflict then fails the start before the
         // engine resumes any journaled operation (R16) only to be dropped again.
+        let api_tls = listener::api_tls(&config.api)?;
         let api = bind_tcp("api", config.api.listen).await?;
         let api_addr = api.local_addr().map_err(|error| DaemonError::Bind {
             what: "api",
@@ -260,8 +261,10 @@ impl Daemon {
             reloader.clone(),
         );
         let (api_metrics, api_stop) = (metrics.clone(), stop_rx.clone());
+        let scheme = if api_tls.is_some() { "https" } else { "http" };
         tasks.spawn(listener::serve_api(
             api,
+            api_tls,
             router,
             api_metrics,
             listener::Caps {
@@ -349,7 +352,7 @@ impl Daemon {
         }
         let info = ReadyInfo {
             ready: true,
-            api: format!("http://{api_addr}"),
+            api: format!("{scheme}://{api_addr}"),
             syslog_udp,
             syslog_tcp,
         };
@@ -370,7 +373,7 @@ impl Daemon {
         self.api_addr
     }
 
-    /// The API's base URL, `http://127.0.0.1:PORT`.
+    /// The API's base URL, `http://127.0.0.1:PORT` (`https://` with `[api] tls_cert`).
     pub fn api_url(&self) -> &str {
         &self.info.api
     }

@@ -182,11 +182,11 @@ impl Intake {
     }
 
     /// Submits one detection and counts the outcome.
-    async fn submit(&self, peer: IpAddr, detection: Detection) {
+    async fn submit(&self, peer: IpAddr, channel: Channel, detection: Detection) {
         let (source, event_id) = (detection.source.clone(), detection.event_id.clone());
         match self.engine.submit_detection(detection).await {
             Ok(receipt) => {
-                self.metrics.accepted(Channel::Syslog);
+                self.metrics.accepted(channel);
                 tracing::debug!(
                     %peer, source, event_id, id = receipt.id,
                     disposition = receipt.disposition.as_str(),
@@ -206,7 +206,7 @@ impl Intake {
         let mut detections = Vec::with_capacity(batch.len());
         for queued in &batch {
             if let Some(parsed) = self.parse(queued.peer, &queued.message) {
-                detections.extend(parsed.into_iter().map(|d| (queued.peer, d)));
+                detections.extend(parsed.into_iter().map(|d| (queued.peer, queued.channel, d)));
             }
         }
         // The queue's room is given back once parsed: the detections are small.
@@ -214,7 +214,7 @@ impl Intake {
         futures::future::join_all(
             detections
                 .into_iter()
-                .map(|(peer, detection)| self.submit(peer, detection)),
+                .map(|(peer, channel, detection)| self.submit(peer, channel, detection)),
         )
         .await;
     }
@@ -223,6 +223,8 @@ impl Intake {
 /// One message waiting for the dispatcher; holds its bytes of the queue's byte budget.
 pub(crate) struct Queued {
     peer: IpAddr,
+    /// The listener it came in on (the engine counts detections per transport).
+    channel: Channel,
     message: Vec<u8>,
     _room: OwnedSemaphorePermit,
     gauges: Arc<Metrics>,
@@ -255,7 +257,13 @@ impl QueueSender {
         u32::try_from(len.max(1)).unwrap_or(u32::MAX)
     }
 
-    fn wrap(&self, peer: IpAddr, message: &[u8], room: OwnedSemaphorePermit) -> Queued {
+    fn wrap(
+        &self,
+        peer: IpAddr,
+        channel: Channel,
+        message: &[u8],
+        room: OwnedSemaphorePermit,
+    ) -> Queued {
         let depth = self.metrics.intake.queued.fetch_add(1, Ordering::Relaxed) + 1;
         self.metrics
             .intake
@@ -263,6 +271,7 @@ impl QueueSender {
             .fetch_max(depth, Ordering::Relaxed);
         Queued {
             peer,
+            channel,
             message: message.to_vec(),
             _room: room,
             gauges: self.metrics.clone(),
@@ -278,7 +287,10 @@ impl QueueSender {
         else {
             return Err(Full::Full);
         };
-        match self.tx.try_send(self.wrap(peer, message, room)) {
+        match self
+            .tx
+            .try_send(self.wrap(peer, Channel::SyslogUdp, message, room))
+        {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Full(_)) => Err(Full::Full),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(Full::Closed),
@@ -296,7 +308,7 @@ impl QueueSender {
             return Err(Full::Closed);
         };
         self.tx
-            .send(self.wrap(peer, message, room))
+            .send(self.wrap(peer, Channel::SyslogTcp, message, room))
             .await
             .map_err(|_| Full::Closed)
     }
@@ -443,6 +455,10 @@ pub(crate) fn spawn_udp(
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<oneshot::Receiver<()>> {
     let (done, ended) = oneshot::channel();
+    // The thread outlives the daemon by up to a read timeout when the daemon is dropped rather
+    // than shut down (a crash in the lab): a strong reference here would keep the engine, its
+    // journal and its operations alive meanwhile, beside the engine that replaces it.
+    let intake = Arc::downgrade(&intake);
     std::thread::Builder::new()
         .name("qlab-syslog-udp".into())
         .spawn(move || {
@@ -455,18 +471,25 @@ pub(crate) fn spawn_udp(
 /// The UDP thread: reads datagrams as fast as they come and queues them.
 fn read_udp(
     socket: &std::net::UdpSocket,
-    intake: &Intake,
+    intake: &std::sync::Weak<Intake>,
     queue: &QueueSender,
     stop: &watch::Receiver<bool>,
 ) {
+    let Some(max_message) = intake.upgrade().map(|i| i.max_message) else {
+        return;
+    };
     // One byte more than the limit tells an oversized datagram from one exactly at it.
-    let mut buf = vec![0u8; intake.max_message.saturating_add(1).min(MAX_DATAGRAM)];
+    let mut buf = vec![0u8; max_message.saturating_add(1).min(MAX_DATAGRAM)];
     loop {
         if *stop.borrow() || stop.has_changed().is_err() {
             return;
         }
         match socket.recv_from(&mut buf) {
             Ok((n, peer)) => {
+                // Gone: the daemon was dropped (the engine with it).
+                let Some(intake) = intake.upgrade() else {
+                    return;
+                };
                 let message = trim_message(&buf[..n]);
                 if message.is_empty() || !intake.admissible(peer.ip(), message.len()) {
                     continue;

@@ -238,6 +238,13 @@ impl Alert {
         )
     }
 
+    /// The left part of its email's `Message-ID`: `qlab.alert.<seq>.<at_ms>`. The journal
+    /// sequence number names the alert; its journaled time tells apart two journals that reuse
+    /// a number. Both are journaled, so a resent alert (R16) gets the same id.
+    pub fn message_id(&self) -> String {
+        format!("qlab.alert.{}.{}", self.seq, self.at_ms)
+    }
+
     /// The email for the tenant administrator at `to`.
     pub fn email(&self, to: &str, release_hint: bool) -> Email {
         let who = self.lserver.as_deref().unwrap_or("-");
@@ -262,6 +269,7 @@ impl Alert {
             _ => {}
         }
         Email {
+            id: self.message_id(),
             to: to.to_string(),
             subject,
             body,

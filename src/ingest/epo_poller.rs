@@ -12,7 +12,10 @@
 //!   here, so a server that ignores `top` cannot make a batch unbounded.
 //! - At least once: [`EpoPoller::poll_once`] does not keep the cursor; the caller stores the
 //!   detections durably, then the new cursor. A crash in between re-reads the batch, and the
-//!   event id `epo-autoid-<AutoID>` lets R4 drop the repeats.
+//!   event id lets R4 drop the repeats.
+//! - Event id: `epo-<AgentGUID>-<ThreatEventID>-<DetectedUTC>` when the row has all three, the
+//!   id ePO's syslog forwarding gets ([`super::epo`]), so one event read both ways (or stored
+//!   twice by the server) is one event; `epo-autoid-<AutoID>` otherwise.
 //! - A row that cannot become a detection (no threat name, no match key, a bad address) is set
 //!   aside in [`EpoPoller::take_rejected`] and the cursor still moves past it: one bad row must
 //!   not stall every later detection. The whole reply is refused only when it is not the
@@ -38,8 +41,9 @@ pub const MAX_BATCH: usize = 5000;
 pub const MAX_REPLY_BYTES: usize = 8 * 1024 * 1024;
 
 /// The columns asked for, in order.
-pub const COLUMNS: [&str; 9] = [
+pub const COLUMNS: [&str; 10] = [
     "EPOEvents.AutoID",
+    "EPOEvents.AgentGUID",
     "EPOEvents.DetectedUTC",
     "EPOEvents.TargetIPV4",
     "EPOEvents.TargetHostName",
@@ -347,7 +351,14 @@ fn row_detection(
     };
     let d = Detection {
         source: source.to_string(),
-        event_id: format!("epo-autoid-{id}"),
+        event_id: match (
+            text(map, "EPOEvents.AgentGUID"),
+            map.get("EPOEvents.ThreatEventID").and_then(as_i64),
+            text(map, "EPOEvents.DetectedUTC"),
+        ) {
+            (Some(guid), Some(event), Some(time)) => format!("epo-{guid}-{event}-{time}"),
+            _ => format!("epo-autoid-{id}"),
+        },
         ip,
         mac,
         hostname: text(map, "EPOEvents.TargetHostName").map(str::to_string),

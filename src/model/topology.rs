@@ -92,6 +92,43 @@ pub enum AvKind {
     Epo,
 }
 
+/// How an AV server hands its detections to the engine. The engine itself accepts every
+/// transport it is configured for; the key says which one this server uses, so the lab's wire
+/// mode sends each detection the way the server would and `qlab sim serve` writes the config
+/// the server needs (an ePO poller for `epo_api`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AvTransport {
+    /// Syslog over UDP, one message per datagram, in the vendor's format (the default: what
+    /// every supported kind can forward).
+    #[default]
+    SyslogUdp,
+    /// Syslog over TCP (RFC 6587 octet counting), in the vendor's format.
+    SyslogTcp,
+    /// The ePO Web API (`core.executeQuery`), polled by the engine (kind `epo` only; the
+    /// server's `credentials` are the poller's login).
+    EpoApi,
+    /// `POST /api/v1/detections`: a command the AV server runs on a detection (`qlab notify`,
+    /// SEPM notifications, ePO registered executables).
+    Api,
+}
+
+impl AvTransport {
+    /// The spelling in files, reports and the engine's counters.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AvTransport::SyslogUdp => "syslog_udp",
+            AvTransport::SyslogTcp => "syslog_tcp",
+            AvTransport::EpoApi => "epo_api",
+            AvTransport::Api => "api",
+        }
+    }
+
+    fn is_default(&self) -> bool {
+        *self == AvTransport::default()
+    }
+}
+
 /// User name and password a simulator accepts and an adapter presents.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -120,6 +157,9 @@ pub struct AvServer {
     #[serde(default, with = "duration::option")]
     #[schemars(with = "Option<crate::model::duration::Text>")]
     pub jitter: Option<Duration>,
+    /// How it delivers detections (default `syslog_udp`).
+    #[serde(default, skip_serializing_if = "AvTransport::is_default")]
+    pub transport: AvTransport,
 }
 
 /// Kind of hypervisor manager.

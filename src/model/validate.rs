@@ -14,7 +14,8 @@ use ipnet::IpNet;
 use super::generate::{generation_networks, usable_hosts, MAX_GENERATED};
 use super::load::{key_path_string, KeySeg, Locator, TopologyError};
 use super::topology::{
-    Network, NetworkRole, Topology, MAX_WATCH_CALLS_PER_SECOND, MIN_WATCH_INTERVAL,
+    AvKind, AvTransport, Network, NetworkRole, Topology, MAX_WATCH_CALLS_PER_SECOND,
+    MIN_WATCH_INTERVAL,
 };
 
 /// A key path built from mixed segments: `at!("lservers", i, "nics", j, "ip")`.
@@ -315,6 +316,18 @@ impl<'t> Checker<'t> {
         };
         for (i, a) in t.av_servers.iter().enumerate() {
             claim(self, "av_servers", i, &a.name);
+            if a.transport == AvTransport::EpoApi && a.kind != AvKind::Epo {
+                let msg = format!(
+                    "transport `epo_api` is the ePO Web API; a `{kind}` server sends syslog \
+                     (`syslog_udp`, `syslog_tcp`) or calls the API (`api`)",
+                    kind = match a.kind {
+                        AvKind::Officescan => "officescan",
+                        AvKind::Sepm => "sepm",
+                        AvKind::Epo => "epo",
+                    }
+                );
+                self.bad(at!("av_servers", i, "transport"), msg);
+            }
         }
         for (i, h) in t.hypervisors.iter().enumerate() {
             claim(self, "hypervisors", i, &h.name);

@@ -121,6 +121,23 @@ pub fn render_summary(report: &RunReport) -> String {
             cell(&failures_cell(s))
         );
     }
+    let mut transports: std::collections::BTreeMap<&str, u64> = Default::default();
+    for s in &report.scenarios {
+        for (transport, n) in &s.transports {
+            *transports.entry(transport).or_default() += n;
+        }
+    }
+    if !transports.is_empty() {
+        let counts: Vec<String> = transports
+            .iter()
+            .map(|(transport, n)| format!("{transport} {n}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nDetections the engine took, by transport (its own counters, wire runs): {}",
+            counts.join(", ")
+        );
+    }
     let unfired = report.unfired_faults();
     if !unfired.is_empty() {
         let _ = writeln!(out, "\n## Faults that never fired\n");

@@ -104,6 +104,11 @@ pub struct ScenarioReport {
     /// What each of the scenario's `[[faults]]` did, in file order (empty when errored).
     #[serde(default)]
     pub faults: Vec<FaultAccount>,
+    /// Wire mode: detections the engine took, by the transport they came in on (`api`,
+    /// `syslog_udp`, `syslog_tcp`, `epo`), from its own counters summed over restarts; absent
+    /// in sim mode.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub transports: std::collections::BTreeMap<String, u64>,
     /// Digest of the history (INV-11).
     pub history_digest: String,
     /// The exact command that reruns this scenario.

@@ -127,6 +127,8 @@ pub struct ScenarioResult {
     pub error: Option<String>,
     /// What each `[[faults]]` entry did in the (first) run; empty when errored.
     pub faults: Vec<FaultAccount>,
+    /// Wire mode: detections the engine took per transport in the (first) run.
+    pub transports: std::collections::BTreeMap<String, u64>,
     /// Attempts before this one that failed, under `--retries`.
     pub retries: Vec<AttemptResult>,
     /// Under `--crash-sweep` (sim mode): what the crash runs found.
@@ -428,6 +430,7 @@ fn run_one(
         replay,
         error: None,
         faults: Vec::new(),
+        transports: Default::default(),
         retries: Vec::new(),
         crash_sweep: None,
         crash_plan: Vec::new(),
@@ -497,6 +500,7 @@ fn run_one(
     result.check = Some(report);
     result.history_digest = first.history_digest;
     result.faults = first.faults;
+    result.transports = first.transports;
     result.duration_ms = started.elapsed().as_millis() as u64;
     if let Some(hook) = options.on_record {
         hook(scenario, &result, &first.record);

@@ -86,6 +86,9 @@ pub struct ScenarioRun {
     pub passed: bool,
     /// What each `[[faults]]` entry did (report.json `faults`).
     pub faults: Vec<FaultAccount>,
+    /// Wire mode: detections the engine took, by transport, from its own counters (empty in
+    /// sim mode, where detections reach the engine directly).
+    pub transports: std::collections::BTreeMap<String, u64>,
 }
 
 /// Numbers the runs of this process, so each gets its own in-memory journal.
@@ -132,6 +135,7 @@ pub fn run_sim_trapped(
         check,
         passed,
         faults,
+        transports: Default::default(),
     })
 }
 

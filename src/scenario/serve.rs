@@ -13,7 +13,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::daemon::config::{
-    ApiConfig, DeviceEndpoint, EngineConfig, SmtpConfig, SyslogInConfig, SyslogOutConfig,
+    ApiConfig, DeviceEndpoint, EngineConfig, EpoPollerConfig, SmtpConfig, SyslogInConfig,
+    SyslogOutConfig,
 };
 use crate::model::{load_site, Site};
 use crate::sim::wire::accepted_credentials;
@@ -30,6 +31,9 @@ pub struct SimReady {
     pub ready: bool,
     /// Base URL of each device's simulator, by device name.
     pub devices: BTreeMap<String, String>,
+    /// Base URL of the ePO Web API simulator of each AV server whose transport is `epo_api`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub epo: BTreeMap<String, String>,
     /// SMTP sink (`127.0.0.1:PORT`) that receives the engine's emails.
     pub smtp: String,
     /// UDP syslog sink (`127.0.0.1:PORT`) that receives the engine's alerts.
@@ -87,14 +91,24 @@ pub async fn start(
     let ready = SimReady {
         ready: true,
         devices: wire.urls(),
+        epo: wire
+            .epo_servers()
+            .into_iter()
+            .map(|(name, (url, _))| (name, url))
+            .collect(),
         smtp: format!("127.0.0.1:{}", wire.smtp.port()),
         syslog: wire.syslog_addr().to_string(),
     };
     Ok(SimServer { site: wire, ready })
 }
 
+/// The poll interval of the ePO pollers a generated config sets.
+pub const EPO_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// An engine config for `site` whose devices, mail and alert output are `wire`'s simulators;
-/// its HTTPS devices trust the CA in `ca_file`.
+/// its HTTPS devices trust the CA in `ca_file`. The syslog listeners are on (127.0.0.1, any
+/// free port) and every AV server whose transport is `epo_api` gets an ePO poller of its
+/// simulator, polling every [`EPO_POLL_INTERVAL`].
 pub fn engine_config(
     site: &Site,
     wire: &WireSite,
@@ -152,6 +166,21 @@ pub fn engine_config(
             udp: Some(wire.syslog_addr()),
             tcp: None,
         }),
-        epo_pollers: Vec::new(),
+        epo_pollers: wire
+            .epo_servers()
+            .into_iter()
+            .map(|(source, (url, login))| EpoPollerConfig {
+                ca_file: if url.starts_with("https://") {
+                    ca_file.clone()
+                } else {
+                    None
+                },
+                source,
+                url,
+                user: login.user,
+                password: login.password,
+                interval: EPO_POLL_INTERVAL,
+            })
+            .collect(),
     }
 }

@@ -1,13 +1,26 @@
-//! The simulated AV servers' syslog senders: a detection written the way OfficeScan/Apex
-//! Central (CEF), SEPM (risk-log line after a 3164 header) or ePO (EPOEvent XML in 5424) would
-//! send it, over UDP to the engine's syslog listener.
+//! The simulated AV servers' senders: a detection written the way OfficeScan/Apex Central
+//! (CEF), SEPM (risk-log line after a 3164 header) or ePO (EPOEvent XML in 5424) would send
+//! it, over UDP or TCP to the engine's syslog listener, or as the row an ePO server's
+//! `EPOEvents` table would hold for the engine's poller to read.
+//!
+//! Each sender writes from its AV server's topology `address` (R18: the engine takes syslog
+//! only from there); Linux routes all of 127.0.0.0/8 to loopback, so `127.0.0.2` works as is.
+//! Over TCP each message goes on its own connection, octet-counted (RFC 6587 3.4.1): the engine
+//! may restart between two detections, and a fresh connection per message never writes into a
+//! connection the engine already dropped.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
-use tokio::net::UdpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, UdpSocket};
 
+use super::epo::EpoEventRow;
 use crate::ingest::{cef, epo, sepm, syslog};
 use crate::model::{AvKind, Category, Detection};
+
+/// Longest a TCP sender waits to connect and hand over one message.
+pub const TCP_SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Fixed timestamps keep formatted lines identical for identical detections, so a duplicated
 /// notification dedupes (R4) even where the vendor format carries no event id.
@@ -80,9 +93,63 @@ pub fn syslog_line(kind: AvKind, detection: &Detection) -> String {
     }
 }
 
+/// The `EPOEvents` row an ePO server stores for `detection`, numbered `auto_id`. As in
+/// [`syslog_line`], the sender's event id rides in the agent GUID, so a delivery of the same
+/// event twice is one event for the engine (R4), whichever way it is read.
+pub fn epo_row(auto_id: i64, detection: &Detection) -> EpoEventRow {
+    EpoEventRow {
+        auto_id,
+        agent_guid: Some(format!("{{{}}}", detection.event_id)),
+        detected_utc: "2026-01-01T00:00:00".into(),
+        target_ipv4: match detection.ip {
+            Some(IpAddr::V4(ip)) => Some(ip),
+            _ => None,
+        },
+        target_host_name: detection.hostname.clone(),
+        target_mac: detection.mac.as_ref().map(|m| m.replace([':', '-'], "")),
+        threat_name: detection.threat.clone(),
+        threat_category: "av.detect".into(),
+        threat_type: match detection.category {
+            Category::Virus | Category::Malware => "virus".into(),
+            Category::Spyware => "spyware".into(),
+            _ => "other".into(),
+        },
+        threat_event_id: 1027,
+    }
+}
+
 /// Sends `line` as one UDP datagram from 127.0.0.1 (the AV servers' address in the fixtures).
 pub async fn send_udp(to: SocketAddr, line: &str) -> std::io::Result<()> {
-    let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
+    send_udp_from(IpAddr::V4(Ipv4Addr::LOCALHOST), to, line).await
+}
+
+/// Sends `line` as one UDP datagram from `from` (an AV server's topology address).
+pub async fn send_udp_from(from: IpAddr, to: SocketAddr, line: &str) -> std::io::Result<()> {
+    let socket = UdpSocket::bind((from, 0)).await?;
     socket.send_to(line.as_bytes(), to).await?;
     Ok(())
+}
+
+/// Sends `line` over a new TCP connection from `from`, octet-counted, and closes it; fails
+/// after [`TCP_SEND_TIMEOUT`].
+pub async fn send_tcp_from(from: IpAddr, to: SocketAddr, line: &str) -> std::io::Result<()> {
+    let send = async {
+        let socket = match from {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(from, 0))?;
+        let mut stream = socket.connect(to).await?;
+        let frame = format!("{} {line}", line.len());
+        stream.write_all(frame.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    tokio::time::timeout(TCP_SEND_TIMEOUT, send)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("syslog over TCP to {to}: no room within {TCP_SEND_TIMEOUT:?}"),
+            )
+        })?
 }

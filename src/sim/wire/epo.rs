@@ -26,6 +26,8 @@ use crate::ingest::epo::ipv4_to_signed;
 pub struct EpoEventRow {
     /// `EPOEvents.AutoID`: unique, rising.
     pub auto_id: i64,
+    /// `EPOEvents.AgentGUID`: the reporting agent, `{...}`.
+    pub agent_guid: Option<String>,
     /// `EPOEvents.DetectedUTC`.
     pub detected_utc: String,
     /// `EPOEvents.TargetIPV4` (sent signed).
@@ -52,6 +54,7 @@ impl EpoEventRow {
             m.insert(format!("EPOEvents.{k}"), v);
         };
         put("AutoID", self.auto_id.into());
+        put("AgentGUID", self.agent_guid.clone().into());
         put("DetectedUTC", self.detected_utc.clone().into());
         put("TargetIPV4", self.target_ipv4.map(ipv4_to_signed).into());
         put("TargetHostName", self.target_host_name.clone().into());
@@ -211,6 +214,7 @@ impl EpoEventRow {
     fn default_columns() -> Vec<String> {
         [
             "AutoID",
+            "AgentGUID",
             "DetectedUTC",
             "TargetIPV4",
             "TargetHostName",

@@ -1,6 +1,6 @@
 //! Every protocol simulator of a topology at once: one wire server per hypervisor, switch and
-//! BMC (by kind), an SMTP sink and a syslog sink, all on 127.0.0.1 ephemeral ports, over one
-//! `SimWorld`.
+//! BMC (by kind), one ePO Web API server per AV server whose `transport` is `epo_api`, an SMTP
+//! sink and a syslog sink, all on 127.0.0.1 ephemeral ports, over one `SimWorld`.
 //!
 //! With [`WireSite::start_tls`] the device servers speak HTTPS (R18): one CA is generated per
 //! site (never written anywhere but where the caller puts [`WireSite::ca_pem`]), and one server
@@ -20,10 +20,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
+use super::epo::EpoEvents;
 use super::smtp_sink::SmtpSink;
-use super::{eapi, nxapi, redfish, restconf, vcenter, WireServer};
+use super::{accepted_credentials, eapi, epo, nxapi, redfish, restconf, vcenter, WireServer};
 use crate::adapters::http::fingerprint_of;
-use crate::model::{HypervisorKind, SwitchKind};
+use crate::model::{AvTransport, Credentials, HypervisorKind, SwitchKind};
 use crate::sim::SimWorld;
 
 /// The TLS material of one site: a CA and a server certificate it signed.
@@ -95,6 +96,8 @@ pub struct WireSite {
     /// The device models behind every server.
     pub world: SimWorld,
     servers: BTreeMap<String, WireServer>,
+    /// ePO Web API servers by AV server name: the server, its event table, its login.
+    epo: BTreeMap<String, (WireServer, EpoEvents, Credentials)>,
     /// Tenant emails land here.
     pub smtp: SmtpSink,
     syslog_addr: SocketAddr,
@@ -155,6 +158,19 @@ impl WireSite {
             }
             servers.insert(b.name.clone(), server);
         }
+        let mut epo_servers = BTreeMap::new();
+        for a in &site.topology.av_servers {
+            if a.transport != AvTransport::EpoApi {
+                continue;
+            }
+            let events = EpoEvents::default();
+            let login = accepted_credentials(a.credentials.as_ref());
+            let mut server = epo::start(events.clone(), &login.user, &login.password).await?;
+            if let Some(config) = &config {
+                server.serve_tls(config.clone()).await?;
+            }
+            epo_servers.insert(a.name.clone(), (server, events, login));
+        }
         let smtp = SmtpSink::start().await?;
         let socket = UdpSocket::bind(("127.0.0.1", 0)).await?;
         let syslog_addr = socket.local_addr()?;
@@ -172,6 +188,7 @@ impl WireSite {
         Ok(WireSite {
             world,
             servers,
+            epo: epo_servers,
             smtp,
             syslog_addr,
             syslog_lines,
@@ -196,6 +213,19 @@ impl WireSite {
             .iter()
             .map(|(name, server)| (name.clone(), server.url()))
             .collect()
+    }
+
+    /// Base URL and accepted login of every ePO Web API server, by AV server name.
+    pub fn epo_servers(&self) -> BTreeMap<String, (String, Credentials)> {
+        self.epo
+            .iter()
+            .map(|(name, (server, _, login))| (name.clone(), (server.url(), login.clone())))
+            .collect()
+    }
+
+    /// The event table of AV server `name`'s ePO Web API server (rows appended are served).
+    pub fn epo_events(&self, name: &str) -> Option<&EpoEvents> {
+        self.epo.get(name).map(|(_, events, _)| events)
     }
 
     /// Where the engine sends its alert lines (UDP).
