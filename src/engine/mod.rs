@@ -5,16 +5,20 @@
 //! tokio's clock, so the same code runs in production, on the lab's paused clock and on the wire.
 
 pub mod alerts;
+mod allocator;
+mod clock;
 mod commands;
 mod device_queue;
 mod drift_watch;
 mod executor;
+mod group_commit;
 mod intake;
 pub mod journal;
 mod operation;
 mod recovery;
 mod state;
 pub mod stats;
+mod tasks;
 pub mod types;
 mod views;
 
