@@ -12,8 +12,10 @@ use rusqlite::Connection;
 mod entry;
 pub mod migrate;
 mod read;
+mod write;
 
 pub use entry::*;
+use write::{apply, Statements};
 
 use super::alerts::{Alert, AlertCode};
 use super::types::*;
@@ -115,7 +117,7 @@ impl Journal {
         // A journal at the current version (a restart, a seeded file) reads one header field
         // and skips the DDL: parsing it cost more than a small lab run's whole work.
         migrate::upgrade(&conn)?;
-        // Room for every statement `entry::apply` runs, so none is parsed twice.
+        // Room for every statement `write::apply` runs, so none is parsed twice.
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Journal {
             conn,
