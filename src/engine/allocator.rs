@@ -45,7 +45,18 @@ impl Allocator {
             let ip = to_ip(&network.subnet, candidate);
             if !used.contains(&ip) {
                 used.insert(ip);
-                self.owner_by_ip.insert(ip, lserver.to_string());
+                assert!(
+                    network.subnet.contains(&ip),
+                    "INV-8: {ip} allocated outside {}'s subnet {}",
+                    network.name,
+                    network.subnet
+                );
+                let previous = self.owner_by_ip.insert(ip, lserver.to_string());
+                assert!(
+                    previous.is_none(),
+                    "INV-8: {ip} allocated to {lserver} while {} holds it",
+                    previous.unwrap_or_default()
+                );
                 self.cursor.insert(network.name.clone(), candidate + 1);
                 return Some(ip);
             }
@@ -72,5 +83,53 @@ fn to_ip(subnet: &IpNet, value: u128) -> IpAddr {
     match subnet {
         IpNet::V4(_) => IpAddr::V4((value as u32).into()),
         IpNet::V6(_) => IpAddr::V6(value.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::NetworkRole;
+
+    fn quarantine(subnet: &str) -> Network {
+        Network {
+            name: "q".into(),
+            role: NetworkRole::Quarantine,
+            vlan: 999,
+            subnet: subnet.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn inv8_allocations_stay_inside_the_subnet_skip_reserved_addresses_and_never_repeat() {
+        let net = quarantine("10.9.0.0/29");
+        let mut allocator = Allocator::default();
+        let mut seen = HashSet::new();
+        while let Some(ip) = allocator.allocate(&net, "/t/a") {
+            assert!(net.subnet.contains(&ip), "{ip}");
+            assert!(seen.insert(ip), "{ip} handed out twice");
+        }
+        // .0 network, .1 gateway, .7 broadcast: .2 to .6 only.
+        let mut got: Vec<IpAddr> = seen.into_iter().collect();
+        got.sort();
+        let want: Vec<IpAddr> = (2..=6)
+            .map(|h| format!("10.9.0.{h}").parse().unwrap())
+            .collect();
+        assert_eq!(got, want);
+        let freed: IpAddr = "10.9.0.4".parse().unwrap();
+        allocator.free("q", freed);
+        assert_eq!(allocator.allocate(&net, "/t/b"), Some(freed));
+        assert_eq!(allocator.owner(freed), Some("/t/b"));
+    }
+
+    #[test]
+    fn inv8_an_address_the_journal_holds_is_not_handed_out_again() {
+        let net = quarantine("10.9.0.0/29");
+        let mut allocator = Allocator::default();
+        let held: IpAddr = "10.9.0.2".parse().unwrap();
+        allocator.insert("q", held, "/t/a");
+        let ip = allocator.allocate(&net, "/t/b").unwrap();
+        assert_ne!(ip, held);
+        assert_eq!(allocator.owner(held), Some("/t/a"));
     }
 }

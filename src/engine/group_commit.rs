@@ -64,6 +64,28 @@ impl Drop for CallUnderWay<'_> {
 /// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
 pub(crate) type Ticket = u64;
 
+/// Records the closing steps among `entries`: each operation's `OperationFinished` is staged
+/// exactly once, and only for the operation its L-Server's lane is running.
+fn note_closings(state: &mut State, entries: &[Entry]) {
+    for entry in entries {
+        let Entry::OperationFinished { id, lserver, .. } = entry else {
+            continue;
+        };
+        let Some(ls) = state.lservers.get_mut(lserver) else {
+            continue;
+        };
+        assert!(
+            ls.closed != Some(*id),
+            "a closing step exactly once: operation {id} of {lserver} was closed twice"
+        );
+        debug_assert!(
+            ls.running.as_ref().is_some_and(|r| r.id == *id),
+            "a closing step closes the operation its lane runs: {id} of {lserver} is not running"
+        );
+        ls.closed = Some(*id);
+    }
+}
+
 /// The observer event an entry announces once durable.
 fn durable_event(entry: &Entry) -> Option<EngineEvent> {
     match entry {
@@ -129,6 +151,7 @@ impl Shared {
             return Err(Halted);
         }
         if !entries.is_empty() {
+            note_closings(state, &entries);
             for (key, receipt) in entries.iter().filter_map(detection_receipt) {
                 state.pending_detections.insert(key, receipt);
             }
@@ -138,11 +161,21 @@ impl Shared {
         Ok(state.staged)
     }
 
+    /// Whether `ticket` may be waited for: never ahead of the steps staged so far, or
+    /// [`Shared::durable`] would wait for a commit that nothing will make.
+    fn ticket_is_staged(&self, ticket: Ticket) -> bool {
+        ticket <= self.lock().staged
+    }
+
     /// Returns once every step staged up to `ticket` is durable. The first waiter commits all
     /// staged steps in one transaction and one fsync (group commit) while the others wait; steps
     /// staged during that fsync go together in the next commit. `waiting` says how long the
     /// commit may wait for others to join it.
     pub async fn durable(&self, ticket: Ticket, waiting: Waiting) -> Result<(), Halted> {
+        debug_assert!(
+            self.ticket_is_staged(ticket),
+            "R7: ticket {ticket} is ahead of the steps staged; its commit would never come"
+        );
         if self.flushed.load(Ordering::Acquire) >= ticket {
             return Ok(());
         }

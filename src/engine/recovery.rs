@@ -55,6 +55,7 @@ impl Engine {
                     last_read: vec![None; ls.nics.len()],
                     worker: false,
                     marks: 0,
+                    closed: None,
                 };
                 (ls.path.clone(), state)
             })

@@ -56,6 +56,9 @@ pub(crate) struct LsState {
     /// The ticket of the latest alert delivery marks staged for this L-Server: its lane makes
     /// them durable before it goes quiet.
     pub marks: Ticket,
+    /// The latest operation whose closing step (`OperationFinished`) was staged: an operation
+    /// is closed exactly once.
+    pub closed: Option<OperationId>,
 }
 
 impl LsState {
