@@ -8,8 +8,9 @@ use std::sync::MutexGuard;
 use super::journal::{self, Entry};
 use super::state::{QueuedOp, Shared, State, Ticket, Waiting};
 use super::{
-    apply_lserver_entries, enqueue, executor, Alert, AlertCode, DetectionReceipt, Disposition,
-    Engine, EngineError, EngineEvent, JournalError, LServerState, OperationKind, Outcome,
+    apply_lserver_entries, enqueue, executor, Alert, AlertCode, DetectionId, DetectionReceipt,
+    Disposition, Engine, EngineError, EngineEvent, JournalError, LServerState, OperationKind,
+    Outcome,
 };
 use crate::model::{Detection, PolicySpec};
 
@@ -98,94 +99,14 @@ impl Engine {
         let disposition = if !detection.category.triggers_action()
             || policy.excluded_keyword(&detection.threat).is_some()
         {
-            // R1, R2.
-            if let Some(path) = &lserver {
-                let ls = state.ls(path);
-                if ls.outcome.is_none() {
-                    entries.push(Entry::LServer {
-                        path: path.clone(),
-                        state: ls.state,
-                        status: ls.status.clone(),
-                        outcome: Some(Outcome::Ignored),
-                    });
-                }
-            }
-            Disposition::Ignored
+            ignore(&mut state, lserver.as_deref(), &mut entries)
         } else if let Some(path) = &lserver {
-            let action = policy.action_for(path);
-            let ls = state.ls(path);
-            let busy_quarantining = ls.will_be_quarantined();
-            match OperationKind::for_action(action) {
-                None if busy_quarantining || ls.state == LServerState::PendingDecision => {
-                    Disposition::Duplicate
-                }
-                None => {
-                    let status = ls.status.clone();
-                    let detail = format!(
-                        "threat {} ({}) on {path}; choose quarantine, reboot or quarantine_reboot",
-                        detection.threat,
-                        detection.category.as_str()
-                    );
-                    let alert = state.alert(
-                        now,
-                        AlertCode::DecisionRequired,
-                        Some(path),
-                        detection.ip,
-                        None,
-                        detail,
-                    );
-                    entries.push(Entry::LServer {
-                        path: path.clone(),
-                        state: LServerState::PendingDecision,
-                        status,
-                        outcome: Some(Outcome::PendingDecision),
-                    });
-                    entries.push(Entry::Alert(alert));
-                    Disposition::PendingDecision
-                }
-                Some(kind)
-                    if (kind.quarantines() && busy_quarantining)
-                        || (!kind.quarantines() && ls.has_unfinished(|o| o.kind == kind)) =>
-                {
-                    Disposition::Duplicate
-                }
-                Some(kind) => {
-                    let op = state.next_operation_id;
-                    state.next_operation_id += 1;
-                    entries.push(Entry::OperationQueued {
-                        id: op,
-                        lserver: path.clone(),
-                        kind,
-                        detection: Some(id),
-                        created_ms: now,
-                        requested_by: None,
-                    });
-                    queued = Some(QueuedOp {
-                        id: op,
-                        kind,
-                        resume: None,
-                    });
-                    Disposition::Accepted
-                }
-            }
+            let (disposition, op) =
+                act(&mut state, policy, path, &detection, id, now, &mut entries);
+            queued = op;
+            disposition
         } else {
-            // R3: nobody to quarantine, one ERROR alert naming the address.
-            let named = detection
-                .ip
-                .map(|ip| format!("ip={ip}"))
-                .or(detection.mac.clone())
-                .or(detection.hostname.clone())
-                .unwrap_or_default();
-            let alert = state.alert(
-                now,
-                AlertCode::LserverNotFound,
-                None,
-                detection.ip,
-                None,
-                format!("L-Server not found. {named}"),
-            );
-            entries.push(Entry::Alert(alert));
-            Disposition::NotFound
+            not_found(&mut state, &detection, now, &mut entries)
         };
         let receipt = DetectionReceipt {
             id,
@@ -297,4 +218,115 @@ fn find_detection<'a>(
         }
         return Ok((state, journaled.map(|receipt| (receipt, 0))));
     }
+}
+
+/// R1, R2: a category that does not act, or a threat the policy excludes. The L-Server's
+/// outcome says `ignored` when it had none.
+fn ignore(state: &mut State, lserver: Option<&str>, entries: &mut Vec<Entry>) -> Disposition {
+    if let Some(path) = lserver {
+        let ls = state.ls(path);
+        if ls.outcome.is_none() {
+            entries.push(Entry::LServer {
+                path: path.to_string(),
+                state: ls.state,
+                status: ls.status.clone(),
+                outcome: Some(Outcome::Ignored),
+            });
+        }
+    }
+    Disposition::Ignored
+}
+
+/// R5, R4: the policy's action for `path`: an operation queued, a decision asked for, or a
+/// duplicate of what is already under way.
+fn act(
+    state: &mut State,
+    policy: &PolicySpec,
+    path: &str,
+    detection: &Detection,
+    id: DetectionId,
+    now: u64,
+    entries: &mut Vec<Entry>,
+) -> (Disposition, Option<QueuedOp>) {
+    let action = policy.action_for(path);
+    let ls = state.ls(path);
+    let busy_quarantining = ls.will_be_quarantined();
+    match OperationKind::for_action(action) {
+        None if busy_quarantining || ls.state == LServerState::PendingDecision => {
+            (Disposition::Duplicate, None)
+        }
+        None => {
+            let status = ls.status.clone();
+            let detail = format!(
+                "threat {} ({}) on {path}; choose quarantine, reboot or quarantine_reboot",
+                detection.threat,
+                detection.category.as_str()
+            );
+            let alert = state.alert(
+                now,
+                AlertCode::DecisionRequired,
+                Some(path),
+                detection.ip,
+                None,
+                detail,
+            );
+            entries.push(Entry::LServer {
+                path: path.to_string(),
+                state: LServerState::PendingDecision,
+                status,
+                outcome: Some(Outcome::PendingDecision),
+            });
+            entries.push(Entry::Alert(alert));
+            (Disposition::PendingDecision, None)
+        }
+        Some(kind)
+            if (kind.quarantines() && busy_quarantining)
+                || (!kind.quarantines() && ls.has_unfinished(|o| o.kind == kind)) =>
+        {
+            (Disposition::Duplicate, None)
+        }
+        Some(kind) => {
+            let op = state.next_operation_id;
+            state.next_operation_id += 1;
+            entries.push(Entry::OperationQueued {
+                id: op,
+                lserver: path.to_string(),
+                kind,
+                detection: Some(id),
+                created_ms: now,
+                requested_by: None,
+            });
+            let queued = QueuedOp {
+                id: op,
+                kind,
+                resume: None,
+            };
+            (Disposition::Accepted, Some(queued))
+        }
+    }
+}
+
+/// R3: nobody to quarantine, one ERROR alert naming the address.
+fn not_found(
+    state: &mut State,
+    detection: &Detection,
+    now: u64,
+    entries: &mut Vec<Entry>,
+) -> Disposition {
+    let named = detection
+        .ip
+        .map(|ip| format!("ip={ip}"))
+        .or(detection.mac.clone())
+        .or(detection.hostname.clone())
+        .unwrap_or_default();
+    let alert = state.alert(
+        now,
+        AlertCode::LserverNotFound,
+        None,
+        detection.ip,
+        None,
+        format!("L-Server not found. {named}"),
+    );
+    entries.push(Entry::Alert(alert));
+    Disposition::NotFound
 }
