@@ -135,6 +135,25 @@ impl Journal {
     /// Reads what the engine keeps in memory.
     pub fn snapshot(&self) -> Result<Snapshot, JournalError> {
         let mut snap = Snapshot::default();
+        self.read_lservers(&mut snap)?;
+        self.read_nic_records(&mut snap)?;
+        self.read_allocations(&mut snap)?;
+        self.read_open_operations(&mut snap)?;
+        self.read_undelivered_alerts(&mut snap)?;
+        let max = |sql: &str| -> Result<i64, JournalError> {
+            Ok(self
+                .conn
+                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(0))
+        };
+        snap.next_detection_id = max("SELECT MAX(id) FROM detections")? + 1;
+        snap.next_operation_id = max("SELECT MAX(id) FROM operations")? + 1;
+        snap.next_alert_seq = max("SELECT MAX(seq) FROM alerts")? + 1;
+        Ok(snap)
+    }
+
+    /// The L-Servers' states, statuses and outcomes.
+    fn read_lservers(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self
             .conn
             .prepare("SELECT path, state, status, outcome FROM lservers")?;
@@ -156,6 +175,11 @@ impl Journal {
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
             });
         }
+        Ok(())
+    }
+
+    /// The NICs' records.
+    fn read_nic_records(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT lserver, nic_index, network, ip, device_network FROM nic_records ORDER BY lserver, nic_index",
         )?;
@@ -180,6 +204,11 @@ impl Journal {
                 },
             ));
         }
+        Ok(())
+    }
+
+    /// The quarantine IPs allocated (R6).
+    fn read_allocations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
         )?;
@@ -196,6 +225,11 @@ impl Journal {
             snap.allocations
                 .push((network, parse_ip(&ip)?, lserver, nic as usize));
         }
+        Ok(())
+    }
+
+    /// The operations not done, with their plans (R16).
+    fn read_open_operations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT id, lserver, kind, status, phase, detection_id FROM operations
              WHERE status <> 'done' ORDER BY id",
@@ -225,6 +259,11 @@ impl Journal {
         for op in &mut snap.open_operations {
             op.plan = self.plan(op.id)?;
         }
+        Ok(())
+    }
+
+    /// The alerts not yet delivered (R17).
+    fn read_undelivered_alerts(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
             "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
              WHERE delivered = 0 ORDER BY seq",
@@ -232,16 +271,7 @@ impl Journal {
         for row in stmt.query_map([], read_alert)? {
             snap.undelivered_alerts.push(row??);
         }
-        let max = |sql: &str| -> Result<i64, JournalError> {
-            Ok(self
-                .conn
-                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
-                .unwrap_or(0))
-        };
-        snap.next_detection_id = max("SELECT MAX(id) FROM detections")? + 1;
-        snap.next_operation_id = max("SELECT MAX(id) FROM operations")? + 1;
-        snap.next_alert_seq = max("SELECT MAX(seq) FROM alerts")? + 1;
-        Ok(snap)
+        Ok(())
     }
 
     fn plan(&self, operation: OperationId) -> Result<Vec<PlanNic>, JournalError> {
