@@ -46,7 +46,7 @@ impl OpCtx<'_> {
             last = self
                 .call(
                     switch,
-                    "save_config",
+                    DeviceCall::SaveConfig,
                     None,
                     None,
                     self.save(switch, s, self.change_budget()),
@@ -81,7 +81,7 @@ impl OpCtx<'_> {
                         Some(h) => {
                             self.call(
                                 hypervisor,
-                                "power_reset",
+                                DeviceCall::PowerReset,
                                 None,
                                 None,
                                 self.slot(hypervisor, Class::Write, budget, h.power_reset(vm)),
@@ -95,7 +95,7 @@ impl OpCtx<'_> {
                     Some(b) => {
                         self.call(
                             bmc,
-                            "reset",
+                            DeviceCall::Reset,
                             None,
                             None,
                             self.slot(bmc, Class::Write, budget, b.reset()),

@@ -71,7 +71,7 @@ impl OpCtx<'_> {
     async fn call<T, F>(
         &self,
         device: &str,
-        call: &str,
+        call: DeviceCall,
         nic: Option<usize>,
         target: Option<String>,
         fut: F,
@@ -86,7 +86,7 @@ impl OpCtx<'_> {
         // R7: the plan was durable before the first call (the flows publish it first); before
         // a call that changes a device, so is every earlier outcome of this operation. A read or
         // a login changes nothing, so it does not wait for a commit.
-        if changes_device(call) {
+        if call.changes_device() {
             let required = self.required.load(Ordering::Acquire);
             self.shared.durable(required, Waiting::DeviceCall).await?;
         }
@@ -104,7 +104,7 @@ impl OpCtx<'_> {
             operation: self.op,
             nic_index: nic,
             device: device.to_string(),
-            call: call.to_string(),
+            call: call.name().to_string(),
             target: target.or(seen),
             outcome,
             detail,
@@ -171,9 +171,56 @@ fn missing(device: &str) -> DeviceError {
     )
 }
 
-/// Whether `call` changes device state (a move, a save, a reset), as opposed to a read or login.
-fn changes_device(call: &str) -> bool {
-    !matches!(call, "get_nic" | "get_port" | "login")
+/// A device call the engine makes; its name is what the journal's `device_calls.call` column
+/// and the lab's history record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DeviceCall {
+    /// Reads a vNIC's port group (hypervisor).
+    GetNic,
+    /// Moves a vNIC to a port group (hypervisor).
+    SetNic,
+    /// Reads an access port's VLAN (switch).
+    GetPort,
+    /// Sets an access port's VLAN (switch).
+    SetPort,
+    /// Saves the running configuration (switch, R10).
+    SaveConfig,
+    /// Resets a VM (hypervisor, R13).
+    PowerReset,
+    /// Resets a server (BMC, R13).
+    Reset,
+    /// Opens a session (hypervisor).
+    Login,
+}
+
+impl DeviceCall {
+    /// The call's name in the journal and the history.
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceCall::GetNic => "get_nic",
+            DeviceCall::SetNic => "set_nic",
+            DeviceCall::GetPort => "get_port",
+            DeviceCall::SetPort => "set_port",
+            DeviceCall::SaveConfig => "save_config",
+            DeviceCall::PowerReset => "power_reset",
+            DeviceCall::Reset => "reset",
+            DeviceCall::Login => "login",
+        }
+    }
+
+    /// Whether the call changes device state (a move, a save, a reset), as opposed to a read
+    /// or a login: only such a call waits for the operation's earlier outcomes to be durable
+    /// (R7).
+    pub fn changes_device(self) -> bool {
+        match self {
+            DeviceCall::GetNic | DeviceCall::GetPort | DeviceCall::Login => false,
+            DeviceCall::SetNic
+            | DeviceCall::SetPort
+            | DeviceCall::SaveConfig
+            | DeviceCall::PowerReset
+            | DeviceCall::Reset => true,
+        }
+    }
 }
 
 /// The value a successful call returns, as journaled in `target`.
@@ -196,5 +243,35 @@ impl ToTarget for String {
 impl ToTarget for u16 {
     fn to_target(&self) -> Option<String> {
         Some(self.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DeviceCall::{self, *};
+
+    const ALL: [DeviceCall; 8] = [
+        GetNic, SetNic, GetPort, SetPort, SaveConfig, PowerReset, Reset, Login,
+    ];
+
+    #[test]
+    fn r7_only_reads_and_logins_go_out_before_earlier_outcomes_are_durable() {
+        let waiting: Vec<&str> = ALL
+            .iter()
+            .filter(|c| c.changes_device())
+            .map(|c| c.name())
+            .collect();
+        assert_eq!(
+            waiting,
+            ["set_nic", "set_port", "save_config", "power_reset", "reset"]
+        );
+    }
+
+    #[test]
+    fn device_call_names_are_distinct() {
+        let mut names: Vec<&str> = ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
     }
 }

@@ -70,7 +70,7 @@ impl OpCtx<'_> {
                 let r = self
                     .call(
                         hypervisor,
-                        "get_nic",
+                        DeviceCall::GetNic,
                         Some(nic.index),
                         None,
                         self.slot(
@@ -99,7 +99,7 @@ impl OpCtx<'_> {
                 let r = self
                     .call(
                         switch,
-                        "get_port",
+                        DeviceCall::GetPort,
                         Some(nic.index),
                         None,
                         self.get_port(switch, s, port, self.read_budget()),
@@ -122,7 +122,7 @@ impl OpCtx<'_> {
             let _login = self
                 .call(
                     hypervisor,
-                    "login",
+                    DeviceCall::Login,
                     None,
                     None,
                     self.slot(hypervisor, Class::Write, self.read_budget(), h.login()),
@@ -150,7 +150,7 @@ impl OpCtx<'_> {
                 };
                 self.call(
                     hypervisor,
-                    "set_nic",
+                    DeviceCall::SetNic,
                     Some(nic.index),
                     Some(pg.to_string()),
                     self.slot(hypervisor, Class::Write, budget, h.set_nic(vm, device, pg)),
@@ -167,7 +167,7 @@ impl OpCtx<'_> {
                 let vlan = net.vlan;
                 self.call(
                     switch,
-                    "set_port",
+                    DeviceCall::SetPort,
                     Some(nic.index),
                     Some(vlan.to_string()),
                     self.set_port(switch, s, port, vlan, budget),
