@@ -4,7 +4,10 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# The commit report.json names (build.rs); the context has no .git: pass --build-arg QLAB_GIT_SHA=$(git rev-parse HEAD).
+ARG QLAB_GIT_SHA=
+ENV QLAB_GIT_SHA=${QLAB_GIT_SHA}
 COPY src src
 COPY benches benches
 # src/bench embeds sample payloads from fixtures/.

@@ -7,6 +7,7 @@ pub mod adapters;
 pub mod bench;
 pub mod certify;
 pub mod check;
+pub mod cli;
 pub mod daemon;
 pub mod engine;
 pub mod explore;

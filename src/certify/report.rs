@@ -71,21 +71,6 @@ pub struct CertifyReport {
     pub checks: Vec<CheckResult>,
 }
 
-/// The build commit: `QLAB_GIT_SHA` at build time, else `git rev-parse HEAD` now.
-pub fn git_sha() -> String {
-    if let Some(sha) = option_env!("QLAB_GIT_SHA") {
-        return sha.to_string();
-    }
-    std::process::Command::new("git")
-        .args(["rev-parse", "HEAD"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|| "unknown".into())
-}
-
 /// The tier reached by `results` for `product` asked at `requested`: the highest tier whose
 /// required checks, and those of every lower tier, passed or are excused by a deviation the
 /// product declares.
@@ -131,7 +116,7 @@ impl CertifyReport {
         CertifyReport {
             schema: SCHEMA.into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            git_sha: git_sha(),
+            git_sha: crate::cli::BUILD_COMMIT.to_string(),
             started_at,
             family: options.family,
             product: ProductLine {

@@ -62,7 +62,16 @@ pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
         // the queueing, so the commit that makes that step durable carries the queueing and its
         // cause too, and announces them first (R7). One commit, not two, before the first call.
         let result = run_operation(&shared, &path, &next).await;
-        shared.lock().ls(&path).running = None;
+        {
+            let mut state = shared.lock();
+            let ls = state.ls(&path);
+            debug_assert!(
+                result.is_err() || ls.closed == Some(next.id),
+                "a closing step exactly once: operation {} of {path} ended without one",
+                next.id
+            );
+            ls.running = None;
+        }
         if result.is_err() {
             // Halted: the journal failed, so nothing more may happen (R7).
             shared.idle.notify_waiters();

@@ -8,7 +8,7 @@ use crate::engine::executor::{NicMove, OpCtx, Truth};
 use crate::engine::journal::{Entry, PlanNic};
 use crate::engine::state::{Halted, QueuedOp, Shared, State, Waiting};
 use crate::engine::types::*;
-use crate::model::{LServer, LServerKind};
+use crate::model::{LServer, LServerKind, NetworkRole};
 
 /// Makes the plan (R6): every NIC to the quarantine network its operation network maps to, with
 /// a fresh IP. A NIC already recorded on that quarantine network keeps its IP. On error nothing
@@ -35,6 +35,13 @@ fn make_plan(
                 nic.index, nic.network
             ));
         };
+        // Topology validation maps operation networks to quarantine networks only.
+        assert!(
+            quarantine.role == NetworkRole::Quarantine,
+            "R11: a quarantine of {} would target {}, which is not a quarantine network",
+            ls.path,
+            quarantine.name
+        );
         let to_ip = if record.network == quarantine.name {
             record.ip
         } else {

@@ -1,0 +1,199 @@
+//! Device queue tests: slots, classes, urgency, budgets and batching (R15, R19, R20).
+
+use super::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A wait budget no test reaches.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
+}
+
+fn budget(wait: Duration, call_timeout: Duration) -> Budget {
+    let until = Instant::now() + wait;
+    Budget {
+        wait_until: until,
+        end_by: until + call_timeout,
+        call_timeout,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
+    let held = queue.acquire(Class::Write, far()).await;
+    let gave_up = tokio::time::timeout(
+        Duration::from_millis(10),
+        queue.acquire(Class::Write, far()),
+    )
+    .await;
+    assert!(gave_up.is_err());
+    drop(held);
+    let again =
+        tokio::time::timeout(Duration::from_millis(1), queue.acquire(Class::Read, far())).await;
+    assert!(again.is_ok(), "the slot went to a waiter that was gone");
+}
+
+#[tokio::test(start_paused = true)]
+async fn r19_a_queued_item_withdrawn_at_its_budget_is_unavailable_never_sent_and_says_why() {
+    let queue = DeviceQueue::new(1, 8, Duration::from_secs(5));
+    let _held = queue.acquire(Class::Write, far()).await;
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counter = sent.clone();
+    let result = queue
+        .batched(
+            &queue.set_ports,
+            Class::Write,
+            ("Ethernet1/1".to_string(), 910),
+            budget(Duration::from_secs(1), Duration::from_secs(5)),
+            move |items: Vec<(String, u16)>| {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { vec![Ok(()); items.len()] }
+            },
+        )
+        .await;
+    let error = result.unwrap_err();
+    assert_eq!(error.class, OutcomeClass::Unavailable);
+    assert!(
+        error.detail.contains("too slow for the load"),
+        "{}",
+        error.detail
+    );
+    assert_eq!(sent.load(Ordering::SeqCst), 0);
+    assert_eq!(queue.set_ports.len(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
+    // One slot, a 1 s call timeout, twenty calls of 500 ms queued at once: the last waits
+    // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
+    let call_timeout = Duration::from_secs(1);
+    let queue = DeviceQueue::new(1, 1, call_timeout);
+    let calls: Vec<_> = (0..20)
+        .map(|_| {
+            let queue = queue.clone();
+            let budget = budget(Duration::from_secs(60), call_timeout);
+            tokio::spawn(async move {
+                queue
+                    .run(Class::Write, budget, async {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        Ok(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    for call in calls {
+        assert!(call.await.unwrap().is_ok());
+    }
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
+    let call_timeout = Duration::from_secs(5);
+    let queue = DeviceQueue::new(2, 1, call_timeout);
+    let calls: Vec<_> = (0..10)
+        .map(|_| {
+            let queue = queue.clone();
+            let budget = budget(Duration::from_secs(3), call_timeout);
+            tokio::spawn(async move {
+                queue
+                    .run(Class::Write, budget, async {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Ok(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for call in calls {
+        if let Err(e) = call.await.unwrap() {
+            refused.push(e);
+        }
+    }
+    // Two slots, 2 s calls, a 3 s budget: four calls are served (two at 0 s, two at 2 s).
+    assert_eq!(refused.len(), 6);
+    for e in &refused {
+        assert_eq!(e.class, OutcomeClass::Unavailable);
+        assert!(
+            e.detail.contains("1.0 calls/s (2 at a time)"),
+            "{}",
+            e.detail
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_writes_go_first_but_an_urgent_read_is_not_starved() {
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+    let held = queue.acquire(Class::Write, far()).await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let waiter = |class: Class, name: &'static str, wait_until: Instant| {
+        let (queue, order) = (queue.clone(), order.clone());
+        tokio::spawn(async move {
+            let _permit = queue.acquire(class, wait_until).await;
+            lock(&order).push(name);
+        })
+    };
+    let read = waiter(
+        Class::Read,
+        "read",
+        Instant::now() + Duration::from_secs(10),
+    );
+    tokio::task::yield_now().await;
+    let write = waiter(Class::Write, "write", far());
+    tokio::task::yield_now().await;
+    drop(held);
+    write.await.unwrap();
+    read.await.unwrap();
+    assert_eq!(*lock(&order), ["write", "read"]);
+
+    // The same, but the read's budget ends within one call timeout: it goes first.
+    lock(&order).clear();
+    let held = queue.acquire(Class::Write, far()).await;
+    let read = waiter(
+        Class::Read,
+        "read",
+        Instant::now() + Duration::from_secs(10),
+    );
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let write = waiter(Class::Write, "write", far());
+    tokio::task::yield_now().await;
+    drop(held);
+    write.await.unwrap();
+    read.await.unwrap();
+    assert_eq!(*lock(&order), ["read", "write"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r20_watch_reads_are_served_after_every_other_class_even_when_due() {
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+    let held = queue.acquire(Class::Write, far()).await;
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let waiter = |class: Class, name: &'static str, wait_until: Instant| {
+        let (queue, order) = (queue.clone(), order.clone());
+        tokio::spawn(async move {
+            let _permit = queue.acquire(class, wait_until).await;
+            lock(&order).push(name);
+        })
+    };
+    // The watch read waits first and its budget is about to end: still served last.
+    let watch = waiter(
+        Class::Watch,
+        "watch",
+        Instant::now() + Duration::from_secs(1),
+    );
+    tokio::task::yield_now().await;
+    let save = waiter(Class::Save, "save", far());
+    let read = waiter(Class::Read, "read", far());
+    let write = waiter(Class::Write, "write", far());
+    tokio::task::yield_now().await;
+    drop(held);
+    for task in [write, read, save, watch] {
+        task.await.unwrap();
+    }
+    assert_eq!(*lock(&order), ["write", "read", "save", "watch"]);
+}

@@ -1,0 +1,340 @@
+//! Group commit (R7): every step is staged under the state lock and made durable by one
+//! committer at a time, which gathers the steps staged meanwhile into one journal commit (one
+//! fsync). What waits for a step ([`Waiting`]) decides how long its commit may wait for others.
+
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::journal::{Entry, JournalError};
+use super::state::{Halted, Shared, State};
+use super::types::*;
+use super::EngineEvent;
+
+/// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
+/// runtime the worker hands its other tasks to another thread first; on a current-thread runtime
+/// (the lab, paused clock) there is nothing else to run meanwhile.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// How many times a committer yields at most while other tasks keep staging steps for its
+/// commit. More yields mean fewer, larger commits (each an fsync and a set of WAL pages) at the
+/// price of the first step's wait; measured with `qlab bench` (wire figure).
+const GATHER_YIELDS: usize = 8;
+
+/// How long a closing step waits for a commit that another step needs, while device calls are
+/// under way, before it commits itself: short beside any device's latency, long enough that the
+/// closings of a burst share a few commits instead of one each.
+const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// What waits for a step to be durable; it decides how long the step's commit may wait for
+/// others to join it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waiting {
+    /// A device call (a plan before its first call, earlier outcomes before a write, a
+    /// quarantine_reboot's quarantine before its reset). Committed after one yield when no
+    /// device call is under way, since the devices sit idle until it is durable; else it
+    /// gathers the steps staged meanwhile.
+    DeviceCall,
+    /// Someone outside: a detection's or a command's acknowledgement. Gathers.
+    Reply,
+    /// Only the operation's own end: its records, its closing alert, its delivery marks. Rides a
+    /// commit another step needs, for [`CLOSING_WINDOW`] at most while device calls are under
+    /// way; then, or when none is, it commits after one yield.
+    Closing,
+}
+
+/// A device call under way ([`Shared::call_started`]); a call cut off (its task aborted) is
+/// no longer under way either.
+pub(crate) struct CallUnderWay<'a>(&'a Shared);
+
+impl Drop for CallUnderWay<'_> {
+    fn drop(&mut self) {
+        if self.0.calls_in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // The last call ended: closing steps waiting for company need not wait any more.
+            self.0.flush_done.notify_waiters();
+        }
+    }
+}
+
+/// A staged step's place in commit order: durable once `Shared::flushed` reaches it.
+pub(crate) type Ticket = u64;
+
+/// Records the closing steps among `entries`: each operation's `OperationFinished` is staged
+/// exactly once, and only for the operation its L-Server's lane is running.
+fn note_closings(state: &mut State, entries: &[Entry]) {
+    for entry in entries {
+        let Entry::OperationFinished { id, lserver, .. } = entry else {
+            continue;
+        };
+        let Some(ls) = state.lservers.get_mut(lserver) else {
+            continue;
+        };
+        assert!(
+            ls.closed != Some(*id),
+            "a closing step exactly once: operation {id} of {lserver} was closed twice"
+        );
+        debug_assert!(
+            ls.running.as_ref().is_some_and(|r| r.id == *id),
+            "a closing step closes the operation its lane runs: {id} of {lserver} is not running"
+        );
+        ls.closed = Some(*id);
+    }
+}
+
+/// The observer event an entry announces once durable.
+fn durable_event(entry: &Entry) -> Option<EngineEvent> {
+    match entry {
+        Entry::Alert(alert) => Some(EngineEvent::Alert(alert.clone())),
+        Entry::OperationStarted {
+            id, lserver, kind, ..
+        } => Some(EngineEvent::OperationStarted {
+            id: *id,
+            lserver: lserver.clone(),
+            kind: *kind,
+        }),
+        Entry::OperationFinished {
+            id,
+            lserver,
+            outcome,
+            ..
+        } => Some(EngineEvent::OperationFinished {
+            id: *id,
+            lserver: lserver.clone(),
+            outcome: *outcome,
+        }),
+        Entry::Detection { .. } => detection_receipt(entry).map(|((source, event_id), receipt)| {
+            EngineEvent::DetectionJournaled {
+                source,
+                event_id,
+                receipt,
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// A detection entry's `(source, event_id)` and receipt.
+fn detection_receipt(entry: &Entry) -> Option<((String, String), DetectionReceipt)> {
+    let Entry::Detection {
+        id,
+        detection,
+        lserver,
+        disposition,
+        operation,
+        ..
+    } = entry
+    else {
+        return None;
+    };
+    let key = (detection.source.clone(), detection.event_id.clone());
+    let receipt = DetectionReceipt {
+        id: *id,
+        disposition: *disposition,
+        lserver: lserver.clone(),
+        operation: *operation,
+    };
+    Some((key, receipt))
+}
+
+impl Shared {
+    /// Stages one step: its entries join the next group commit, after every step staged before
+    /// it. The caller applies the step to memory under the same lock, and must await
+    /// [`Shared::durable`] with the returned ticket before anything outside the engine may
+    /// learn of it: a device call, an alert, an acknowledgement (R7).
+    pub fn stage(&self, state: &mut State, entries: Vec<Entry>) -> Result<Ticket, Halted> {
+        if self.is_halted() {
+            return Err(Halted);
+        }
+        if !entries.is_empty() {
+            note_closings(state, &entries);
+            for (key, receipt) in entries.iter().filter_map(detection_receipt) {
+                state.pending_detections.insert(key, receipt);
+            }
+            state.pending.extend(entries);
+            state.staged += 1;
+        }
+        Ok(state.staged)
+    }
+
+    /// Whether `ticket` may be waited for: never ahead of the steps staged so far, or
+    /// [`Shared::durable`] would wait for a commit that nothing will make.
+    fn ticket_is_staged(&self, ticket: Ticket) -> bool {
+        ticket <= self.lock().staged
+    }
+
+    /// Returns once every step staged up to `ticket` is durable. The first waiter commits all
+    /// staged steps in one transaction and one fsync (group commit) while the others wait; steps
+    /// staged during that fsync go together in the next commit. `waiting` says how long the
+    /// commit may wait for others to join it.
+    pub async fn durable(&self, ticket: Ticket, waiting: Waiting) -> Result<(), Halted> {
+        debug_assert!(
+            self.ticket_is_staged(ticket),
+            "R7: ticket {ticket} is ahead of the steps staged; its commit would never come"
+        );
+        if self.flushed.load(Ordering::Acquire) >= ticket {
+            return Ok(());
+        }
+        if waiting == Waiting::Closing {
+            self.ride_along(ticket).await;
+            if self.flushed.load(Ordering::Acquire) >= ticket {
+                return Ok(());
+            }
+        }
+        // One yield only (it lets a lane whose step is already durable reach its device first,
+        // R15) when the devices sit idle until a step a device call waits for is durable, and
+        // for a closing step, which has waited for company already.
+        let hurry = match waiting {
+            Waiting::DeviceCall => self.devices_idle(),
+            Waiting::Closing => true,
+            Waiting::Reply => false,
+        };
+        let gather = if hurry { 1 } else { GATHER_YIELDS };
+        // Let the tasks woken with this one stage their steps first, so one fsync carries all:
+        // yield while others keep staging (a burst of detections and the plans their lanes make
+        // right after), a few times at most. A lone step yields once and commits.
+        let mut seen = self.lock().staged;
+        for _ in 0..gather {
+            tokio::task::yield_now().await;
+            let now = self.lock().staged;
+            if now == seen {
+                break;
+            }
+            seen = now;
+        }
+        loop {
+            let done = self.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.flushed.load(Ordering::Acquire) >= ticket {
+                return Ok(());
+            }
+            if self.is_halted() {
+                return Err(Halted);
+            }
+            // One committer at a time; the journal lock alone cannot tell, readers take it too.
+            if self
+                .committing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+            {
+                let result = self.flush();
+                self.committing.store(false, Ordering::Release);
+                self.flush_done.notify_waiters();
+                result?;
+                // The committer is often the last task that staged (the others were still
+                // staging when it looked): let the tasks this commit woke, which staged before
+                // it, go on first, so devices see operations in arrival order.
+                tokio::task::yield_now().await;
+            } else {
+                // Another task is committing; its end wakes this one.
+                done.await;
+            }
+        }
+    }
+
+    /// Counts a device call as under way until the returned guard is dropped.
+    pub fn call_started(&self) -> CallUnderWay<'_> {
+        self.calls_in_flight.fetch_add(1, Ordering::AcqRel);
+        CallUnderWay(self)
+    }
+
+    /// No device call is under way: nothing will need a commit soon but what waits now.
+    fn devices_idle(&self) -> bool {
+        self.calls_in_flight.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits for a commit that carries `ticket` while device calls are under way (what they
+    /// stage next may need one: a write after a failed call, a plan, a detection meanwhile),
+    /// for [`CLOSING_WINDOW`] at most.
+    async fn ride_along(&self, ticket: Ticket) {
+        let deadline = Instant::now() + CLOSING_WINDOW;
+        loop {
+            let done = self.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.flushed.load(Ordering::Acquire) >= ticket
+                || self.is_halted()
+                || self.devices_idle()
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, done).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Commits every staged step as one transaction, holding the journal but not the state
+    /// lock. On failure the engine halts: no device call may follow a step that is not durable
+    /// (R7).
+    fn flush(&self) -> Result<(), Halted> {
+        let (batch, upto) = {
+            let mut state = self.lock();
+            state.inflight_detections = std::mem::take(&mut state.pending_detections);
+            // The last batch's vector, emptied, takes the next steps: a fresh one per commit
+            // cost fresh pages (zeroed by the kernel) in profiles of detection bursts.
+            let spare = std::mem::take(&mut state.spare);
+            (std::mem::replace(&mut state.pending, spare), state.staged)
+        };
+        let result = if self.is_halted() {
+            Err(None)
+        } else if batch.is_empty() {
+            Ok(None)
+        } else {
+            let started = Instant::now();
+            let committed = self.commit(&batch).map(Some).map_err(Some);
+            if committed.is_ok() {
+                self.stats
+                    .committed(&batch, started.elapsed(), self.now_ms());
+            }
+            committed
+        };
+        let outcome = match result {
+            Ok(None) => {
+                self.flushed.store(upto, Ordering::Release);
+                Ok(())
+            }
+            Ok(Some(commit)) => {
+                self.emit(EngineEvent::Committed { commit });
+                // Announced as they become durable, in journal order, so an observer's history
+                // holds what the journal holds even if the process dies right after; and before
+                // `flushed` moves, so nothing a waiter does next is announced first.
+                for entry in &batch {
+                    if let Some(event) = durable_event(entry) {
+                        self.emit(event);
+                    }
+                }
+                self.flushed.store(upto, Ordering::Release);
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(error) = error {
+                    self.halt(&error);
+                }
+                Err(Halted)
+            }
+        };
+        // Only now may an R4 lookup miss the batch's detections in memory and find them in the
+        // journal: they are announced and `flushed` covers them, so a duplicate found there is
+        // acknowledged after its original, never before.
+        let mut spare = batch;
+        spare.clear();
+        let mut state = self.lock();
+        state.inflight_detections.clear();
+        state.flush_epoch += 1;
+        state.spare = spare;
+        drop(state);
+        outcome
+    }
+
+    /// Commits `batch`; the number of commits made so far.
+    pub(super) fn commit(&self, batch: &[Entry]) -> Result<u64, JournalError> {
+        let mut journal = self.journal();
+        blocking(|| journal.commit(batch).map(|()| journal.commits()))
+    }
+}

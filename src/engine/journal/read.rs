@@ -1,0 +1,350 @@
+//! Reading the journal: the R4 lookups, the API's views of operations and alerts, and the
+//! snapshot the engine rebuilds its memory from at open (R16).
+
+use std::net::IpAddr;
+
+use rusqlite::{params, OptionalExtension};
+
+use super::*;
+
+impl Journal {
+    /// The id of an already received `(source, event_id)` (R4).
+    pub fn find_detection(
+        &self,
+        source: &str,
+        event_id: &str,
+    ) -> Result<Option<DetectionId>, JournalError> {
+        // Cached: the daemon asks once per detection it receives.
+        Ok(self
+            .conn
+            .prepare_cached(FIND_DETECTION)?
+            .query_row(params![source, event_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// The disposition, L-Server and operation of a journaled detection.
+    pub fn detection_receipt(
+        &self,
+        id: DetectionId,
+    ) -> Result<Option<DetectionReceipt>, JournalError> {
+        Ok(self
+            .conn
+            .prepare_cached(DETECTION_RECEIPT)?
+            .query_row([id], |r| {
+                let disposition: String = r.get(0)?;
+                Ok(DetectionReceipt {
+                    id,
+                    disposition: parse_disposition(&disposition),
+                    lserver: r.get(1)?,
+                    operation: r.get(2)?,
+                })
+            })
+            .optional()?)
+    }
+
+    /// Whether operation `operation` journaled an `ok` outcome of any of `calls` (R16: a reset
+    /// that succeeded before a restart is not sent again).
+    pub fn has_successful_call(
+        &self,
+        operation: OperationId,
+        calls: &[&str],
+    ) -> Result<bool, JournalError> {
+        for call in calls {
+            let found: Option<i64> = self
+                .conn
+                .query_row(
+                    "SELECT id FROM device_calls WHERE operation_id = ?1 AND call = ?2 AND outcome = 'ok' LIMIT 1",
+                    params![operation, call],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if found.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Number of journaled detections.
+    pub fn detection_count(&self) -> Result<u64, JournalError> {
+        Ok(self
+            .conn
+            .query_row("SELECT COUNT(*) FROM detections", [], |r| {
+                r.get::<_, i64>(0)
+            })? as u64)
+    }
+
+    /// One operation.
+    pub fn operation(&self, id: OperationId) -> Result<Option<OperationView>, JournalError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT lserver, kind, status, outcome, detail, requested_by FROM operations WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(lserver, kind, status, outcome, detail, requested_by)| {
+            Ok(OperationView {
+                id,
+                lserver,
+                kind: parse_kind(&kind)?,
+                status,
+                outcome: outcome.as_deref().map(parse_outcome).transpose()?,
+                detail,
+                requested_by,
+            })
+        })
+        .transpose()
+    }
+
+    /// Operations in id order (for reports and the API).
+    pub fn operations(&self) -> Result<Vec<OperationView>, JournalError> {
+        let mut stmt = self.conn.prepare("SELECT id FROM operations ORDER BY id")?;
+        let ids: Vec<i64> = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        ids.into_iter()
+            .filter_map(|id| self.operation(id).transpose())
+            .collect()
+    }
+
+    /// Alerts with `seq > since`, in order, at most `limit`.
+    pub fn alerts_since(&self, since: i64, limit: usize) -> Result<Vec<Alert>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
+             WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )?;
+        let rows = stmt.query_map(params![since, limit as i64], read_alert)?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(row??);
+        }
+        Ok(out)
+    }
+
+    /// Reads what the engine keeps in memory.
+    pub fn snapshot(&self) -> Result<Snapshot, JournalError> {
+        let mut snap = Snapshot::default();
+        self.read_lservers(&mut snap)?;
+        self.read_nic_records(&mut snap)?;
+        self.read_allocations(&mut snap)?;
+        self.read_open_operations(&mut snap)?;
+        self.read_undelivered_alerts(&mut snap)?;
+        let max = |sql: &str| -> Result<i64, JournalError> {
+            Ok(self
+                .conn
+                .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
+                .unwrap_or(0))
+        };
+        snap.next_detection_id = max("SELECT MAX(id) FROM detections")? + 1;
+        snap.next_operation_id = max("SELECT MAX(id) FROM operations")? + 1;
+        snap.next_alert_seq = max("SELECT MAX(seq) FROM alerts")? + 1;
+        Ok(snap)
+    }
+
+    /// The L-Servers' states, statuses and outcomes.
+    fn read_lservers(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT path, state, status, outcome FROM lservers")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (path, state, status, outcome) = row?;
+            snap.lservers.push(LServerRow {
+                path,
+                state: LServerState::parse(&state)
+                    .ok_or_else(|| JournalError::Corrupt(format!("unknown state {state:?}")))?,
+                status,
+                outcome: outcome.as_deref().map(parse_outcome).transpose()?,
+            });
+        }
+        Ok(())
+    }
+
+    /// The NICs' records.
+    fn read_nic_records(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT lserver, nic_index, network, ip, device_network FROM nic_records ORDER BY lserver, nic_index",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (lserver, index, network, ip, device_network) = row?;
+            snap.nic_records.push((
+                lserver,
+                NicRecord {
+                    index: index as usize,
+                    network,
+                    ip: parse_ip(&ip)?,
+                    device_network,
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// The quarantine IPs allocated (R6).
+    fn read_allocations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+            ))
+        })?;
+        for row in rows {
+            let (network, ip, lserver, nic) = row?;
+            snap.allocations
+                .push((network, parse_ip(&ip)?, lserver, nic as usize));
+        }
+        Ok(())
+    }
+
+    /// The operations not done, with their plans (R16).
+    fn read_open_operations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, lserver, kind, status, phase, detection_id FROM operations
+             WHERE status <> 'done' ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, lserver, kind, status, phase, detection) = row?;
+            snap.open_operations.push(OpenOperation {
+                id,
+                lserver,
+                kind: parse_kind(&kind)?,
+                status,
+                phase,
+                detection,
+                plan: Vec::new(),
+            });
+        }
+        for op in &mut snap.open_operations {
+            op.plan = self.plan(op.id)?;
+        }
+        Ok(())
+    }
+
+    /// The alerts not yet delivered (R17).
+    fn read_undelivered_alerts(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
+             WHERE delivered = 0 ORDER BY seq",
+        )?;
+        for row in stmt.query_map([], read_alert)? {
+            snap.undelivered_alerts.push(row??);
+        }
+        Ok(())
+    }
+
+    fn plan(&self, operation: OperationId) -> Result<Vec<PlanNic>, JournalError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT nic_index, from_network, from_ip, to_network, to_ip FROM plan_nics
+             WHERE operation_id = ?1 ORDER BY nic_index",
+        )?;
+        let rows = stmt.query_map([operation], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut plan = Vec::new();
+        for row in rows {
+            let (nic, from_network, from_ip, to_network, to_ip) = row?;
+            plan.push(PlanNic {
+                nic_index: nic as usize,
+                from_network,
+                from_ip: parse_ip(&from_ip)?,
+                to_network,
+                to_ip: parse_ip(&to_ip)?,
+            });
+        }
+        Ok(plan)
+    }
+}
+
+fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
+    let seq: i64 = r.get(0)?;
+    let at_ms: i64 = r.get(1)?;
+    let code: String = r.get(2)?;
+    let lserver: Option<String> = r.get(3)?;
+    let ip: Option<String> = r.get(4)?;
+    let operation: Option<i64> = r.get(5)?;
+    let detail: String = r.get(6)?;
+    Ok((|| {
+        Ok(Alert {
+            seq,
+            at_ms: at_ms as u64,
+            code: AlertCode::parse(&code)
+                .ok_or_else(|| JournalError::Corrupt(format!("unknown alert code {code:?}")))?,
+            lserver,
+            ip: ip.as_deref().map(parse_ip).transpose()?,
+            operation,
+            detail,
+        })
+    })())
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+    text.parse()
+        .map_err(|_| JournalError::Corrupt(format!("bad IP address {text:?}")))
+}
+
+fn parse_kind(text: &str) -> Result<OperationKind, JournalError> {
+    OperationKind::parse(text)
+        .ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
+}
+
+fn parse_outcome(text: &str) -> Result<Outcome, JournalError> {
+    Outcome::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown outcome {text:?}")))
+}
+
+fn parse_disposition(text: &str) -> Disposition {
+    match text {
+        "accepted" => Disposition::Accepted,
+        "ignored" => Disposition::Ignored,
+        "not_found" => Disposition::NotFound,
+        "pending_decision" => Disposition::PendingDecision,
+        _ => Disposition::Duplicate,
+    }
+}

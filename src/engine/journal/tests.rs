@@ -1,0 +1,146 @@
+//! The journal's own tests: atomic steps, reopening, the reader, the commit limit.
+
+use super::*;
+use crate::model::{Category, Detection};
+
+fn detection(event_id: &str) -> Detection {
+    Detection {
+        source: "osce".into(),
+        event_id: event_id.into(),
+        ip: Some("10.0.0.1".parse().unwrap()),
+        mac: None,
+        hostname: None,
+        threat: "TROJ".into(),
+        category: Category::Virus,
+    }
+}
+
+#[test]
+fn r7_a_seeded_journal_is_a_complete_empty_journal_that_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seeded.sqlite");
+    let mut conn = Connection::open(&path).unwrap();
+    Journal::seed(&mut conn).unwrap();
+    assert_eq!(migrate::version(&conn).unwrap(), Some(SCHEMA_VERSION));
+    let mut journal = Journal::open(&path).unwrap();
+    let step = [Entry::Detection {
+        id: 1,
+        detection: detection("e-1"),
+        received_ms: 0,
+        lserver: None,
+        disposition: Disposition::NotFound,
+        operation: None,
+        submitted_by: None,
+    }];
+    journal.commit(&step).unwrap();
+    drop(journal);
+    let reopened = Journal::open(&path).unwrap();
+    assert_eq!(reopened.find_detection("osce", "e-1").unwrap(), Some(1));
+}
+
+#[test]
+fn r4_the_reader_sees_every_commit_and_writes_nothing() {
+    assert!(Journal::open_in_memory()
+        .unwrap()
+        .open_reader()
+        .unwrap()
+        .is_none());
+    let dir = tempfile::tempdir().unwrap();
+    let mut journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let reader = journal
+        .open_reader()
+        .unwrap()
+        .expect("a file journal has a reader");
+    let entry = |id: i64, event_id: &str| Entry::Detection {
+        id,
+        detection: detection(event_id),
+        received_ms: 0,
+        lserver: None,
+        disposition: Disposition::NotFound,
+        operation: None,
+        submitted_by: None,
+    };
+    journal.commit(&[entry(1, "e-1")]).unwrap();
+    assert_eq!(reader.find_detection("osce", "e-1").unwrap(), Some(1));
+    // Its cached statement must not pin an old snapshot: a later commit is seen too.
+    journal.commit(&[entry(2, "e-2")]).unwrap();
+    assert_eq!(reader.find_detection("osce", "e-2").unwrap(), Some(2));
+    let mut reader = reader;
+    let refused = reader.commit(&[entry(3, "e-3")]).err().unwrap();
+    assert!(refused.to_string().contains("readonly"), "{refused}");
+    assert_eq!(journal.find_detection("osce", "e-3").unwrap(), None);
+}
+
+#[test]
+fn a_journal_with_an_unknown_meta_version_and_no_user_version_is_refused() {
+    let conn = Connection::open_in_memory().unwrap();
+    conn.execute_batch(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         INSERT INTO meta (key, value) VALUES ('schema_version', '99');",
+    )
+    .unwrap();
+    let error = Journal::init(conn, Durability::PowerLoss).err().unwrap();
+    assert!(error.to_string().contains("schema version 99"), "{error}");
+}
+
+#[test]
+fn r7_a_step_is_all_or_nothing() {
+    let mut j = Journal::open_in_memory().unwrap();
+    let entry = |id| Entry::Detection {
+        id,
+        detection: detection("e-1"),
+        received_ms: 0,
+        lserver: None,
+        disposition: Disposition::NotFound,
+        operation: None,
+        submitted_by: None,
+    };
+    j.commit(&[entry(1)]).unwrap();
+    // The second entry repeats (source, event_id): the whole step must be rolled back.
+    let queued = Entry::OperationQueued {
+        id: 1,
+        lserver: "/a".into(),
+        kind: OperationKind::Quarantine,
+        detection: None,
+        created_ms: 0,
+        requested_by: None,
+    };
+    assert!(j.commit(&[queued, entry(2)]).is_err());
+    let snap = j.snapshot().unwrap();
+    assert!(
+        snap.open_operations.is_empty(),
+        "half-written step survived"
+    );
+    assert_eq!(snap.next_detection_id, 2);
+}
+
+#[test]
+fn r16_commit_limit_halts_like_a_crash() {
+    let mut j = Journal::open_in_memory().unwrap();
+    j.set_commit_limit(Some(1));
+    j.commit(&[]).unwrap();
+    assert!(matches!(j.commit(&[]), Err(JournalError::Halted(1))));
+}
+
+#[test]
+fn r7_journal_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    {
+        let mut j = Journal::open(&path).unwrap();
+        j.commit(&[Entry::OperationQueued {
+            id: 5,
+            lserver: "/a".into(),
+            kind: OperationKind::Release,
+            detection: None,
+            created_ms: 1,
+            requested_by: None,
+        }])
+        .unwrap();
+    }
+    let j = Journal::open(&path).unwrap();
+    let snap = j.snapshot().unwrap();
+    assert_eq!(snap.open_operations.len(), 1);
+    assert_eq!(snap.open_operations[0].kind, OperationKind::Release);
+    assert_eq!(snap.next_operation_id, 6);
+}
