@@ -3,6 +3,13 @@
 //!
 //! See `ARCHITECTURE.md` at the repository root for the modules and the arrows between them.
 
+/// The commit the binary was built from (`build.rs`), or `unknown` outside a git checkout;
+/// run reports and certification bundles both name it.
+pub const BUILD_COMMIT: &str = match option_env!("QLAB_BUILD_COMMIT") {
+    Some(sha) => sha,
+    None => "unknown",
+};
+
 pub mod adapters;
 pub mod bench;
 pub mod certify;

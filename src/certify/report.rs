@@ -116,7 +116,7 @@ impl CertifyReport {
         CertifyReport {
             schema: SCHEMA.into(),
             tool_version: env!("CARGO_PKG_VERSION").into(),
-            git_sha: crate::cli::BUILD_COMMIT.to_string(),
+            git_sha: crate::BUILD_COMMIT.to_string(),
             started_at,
             family: options.family,
             product: ProductLine {

@@ -52,11 +52,7 @@ pub mod engine;
 pub mod lab;
 pub mod run;
 
-/// The commit the binary was built from (`build.rs`), or `unknown` outside a git checkout.
-pub const BUILD_COMMIT: &str = match option_env!("QLAB_BUILD_COMMIT") {
-    Some(sha) => sha,
-    None => "unknown",
-};
+pub use crate::BUILD_COMMIT;
 
 /// How a command ended; `src/main.rs` turns it into the process's exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
