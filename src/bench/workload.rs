@@ -175,6 +175,7 @@ pub fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
                     network: "qr-a".into(),
                     ip: to_ip,
                     device_network: Some("qr-a".into()),
+                    last_write: None,
                 },
             },
             Entry::LServer {

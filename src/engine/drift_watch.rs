@@ -25,6 +25,9 @@
 //! - **The drift alert** names the L-Server, the NIC, its MAC and what the device showed; it
 //!   belongs to no operation (its `operation` is empty), so the restore operation, when it fails,
 //!   has exactly one ERROR alert of its own, `quarantine-failed` (R17, INV-9).
+//! - **A drift is read twice.** A read that shows the NIC off its quarantine network is read
+//!   again `confirm_read_after` later (R8), and only that second read raises the drift: a device
+//!   may serve the value from before the quarantine's write for a while.
 //! - **Hypervisor sessions.** A watch read refused for an expired session logs in (at the same
 //!   low priority), and the NIC is read again in the next round.
 
@@ -130,7 +133,23 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
         }
         ls_state.started_ops
     };
-    let truth = read(shared, nic).await;
+    let mut truth = read(shared, nic).await;
+    let recorded = shared.lock().ls(&watched.path).records[watched.index]
+        .network
+        .clone();
+    if truth
+        .as_ref()
+        .is_some_and(|t| t.network() != Some(recorded.as_str()))
+    {
+        // R8: a read that contradicts what the engine confirmed may be a stale answer (a
+        // device serving the value from before the quarantine's write): read again
+        // `confirm_read_after` later and act on that read.
+        tokio::time::sleep(shared.settings.confirm_read_after).await;
+        if !watchable(shared.lock().ls(&watched.path)) {
+            return;
+        }
+        truth = read(shared, nic).await;
+    }
     if let Some(staged) = after_read(shared, watched, nic, truth, epoch) {
         let _ = staged.publish(shared, Waiting::Reply).await;
     }

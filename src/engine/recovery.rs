@@ -99,6 +99,7 @@ fn lserver_states(site: &Site, snapshot: &Snapshot) -> HashMap<String, LsState> 
                     network: nic.network.clone(),
                     ip: nic.ip,
                     device_network: None,
+                    last_write: None,
                 })
                 .collect();
             let state = LsState {

@@ -486,6 +486,12 @@ pub struct EngineSpec {
     /// Most drift-watch reads per second on one device (R20).
     #[serde(default = "default_watch_calls_per_second")]
     pub watch_calls_per_second: u32,
+    /// How long before a read that contradicts the engine's evidence for a NIC is read again,
+    /// the later read being the one acted on (R8: a device may serve a stale value for a while
+    /// after a change).
+    #[serde(default = "default_confirm_read_after", with = "duration::required")]
+    #[schemars(with = "crate::model::duration::Text")]
+    pub confirm_read_after: Duration,
 }
 
 fn default_true() -> bool {
@@ -515,6 +521,10 @@ fn default_watch_calls_per_second() -> u32 {
     10
 }
 
+fn default_confirm_read_after() -> Duration {
+    Duration::from_secs(2)
+}
+
 impl Default for EngineSpec {
     fn default() -> Self {
         EngineSpec {
@@ -524,6 +534,7 @@ impl Default for EngineSpec {
             retry: RetrySpec::default(),
             watch_interval: default_watch_interval(),
             watch_calls_per_second: default_watch_calls_per_second(),
+            confirm_read_after: default_confirm_read_after(),
         }
     }
 }

@@ -117,6 +117,7 @@ fn scaled_topology(topology: &Topology, k: f64) -> Topology {
     t.engine.call_timeout = scale(t.engine.call_timeout).max(MIN_CALL_TIMEOUT);
     t.engine.operation_deadline = scale(t.engine.operation_deadline).max(t.engine.call_timeout);
     t.engine.retry.backoff = scale(t.engine.retry.backoff);
+    t.engine.confirm_read_after = scale(t.engine.confirm_read_after);
     // The drift watch keeps its pace relative to the run: rounds scaled like every other
     // duration, and as many reads per scaled second as per second of the scenario.
     t.engine.watch_interval = scale(t.engine.watch_interval);

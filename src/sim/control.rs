@@ -127,13 +127,15 @@ impl SimWorld {
                             continue;
                         };
                         match state.devices.get_mut(hypervisor) {
-                            Some(DeviceModel::Hypervisor(h)) => match h.set_nic(vm, device, pg) {
-                                Ok(Some(c)) => Some((
-                                    portgroup_network(site, hypervisor, &c.from),
-                                    portgroup_network(site, hypervisor, &c.to),
-                                )),
-                                _ => None,
-                            },
+                            Some(DeviceModel::Hypervisor(h)) => {
+                                match h.set_nic(vm, device, pg, now) {
+                                    Ok(Some(c)) => Some((
+                                        portgroup_network(site, hypervisor, &c.from),
+                                        portgroup_network(site, hypervisor, &c.to),
+                                    )),
+                                    _ => None,
+                                }
+                            }
                             _ => None,
                         }
                     }
@@ -148,7 +150,7 @@ impl SimWorld {
                             continue;
                         };
                         match state.devices.get_mut(switch) {
-                            Some(DeviceModel::Switch(s)) => match s.set_port(port, net.vlan) {
+                            Some(DeviceModel::Switch(s)) => match s.set_port(port, net.vlan, now) {
                                 Ok(Some(c)) => {
                                     Some((vlan_network(site, c.from), vlan_network(site, c.to)))
                                 }

@@ -15,6 +15,8 @@ struct Vnic {
     backing: String,
     /// Backing before the last applied write; `None` before the first write.
     previous: Option<String>,
+    /// Run time of the last applied write (bounded staleness of `stale_read`).
+    changed_at: Duration,
 }
 
 /// A port-group change that a write applied.
@@ -77,6 +79,7 @@ impl HypervisorModel {
                     Vnic {
                         backing,
                         previous: None,
+                        changed_at: Duration::ZERO,
                     },
                 );
             }
@@ -114,11 +117,21 @@ impl HypervisorModel {
             .map(|v| v.backing.as_str())
     }
 
-    /// Reads a vNIC's backing; `stale` returns the value before the last write instead.
-    pub fn get_nic(&self, vm: &str, nic: &str, stale: bool) -> DeviceResult<String> {
+    /// Reads a vNIC's backing; with `stale` = (now, window), a read within `window` of the
+    /// last write returns the value before it instead (bounded staleness).
+    pub fn get_nic(
+        &self,
+        vm: &str,
+        nic: &str,
+        stale: Option<(Duration, Duration)>,
+    ) -> DeviceResult<String> {
         let vnic = self.vnic(vm, nic)?;
         let value = match (&vnic.previous, stale) {
-            (Some(previous), true) => previous,
+            (Some(previous), Some((now, window)))
+                if now < vnic.changed_at.saturating_add(window) =>
+            {
+                previous
+            }
             _ => &vnic.backing,
         };
         Ok(value.clone())
@@ -130,6 +143,7 @@ impl HypervisorModel {
         vm: &str,
         nic: &str,
         portgroup: &str,
+        now: Duration,
     ) -> DeviceResult<Option<BackingChange>> {
         let known_portgroup = self.portgroups.contains(portgroup);
         let vnic = self
@@ -144,6 +158,7 @@ impl HypervisorModel {
         }
         let before = std::mem::replace(&mut vnic.backing, portgroup.to_string());
         vnic.previous = Some(before.clone());
+        vnic.changed_at = now;
         Ok((before != portgroup).then(|| BackingChange {
             from: before,
             to: portgroup.to_string(),

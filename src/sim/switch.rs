@@ -16,6 +16,8 @@ struct Port {
     saved: u16,
     /// Running VLAN before the last applied write; `None` before the first write.
     previous: Option<u16>,
+    /// Run time of the last applied write (bounded staleness of `stale_read`).
+    changed_at: Duration,
 }
 
 /// A VLAN change of one port.
@@ -64,6 +66,7 @@ impl SwitchModel {
                         running: vlan,
                         saved: vlan,
                         previous: None,
+                        changed_at: Duration::ZERO,
                     },
                 );
             }
@@ -85,17 +88,25 @@ impl SwitchModel {
         self.ports.get(port).map(|p| p.saved)
     }
 
-    /// Reads the running VLAN; `stale` returns the value before the last write instead.
-    pub fn get_port(&self, port: &str, stale: bool) -> DeviceResult<u16> {
+    /// Reads the running VLAN; with `stale` = (now, window), a read within `window` of the
+    /// last write returns the VLAN before it instead (bounded staleness).
+    pub fn get_port(&self, port: &str, stale: Option<(Duration, Duration)>) -> DeviceResult<u16> {
         let p = self.ports.get(port).ok_or_else(|| no_port(port))?;
         Ok(match (p.previous, stale) {
-            (Some(previous), true) => previous,
+            (Some(previous), Some((now, window))) if now < p.changed_at.saturating_add(window) => {
+                previous
+            }
             _ => p.running,
         })
     }
 
     /// Sets the running VLAN. Returns the change, or `None` when the port already had it.
-    pub fn set_port(&mut self, port: &str, vlan: u16) -> DeviceResult<Option<VlanChange>> {
+    pub fn set_port(
+        &mut self,
+        port: &str,
+        vlan: u16,
+        now: Duration,
+    ) -> DeviceResult<Option<VlanChange>> {
         if vlan == 0 || vlan > MAX_VLAN {
             return Err(DeviceError::new(
                 OutcomeClass::Rejected,
@@ -105,6 +116,7 @@ impl SwitchModel {
         let p = self.ports.get_mut(port).ok_or_else(|| no_port(port))?;
         let before = std::mem::replace(&mut p.running, vlan);
         p.previous = Some(before);
+        p.changed_at = now;
         Ok((before != vlan).then(|| VlanChange {
             port: port.to_string(),
             from: before,

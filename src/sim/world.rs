@@ -22,7 +22,7 @@ use super::crash::{CallFate, CrashTrap};
 use super::faults::{FaultEffect, FaultSpec};
 use super::hypervisor::HypervisorModel;
 use super::index::{portgroup_network, vlan_network, DeviceOp, SiteIndex, Target};
-use super::plan::{FaultPlan, DEFAULT_HANG};
+use super::plan::{FaultPlan, DEFAULT_HANG, DEFAULT_STALE_WINDOW};
 use super::recorder::{lock, Recorder};
 use super::rng::SeededRng;
 use super::switch::SwitchModel;
@@ -93,7 +93,8 @@ pub struct SimWorld {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Planned {
     Normal,
-    StaleRead,
+    /// A read within this window of the last write answers the value before it.
+    StaleRead(Duration),
     AcceptWithoutApply,
     ApplyThenError,
     /// No reply within `hang`; `apply` says whether the change happens first.
@@ -337,10 +338,10 @@ impl SimWorld {
         planned: Planned,
     ) -> DeviceResult<Reply> {
         match planned {
-            Planned::Normal => self.perform(device, op, target, false),
-            Planned::StaleRead => self.perform(device, op, target, true),
+            Planned::Normal => self.perform(device, op, target, None),
+            Planned::StaleRead(window) => self.perform(device, op, target, Some(window)),
             Planned::AcceptWithoutApply => Ok(Reply::Done),
-            Planned::ApplyThenError => self.perform(device, op, target, false).and_then(|_| {
+            Planned::ApplyThenError => self.perform(device, op, target, None).and_then(|_| {
                 Err(DeviceError::new(
                     OutcomeClass::Rejected,
                     "error reply after applying",
@@ -349,7 +350,7 @@ impl SimWorld {
             Planned::Hang { apply, hang } => {
                 if apply {
                     // The device applied it; only the reply is lost, so the outcome is ignored.
-                    let _applied = self.perform(device, op, target, false);
+                    let _applied = self.perform(device, op, target, None);
                 }
                 tokio::time::sleep(hang).await;
                 Err(DeviceError::new(
@@ -360,7 +361,7 @@ impl SimWorld {
             Planned::Fail(class, detail) => Err(DeviceError::new(class, detail)),
             Planned::Transport { apply, fault } => {
                 if apply {
-                    let _applied = self.perform(device, op, target, false);
+                    let _applied = self.perform(device, op, target, None);
                 }
                 Err(DeviceError::new(
                     OutcomeClass::Unknown,
@@ -390,11 +391,13 @@ impl SimWorld {
             plan_call(&mut state, &inner.recorder, device, &op, &target)
         };
         let (result, delay, transport) = match planned {
-            Planned::Normal => (self.perform(device, &op, &target, false), wait, None),
-            Planned::StaleRead => (self.perform(device, &op, &target, true), wait, None),
+            Planned::Normal => (self.perform(device, &op, &target, None), wait, None),
+            Planned::StaleRead(window) => {
+                (self.perform(device, &op, &target, Some(window)), wait, None)
+            }
             Planned::AcceptWithoutApply => (Ok(Reply::Done), wait, None),
             Planned::ApplyThenError => (
-                self.perform(device, &op, &target, false).and_then(|_| {
+                self.perform(device, &op, &target, None).and_then(|_| {
                     Err(DeviceError::new(
                         OutcomeClass::Rejected,
                         "error reply after applying",
@@ -405,7 +408,7 @@ impl SimWorld {
             ),
             Planned::Hang { apply, hang } => {
                 if apply {
-                    let _applied = self.perform(device, &op, &target, false);
+                    let _applied = self.perform(device, &op, &target, None);
                 }
                 let error =
                     DeviceError::new(OutcomeClass::Unknown, format!("no reply within {hang:?}"));
@@ -414,7 +417,7 @@ impl SimWorld {
             Planned::Fail(class, detail) => (Err(DeviceError::new(class, detail)), wait, None),
             Planned::Transport { apply, fault } => {
                 if apply {
-                    let _applied = self.perform(device, &op, &target, false);
+                    let _applied = self.perform(device, &op, &target, None);
                 }
                 let error =
                     DeviceError::new(OutcomeClass::Unknown, format!("transport fault {fault:?}"));
@@ -444,10 +447,10 @@ impl SimWorld {
         let applies = match planned {
             Planned::Normal | Planned::ApplyThenError => true,
             Planned::Hang { apply, .. } | Planned::Transport { apply, .. } => apply,
-            Planned::StaleRead | Planned::AcceptWithoutApply | Planned::Fail(..) => false,
+            Planned::StaleRead(_) | Planned::AcceptWithoutApply | Planned::Fail(..) => false,
         };
         if applies {
-            let _applied = self.perform(device, op, target, false);
+            let _applied = self.perform(device, op, target, None);
         }
     }
 
@@ -457,12 +460,13 @@ impl SimWorld {
         device: &str,
         op: &DeviceOp,
         target: &Target,
-        stale: bool,
+        stale: Option<Duration>,
     ) -> DeviceResult<Reply> {
         let inner = &self.inner;
         let site = &inner.site;
         let recorder = &inner.recorder;
         let mut state = lock(&inner.state);
+        let now = recorder.elapsed();
         let unsupported = || {
             DeviceError::new(
                 OutcomeClass::Rejected,
@@ -477,11 +481,11 @@ impl SimWorld {
                 h.login();
                 Ok(Reply::Done)
             }
-            (DeviceModel::Hypervisor(h), DeviceOp::GetNic { vm, nic }) => {
-                h.get_nic(vm, nic, stale).map(Reply::Portgroup)
-            }
+            (DeviceModel::Hypervisor(h), DeviceOp::GetNic { vm, nic }) => h
+                .get_nic(vm, nic, stale.map(|w| (now, w)))
+                .map(Reply::Portgroup),
             (DeviceModel::Hypervisor(h), DeviceOp::SetNic { vm, nic, portgroup }) => {
-                if let Some(change) = h.set_nic(vm, nic, portgroup)? {
+                if let Some(change) = h.set_nic(vm, nic, portgroup, now)? {
                     if let Some(nic) = &target.nic {
                         record_truth(
                             recorder,
@@ -500,10 +504,10 @@ impl SimWorld {
                 Ok(Reply::Done)
             }
             (DeviceModel::Switch(s), DeviceOp::GetPort { port }) => {
-                s.get_port(port, stale).map(Reply::Vlan)
+                s.get_port(port, stale.map(|w| (now, w))).map(Reply::Vlan)
             }
             (DeviceModel::Switch(s), DeviceOp::SetPort { port, vlan }) => {
-                if let Some(change) = s.set_port(port, *vlan)? {
+                if let Some(change) = s.set_port(port, *vlan, now)? {
                     if let Some(nic) = &target.nic {
                         record_truth(
                             recorder,
@@ -606,7 +610,7 @@ fn plan_call(
         FaultEffect::ApplyThenTimeout => Planned::Hang { apply: true, hang },
         FaultEffect::ApplyThenError => Planned::ApplyThenError,
         FaultEffect::AcceptWithoutApply => Planned::AcceptWithoutApply,
-        FaultEffect::StaleRead => Planned::StaleRead,
+        FaultEffect::StaleRead => Planned::StaleRead(chosen.delay.unwrap_or(DEFAULT_STALE_WINDOW)),
         // Never chosen for a device call (see `plan::applies_to_call`).
         FaultEffect::Delay
         | FaultEffect::RebootLosesUnsaved

@@ -35,6 +35,9 @@ pub(crate) struct NicMove {
     /// When not confirmed: the last device error met on the way, for the alert (a device too
     /// slow for the load says so here, not as a bare `unavailable`).
     pub why: Option<String>,
+    /// When not confirmed: a network written after the last read that showed a value, whose
+    /// write may have landed; the NIC's record carries it into the next operation (R8).
+    pub written: Option<String>,
 }
 
 /// The context of one operation's device work.
@@ -44,6 +47,9 @@ pub(crate) struct OpCtx<'a> {
     pub kind: OperationKind,
     pub ls: &'a LServer,
     pub deadline: Instant,
+    /// Resumed after a restart while it was running: a write may have been in flight when the
+    /// engine stopped (R8, R16).
+    pub resumed: bool,
     /// The ticket of this operation's latest journaled call outcome: durable before its next
     /// write (R7).
     pub required: AtomicU64,

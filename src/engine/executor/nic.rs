@@ -179,6 +179,12 @@ impl OpCtx<'_> {
 
     /// Moves one NIC to `target` (R8). With `read_first` the device is read before any write,
     /// so a NIC already there is confirmed without a write (R12, INV-6).
+    ///
+    /// The move starts from the evidence the NIC's record carries (R8, "evidence across
+    /// operations"): what a read last confirmed, and a write that may have landed since. While
+    /// that evidence says the NIC is on `target`, a failed read leads to another read, never to
+    /// a write (INV-6); a read that contradicts it is read again before the engine acts
+    /// ([`OpCtx::observe`]).
     pub async fn move_nic(
         &self,
         nic: &Nic,
@@ -187,37 +193,38 @@ impl OpCtx<'_> {
     ) -> Result<NicMove, Halted> {
         let settings = self.shared.settings;
         let max_attempts = settings.retry.attempts.max(1);
+        let target_truth = Truth::Network(target.to_string());
+        let (mut expected, mut written) = self.evidence(nic, target);
         let mut must_read = read_first;
         let mut truth = Truth::Unknown;
         let mut truth_fresh = false;
         // The last device error met: what the alert says when the NIC is not confirmed.
         let mut why: Option<String> = None;
-        // A write since the last read that showed the NIC elsewhere: it may have landed. It
-        // starts from the evidence an earlier operation left (R8, "evidence across
-        // operations"): a record whose last known device network is the target means a failed
-        // read-first read leads to another read, never to a blind write (INV-6).
-        let mut may_have_applied = self.last_known(nic).as_deref() == Some(target);
         let mut attempts = 0u32;
-        let done = |truth: Truth, why: Option<String>| {
+        let done = |truth: Truth, why: Option<String>, written: Option<String>| {
             let confirmed = truth.network() == Some(target);
             NicMove {
                 index: nic.index,
                 confirmed,
                 truth,
                 why: why.filter(|_| !confirmed),
+                written: written.filter(|_| !confirmed),
             }
         };
         loop {
             if must_read {
-                let (read, failure) = self.read(nic).await?;
+                let (read, failure) = self.observe(nic, expected.as_ref()).await?;
                 truth = read;
                 why = failure.or(why);
                 truth_fresh = true;
                 must_read = false;
-                match &truth {
-                    Truth::Network(n) if n == target => return Ok(done(truth, None)),
-                    Truth::Network(_) | Truth::Foreign(_) => may_have_applied = false,
-                    Truth::Unknown => {}
+                if truth != Truth::Unknown {
+                    // A read that shows a value supersedes every earlier write (R8).
+                    expected = Some(truth.clone());
+                    written = None;
+                }
+                if truth == target_truth {
+                    return Ok(done(truth, None, None));
                 }
             }
             if attempts >= max_attempts || self.remaining().is_zero() {
@@ -230,28 +237,23 @@ impl OpCtx<'_> {
                 }
             }
             attempts += 1;
-            if may_have_applied && truth == Truth::Unknown {
-                // An earlier write may have landed and no read has said otherwise: read again
-                // rather than write blind (INV-6).
+            if expected.as_ref() == Some(&target_truth) || written.as_deref() == Some(target) {
+                // The evidence says the NIC is on the target (a write that may have landed, or
+                // a confirmed read) and no read has said otherwise: read again rather than
+                // write blind (INV-6).
                 must_read = true;
                 continue;
             }
             truth_fresh = false;
             match self.write(nic, target).await? {
                 Ok(()) if !settings.verify_writes => {
-                    return Ok(done(Truth::Network(target.to_string()), None));
+                    return Ok(done(target_truth, None, None));
                 }
                 Ok(()) => {
-                    may_have_applied = true;
-                    // R8: a device that says ok without applying is caught by this read.
-                    let (read, failure) = self.read(nic).await?;
-                    truth = read;
-                    why = failure.or(why);
-                    truth_fresh = true;
-                    if truth.network() == Some(target) {
-                        return Ok(done(truth, None));
-                    }
-                    // A stale read or an unapplied write: read again before writing again.
+                    written = Some(target.to_string());
+                    expected = Some(target_truth.clone());
+                    // R8: a device that says ok without applying is caught by this read (a
+                    // stale answer is read again before anything acts on it).
                     must_read = true;
                 }
                 Err(e) => {
@@ -259,8 +261,16 @@ impl OpCtx<'_> {
                         // May have been applied: only device truth can tell (R8). An error reply
                         // is read too: a device that applies and then errors must not be written
                         // twice (INV-6), and a read costs less than a wrong write.
-                        OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
-                            may_have_applied = true;
+                        OutcomeClass::Unknown => {
+                            written = Some(target.to_string());
+                            expected = Some(target_truth.clone());
+                            must_read = true
+                        }
+                        // The device said it did not apply: the write may still have landed
+                        // (no blind write while reads fail), but a read that shows the old
+                        // value is believed at once, as the device's own answer agrees.
+                        OutcomeClass::Rejected | OutcomeClass::Busy => {
+                            written = Some(target.to_string());
                             must_read = true
                         }
                         OutcomeClass::Auth => {
@@ -277,21 +287,71 @@ impl OpCtx<'_> {
         }
         if !truth_fresh {
             // R19: past the deadline, one more read tells where the NIC really is.
-            let (read, failure) = self.read(nic).await?;
+            let (read, failure) = self.observe(nic, expected.as_ref()).await?;
+            if read != Truth::Unknown {
+                written = None;
+            }
             truth = read;
             why = failure.or(why);
         }
-        Ok(done(truth, why))
+        Ok(done(truth, why, written))
     }
 
-    /// Where the engine's records last saw `nic` at its device, if they know.
-    fn last_known(&self, nic: &Nic) -> Option<String> {
+    /// Reads `nic` and weighs the answer against `expected`, what the engine's evidence says
+    /// (R8): a read that contradicts it may be a stale answer, so the NIC is read again
+    /// `confirm_read_after` later and the later read is the one returned. When the deadline
+    /// leaves no room for that wait, the contradicting answer is not acted on: the NIC's state
+    /// is unknown, and the detail says why.
+    async fn observe(
+        &self,
+        nic: &Nic,
+        expected: Option<&Truth>,
+    ) -> Result<(Truth, Option<String>), Halted> {
+        let (truth, failure) = self.read(nic).await?;
+        let Some(expected) = expected.filter(|e| truth != Truth::Unknown && truth != **e) else {
+            return Ok((truth, failure));
+        };
+        let wait = self.shared.settings.confirm_read_after;
+        if self.remaining() < wait {
+            return Ok((
+                Truth::Unknown,
+                Some(format!(
+                    "a read showed {} where the engine's evidence says {}, and the deadline left \
+                     no time to read it again after {}",
+                    truth.describe(),
+                    expected.describe(),
+                    humantime::format_duration(wait)
+                )),
+            ));
+        }
+        tokio::time::sleep(wait).await;
+        self.read(nic).await
+    }
+
+    /// The evidence about `nic` when a move to `target` starts (R8, "evidence across
+    /// operations"): what a read that contradicts is weighed against (the network its record
+    /// last confirmed), and a write that may have landed since (no blind write of it). A
+    /// restore starts from no evidence: the drift watch has just confirmed the drift it undoes.
+    /// An operation resumed after a restart may have had a write of `target` in flight when the
+    /// engine stopped, which the device may have acknowledged: both say `target`.
+    fn evidence(&self, nic: &Nic, target: &str) -> (Option<Truth>, Option<String>) {
+        if self.kind == OperationKind::Restore {
+            return (None, None);
+        }
+        if self.resumed {
+            return (
+                Some(Truth::Network(target.to_string())),
+                Some(target.to_string()),
+            );
+        }
         let mut state = self.shared.lock();
-        state
+        let record = state
             .ls(&self.ls.path)
             .records
             .iter()
-            .find(|r| r.index == nic.index)
-            .and_then(|r| r.device_network.clone())
+            .find(|r| r.index == nic.index);
+        let written = record.and_then(|r| r.last_write.clone());
+        let confirmed = record.and_then(|r| r.device_network.clone());
+        (confirmed.map(Truth::Network), written)
     }
 }

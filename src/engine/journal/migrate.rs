@@ -8,6 +8,7 @@
 //! | 1 | the first layout: every table has a rowid, `device_calls.id` is AUTOINCREMENT | `user_version` 0, `meta.schema_version` "1", `lservers` not `WITHOUT ROWID` |
 //! | 2 | tables keyed by text or a pair are `WITHOUT ROWID`, `device_calls` has no AUTOINCREMENT (fewer pages per commit) | `user_version` 0, `meta.schema_version` "1", `lservers` `WITHOUT ROWID` |
 //! | 3 | `operations.requested_by`, `detections.submitted_by`: the API token that asked | `user_version` 3 |
+//! | 4 | `nic_records.last_write`: a write that may have landed since the NIC's last read (R8) | `user_version` 4 |
 //!
 //! Builds before version 3 wrote `user_version` 0 and `meta.schema_version` "1" for both
 //! physical layouts, so a file without a `user_version` is told apart by its `lservers` table.
@@ -22,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension};
 use super::JournalError;
 
 /// The schema version this build writes and reads.
-pub const CURRENT: i64 = 3;
+pub const CURRENT: i64 = 4;
 
 /// One step from `to - 1` to `to`.
 struct Migration {
@@ -39,6 +40,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         to: 3,
         sql: TO_3_REQUESTERS,
+    },
+    Migration {
+        to: 4,
+        sql: TO_4_LAST_WRITE,
     },
 ];
 
@@ -90,6 +95,13 @@ ALTER TABLE operations ADD COLUMN requested_by TEXT;
 ALTER TABLE detections ADD COLUMN submitted_by TEXT;
 ";
 
+/// Version 3 to 4: the write evidence a NIC carries into its next operation (R8, "evidence
+/// across operations"). NULL for every record journaled before: those builds kept no such
+/// evidence, and no write is known to be pending.
+const TO_4_LAST_WRITE: &str = "
+ALTER TABLE nic_records ADD COLUMN last_write TEXT;
+";
+
 /// The layout of version [`CURRENT`], for a new journal.
 pub(super) const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -112,7 +124,7 @@ CREATE TABLE ip_allocations (
     PRIMARY KEY (network, ip)) WITHOUT ROWID;
 CREATE TABLE nic_records (
     lserver TEXT NOT NULL, nic_index INTEGER NOT NULL, network TEXT NOT NULL, ip TEXT NOT NULL,
-    device_network TEXT, PRIMARY KEY (lserver, nic_index)) WITHOUT ROWID;
+    device_network TEXT, last_write TEXT, PRIMARY KEY (lserver, nic_index)) WITHOUT ROWID;
 CREATE TABLE lservers (
     path TEXT PRIMARY KEY, state TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT) WITHOUT ROWID;
 CREATE TABLE device_calls (

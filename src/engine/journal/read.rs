@@ -181,7 +181,7 @@ impl Journal {
     /// The NICs' records.
     fn read_nic_records(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
         let mut stmt = self.conn.prepare(
-            "SELECT lserver, nic_index, network, ip, device_network FROM nic_records ORDER BY lserver, nic_index",
+            "SELECT lserver, nic_index, network, ip, device_network, last_write FROM nic_records ORDER BY lserver, nic_index",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -190,10 +190,11 @@ impl Journal {
                 r.get::<_, String>(2)?,
                 r.get::<_, String>(3)?,
                 r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
             ))
         })?;
         for row in rows {
-            let (lserver, index, network, ip, device_network) = row?;
+            let (lserver, index, network, ip, device_network, last_write) = row?;
             snap.nic_records.push((
                 lserver,
                 NicRecord {
@@ -201,6 +202,7 @@ impl Journal {
                     network,
                     ip: parse_ip(&ip)?,
                     device_network,
+                    last_write,
                 },
             ));
         }

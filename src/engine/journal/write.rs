@@ -230,15 +230,16 @@ fn apply_record(tx: &mut Statements<'_>, entry: &Entry) -> rusqlite::Result<()> 
             )?;
         }
         Entry::NicRecord { lserver, record } => {
-            tx.exec("INSERT INTO nic_records (lserver, nic_index, network, ip, device_network)
-                 VALUES (?1, ?2, ?3, ?4, ?5)
-                 ON CONFLICT (lserver, nic_index) DO UPDATE SET network = ?3, ip = ?4, device_network = ?5",
+            tx.exec("INSERT INTO nic_records (lserver, nic_index, network, ip, device_network, last_write)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (lserver, nic_index) DO UPDATE SET network = ?3, ip = ?4, device_network = ?5, last_write = ?6",
                 params![
                     lserver,
                     record.index as i64,
                     record.network,
                     record.ip.to_string(),
-                    record.device_network
+                    record.device_network,
+                    record.last_write
                 ],
             )?;
         }

@@ -93,6 +93,7 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         // A resumed operation gets a fresh deadline: the downtime was not its fault, and
         // containment matters more than the clock (R16, R19).
         deadline: Instant::now() + shared.settings.operation_deadline,
+        resumed: op.resume.as_ref().is_some_and(|r| r.status == "running"),
         required: AtomicU64::new(0),
     };
     // Its start and end are announced by the commits that make them durable (`Shared::flush`);

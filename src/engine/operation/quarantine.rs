@@ -217,6 +217,7 @@ fn finish_quarantine(
                 network: p.to_network.clone(),
                 ip: p.to_ip,
                 device_network: Some(p.to_network.clone()),
+                last_write: None,
             })
             .collect();
         let status = if ls.kind == LServerKind::Physical {
@@ -305,6 +306,7 @@ fn finish_quarantine(
             network: nic.network.clone(),
             ip: nic.ip,
             device_network: truth.network().map(str::to_string),
+            last_write: moved.and_then(|m| m.written.clone()),
         });
     }
     for p in plan.iter().filter(|p| is_quarantine(shared, &p.to_network)) {

@@ -92,6 +92,7 @@ fn finish_release(
                 network: nic.network.clone(),
                 ip: nic.ip,
                 device_network: Some(nic.network.clone()),
+                last_write: None,
             }
         } else {
             still.push(format!(
@@ -124,15 +125,18 @@ fn finish_release(
                             network: q.to_string(),
                             ip,
                             device_network: Some(q.to_string()),
+                            last_write: None,
                         },
                         None => NicRecord {
                             device_network: Some(q.to_string()),
+                            last_write: None,
                             ..old
                         },
                     }
                 }
                 other => NicRecord {
                     device_network: other.map(str::to_string),
+                    last_write: mv.written.clone(),
                     ..old
                 },
             }

@@ -106,6 +106,7 @@ fn finish_restore(
         ));
         if let Some(record) = records.get_mut(p.nic_index) {
             record.device_network = mv.truth.network().map(str::to_string);
+            record.last_write = mv.written.clone();
             entries.push(Entry::NicRecord {
                 lserver: path.to_string(),
                 record: record.clone(),
