@@ -19,28 +19,12 @@ use quarantine_lab::model::history::EventKind;
 use quarantine_lab::model::*;
 use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
 
-/// A fault of `effect` on every call of `device`: the whole run, every matching call, every
+/// A fault of `effect` on every `call` of `device`: the whole run, every matching call, every
 /// object. Narrow it with [`Narrow`].
-pub fn any_call(device: &str, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        device: device.into(),
-        call: None,
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
-        delay: None,
-        probability: None,
-        to_network: None,
-    }
-}
-
-/// Like [`any_call`], on the `call`s of `device` only.
 pub fn fault(device: &str, call: CallKind, effect: FaultEffect) -> FaultSpec {
     FaultSpec {
         call: Some(call),
-        ..any_call(device, effect)
+        ..FaultSpec::new(device, effect)
     }
 }
 
@@ -84,7 +68,7 @@ impl Narrow for FaultSpec {
 pub fn slow(device: &str, delay: Duration) -> FaultSpec {
     FaultSpec {
         delay: Some(delay),
-        ..any_call(device, FaultEffect::Delay)
+        ..FaultSpec::new(device, FaultEffect::Delay)
     }
 }
 
@@ -341,9 +325,9 @@ impl Harness {
                 hypervisor,
                 vm,
                 device,
-            } => any_call(hypervisor, FaultEffect::ExternalChange).on_vnic(vm, device),
+            } => FaultSpec::new(hypervisor, FaultEffect::ExternalChange).on_vnic(vm, device),
             NicLocation::Physical { switch, port } => {
-                any_call(switch, FaultEffect::ExternalChange).on_port(port)
+                FaultSpec::new(switch, FaultEffect::ExternalChange).on_port(port)
             }
         };
         let spec = FaultSpec {
