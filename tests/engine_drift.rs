@@ -1,7 +1,8 @@
-//! The drift watch (R20) against the lab's simulated world on a paused clock: a NIC moved off quarantine by
-//! someone else is found in the next round and moved back by a restore operation, reads are
-//! paced per device, an operation in the lane keeps the watch away, and a restore the device
-//! refuses ends `quarantine_failed` with the records kept on quarantine.
+//! The drift watch (R20) against the lab's simulated world on a paused clock: a NIC moved off
+//! quarantine by someone else (an `external_change`) is found in the next round and moved back
+//! by a restore operation, reads are paced per device, an operation in the lane keeps the watch
+//! away, and a restore the device refuses ends `quarantine_failed` with the records kept on
+//! quarantine.
 
 mod common;
 

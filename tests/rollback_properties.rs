@@ -7,6 +7,7 @@
 mod common;
 
 use common::*;
+use proptest::collection::vec;
 use proptest::prelude::*;
 use quarantine_lab::engine::*;
 use quarantine_lab::model::NetworkRole;
@@ -130,8 +131,8 @@ proptest! {
 
     #[test]
     fn r9_r10_r11_hold_for_random_device_outcomes(
-        writes in proptest::collection::vec(proptest::collection::vec(rule(write_effect()), 0..5), 3),
-        reads in proptest::collection::vec(proptest::collection::vec(rule(read_effect()), 0..3), 3),
+        writes in vec(vec(rule(write_effect()), 0..5), 3),
+        reads in vec(vec(rule(read_effect()), 0..3), 3),
         seed in any::<u64>(),
     ) {
         run(writes, reads, seed)?;
