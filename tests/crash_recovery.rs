@@ -5,15 +5,15 @@ mod common;
 
 use common::*;
 use quarantine_lab::engine::*;
+use quarantine_lab::sim::{CallKind::SetNic, FaultEffect, FaultSpec};
 
 const VDI2: &str = "/tenant-a/vdi-002";
 
 /// Runs one detection with the journal halting after `limit` commits, then restarts the engine
 /// on the same file. Returns the harness after recovery settled, and whether the first run
 /// completed without reaching the limit.
-async fn crash_after(limit: u64, setup: impl Fn(&Harness)) -> (Harness, bool) {
-    let mut h = Harness::standard();
-    setup(&h);
+async fn crash_after(limit: u64, faults: Vec<FaultSpec>) -> (Harness, bool) {
+    let mut h = Harness::standard_with(faults);
     h.reopen(Some(limit));
     let acked = h
         .engine()
@@ -75,12 +75,12 @@ fn check_exactly_once(h: &Harness, limit: u64, expected: Outcome) {
 async fn r16_crash_after_every_journal_step_of_a_quarantine() {
     let mut limit = 0;
     loop {
-        let (h, completed) = crash_after(limit, |_| {}).await;
+        let (h, completed) = crash_after(limit, Vec::new()).await;
         check_exactly_once(&h, limit, Outcome::Quarantined);
         assert_eq!(h.device(VDI2), vec!["qr-a", "qr-b"], "limit {limit}");
         assert_eq!(h.managed(VDI2), vec!["qr-a", "qr-b"], "limit {limit}");
         // INV-6: a NIC already on quarantine after the restart is read, not written again.
-        let writes = h.fakes.writes_for(&h.site, VDI2);
+        let writes = h.writes_for(VDI2);
         assert_eq!(
             writes.len(),
             2,
@@ -104,11 +104,8 @@ async fn r16_crash_after_every_journal_step_of_a_quarantine() {
 async fn r16_crash_after_every_journal_step_of_a_failing_quarantine() {
     let mut limit = 0;
     loop {
-        let (h, completed) = crash_after(limit, |h| {
-            h.fakes
-                .script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
-        })
-        .await;
+        let reject = fault("vc-1", SetNic, FaultEffect::Reject).on_vnic("vm-1002", "4001");
+        let (h, completed) = crash_after(limit, vec![reject]).await;
         check_exactly_once(&h, limit, Outcome::QuarantineFailed);
         // R10 across the crash: the NIC that reached quarantine stays, records roll back.
         assert_eq!(h.device(VDI2), vec!["qr-a", "op-b"], "limit {limit}");
@@ -125,10 +122,10 @@ async fn r16_crash_after_every_journal_step_of_a_failing_quarantine() {
 
 #[tokio::test(start_paused = true)]
 async fn r16_crash_while_a_write_is_in_flight() {
-    let mut h = Harness::standard();
     // The write is applied but its reply never comes; the engine dies meanwhile.
-    h.fakes
-        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    let mut h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1)
+    ]);
     h.detect("10.110.0.11", "e-1").await;
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     h.reopen(None);
@@ -138,10 +135,11 @@ async fn r16_crash_while_a_write_is_in_flight() {
         Some(Outcome::Quarantined)
     );
     assert_eq!(
-        h.fakes.writes_for(&h.site, "/tenant-a/vdi-001").len(),
+        h.writes_for("/tenant-a/vdi-001").len(),
         1,
         "confirmed by reading"
     );
+    assert_eq!(h.hits(0), 1, "the write was in flight at the crash");
 }
 
 #[tokio::test(start_paused = true)]
@@ -157,7 +155,7 @@ async fn r16_reboot_that_succeeded_before_a_crash_is_not_sent_again() {
             .is_ok();
         h.engine().wait_idle().await;
         let completed = !h.engine().is_halted();
-        let sent_before = h.fakes.resets().len();
+        let sent_before = h.resets().len();
         let journaled = Journal::open(&h.journal_path)
             .unwrap()
             .has_successful_call(1, &["power_reset"])
@@ -176,7 +174,7 @@ async fn r16_reboot_that_succeeded_before_a_crash_is_not_sent_again() {
         // (at least once). A journaled one never is.
         let expected = if sent_before == 1 && !journaled { 2 } else { 1 };
         assert_eq!(
-            h.fakes.resets().len(),
+            h.resets().len(),
             expected,
             "limit {limit}: sent {sent_before}, journaled {journaled}"
         );

@@ -1,7 +1,8 @@
-//! The drift watch (R20) against fake devices on a paused clock: a NIC moved off quarantine by
-//! someone else is found in the next round and moved back by a restore operation, reads are
-//! paced per device, an operation in the lane keeps the watch away, and a restore the device
-//! refuses ends `quarantine_failed` with the records kept on quarantine.
+//! The drift watch (R20) against the lab's simulated world on a paused clock: a NIC moved off
+//! quarantine by someone else (an `external_change`) is found in the next round and moved back
+//! by a restore operation, reads are paced per device, an operation in the lane keeps the watch
+//! away, and a restore the device refuses ends `quarantine_failed` with the records kept on
+//! quarantine.
 
 mod common;
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use quarantine_lab::engine::*;
+use quarantine_lab::sim::{CallKind::SetNic, FaultEffect};
 use tokio::time::Instant;
 
 const VDI1: &str = "/tenant-a/vdi-001";
@@ -27,11 +29,7 @@ fn harness(rate: u32) -> Harness {
 }
 
 fn watch_reads(h: &Harness) -> usize {
-    h.fakes
-        .calls()
-        .iter()
-        .filter(|c| c.call == "get_nic")
-        .count()
+    h.calls().iter().filter(|c| c.op == "get_nic").count()
 }
 
 #[tokio::test(start_paused = true)]
@@ -40,7 +38,7 @@ async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert(
     let h = harness(10);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
-    h.fakes.set_network(&h.site, VDI1, 0, "op-a");
+    h.move_by_hand(VDI1, 0, "op-a");
     tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
     h.settle().await;
     assert_eq!(h.device(VDI1), ["qr-a"]);
@@ -72,7 +70,7 @@ async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert(
     let ops = h.engine().operations().unwrap();
     assert_eq!(ops.last().unwrap().kind, OperationKind::Restore);
     // The restore read first and wrote once: two writes in all for vdi-001.
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 2);
+    assert_eq!(h.writes_for(VDI1).len(), 2);
     // Verified by the restore's last read, which showed it where the record says.
     assert!(view.last_verified_ms[0].is_some_and(|at| at >= 10_000));
 }
@@ -121,10 +119,10 @@ async fn r20_a_drift_while_a_release_runs_is_not_restored() {
     let h = harness(10);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
-    h.fakes.set_network(&h.site, VDI1, 0, "op-a");
+    h.move_by_hand(VDI1, 0, "op-a");
     // The release starts at 9.5 s and its read takes 2 s: it runs when the round comes.
     tokio::time::sleep_until(start + Duration::from_millis(9_500)).await;
-    h.fakes.set_latency("vc-1", Duration::from_secs(1));
+    h.fault_now(slow("vc-1", Duration::from_secs(1)));
     h.engine()
         .submit_command(Command::Release {
             lserver: VDI1.into(),
@@ -152,8 +150,8 @@ async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_rec
     let h = harness(10);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
-    h.fakes.set_network(&h.site, VDI1, 0, "op-a");
-    h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
+    h.move_by_hand(VDI1, 0, "op-a");
+    h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
     tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
     h.settle().await;
     let view = h.view(VDI1);
@@ -191,11 +189,11 @@ async fn r20_a_drifted_switch_port_is_moved_back_and_saved() {
     let h = harness(10);
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
-    let saves = h.fakes.saves("sw-1");
-    h.fakes.set_network(&h.site, SBC, 0, "op-a");
+    let saves = h.saves("sw-1");
+    h.move_by_hand(SBC, 0, "op-a");
     tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
     h.settle().await;
     assert_eq!(h.device(SBC), ["qr-a"]);
-    assert_eq!(h.fakes.saves("sw-1"), saves + 1, "persisted again");
+    assert_eq!(h.saves("sw-1"), saves + 1, "persisted again");
     assert!(h.alert_codes(SBC).contains(&"quarantine-restored"));
 }

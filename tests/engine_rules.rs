@@ -1,5 +1,5 @@
 //! One or more tests per engine rule (R1–R15, R17, R19 here; R16 in `crash_recovery.rs`),
-//! each against fake devices with scripted outcomes on a paused clock.
+//! each against the lab's simulated world with a fault plan on a paused clock.
 
 mod common;
 
@@ -8,6 +8,8 @@ use std::time::Duration;
 use common::*;
 use quarantine_lab::engine::*;
 use quarantine_lab::model::*;
+use quarantine_lab::sim::CallKind::{GetNic, Reset, SaveConfig, SetNic};
+use quarantine_lab::sim::{FaultEffect, FaultSpec};
 
 const VDI1: &str = "/tenant-a/vdi-001";
 const VDI2: &str = "/tenant-a/vdi-002";
@@ -27,7 +29,7 @@ async fn r1_spyware_is_ignored_without_device_calls() {
     h.settle().await;
     assert_eq!(receipt.disposition, Disposition::Ignored);
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Ignored));
-    assert!(h.fakes.calls().is_empty());
+    assert!(h.calls().is_empty());
     assert_eq!(h.device(VDI1), q(&["op-a"]));
 }
 
@@ -49,7 +51,7 @@ async fn r2_excluded_keyword_is_ignored_case_insensitively() {
     let receipt = h.engine().submit_detection(d).await.unwrap();
     h.settle().await;
     assert_eq!(receipt.disposition, Disposition::Ignored);
-    assert!(h.fakes.writes_for(&h.site, VDI1).is_empty());
+    assert!(h.writes_for(VDI1).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,7 +67,7 @@ async fn r3_unknown_ip_is_not_found_with_one_alert_naming_it() {
     assert!(alerts[0]
         .syslog_line("h")
         .contains("L-Server not found. ip=10.110.0.99"));
-    assert!(h.fakes.calls().is_empty());
+    assert!(h.calls().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -101,7 +103,7 @@ async fn r4_same_event_twice_is_processed_once() {
     assert_eq!(first.disposition, Disposition::Accepted);
     assert_eq!(again.disposition, Disposition::Duplicate);
     assert_eq!(again.id, first.id);
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+    assert_eq!(h.writes_for(VDI1).len(), 1);
 }
 
 /// A duplicate is answered while another detection's commit waits for the journal file: R4
@@ -157,8 +159,7 @@ fn r4_duplicate_is_answered_while_a_commit_waits_for_the_file() {
 
 #[tokio::test(start_paused = true)]
 async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
-    let h = Harness::standard();
-    h.fakes.set_latency("vc-1", Duration::from_millis(200));
+    let h = Harness::new(site_with_vc_latency("200ms"));
     h.detect("10.110.0.11", "e-1").await;
     let during = h.detect("10.110.0.11", "e-2").await;
     h.settle().await;
@@ -166,7 +167,7 @@ async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
     h.settle().await;
     assert_eq!(during.disposition, Disposition::Duplicate);
     assert_eq!(after.disposition, Disposition::Duplicate);
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+    assert_eq!(h.writes_for(VDI1).len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,7 +175,8 @@ async fn r4_detection_during_a_release_quarantines_again_afterwards() {
     let h = Harness::standard();
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
-    h.fakes.set_latency("vc-1", Duration::from_millis(100));
+    // The device slows down: the release is still running 50 ms later.
+    h.fault_now(slow("vc-1", Duration::from_millis(100)));
     h.engine()
         .submit_command(Command::Release {
             lserver: VDI1.into(),
@@ -199,8 +201,8 @@ async fn r5_path_rule_selects_reboot() {
     h.detect("10.110.0.13", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI3).outcome, Some(Outcome::Rebooted));
-    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1003".to_string()]);
-    assert!(h.fakes.writes_for(&h.site, VDI3).is_empty());
+    assert_eq!(h.resets(), [VDI3]);
+    assert!(h.writes_for(VDI3).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,8 +218,8 @@ async fn r5_none_waits_for_a_decision_then_runs_the_choice() {
     h.settle().await;
     assert_eq!(r.disposition, Disposition::PendingDecision);
     assert_eq!(h.view(VDI1).state, LServerState::PendingDecision);
-    assert!(h.fakes.calls().iter().all(|c| c.call != "set_nic"));
-    let emails = h.fakes.emails();
+    assert!(h.calls().iter().all(|c| c.op != "set_nic"));
+    let emails = h.world.emails();
     assert_eq!(emails.len(), 1, "one email before the decision");
     assert!(emails[0].body.contains("--choice quarantine_reboot"));
     h.engine()
@@ -294,14 +296,13 @@ async fn r6_unmapped_network_fails_before_any_device_call() {
     h.settle().await;
     let path = "/tenant-b/unmapped";
     assert_eq!(h.view(path).outcome, Some(Outcome::QuarantineFailed));
-    assert!(h.fakes.calls().is_empty(), "{:?}", h.fakes.calls());
+    assert!(h.calls().is_empty(), "{:?}", h.calls());
     assert_eq!(h.alert_codes(path), vec!["config-error"]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r7_detection_is_durable_when_acknowledged() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Hang, None);
+    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::Timeout)]);
     let receipt = h.detect("10.110.0.11", "e-1").await;
     // Read the file through a second connection: the acknowledgement implies durability.
     let other = Journal::open(&h.journal_path).unwrap();
@@ -318,11 +319,10 @@ async fn r7_detection_is_durable_when_acknowledged() {
 
 #[tokio::test(start_paused = true)]
 async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Hang, None);
+    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::Timeout)]);
     h.detect("10.110.0.11", "e-1").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(h.fakes.calls().len(), 1, "the write is in flight");
+    assert_eq!(h.calls().len(), 1, "the write is in flight");
     let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
     assert_eq!(snapshot.open_operations.len(), 1);
     assert_eq!(snapshot.open_operations[0].plan.len(), 1);
@@ -332,49 +332,48 @@ async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_apply_then_timeout_is_resolved_by_reading() {
-    let h = Harness::standard();
-    h.fakes
-        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1)
+    ]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
     assert_eq!(
-        h.fakes.writes_for(&h.site, VDI1).len(),
+        h.writes_for(VDI1).len(),
         1,
         "no second write once the read shows quarantine"
     );
+    assert_eq!(h.hits(0), 1, "the write's reply was lost");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_device_that_applies_then_errors_is_read_not_written_twice() {
-    let h = Harness::standard();
-    h.fakes
-        .script("vc-1", "set_nic", Effect::ApplyThenError, Some(1));
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::ApplyThenError).times(1)
+    ]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
     assert_eq!(
-        h.fakes.writes_for(&h.site, VDI1).len(),
+        h.writes_for(VDI1).len(),
         1,
         "INV-6: the read shows the change applied"
     );
+    assert_eq!(h.hits(0), 1, "the applied write got an error reply");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_transient_rejections_are_retried() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Busy, Some(2));
+    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::Busy).times(2)]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 3);
+    assert_eq!(h.writes_for(VDI1).len(), 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
-    let h = Harness::standard();
-    h.fakes
-        .script("vc-1", "set_nic", Effect::AcceptWithoutApply, None);
+    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::AcceptWithoutApply)]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
@@ -387,23 +386,24 @@ async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_stale_read_is_read_again_not_written_again() {
-    let h = Harness::standard();
-    h.fakes
-        .script("vc-1", "get_nic", Effect::StaleRead, Some(1));
+    let h = Harness::standard_with(vec![fault("vc-1", GetNic, FaultEffect::StaleRead).times(1)]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-    assert_eq!(h.fakes.writes_for(&h.site, VDI1).len(), 1);
+    assert_eq!(h.writes_for(VDI1).len(), 1);
+    assert_eq!(h.hits(0), 1, "the verifying read was stale");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_expired_session_logs_in_again() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Auth, Some(1));
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::AuthExpired).times(1)
+    ]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-    assert!(h.fakes.calls().iter().any(|c| c.call == "login"));
+    assert!(h.calls().iter().any(|c| c.op == "login"));
+    assert_eq!(h.hits(0), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -412,16 +412,15 @@ async fn r8_physical_port_moves_vlan_and_saves_config() {
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
     assert_eq!(h.device(SBC), q(&["qr-a"]));
-    let writes = h.fakes.writes_for(&h.site, SBC);
+    let writes = h.writes_for(SBC);
     assert_eq!(writes.len(), 1);
-    assert_eq!(writes[0].value.as_deref(), Some("910"));
-    assert_eq!(h.fakes.saves("sw-1"), 1);
+    assert_eq!(writes[0].value.as_deref(), Some("qr-a"), "VLAN 910");
+    assert_eq!(h.saves("sw-1"), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_unsaved_config_fails_the_quarantine_but_keeps_the_port_on_quarantine() {
-    let h = Harness::standard();
-    h.fakes.script("sw-1", "save_config", Effect::Reject, None);
+    let h = Harness::standard_with(vec![fault("sw-1", SaveConfig, FaultEffect::Reject)]);
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(SBC).outcome, Some(Outcome::QuarantineFailed));
@@ -454,7 +453,7 @@ async fn r9_success_updates_records_status_alert_and_email() {
         h.alert_codes(SBC),
         vec!["quarantine-started", "quarantine-completed"]
     );
-    let emails = h.fakes.emails();
+    let emails = h.world.emails();
     assert_eq!(emails.len(), 1);
     assert_eq!(emails[0].to, "admin-a@example.com");
     assert!(emails[0].body.contains(&view.nics[0].ip.to_string()));
@@ -470,15 +469,15 @@ async fn r9_no_email_for_a_tenant_without_address() {
     h.detect("10.110.0.13", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI3).outcome, Some(Outcome::Quarantined));
-    assert!(h.fakes.emails().is_empty());
+    assert!(h.world.emails().is_empty());
 }
 
 /// The seed's "Information" block: vdi-002's first NIC reaches quarantine, the second is
 /// rejected every time.
 async fn half_failed() -> Harness {
-    let h = Harness::standard();
-    h.fakes
-        .script_object("vc-1", "set_nic", "vm-1002/4001", Effect::Reject, None);
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::Reject).on_vnic("vm-1002", "4001")
+    ]);
     h.detect("10.110.0.12", "e-1").await;
     h.settle().await;
     h
@@ -539,9 +538,10 @@ async fn r10_rollback_frees_the_allocated_ips() {
 
 #[tokio::test(start_paused = true)]
 async fn r10_unknown_nic_is_reported_as_unknown() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Timeout, None);
-    h.fakes.script("vc-1", "get_nic", Effect::Unavailable, None);
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::Timeout),
+        fault("vc-1", GetNic, FaultEffect::Unavailable),
+    ]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
@@ -556,22 +556,23 @@ async fn r10_unknown_nic_is_reported_as_unknown() {
 #[tokio::test(start_paused = true)]
 async fn r11_failure_never_moves_a_nic_back_to_operation() {
     let h = half_failed().await;
-    let operation_pgs = ["dvportgroup-110", "dvportgroup-120"];
-    for call in h.fakes.calls() {
-        if call.call == "set_nic" {
-            assert!(
-                !operation_pgs.contains(&call.value.as_deref().unwrap()),
-                "{call:?}"
-            );
-        }
+    let writes: Vec<Call> = h
+        .calls()
+        .into_iter()
+        .filter(|c| c.op == "set_nic")
+        .collect();
+    assert!(!writes.is_empty());
+    for call in writes {
+        let network = h.site.network(call.value.as_deref().unwrap()).unwrap();
+        assert_eq!(network.role, NetworkRole::Quarantine, "{call:?}");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
     let h = half_failed().await;
-    h.fakes.heal();
-    let before = h.fakes.writes_for(&h.site, VDI2).len();
+    h.heal();
+    let before = h.writes_for(VDI2).len();
     h.engine()
         .submit_command(Command::Quarantine {
             lserver: VDI2.into(),
@@ -581,72 +582,66 @@ async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
     h.settle().await;
     assert_eq!(h.view(VDI2).outcome, Some(Outcome::Quarantined));
     assert_eq!(h.device(VDI2), q(&["qr-a", "qr-b"]));
-    let new_writes: Vec<_> = h
-        .fakes
-        .writes_for(&h.site, VDI2)
-        .into_iter()
-        .skip(before)
-        .collect();
+    let new_writes: Vec<_> = h.writes_for(VDI2).into_iter().skip(before).collect();
     assert_eq!(
         new_writes.len(),
         1,
         "only the NIC not yet on quarantine is written: {new_writes:?}"
     );
-    assert_eq!(new_writes[0].object, "vm-1002/4001");
+    assert_eq!(new_writes[0].nic, Some(1), "vm-1002/4001");
 }
 
-/// The standard site with `quarantine_reboot` for every L-Server of tenant-a.
-fn quarantine_reboot_harness() -> Harness {
-    Harness::new(site_with(|s| {
+/// The standard site with `quarantine_reboot` for every L-Server of tenant-a, with `faults`.
+fn quarantine_reboot_harness(faults: Vec<FaultSpec>) -> Harness {
+    let site = site_with(|s| {
         s.replace(
             "\"/tenant-b/vdi-003\" = \"reboot\"",
             "\"/tenant-a\" = \"quarantine_reboot\"",
         )
-    }))
+    });
+    Harness::with_faults(site, faults)
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
-    let h = quarantine_reboot_harness();
+    let h = quarantine_reboot_harness(Vec::new());
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
     assert_eq!(h.view(VDI1).state, LServerState::Quarantined);
-    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1001".to_string()]);
-    let calls = h.fakes.calls();
-    let write = calls.iter().position(|c| c.call == "set_nic").unwrap();
-    let reset = calls.iter().position(|c| c.call == "power_reset").unwrap();
+    assert_eq!(h.resets(), [VDI1]);
+    let calls = h.calls();
+    let write = calls.iter().position(|c| c.op == "set_nic").unwrap();
+    let reset = calls.iter().position(|c| c.op == "power_reset").unwrap();
     assert!(write < reset, "reboot only after the quarantine");
-    assert_eq!(h.fakes.emails().len(), 2);
+    assert_eq!(h.world.emails().len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_the_reset_follows_the_quarantine_without_waiting_for_company() {
     // vdi-002's first write hangs, so a device call is under way throughout; vdi-001's
     // quarantine step before its reset is not a closing one and must not wait for company.
-    let h = quarantine_reboot_harness();
-    h.fakes
-        .script_object("vc-1", "set_nic", "vm-1002/4000", Effect::Hang, Some(1));
+    let h = quarantine_reboot_harness(vec![fault("vc-1", SetNic, FaultEffect::Timeout)
+        .on_vnic("vm-1002", "4000")
+        .times(1)]);
     h.detect("10.110.0.12", "e-2").await;
     h.detect("10.110.0.11", "e-1").await;
     tokio::time::sleep(Duration::from_millis(1)).await;
-    assert_eq!(h.fakes.resets(), vec!["vc-1/vm-1001".to_string()]);
+    assert_eq!(h.resets(), [VDI1]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_quarantine_skips_the_reboot() {
-    let h = quarantine_reboot_harness();
-    h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
+    let h = quarantine_reboot_harness(vec![fault("vc-1", SetNic, FaultEffect::Reject)]);
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
-    assert!(h.fakes.resets().is_empty());
+    assert!(h.resets().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
-    let h = quarantine_reboot_harness();
-    h.fakes.script("irmc-1", "reset", Effect::Reject, None);
+    let h = quarantine_reboot_harness(vec![fault("irmc-1", Reset, FaultEffect::Reject)]);
     h.detect("10.110.0.50", "e-1").await;
     h.settle().await;
     let view = h.view(SBC);
@@ -691,7 +686,7 @@ async fn r14_release_restores_operation_networks_ips_and_status() {
 #[tokio::test(start_paused = true)]
 async fn r14_release_after_failure_returns_the_stranded_nic() {
     let h = half_failed().await;
-    h.fakes.heal();
+    h.heal();
     h.engine()
         .submit_command(Command::Release {
             lserver: VDI2.into(),
@@ -722,7 +717,7 @@ async fn r14_failed_release_names_the_nics_still_quarantined() {
     let h = Harness::standard();
     h.detect("10.110.0.12", "e-1").await;
     h.settle().await;
-    h.fakes.script("vc-1", "set_nic", Effect::Reject, None);
+    h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
     h.engine()
         .submit_command(Command::Release {
             lserver: VDI2.into(),
@@ -752,8 +747,7 @@ async fn r14_failed_release_names_the_nics_still_quarantined() {
 
 #[tokio::test(start_paused = true)]
 async fn r15_operations_on_one_lserver_run_in_arrival_order() {
-    let h = Harness::standard();
-    h.fakes.set_latency("vc-1", Duration::from_millis(100));
+    let h = Harness::new(site_with_vc_latency("100ms"));
     h.detect("10.110.0.11", "e-1").await;
     // Queued behind the running quarantine, accepted because the quarantine will finish first.
     h.engine()
@@ -772,15 +766,19 @@ async fn r15_operations_on_one_lserver_run_in_arrival_order() {
 
 #[tokio::test(start_paused = true)]
 async fn r15_device_concurrency_is_bounded_and_lservers_run_in_parallel() {
-    let site = site_with(|s| s.replace("max_concurrent = 8", "max_concurrent = 2"));
+    let site = site_with(|s| {
+        s.replace(
+            "max_concurrent = 8",
+            "max_concurrent = 2\nlatency = \"100ms\"",
+        )
+    });
     let h = Harness::new(site);
-    h.fakes.set_latency("vc-1", Duration::from_millis(100));
     let start = tokio::time::Instant::now();
     h.detect("10.110.0.11", "e-1").await;
     h.detect("10.110.0.12", "e-2").await;
     h.engine().wait_idle().await;
     let elapsed = start.elapsed();
-    assert_eq!(h.fakes.max_in_flight("vc-1"), 2);
+    assert_eq!(h.world.max_in_flight("vc-1"), 2);
     // Three NICs, each a write and a read of 100 ms, two at a time: 300 ms, not 600 ms serially.
     assert!(elapsed < Duration::from_millis(600), "{elapsed:?}");
 }
@@ -789,7 +787,7 @@ async fn r15_device_concurrency_is_bounded_and_lservers_run_in_parallel() {
 async fn r17_every_alert_reaches_syslog_as_rfc5424() {
     let h = half_failed().await;
     let alerts = h.alerts();
-    let lines = h.fakes.syslog();
+    let lines = h.world.syslog_lines();
     assert_eq!(lines.len(), alerts.len());
     for (line, alert) in lines.iter().zip(&alerts) {
         assert!(line.starts_with('<') && line.contains(">1 "), "{line}");
@@ -803,7 +801,7 @@ async fn r17_every_alert_reaches_syslog_as_rfc5424() {
 #[tokio::test(start_paused = true)]
 async fn r17_failure_emails_the_tenant_once() {
     let h = half_failed().await;
-    let emails = h.fakes.emails();
+    let emails = h.world.emails();
     assert_eq!(emails.len(), 1);
     assert!(emails[0].subject.contains("quarantine-failed"));
 }
@@ -843,9 +841,9 @@ impl EventLog {
     }
 }
 
-/// An engine over `h`'s journal and fakes without syslog or mail, with an event log.
+/// An engine over `h`'s journal and world without syslog or mail, with an event log.
 fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>) {
-    let mut adapters = h.fakes.adapters(&h.site);
+    let mut adapters = h.world.adapters();
     adapters.syslog = None;
     adapters.mailer = None;
     let log = std::sync::Arc::new(EventLog::default());
@@ -858,13 +856,11 @@ fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>
     (engine, log)
 }
 
-/// The standard harness with `script` applied to its fakes, its engine replaced by one without
-/// syslog or mail.
+/// The standard harness with `faults`, its engine replaced by one without syslog or mail.
 fn harness_without_alert_output(
-    script: impl FnOnce(&Fakes),
+    faults: Vec<FaultSpec>,
 ) -> (Harness, Engine, std::sync::Arc<EventLog>) {
-    let mut h = Harness::standard();
-    script(&h.fakes);
+    let mut h = Harness::standard_with(faults);
     h.engine = None;
     let (engine, log) = engine_without_alert_output(&h);
     (h, engine, log)
@@ -872,7 +868,7 @@ fn harness_without_alert_output(
 
 /// VDI1 quarantined by an engine without syslog or mail, until idle.
 async fn quarantined_without_alert_output() -> (Harness, Engine, std::sync::Arc<EventLog>) {
-    let (h, engine, log) = harness_without_alert_output(|_| {});
+    let (h, engine, log) = harness_without_alert_output(Vec::new());
     engine
         .submit_detection(detection("10.110.0.11", "e-1"))
         .await
@@ -884,9 +880,10 @@ async fn quarantined_without_alert_output() -> (Harness, Engine, std::sync::Arc<
 /// vdi-001 quarantined while vdi-002's first write hangs (a device call under way until the
 /// call timeout), by an engine without alert output; returns when vdi-001's closing is staged.
 async fn closing_while_a_call_is_under_way() -> (Harness, Engine, std::sync::Arc<EventLog>) {
-    let (h, engine, log) = harness_without_alert_output(|fakes| {
-        fakes.script_object("vc-1", "set_nic", "vm-1002/4000", Effect::Hang, Some(1))
-    });
+    let (h, engine, log) =
+        harness_without_alert_output(vec![fault("vc-1", SetNic, FaultEffect::Timeout)
+            .on_vnic("vm-1002", "4000")
+            .times(1)]);
     engine
         .submit_detection(detection("10.110.0.12", "e-2"))
         .await
@@ -895,7 +892,7 @@ async fn closing_while_a_call_is_under_way() -> (Harness, Engine, std::sync::Arc
         .submit_detection(detection("10.110.0.11", "e-1"))
         .await
         .unwrap();
-    // The fakes answer at once: vdi-001 is written and verified at this instant.
+    // The world answers at once (no latency): vdi-001 is written and verified at this instant.
     tokio::task::yield_now().await;
     (h, engine, log)
 }
@@ -1043,9 +1040,10 @@ async fn r7_one_commit_carries_the_detection_its_queueing_and_the_plan() {
 
 #[tokio::test(start_paused = true)]
 async fn r19_a_hanging_device_cannot_hold_an_operation_past_its_deadline() {
-    let h = Harness::standard();
-    h.fakes.script("vc-1", "set_nic", Effect::Timeout, None);
-    h.fakes.script("vc-1", "get_nic", Effect::Timeout, None);
+    let h = Harness::standard_with(vec![
+        fault("vc-1", SetNic, FaultEffect::Timeout),
+        fault("vc-1", GetNic, FaultEffect::Timeout),
+    ]);
     let start = tokio::time::Instant::now();
     h.detect("10.110.0.11", "e-1").await;
     h.engine().wait_idle().await;
@@ -1067,33 +1065,45 @@ async fn r19_the_last_read_at_the_deadline_gets_the_full_call_timeout() {
             "operation_deadline = \"30s\"",
             "operation_deadline = \"3s\"",
         )
+        .replace(
+            "max_concurrent = 8",
+            "max_concurrent = 8\nlatency = \"10ms\"",
+        )
     });
-    let h = Harness::new(site);
-    h.fakes.set_latency("vc-1", Duration::from_millis(10));
     // The first write hangs unapplied for the whole call timeout; the second, cut short by the
     // deadline, lands. Only the read after it can tell.
-    h.fakes.script("vc-1", "set_nic", Effect::Timeout, Some(1));
-    h.fakes
-        .script("vc-1", "set_nic", Effect::ApplyThenTimeout, Some(1));
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
-}
-
-#[tokio::test(start_paused = true)]
-async fn r8_no_blind_rewrite_while_reads_fail_after_a_write() {
-    let h = Harness::standard();
-    // The write lands; the verifying read and the next one fail; the third read sees it.
-    h.fakes
-        .script("vc-1", "get_nic", Effect::Unavailable, Some(2));
+    let h = Harness::with_faults(
+        site,
+        vec![
+            fault("vc-1", SetNic, FaultEffect::Timeout).times(1),
+            fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1),
+        ],
+    );
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
     assert_eq!(
-        h.fakes.writes_for(&h.site, VDI1).len(),
+        (h.hits(0), h.hits(1)),
+        (1, 1),
+        "both writes met their fault"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r8_no_blind_rewrite_while_reads_fail_after_a_write() {
+    // The write lands; the verifying read and the next one fail; the third read sees it.
+    let h = Harness::standard_with(vec![
+        fault("vc-1", GetNic, FaultEffect::Unavailable).times(2)
+    ]);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(
+        h.writes_for(VDI1).len(),
         1,
         "INV-6: no write while the truth is unknown"
     );
+    assert_eq!(h.hits(0), 2, "two reads failed");
 }
 
 #[tokio::test(start_paused = true)]

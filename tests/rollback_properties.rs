@@ -1,4 +1,5 @@
-//! Property: for random per-NIC outcome sequences, the final records and device writes satisfy
+//! Property: for random per-NIC fault plans (the lab's `FaultSpec`s with `times` and
+//! `probability`, drawn from a random seed), the final records and device writes satisfy
 //! R9 (success means every NIC on quarantine, records included), R10 (failure rolls records
 //! back and frees IPs; NICs that reached quarantine stay there) and R11 (no quarantine
 //! operation ever writes an operation network).
@@ -6,79 +7,71 @@
 mod common;
 
 use common::*;
+use proptest::collection::vec;
 use proptest::prelude::*;
 use quarantine_lab::engine::*;
 use quarantine_lab::model::NetworkRole;
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec};
 
-fn effect() -> impl Strategy<Value = Option<Effect>> {
+/// One rule of a NIC's fault plan: `(effect, times, probability)`. Rules apply in order, each
+/// to its next `times` calls; with a probability a call the seed spares goes on to the next
+/// rule, or behaves normally, so normal calls fall anywhere in the sequence.
+type Rule = (FaultEffect, u32, Option<f64>);
+
+fn rule(effect: impl Strategy<Value = FaultEffect>) -> impl Strategy<Value = Rule> {
+    (effect, 1u32..=2, prop_oneof![Just(None), Just(Some(0.5))])
+}
+
+fn write_effect() -> impl Strategy<Value = FaultEffect> {
     prop_oneof![
-        3 => Just(None),
-        1 => Just(Some(Effect::Reject)),
-        1 => Just(Some(Effect::Busy)),
-        1 => Just(Some(Effect::Unavailable)),
-        1 => Just(Some(Effect::Timeout)),
-        1 => Just(Some(Effect::ApplyThenTimeout)),
-        1 => Just(Some(Effect::ApplyThenError)),
-        1 => Just(Some(Effect::AcceptWithoutApply)),
+        Just(FaultEffect::Reject),
+        Just(FaultEffect::Busy),
+        Just(FaultEffect::Unavailable),
+        Just(FaultEffect::Timeout),
+        Just(FaultEffect::ApplyThenTimeout),
+        Just(FaultEffect::ApplyThenError),
+        Just(FaultEffect::AcceptWithoutApply),
     ]
 }
 
-fn read_effect() -> impl Strategy<Value = Option<Effect>> {
-    prop_oneof![
-        4 => Just(None),
-        1 => Just(Some(Effect::StaleRead)),
-        1 => Just(Some(Effect::Unavailable)),
-    ]
+fn read_effect() -> impl Strategy<Value = FaultEffect> {
+    prop_oneof![Just(FaultEffect::StaleRead), Just(FaultEffect::Unavailable)]
 }
 
-/// (device, object) of every NIC under test: vdi-002's two vNICs and sbc-01's port.
-const OBJECTS: [(&str, &str, &str); 3] = [
-    ("vc-1", "set_nic", "vm-1002/4000"),
-    ("vc-1", "set_nic", "vm-1002/4001"),
-    ("sw-1", "set_port", "Ethernet1/5"),
-];
-const READS: [(&str, &str, &str); 3] = [
-    ("vc-1", "get_nic", "vm-1002/4000"),
-    ("vc-1", "get_nic", "vm-1002/4001"),
-    ("sw-1", "get_port", "Ethernet1/5"),
-];
+/// `rule` on the writes (or reads) of NIC `i` under test: vdi-002's two vNICs, sbc-01's port.
+fn nic_fault(i: usize, call_is_write: bool, (effect, times, probability): Rule) -> FaultSpec {
+    let (device, write, read) = match i {
+        0 | 1 => ("vc-1", CallKind::SetNic, CallKind::GetNic),
+        _ => ("sw-1", CallKind::SetPort, CallKind::GetPort),
+    };
+    let call = if call_is_write { write } else { read };
+    let spec = fault(device, call, effect).times(times);
+    let spec = match i {
+        0 => spec.on_vnic("vm-1002", "4000"),
+        1 => spec.on_vnic("vm-1002", "4001"),
+        _ => spec.on_port("Ethernet1/5"),
+    };
+    FaultSpec {
+        probability,
+        ..spec
+    }
+}
 
-fn run(
-    writes: Vec<Vec<Option<Effect>>>,
-    reads: Vec<Vec<Option<Effect>>>,
-) -> Result<(), TestCaseError> {
+fn run(writes: Vec<Vec<Rule>>, reads: Vec<Vec<Rule>>, seed: u64) -> Result<(), TestCaseError> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()
         .unwrap();
     rt.block_on(async move {
-        let h = Harness::standard();
-        for (i, seq) in writes.iter().enumerate() {
-            let (device, call, object) = OBJECTS[i];
-            for effect in seq {
-                // Each script fires once, in order; `None` is a normal call in the sequence.
-                h.fakes.script_object(
-                    device,
-                    call,
-                    object,
-                    effect.unwrap_or(Effect::Pass),
-                    Some(1),
-                );
-            }
+        let mut faults = Vec::new();
+        for (i, rules) in writes.into_iter().enumerate() {
+            faults.extend(rules.into_iter().map(|r| nic_fault(i, true, r)));
         }
-        for (i, seq) in reads.iter().enumerate() {
-            let (device, call, object) = READS[i];
-            for effect in seq {
-                h.fakes.script_object(
-                    device,
-                    call,
-                    object,
-                    effect.unwrap_or(Effect::Pass),
-                    Some(1),
-                );
-            }
+        for (i, rules) in reads.into_iter().enumerate() {
+            faults.extend(rules.into_iter().map(|r| nic_fault(i, false, r)));
         }
+        let h = Harness::seeded(site_with(|s| s.to_string()), faults, seed);
         h.detect("10.110.0.12", "e-1").await;
         h.detect("10.110.0.50", "e-2").await;
         h.settle().await;
@@ -113,11 +106,12 @@ fn run(
             }
         }
         // R10, R11: a NIC that reached quarantine is never written back to an operation network.
-        let operation_values = ["dvportgroup-110", "dvportgroup-120", "110", "120"];
-        for call in h.fakes.calls() {
-            if matches!(call.call, "set_nic" | "set_port") {
-                prop_assert!(
-                    !operation_values.contains(&call.value.as_deref().unwrap_or("")),
+        for call in h.calls() {
+            if matches!(call.op.as_str(), "set_nic" | "set_port") {
+                let written = call.value.as_deref().and_then(|v| h.site.network(v));
+                prop_assert_eq!(
+                    written.map(|n| n.role),
+                    Some(NetworkRole::Quarantine),
                     "{:?}",
                     call
                 );
@@ -137,9 +131,10 @@ proptest! {
 
     #[test]
     fn r9_r10_r11_hold_for_random_device_outcomes(
-        writes in proptest::collection::vec(proptest::collection::vec(effect(), 0..5), 3),
-        reads in proptest::collection::vec(proptest::collection::vec(read_effect(), 0..3), 3),
+        writes in vec(vec(rule(write_effect()), 0..5), 3),
+        reads in vec(vec(rule(read_effect()), 0..3), 3),
+        seed in any::<u64>(),
     ) {
-        run(writes, reads)?;
+        run(writes, reads, seed)?;
     }
 }

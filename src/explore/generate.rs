@@ -499,16 +499,8 @@ fn fault(
     let call = *calls.choose(r)?;
     let period_ms = u64::try_from(fault_period.as_millis()).unwrap_or(20_000);
     let mut spec = FaultSpec {
-        device: device.clone(),
         call,
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
-        delay: None,
-        probability: None,
-        to_network: None,
+        ..FaultSpec::new(device, effect)
     };
     if r.random_bool(0.5) {
         spec.times = Some(r.random_range(1..=4u32));

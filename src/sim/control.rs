@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::faults::FaultEffect;
+use super::faults::{FaultEffect, FaultSpec};
 use super::index::{portgroup_network, vlan_network};
 use super::recorder::lock;
 use super::world::{record_truth, DeviceModel, SimWorld};
@@ -21,6 +21,19 @@ impl SimWorld {
         inner.recorder.record(EventKind::Heal {
             target: target.to_string(),
         });
+    }
+
+    /// Adds `spec` to the fault plan from now on, after every rule already there (the first
+    /// matching rule wins), and returns its index for [`SimWorld::fault_accounting`] and
+    /// [`SimWorld::external_change_for_fault`]: a fault that starts mid-run where its moment
+    /// is known only then (a test's "from here on the device refuses", an operator's hand at
+    /// the console). Like [`SimWorld::new`] it trusts `spec`: the scenario loader is where
+    /// faults are checked, and the plan never applies an effect to a call it cannot act on.
+    /// Scheduled effects (`reboot_loses_unsaved`, `external_change`) added this way are carried
+    /// out only when asked ([`SimWorld::reboot_switch_for_fault`],
+    /// [`SimWorld::external_change_for_fault`]).
+    pub fn add_fault(&self, spec: FaultSpec) -> usize {
+        lock(&self.inner.state).plan.push(spec)
     }
 
     /// `(from, switch)` of every `reboot_loses_unsaved` fault, in time order: the runner calls

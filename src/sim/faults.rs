@@ -240,3 +240,23 @@ pub struct FaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_network: Option<String>,
 }
+
+impl FaultSpec {
+    /// A fault of `effect` on every call of `device` for the whole run: no `call`, window,
+    /// `times`, `match`, `delay`, `probability` or `to_network`. The base that struct updates
+    /// (`FaultSpec { times: Some(1), ..FaultSpec::new(..) }`) narrow.
+    pub fn new(device: &str, effect: FaultEffect) -> FaultSpec {
+        FaultSpec {
+            device: device.to_string(),
+            call: None,
+            effect,
+            times: None,
+            from: None,
+            until: None,
+            matcher: FaultMatch::default(),
+            delay: None,
+            probability: None,
+            to_network: None,
+        }
+    }
+}

@@ -152,22 +152,30 @@ impl FaultPlan {
     /// A plan of `faults`, in file order (the first matching rule wins), drawing its
     /// probabilities from `seed`.
     pub fn new(faults: Vec<FaultSpec>, seed: u64) -> FaultPlan {
-        let rules = faults
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| Rule {
-                remaining: spec.times,
-                healed_at: None,
-                hits: 0,
-                hits_in_operation: 0,
-                purpose: format!("fault/{i}"),
-                spec,
-            })
-            .collect();
-        FaultPlan {
-            rules,
+        let mut plan = FaultPlan {
+            rules: Vec::with_capacity(faults.len()),
             rng: SeededRng::new(seed),
+        };
+        for spec in faults {
+            plan.push(spec);
         }
+        plan
+    }
+
+    /// Appends `spec` as the last rule (the lowest priority) and returns its index. Its `from`
+    /// and `until` are run times like any rule's, so one added at run time without `from`
+    /// acts on the calls that arrive from then on.
+    pub fn push(&mut self, spec: FaultSpec) -> usize {
+        let index = self.rules.len();
+        self.rules.push(Rule {
+            remaining: spec.times,
+            healed_at: None,
+            hits: 0,
+            hits_in_operation: 0,
+            purpose: format!("fault/{index}"),
+            spec,
+        });
+        index
     }
 
     /// Decides one device call at run time `now` and uses up the rules it applies.
@@ -336,18 +344,7 @@ mod tests {
     use crate::sim::faults::FaultMatch;
 
     fn spec(effect: FaultEffect) -> FaultSpec {
-        FaultSpec {
-            device: "vc-1".into(),
-            call: None,
-            effect,
-            times: None,
-            from: None,
-            until: None,
-            matcher: FaultMatch::default(),
-            delay: None,
-            probability: None,
-            to_network: None,
-        }
+        FaultSpec::new("vc-1", effect)
     }
 
     fn set_nic(vm: &str) -> Subject<'_> {
@@ -429,6 +426,27 @@ mod tests {
             .decide_call(&set_nic("vm-1"), Duration::ZERO, false)
             .effect
             .is_some());
+    }
+
+    #[test]
+    fn a_pushed_rule_comes_last_and_acts_from_then_on() {
+        let mut plan = FaultPlan::new(
+            vec![FaultSpec {
+                times: Some(1),
+                ..spec(FaultEffect::Busy)
+            }],
+            0,
+        );
+        let s = set_nic("vm-1");
+        let at = Duration::from_secs(5);
+        assert_eq!(plan.push(spec(FaultEffect::Reject)), 1);
+        // The rule already there wins while it lasts; the pushed one takes the later calls.
+        let chosen =
+            |plan: &mut FaultPlan| plan.decide_call(&s, at, false).effect.map(|c| c.effect);
+        assert_eq!(chosen(&mut plan), Some(FaultEffect::Busy));
+        assert_eq!(chosen(&mut plan), Some(FaultEffect::Reject));
+        assert_eq!(plan.accounting()[1].hits, 1);
+        assert_eq!(plan.accounting()[1].effect, "reject");
     }
 
     #[test]

@@ -1,551 +1,93 @@
-//! Test support: fake devices with scripted outcomes behind the adapter traits, a small site,
-//! and a harness that opens, crashes and reopens an engine on one journal file.
+//! Test support for the rule tests: the lab's simulated world ([`SimWorld`], the one the
+//! scenario runner plays) behind the engine's ports, a small site, builders for the lab's
+//! fault plans ([`FaultSpec`]), and a harness that opens, crashes and reopens an engine on one
+//! journal file. Device truth comes from the world's models, the calls the engine made from the
+//! world's history (`Invoke` / `Return`), mail and syslog from the world's sinks.
+//!
+//! Faults are the scenario format's own: a test names the effect, the call, the object
+//! (`match`) and `times`, at the start (`Harness::with_faults`) or from a moment of the test on
+//! (`Harness::fault_now`). A NIC moved by someone else is an `external_change` fault carried
+//! out at once (`Harness::move_by_hand`); a device that slows down mid-run is a `delay` fault.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use quarantine_lab::adapters::*;
 use quarantine_lab::engine::*;
+use quarantine_lab::model::history::EventKind;
 use quarantine_lab::model::*;
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
 
-/// What a scripted call does instead of the normal behaviour.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Effect {
-    /// Behaves normally (a placeholder that keeps a scripted sequence in order).
-    Pass,
-    Reject,
-    Unavailable,
-    Busy,
-    Auth,
-    /// No reply, not applied.
-    Timeout,
-    /// Applied, reply lost.
-    ApplyThenTimeout,
-    /// Applied, error reply.
-    ApplyThenError,
-    /// Ok reply, nothing changed.
-    AcceptWithoutApply,
-    /// Reads return the previous value.
-    StaleRead,
-    /// Never returns (a crash test drops the engine meanwhile).
-    Hang,
+/// A fault of `effect` on every `call` of `device`: the whole run, every matching call, every
+/// object. Narrow it with [`Narrow`].
+pub fn fault(device: &str, call: CallKind, effect: FaultEffect) -> FaultSpec {
+    FaultSpec {
+        call: Some(call),
+        ..FaultSpec::new(device, effect)
+    }
 }
 
-#[derive(Debug, Clone)]
-struct Script {
-    device: String,
-    call: &'static str,
-    /// Only calls on this `vm/nic` or port, when set.
-    object: Option<String>,
-    effect: Effect,
-    times: Option<u32>,
+/// Narrows a [`FaultSpec`] the way a scenario file's `times` and `match` do.
+pub trait Narrow {
+    /// Only the next `n` matching calls.
+    fn times(self, n: u32) -> FaultSpec;
+    /// Only calls on vNIC `nic` of VM `vm`.
+    fn on_vnic(self, vm: &str, nic: &str) -> FaultSpec;
+    /// Only calls on switch port `port`.
+    fn on_port(self, port: &str) -> FaultSpec;
 }
 
-/// One call the engine made, as the device saw it.
+impl Narrow for FaultSpec {
+    fn times(self, n: u32) -> FaultSpec {
+        FaultSpec {
+            times: Some(n),
+            ..self
+        }
+    }
+
+    fn on_vnic(self, vm: &str, nic: &str) -> FaultSpec {
+        let matcher = FaultMatch {
+            vm: Some(vm.into()),
+            nic: Some(nic.into()),
+            ..FaultMatch::default()
+        };
+        FaultSpec { matcher, ..self }
+    }
+
+    fn on_port(self, port: &str) -> FaultSpec {
+        let matcher = FaultMatch {
+            port: Some(port.into()),
+            ..FaultMatch::default()
+        };
+        FaultSpec { matcher, ..self }
+    }
+}
+
+/// A `delay` fault: every call of `device` takes `delay` longer (a device slowing down).
+pub fn slow(device: &str, delay: Duration) -> FaultSpec {
+    FaultSpec {
+        delay: Some(delay),
+        ..FaultSpec::new(device, FaultEffect::Delay)
+    }
+}
+
+/// One device call as the world's history shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
+    /// The history's call id.
+    pub id: u64,
     pub device: String,
-    pub call: &'static str,
-    /// `vm/nic` or port.
-    pub object: String,
-    /// Value written.
+    /// `set_nic`, `get_port`, `login`, ...
+    pub op: String,
+    /// The L-Server the object belongs to.
+    pub lserver: Option<String>,
+    /// The NIC's index within its L-Server, when the object is a NIC.
+    pub nic: Option<usize>,
+    /// The network written (writes only).
     pub value: Option<String>,
-}
-
-#[derive(Default)]
-struct Devices {
-    vnics: HashMap<(String, String, String), String>,
-    previous_vnics: HashMap<(String, String, String), String>,
-    ports: HashMap<(String, String), u16>,
-    previous_ports: HashMap<(String, String), u16>,
-    saves: HashMap<String, u32>,
-    resets: Vec<String>,
-    calls: Vec<Call>,
-    scripts: Vec<Script>,
-    emails: Vec<Email>,
-    syslog: Vec<String>,
-    latency: HashMap<String, Duration>,
-    in_flight: HashMap<String, u32>,
-    max_in_flight: HashMap<String, u32>,
-}
-
-/// Device truth for a whole site, shared by every fake adapter.
-#[derive(Clone, Default)]
-pub struct Fakes {
-    inner: Arc<Mutex<Devices>>,
-}
-
-impl Fakes {
-    /// Every NIC starts on its operation network.
-    pub fn from_site(site: &Site) -> Fakes {
-        let fakes = Fakes::default();
-        {
-            let mut d = fakes.inner.lock().unwrap();
-            for ls in &site.lservers {
-                for nic in &ls.nics {
-                    match &nic.location {
-                        NicLocation::Virtual {
-                            hypervisor,
-                            vm,
-                            device,
-                        } => {
-                            let pg = site
-                                .portgroup(hypervisor, &nic.network)
-                                .unwrap()
-                                .to_string();
-                            d.vnics
-                                .insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
-                        }
-                        NicLocation::Physical { switch, port } => {
-                            let vlan = site.network(&nic.network).unwrap().vlan;
-                            d.ports.insert((switch.clone(), port.clone()), vlan);
-                        }
-                    }
-                }
-            }
-        }
-        fakes
-    }
-
-    /// Scripts `effect` for the next `times` calls (`None`: every call) of `call` on `device`.
-    pub fn script(&self, device: &str, call: &'static str, effect: Effect, times: Option<u32>) {
-        self.inner.lock().unwrap().scripts.push(Script {
-            device: device.into(),
-            call,
-            object: None,
-            effect,
-            times,
-        });
-    }
-
-    /// Like [`Fakes::script`], for calls on one `vm/nic` or port only.
-    pub fn script_object(
-        &self,
-        device: &str,
-        call: &'static str,
-        object: &str,
-        effect: Effect,
-        times: Option<u32>,
-    ) {
-        let object = Some(object.to_string());
-        self.inner.lock().unwrap().scripts.push(Script {
-            device: device.into(),
-            call,
-            object,
-            effect,
-            times,
-        });
-    }
-
-    /// Makes every call to `device` take `latency`.
-    pub fn set_latency(&self, device: &str, latency: Duration) {
-        self.inner
-            .lock()
-            .unwrap()
-            .latency
-            .insert(device.into(), latency);
-    }
-
-    /// Most calls that were in flight at once on `device`.
-    pub fn max_in_flight(&self, device: &str) -> u32 {
-        self.inner
-            .lock()
-            .unwrap()
-            .max_in_flight
-            .get(device)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Removes every script (a fault heals).
-    pub fn heal(&self) {
-        self.inner.lock().unwrap().scripts.clear();
-    }
-
-    fn take_effect(&self, device: &str, call: &'static str, object: &str) -> Option<Effect> {
-        let mut d = self.inner.lock().unwrap();
-        let script = d.scripts.iter_mut().find(|s| {
-            s.device == device
-                && s.call == call
-                && s.times != Some(0)
-                && s.object.as_deref().is_none_or(|o| o == object)
-        })?;
-        if let Some(t) = script.times.as_mut() {
-            *t -= 1;
-        }
-        Some(script.effect)
-    }
-
-    /// Adapters for every device of `site`.
-    pub fn adapters(&self, site: &Site) -> Adapters {
-        let mut a = Adapters::default();
-        for h in &site.topology.hypervisors {
-            a.hypervisors.insert(
-                h.name.clone(),
-                Arc::new(FakeDevice {
-                    name: h.name.clone(),
-                    fakes: self.clone(),
-                }) as Arc<dyn Hypervisor>,
-            );
-        }
-        for s in &site.topology.switches {
-            a.switches.insert(
-                s.name.clone(),
-                Arc::new(FakeDevice {
-                    name: s.name.clone(),
-                    fakes: self.clone(),
-                }) as Arc<dyn Switch>,
-            );
-        }
-        for b in &site.topology.bmcs {
-            a.bmcs.insert(
-                b.name.clone(),
-                Arc::new(FakeDevice {
-                    name: b.name.clone(),
-                    fakes: self.clone(),
-                }) as Arc<dyn Bmc>,
-            );
-        }
-        a.mailer = Some(Arc::new(FakeDevice {
-            name: "smtp".into(),
-            fakes: self.clone(),
-        }));
-        a.syslog = Some(Arc::new(FakeDevice {
-            name: "syslog".into(),
-            fakes: self.clone(),
-        }));
-        a
-    }
-
-    /// Device truth of every NIC of `path`, as network names.
-    pub fn networks(&self, site: &Site, path: &str) -> Vec<String> {
-        let d = self.inner.lock().unwrap();
-        site.lserver(path)
-            .unwrap()
-            .nics
-            .iter()
-            .map(|nic| match &nic.location {
-                NicLocation::Virtual {
-                    hypervisor,
-                    vm,
-                    device,
-                } => {
-                    let pg = &d.vnics[&(hypervisor.clone(), vm.clone(), device.clone())];
-                    site.network_by_portgroup(hypervisor, pg)
-                        .unwrap()
-                        .name
-                        .clone()
-                }
-                NicLocation::Physical { switch, port } => site
-                    .network_by_vlan(d.ports[&(switch.clone(), port.clone())])
-                    .unwrap()
-                    .name
-                    .clone(),
-            })
-            .collect()
-    }
-
-    /// Moves a NIC by hand, as an operator would at the device.
-    pub fn set_network(&self, site: &Site, path: &str, nic: usize, network: &str) {
-        let mut d = self.inner.lock().unwrap();
-        match &site.lserver(path).unwrap().nics[nic].location {
-            NicLocation::Virtual {
-                hypervisor,
-                vm,
-                device,
-            } => {
-                let pg = site.portgroup(hypervisor, network).unwrap().to_string();
-                d.vnics
-                    .insert((hypervisor.clone(), vm.clone(), device.clone()), pg);
-            }
-            NicLocation::Physical { switch, port } => {
-                let vlan = site.network(network).unwrap().vlan;
-                d.ports.insert((switch.clone(), port.clone()), vlan);
-            }
-        }
-    }
-
-    /// Every call made, in order.
-    pub fn calls(&self) -> Vec<Call> {
-        self.inner.lock().unwrap().calls.clone()
-    }
-
-    /// Write calls (`set_nic`, `set_port`) that touched an object of `path`.
-    pub fn writes_for(&self, site: &Site, path: &str) -> Vec<Call> {
-        let objects = objects_of(site, path);
-        self.calls()
-            .into_iter()
-            .filter(|c| {
-                matches!(c.call, "set_nic" | "set_port")
-                    && objects.contains(&(c.device.clone(), c.object.clone()))
-            })
-            .collect()
-    }
-
-    /// Resets sent (`device/object`).
-    pub fn resets(&self) -> Vec<String> {
-        self.inner.lock().unwrap().resets.clone()
-    }
-
-    /// Config saves per switch.
-    pub fn saves(&self, switch: &str) -> u32 {
-        self.inner
-            .lock()
-            .unwrap()
-            .saves
-            .get(switch)
-            .copied()
-            .unwrap_or(0)
-    }
-
-    /// Emails sent.
-    pub fn emails(&self) -> Vec<Email> {
-        self.inner.lock().unwrap().emails.clone()
-    }
-
-    /// Syslog lines sent.
-    pub fn syslog(&self) -> Vec<String> {
-        self.inner.lock().unwrap().syslog.clone()
-    }
-
-    fn record(&self, device: &str, call: &'static str, object: String, value: Option<String>) {
-        self.inner.lock().unwrap().calls.push(Call {
-            device: device.into(),
-            call,
-            object,
-            value,
-        });
-    }
-
-    /// Waits the device's latency while counting the call as in flight.
-    async fn latency(&self, device: &str) {
-        let latency = {
-            let mut d = self.inner.lock().unwrap();
-            let n = {
-                let n = d.in_flight.entry(device.into()).or_default();
-                *n += 1;
-                *n
-            };
-            let max = d.max_in_flight.entry(device.into()).or_default();
-            *max = (*max).max(n);
-            d.latency.get(device).copied().unwrap_or_default()
-        };
-        tokio::time::sleep(latency).await;
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .in_flight
-            .get_mut(device)
-            .unwrap() -= 1;
-    }
-}
-
-/// `(device, object)` pairs of an L-Server's NICs.
-pub fn objects_of(site: &Site, path: &str) -> Vec<(String, String)> {
-    site.lserver(path)
-        .unwrap()
-        .nics
-        .iter()
-        .map(|nic| match &nic.location {
-            NicLocation::Virtual {
-                hypervisor,
-                vm,
-                device,
-            } => (hypervisor.clone(), format!("{vm}/{device}")),
-            NicLocation::Physical { switch, port } => (switch.clone(), port.clone()),
-        })
-        .collect()
-}
-
-struct FakeDevice {
-    name: String,
-    fakes: Fakes,
-}
-
-const FOREVER: Duration = Duration::from_secs(24 * 3600);
-
-impl FakeDevice {
-    /// Runs the scripted effect of a write; `apply` changes the device truth.
-    async fn write(
-        &self,
-        call: &'static str,
-        object: &str,
-        apply: impl FnOnce(&mut Devices),
-    ) -> DeviceResult<()> {
-        let effect = self.fakes.take_effect(&self.name, call, object);
-        let err = |class, text: &str| Err(DeviceError::new(class, text));
-        match effect {
-            None | Some(Effect::Pass) => {
-                apply(&mut self.fakes.inner.lock().unwrap());
-                Ok(())
-            }
-            Some(Effect::Reject) => err(OutcomeClass::Rejected, "INVALID_ARGUMENT"),
-            Some(Effect::Unavailable) => err(OutcomeClass::Unavailable, "SERVICE_UNAVAILABLE"),
-            Some(Effect::Busy) => err(OutcomeClass::Busy, "RESOURCE_BUSY"),
-            Some(Effect::Auth) => err(OutcomeClass::Auth, "UNAUTHENTICATED"),
-            Some(Effect::Timeout) | Some(Effect::Hang) => {
-                tokio::time::sleep(FOREVER).await;
-                err(OutcomeClass::Unknown, "never")
-            }
-            Some(Effect::ApplyThenTimeout) => {
-                apply(&mut self.fakes.inner.lock().unwrap());
-                tokio::time::sleep(FOREVER).await;
-                err(OutcomeClass::Unknown, "never")
-            }
-            Some(Effect::ApplyThenError) => {
-                apply(&mut self.fakes.inner.lock().unwrap());
-                err(
-                    OutcomeClass::Unknown,
-                    "connection reset after the request was sent",
-                )
-            }
-            Some(Effect::AcceptWithoutApply) | Some(Effect::StaleRead) => Ok(()),
-        }
-    }
-
-    fn read_effect(&self, call: &'static str, object: &str) -> Result<bool, DeviceError> {
-        match self.fakes.take_effect(&self.name, call, object) {
-            None | Some(Effect::Pass) => Ok(false),
-            Some(Effect::StaleRead) => Ok(true),
-            Some(Effect::Reject) => Err(DeviceError::new(OutcomeClass::Rejected, "read refused")),
-            Some(Effect::Auth) => Err(DeviceError::new(OutcomeClass::Auth, "UNAUTHENTICATED")),
-            Some(_) => Err(DeviceError::new(
-                OutcomeClass::Unavailable,
-                "read unavailable",
-            )),
-        }
-    }
-}
-
-#[async_trait]
-impl Hypervisor for FakeDevice {
-    async fn login(&self) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "login", String::new(), None);
-        Ok(())
-    }
-
-    async fn get_nic(&self, vm: &str, nic: &str) -> DeviceResult<String> {
-        self.fakes
-            .record(&self.name, "get_nic", format!("{vm}/{nic}"), None);
-        self.fakes.latency(&self.name).await;
-        let stale = self.read_effect("get_nic", &format!("{vm}/{nic}"))?;
-        let key = (self.name.clone(), vm.to_string(), nic.to_string());
-        let d = self.fakes.inner.lock().unwrap();
-        let value = if stale {
-            d.previous_vnics.get(&key).or(d.vnics.get(&key))
-        } else {
-            d.vnics.get(&key)
-        };
-        value
-            .cloned()
-            .ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "NOT_FOUND"))
-    }
-
-    async fn set_nic(&self, vm: &str, nic: &str, portgroup: &str) -> DeviceResult<()> {
-        self.fakes.record(
-            &self.name,
-            "set_nic",
-            format!("{vm}/{nic}"),
-            Some(portgroup.into()),
-        );
-        self.fakes.latency(&self.name).await;
-        let key = (self.name.clone(), vm.to_string(), nic.to_string());
-        let pg = portgroup.to_string();
-        self.write("set_nic", &format!("{vm}/{nic}"), move |d| {
-            if let Some(old) = d.vnics.insert(key.clone(), pg) {
-                d.previous_vnics.insert(key, old);
-            }
-        })
-        .await
-    }
-
-    async fn power_reset(&self, vm: &str) -> DeviceResult<()> {
-        self.fakes
-            .record(&self.name, "power_reset", vm.into(), None);
-        self.fakes.latency(&self.name).await;
-        let name = format!("{}/{vm}", self.name);
-        self.write("power_reset", vm, move |d| d.resets.push(name))
-            .await
-    }
-}
-
-#[async_trait]
-impl Switch for FakeDevice {
-    async fn get_port(&self, port: &str) -> DeviceResult<u16> {
-        self.fakes.record(&self.name, "get_port", port.into(), None);
-        self.fakes.latency(&self.name).await;
-        let stale = self.read_effect("get_port", port)?;
-        let key = (self.name.clone(), port.to_string());
-        let d = self.fakes.inner.lock().unwrap();
-        let value = if stale {
-            d.previous_ports.get(&key).or(d.ports.get(&key))
-        } else {
-            d.ports.get(&key)
-        };
-        value
-            .copied()
-            .ok_or_else(|| DeviceError::new(OutcomeClass::Rejected, "no such port"))
-    }
-
-    async fn set_port(&self, port: &str, vlan: u16) -> DeviceResult<()> {
-        self.fakes
-            .record(&self.name, "set_port", port.into(), Some(vlan.to_string()));
-        self.fakes.latency(&self.name).await;
-        let key = (self.name.clone(), port.to_string());
-        self.write("set_port", port, move |d| {
-            if let Some(old) = d.ports.insert(key.clone(), vlan) {
-                d.previous_ports.insert(key, old);
-            }
-        })
-        .await
-    }
-
-    async fn save_config(&self) -> DeviceResult<()> {
-        self.fakes
-            .record(&self.name, "save_config", String::new(), None);
-        self.fakes.latency(&self.name).await;
-        let name = self.name.clone();
-        self.write("save_config", "", move |d| {
-            *d.saves.entry(name).or_default() += 1
-        })
-        .await
-    }
-}
-
-#[async_trait]
-impl Bmc for FakeDevice {
-    async fn reset(&self) -> DeviceResult<()> {
-        self.fakes.record(&self.name, "reset", String::new(), None);
-        self.fakes.latency(&self.name).await;
-        let name = self.name.clone();
-        self.write("reset", "", move |d| d.resets.push(name)).await
-    }
-}
-
-#[async_trait]
-impl Mailer for FakeDevice {
-    async fn send(&self, email: &Email) -> DeviceResult<()> {
-        self.fakes.inner.lock().unwrap().emails.push(email.clone());
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl SyslogOut for FakeDevice {
-    async fn send(&self, line: &str) -> DeviceResult<()> {
-        self.fakes
-            .inner
-            .lock()
-            .unwrap()
-            .syslog
-            .push(line.to_string());
-        Ok(())
-    }
+    /// `ok`, `fail` or `unknown`; `None` while the call is in flight.
+    pub result: Option<String>,
 }
 
 /// A small site: two tenants, virtual and physical L-Servers, one with two NICs.
@@ -680,23 +222,45 @@ pub fn site_with(edit: impl FnOnce(&str) -> String) -> Arc<Site> {
     Arc::new(Site::new(topology).unwrap())
 }
 
-/// An engine over fakes on a journal file that survives reopening.
+/// [`SITE`] with every call to `vc-1` taking `latency` (the topology's own `latency`).
+pub fn site_with_vc_latency(latency: &str) -> Arc<Site> {
+    site_with(|s| {
+        s.replace(
+            "max_concurrent = 8\n",
+            &format!("max_concurrent = 8\nlatency = \"{latency}\"\n"),
+        )
+    })
+}
+
+/// An engine over a simulated world on a journal file that survives reopening.
 pub struct Harness {
     pub site: Arc<Site>,
-    pub fakes: Fakes,
+    /// The devices, their fault plan and the history of every call.
+    pub world: SimWorld,
     pub engine: Option<Engine>,
     pub journal_path: PathBuf,
     _dir: tempfile::TempDir,
 }
 
 impl Harness {
+    /// `site` without faults.
     pub fn new(site: Arc<Site>) -> Harness {
+        Harness::with_faults(site, Vec::new())
+    }
+
+    /// `site` with the fault plan `faults` from the start of the run.
+    pub fn with_faults(site: Arc<Site>, faults: Vec<FaultSpec>) -> Harness {
+        Harness::seeded(site, faults, 0)
+    }
+
+    /// Like [`Harness::with_faults`], with the run's seed (it drives `probability`).
+    pub fn seeded(site: Arc<Site>, faults: Vec<FaultSpec>, seed: u64) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let journal_path = dir.path().join("journal.sqlite");
-        let fakes = Fakes::from_site(&site);
+        let world = SimWorld::new(site.clone(), faults, Recorder::new(), seed);
         let mut h = Harness {
             site,
-            fakes,
+            world,
             engine: None,
             journal_path,
             _dir: dir,
@@ -705,12 +269,18 @@ impl Harness {
         h
     }
 
+    /// [`SITE`] without faults.
     pub fn standard() -> Harness {
         Harness::new(site_with(|s| s.to_string()))
     }
 
+    /// [`SITE`] with `faults`.
+    pub fn standard_with(faults: Vec<FaultSpec>) -> Harness {
+        Harness::with_faults(site_with(|s| s.to_string()), faults)
+    }
+
     /// Drops the engine (aborting its tasks, like a crash) and opens a new one on the same
-    /// journal, with an optional commit limit.
+    /// journal, with an optional commit limit. The world lives on, as devices do.
     pub fn reopen(&mut self, commit_limit: Option<u64>) {
         self.engine = None;
         let mut journal = Journal::open(&self.journal_path).unwrap();
@@ -718,7 +288,7 @@ impl Harness {
         let engine = Engine::open(
             self.site.clone(),
             journal,
-            self.fakes.adapters(&self.site),
+            self.world.adapters(),
             EngineOptions::default(),
         )
         .unwrap();
@@ -742,10 +312,52 @@ impl Harness {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 
+    /// Adds `spec` to the world's fault plan from now on; returns its index.
+    pub fn fault_now(&self, spec: FaultSpec) -> usize {
+        self.world.add_fault(spec)
+    }
+
+    /// Moves NIC `nic` of `path` to `network` at its device, as an operator would at the
+    /// console: an `external_change` fault of the lab, carried out now.
+    pub fn move_by_hand(&self, path: &str, nic: usize, network: &str) {
+        let spec = match &self.site.lserver(path).unwrap().nics[nic].location {
+            NicLocation::Virtual {
+                hypervisor,
+                vm,
+                device,
+            } => FaultSpec::new(hypervisor, FaultEffect::ExternalChange).on_vnic(vm, device),
+            NicLocation::Physical { switch, port } => {
+                FaultSpec::new(switch, FaultEffect::ExternalChange).on_port(port)
+            }
+        };
+        let spec = FaultSpec {
+            to_network: Some(network.into()),
+            ..spec
+        };
+        let index = self.world.add_fault(spec);
+        assert_eq!(
+            self.world.external_change_for_fault(index),
+            1,
+            "{path} nic{nic} moved to {network}"
+        );
+    }
+
+    /// How many calls fault `index` of the plan acted on so far (report.json `faults`): a test
+    /// whose fault never fired proves nothing.
+    pub fn hits(&self, index: usize) -> u64 {
+        self.world.fault_accounting()[index].hits
+    }
+
+    /// Removes every fault from now on.
+    pub fn heal(&self) {
+        self.world.heal("all");
+    }
+
     pub fn view(&self, path: &str) -> LServerView {
         self.engine().lserver(path).unwrap()
     }
 
+    /// The engine's records of `path`'s NICs, as network names.
     pub fn managed(&self, path: &str) -> Vec<String> {
         self.view(path)
             .nics
@@ -754,8 +366,80 @@ impl Harness {
             .collect()
     }
 
+    /// Device truth of every NIC of `path`, as network names (`?` off every topology network).
     pub fn device(&self, path: &str) -> Vec<String> {
-        self.fakes.networks(&self.site, path)
+        let truth = self.world.final_truth();
+        truth
+            .into_iter()
+            .filter(|(nic, _)| nic.lserver == path)
+            .map(|(_, network)| network.unwrap_or_else(|| "?".into()))
+            .collect()
+    }
+
+    /// Every device call the engine made, in order of arrival.
+    pub fn calls(&self) -> Vec<Call> {
+        let mut calls: Vec<Call> = Vec::new();
+        for event in self.world.recorder().events() {
+            match event.kind {
+                EventKind::Invoke {
+                    call,
+                    device,
+                    op,
+                    nic,
+                    lserver,
+                    value,
+                } => calls.push(Call {
+                    id: call,
+                    device,
+                    op,
+                    lserver,
+                    nic: nic.map(|n| n.nic),
+                    value,
+                    result: None,
+                }),
+                EventKind::Return { call, result, .. } => {
+                    if let Some(c) = calls.iter_mut().rev().find(|c| c.id == call) {
+                        c.result = Some(result);
+                    }
+                }
+                _ => {}
+            }
+        }
+        calls
+    }
+
+    /// Write calls (`set_nic`, `set_port`) on a NIC of `path`.
+    pub fn writes_for(&self, path: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| {
+                matches!(c.op.as_str(), "set_nic" | "set_port")
+                    && c.lserver.as_deref() == Some(path)
+            })
+            .collect()
+    }
+
+    /// The L-Servers a device reset (VM or BMC), one entry per reset performed.
+    pub fn resets(&self) -> Vec<String> {
+        self.world
+            .recorder()
+            .events()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EventKind::Reset { lserver } => Some(lserver),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Config saves `switch` answered ok.
+    pub fn saves(&self, switch: &str) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| {
+                c.device == switch && c.op == "save_config" && c.result.as_deref() == Some("ok")
+            })
+            .count()
     }
 
     pub fn alerts(&self) -> Vec<Alert> {
