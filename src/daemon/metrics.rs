@@ -15,7 +15,20 @@ use crate::engine::stats::{Histogram, StatsSnapshot};
 use crate::engine::Disposition;
 
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reject {
     /// API request without a valid bearer token.
     Unauthorized,
@@ -36,6 +49,7 @@ pub enum Reject {
     /// A detection naming an AV server the topology does not have.
     UnknownSource,
     /// A command or lookup for an L-Server the topology does not have.
+    #[strum(serialize = "unknown_lserver")]
     UnknownLServer,
     /// A command the L-Server's state does not allow.
     NotAllowed,
@@ -86,80 +100,12 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 33] = [
-    Reject::Unauthorized,
-    Reject::Forbidden,
-    Reject::PolicyInvalid,
-    Reject::BodyTooLarge,
-    Reject::MalformedJson,
-    Reject::UnknownField,
-    Reject::InvalidField,
-    Reject::InvalidDetection,
-    Reject::UnknownSource,
-    Reject::UnknownLServer,
-    Reject::NotAllowed,
-    Reject::QueueFull,
-    Reject::Halted,
-    Reject::JournalError,
-    Reject::BadRequest,
-    Reject::NotFound,
-    Reject::MethodNotAllowed,
-    Reject::Overloaded,
-    Reject::RequestTimeout,
-    Reject::ApiConnectionEvicted,
-    Reject::ApiTooManyConnections,
-    Reject::SyslogUnknownSource,
-    Reject::SyslogOversized,
-    Reject::SyslogUnparsable,
-    Reject::SyslogBadFraming,
-    Reject::SyslogTooManyConnections,
-    Reject::SyslogIdleTimeout,
-    Reject::SyslogRefused,
-    Reject::SyslogQueueFull,
-    Reject::SyslogConnectionEvicted,
-    Reject::EpoPollFailed,
-    Reject::EpoRefused,
-    Reject::EpoBadRow,
-];
+const ALL: &[Reject] = <Reject as strum::VariantArray>::VARIANTS;
 
 impl Reject {
     /// The stable spelling used in `/health` and in log lines.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::Unauthorized => "unauthorized",
-            Reject::Forbidden => "forbidden",
-            Reject::PolicyInvalid => "policy_invalid",
-            Reject::BodyTooLarge => "body_too_large",
-            Reject::MalformedJson => "malformed_json",
-            Reject::UnknownField => "unknown_field",
-            Reject::InvalidField => "invalid_field",
-            Reject::InvalidDetection => "invalid_detection",
-            Reject::UnknownSource => "unknown_source",
-            Reject::UnknownLServer => "unknown_lserver",
-            Reject::NotAllowed => "not_allowed",
-            Reject::QueueFull => "queue_full",
-            Reject::Halted => "halted",
-            Reject::JournalError => "journal_error",
-            Reject::BadRequest => "bad_request",
-            Reject::NotFound => "not_found",
-            Reject::MethodNotAllowed => "method_not_allowed",
-            Reject::Overloaded => "overloaded",
-            Reject::RequestTimeout => "request_timeout",
-            Reject::ApiConnectionEvicted => "api_connection_evicted",
-            Reject::ApiTooManyConnections => "api_too_many_connections",
-            Reject::SyslogUnknownSource => "syslog_unknown_source",
-            Reject::SyslogOversized => "syslog_oversized",
-            Reject::SyslogUnparsable => "syslog_unparsable",
-            Reject::SyslogBadFraming => "syslog_bad_framing",
-            Reject::SyslogTooManyConnections => "syslog_too_many_connections",
-            Reject::SyslogIdleTimeout => "syslog_idle_timeout",
-            Reject::SyslogRefused => "syslog_refused",
-            Reject::SyslogQueueFull => "syslog_queue_full",
-            Reject::SyslogConnectionEvicted => "syslog_connection_evicted",
-            Reject::EpoPollFailed => "epo_poll_failed",
-            Reject::EpoRefused => "epo_refused",
-            Reject::EpoBadRow => "epo_bad_row",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -267,7 +213,10 @@ pub struct QueueHealth {
 }
 
 /// Where an accepted detection came in: the transport it travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Channel {
     /// `POST /api/v1/detections` (`qlab notify`).
     Api,
@@ -291,12 +240,7 @@ impl Channel {
     /// The stable spelling of `/health` `accepted` and the `channel` label of
     /// `qlab_detections_received_total`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Api => "api",
-            Channel::SyslogUdp => "syslog_udp",
-            Channel::SyslogTcp => "syslog_tcp",
-            Channel::Epo => "epo",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -465,7 +409,7 @@ impl Metrics {
             "counter",
             "Inputs turned away, by reason (the reasons of /api/v1/health).",
         );
-        for r in ALL {
+        for &r in ALL {
             o.sample(
                 "qlab_rejected_total",
                 &[("reason", r.as_str())],
