@@ -9,9 +9,7 @@ use std::time::Duration;
 use quarantine_lab::adapters::{Adapters, Email, OutcomeClass};
 use quarantine_lab::model::history::{EventKind, HistoryEvent, NicRef};
 use quarantine_lab::model::{load_site, Category, Detection, Site};
-use quarantine_lab::sim::{
-    CallKind, DeviceOp, FaultEffect, FaultMatch, FaultSpec, Recorder, Reply, SimWorld,
-};
+use quarantine_lab::sim::{CallKind, DeviceOp, FaultEffect, FaultSpec, Recorder, Reply, SimWorld};
 use tokio::time::Instant;
 
 const OP_PG: &str = "dvportgroup-110";
@@ -24,18 +22,7 @@ fn site() -> Arc<Site> {
 }
 
 fn fault(device: &str, call: Option<CallKind>, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        device: device.into(),
-        call,
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
-        delay: None,
-        probability: None,
-        to_network: None,
-    }
+    FaultSpec::new(device, call, effect)
 }
 
 fn world(faults: Vec<FaultSpec>) -> (SimWorld, Adapters, Recorder) {

@@ -13,7 +13,7 @@ use quarantine_lab::adapters::{Bmc, OutcomeClass};
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::proxy::FAULT_HEADER;
 use quarantine_lab::sim::wire::{redfish, WireServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::{json, Value};
 use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -30,16 +30,8 @@ fn site() -> Arc<Site> {
 
 fn fault(effect: FaultEffect, times: Option<u32>) -> FaultSpec {
     FaultSpec {
-        device: BMC.into(),
-        call: Some(CallKind::Reset),
-        effect,
         times,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
-        delay: None,
-        probability: None,
-        to_network: None,
+        ..FaultSpec::new(BMC, Some(CallKind::Reset), effect)
     }
 }
 

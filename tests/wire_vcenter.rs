@@ -13,7 +13,7 @@ use quarantine_lab::model::history::NicRef;
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::proxy::FAULT_HEADER;
 use quarantine_lab::sim::wire::{vcenter, WireServer, DEFAULT_PASSWORD, DEFAULT_USER};
-use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::Value;
 use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -37,18 +37,7 @@ fn site() -> Arc<Site> {
 }
 
 fn fault(call: CallKind, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        device: VC.into(),
-        call: Some(call),
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
-        delay: None,
-        probability: None,
-        to_network: None,
-    }
+    FaultSpec::new(VC, Some(call), effect)
 }
 
 fn nic() -> NicRef {

@@ -216,3 +216,26 @@ pub struct FaultSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_network: Option<String>,
 }
+
+impl FaultSpec {
+    /// A fault on `device`'s `call` (every call when `None`) with `effect`, on every matching
+    /// call of the whole run; the other keys are set with struct update syntax.
+    pub fn new(
+        device: impl Into<String>,
+        call: Option<CallKind>,
+        effect: FaultEffect,
+    ) -> FaultSpec {
+        FaultSpec {
+            device: device.into(),
+            call,
+            effect,
+            times: None,
+            from: None,
+            until: None,
+            matcher: FaultMatch::default(),
+            delay: None,
+            probability: None,
+            to_network: None,
+        }
+    }
+}

@@ -332,18 +332,7 @@ mod tests {
     use crate::sim::faults::FaultMatch;
 
     fn spec(effect: FaultEffect) -> FaultSpec {
-        FaultSpec {
-            device: "vc-1".into(),
-            call: None,
-            effect,
-            times: None,
-            from: None,
-            until: None,
-            matcher: FaultMatch::default(),
-            delay: None,
-            probability: None,
-            to_network: None,
-        }
+        FaultSpec::new("vc-1", None, effect)
     }
 
     fn set_nic(vm: &str) -> Subject<'_> {
