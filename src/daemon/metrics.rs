@@ -374,8 +374,29 @@ impl Metrics {
     /// The Prometheus text exposition of the engine's `stats`, these counters and `extra`.
     pub fn render(&self, stats: &StatsSnapshot, extra: &Extra<'_>) -> String {
         let mut out = Exposition(String::with_capacity(16 * 1024));
+        self.render_intake(&mut out, stats, extra);
+        render_work(&mut out, stats);
+        render_queues(&mut out, stats);
         let o = &mut out;
+        o.family(
+            "qlab_policy_reloads_total",
+            "counter",
+            "Policy reloads by result (error: the old policy was kept).",
+        );
+        for (result, n) in extra.policy_reloads {
+            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
+        }
+        o.family(
+            "qlab_engine_halted",
+            "gauge",
+            "1 once the engine halted after a journal failure.",
+        );
+        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
+        out.0
+    }
 
+    /// What came in: detections by source and disposition, by channel, and what was refused.
+    fn render_intake(&self, o: &mut Exposition, stats: &StatsSnapshot, extra: &Extra<'_>) {
         o.family(
             "qlab_detections_total",
             "counter",
@@ -416,124 +437,118 @@ impl Metrics {
                 self.rejected(r),
             );
         }
-        o.family(
-            "qlab_operations_total",
-            "counter",
-            "Operations finished, by kind and outcome.",
-        );
-        for ((kind, outcome), n) in &stats.operations {
-            o.sample(
-                "qlab_operations_total",
-                &[("kind", kind), ("outcome", outcome)],
-                n,
-            );
-        }
-        o.family(
-            "qlab_device_calls_total",
-            "counter",
-            "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
-        );
-        for ((device, outcome), n) in &stats.device_calls {
-            o.sample(
-                "qlab_device_calls_total",
-                &[("device", device), ("outcome", outcome)],
-                n,
-            );
-        }
-        o.family(
-            "qlab_device_call_duration_seconds",
-            "histogram",
-            "Device call latency by device, from asking for a slot in the device queue to the reply or timeout.",
-        );
-        for (device, h) in &stats.call_seconds {
-            o.histogram(
-                "qlab_device_call_duration_seconds",
-                &[("device", device)],
-                h,
-            );
-        }
-        o.family(
-            "qlab_time_to_contain_seconds",
-            "histogram",
-            "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
-        );
-        o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
-        o.family(
-            "qlab_journal_commit_duration_seconds",
-            "histogram",
-            "Journal group commit latency, fsync included.",
-        );
-        o.histogram(
-            "qlab_journal_commit_duration_seconds",
-            &[],
-            &stats.commit_seconds,
-        );
-        o.family(
-            "qlab_journal_entries_per_commit",
-            "histogram",
-            "Journal entries per group commit.",
-        );
-        o.histogram(
-            "qlab_journal_entries_per_commit",
-            &[],
-            &stats.entries_per_commit,
-        );
-        o.family(
-            "qlab_drift_findings_total",
-            "counter",
-            "Quarantined NICs found off their quarantine network without a release.",
-        );
-        o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
-        let q = &stats.queues;
-        o.family(
-            "qlab_operations_queued",
-            "gauge",
-            "Operations waiting behind another on their L-Server's lane.",
-        );
-        o.sample("qlab_operations_queued", &[], q.operations_queued);
-        o.family("qlab_operations_running", "gauge", "Operations running.");
-        o.sample("qlab_operations_running", &[], q.operations_running);
-        o.family(
-            "qlab_journal_pending_entries",
-            "gauge",
-            "Journal entries staged for the next group commit.",
-        );
+    }
+}
+
+/// What the engine did: operations, device calls and their latency, containment, the journal
+/// and drift.
+fn render_work(o: &mut Exposition, stats: &StatsSnapshot) {
+    o.family(
+        "qlab_operations_total",
+        "counter",
+        "Operations finished, by kind and outcome.",
+    );
+    for ((kind, outcome), n) in &stats.operations {
         o.sample(
-            "qlab_journal_pending_entries",
-            &[],
-            q.journal_pending_entries,
+            "qlab_operations_total",
+            &[("kind", kind), ("outcome", outcome)],
+            n,
         );
-        o.family(
-            "qlab_device_queue_depth",
-            "gauge",
-            "Device calls (or batched items) waiting for a slot of the device.",
+    }
+    o.family(
+        "qlab_device_calls_total",
+        "counter",
+        "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
+    );
+    for ((device, outcome), n) in &stats.device_calls {
+        o.sample(
+            "qlab_device_calls_total",
+            &[("device", device), ("outcome", outcome)],
+            n,
         );
-        for (device, (waiting, _)) in &q.devices {
-            o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
-        }
-        o.family(
-            "qlab_device_calls_in_progress",
-            "gauge",
-            "Slots of the device in use (at most its max_concurrent).",
+    }
+    o.family(
+        "qlab_device_call_duration_seconds",
+        "histogram",
+        "Device call latency by device, from asking for a slot in the device queue to the reply or timeout.",
+    );
+    for (device, h) in &stats.call_seconds {
+        o.histogram(
+            "qlab_device_call_duration_seconds",
+            &[("device", device)],
+            h,
         );
-        for (device, (_, busy)) in &q.devices {
-            o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
-        }
-        o.family(
-            "qlab_policy_reloads_total",
-            "counter",
-            "Policy reloads by result (error: the old policy was kept).",
-        );
-        for (result, n) in extra.policy_reloads {
-            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
-        }
-        o.family(
-            "qlab_engine_halted",
-            "gauge",
-            "1 once the engine halted after a journal failure.",
-        );
-        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
-        out.0
+    }
+    o.family(
+        "qlab_time_to_contain_seconds",
+        "histogram",
+        "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
+    );
+    o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
+    o.family(
+        "qlab_journal_commit_duration_seconds",
+        "histogram",
+        "Journal group commit latency, fsync included.",
+    );
+    o.histogram(
+        "qlab_journal_commit_duration_seconds",
+        &[],
+        &stats.commit_seconds,
+    );
+    o.family(
+        "qlab_journal_entries_per_commit",
+        "histogram",
+        "Journal entries per group commit.",
+    );
+    o.histogram(
+        "qlab_journal_entries_per_commit",
+        &[],
+        &stats.entries_per_commit,
+    );
+    o.family(
+        "qlab_drift_findings_total",
+        "counter",
+        "Quarantined NICs found off their quarantine network without a release.",
+    );
+    o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
+}
+
+/// What waits now: the gauges of the lanes, the journal stage and the device queues.
+fn render_queues(o: &mut Exposition, stats: &StatsSnapshot) {
+    let q = &stats.queues;
+    o.family(
+        "qlab_operations_queued",
+        "gauge",
+        "Operations waiting behind another on their L-Server's lane.",
+    );
+    o.sample("qlab_operations_queued", &[], q.operations_queued);
+    o.family("qlab_operations_running", "gauge", "Operations running.");
+    o.sample("qlab_operations_running", &[], q.operations_running);
+    o.family(
+        "qlab_journal_pending_entries",
+        "gauge",
+        "Journal entries staged for the next group commit.",
+    );
+    o.sample(
+        "qlab_journal_pending_entries",
+        &[],
+        q.journal_pending_entries,
+    );
+    o.family(
+        "qlab_device_queue_depth",
+        "gauge",
+        "Device calls (or batched items) waiting for a slot of the device.",
+    );
+    for (device, (waiting, _)) in &q.devices {
+        o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
+    }
+    o.family(
+        "qlab_device_calls_in_progress",
+        "gauge",
+        "Slots of the device in use (at most its max_concurrent).",
+    );
+    for (device, (_, busy)) in &q.devices {
+        o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
     }
 }
 
