@@ -17,7 +17,7 @@ use quarantine_lab::adapters::{OutcomeClass, Switch};
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::site::SimTls;
 use quarantine_lab::sim::wire::{self, WireServer};
-use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "plugin-test-token";
@@ -257,16 +257,8 @@ async fn r9_engine_daemon_quarantines_a_physical_lserver_through_the_python_plug
 
 fn fault(effect: FaultEffect, call: CallKind) -> FaultSpec {
     FaultSpec {
-        device: SWITCH.into(),
-        call: Some(call),
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
         delay: Some(Duration::from_secs(3)),
-        probability: None,
-        to_network: None,
+        ..FaultSpec::new(SWITCH, Some(call), effect)
     }
 }
 

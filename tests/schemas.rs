@@ -4,6 +4,7 @@
 //!
 //! `QLAB_UPDATE_SCHEMAS=1 cargo test --test schemas` rewrites the committed files.
 
+use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -208,4 +209,64 @@ fn report_schema_accepts_report_json_as_written() {
         !errors(&report, &wrong).is_empty(),
         "accepted an unknown status"
     );
+}
+
+/// Every variant of an enum with a serde spelling: `as_str` (what logs, histories and metrics
+/// print) is that spelling, and `FromStr` reads it back. Both come from the enum's
+/// `serialize_all`; a rename on one side only would change a journal or report spelling.
+fn assert_spellings_agree<T>(name: &str)
+where
+    T: strum::VariantArray + serde::Serialize + std::str::FromStr + Copy + PartialEq + Debug,
+    &'static str: From<T>,
+{
+    for &variant in T::VARIANTS {
+        let spelled: &'static str = variant.into();
+        assert_eq!(
+            serde_json::to_value(variant).expect("a variant serializes"),
+            json!(spelled),
+            "{name}::{variant:?}: as_str and serde disagree"
+        );
+        assert_eq!(
+            spelled.parse::<T>().ok(),
+            Some(variant),
+            "{name}::{variant:?}: {spelled:?} does not parse back"
+        );
+    }
+}
+
+#[test]
+fn formats_every_enum_spelling_is_serde_and_parses_back() {
+    use quarantine_lab::{adapters, check, engine, model, report, scenario, sim};
+    assert_spellings_agree::<engine::OperationKind>("OperationKind");
+    assert_spellings_agree::<engine::Outcome>("Outcome");
+    assert_spellings_agree::<engine::LServerState>("LServerState");
+    assert_spellings_agree::<engine::Disposition>("Disposition");
+    assert_spellings_agree::<engine::AlertCode>("AlertCode");
+    assert_spellings_agree::<model::AvTransport>("AvTransport");
+    assert_spellings_agree::<model::Action>("Action");
+    assert_spellings_agree::<model::Category>("Category");
+    assert_spellings_agree::<quarantine_lab::daemon::auth::Scope>("Scope");
+    assert_spellings_agree::<report::ScenarioStatus>("ScenarioStatus");
+    assert_spellings_agree::<sim::faults::CallKind>("CallKind");
+    assert_spellings_agree::<sim::faults::FaultEffect>("FaultEffect");
+    assert_spellings_agree::<scenario::load::Mode>("Mode");
+    assert_spellings_agree::<check::Status>("Status");
+    assert_spellings_agree::<adapters::plugin::Family>("Family");
+    assert_spellings_agree::<adapters::OutcomeClass>("OutcomeClass");
+}
+
+/// The daemon's reject reasons and channels have no serde side: their `/health` and metric
+/// label spellings are pinned here, the one whose name is not plain snake case included.
+#[test]
+fn formats_reject_and_channel_spellings_are_stable() {
+    use quarantine_lab::daemon::metrics::{Channel, Reject, CHANNELS};
+    assert_eq!(Reject::UnknownLServer.as_str(), "unknown_lserver");
+    assert_eq!(
+        Reject::SyslogTooManyConnections.as_str(),
+        "syslog_too_many_connections"
+    );
+    assert_eq!(Reject::EpoBadRow.as_str(), "epo_bad_row");
+    let channels: Vec<&str> = CHANNELS.iter().map(|c| c.as_str()).collect();
+    assert_eq!(channels, ["api", "syslog_udp", "syslog_tcp", "epo"]);
+    assert_eq!(Channel::Api.as_str(), "api");
 }

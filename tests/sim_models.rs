@@ -22,10 +22,7 @@ fn site() -> Arc<Site> {
 }
 
 fn fault(device: &str, call: Option<CallKind>, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        call,
-        ..FaultSpec::new(device, effect)
-    }
+    FaultSpec::new(device, call, effect)
 }
 
 fn world(faults: Vec<FaultSpec>) -> (SimWorld, Adapters, Recorder) {

@@ -30,9 +30,8 @@ fn site() -> Arc<Site> {
 
 fn fault(effect: FaultEffect, times: Option<u32>) -> FaultSpec {
     FaultSpec {
-        call: Some(CallKind::Reset),
         times,
-        ..FaultSpec::new(BMC, effect)
+        ..FaultSpec::new(BMC, Some(CallKind::Reset), effect)
     }
 }
 

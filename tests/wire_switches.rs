@@ -15,7 +15,7 @@ use quarantine_lab::adapters::{Adapters, OutcomeClass, Switch};
 use quarantine_lab::engine::{Command, Engine, EngineOptions, Journal, Outcome};
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::{self, WireServer};
-use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder, SimWorld};
+use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::Value;
 
 mod golden_support;
@@ -106,16 +106,8 @@ fn site() -> Arc<Site> {
 
 fn fault(v: Vendor, call: CallKind, effect: FaultEffect) -> FaultSpec {
     FaultSpec {
-        device: v.device().into(),
-        call: Some(call),
-        effect,
-        times: None,
-        from: None,
-        until: None,
-        matcher: FaultMatch::default(),
         delay: Some(HANG),
-        probability: None,
-        to_network: None,
+        ..FaultSpec::new(v.device(), Some(call), effect)
     }
 }
 

@@ -37,10 +37,7 @@ fn site() -> Arc<Site> {
 }
 
 fn fault(call: CallKind, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        call: Some(call),
-        ..FaultSpec::new(VC, effect)
-    }
+    FaultSpec::new(VC, Some(call), effect)
 }
 
 fn nic() -> NicRef {

@@ -35,7 +35,6 @@
 //! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use reqwest::StatusCode;
@@ -226,26 +225,17 @@ pub struct Eapi {
 /// An Arista eAPI switch.
 pub type EapiSwitch = CliSwitch<Eapi>;
 
-impl CliSwitch<Eapi> {
-    /// A client for the switch at `base_url` (`http://host:port`), authenticating every request
-    /// with HTTP Basic `user`/`password`; each call is cut at `call_timeout`.
-    pub fn new(
-        base_url: &str,
-        user: &str,
-        password: &str,
-        call_timeout: Duration,
-    ) -> Result<EapiSwitch, DeviceError> {
-        let client = CliClient::new(base_url, PATH, user, password, call_timeout)?;
-        Ok(CliSwitch::with(Eapi {
-            client,
-            next_id: AtomicU64::new(1),
-        }))
-    }
-}
-
 #[async_trait]
 impl CliDialect for Eapi {
     const VENDOR: &'static str = "eAPI";
+    const PATH: &'static str = PATH;
+
+    fn over(client: CliClient) -> Eapi {
+        Eapi {
+            client,
+            next_id: AtomicU64::new(1),
+        }
+    }
 
     fn client_mut(&mut self) -> &mut CliClient {
         &mut self.client
@@ -269,11 +259,10 @@ impl CliDialect for Eapi {
 
     async fn run(&self, commands: &[String]) -> CommandOutcome {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-        let body = serde_json::to_vec(&request_body(commands, &id)).map_err(|e| {
-            let error = DeviceError::new(OutcomeClass::Rejected, format!("cannot encode: {e}"));
-            (0, error)
-        })?;
-        let (status, text) = self.client.post(CONTENT_TYPE, body).await?;
+        let (status, text) = self
+            .client
+            .post(CONTENT_TYPE, &request_body(commands, &id))
+            .await?;
         interpret(status, &text, commands.len())
     }
 }

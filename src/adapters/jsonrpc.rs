@@ -84,13 +84,18 @@ impl CliClient {
         Ok(())
     }
 
-    /// Posts `body` as `content_type`; the status and body text, or a failure of the whole
-    /// request (index 0, like [`CommandOutcome`]).
+    /// Posts `request` as JSON of `content_type`; the status and body text, or a failure of
+    /// the whole request (index 0, like [`CommandOutcome`]). A request that cannot be encoded
+    /// is refused before anything is sent.
     pub async fn post(
         &self,
         content_type: &str,
-        body: Vec<u8>,
+        request: &impl serde::Serialize,
     ) -> Result<(StatusCode, String), (usize, DeviceError)> {
+        let body = serde_json::to_vec(request).map_err(|e| {
+            let error = DeviceError::new(OutcomeClass::Rejected, format!("cannot encode: {e}"));
+            (0, error)
+        })?;
         let response = self
             .http
             .post(&self.url)
@@ -109,9 +114,13 @@ impl CliClient {
 /// A CLI-over-JSON-RPC switch: how it sends commands and which lines it needs. The [`Switch`]
 /// port is implemented once over this.
 #[async_trait]
-pub trait CliDialect: Send + Sync {
+pub trait CliDialect: Send + Sync + Sized {
     /// The vendor's name in error details.
     const VENDOR: &'static str;
+    /// The endpoint's path below the switch's base URL.
+    const PATH: &'static str;
+    /// The dialect speaking through `client`.
+    fn over(client: CliClient) -> Self;
     /// Lines sent before the per-port lines of a change (entering configuration mode).
     fn set_preamble(&self) -> &'static [&'static str];
     /// The lines that save the running config.
@@ -152,9 +161,18 @@ pub struct CliSwitch<D> {
 }
 
 impl<D: CliDialect> CliSwitch<D> {
-    /// A switch client over `dialect`.
-    pub(crate) fn with(dialect: D) -> CliSwitch<D> {
-        CliSwitch { dialect }
+    /// A client for the switch at `base_url` (`http://host:port`), authenticating every request
+    /// with HTTP Basic `user`/`password`; each call is cut at `call_timeout`.
+    pub fn new(
+        base_url: &str,
+        user: &str,
+        password: &str,
+        call_timeout: std::time::Duration,
+    ) -> DeviceResult<CliSwitch<D>> {
+        let client = CliClient::new(base_url, D::PATH, user, password, call_timeout)?;
+        Ok(CliSwitch {
+            dialect: D::over(client),
+        })
     }
 
     /// The same client verifying the switch's certificate as `trust` says (R18).

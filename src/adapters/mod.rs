@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 /// `Rejected`, `Unavailable`, `Busy` or `Auth` failure proves the change was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum OutcomeClass {
     /// The device answered with an error: definitely not applied.
     Rejected,
@@ -42,13 +44,7 @@ pub enum OutcomeClass {
 impl OutcomeClass {
     /// The spelling used in the journal and histories.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeClass::Rejected => "rejected",
-            OutcomeClass::Unknown => "unknown",
-            OutcomeClass::Unavailable => "unavailable",
-            OutcomeClass::Busy => "busy",
-            OutcomeClass::Auth => "auth",
-        }
+        self.into()
     }
 
     /// Whether the call may have changed the device.

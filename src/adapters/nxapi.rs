@@ -35,8 +35,6 @@
 //! | any other 4xx | [`super::http::status_class`] (429 `busy`, else `rejected`) |
 //! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -230,23 +228,14 @@ pub struct Nxapi {
 /// A Cisco NX-API switch.
 pub type NxapiSwitch = CliSwitch<Nxapi>;
 
-impl CliSwitch<Nxapi> {
-    /// A client for the switch at `base_url` (`http://host:port`), authenticating every request
-    /// with HTTP Basic `user`/`password`; each call is cut at `call_timeout`.
-    pub fn new(
-        base_url: &str,
-        user: &str,
-        password: &str,
-        call_timeout: Duration,
-    ) -> Result<NxapiSwitch, DeviceError> {
-        let client = CliClient::new(base_url, PATH, user, password, call_timeout)?;
-        Ok(CliSwitch::with(Nxapi { client }))
-    }
-}
-
 #[async_trait]
 impl CliDialect for Nxapi {
     const VENDOR: &'static str = "NX-API";
+    const PATH: &'static str = PATH;
+
+    fn over(client: CliClient) -> Nxapi {
+        Nxapi { client }
+    }
 
     fn client_mut(&mut self) -> &mut CliClient {
         &mut self.client
@@ -270,11 +259,10 @@ impl CliDialect for Nxapi {
     }
 
     async fn run(&self, commands: &[String]) -> CommandOutcome {
-        let body = serde_json::to_vec(&request_body(commands)).map_err(|e| {
-            let error = DeviceError::new(OutcomeClass::Rejected, format!("cannot encode: {e}"));
-            (0, error)
-        })?;
-        let (status, text) = self.client.post(CONTENT_TYPE, body).await?;
+        let (status, text) = self
+            .client
+            .post(CONTENT_TYPE, &request_body(commands))
+            .await?;
         interpret(status, &text, commands.len())
     }
 }

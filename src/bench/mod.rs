@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crate::model::load_site;
 use crate::scenario::library;
-use crate::scenario::load::load_scenario;
+use crate::scenario::load::{load_scenario, Scenario};
 
 /// Most a makespan may exceed its lower bound.
 pub const MAKESPAN_RATIO_TARGET: f64 = 1.05;
@@ -227,35 +227,121 @@ impl BenchReport {
 /// Measures every figure, one after the other on this thread; `progress` hears what starts.
 pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchReport, BenchError> {
     let budget = options.budget();
-    // Load everything first: a bad path is an input error before anything is timed.
-    let scenario = load_scenario(&options.scenario)
-        .map_err(|e| BenchError::Input(format!("bench scenario: {e}")))?;
-    let selection = measure::library_selection(options.library.clone(), 1);
-    let mut scenarios =
-        library::select(&selection).map_err(|e| BenchError::Input(format!("library: {e}")))?;
-    // The outbreak and scaling figures time the large runs, one at a time.
-    scenarios.retain(|s| !s.tags.iter().any(|t| t == "scale"));
-    if scenarios.is_empty() {
-        return Err(BenchError::Input(format!(
-            "library: no scenario under {}",
-            options.library.display()
-        )));
-    }
-    let outbreak = load_scenario(&options.outbreak)
-        .map_err(|e| BenchError::Input(format!("outbreak scenario: {e}")))?;
-    let curve = options
-        .scaling
-        .iter()
-        .map(|p| load_scenario(p).map_err(|e| BenchError::Input(format!("scaling scenario: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let wire_site = load_site(&options.wire_topology)
-        .map_err(|e| BenchError::Input(format!("wire bench topology: {e}")))?;
-    let wire_workload = wire::WireWorkload::new(std::sync::Arc::new(wire_site))
-        .map_err(|e| BenchError::Input(format!("{}: {e}", options.wire_topology.display())))?;
+    let inputs = Inputs::load(options)?;
     let mut figures = Vec::new();
 
     progress("sim-mode throughput");
-    let sim = measure::sim_throughput(&scenario, budget).map_err(BenchError::Failed)?;
+    figures.extend(sim_figures(&inputs.scenario, budget)?);
+
+    progress("journal");
+    figures.extend(journal_figures(&inputs.wire_workload, options, budget)?);
+
+    progress("ingest");
+    let cef = measure::cef_lines(budget).map_err(|e| BenchError::Failed(e.reason()))?;
+    figures.push(Figure {
+        key: "cef_lines_per_sec",
+        label: "ingest: CEF syslog lines parsed/s, 1 core".into(),
+        value: cef.per_sec(),
+        unit: "lines/s",
+        target: Some(Target::AtLeast(200_000.0)),
+        detail: format!("{} lines in {}", cef.count, secs(cef.elapsed)),
+    });
+
+    progress("syslog intake");
+    figures.extend(intake_figures(options.quick)?);
+
+    progress("wire mode");
+    let min_rounds = if options.quick { 1 } else { 3 };
+    figures.extend(wire_figures(
+        &inputs.wire_workload,
+        options,
+        budget,
+        min_rounds,
+    )?);
+
+    progress("wire mode over TLS");
+    figures.extend(wire_tls_figures(&inputs.wire_workload, budget, min_rounds)?);
+
+    progress("outbreak");
+    figures.extend(outbreak_figures(&inputs.outbreak)?);
+
+    let (scaling, curve_figures) = scaling::measure(&inputs.curve, progress)?;
+    figures.extend(curve_figures);
+
+    progress("library");
+    let (library_figures, ratios, library_not_passed) = library_figures(options, &inputs);
+    figures.extend(library_figures);
+
+    Ok(BenchReport {
+        quick: options.quick,
+        build: if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        temp_dir: std::env::temp_dir(),
+        figures,
+        ratios,
+        scaling,
+        library_not_passed,
+        not_measured: Vec::new(),
+    })
+}
+
+/// What a bench run reads before it times anything.
+struct Inputs {
+    scenario: Scenario,
+    selection: library::Selection,
+    scenarios: Vec<Scenario>,
+    outbreak: Scenario,
+    curve: Vec<Scenario>,
+    wire_workload: wire::WireWorkload,
+}
+
+impl Inputs {
+    /// Loads every input first: a bad path is an input error before anything is timed.
+    fn load(options: &BenchOptions) -> Result<Inputs, BenchError> {
+        let scenario = load_scenario(&options.scenario)
+            .map_err(|e| BenchError::Input(format!("bench scenario: {e}")))?;
+        let selection = measure::library_selection(options.library.clone(), 1);
+        let mut scenarios =
+            library::select(&selection).map_err(|e| BenchError::Input(format!("library: {e}")))?;
+        // The outbreak and scaling figures time the large runs, one at a time.
+        scenarios.retain(|s| !s.tags.iter().any(|t| t == "scale"));
+        if scenarios.is_empty() {
+            return Err(BenchError::Input(format!(
+                "library: no scenario under {}",
+                options.library.display()
+            )));
+        }
+        let outbreak = load_scenario(&options.outbreak)
+            .map_err(|e| BenchError::Input(format!("outbreak scenario: {e}")))?;
+        let curve = options
+            .scaling
+            .iter()
+            .map(|p| {
+                load_scenario(p).map_err(|e| BenchError::Input(format!("scaling scenario: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let wire_site = load_site(&options.wire_topology)
+            .map_err(|e| BenchError::Input(format!("wire bench topology: {e}")))?;
+        let wire_workload = wire::WireWorkload::new(std::sync::Arc::new(wire_site))
+            .map_err(|e| BenchError::Input(format!("{}: {e}", options.wire_topology.display())))?;
+        Ok(Inputs {
+            scenario,
+            selection,
+            scenarios,
+            outbreak,
+            curve,
+            wire_workload,
+        })
+    }
+}
+
+/// Sim-mode throughput and the journal commits of one run.
+fn sim_figures(scenario: &Scenario, budget: Duration) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    let sim = measure::sim_throughput(scenario, budget).map_err(BenchError::Failed)?;
     figures.push(Figure {
         key: "sim_runs_per_sec",
         label: format!("sim-mode runs/s, {} on 1 thread", scenario.name),
@@ -275,11 +361,19 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             sim.operations_per_run,
         ),
     });
+    Ok(figures)
+}
 
-    progress("journal");
+/// Durable journal throughput: the engine with group commit, then one op or step per commit.
+fn journal_figures(
+    wire_workload: &wire::WireWorkload,
+    options: &BenchOptions,
+    budget: Duration,
+) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
     let grouped = wire::runtime()
         .map_err(|e| BenchError::Failed(format!("cannot start the runtime: {e}")))?
-        .block_on(group_commit::measure(&wire_workload, budget))
+        .block_on(group_commit::measure(wire_workload, budget))
         .map_err(BenchError::Failed)?;
     figures.push(Figure {
         key: "journal_group_commit_ops_per_sec",
@@ -325,24 +419,18 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             steps.per_sec()
         ),
     });
+    Ok(figures)
+}
 
-    progress("ingest");
-    let cef = measure::cef_lines(budget).map_err(|e| BenchError::Failed(e.reason()))?;
-    figures.push(Figure {
-        key: "cef_lines_per_sec",
-        label: "ingest: CEF syslog lines parsed/s, 1 core".into(),
-        value: cef.per_sec(),
-        unit: "lines/s",
-        target: Some(Target::AtLeast(200_000.0)),
-        detail: format!("{} lines in {}", cef.count, secs(cef.elapsed)),
-    });
-
-    progress("syslog intake");
-    figures.extend(intake_figures(options.quick)?);
-
-    progress("wire mode");
-    let min_rounds = if options.quick { 1 } else { 3 };
-    let w = wire::compare(&wire_workload, budget * WIRE_BUDGETS, min_rounds)
+/// The engine against the bare client over plain HTTP.
+fn wire_figures(
+    wire_workload: &wire::WireWorkload,
+    options: &BenchOptions,
+    budget: Duration,
+    min_rounds: u64,
+) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    let w = wire::compare(wire_workload, budget * WIRE_BUDGETS, min_rounds)
         .map_err(BenchError::Failed)?;
     figures.push(Figure {
         key: "wire_switchover_ratio",
@@ -393,8 +481,16 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             secs(w.bare)
         ),
     });
+    Ok(figures)
+}
 
-    progress("wire mode over TLS");
+/// The engine against the bare client over TLS.
+fn wire_tls_figures(
+    wire_workload: &wire::WireWorkload,
+    budget: Duration,
+    min_rounds: u64,
+) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
     let t = wire::compare(&wire_workload.over_tls(), budget * WIRE_BUDGETS, min_rounds)
         .map_err(BenchError::Failed)?;
     figures.push(Figure {
@@ -425,9 +521,13 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
         target: None,
         detail: format!("in {}", secs(t.bare)),
     });
+    Ok(figures)
+}
 
-    progress("outbreak");
-    let storm = measure::outbreak(&outbreak).map_err(BenchError::Failed)?;
+/// The outbreak's wall time and its makespans against their bounds.
+fn outbreak_figures(outbreak: &Scenario) -> Result<Vec<Figure>, BenchError> {
+    let mut figures = Vec::new();
+    let storm = measure::outbreak(outbreak).map_err(BenchError::Failed)?;
     let m = &storm.run.check.measures;
     let nics = storm.run.record.nics.len();
     figures.push(Figure {
@@ -464,12 +564,16 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             m.confirmed_makespan_ms, m.confirmed_lower_bound_ms
         ),
     });
+    Ok(figures)
+}
 
-    let (scaling, curve_figures) = scaling::measure(&curve, progress)?;
-    figures.extend(curve_figures);
-
-    progress("library");
-    let pass = measure::library_pass(&scenarios, &selection);
+/// The library pass: its wall time, the worst makespan ratio, and what did not pass.
+fn library_figures(
+    options: &BenchOptions,
+    inputs: &Inputs,
+) -> (Vec<Figure>, Vec<ScenarioRatio>, Vec<String>) {
+    let mut figures = Vec::new();
+    let pass = measure::library_pass(&inputs.scenarios, &inputs.selection);
     let passed = pass
         .results
         .iter()
@@ -518,21 +622,7 @@ pub fn run(options: &BenchOptions, progress: &dyn Fn(&str)) -> Result<BenchRepor
             ),
         });
     }
-
-    Ok(BenchReport {
-        quick: options.quick,
-        build: if cfg!(debug_assertions) {
-            "debug"
-        } else {
-            "release"
-        },
-        temp_dir: std::env::temp_dir(),
-        figures,
-        ratios,
-        scaling,
-        library_not_passed,
-        not_measured: Vec::new(),
-    })
+    (figures, ratios, library_not_passed)
 }
 
 /// The syslog intake figures ([`intake`]): a burst over UDP, then over TCP.

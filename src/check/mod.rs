@@ -33,6 +33,8 @@ use crate::model::Site;
 /// How one check came out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Status {
     /// The rule held.
     Passed,
@@ -45,11 +47,7 @@ pub enum Status {
 impl Status {
     /// The spelling used in reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Passed => "passed",
-            Status::Failed => "failed",
-            Status::Skipped => "skipped",
-        }
+        self.into()
     }
 }
 

@@ -41,6 +41,8 @@ pub const MAX_NAME_LEN: usize = 64;
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Scope {
     /// Submit detections.
     Notify,
@@ -53,11 +55,7 @@ pub enum Scope {
 impl Scope {
     /// The spelling in the config and in 403 messages.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Notify => "notify",
-            Scope::Read => "read",
-            Scope::Operate => "operate",
-        }
+        self.into()
     }
 }
 

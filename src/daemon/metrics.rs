@@ -15,7 +15,20 @@ use crate::engine::stats::{Histogram, StatsSnapshot};
 use crate::engine::Disposition;
 
 /// Why an input was turned away. The spellings are stable: monitoring may key on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Reject {
     /// API request without a valid bearer token.
     Unauthorized,
@@ -36,6 +49,7 @@ pub enum Reject {
     /// A detection naming an AV server the topology does not have.
     UnknownSource,
     /// A command or lookup for an L-Server the topology does not have.
+    #[strum(serialize = "unknown_lserver")]
     UnknownLServer,
     /// A command the L-Server's state does not allow.
     NotAllowed,
@@ -86,80 +100,12 @@ pub enum Reject {
 }
 
 /// Every reason, in the order of the counter array.
-const ALL: [Reject; 33] = [
-    Reject::Unauthorized,
-    Reject::Forbidden,
-    Reject::PolicyInvalid,
-    Reject::BodyTooLarge,
-    Reject::MalformedJson,
-    Reject::UnknownField,
-    Reject::InvalidField,
-    Reject::InvalidDetection,
-    Reject::UnknownSource,
-    Reject::UnknownLServer,
-    Reject::NotAllowed,
-    Reject::QueueFull,
-    Reject::Halted,
-    Reject::JournalError,
-    Reject::BadRequest,
-    Reject::NotFound,
-    Reject::MethodNotAllowed,
-    Reject::Overloaded,
-    Reject::RequestTimeout,
-    Reject::ApiConnectionEvicted,
-    Reject::ApiTooManyConnections,
-    Reject::SyslogUnknownSource,
-    Reject::SyslogOversized,
-    Reject::SyslogUnparsable,
-    Reject::SyslogBadFraming,
-    Reject::SyslogTooManyConnections,
-    Reject::SyslogIdleTimeout,
-    Reject::SyslogRefused,
-    Reject::SyslogQueueFull,
-    Reject::SyslogConnectionEvicted,
-    Reject::EpoPollFailed,
-    Reject::EpoRefused,
-    Reject::EpoBadRow,
-];
+const ALL: &[Reject] = <Reject as strum::VariantArray>::VARIANTS;
 
 impl Reject {
     /// The stable spelling used in `/health` and in log lines.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Reject::Unauthorized => "unauthorized",
-            Reject::Forbidden => "forbidden",
-            Reject::PolicyInvalid => "policy_invalid",
-            Reject::BodyTooLarge => "body_too_large",
-            Reject::MalformedJson => "malformed_json",
-            Reject::UnknownField => "unknown_field",
-            Reject::InvalidField => "invalid_field",
-            Reject::InvalidDetection => "invalid_detection",
-            Reject::UnknownSource => "unknown_source",
-            Reject::UnknownLServer => "unknown_lserver",
-            Reject::NotAllowed => "not_allowed",
-            Reject::QueueFull => "queue_full",
-            Reject::Halted => "halted",
-            Reject::JournalError => "journal_error",
-            Reject::BadRequest => "bad_request",
-            Reject::NotFound => "not_found",
-            Reject::MethodNotAllowed => "method_not_allowed",
-            Reject::Overloaded => "overloaded",
-            Reject::RequestTimeout => "request_timeout",
-            Reject::ApiConnectionEvicted => "api_connection_evicted",
-            Reject::ApiTooManyConnections => "api_too_many_connections",
-            Reject::SyslogUnknownSource => "syslog_unknown_source",
-            Reject::SyslogOversized => "syslog_oversized",
-            Reject::SyslogUnparsable => "syslog_unparsable",
-            Reject::SyslogBadFraming => "syslog_bad_framing",
-            Reject::SyslogTooManyConnections => "syslog_too_many_connections",
-            Reject::SyslogIdleTimeout => "syslog_idle_timeout",
-            Reject::SyslogRefused => "syslog_refused",
-            Reject::SyslogQueueFull => "syslog_queue_full",
-            Reject::SyslogConnectionEvicted => "syslog_connection_evicted",
-            Reject::EpoPollFailed => "epo_poll_failed",
-            Reject::EpoRefused => "epo_refused",
-            Reject::EpoBadRow => "epo_bad_row",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -267,7 +213,10 @@ pub struct QueueHealth {
 }
 
 /// Where an accepted detection came in: the transport it travelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum Channel {
     /// `POST /api/v1/detections` (`qlab notify`).
     Api,
@@ -291,12 +240,7 @@ impl Channel {
     /// The stable spelling of `/health` `accepted` and the `channel` label of
     /// `qlab_detections_received_total`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Api => "api",
-            Channel::SyslogUdp => "syslog_udp",
-            Channel::SyslogTcp => "syslog_tcp",
-            Channel::Epo => "epo",
-        }
+        self.into()
     }
 
     fn index(self) -> usize {
@@ -430,8 +374,29 @@ impl Metrics {
     /// The Prometheus text exposition of the engine's `stats`, these counters and `extra`.
     pub fn render(&self, stats: &StatsSnapshot, extra: &Extra<'_>) -> String {
         let mut out = Exposition(String::with_capacity(16 * 1024));
+        self.render_intake(&mut out, stats, extra);
+        render_work(&mut out, stats);
+        render_queues(&mut out, stats);
         let o = &mut out;
+        o.family(
+            "qlab_policy_reloads_total",
+            "counter",
+            "Policy reloads by result (error: the old policy was kept).",
+        );
+        for (result, n) in extra.policy_reloads {
+            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
+        }
+        o.family(
+            "qlab_engine_halted",
+            "gauge",
+            "1 once the engine halted after a journal failure.",
+        );
+        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
+        out.0
+    }
 
+    /// What came in: detections by source and disposition, by channel, and what was refused.
+    fn render_intake(&self, o: &mut Exposition, stats: &StatsSnapshot, extra: &Extra<'_>) {
         o.family(
             "qlab_detections_total",
             "counter",
@@ -465,131 +430,125 @@ impl Metrics {
             "counter",
             "Inputs turned away, by reason (the reasons of /api/v1/health).",
         );
-        for r in ALL {
+        for &r in ALL {
             o.sample(
                 "qlab_rejected_total",
                 &[("reason", r.as_str())],
                 self.rejected(r),
             );
         }
-        o.family(
-            "qlab_operations_total",
-            "counter",
-            "Operations finished, by kind and outcome.",
-        );
-        for ((kind, outcome), n) in &stats.operations {
-            o.sample(
-                "qlab_operations_total",
-                &[("kind", kind), ("outcome", outcome)],
-                n,
-            );
-        }
-        o.family(
-            "qlab_device_calls_total",
-            "counter",
-            "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
-        );
-        for ((device, outcome), n) in &stats.device_calls {
-            o.sample(
-                "qlab_device_calls_total",
-                &[("device", device), ("outcome", outcome)],
-                n,
-            );
-        }
-        o.family(
-            "qlab_device_call_duration_seconds",
-            "histogram",
-            "Device call latency by device, from asking for a slot in the device queue to the reply or timeout.",
-        );
-        for (device, h) in &stats.call_seconds {
-            o.histogram(
-                "qlab_device_call_duration_seconds",
-                &[("device", device)],
-                h,
-            );
-        }
-        o.family(
-            "qlab_time_to_contain_seconds",
-            "histogram",
-            "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
-        );
-        o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
-        o.family(
-            "qlab_journal_commit_duration_seconds",
-            "histogram",
-            "Journal group commit latency, fsync included.",
-        );
-        o.histogram(
-            "qlab_journal_commit_duration_seconds",
-            &[],
-            &stats.commit_seconds,
-        );
-        o.family(
-            "qlab_journal_entries_per_commit",
-            "histogram",
-            "Journal entries per group commit.",
-        );
-        o.histogram(
-            "qlab_journal_entries_per_commit",
-            &[],
-            &stats.entries_per_commit,
-        );
-        o.family(
-            "qlab_drift_findings_total",
-            "counter",
-            "Quarantined NICs found off their quarantine network without a release.",
-        );
-        o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
-        let q = &stats.queues;
-        o.family(
-            "qlab_operations_queued",
-            "gauge",
-            "Operations waiting behind another on their L-Server's lane.",
-        );
-        o.sample("qlab_operations_queued", &[], q.operations_queued);
-        o.family("qlab_operations_running", "gauge", "Operations running.");
-        o.sample("qlab_operations_running", &[], q.operations_running);
-        o.family(
-            "qlab_journal_pending_entries",
-            "gauge",
-            "Journal entries staged for the next group commit.",
-        );
+    }
+}
+
+/// What the engine did: operations, device calls and their latency, containment, the journal
+/// and drift.
+fn render_work(o: &mut Exposition, stats: &StatsSnapshot) {
+    o.family(
+        "qlab_operations_total",
+        "counter",
+        "Operations finished, by kind and outcome.",
+    );
+    for ((kind, outcome), n) in &stats.operations {
         o.sample(
-            "qlab_journal_pending_entries",
-            &[],
-            q.journal_pending_entries,
+            "qlab_operations_total",
+            &[("kind", kind), ("outcome", outcome)],
+            n,
         );
-        o.family(
-            "qlab_device_queue_depth",
-            "gauge",
-            "Device calls (or batched items) waiting for a slot of the device.",
+    }
+    o.family(
+        "qlab_device_calls_total",
+        "counter",
+        "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
+    );
+    for ((device, outcome), n) in &stats.device_calls {
+        o.sample(
+            "qlab_device_calls_total",
+            &[("device", device), ("outcome", outcome)],
+            n,
         );
-        for (device, (waiting, _)) in &q.devices {
-            o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
-        }
-        o.family(
-            "qlab_device_calls_in_progress",
-            "gauge",
-            "Slots of the device in use (at most its max_concurrent).",
+    }
+    o.family(
+        "qlab_device_call_duration_seconds",
+        "histogram",
+        "Device call latency by device, from asking for a slot in the device queue to the reply or timeout.",
+    );
+    for (device, h) in &stats.call_seconds {
+        o.histogram(
+            "qlab_device_call_duration_seconds",
+            &[("device", device)],
+            h,
         );
-        for (device, (_, busy)) in &q.devices {
-            o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
-        }
-        o.family(
-            "qlab_policy_reloads_total",
-            "counter",
-            "Policy reloads by result (error: the old policy was kept).",
-        );
-        for (result, n) in extra.policy_reloads {
-            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
-        }
-        o.family(
-            "qlab_engine_halted",
-            "gauge",
-            "1 once the engine halted after a journal failure.",
-        );
-        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
-        out.0
+    }
+    o.family(
+        "qlab_time_to_contain_seconds",
+        "histogram",
+        "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
+    );
+    o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
+    o.family(
+        "qlab_journal_commit_duration_seconds",
+        "histogram",
+        "Journal group commit latency, fsync included.",
+    );
+    o.histogram(
+        "qlab_journal_commit_duration_seconds",
+        &[],
+        &stats.commit_seconds,
+    );
+    o.family(
+        "qlab_journal_entries_per_commit",
+        "histogram",
+        "Journal entries per group commit.",
+    );
+    o.histogram(
+        "qlab_journal_entries_per_commit",
+        &[],
+        &stats.entries_per_commit,
+    );
+    o.family(
+        "qlab_drift_findings_total",
+        "counter",
+        "Quarantined NICs found off their quarantine network without a release.",
+    );
+    o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
+}
+
+/// What waits now: the gauges of the lanes, the journal stage and the device queues.
+fn render_queues(o: &mut Exposition, stats: &StatsSnapshot) {
+    let q = &stats.queues;
+    o.family(
+        "qlab_operations_queued",
+        "gauge",
+        "Operations waiting behind another on their L-Server's lane.",
+    );
+    o.sample("qlab_operations_queued", &[], q.operations_queued);
+    o.family("qlab_operations_running", "gauge", "Operations running.");
+    o.sample("qlab_operations_running", &[], q.operations_running);
+    o.family(
+        "qlab_journal_pending_entries",
+        "gauge",
+        "Journal entries staged for the next group commit.",
+    );
+    o.sample(
+        "qlab_journal_pending_entries",
+        &[],
+        q.journal_pending_entries,
+    );
+    o.family(
+        "qlab_device_queue_depth",
+        "gauge",
+        "Device calls (or batched items) waiting for a slot of the device.",
+    );
+    for (device, (waiting, _)) in &q.devices {
+        o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
+    }
+    o.family(
+        "qlab_device_calls_in_progress",
+        "gauge",
+        "Slots of the device in use (at most its max_concurrent).",
+    );
+    for (device, (_, busy)) in &q.devices {
+        o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
     }
 }
 

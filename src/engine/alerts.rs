@@ -34,6 +34,8 @@ impl Severity {
 /// Stable alert codes (R17). Documented in the README; never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "kebab-case")]
 pub enum AlertCode {
     /// An operation that moves NICs started.
     QuarantineStarted,
@@ -65,44 +67,16 @@ pub enum AlertCode {
 
 impl AlertCode {
     /// Every code, for documentation and parsing.
-    pub const ALL: [AlertCode; 13] = [
-        AlertCode::QuarantineStarted,
-        AlertCode::QuarantineCompleted,
-        AlertCode::QuarantineFailed,
-        AlertCode::LserverNotFound,
-        AlertCode::ConfigError,
-        AlertCode::RebootCompleted,
-        AlertCode::RebootFailed,
-        AlertCode::ReleaseCompleted,
-        AlertCode::ReleaseFailed,
-        AlertCode::DecisionRequired,
-        AlertCode::EngineHalted,
-        AlertCode::QuarantineDrift,
-        AlertCode::QuarantineRestored,
-    ];
+    pub const ALL: &'static [AlertCode] = <AlertCode as strum::VariantArray>::VARIANTS;
 
     /// The stable spelling, e.g. `quarantine-failed`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AlertCode::QuarantineStarted => "quarantine-started",
-            AlertCode::QuarantineCompleted => "quarantine-completed",
-            AlertCode::QuarantineFailed => "quarantine-failed",
-            AlertCode::LserverNotFound => "lserver-not-found",
-            AlertCode::ConfigError => "config-error",
-            AlertCode::RebootCompleted => "reboot-completed",
-            AlertCode::RebootFailed => "reboot-failed",
-            AlertCode::ReleaseCompleted => "release-completed",
-            AlertCode::ReleaseFailed => "release-failed",
-            AlertCode::DecisionRequired => "decision-required",
-            AlertCode::EngineHalted => "engine-halted",
-            AlertCode::QuarantineDrift => "quarantine-drift",
-            AlertCode::QuarantineRestored => "quarantine-restored",
-        }
+        self.into()
     }
 
     /// Parses [`AlertCode::as_str`].
     pub fn parse(text: &str) -> Option<AlertCode> {
-        AlertCode::ALL.into_iter().find(|c| c.as_str() == text)
+        text.parse().ok()
     }
 
     /// ERROR for failures, INFO otherwise.
@@ -323,7 +297,7 @@ mod tests {
 
     #[test]
     fn r17_codes_are_stable_and_round_trip() {
-        for code in AlertCode::ALL {
+        for &code in AlertCode::ALL {
             assert_eq!(AlertCode::parse(code.as_str()), Some(code));
             let json = serde_json::to_string(&code).unwrap();
             assert_eq!(json, format!("\"{}\"", code.as_str()));

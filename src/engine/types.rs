@@ -15,6 +15,8 @@ pub type DetectionId = i64;
 /// What an operation does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum OperationKind {
     /// Move every NIC to quarantine (R6–R10).
     Quarantine,
@@ -33,28 +35,12 @@ pub enum OperationKind {
 impl OperationKind {
     /// The spelling used in the journal and the API.
     pub fn as_str(self) -> &'static str {
-        match self {
-            OperationKind::Quarantine => "quarantine",
-            OperationKind::Reboot => "reboot",
-            OperationKind::QuarantineReboot => "quarantine_reboot",
-            OperationKind::ManualQuarantine => "manual_quarantine",
-            OperationKind::Release => "release",
-            OperationKind::Restore => "restore",
-        }
+        self.into()
     }
 
     /// Parses [`OperationKind::as_str`].
     pub fn parse(text: &str) -> Option<OperationKind> {
-        [
-            OperationKind::Quarantine,
-            OperationKind::Reboot,
-            OperationKind::QuarantineReboot,
-            OperationKind::ManualQuarantine,
-            OperationKind::Release,
-            OperationKind::Restore,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == text)
+        text.parse().ok()
     }
 
     /// The operation a policy action starts (`None` starts none: it waits for a decision).
@@ -81,6 +67,8 @@ impl OperationKind {
 /// How an operation, or a detection that started none, ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Outcome {
     /// Every NIC confirmed on quarantine (R9).
     Quarantined,
@@ -107,36 +95,12 @@ pub enum Outcome {
 impl Outcome {
     /// The spelling used in the journal, the API and scenario files.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Quarantined => "quarantined",
-            Outcome::QuarantineFailed => "quarantine_failed",
-            Outcome::Rebooted => "rebooted",
-            Outcome::RebootFailed => "reboot_failed",
-            Outcome::Released => "released",
-            Outcome::ReleaseFailed => "release_failed",
-            Outcome::Ignored => "ignored",
-            Outcome::NotFound => "not_found",
-            Outcome::PendingDecision => "pending_decision",
-            Outcome::Cancelled => "cancelled",
-        }
+        self.into()
     }
 
     /// Parses [`Outcome::as_str`].
     pub fn parse(text: &str) -> Option<Outcome> {
-        [
-            Outcome::Quarantined,
-            Outcome::QuarantineFailed,
-            Outcome::Rebooted,
-            Outcome::RebootFailed,
-            Outcome::Released,
-            Outcome::ReleaseFailed,
-            Outcome::Ignored,
-            Outcome::NotFound,
-            Outcome::PendingDecision,
-            Outcome::Cancelled,
-        ]
-        .into_iter()
-        .find(|o| o.as_str() == text)
+        text.parse().ok()
     }
 
     /// Whether this outcome is a failure that carries one ERROR alert (R17).
@@ -151,6 +115,8 @@ impl Outcome {
 /// Where an L-Server stands, as the management records say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum LServerState {
     /// On its operation networks.
     Normal,
@@ -167,26 +133,12 @@ pub enum LServerState {
 impl LServerState {
     /// The spelling used in the journal and the API.
     pub fn as_str(self) -> &'static str {
-        match self {
-            LServerState::Normal => "normal",
-            LServerState::Quarantined => "quarantined",
-            LServerState::QuarantineFailed => "quarantine_failed",
-            LServerState::ReleaseFailed => "release_failed",
-            LServerState::PendingDecision => "pending_decision",
-        }
+        self.into()
     }
 
     /// Parses [`LServerState::as_str`].
     pub fn parse(text: &str) -> Option<LServerState> {
-        [
-            LServerState::Normal,
-            LServerState::Quarantined,
-            LServerState::QuarantineFailed,
-            LServerState::ReleaseFailed,
-            LServerState::PendingDecision,
-        ]
-        .into_iter()
-        .find(|s| s.as_str() == text)
+        text.parse().ok()
     }
 
     /// Whether a release may run from this state (R14).
@@ -263,6 +215,8 @@ pub struct OperationView {
 /// What became of a submitted detection (R1–R5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Disposition {
     /// An operation was queued.
     Accepted,
@@ -279,13 +233,7 @@ pub enum Disposition {
 impl Disposition {
     /// The spelling used in the journal and the API.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Disposition::Accepted => "accepted",
-            Disposition::Ignored => "ignored",
-            Disposition::NotFound => "not_found",
-            Disposition::Duplicate => "duplicate",
-            Disposition::PendingDecision => "pending_decision",
-        }
+        self.into()
     }
 }
 

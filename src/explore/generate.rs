@@ -498,10 +498,7 @@ fn fault(
     let calls = effect_calls(effect, *family);
     let call = *calls.choose(r)?;
     let period_ms = u64::try_from(fault_period.as_millis()).unwrap_or(20_000);
-    let mut spec = FaultSpec {
-        call,
-        ..FaultSpec::new(device, effect)
-    };
+    let mut spec = FaultSpec::new(device.clone(), call, effect);
     if r.random_bool(0.5) {
         spec.times = Some(r.random_range(1..=4u32));
     }
@@ -600,16 +597,8 @@ fn liveness_tail(
     }
     for name in &dead {
         faults.push(FaultSpec {
-            device: name.clone(),
-            call: None,
-            effect: FaultEffect::Unavailable,
-            times: None,
             from: Some(fault_period),
-            until: None,
-            matcher: FaultMatch::default(),
-            delay: None,
-            probability: None,
-            to_network: None,
+            ..FaultSpec::new(name.clone(), None, FaultEffect::Unavailable)
         });
     }
     if dead.is_empty() {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Category {
     /// A virus: triggers an action.
     Virus,
@@ -36,15 +38,7 @@ impl Category {
 
     /// The spelling used in files, the API and the journal.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Category::Virus => "virus",
-            Category::Malware => "malware",
-            Category::Spyware => "spyware",
-            Category::Grayware => "grayware",
-            Category::Cnc => "cnc",
-            Category::Outbreak => "outbreak",
-            Category::Other => "other",
-        }
+        self.into()
     }
 }
 

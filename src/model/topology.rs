@@ -98,6 +98,8 @@ pub enum AvKind {
 /// the server needs (an ePO poller for `epo_api`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum AvTransport {
     /// Syslog over UDP, one message per datagram, in the vendor's format (the default: what
     /// every supported kind can forward).
@@ -116,12 +118,7 @@ pub enum AvTransport {
 impl AvTransport {
     /// The spelling in files, reports and the engine's counters.
     pub fn as_str(self) -> &'static str {
-        match self {
-            AvTransport::SyslogUdp => "syslog_udp",
-            AvTransport::SyslogTcp => "syslog_tcp",
-            AvTransport::EpoApi => "epo_api",
-            AvTransport::Api => "api",
-        }
+        self.into()
     }
 
     fn is_default(&self) -> bool {
@@ -367,6 +364,8 @@ pub struct NicSpec {
 )]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Action {
     /// Move every NIC to its quarantine network.
     Quarantine,
@@ -382,23 +381,12 @@ pub enum Action {
 impl Action {
     /// The spelling used in files, the API and the journal.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Quarantine => "quarantine",
-            Action::Reboot => "reboot",
-            Action::QuarantineReboot => "quarantine_reboot",
-            Action::None => "none",
-        }
+        self.into()
     }
 
     /// Parses the spelling of [`Action::as_str`].
     pub fn parse(text: &str) -> Option<Action> {
-        match text {
-            "quarantine" => Some(Action::Quarantine),
-            "reboot" => Some(Action::Reboot),
-            "quarantine_reboot" => Some(Action::QuarantineReboot),
-            "none" => Some(Action::None),
-            _ => None,
-        }
+        text.parse().ok()
     }
 }
 

@@ -504,108 +504,18 @@ fn timeline_svg(t: &Timeline) -> String {
     }
     let mut row = 0usize;
     for (device, bars) in &t.lanes {
-        let y = LANE_H * row as f64;
-        let _ = write!(
-            out,
-            "<text x=\"0\" y=\"{:.1}\">{}</text>",
-            y + 12.0,
-            esc(&truncate(device, 26))
-        );
-        for w in t.windows.iter().filter(|w| &w.device == device) {
-            let x1 = x_of(w.from_ms.min(end), end);
-            let x2 = x_of(w.until_ms.unwrap_or(end).min(end), end);
-            let _ = write!(
-                out,
-                "<rect class=\"win\" x=\"{x1:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{LANE_H}\">\
-                 <title>faults[{}] {} from {} ms</title></rect>",
-                (x2 - x1).max(1.0),
-                w.index,
-                esc(&w.effect),
-                w.from_ms
-            );
-        }
-        if bars.len() <= MAX_BARS {
-            for b in bars {
-                let x1 = x_of(b.start, end);
-                let x2 = x_of(b.end, end);
-                let _ = write!(
-                    out,
-                    "<rect class=\"{}\" x=\"{x1:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\">\
-                     <title>{} ({}–{} ms)</title></rect>",
-                    b.outcome.class(),
-                    y + 3.0,
-                    (x2 - x1).max(1.0),
-                    LANE_H - 6.0,
-                    esc(&b.what),
-                    b.start,
-                    b.end
-                );
-            }
-        } else {
-            let mut counts = vec![(0usize, Outcome::Ok); BUCKETS];
-            for b in bars {
-                let i = bucket(b.start, end);
-                counts[i].0 += 1;
-                counts[i].1 = counts[i].1.max(b.outcome);
-            }
-            let most = counts.iter().map(|c| c.0).max().unwrap_or(1).max(1);
-            for (i, (n, worst)) in counts.iter().enumerate().filter(|(_, c)| c.0 > 0) {
-                let h = ((LANE_H - 4.0) * *n as f64 / most as f64).max(1.5);
-                let _ = write!(
-                    out,
-                    "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\">\
-                     <title>{n} calls</title></rect>",
-                    worst.class(),
-                    bucket_x(i),
-                    y + LANE_H - 2.0 - h,
-                    bucket_w()
-                );
-            }
-        }
-        for (at, _) in t.reboots.iter().filter(|(_, d)| d == device) {
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"{:.1}\">⟳</text>",
-                x_of(*at, end) - 4.0,
-                y + 12.0
-            );
-        }
+        device_lane(&mut out, t, device, bars, LANE_H * row as f64);
         row += 1;
     }
     let mut marks = |label: &str, class: &str, times: &[u64], names: Option<&[(u64, String)]>| {
-        let y = LANE_H * row as f64;
-        let _ = write!(out, "<text x=\"0\" y=\"{:.1}\">{label}</text>", y + 12.0);
-        if times.len() <= MAX_MARKS {
-            for (i, at) in times.iter().enumerate() {
-                let name = names.and_then(|n| n.get(i)).map_or("", |(_, n)| n.as_str());
-                let _ = write!(
-                    out,
-                    "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"2\" height=\"{:.1}\">\
-                     <title>{} {at} ms</title></rect>",
-                    x_of(*at, end) - 1.0,
-                    y + 2.0,
-                    LANE_H - 4.0,
-                    esc(name)
-                );
-            }
-        } else {
-            let mut counts = vec![0usize; BUCKETS];
-            for at in times {
-                counts[bucket(*at, end)] += 1;
-            }
-            let most = counts.iter().copied().max().unwrap_or(1).max(1);
-            for (i, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
-                let h = ((LANE_H - 4.0) * *n as f64 / most as f64).max(1.5);
-                let _ = write!(
-                    out,
-                    "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\">\
-                     <title>{n}</title></rect>",
-                    bucket_x(i),
-                    y + LANE_H - 2.0 - h,
-                    bucket_w()
-                );
-            }
-        }
+        marks_lane(
+            &mut out,
+            (label, class),
+            times,
+            names,
+            LANE_H * row as f64,
+            end,
+        );
         row += 1;
     };
     marks("detections", "det", &t.detections, None);
@@ -634,6 +544,121 @@ fn timeline_svg(t: &Timeline) -> String {
     }
     out.push_str("</svg>");
     out
+}
+
+/// One device's lane at height `y`: its fault windows, its calls (bars, or per-bucket counts
+/// when there are too many to draw) and its reboots.
+fn device_lane(out: &mut String, t: &Timeline, device: &str, bars: &[Bar], y: f64) {
+    let end = t.end_ms.max(1);
+    let _ = write!(
+        out,
+        "<text x=\"0\" y=\"{:.1}\">{}</text>",
+        y + 12.0,
+        esc(&truncate(device, 26))
+    );
+    for w in t.windows.iter().filter(|w| w.device == device) {
+        let x1 = x_of(w.from_ms.min(end), end);
+        let x2 = x_of(w.until_ms.unwrap_or(end).min(end), end);
+        let _ = write!(
+            out,
+            "<rect class=\"win\" x=\"{x1:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{LANE_H}\">\
+             <title>faults[{}] {} from {} ms</title></rect>",
+            (x2 - x1).max(1.0),
+            w.index,
+            esc(&w.effect),
+            w.from_ms
+        );
+    }
+    if bars.len() <= MAX_BARS {
+        for b in bars {
+            let x1 = x_of(b.start, end);
+            let x2 = x_of(b.end, end);
+            let _ = write!(
+                out,
+                "<rect class=\"{}\" x=\"{x1:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{:.1}\">\
+                 <title>{} ({}–{} ms)</title></rect>",
+                b.outcome.class(),
+                y + 3.0,
+                (x2 - x1).max(1.0),
+                LANE_H - 6.0,
+                esc(&b.what),
+                b.start,
+                b.end
+            );
+        }
+    } else {
+        let mut counts = vec![(0usize, Outcome::Ok); BUCKETS];
+        for b in bars {
+            let i = bucket(b.start, end);
+            counts[i].0 += 1;
+            counts[i].1 = counts[i].1.max(b.outcome);
+        }
+        let most = counts.iter().map(|c| c.0).max().unwrap_or(1).max(1);
+        for (i, (n, worst)) in counts.iter().enumerate().filter(|(_, c)| c.0 > 0) {
+            let h = ((LANE_H - 4.0) * *n as f64 / most as f64).max(1.5);
+            let _ = write!(
+                out,
+                "<rect class=\"{}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\">\
+                 <title>{n} calls</title></rect>",
+                worst.class(),
+                bucket_x(i),
+                y + LANE_H - 2.0 - h,
+                bucket_w()
+            );
+        }
+    }
+    for (at, _) in t.reboots.iter().filter(|(_, d)| d == device) {
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{:.1}\">⟳</text>",
+            x_of(*at, end) - 4.0,
+            y + 12.0
+        );
+    }
+}
+
+/// A lane of instants at height `y` (detections, containments): one mark each, or per-bucket
+/// counts when there are too many to draw.
+fn marks_lane(
+    out: &mut String,
+    (label, class): (&str, &str),
+    times: &[u64],
+    names: Option<&[(u64, String)]>,
+    y: f64,
+    end: u64,
+) {
+    let _ = write!(out, "<text x=\"0\" y=\"{:.1}\">{label}</text>", y + 12.0);
+    if times.len() <= MAX_MARKS {
+        for (i, at) in times.iter().enumerate() {
+            let name = names.and_then(|n| n.get(i)).map_or("", |(_, n)| n.as_str());
+            let _ = write!(
+                out,
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"2\" height=\"{:.1}\">\
+                 <title>{} {at} ms</title></rect>",
+                x_of(*at, end) - 1.0,
+                y + 2.0,
+                LANE_H - 4.0,
+                esc(name)
+            );
+        }
+    } else {
+        let mut counts = vec![0usize; BUCKETS];
+        for at in times {
+            counts[bucket(*at, end)] += 1;
+        }
+        let most = counts.iter().copied().max().unwrap_or(1).max(1);
+        for (i, n) in counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let h = ((LANE_H - 4.0) * *n as f64 / most as f64).max(1.5);
+            let _ = write!(
+                out,
+                "<rect class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\">\
+                 <title>{n}</title></rect>",
+                bucket_x(i),
+                y + LANE_H - 2.0 - h,
+                bucket_w()
+            );
+        }
+    }
 }
 
 fn bucket(at: u64, end: u64) -> usize {

@@ -39,6 +39,8 @@ pub const SCHEMA: &str = "qlab.report/v1";
 /// How one scenario run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum ScenarioStatus {
     /// Every invariant and expectation held (or exactly the expected violations showed).
     Passed,
@@ -53,12 +55,7 @@ pub enum ScenarioStatus {
 impl ScenarioStatus {
     /// The spelling used in reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            ScenarioStatus::Passed => "passed",
-            ScenarioStatus::Failed => "failed",
-            ScenarioStatus::Errored => "errored",
-            ScenarioStatus::Flaky => "flaky",
-        }
+        self.into()
     }
 
     /// Whether the run counts as passing for `qlab run`'s exit code (passed, or flaky).

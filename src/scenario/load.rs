@@ -41,6 +41,8 @@ pub const MAX_SCENARIO_BYTES: u64 = 1024 * 1024;
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Mode {
     /// In one process on a paused virtual clock, deterministic from the seed.
     Sim,
@@ -50,19 +52,16 @@ pub enum Mode {
 
 impl Mode {
     /// Every mode, in the order runs report them; also the default of a scenario.
-    pub const ALL: [Mode; 2] = [Mode::Sim, Mode::Wire];
+    pub const ALL: &'static [Mode] = <Mode as strum::VariantArray>::VARIANTS;
 
     /// The spelling in files, reports and `--mode`.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Sim => "sim",
-            Mode::Wire => "wire",
-        }
+        self.into()
     }
 
     /// Parses [`Mode::as_str`].
     pub fn parse(text: &str) -> Option<Mode> {
-        Mode::ALL.into_iter().find(|m| m.as_str() == text)
+        text.parse().ok()
     }
 }
 

@@ -11,6 +11,8 @@ use crate::model::duration;
 /// A device call a fault can target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum CallKind {
     /// Hypervisor session login.
     Login,
@@ -35,17 +37,7 @@ pub enum CallKind {
 impl CallKind {
     /// The spelling in files and histories.
     pub fn as_str(self) -> &'static str {
-        match self {
-            CallKind::Login => "login",
-            CallKind::GetNic => "get_nic",
-            CallKind::SetNic => "set_nic",
-            CallKind::PowerReset => "power_reset",
-            CallKind::GetPort => "get_port",
-            CallKind::SetPort => "set_port",
-            CallKind::SaveConfig => "save_config",
-            CallKind::Reset => "reset",
-            CallKind::Send => "send",
-        }
+        self.into()
     }
 }
 
@@ -56,6 +48,8 @@ impl CallKind {
 )]
 #[serde(rename_all = "snake_case")]
 #[value(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum FaultEffect {
     /// Error reply, not applied.
     Reject,
@@ -149,25 +143,7 @@ impl FaultEffect {
 
     /// The spelling in files and reports.
     pub fn as_str(self) -> &'static str {
-        match self {
-            FaultEffect::Reject => "reject",
-            FaultEffect::Unavailable => "unavailable",
-            FaultEffect::Timeout => "timeout",
-            FaultEffect::ApplyThenTimeout => "apply_then_timeout",
-            FaultEffect::ApplyThenError => "apply_then_error",
-            FaultEffect::AcceptWithoutApply => "accept_without_apply",
-            FaultEffect::StaleRead => "stale_read",
-            FaultEffect::Delay => "delay",
-            FaultEffect::Busy => "busy",
-            FaultEffect::AuthExpired => "auth_expired",
-            FaultEffect::RebootLosesUnsaved => "reboot_loses_unsaved",
-            FaultEffect::Drop => "drop",
-            FaultEffect::Duplicate => "duplicate",
-            FaultEffect::Reorder => "reorder",
-            FaultEffect::Reset => "reset",
-            FaultEffect::Blackhole => "blackhole",
-            FaultEffect::ExternalChange => "external_change",
-        }
+        self.into()
     }
 
     /// Whether the effect exists only in `wire` mode.
@@ -242,13 +218,16 @@ pub struct FaultSpec {
 }
 
 impl FaultSpec {
-    /// A fault of `effect` on every call of `device` for the whole run: no `call`, window,
-    /// `times`, `match`, `delay`, `probability` or `to_network`. The base that struct updates
-    /// (`FaultSpec { times: Some(1), ..FaultSpec::new(..) }`) narrow.
-    pub fn new(device: &str, effect: FaultEffect) -> FaultSpec {
+    /// A fault on `device`'s `call` (every call when `None`) with `effect`, on every matching
+    /// call of the whole run; the other keys are set with struct update syntax.
+    pub fn new(
+        device: impl Into<String>,
+        call: Option<CallKind>,
+        effect: FaultEffect,
+    ) -> FaultSpec {
         FaultSpec {
-            device: device.to_string(),
-            call: None,
+            device: device.into(),
+            call,
             effect,
             times: None,
             from: None,

@@ -22,10 +22,7 @@ use quarantine_lab::sim::{CallKind, FaultEffect, FaultMatch, FaultSpec, Recorder
 /// A fault of `effect` on every `call` of `device`: the whole run, every matching call, every
 /// object. Narrow it with [`Narrow`].
 pub fn fault(device: &str, call: CallKind, effect: FaultEffect) -> FaultSpec {
-    FaultSpec {
-        call: Some(call),
-        ..FaultSpec::new(device, effect)
-    }
+    FaultSpec::new(device, Some(call), effect)
 }
 
 /// Narrows a [`FaultSpec`] the way a scenario file's `times` and `match` do.
@@ -68,7 +65,7 @@ impl Narrow for FaultSpec {
 pub fn slow(device: &str, delay: Duration) -> FaultSpec {
     FaultSpec {
         delay: Some(delay),
-        ..FaultSpec::new(device, FaultEffect::Delay)
+        ..FaultSpec::new(device, None, FaultEffect::Delay)
     }
 }
 
@@ -325,9 +322,10 @@ impl Harness {
                 hypervisor,
                 vm,
                 device,
-            } => FaultSpec::new(hypervisor, FaultEffect::ExternalChange).on_vnic(vm, device),
+            } => FaultSpec::new(hypervisor.as_str(), None, FaultEffect::ExternalChange)
+                .on_vnic(vm, device),
             NicLocation::Physical { switch, port } => {
-                FaultSpec::new(switch, FaultEffect::ExternalChange).on_port(port)
+                FaultSpec::new(switch.as_str(), None, FaultEffect::ExternalChange).on_port(port)
             }
         };
         let spec = FaultSpec {

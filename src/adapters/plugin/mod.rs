@@ -88,6 +88,8 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// The device family a plugin drives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
 pub enum Family {
     /// A hypervisor manager ([`Hypervisor`]).
     Hypervisor,
@@ -100,11 +102,7 @@ pub enum Family {
 impl Family {
     /// The spelling in the protocol.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Hypervisor => "hypervisor",
-            Family::Switch => "switch",
-            Family::Bmc => "bmc",
-        }
+        self.into()
     }
 }
 

@@ -471,14 +471,7 @@ pub fn device_error(error: &Value, label: &str, redactor: &Redactor) -> DeviceEr
 
 /// The class spelled `name` in the protocol.
 pub fn class_named(name: &str) -> Option<OutcomeClass> {
-    Some(match name {
-        "rejected" => OutcomeClass::Rejected,
-        "unknown" => OutcomeClass::Unknown,
-        "unavailable" => OutcomeClass::Unavailable,
-        "busy" => OutcomeClass::Busy,
-        "auth" => OutcomeClass::Auth,
-        _ => return None,
-    })
+    name.parse().ok()
 }
 
 /// The start of a text a plugin wrote: its lines are not trusted to be short.

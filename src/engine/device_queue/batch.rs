@@ -30,6 +30,21 @@ impl<I, T> BatchQueue<I, T> {
     pub(super) fn len(&self) -> usize {
         lock(&self.pending).len()
     }
+
+    /// Takes the oldest items, as many as one call may carry.
+    fn take(&self) -> Vec<Pending<I, T>> {
+        let mut pending = lock(&self.pending);
+        let n = pending.len().min(self.limit);
+        pending.drain(..n).collect()
+    }
+
+    /// Takes item `id` back out of the queue; false when a call already carries it.
+    fn withdraw(&self, id: u64) -> bool {
+        let mut pending = lock(&self.pending);
+        let before = pending.len();
+        pending.retain(|p| p.id != id);
+        pending.len() != before
+    }
 }
 
 impl DeviceQueue {
@@ -65,11 +80,7 @@ impl DeviceQueue {
                         // A short window lets the changes of one burst share the call.
                         tokio::time::sleep(BATCH_WINDOW).await;
                     }
-                    let batch: Vec<Pending<I, T>> = {
-                        let mut pending = lock(&queue.pending);
-                        let n = pending.len().min(queue.limit);
-                        pending.drain(..n).collect()
-                    };
+                    let batch = queue.take();
                     if batch.is_empty() {
                         // Ours is on its way in another call; its result will come.
                         drop(permit);
@@ -77,36 +88,12 @@ impl DeviceQueue {
                     }
                     let (items, replies): (Vec<I>, Vec<_>) =
                         batch.into_iter().map(|p| (p.item, p.reply)).unzip();
-                    let count = replies.len();
-                    let timeout = budget.call_timeout_now();
-                    let sent = Instant::now();
-                    let results = match tokio::time::timeout(timeout, call(items)).await {
-                        Ok(results) => results,
-                        Err(_) => {
-                            let waited = sent.saturating_duration_since(queued);
-                            let error =
-                                self.cut_short(no_reply(timeout), timeout, waited, &budget);
-                            vec![Err(error); count]
-                        }
-                    };
-                    self.served(sent.elapsed());
+                    let results = self.call_batch(items, queued, &budget, &call).await;
                     drop(permit);
-                    let mut results = results.into_iter();
-                    for reply in replies {
-                        let result = results.next().unwrap_or_else(|| {
-                            Err(DeviceError::new(OutcomeClass::Unknown, "no result for this item"))
-                        });
-                        // A caller that gave up has nobody to tell.
-                        let _ = reply.send(result);
-                    }
+                    answer(replies, results);
                 }
                 () = tokio::time::sleep_until(budget.wait_until) => {
-                    let withdrawn = {
-                        let mut pending = lock(&queue.pending);
-                        let before = pending.len();
-                        pending.retain(|p| p.id != id);
-                        pending.len() != before
-                    };
+                    let withdrawn = queue.withdraw(id);
                     if withdrawn {
                         return Err(self.no_slot());
                     }
@@ -115,6 +102,53 @@ impl DeviceQueue {
                 }
             }
         }
+    }
+}
+
+impl DeviceQueue {
+    /// Makes one call for `items` within the call timeout; on timeout every item gets the same
+    /// error (the call may have reached the device, R7).
+    async fn call_batch<I, T, F, Fut>(
+        &self,
+        items: Vec<I>,
+        queued: Instant,
+        budget: &Budget,
+        call: &F,
+    ) -> Vec<DeviceResult<T>>
+    where
+        T: Clone,
+        F: Fn(Vec<I>) -> Fut,
+        Fut: Future<Output = Vec<DeviceResult<T>>>,
+    {
+        let count = items.len();
+        let timeout = budget.call_timeout_now();
+        let sent = Instant::now();
+        let results = match tokio::time::timeout(timeout, call(items)).await {
+            Ok(results) => results,
+            Err(_) => {
+                let waited = sent.saturating_duration_since(queued);
+                let error = self.cut_short(no_reply(timeout), timeout, waited, budget);
+                vec![Err(error); count]
+            }
+        };
+        self.served(sent.elapsed());
+        results
+    }
+}
+
+/// Hands each caller its item's result, in queue order; an item the call left unanswered is
+/// unknown.
+fn answer<T>(replies: Vec<oneshot::Sender<DeviceResult<T>>>, results: Vec<DeviceResult<T>>) {
+    let mut results = results.into_iter();
+    for reply in replies {
+        let result = results.next().unwrap_or_else(|| {
+            Err(DeviceError::new(
+                OutcomeClass::Unknown,
+                "no result for this item",
+            ))
+        });
+        // A caller that gave up has nobody to tell.
+        let _ = reply.send(result);
     }
 }
 

@@ -256,7 +256,8 @@ impl<'s> Checker<'s, '_> {
             }
         }
         Mode::ALL
-            .into_iter()
+            .iter()
+            .copied()
             .filter(|m| listed.contains(m))
             .collect()
     }

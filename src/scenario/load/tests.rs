@@ -529,7 +529,7 @@ fn load_all_shares_sites_and_rejects_duplicate_names() {
 
 #[test]
 fn mode_spellings_round_trip() {
-    for m in Mode::ALL {
+    for &m in Mode::ALL {
         assert_eq!(Mode::parse(m.as_str()), Some(m));
         assert_eq!(m.to_string(), m.as_str());
     }

@@ -22,7 +22,10 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 /// A transport fault the proxy carries out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString, strum::VariantArray,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ProxyFault {
     /// The request was delivered; the reply is dropped and the client connection reset.
     Reset,
@@ -33,10 +36,7 @@ pub enum ProxyFault {
 impl ProxyFault {
     /// The value of [`FAULT_HEADER`].
     pub fn as_str(self) -> &'static str {
-        match self {
-            ProxyFault::Reset => "reset",
-            ProxyFault::Blackhole => "blackhole",
-        }
+        self.into()
     }
 }
 
@@ -210,11 +210,7 @@ fn fault_in(head: &[u8]) -> Option<ProxyFault> {
         })?
         .trim()
         .to_string();
-    match value.as_str() {
-        "reset" => Some(ProxyFault::Reset),
-        "blackhole" => Some(ProxyFault::Blackhole),
-        _ => None,
-    }
+    value.parse().ok()
 }
 
 #[cfg(test)]
