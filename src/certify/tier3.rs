@@ -27,6 +27,7 @@ use std::time::Instant;
 use super::checks;
 use super::product::{Product, Resources, VmNic};
 use super::target::{sim_topology, AdapterSource, BuiltinKind};
+use crate::model::AvTransport;
 use super::{CheckResult, CheckStatus, Family, Options};
 use crate::check::Summary;
 use crate::model::Site;
@@ -63,7 +64,11 @@ pub fn scenarios(family: Family) -> &'static [&'static str] {
             "policy/quarantine-reboot-physical-server.toml",
             "policy/quarantine-reboot-reset-fails-stays-quarantined.toml",
         ],
-        Family::Av => &[],
+        Family::Av => &[
+            "ingest/same-event-delivered-twice.toml",
+            "ingest/reordered-notifications.toml",
+            "ingest/new-events-during-and-after-quarantine-are-duplicates.toml",
+        ],
     }
 }
 
@@ -74,6 +79,7 @@ struct Played {
     contain: Summary,
     makespan: (u64, u64),
     confirmed: (u64, u64),
+    transports: std::collections::BTreeMap<String, u64>,
 }
 
 /// The scenario with every switch speaking `kind` (switch family), on a rebuilt site.
@@ -95,6 +101,70 @@ fn with_protocol(mut scenario: Scenario, kind: BuiltinKind) -> Result<Scenario, 
     }
     scenario.site = Arc::new(Site::new(topology)?);
     Ok(scenario)
+}
+
+/// The scenario with every AV server of the product's kind, delivering over its transport
+/// (AV family; an ePO poller logs in with the server's credentials, set when missing).
+fn with_feed(mut scenario: Scenario, product: &Product) -> Result<Scenario, String> {
+    let (Some(kind), Some(transport)) = (product.resources.av_kind, av_transport(product)) else {
+        return Ok(scenario);
+    };
+    let mut topology = scenario.site.topology.clone();
+    for av in &mut topology.av_servers {
+        av.kind = kind;
+        av.transport = transport;
+        if transport == AvTransport::EpoApi && av.credentials.is_none() {
+            av.credentials = Some(crate::model::Credentials {
+                user: "lab".into(),
+                password: "lab-pw".into(),
+            });
+        }
+    }
+    scenario.site = Arc::new(Site::new(topology)?);
+    Ok(scenario)
+}
+
+/// The product's AV transport, for an AV feed.
+fn av_transport(product: &Product) -> Option<AvTransport> {
+    if product.family != Family::Av {
+        return None;
+    }
+    Some(match product.protocol.as_str() {
+        "syslog_udp" => AvTransport::SyslogUdp,
+        "syslog_tcp" => AvTransport::SyslogTcp,
+        "epo_api" => AvTransport::EpoApi,
+        "api" => AvTransport::Api,
+        _ => return None,
+    })
+}
+
+/// The engine's counter name of an AV transport.
+fn channel(transport: AvTransport) -> &'static str {
+    match transport {
+        AvTransport::EpoApi => "epo",
+        other => other.as_str(),
+    }
+}
+
+/// For an AV feed: every detection of `p` came in over the product's transport.
+fn over_transport(p: &Played, product: &Product) -> Result<(), String> {
+    let Some(transport) = av_transport(product) else {
+        return Ok(());
+    };
+    let want = channel(transport);
+    let others: Vec<String> = p
+        .transports
+        .iter()
+        .filter(|(name, n)| name.as_str() != want && **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    match p.transports.get(want) {
+        Some(n) if *n > 0 && others.is_empty() => Ok(()),
+        _ => Err(format!(
+            "the engine's {want} counter does not show the detections ({:?})",
+            p.transports
+        )),
+    }
 }
 
 fn play(scenario: &Scenario, time_scale: f64) -> Played {
@@ -123,6 +193,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
                 contain: m.time_to_contain_ms,
                 makespan: (m.makespan_ms, m.lower_bound_ms),
                 confirmed: (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
+                transports: run.transports.clone(),
             }
         }
         Err(e) => Played {
@@ -132,6 +203,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
             contain: Summary::default(),
             makespan: (0, 0),
             confirmed: (0, 0),
+            transports: Default::default(),
         },
     }
 }
@@ -199,6 +271,9 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
     };
     let usable = match (&options.adapter, kind, &options.real) {
         (AdapterSource::Builtin(a), Some(k), None) if *a == k => Some(k),
+        // An AV feed's scenarios and outbreak run on RESTCONF switches: the feed is what is
+        // certified, the device only has to be there.
+        (AdapterSource::Intake, None, None) if family == Family::Av => Some(BuiltinKind::Restconf),
         _ => None,
     };
     let Some(kind) = usable else {
@@ -216,9 +291,22 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
         let path = options.library.join(rel);
         let scenario = load_scenario(&path)
             .map_err(|e| e.to_string())
-            .and_then(|s| with_protocol(s, kind));
+            .and_then(|s| with_protocol(s, kind))
+            .and_then(|s| with_feed(s, &options.product));
         played.push(match scenario {
-            Ok(s) => play(&s, options.time_scale),
+            Ok(s) => {
+                let mut p = play(&s, options.time_scale);
+                if let Err(e) = over_transport(&p, &options.product) {
+                    p.passed = false;
+                    p.detail = [p.detail.as_str(), e.as_str()]
+                        .iter()
+                        .filter(|t| !t.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                }
+                p
+            }
             Err(e) => Played {
                 name: rel.to_string(),
                 passed: false,
@@ -226,6 +314,7 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 contain: Summary::default(),
                 makespan: (0, 0),
                 confirmed: (0, 0),
+                transports: Default::default(),
             },
         });
     }
@@ -255,7 +344,13 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
             .map_err(|e| e.to_string())
             .and_then(|dir| {
                 let s = outbreak(dir.path(), &options.product, kind, options.outbreak_nics)?;
-                Ok(play(&s, OUTBREAK_TIME_SCALE))
+                let s = with_feed(s, &options.product)?;
+                let mut p = play(&s, OUTBREAK_TIME_SCALE);
+                if let Err(e) = over_transport(&p, &options.product) {
+                    p.passed = false;
+                    p.detail = e;
+                }
+                Ok(p)
             });
         outbreak_ms = t.elapsed().as_millis() as u64;
         outbreak_played = Some(played);
