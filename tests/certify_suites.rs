@@ -227,6 +227,31 @@ fn r19_tier2_epo_web_api_certifies_against_the_intake() {
 }
 
 #[test]
+fn r7_tier2_the_http_api_feed_certifies_against_the_intake() {
+    // No fixture names an API product; the OfficeScan one switched to the API transport.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PRODUCT.toml");
+    let text = std::fs::read_to_string(root().join("fixtures/products/av-officescan-syslog.toml"))
+        .unwrap()
+        .replace("protocol = \"syslog_udp\"", "protocol = \"api\"");
+    std::fs::write(&file, text).unwrap();
+    let outcome = run(&Options::sim(&file, 2).unwrap()).unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        r.certified.label,
+        "tier-2",
+        "{}",
+        quarantine_lab::certify::report::render_summary(r)
+    );
+    // The pushes went through the certification proxy: the transcript holds them.
+    assert!(outcome
+        .transcript
+        .exchanges()
+        .iter()
+        .any(|e| e.method == "POST" && e.path.contains("detections")));
+}
+
+#[test]
 fn r4_tier3_epo_feed_reaches_the_engine_and_ends_quarantined() {
     let mut o = options("av-epo.toml", 3);
     o.outbreak_nics = 10;
