@@ -127,7 +127,11 @@ fn inv_bundle_an_av_feed_bundle_verifies_and_its_required_checks_are_enforced() 
     let bundle = fresh(dir.path(), "av-sepm-syslog.toml");
     let v = verify(&bundle);
     assert!(v.accepted(), "{:?}", v.rejections);
-    assert!(v.labels.contains(&"family-av".to_string()), "{:?}", v.labels);
+    assert!(
+        v.labels.contains(&"family-av".to_string()),
+        "{:?}",
+        v.labels
+    );
 
     // Over syslog TCP the peer-close check is required of tier 2.
     let missing = dir.path().join("missing.tar.gz");

@@ -474,7 +474,10 @@ impl Feed {
                 let epo = self.epo.as_mut().ok_or("no ePO simulator")?;
                 let row = avsender::epo_row(epo.next_auto_id, d);
                 epo.next_auto_id += 1;
-                epo.events.lock().map_err(|_| "ePO rows poisoned")?.push(row);
+                epo.events
+                    .lock()
+                    .map_err(|_| "ePO rows poisoned")?
+                    .push(row);
                 Ok(())
             }
             Transport::Api => {
@@ -619,9 +622,11 @@ async fn connect_from(from: IpAddr, to: SocketAddr) -> Result<TcpStream, String>
 
 /// The L-Server the site resolves `d` to: by IP, else MAC, else host name.
 fn expected_lserver(d: &Detection) -> Option<&'static str> {
-    let by_ip = d
-        .ip
-        .and_then(|ip| LSERVERS.iter().find(|l| l.1.parse::<IpAddr>().ok() == Some(ip)));
+    let by_ip = d.ip.and_then(|ip| {
+        LSERVERS
+            .iter()
+            .find(|l| l.1.parse::<IpAddr>().ok() == Some(ip))
+    });
     let by_mac = || {
         d.mac.as_deref().and_then(|m| {
             LSERVERS
@@ -1205,10 +1210,7 @@ async fn peer_closes(feed: &mut Feed) -> Result<String, String> {
         .write_all(&bytes)
         .await
         .map_err(|e| format!("write: {e}"))?;
-    stream
-        .shutdown()
-        .await
-        .map_err(|e| format!("close: {e}"))?;
+    stream.shutdown().await.map_err(|e| format!("close: {e}"))?;
     drop(stream);
     feed.wait_for(&whole_id).await?;
     let next = feed.still_takes(6).await?;
@@ -1272,7 +1274,10 @@ async fn epo_fault(
     let took = t.elapsed();
     let class = match (&result, fault) {
         (Err(IngestError::Status { status, .. }), Fault::Unavailable) if *status >= 500 => {
-            format!("HTTP {status}: {}", result.as_ref().err().map(|e| e.kind()).unwrap_or(""))
+            format!(
+                "HTTP {status}: {}",
+                result.as_ref().err().map(|e| e.kind()).unwrap_or("")
+            )
         }
         (Err(IngestError::Auth(_)), Fault::Unauthorized) => "auth".to_string(),
         (Err(IngestError::Transport(_)), Fault::Blackhole) => {

@@ -10,7 +10,7 @@
 //!   time to contain, and an outbreak of N NICs against the makespan bound ([`tier3`]).
 //!
 //! One job per file: [`product`] (PRODUCT.toml), [`checks`] (the catalogue), [`switch`],
-//! [`hypervisor`], [`bmc`] (the suites), [`target`] (sim or real target, adapter factory),
+//! [`hypervisor`], [`bmc`], [`av`] (the suites), [`target`] (sim or real target, adapter factory),
 //! [`proxy`], [`tier3`], [`report`], [`bundle`], [`verify`], [`diff`], [`cli`].
 //!
 //! Decisions where the contract is silent (also in `docs/certification.md`):
