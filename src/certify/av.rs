@@ -43,7 +43,7 @@ use crate::daemon::metrics::{Channel, Reject};
 use crate::daemon::Daemon;
 use crate::engine::{EngineEvent, EngineObserver, Journal};
 use crate::ingest::{epo::ipv4_from_signed, EpoPoller, IngestError};
-use crate::model::{AvKind, Category, Detection, Site};
+use crate::model::{AvKind, AvTransport, Category, Detection, Site};
 use crate::sim::wire::avsender;
 use crate::sim::wire::epo::{EpoEventRow, EpoEvents};
 use crate::sim::wire::WireServer;
@@ -129,33 +129,13 @@ const GOLDEN_EPO_QUERY: (&str, &str) = (
     include_str!("../../fixtures/payloads/epo-query.expected.json"),
 );
 
-/// How the product hands detections over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Transport {
-    SyslogUdp,
-    SyslogTcp,
-    EpoApi,
-    Api,
-}
-
-impl Transport {
-    fn parse(protocol: &str) -> Option<Transport> {
-        Some(match protocol {
-            "syslog_udp" => Transport::SyslogUdp,
-            "syslog_tcp" => Transport::SyslogTcp,
-            "epo_api" => Transport::EpoApi,
-            "api" => Transport::Api,
-            _ => return None,
-        })
-    }
-
-    fn channel(self) -> Channel {
-        match self {
-            Transport::SyslogUdp => Channel::SyslogUdp,
-            Transport::SyslogTcp => Channel::SyslogTcp,
-            Transport::EpoApi => Channel::Epo,
-            Transport::Api => Channel::Api,
-        }
+/// The engine's counter of an AV transport.
+pub fn channel(transport: AvTransport) -> Channel {
+    match transport {
+        AvTransport::SyslogUdp => Channel::SyslogUdp,
+        AvTransport::SyslogTcp => Channel::SyslogTcp,
+        AvTransport::EpoApi => Channel::Epo,
+        AvTransport::Api => Channel::Api,
     }
 }
 
@@ -242,7 +222,7 @@ struct EpoSide {
 
 /// The running intake and the AV server the suite plays.
 struct Feed {
-    transport: Transport,
+    transport: AvTransport,
     kind: AvKind,
     source: String,
     daemon: Daemon,
@@ -258,13 +238,13 @@ struct Feed {
 }
 
 /// The suite's site.
-fn site_text(kind: AvKind, transport: Transport) -> String {
+fn site_text(kind: AvKind, transport: AvTransport) -> String {
     let kind_text = match kind {
         AvKind::Officescan => "officescan",
         AvKind::Sepm => "sepm",
         AvKind::Epo => "epo",
     };
-    let credentials = if transport == Transport::EpoApi {
+    let credentials = if transport == AvTransport::EpoApi {
         format!("credentials = {{ user = \"{EPO_USER}\", password = \"{EPO_PASSWORD}\" }}\n")
     } else {
         String::new()
@@ -301,7 +281,7 @@ impl Feed {
     /// ePO simulator or of the daemon's API.
     async fn start(
         kind: AvKind,
-        transport: Transport,
+        transport: AvTransport,
         transcript: &Transcript,
         edit: &SiteEdit,
     ) -> Result<(Feed, CertProxy, Target), CertifyError> {
@@ -316,7 +296,7 @@ impl Feed {
         let mut epo = None;
         let mut epo_proxy = None;
         let mut pollers = String::new();
-        if transport == Transport::EpoApi {
+        if transport == AvTransport::EpoApi {
             let events = EpoEvents::default();
             let server = crate::sim::wire::epo::start(events.clone(), EPO_USER, EPO_PASSWORD)
                 .await
@@ -414,7 +394,7 @@ impl Feed {
     fn accepted(&self) -> u64 {
         self.daemon
             .metrics()
-            .accepted_count(self.transport.channel())
+            .accepted_count(channel(self.transport))
     }
 
     /// Detections the engine counted for the suite's AV server, any disposition.
@@ -447,10 +427,10 @@ impl Feed {
     /// The event id the engine will journal for `d` as this feed carries it.
     fn engine_event_id(&self, d: &Detection) -> String {
         match self.transport {
-            Transport::Api => d.event_id.clone(),
+            AvTransport::Api => d.event_id.clone(),
             // The sender puts its id in the agent GUID; the poller builds the id from the
             // GUID, the threat event id and the detection time.
-            Transport::EpoApi => format!("epo-{{{}}}-1027-2026-01-01T00:00:00", d.event_id),
+            AvTransport::EpoApi => format!("epo-{{{}}}-1027-2026-01-01T00:00:00", d.event_id),
             // What the engine's parser makes of the line the sender writes.
             _ => match crate::ingest::parse_detection(
                 self.kind,
@@ -466,11 +446,11 @@ impl Feed {
     /// Hands `d` over the product's transport.
     async fn deliver(&mut self, d: &Detection) -> Result<(), String> {
         match self.transport {
-            Transport::SyslogUdp | Transport::SyslogTcp => {
+            AvTransport::SyslogUdp | AvTransport::SyslogTcp => {
                 let line = avsender::syslog_line(self.kind, d);
                 self.push_raw(LOCAL, line.as_bytes()).await
             }
-            Transport::EpoApi => {
+            AvTransport::EpoApi => {
                 let epo = self.epo.as_mut().ok_or("no ePO simulator")?;
                 let row = avsender::epo_row(epo.next_auto_id, d);
                 epo.next_auto_id += 1;
@@ -480,7 +460,7 @@ impl Feed {
                     .push(row);
                 Ok(())
             }
-            Transport::Api => {
+            AvTransport::Api => {
                 let body = serde_json::to_vec(d).map_err(|e| e.to_string())?;
                 let status = self.post_raw(body).await?;
                 if status != 202 {
@@ -509,7 +489,7 @@ impl Feed {
     /// connection (TCP), or one request body (API).
     async fn push_raw(&self, from: IpAddr, payload: &[u8]) -> Result<(), String> {
         match self.transport {
-            Transport::SyslogUdp => {
+            AvTransport::SyslogUdp => {
                 let socket = UdpSocket::bind((from, 0))
                     .await
                     .map_err(|e| format!("cannot bind {from}: {e}"))?;
@@ -519,7 +499,7 @@ impl Feed {
                     .map_err(|e| format!("UDP send: {e}"))?;
                 Ok(())
             }
-            Transport::SyslogTcp => {
+            AvTransport::SyslogTcp => {
                 let mut stream = connect_from(from, self.tcp()?).await?;
                 let mut frame = format!("{} ", payload.len()).into_bytes();
                 frame.extend_from_slice(payload);
@@ -528,8 +508,8 @@ impl Feed {
                 let _ = stream.shutdown().await;
                 Ok(())
             }
-            Transport::Api => self.post_raw(payload.to_vec()).await.map(|_| ()),
-            Transport::EpoApi => Err("the ePO Web API is polled, nothing is pushed".into()),
+            AvTransport::Api => self.post_raw(payload.to_vec()).await.map(|_| ()),
+            AvTransport::EpoApi => Err("the ePO Web API is polled, nothing is pushed".into()),
         }
     }
 
@@ -643,11 +623,11 @@ fn expected_lserver(d: &Detection) -> Option<&'static str> {
 }
 
 /// The golden messages of the feed: (message, expected detection).
-fn golden(kind: AvKind, transport: Transport) -> Result<Vec<(String, Detection)>, String> {
+fn golden(kind: AvKind, transport: AvTransport) -> Result<Vec<(String, Detection)>, String> {
     let parse = |text: &str| -> Result<Detection, String> {
         serde_json::from_str(text).map_err(|e| format!("golden expectation: {e}"))
     };
-    if transport == Transport::EpoApi {
+    if transport == AvTransport::EpoApi {
         let expected: Vec<Detection> = serde_json::from_str(GOLDEN_EPO_QUERY.1)
             .map_err(|e| format!("epo-query.expected.json: {e}"))?;
         let body = GOLDEN_EPO_QUERY
@@ -672,7 +652,7 @@ fn golden(kind: AvKind, transport: Transport) -> Result<Vec<(String, Detection)>
         .iter()
         .map(|(line, expected)| {
             let d = parse(expected)?;
-            let message = if transport == Transport::Api {
+            let message = if transport == AvTransport::Api {
                 serde_json::to_string(&d).map_err(|e| e.to_string())?
             } else {
                 line.trim_end_matches(['\r', '\n']).to_string()
@@ -731,7 +711,7 @@ pub fn run_edited(
         ));
     }
     let product = &options.product;
-    let transport = Transport::parse(&product.protocol).ok_or_else(|| {
+    let transport = product.av_transport().ok_or_else(|| {
         CertifyError::Input(format!(
             "{}: protocol {:?} is no AV transport (one of {})",
             options.product_file.display(),
@@ -814,8 +794,8 @@ async fn golden_check(feed: &mut Feed) -> Result<String, String> {
     let messages = golden(feed.kind, feed.transport)?;
     for (message, _) in &messages {
         match feed.transport {
-            Transport::EpoApi => feed.push_row(epo_row_of(message)?)?,
-            Transport::Api => {
+            AvTransport::EpoApi => feed.push_row(epo_row_of(message)?)?,
+            AvTransport::Api => {
                 let status = feed.post_raw(message.clone().into_bytes()).await?;
                 if status != 202 {
                     return Err(format!("{message}: POST answered {status}"));
@@ -855,7 +835,7 @@ async fn counted(feed: &mut Feed) -> Result<String, String> {
     let id = feed.engine_event_id(&d);
     feed.deliver(&d).await?;
     // Over the API the 202 is the acknowledgement: the journal must hold it already (R7).
-    let durable_at_ack = if feed.transport == Transport::Api {
+    let durable_at_ack = if feed.transport == AvTransport::Api {
         Some(journal_has(&feed.journal, &feed.source, &id)?)
     } else {
         None
@@ -865,7 +845,7 @@ async fn counted(feed: &mut Feed) -> Result<String, String> {
         return Err(format!(
             "counters did not move: detections received {received} -> {}, {} {accepted} -> {}",
             feed.received(),
-            feed.transport.channel().as_str(),
+            channel(feed.transport).as_str(),
             feed.accepted()
         ));
     }
@@ -884,7 +864,7 @@ async fn counted(feed: &mut Feed) -> Result<String, String> {
         },
         received,
         feed.received(),
-        feed.transport.channel().as_str(),
+        channel(feed.transport).as_str(),
         accepted,
         feed.accepted()
     ))
@@ -905,7 +885,7 @@ async fn stranger(feed: &mut Feed) -> Result<String, String> {
     let d = feed.detection(2, "stranger");
     let id = feed.engine_event_id(&d);
     let (reason, count) = match feed.transport {
-        Transport::Api => {
+        AvTransport::Api => {
             let mut d = d.clone();
             d.source = "qlab-absent-av".into();
             let body = serde_json::to_vec(&d).map_err(|e| e.to_string())?;
@@ -998,7 +978,7 @@ fn bad_row(threat: String, with_key: bool) -> EpoEventRow {
 async fn malformed(feed: &mut Feed) -> Result<String, String> {
     let mark = feed.seen.len();
     let (reason, payload): (Reject, Vec<u8>) = match feed.transport {
-        Transport::EpoApi => {
+        AvTransport::EpoApi => {
             let before = feed.rejected(Reject::EpoBadRow);
             feed.push_row(bad_row("W32/Elspy.worm".into(), false))?;
             let n = feed.wait_rejected(Reject::EpoBadRow, before).await?;
@@ -1008,7 +988,7 @@ async fn malformed(feed: &mut Feed) -> Result<String, String> {
                 "a row without a match key: epo_bad_row counted {n}; the next row was taken"
             ));
         }
-        Transport::Api => (
+        AvTransport::Api => (
             Reject::MalformedJson,
             br#"{"source": "x", "event_id": "#.to_vec(),
         ),
@@ -1033,7 +1013,7 @@ async fn oversized(feed: &mut Feed) -> Result<String, String> {
     let mark = feed.seen.len();
     let d = feed.detection(3, "big");
     let (reason, payload) = match feed.transport {
-        Transport::EpoApi => {
+        AvTransport::EpoApi => {
             let before = feed.rejected(Reject::EpoBadRow);
             feed.push_row(bad_row("W".repeat(64 * 1024), true))?;
             let n = feed.wait_rejected(Reject::EpoBadRow, before).await?;
@@ -1043,7 +1023,7 @@ async fn oversized(feed: &mut Feed) -> Result<String, String> {
                 "a row with a 64 KiB threat name: epo_bad_row counted {n}; the next row was taken"
             ));
         }
-        Transport::Api => {
+        AvTransport::Api => {
             let mut big = d.clone();
             big.threat = "W".repeat(MAX_BODY_BYTES * 2);
             (
@@ -1113,12 +1093,12 @@ async fn cut_mid_message(feed: &mut Feed) -> Result<String, String> {
     let d = feed.detection(4, "cut");
     let cut_id = feed.engine_event_id(&d);
     match feed.transport {
-        Transport::SyslogTcp => {
+        AvTransport::SyslogTcp => {
             let line = avsender::syslog_line(feed.kind, &d);
             let frame = format!("{} {line}", line.len());
             write_then_reset(feed.tcp()?, &frame.as_bytes()[..frame.len() / 2]).await?;
         }
-        Transport::Api => {
+        AvTransport::Api => {
             let body = serde_json::to_string(&d).map_err(|e| e.to_string())?;
             let head = format!(
                 "POST /api/v1/detections HTTP/1.1\r\nhost: qlab\r\nauthorization: Bearer {TOKEN}\r\n\
@@ -1146,7 +1126,7 @@ async fn garbled(feed: &mut Feed) -> Result<String, String> {
     let d = feed.detection(5, "garbled");
     let line = avsender::syslog_line(feed.kind, &d);
     let (reason, what) = match feed.transport {
-        Transport::SyslogUdp => {
+        AvTransport::SyslogUdp => {
             let before = feed.rejected(Reject::SyslogUnparsable);
             // Cut inside the header, and a line with a byte that is no UTF-8.
             feed.push_raw(LOCAL, &line.as_bytes()[..12]).await?;
@@ -1165,14 +1145,14 @@ async fn garbled(feed: &mut Feed) -> Result<String, String> {
                 "a truncated and a garbled datagram",
             )
         }
-        Transport::SyslogTcp => {
+        AvTransport::SyslogTcp => {
             let before = feed.rejected(Reject::SyslogBadFraming);
             let mut stream = connect_from(LOCAL, feed.tcp()?).await?;
             let _ = stream.write_all(b"12x34 junk").await;
             feed.wait_rejected(Reject::SyslogBadFraming, before).await?;
             (Reject::SyslogBadFraming, "a garbled octet count")
         }
-        Transport::Api => {
+        AvTransport::Api => {
             let before = feed.rejected(Reject::MalformedJson);
             let mut body = serde_json::to_vec(&d).map_err(|e| e.to_string())?;
             let at = body.len() / 2;
@@ -1184,7 +1164,7 @@ async fn garbled(feed: &mut Feed) -> Result<String, String> {
             feed.wait_rejected(Reject::MalformedJson, before).await?;
             (Reject::MalformedJson, "a body with a byte that is no UTF-8")
         }
-        Transport::EpoApi => return Err("the ePO Web API is polled".into()),
+        AvTransport::EpoApi => return Err("the ePO Web API is polled".into()),
     };
     let next = feed.still_takes(5).await?;
     feed.only_journaled(mark, &[next.event_id.as_str()])?;

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::checks;
 use super::Family;
 use crate::model::load::{locate, located_toml_error, KeySeg, TopologyError};
-use crate::model::AvKind;
+use crate::model::{AvKind, AvTransport};
 
 /// The transports an AV feed product may name as its `protocol`.
 pub const AV_PROTOCOLS: [&str; 4] = ["syslog_udp", "syslog_tcp", "epo_api", "api"];
@@ -176,6 +176,21 @@ pub struct Deviation {
 }
 
 impl Product {
+    /// The transport an AV feed product names as its `protocol`; `None` for other families.
+    pub fn av_transport(&self) -> Option<AvTransport> {
+        if self.family != Family::Av {
+            return None;
+        }
+        [
+            AvTransport::SyslogUdp,
+            AvTransport::SyslogTcp,
+            AvTransport::EpoApi,
+            AvTransport::Api,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == self.protocol)
+    }
+
     /// Whether check `id` is excused by a deviation, and why.
     pub fn deviation_for(&self, id: &str) -> Option<&str> {
         self.deviations

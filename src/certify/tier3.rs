@@ -115,7 +115,7 @@ fn with_protocol(mut scenario: Scenario, kind: BuiltinKind) -> Result<Scenario, 
 /// The scenario with every AV server of the product's kind, delivering over its transport
 /// (AV family; an ePO poller logs in with the server's credentials, set when missing).
 fn with_feed(mut scenario: Scenario, product: &Product) -> Result<Scenario, String> {
-    let (Some(kind), Some(transport)) = (product.resources.av_kind, av_transport(product)) else {
+    let (Some(kind), Some(transport)) = (product.resources.av_kind, product.av_transport()) else {
         return Ok(scenario);
     };
     let mut topology = scenario.site.topology.clone();
@@ -133,34 +133,12 @@ fn with_feed(mut scenario: Scenario, product: &Product) -> Result<Scenario, Stri
     Ok(scenario)
 }
 
-/// The product's AV transport, for an AV feed.
-fn av_transport(product: &Product) -> Option<AvTransport> {
-    if product.family != Family::Av {
-        return None;
-    }
-    Some(match product.protocol.as_str() {
-        "syslog_udp" => AvTransport::SyslogUdp,
-        "syslog_tcp" => AvTransport::SyslogTcp,
-        "epo_api" => AvTransport::EpoApi,
-        "api" => AvTransport::Api,
-        _ => return None,
-    })
-}
-
-/// The engine's counter name of an AV transport.
-fn channel(transport: AvTransport) -> &'static str {
-    match transport {
-        AvTransport::EpoApi => "epo",
-        other => other.as_str(),
-    }
-}
-
 /// For an AV feed: every detection of `p` came in over the product's transport.
 fn over_transport(p: &Played, product: &Product) -> Result<(), String> {
-    let Some(transport) = av_transport(product) else {
+    let Some(transport) = product.av_transport() else {
         return Ok(());
     };
-    let want = channel(transport);
+    let want = super::av::channel(transport).as_str();
     let others: Vec<String> = p
         .transports
         .iter()
