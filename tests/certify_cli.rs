@@ -155,3 +155,80 @@ fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() 
     assert_eq!(out.status.code(), Some(1));
     drop(device);
 }
+
+#[test]
+fn r18_an_av_feed_certifies_on_the_command_line_and_its_bundle_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("av.tar.gz");
+    let (code, text) = qlab(&[
+        "certify",
+        "--family",
+        "av",
+        "--product",
+        "fixtures/products/av-officescan-syslog.toml",
+        "--target",
+        "sim",
+        "--tier",
+        "2",
+        "--report-dir",
+        dir.path().join("reports").to_str().unwrap(),
+        "--bundle",
+        bundle.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("certified: tier-2"), "{text}");
+    assert!(text.contains("builtin:intake"), "{text}");
+    let (code, verdict) = qlab(&["certify", "verify", bundle.to_str().unwrap()]);
+    assert_eq!(code, 0, "{verdict}");
+    assert!(verdict.contains("family-av"), "{verdict}");
+}
+
+#[test]
+fn an_av_product_without_its_format_or_with_a_device_protocol_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PRODUCT.toml");
+    let head = "vendor = \"v\"\nproduct = \"p\"\nversion = \"1\"\nfamily = \"av\"\n";
+    for (body, key) in [
+        ("protocol = \"syslog_udp\"\n", "resources.av_kind"),
+        (
+            "protocol = \"restconf\"\n[resources]\nav_kind = \"sepm\"\n",
+            "protocol",
+        ),
+        (
+            "protocol = \"epo_api\"\n[resources]\nav_kind = \"sepm\"\n",
+            "resources.av_kind",
+        ),
+    ] {
+        std::fs::write(&file, format!("{head}{body}")).unwrap();
+        let (code, text) = qlab(&[
+            "certify",
+            "--family",
+            "av",
+            "--product",
+            file.to_str().unwrap(),
+            "--target",
+            "sim",
+        ]);
+        assert_eq!(code, 2, "{text}");
+        assert!(text.contains(key), "{body}: {text}");
+    }
+    // A real AV target is refused with a reason, not half-certified.
+    std::fs::write(
+        &file,
+        format!("{head}protocol = \"epo_api\"\n[resources]\nav_kind = \"epo\"\n"),
+    )
+    .unwrap();
+    let (code, text) = qlab(&[
+        "certify",
+        "--family",
+        "av",
+        "--product",
+        file.to_str().unwrap(),
+        "--url",
+        "https://epo.example.com:8443",
+        "--user",
+        "admin",
+    ]);
+    assert_eq!(code, 2, "{text}");
+    assert!(text.contains("--target sim only"), "{text}");
+}

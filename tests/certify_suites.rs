@@ -188,3 +188,117 @@ fn plugin_adapters_have_no_av_family() {
     let e = run(&o).err().expect("refused");
     assert!(e.to_string().contains("no AV feed family"), "{e}");
 }
+
+fn av(product: &str, tier: u8) -> quarantine_lab::certify::Outcome {
+    run(&options(product, tier)).unwrap()
+}
+
+fn assert_av_certified(product: &str, tier: u8) {
+    let outcome = av(product, tier);
+    let r = &outcome.report;
+    assert_eq!(
+        r.certified.label,
+        format!("tier-{tier}"),
+        "{product}: failed {:?}\n{}",
+        r.failed_ids(),
+        quarantine_lab::certify::report::render_summary(r)
+    );
+    let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
+    let want: Vec<&str> = quarantine_lab::certify::checks::catalogue(r.family)
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, want);
+}
+
+#[test]
+fn r18_tier2_officescan_over_syslog_udp_certifies_against_the_intake() {
+    assert_av_certified("av-officescan-syslog.toml", 2);
+}
+
+#[test]
+fn r18_tier2_sepm_over_syslog_tcp_certifies_against_the_intake() {
+    assert_av_certified("av-sepm-syslog.toml", 2);
+}
+
+#[test]
+fn r19_tier2_epo_web_api_certifies_against_the_intake() {
+    assert_av_certified("av-epo.toml", 2);
+}
+
+#[test]
+fn r7_tier2_the_http_api_feed_certifies_against_the_intake() {
+    // No fixture names an API product; the OfficeScan one switched to the API transport.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("PRODUCT.toml");
+    let text = std::fs::read_to_string(root().join("fixtures/products/av-officescan-syslog.toml"))
+        .unwrap()
+        .replace("protocol = \"syslog_udp\"", "protocol = \"api\"");
+    std::fs::write(&file, text).unwrap();
+    let outcome = run(&Options::sim(&file, 2).unwrap()).unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        r.certified.label,
+        "tier-2",
+        "{}",
+        quarantine_lab::certify::report::render_summary(r)
+    );
+    // The pushes went through the certification proxy: the transcript holds them.
+    assert!(outcome
+        .transcript
+        .exchanges()
+        .iter()
+        .any(|e| e.method == "POST" && e.path.contains("detections")));
+}
+
+#[test]
+fn r4_tier3_epo_feed_reaches_the_engine_and_ends_quarantined() {
+    let mut o = options("av-epo.toml", 3);
+    o.outbreak_nics = 10;
+    let outcome = run(&o).unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        r.certified.label,
+        "tier-3",
+        "{}",
+        quarantine_lab::certify::report::render_summary(r)
+    );
+}
+
+#[test]
+fn r18_a_deployment_that_takes_syslog_from_a_stranger_fails_exactly_the_stranger_check() {
+    // The site also lists an AV server at the stranger's address: its syslog is taken, which
+    // AV-1.3 exists to catch; nothing else may fail.
+    let o = options("av-officescan-syslog.toml", 2);
+    let outcome = quarantine_lab::certify::run_av_edited(&o, &|site: String| {
+        site.replacen(
+            "[[switches]]",
+            "[[av_servers]]\nname = \"osce-2\"\nkind = \"officescan\"\naddress = \"127.0.0.2\"\n[[switches]]",
+            1,
+        )
+    })
+    .unwrap();
+    let r = &outcome.report;
+    assert_eq!(
+        r.failed_ids(),
+        ["AV-1.3"],
+        "{}",
+        quarantine_lab::certify::report::render_summary(r)
+    );
+    assert_eq!(r.certified.label, "not certified");
+}
+
+#[test]
+fn r18_a_deployment_listening_for_another_address_fails_the_intake_checks() {
+    // The AV server is registered at another address than the one it sends from: nothing it
+    // sends is taken, and the suite must say so rather than pass.
+    let o = options("av-sepm-syslog.toml", 1);
+    let outcome = quarantine_lab::certify::run_av_edited(&o, &|site: String| {
+        site.replace("address = \"127.0.0.1\"", "address = \"127.0.0.3\"")
+    })
+    .unwrap();
+    let failed = outcome.report.failed_ids();
+    for id in ["AV-1.1", "AV-1.2", "AV-1.4", "AV-1.7"] {
+        assert!(failed.contains(&id), "{id} passed: {failed:?}");
+    }
+}

@@ -120,3 +120,27 @@ fn inv_bundle_a_declared_deviation_is_tier_with_deviations_never_plain() {
     });
     assert!(rejections(&plain).contains("tier-2 with deviations"));
 }
+
+#[test]
+fn inv_bundle_an_av_feed_bundle_verifies_and_its_required_checks_are_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = fresh(dir.path(), "av-sepm-syslog.toml");
+    let v = verify(&bundle);
+    assert!(v.accepted(), "{:?}", v.rejections);
+    assert!(
+        v.labels.contains(&"family-av".to_string()),
+        "{:?}",
+        v.labels
+    );
+
+    // Over syslog TCP the peer-close check is required of tier 2.
+    let missing = dir.path().join("missing.tar.gz");
+    edit_report(&bundle, &missing, |r| r.checks.retain(|c| c.id != "AV-2.3"));
+    assert!(rejections(&missing).contains("AV-2.3 is required for tier 2 but missing"));
+    let skipped = dir.path().join("skipped.tar.gz");
+    edit_report(&bundle, &skipped, |r| {
+        let c = r.checks.iter_mut().find(|c| c.id == "AV-1.4").unwrap();
+        c.status = CheckStatus::Skipped;
+    });
+    assert!(rejections(&skipped).contains("AV-1.4 was skipped and no deviation"));
+}

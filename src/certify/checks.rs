@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::product::Product;
 use super::Family;
 
 /// When a check is required for its tier.
@@ -21,6 +22,14 @@ pub enum Requirement {
     /// Only against a simulated target: the fault cannot be forced on a real device (the
     /// semantic faults live in the simulator's device model).
     SimOnly,
+    /// AV feeds the product pushes (`syslog_udp`, `syslog_tcp`, `api`): a stranger can push too.
+    WhenPushed,
+    /// AV feeds over a stream (`syslog_tcp`, `api`): a connection can be cut mid-message.
+    WhenStream,
+    /// AV feeds over syslog TCP only (framing, peer close, slow sender).
+    WhenSyslogTcp,
+    /// AV feeds the engine polls (`epo_api`).
+    WhenPolled,
 }
 
 impl Requirement {
@@ -31,6 +40,10 @@ impl Requirement {
             Requirement::WhenBatch => "when batch is claimed",
             Requirement::WhenPersist => "when persist is claimed",
             Requirement::SimOnly => "simulated targets only",
+            Requirement::WhenPushed => "when the product pushes (syslog_udp, syslog_tcp, api)",
+            Requirement::WhenStream => "over a stream (syslog_tcp, api)",
+            Requirement::WhenSyslogTcp => "over syslog_tcp",
+            Requirement::WhenPolled => "when the engine polls (epo_api)",
         }
     }
 }
@@ -66,7 +79,9 @@ const fn c(
     }
 }
 
-use Requirement::{Required, SimOnly, WhenBatch, WhenPersist};
+use Requirement::{
+    Required, SimOnly, WhenBatch, WhenPersist, WhenPolled, WhenPushed, WhenStream, WhenSyslogTcp,
+};
 
 const SWITCH: &[CheckDef] = &[
     c(
@@ -399,7 +414,127 @@ const BMC: &[CheckDef] = &[
     ),
 ];
 
-const AV: &[CheckDef] = &[];
+const AV: &[CheckDef] = &[
+    c(
+        "AV-1.1",
+        1,
+        "every golden message of the product's format, delivered over its transport, is journaled with the event id and L-Server it names",
+        "R1-R3, R18",
+        Required,
+    ),
+    c(
+        "AV-1.2",
+        1,
+        "a detection is counted by the engine (detections received) and by its transport's counter, durable before it is acknowledged",
+        "R7",
+        Required,
+    ),
+    c(
+        "AV-1.3",
+        1,
+        "a message from a sender that is no AV server of the topology is ignored, counted and logged",
+        "R18",
+        WhenPushed,
+    ),
+    c(
+        "AV-1.4",
+        1,
+        "the same event delivered twice is journaled once, then acknowledged as a duplicate of it",
+        "R4",
+        Required,
+    ),
+    c(
+        "AV-1.5",
+        1,
+        "a malformed message is counted and logged, never journaled, and the next message is taken",
+        "R18",
+        Required,
+    ),
+    c(
+        "AV-1.6",
+        1,
+        "an oversized message is counted and logged, never journaled, and the next message is taken",
+        "R18",
+        Required,
+    ),
+    c(
+        "AV-1.7",
+        1,
+        "a detection for an address no L-Server has is journaled as not found and starts no operation",
+        "R3",
+        Required,
+    ),
+    c(
+        "AV-2.1",
+        2,
+        "connection reset mid-message: nothing of the cut message is journaled, the next connection's is",
+        "R7, R18",
+        WhenStream,
+    ),
+    c(
+        "AV-2.2",
+        2,
+        "a truncated or garbled frame is counted and logged, and the intake recovers",
+        "R18",
+        WhenPushed,
+    ),
+    c(
+        "AV-2.3",
+        2,
+        "syslog TCP peer closes: every complete frame before the close is taken, the partial one is not",
+        "R18",
+        WhenSyslogTcp,
+    ),
+    c(
+        "AV-2.4",
+        2,
+        "slow sender: a frame trickled in small pieces within the frame timeout is taken whole",
+        "R18",
+        WhenSyslogTcp,
+    ),
+    c(
+        "AV-2.5",
+        2,
+        "ePO answers 5xx: the poll fails, is counted and logged, and the event arrives once at a later poll",
+        "R7, R19",
+        WhenPolled,
+    ),
+    c(
+        "AV-2.6",
+        2,
+        "ePO answers 401: classified as an authentication failure, counted, and retried",
+        "R18, R19",
+        WhenPolled,
+    ),
+    c(
+        "AV-2.7",
+        2,
+        "ePO does not answer: the poll is cut at the call timeout, counted, and retried",
+        "R19",
+        WhenPolled,
+    ),
+    c(
+        "AV-3.1",
+        3,
+        "the library's detection scenarios, delivered over this transport, reach the engine on its counter and end as expected",
+        "R1-R7, INV-1-INV-12",
+        Required,
+    ),
+    c(
+        "AV-3.2",
+        3,
+        "time to contain p50/p99 measured over the scenarios",
+        "R19",
+        Required,
+    ),
+    c(
+        "AV-3.3",
+        3,
+        "an outbreak of N detections over this transport is contained within the makespan bound",
+        "R15, R18",
+        Required,
+    ),
+];
 
 /// Every check of `family`, in id order.
 pub fn catalogue(family: Family) -> &'static [CheckDef] {
@@ -416,13 +551,19 @@ pub fn find(family: Family, id: &str) -> Option<&'static CheckDef> {
     catalogue(family).iter().find(|c| c.id == id)
 }
 
-/// Whether `check` is required for a product with these claims on this kind of target.
-pub fn required(check: &CheckDef, batch: bool, persist: bool, sim_target: bool) -> bool {
+/// Whether `check` is required for `product` (its claims, its protocol) on this kind of
+/// target.
+pub fn required(check: &CheckDef, product: &Product, sim_target: bool) -> bool {
+    let protocol = product.protocol.as_str();
     match check.requirement {
         Requirement::Required => true,
-        Requirement::WhenBatch => batch,
-        Requirement::WhenPersist => persist,
+        Requirement::WhenBatch => product.capabilities.batch,
+        Requirement::WhenPersist => product.capabilities.persist,
         Requirement::SimOnly => sim_target,
+        Requirement::WhenPushed => matches!(protocol, "syslog_udp" | "syslog_tcp" | "api"),
+        Requirement::WhenStream => matches!(protocol, "syslog_tcp" | "api"),
+        Requirement::WhenSyslogTcp => protocol == "syslog_tcp",
+        Requirement::WhenPolled => protocol == "epo_api",
     }
 }
 
@@ -432,7 +573,7 @@ mod tests {
 
     #[test]
     fn ids_are_unique_well_formed_and_in_tier_order() {
-        for family in [Family::Switch, Family::Hypervisor, Family::Bmc] {
+        for family in [Family::Switch, Family::Hypervisor, Family::Bmc, Family::Av] {
             let list = catalogue(family);
             let mut last = (0u8, 0u32);
             for check in list {

@@ -99,7 +99,7 @@ pub struct RunArgs {
 /// `qlab certify diff`.
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
-    /// hypervisor, switch or bmc.
+    /// hypervisor, switch or bmc (AV feeds have no device replies to compare).
     #[arg(long, value_enum)]
     pub family: Family,
     /// The product's PRODUCT.toml (what may be probed).
@@ -172,6 +172,7 @@ fn adapter_source(e: &TargetArgs, protocol: &str) -> Result<AdapterSource, Certi
     }
     match &e.adapter {
         Some(text) => AdapterSource::parse_builtin(text).map_err(CertifyError::Input),
+        None if super::product::AV_PROTOCOLS.contains(&protocol) => Ok(AdapterSource::Intake),
         None => BuiltinKind::parse(protocol)
             .map(AdapterSource::Builtin)
             .ok_or_else(|| {

@@ -10,7 +10,7 @@
 //!   time to contain, and an outbreak of N NICs against the makespan bound ([`tier3`]).
 //!
 //! One job per file: [`product`] (PRODUCT.toml), [`checks`] (the catalogue), [`switch`],
-//! [`hypervisor`], [`bmc`] (the suites), [`target`] (sim or real target, adapter factory),
+//! [`hypervisor`], [`bmc`], [`av`] (the suites), [`target`] (sim or real target, adapter factory),
 //! [`proxy`], [`tier3`], [`report`], [`bundle`], [`verify`], [`diff`], [`cli`].
 //!
 //! Decisions where the contract is silent (also in `docs/certification.md`):
@@ -23,8 +23,11 @@
 //! - The default call timeout is 2 s (`--call-timeout`): the blackhole check waits that long.
 //! - Tier 3 needs the built-in adapter and a simulated target in this build: the wire runner
 //!   builds the engine's adapters from its config and starts the simulators itself.
-//! - The AV family has no checks yet: `--family av` is refused with a message saying so.
+//! - The AV family certifies the engine's own intake (`builtin:intake`) for a product's
+//!   transport and format: the suite ([`av`]) runs the daemon in-process on a small site of its
+//!   own and plays the AV server itself; see its module docs for its decisions.
 
+pub mod av;
 pub mod bmc;
 pub mod bundle;
 pub mod checks;
@@ -181,20 +184,25 @@ impl Options {
     pub fn sim(file: &std::path::Path, tier: u8) -> Result<Options, CertifyError> {
         let (product, source) =
             product::load_product(file).map_err(|e| CertifyError::Input(e.to_string()))?;
-        let kind = target::BuiltinKind::parse(&product.protocol).ok_or_else(|| {
-            CertifyError::Input(format!(
-                "{}: protocol {:?} is not built in",
-                file.display(),
-                product.protocol
-            ))
-        })?;
+        let adapter = if product.family == Family::Av {
+            AdapterSource::Intake
+        } else {
+            let kind = target::BuiltinKind::parse(&product.protocol).ok_or_else(|| {
+                CertifyError::Input(format!(
+                    "{}: protocol {:?} is not built in",
+                    file.display(),
+                    product.protocol
+                ))
+            })?;
+            AdapterSource::Builtin(kind)
+        };
         Ok(Options {
             family: product.family,
             product_file: file.to_path_buf(),
             product,
             product_source: source,
             real: None,
-            adapter: AdapterSource::Builtin(kind),
+            adapter,
             tier,
             call_timeout: Duration::from_secs(2),
             library: PathBuf::from("scenarios"),
@@ -238,11 +246,20 @@ pub fn run(options: &Options) -> Result<Outcome, CertifyError> {
 
 /// Runs the suites with an adapter factory (tests pass deliberately wrong adapters).
 pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, CertifyError> {
-    if options.family == Family::Av {
-        return Err(CertifyError::Input(
-            "--family av: the AV feed suite has no checks in this build".into(),
-        ));
-    }
+    run_inner(options, factory, &|t| t)
+}
+
+/// Runs the AV suite on its site rewritten by `edit` (tests break the deployment on purpose).
+pub fn run_av_edited(options: &Options, edit: &av::SiteEdit) -> Result<Outcome, CertifyError> {
+    let factory = target::factory(&options.adapter, options.family)?;
+    run_inner(options, factory, edit)
+}
+
+fn run_inner(
+    options: &Options,
+    factory: AdapterFactory,
+    edit: &av::SiteEdit,
+) -> Result<Outcome, CertifyError> {
     if options.product.family != options.family {
         return Err(CertifyError::Input(format!(
             "{}: family = {:?} but --family {}",
@@ -256,6 +273,19 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
             "--tier {}: use 1, 2 or 3",
             options.tier
         )));
+    }
+    if options.family == Family::Av {
+        let started_at =
+            humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let (results, transcript) = av::run_edited(options, factory, edit)?;
+        return Ok(outcome(
+            options,
+            None,
+            started_at,
+            results,
+            transcript,
+            (BTreeMap::new(), BTreeMap::new()),
+        ));
     }
     let kind = target::BuiltinKind::parse(&options.product.protocol);
     if options.real.is_none() {
@@ -309,6 +339,7 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
             Family::Switch => switch::run(&mut ctx).await,
             Family::Hypervisor => hypervisor::run(&mut ctx).await,
             Family::Bmc => bmc::run(&mut ctx).await,
+            // The AV suite ran above, on its own intake.
             Family::Av => {}
         }
         let after = target
@@ -319,6 +350,26 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
         Ok::<_, CertifyError>((ctx.results, before, after))
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(outcome(
+        options,
+        kind,
+        started_at,
+        results,
+        transcript,
+        (before, after),
+    ))
+}
+
+/// The run's outcome from the tier 1-2 results: tier 3 run (or recorded as not asked), the
+/// checks put in catalogue order, the report built.
+fn outcome(
+    options: &Options,
+    kind: Option<target::BuiltinKind>,
+    started_at: String,
+    results: Vec<CheckResult>,
+    transcript: Transcript,
+    (before, after): (BTreeMap<String, String>, BTreeMap<String, String>),
+) -> Outcome {
     let mut results = results;
     if options.tier >= 3 {
         results.extend(tier3::run(options, kind));
@@ -349,12 +400,12 @@ pub fn run_with(options: &Options, factory: AdapterFactory) -> Result<Outcome, C
     };
     results.sort_by_key(|r| order(&r.id));
     let report = report::CertifyReport::build(options, started_at, results);
-    Ok(Outcome {
+    Outcome {
         report,
         transcript,
         sim_truth_before: before,
         sim_truth_after: after,
-    })
+    }
 }
 
 /// The runtime a certification runs on.
@@ -417,8 +468,7 @@ impl Ctx<'_> {
     }
 
     fn required(&self, def: &CheckDef) -> bool {
-        let caps = &self.options.product.capabilities;
-        def.tier <= self.options.tier && checks::required(def, caps.batch, caps.persist, self.sim())
+        def.tier <= self.options.tier && checks::required(def, &self.options.product, self.sim())
     }
 
     /// Whether check `id` should run; records it as skipped (with the reason) when not.
@@ -433,8 +483,7 @@ impl Ctx<'_> {
             );
             return false;
         }
-        let caps = &self.options.product.capabilities;
-        if !checks::required(def, caps.batch, caps.persist, self.sim()) {
+        if !checks::required(def, &self.options.product, self.sim()) {
             let why = def.requirement.as_str().to_string();
             self.push(def, CheckStatus::Skipped, format!("not required: {why}"), 0);
             return false;

@@ -9,6 +9,10 @@
 //!   resources are `vms = [{ vm, nic }]` plus `portgroups = { operation, quarantine }`; a BMC
 //!   has an optional `system` (the Redfish system id; the only member when absent). A family's
 //!   resources must be complete; another family's keys are refused.
+//! - An AV feed product (`family = "av"`) names its transport as `protocol` (`syslog_udp`,
+//!   `syslog_tcp`, `epo_api`, `api`) and its message format as `[resources] av_kind`
+//!   (`officescan`, `sepm`, `epo`, as the topology's `av_servers` spell it); `epo_api` needs
+//!   `av_kind = "epo"`. The suite registers one AV server of that kind in its own site.
 //! - `absent_port` / `absent_vm` name an object that does not exist on the device, for the
 //!   "unknown port/VM is rejected" checks (defaults `qlab-absent-port`, `qlab-absent-vm`).
 //! - A deviation must name catalogue ids of the product's family and give a non-empty `why`.
@@ -21,6 +25,10 @@ use serde::{Deserialize, Serialize};
 use super::checks;
 use super::Family;
 use crate::model::load::{locate, located_toml_error, KeySeg, TopologyError};
+use crate::model::{AvKind, AvTransport};
+
+/// The transports an AV feed product may name as its `protocol`.
+pub const AV_PROTOCOLS: [&str; 4] = ["syslog_udp", "syslog_tcp", "epo_api", "api"];
 
 /// Largest PRODUCT.toml read.
 pub const MAX_PRODUCT_BYTES: u64 = 1024 * 1024;
@@ -42,7 +50,8 @@ pub struct Product {
     pub version: String,
     /// Adapter family.
     pub family: Family,
-    /// Wire protocol (`vcenter`, `nxapi`, `eapi`, `restconf`, `redfish`) or the plugin's name.
+    /// Wire protocol (`vcenter`, `nxapi`, `eapi`, `restconf`, `redfish`), an AV feed's
+    /// transport (`syslog_udp`, `syslog_tcp`, `epo_api`, `api`) or the plugin's name.
     pub protocol: String,
     /// What the device can do.
     #[serde(default)]
@@ -139,6 +148,9 @@ pub struct Resources {
     /// Redfish system id (BMC); the Systems collection's only member when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// The AV server's kind, which picks its message format (AV feeds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub av_kind: Option<AvKind>,
 }
 
 impl Resources {
@@ -164,6 +176,21 @@ pub struct Deviation {
 }
 
 impl Product {
+    /// The transport an AV feed product names as its `protocol`; `None` for other families.
+    pub fn av_transport(&self) -> Option<AvTransport> {
+        if self.family != Family::Av {
+            return None;
+        }
+        [
+            AvTransport::SyslogUdp,
+            AvTransport::SyslogTcp,
+            AvTransport::EpoApi,
+            AvTransport::Api,
+        ]
+        .into_iter()
+        .find(|t| t.as_str() == self.protocol)
+    }
+
     /// Whether check `id` is excused by a deviation, and why.
     pub fn deviation_for(&self, id: &str) -> Option<&str> {
         self.deviations
@@ -284,7 +311,7 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                     "names a listed port; it must name a port the device does not have".into(),
                 ));
             }
-            for field in ["vms", "portgroups", "absent_vm", "system"] {
+            for field in ["vms", "portgroups", "absent_vm", "system", "av_kind"] {
                 if present(r, field) {
                     return Err(refuse(field, other_family(field)));
                 }
@@ -326,7 +353,7 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                     "names a listed VM; it must name a VM the manager does not have".into(),
                 ));
             }
-            for field in ["ports", "vlans", "absent_port", "system"] {
+            for field in ["ports", "vlans", "absent_port", "system", "av_kind"] {
                 if present(r, field) {
                     return Err(refuse(field, other_family(field)));
                 }
@@ -345,8 +372,35 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                     return Err(refuse(field, other_family(field)));
                 }
             }
-            if p.family == Family::Av && r.system.is_some() {
-                return Err(refuse("system", "bmc"));
+            if p.family == Family::Av {
+                if r.system.is_some() {
+                    return Err(refuse("system", "bmc"));
+                }
+                if !AV_PROTOCOLS.contains(&p.protocol.as_str()) {
+                    return Err((
+                        key(&["protocol"]),
+                        format!(
+                            "{:?}: an AV feed's protocol is one of {}",
+                            p.protocol,
+                            AV_PROTOCOLS.join(", ")
+                        ),
+                    ));
+                }
+                let Some(kind) = r.av_kind else {
+                    return Err((
+                        key(&["resources", "av_kind"]),
+                        "set `av_kind` to officescan, sepm or epo (the message format)".into(),
+                    ));
+                };
+                if p.protocol == "epo_api" && kind != AvKind::Epo {
+                    return Err((
+                        key(&["resources", "av_kind"]),
+                        "the ePO Web API (epo_api) is polled from an ePO server: use av_kind = \"epo\""
+                            .into(),
+                    ));
+                }
+            } else if r.av_kind.is_some() {
+                return Err(refuse("av_kind", "av"));
             }
         }
     }
@@ -384,6 +438,7 @@ fn present(r: &Resources, field: &str) -> bool {
         "portgroups" => r.portgroups.is_some(),
         "absent_vm" => r.absent_vm.is_some(),
         "system" => r.system.is_some(),
+        "av_kind" => r.av_kind.is_some(),
         _ => false,
     }
 }
@@ -392,6 +447,7 @@ fn other_family(field: &str) -> &'static str {
     match field {
         "ports" | "vlans" | "absent_port" => "switch",
         "vms" | "portgroups" | "absent_vm" => "hypervisor",
+        "av_kind" => "av",
         _ => "bmc",
     }
 }

@@ -34,6 +34,9 @@ use crate::sim::{Recorder, SimWorld};
 /// The device name of the simulated target in its generated site.
 pub const SIM_DEVICE: &str = "device";
 
+/// The built-in "adapter" of the AV family: the engine's intake (`builtin:intake`).
+pub const INTAKE: &str = "intake";
+
 /// A built-in adapter kind (`--adapter builtin:KIND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuiltinKind {
@@ -92,6 +95,9 @@ pub enum AdapterSource {
     Builtin(BuiltinKind),
     /// An out-of-process adapter speaking the plugin protocol: the command and its arguments.
     Plugin(Vec<String>),
+    /// The engine's own AV feed intake (`builtin:intake`): the vendor parsers, the syslog
+    /// listeners, the ePO poller and the HTTP API. AV products are certified against it.
+    Intake,
 }
 
 impl AdapterSource {
@@ -100,12 +106,15 @@ impl AdapterSource {
         let kind = text
             .strip_prefix("builtin:")
             .ok_or_else(|| format!("--adapter {text:?}: write builtin:KIND"))?;
+        if kind == INTAKE {
+            return Ok(AdapterSource::Intake);
+        }
         BuiltinKind::parse(kind)
             .map(AdapterSource::Builtin)
             .ok_or_else(|| {
                 let kinds: Vec<&str> = BuiltinKind::ALL.iter().map(|k| k.as_str()).collect();
                 format!(
-                    "--adapter {text:?}: unknown kind; one of {}",
+                    "--adapter {text:?}: unknown kind; one of {}, {INTAKE}",
                     kinds.join(", ")
                 )
             })
@@ -116,6 +125,7 @@ impl AdapterSource {
         match self {
             AdapterSource::Builtin(k) => format!("builtin:{}", k.as_str()),
             AdapterSource::Plugin(cmd) => format!("plugin:{}", cmd.join(" ")),
+            AdapterSource::Intake => format!("builtin:{INTAKE}"),
         }
     }
 }
@@ -154,6 +164,16 @@ pub fn factory(source: &AdapterSource, family: Family) -> Result<AdapterFactory,
     match source {
         AdapterSource::Builtin(kind) => Ok(builtin_factory(*kind)),
         AdapterSource::Plugin(cmd) => plugin_factory(cmd.clone(), family),
+        AdapterSource::Intake if family == Family::Av => Ok(Arc::new(|_: &Endpoint, _| {
+            Err(DeviceError::new(
+                OutcomeClass::Rejected,
+                "the AV feed intake drives no device",
+            ))
+        })),
+        AdapterSource::Intake => Err(CertifyError::Input(format!(
+            "--adapter builtin:{INTAKE} certifies AV feeds; a {} product needs its device adapter",
+            family.as_str()
+        ))),
     }
 }
 

@@ -18,6 +18,12 @@
 //!   scaled, is noisier than the sim library's exact bounds). The confirmed makespan (to the
 //!   last R9 record, with saves) is reported beside it but not bounded: containment is what
 //!   the bound protects.
+//! - AV feeds: the family's scenarios are `ingest/same-event-delivered-twice`,
+//!   `ingest/reordered-notifications` and
+//!   `ingest/new-events-during-and-after-quarantine-are-duplicates`, with every AV server of
+//!   their sites switched to the product's kind and transport; the outbreak's site is the
+//!   RESTCONF one with [`AV_OUTBREAK_SLOTS`] slots. A run whose detections did not all come in
+//!   on the transport's own counter fails.
 //! - Times are in scenario time (wire times divided by the time scale, as `qlab run` reports).
 
 use std::path::Path;
@@ -29,12 +35,16 @@ use super::product::{Product, Resources, VmNic};
 use super::target::{sim_topology, AdapterSource, BuiltinKind};
 use super::{CheckResult, CheckStatus, Family, Options};
 use crate::check::Summary;
+use crate::model::AvTransport;
 use crate::model::Site;
 use crate::scenario::load::{load_scenario, load_scenario_str, Scenario};
 use crate::scenario::wire::run_wire;
 
 /// Largest makespan / lower bound accepted for the outbreak.
 pub const OUTBREAK_RATIO_MAX: f64 = 3.0;
+
+/// Calls the outbreak's switch takes at once when an AV feed is certified.
+const AV_OUTBREAK_SLOTS: u32 = 4;
 
 /// Device latency of the outbreak site.
 const OUTBREAK_LATENCY: &str = "100ms";
@@ -63,7 +73,11 @@ pub fn scenarios(family: Family) -> &'static [&'static str] {
             "policy/quarantine-reboot-physical-server.toml",
             "policy/quarantine-reboot-reset-fails-stays-quarantined.toml",
         ],
-        Family::Av => &[],
+        Family::Av => &[
+            "ingest/same-event-delivered-twice.toml",
+            "ingest/reordered-notifications.toml",
+            "ingest/new-events-during-and-after-quarantine-are-duplicates.toml",
+        ],
     }
 }
 
@@ -74,6 +88,7 @@ struct Played {
     contain: Summary,
     makespan: (u64, u64),
     confirmed: (u64, u64),
+    transports: std::collections::BTreeMap<String, u64>,
 }
 
 /// The scenario with every switch speaking `kind` (switch family), on a rebuilt site.
@@ -95,6 +110,48 @@ fn with_protocol(mut scenario: Scenario, kind: BuiltinKind) -> Result<Scenario, 
     }
     scenario.site = Arc::new(Site::new(topology)?);
     Ok(scenario)
+}
+
+/// The scenario with every AV server of the product's kind, delivering over its transport
+/// (AV family; an ePO poller logs in with the server's credentials, set when missing).
+fn with_feed(mut scenario: Scenario, product: &Product) -> Result<Scenario, String> {
+    let (Some(kind), Some(transport)) = (product.resources.av_kind, product.av_transport()) else {
+        return Ok(scenario);
+    };
+    let mut topology = scenario.site.topology.clone();
+    for av in &mut topology.av_servers {
+        av.kind = kind;
+        av.transport = transport;
+        if transport == AvTransport::EpoApi && av.credentials.is_none() {
+            av.credentials = Some(crate::model::Credentials {
+                user: "lab".into(),
+                password: "lab-pw".into(),
+            });
+        }
+    }
+    scenario.site = Arc::new(Site::new(topology)?);
+    Ok(scenario)
+}
+
+/// For an AV feed: every detection of `p` came in over the product's transport.
+fn over_transport(p: &Played, product: &Product) -> Result<(), String> {
+    let Some(transport) = product.av_transport() else {
+        return Ok(());
+    };
+    let want = super::av::channel(transport).as_str();
+    let others: Vec<String> = p
+        .transports
+        .iter()
+        .filter(|(name, n)| name.as_str() != want && **n > 0)
+        .map(|(name, n)| format!("{name} {n}"))
+        .collect();
+    match p.transports.get(want) {
+        Some(n) if *n > 0 && others.is_empty() => Ok(()),
+        _ => Err(format!(
+            "the engine's {want} counter does not show the detections ({:?})",
+            p.transports
+        )),
+    }
 }
 
 fn play(scenario: &Scenario, time_scale: f64) -> Played {
@@ -123,6 +180,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
                 contain: m.time_to_contain_ms,
                 makespan: (m.makespan_ms, m.lower_bound_ms),
                 confirmed: (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
+                transports: run.transports.clone(),
             }
         }
         Err(e) => Played {
@@ -132,6 +190,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
             contain: Summary::default(),
             makespan: (0, 0),
             confirmed: (0, 0),
+            transports: Default::default(),
         },
     }
 }
@@ -144,6 +203,11 @@ fn outbreak(
     n: usize,
 ) -> Result<Scenario, String> {
     let mut p = product.clone();
+    if product.family == Family::Av {
+        // The feed is under test, not the switch: a switch taking several calls at once keeps
+        // the outbreak short while the bound still holds the engine to the device's pace.
+        p.capabilities.max_concurrent = AV_OUTBREAK_SLOTS;
+    }
     p.resources = match kind.family() {
         Family::Switch => Resources {
             ports: (1..=n).map(|i| format!("Ethernet1/{i}")).collect(),
@@ -199,6 +263,9 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
     };
     let usable = match (&options.adapter, kind, &options.real) {
         (AdapterSource::Builtin(a), Some(k), None) if *a == k => Some(k),
+        // An AV feed's scenarios and outbreak run on RESTCONF switches: the feed is what is
+        // certified, the device only has to be there.
+        (AdapterSource::Intake, None, None) if family == Family::Av => Some(BuiltinKind::Restconf),
         _ => None,
     };
     let Some(kind) = usable else {
@@ -216,9 +283,22 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
         let path = options.library.join(rel);
         let scenario = load_scenario(&path)
             .map_err(|e| e.to_string())
-            .and_then(|s| with_protocol(s, kind));
+            .and_then(|s| with_protocol(s, kind))
+            .and_then(|s| with_feed(s, &options.product));
         played.push(match scenario {
-            Ok(s) => play(&s, options.time_scale),
+            Ok(s) => {
+                let mut p = play(&s, options.time_scale);
+                if let Err(e) = over_transport(&p, &options.product) {
+                    p.passed = false;
+                    p.detail = [p.detail.as_str(), e.as_str()]
+                        .iter()
+                        .filter(|t| !t.is_empty())
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                }
+                p
+            }
             Err(e) => Played {
                 name: rel.to_string(),
                 passed: false,
@@ -226,6 +306,7 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 contain: Summary::default(),
                 makespan: (0, 0),
                 confirmed: (0, 0),
+                transports: Default::default(),
             },
         });
     }
@@ -255,7 +336,13 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
             .map_err(|e| e.to_string())
             .and_then(|dir| {
                 let s = outbreak(dir.path(), &options.product, kind, options.outbreak_nics)?;
-                Ok(play(&s, OUTBREAK_TIME_SCALE))
+                let s = with_feed(s, &options.product)?;
+                let mut p = play(&s, OUTBREAK_TIME_SCALE);
+                if let Err(e) = over_transport(&p, &options.product) {
+                    p.passed = false;
+                    p.detail = e;
+                }
+                Ok(p)
             });
         outbreak_ms = t.elapsed().as_millis() as u64;
         outbreak_played = Some(played);

@@ -163,9 +163,8 @@ pub fn verify(path: &Path) -> Verdict {
         v.rejections.push("the report claims no tier".into());
     }
     let sim = report.target == "sim";
-    let caps = &product.capabilities;
     for def in checks::catalogue(product.family) {
-        if def.tier > claimed || !checks::required(def, caps.batch, caps.persist, sim) {
+        if def.tier > claimed || !checks::required(def, &product, sim) {
             continue;
         }
         let declared = product.deviation_for(def.id).is_some();
