@@ -86,6 +86,31 @@ fn inv6_write_in_flight_before_truth_changes_passes() {
 }
 
 #[test]
+fn inv6_a_write_before_any_evidence_of_the_nic_passes() {
+    // A release whose reads all failed writes the operation network to a NIC the device had
+    // there all along: the engine had never read it nor moved it, so no evidence forbade the
+    // write (INV-6 is about the engine's evidence).
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.command(0, "release", VDI1, Some(1))
+        .started(0, 1, VDI1, "release")
+        .call(10, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
+    assert_status(&check(&site, &rec), "INV-6", Status::Passed);
+}
+
+#[test]
+fn inv6_a_write_after_a_read_showed_the_target_violates() {
+    // The same write after a read of the NIC answered: the engine knew where it was.
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.command(0, "release", VDI1, Some(1))
+        .started(0, 1, VDI1, "release")
+        .call(0, "vc-1", "get_nic", VDI1, Some(0), None)
+        .call(50, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
+    assert_status(&check(&site, &rec), "INV-6", Status::Failed);
+}
+
+#[test]
 fn inv7_accepted_detection_finished_once_passes() {
     let site = site();
     assert_status(

@@ -67,27 +67,29 @@ pub(crate) fn no_collateral(f: &Facts<'_>) -> InvariantVerdict {
 ///
 /// Deliberately strict: device truth is replayed from TruthChanged events in history order, and
 /// a write invoked while the device already has the NIC on the target counts, even when an
-/// earlier call's `unknown` result left the engine unsure. R8 says the engine resolves
-/// `unknown` by reading before it writes again, so such a write is still a finding.
+/// earlier call's `unknown` result left the engine unsure or a stale read told it otherwise.
+/// R8 says the engine resolves `unknown` by reading before it writes again, and reads a
+/// contradicting answer again before acting on it, so such a write is still a finding.
 ///
-/// Except after a move the engine did not make (`by`: a switch reboot, an external change,
-/// R20): until a read of the NIC returns, the engine has no evidence of it, so a write to where
-/// that move put the NIC is not one its evidence forbade (INV-6 is about the engine's evidence).
+/// Except while the engine has no evidence of where the NIC is (INV-6 is about the engine's
+/// evidence): from the start of the run until one of its reads of the NIC returns or one of
+/// its writes moves it, and after a move the engine did not make (`by`: a switch reboot, an
+/// external change, R20) until a read returns. A write there is not one its evidence forbade.
 pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
     let mut truth = Truth::new(f.site);
     let mut problems = Problems::new();
     let mut checked = 0;
-    // NICs an unseen move put where they are, and the reads under way that would show them.
-    let mut unseen: HashSet<&NicRef> = HashSet::new();
+    // NICs whose place the engine has evidence of, and the reads under way that would give it.
+    let mut seen: HashSet<&NicRef> = HashSet::new();
     let mut reads: HashMap<u64, &NicRef> = HashMap::new();
     for (_, e) in f.events() {
         match &e.kind {
             EventKind::TruthChanged { nic, by, .. } => {
                 truth.apply(&e.kind);
                 if by.is_some() {
-                    unseen.insert(nic);
+                    seen.remove(nic);
                 } else {
-                    unseen.remove(nic);
+                    seen.insert(nic);
                 }
             }
             EventKind::Invoke {
@@ -101,7 +103,7 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
             EventKind::Return { call, result, .. } => {
                 if let Some(nic) = reads.remove(call) {
                     if result == "ok" {
-                        unseen.remove(nic);
+                        seen.insert(nic);
                     }
                 }
             }
@@ -115,7 +117,7 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
             } if NIC_WRITE_CALLS.contains(&op.as_str()) => {
                 checked += 1;
                 let current = truth.get(nic);
-                if current == Some(value.as_str()) && !unseen.contains(nic) {
+                if current == Some(value.as_str()) && seen.contains(nic) {
                     problems.push(format!(
                         "call {call} {op} on {device} at {} ms writes {} to {} nic {}, which \
                          the device already had there",

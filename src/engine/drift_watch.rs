@@ -21,7 +21,9 @@
 //!   be undone, and a stale answer must not raise a false drift).
 //! - **Not journaled.** Watch reads change nothing, so, unlike an operation's calls, they are not
 //!   journaled; what they find is: the `quarantine-drift` alert and the restore operation are
-//!   staged in one step. A failed read (timeout, device down) is left to the next round.
+//!   staged in one step. A failed read (timeout, busy, device down) is retried like an
+//!   operation's calls (`retry.attempts` with doubling backoff); when every attempt fails, the
+//!   NIC is left to the next round.
 //! - **The drift alert** names the L-Server, the NIC, its MAC and what the device showed; it
 //!   belongs to no operation (its `operation` is empty), so the restore operation, when it fails,
 //!   has exactly one ERROR alert of its own, `quarantine-failed` (R17, INV-9).
@@ -133,7 +135,7 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
         }
         ls_state.started_ops
     };
-    let mut truth = read(shared, nic).await;
+    let mut truth = read_retrying(shared, watched, nic).await;
     let recorded = shared.lock().ls(&watched.path).records[watched.index]
         .network
         .clone();
@@ -148,7 +150,7 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
         if !watchable(shared.lock().ls(&watched.path)) {
             return;
         }
-        truth = read(shared, nic).await;
+        truth = read_retrying(shared, watched, nic).await;
     }
     if let Some(staged) = after_read(shared, watched, nic, truth, epoch) {
         let _ = staged.publish(shared, Waiting::Reply).await;
@@ -223,6 +225,27 @@ fn after_read(
         },
     );
     Some(staged)
+}
+
+/// [`read`], retried like an operation's calls (`retry.attempts`, doubling `retry.backoff`)
+/// while the L-Server stays watchable: R20 asks for a read of every NIC each round, and a
+/// single refused read must not leave a drift unseen for a whole `watch_interval` (INV-12).
+/// `None` when every attempt failed; the next round tries again.
+async fn read_retrying(shared: &Arc<Shared>, watched: &Watched, nic: &Nic) -> Option<Truth> {
+    let retry = shared.settings.retry;
+    for attempt in 0..retry.attempts.max(1) {
+        if attempt > 0 {
+            let wait = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
+            tokio::time::sleep(wait).await;
+            if !watchable(shared.lock().ls(&watched.path)) {
+                return None;
+            }
+        }
+        if let Some(truth) = read(shared, nic).await {
+            return Some(truth);
+        }
+    }
+    None
 }
 
 /// Reads where `nic` is at its device at the watch's priority; `None` when the read failed.

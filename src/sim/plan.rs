@@ -60,6 +60,10 @@ pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
 /// beyond any sane call timeout, so the caller's own timeout cuts it first.
 pub const DEFAULT_HANG: Duration = Duration::from_secs(3600);
 
+/// How long after a write a `stale_read` that sets no `delay` keeps answering the value from
+/// before it: the bounded staleness formats.md gives as the default.
+pub const DEFAULT_STALE_WINDOW: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone)]
 struct Rule {
     spec: FaultSpec,

@@ -221,14 +221,23 @@ pub(super) fn is_quarantine(shared: &Shared, network: &str) -> bool {
         .is_some_and(|n| n.role == NetworkRole::Quarantine)
 }
 
-/// Saves the config of every persisting switch a confirmed NIC moved on; returns what failed.
+/// Saves the config of every persisting switch a NIC moved on (confirmed, or a write that may
+/// have landed, or found on quarantine); returns what failed.
 pub(super) async fn save_switches(
     ctx: &OpCtx<'_>,
     moves: &[NicMove],
 ) -> Result<Vec<String>, Halted> {
+    // R10: saved after any write that may have landed, confirmed or not, so a NIC that
+    // reached quarantine stays there across a reboot.
     let switches: BTreeSet<&str> = moves
         .iter()
-        .filter(|m| m.confirmed)
+        .filter(|m| {
+            m.confirmed
+                || m.written.is_some()
+                || m.truth
+                    .network()
+                    .is_some_and(|n| is_quarantine(ctx.shared, n))
+        })
         .filter_map(|m| match &ctx.ls.nics[m.index].location {
             NicLocation::Physical { switch, .. } => Some(switch.as_str()),
             NicLocation::Virtual { .. } => None,
