@@ -6,6 +6,7 @@ pub mod library;
 pub mod load;
 mod mutants;
 pub mod outbreak;
+pub mod player;
 pub mod runner;
 pub mod serve;
 pub mod wire;

@@ -1,8 +1,9 @@
 //! The runner: one scenario on a current-thread tokio runtime with a paused clock, the real
-//! engine against the simulated world, events played at their times, crashes that abort the
-//! engine's tasks and reopen its journal, and the run's history for the checkers.
+//! engine against the simulated world, events played at their times by the timeline player
+//! ([`super::player`], the one wire mode uses too; this file is its sim backend), crashes that
+//! abort the engine's tasks and reopen its journal, and the run's history for the checkers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,7 @@ use futures::future::join_all;
 use tokio::time::Instant;
 
 use super::load::{EventAction, Scenario};
+use super::player::{self, build_timeline, command_names, Backend, PlayedStep};
 use crate::check::{self, CheckReport};
 use crate::engine::journal::Durability;
 use crate::engine::{
@@ -89,6 +91,9 @@ pub struct ScenarioRun {
     /// Wire mode: detections the engine took, by transport, from its own counters (empty in
     /// sim mode, where detections reach the engine directly).
     pub transports: std::collections::BTreeMap<String, u64>,
+    /// The path the timeline player took (the same in sim and wire mode for the same scenario
+    /// and seed; see [`super::player`]).
+    pub played: Vec<PlayedStep>,
 }
 
 /// Numbers the runs of this process, so each gets its own in-memory journal.
@@ -111,7 +116,7 @@ pub fn run_sim_trapped(
     mutant: Option<Mutant>,
     trap: Option<Arc<CrashTrap>>,
 ) -> Result<ScenarioRun, String> {
-    let (record, faults) = play_sim(scenario, seed, mutant, trap)?;
+    let (record, faults, played) = play_sim_path(scenario, seed, mutant, trap)?;
     // The digest and the checks only read the record: a large run computes them side by side.
     let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
         std::thread::scope(|scope| {
@@ -136,6 +141,7 @@ pub fn run_sim_trapped(
         passed,
         faults,
         transports: Default::default(),
+        played,
     })
 }
 
@@ -147,6 +153,16 @@ pub fn play_sim(
     mutant: Option<Mutant>,
     trap: Option<Arc<CrashTrap>>,
 ) -> Result<(RunRecord, Vec<FaultAccount>), String> {
+    play_sim_path(scenario, seed, mutant, trap).map(|(record, faults, _)| (record, faults))
+}
+
+/// [`play_sim`] with the path the player took.
+fn play_sim_path(
+    scenario: &Scenario,
+    seed: u64,
+    mutant: Option<Mutant>,
+    trap: Option<Arc<CrashTrap>>,
+) -> Result<(RunRecord, Vec<FaultAccount>, Vec<PlayedStep>), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
@@ -164,9 +180,10 @@ pub(super) struct HistoryObserver {
     failed: Mutex<Vec<String>>,
     /// `--crash-sweep`: counts commits, trips at one, and drops what a crash lost.
     trap: Option<Arc<CrashTrap>>,
-    /// Under a trap, the detections acknowledged so far (`source`, `event_id`): a burst cut by
-    /// a crash point resends only the others.
-    acked: Mutex<HashSet<(String, String)>>,
+    /// Under a trap or in wire mode, how often the engine acknowledged each detection
+    /// (`source`, `event_id`): a burst cut by a crash point resends only the others, and a
+    /// wire burst knows which of its detections went unacknowledged.
+    acks: Option<Mutex<HashMap<(String, String), u32>>>,
 }
 
 impl HistoryObserver {
@@ -174,21 +191,38 @@ impl HistoryObserver {
         HistoryObserver::with_trap(recorder, None)
     }
 
+    /// An observer that counts acknowledgements per detection ([`HistoryObserver::acks`]).
+    pub(super) fn counting_acks(recorder: Recorder) -> HistoryObserver {
+        HistoryObserver {
+            acks: Some(Mutex::new(HashMap::new())),
+            ..HistoryObserver::new(recorder)
+        }
+    }
+
     pub(super) fn with_trap(recorder: Recorder, trap: Option<Arc<CrashTrap>>) -> HistoryObserver {
         HistoryObserver {
             recorder,
             failed: Mutex::new(Vec::new()),
+            acks: trap.as_ref().map(|_| Mutex::new(HashMap::new())),
             trap,
-            acked: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// How often the engine acknowledged `d` so far (counted under a trap or by
+    /// [`HistoryObserver::counting_acks`] only; 0 otherwise).
+    pub(super) fn acks(&self, d: &Detection) -> u32 {
+        self.acks.as_ref().map_or(0, |acks| {
+            acks.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&(d.source.clone(), d.event_id.clone()))
+                .copied()
+                .unwrap_or(0)
+        })
     }
 
     /// Whether the engine acknowledged `d` (tracked under a trap only).
     fn acked(&self, d: &Detection) -> bool {
-        self.acked
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&(d.source.clone(), d.event_id.clone()))
+        self.acks(d) > 0
     }
 }
 
@@ -202,15 +236,19 @@ impl EngineObserver for HistoryObserver {
             if !keep {
                 return;
             }
-            if let EngineEvent::DetectionJournaled {
+        }
+        if let (
+            Some(acks),
+            EngineEvent::DetectionJournaled {
                 source, event_id, ..
-            } = event
-            {
-                self.acked
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert((source.clone(), event_id.clone()));
-            }
+            },
+        ) = (&self.acks, event)
+        {
+            *acks
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry((source.clone(), event_id.clone()))
+                .or_default() += 1;
         }
         let kind = match event {
             EngineEvent::Committed { commit } => EventKind::Commit { n: *commit },
@@ -270,102 +308,12 @@ impl EngineObserver for HistoryObserver {
     }
 }
 
-/// One thing the runner does at a time on the timeline.
-pub(super) enum Step {
-    Detect(Detection),
-    Command(crate::engine::Command),
-    Crash(Duration),
-    Restart,
-    Heal(String),
-    /// A `reboot_loses_unsaved` fault (its index) reboots this switch.
-    RebootSwitch(String, usize),
-    /// An `external_change` fault (its index) moves the NICs it matches (R20, INV-12).
-    ExternalChange(usize),
-    /// An AV delivery fault (its index) acted on a notification of this L-Server sent now:
-    /// counted now, when it is known whether an operation runs. Leaves nothing in the history.
-    FaultHit(usize, Option<String>),
-}
-
-/// The scenario's events as one timeline, times passed through `scale`: detections (`outbreak`
-/// events expanded here, see [`super::outbreak`]) after the AV servers' delivery faults (drop,
-/// duplicate, reorder; heals counted; AV `jitter`), commands, crashes, heals and scheduled switch
-/// reboots. Stable: at equal times the delivery faults' hits come first, then detections (in
-/// the seed's order, see [`SimWorld::deliveries_counted`]), then file order. The sim and the
-/// wire runner both build their timeline here, so they send the same detections.
-pub(super) fn build_timeline(
-    scenario: &Scenario,
-    world: &SimWorld,
-    scale: impl Fn(Duration) -> Duration,
-) -> Vec<(Duration, Step)> {
-    let mut timeline = Vec::new();
-    let mut detections = Vec::new();
-    for e in &scenario.events {
-        match &e.action {
-            EventAction::Detect(d) => detections.push((scale(e.at), d.clone())),
-            EventAction::Outbreak(o) => detections.extend(
-                o.detections(&scenario.site)
-                    .into_iter()
-                    .map(|(offset, d)| (scale(e.at.saturating_add(offset)), d)),
-            ),
-            _ => {}
-        }
-    }
-    let heals: Vec<(Duration, String)> = scenario
-        .events
-        .iter()
-        .filter_map(|e| match &e.action {
-            EventAction::Heal(target) => Some((scale(e.at), target.clone())),
-            _ => None,
-        })
-        .collect();
-    let (deliveries, hits) = world.deliveries_counted(detections, &heals);
-    // Hits first: a notification's fault is counted when it is sent, before the engine sees
-    // anything of that instant (the stable sort below keeps them ahead).
-    for hit in hits {
-        timeline.push((hit.at, Step::FaultHit(hit.fault, hit.lserver)));
-    }
-    for (at, d) in deliveries {
-        timeline.push((at, Step::Detect(d)));
-    }
-    for e in &scenario.events {
-        let step = match &e.action {
-            EventAction::Detect(_) | EventAction::Outbreak(_) => continue,
-            EventAction::Command(c) => Step::Command(c.clone()),
-            EventAction::Crash { restart_after } => Step::Crash(scale(*restart_after)),
-            EventAction::Heal(target) => Step::Heal(target.clone()),
-        };
-        timeline.push((scale(e.at), step));
-    }
-    // Switch reboots come from the fault plan, already on the (scaled) run clock.
-    for (at, device, fault) in world.scheduled_reboots() {
-        timeline.push((at, Step::RebootSwitch(device, fault)));
-    }
-    for (at, fault) in world.scheduled_external_changes() {
-        timeline.push((at, Step::ExternalChange(fault)));
-    }
-    timeline.sort_by_key(|(at, _)| *at);
-    timeline
-}
-
 /// Room to reserve for a run's history: an outbreak records about a dozen events per
 /// L-Server (detection, plan, calls, commits, outcome); a few more leave slack for retries
 /// before the history has to grow.
 fn expected_events(site: &Site) -> usize {
     const EVENTS_PER_LSERVER: usize = 16;
     site.lservers.len().saturating_mul(EVENTS_PER_LSERVER)
-}
-
-/// Puts the restart after a crash at `restart_at`, behind every step due by then.
-pub(super) fn schedule_restart(
-    timeline: &mut Vec<(Duration, Step)>,
-    next: usize,
-    restart_at: Duration,
-) {
-    let pos = timeline[next..]
-        .iter()
-        .position(|(t, _)| *t > restart_at)
-        .map_or(timeline.len(), |p| p + next);
-    timeline.insert(pos, (restart_at, Step::Restart));
 }
 
 /// How long the engine stays down after a sweep's crash point: the restart delay of a scenario's
@@ -463,7 +411,7 @@ async fn play(
     seed: u64,
     mutant: Option<Mutant>,
     trap: Option<Arc<CrashTrap>>,
-) -> Result<(RunRecord, Vec<FaultAccount>), String> {
+) -> Result<(RunRecord, Vec<FaultAccount>, Vec<PlayedStep>), String> {
     let site = match mutant {
         Some(Mutant::TrustDevice) => {
             let mut topology = scenario.site.topology.clone();
@@ -501,7 +449,7 @@ async fn play(
         std::process::id(),
         NEXT_RUN.fetch_add(1, Ordering::Relaxed)
     );
-    let mut journal_path = PathBuf::from(format!("file:/{run_name}?vfs=memdb"));
+    let journal_path = PathBuf::from(format!("file:/{run_name}?vfs=memdb"));
     let crashes = scenario
         .events
         .iter()
@@ -517,14 +465,13 @@ async fn play(
     }
     .map_err(|e| format!("cannot create the run's journal: {e}"))?;
     Journal::seed(&mut seeded).map_err(|e| format!("cannot create the run's journal: {e}"))?;
-    let (keeper, mut first_journal) = if reopened {
+    let (keeper, first_journal) = if reopened {
         (Some(seeded), None)
     } else {
         let journal = Journal::from_connection(seeded, Durability::ProcessCrash)
             .map_err(|e| format!("cannot open the run's journal: {e}"))?;
         (None, Some(journal))
     };
-    let mut keepers: Vec<rusqlite::Connection> = keeper.into_iter().collect();
     // At the crash point the journal is copied as it stands: what the doomed engine commits
     // after it (before the runner drops it) is lost, as a real crash loses it.
     let snapshot_path = PathBuf::from(format!("file:/{run_name}-crash?vfs=memdb"));
@@ -541,42 +488,7 @@ async fn play(
         }));
     }
     let observer = Arc::new(HistoryObserver::with_trap(recorder.clone(), trap.clone()));
-
-    let mut timeline = build_timeline(scenario, &world, |d| d);
-    // The scenario's site, not a mutant's: the bound is the one the checker holds it to.
-    let drift_until = drift_watch_until(&scenario.site, &timeline);
-    // A restart starts the drift watch afresh: a drift gets its bound again from there.
-    let mut last_restart: Option<Duration> = None;
-
-    let mut open = |journal_path: &Path| -> Result<Engine, String> {
-        // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
-        // the engine exactly as a file outlives a real process crash.
-        let journal = match first_journal.take() {
-            Some(journal) => journal,
-            None => Journal::open_with(journal_path, Durability::ProcessCrash)
-                .map_err(|e| e.to_string())?,
-        };
-        let options = EngineOptions {
-            hostname: "qlab-sim".into(),
-            origin_ms: 0,
-            observer: Some(observer.clone()),
-            ..EngineOptions::default()
-        };
-        let adapters = match mutant {
-            Some(Mutant::RewriteOnReadFailure) => {
-                super::mutants::rewrite_on_read_failure(world.adapters())
-            }
-            _ => world.adapters(),
-        };
-        Engine::open(site.clone(), journal, adapters, options).map_err(|e| e.to_string())
-    };
-    let mut engine = Some(open(&journal_path)?);
-    // Detections the sender still holds because the engine was down: it sends them again.
-    let mut held: Vec<Detection> = Vec::new();
-    // Commands an operator sends again because the engine died before answering them (and
-    // before journaling them).
-    let mut held_commands: Vec<crate::engine::Command> = Vec::new();
-    let trap_ref = armed.as_deref();
+    let timeline = build_timeline(scenario, &world);
     let settle = {
         let engine_spec = site.topology.engine;
         // Default settle: the operation deadline plus the one read R19 allows after it, so an
@@ -585,181 +497,231 @@ async fn play(
             .settle
             .unwrap_or(engine_spec.operation_deadline + engine_spec.call_timeout)
     };
-    let mut index = 0;
-    loop {
+    let mut backend = SimBackend {
+        site,
+        bound_site: &scenario.site,
+        world: &world,
+        recorder: &recorder,
+        observer,
+        mutant,
+        trap: armed,
+        origin,
+        engine: None,
+        first_journal,
+        journal_path,
+        snapshot_path,
+        snapshot,
+        keepers: keeper.into_iter().collect(),
+        settle,
+    };
+    backend.engine = Some(backend.open()?);
+    let played = player::play(&mut backend, &world, &recorder, timeline).await?;
+    if mutant == Some(Mutant::LeakIpOnRollback) {
+        super::mutants::leak_rolled_back_ips(&backend.journal_path)?;
+    }
+    let record = collect(
+        &backend.site,
+        &world,
+        &recorder,
+        backend.engine.as_ref(),
+        &backend.journal_path,
+    )?;
+    // The engine goes before the connections that keep its in-memory journal alive.
+    drop(backend.engine.take());
+    drop(backend);
+    Ok((record, world.fault_accounting(), played))
+}
+
+/// Sim mode's side of the player: the real engine on the paused clock against the simulated
+/// world, its journal in memory, crashes that drop it (and, under a crash sweep's trap, crash
+/// points that trip anywhere the engine awaits).
+struct SimBackend<'a> {
+    /// The site the engine runs on (a mutant's may differ from the scenario's).
+    site: Arc<Site>,
+    /// The scenario's site: the drift bound is the one the checker holds the run to.
+    bound_site: &'a Site,
+    world: &'a SimWorld,
+    recorder: &'a Recorder,
+    observer: Arc<HistoryObserver>,
+    mutant: Option<Mutant>,
+    /// An armed crash trap (a sweep's crash run).
+    trap: Option<Arc<CrashTrap>>,
+    origin: Instant,
+    engine: Option<Engine>,
+    /// The seeded journal of a run that never reopens it, taken by the first open.
+    first_journal: Option<Journal>,
+    journal_path: PathBuf,
+    snapshot_path: PathBuf,
+    snapshot: Snapshot,
+    /// Connections that keep the in-memory journals alive across crashes.
+    keepers: Vec<rusqlite::Connection>,
+    settle: Duration,
+}
+
+impl SimBackend<'_> {
+    fn open(&mut self) -> Result<Engine, String> {
+        // The lab's crashes drop the engine, not the machine: the in-memory journal outlives
+        // the engine exactly as a file outlives a real process crash.
+        let journal = match self.first_journal.take() {
+            Some(journal) => journal,
+            None => Journal::open_with(&self.journal_path, Durability::ProcessCrash)
+                .map_err(|e| e.to_string())?,
+        };
+        let options = EngineOptions {
+            hostname: "qlab-sim".into(),
+            origin_ms: 0,
+            observer: Some(self.observer.clone()),
+            ..EngineOptions::default()
+        };
+        let adapters = match self.mutant {
+            Some(Mutant::RewriteOnReadFailure) => {
+                super::mutants::rewrite_on_read_failure(self.world.adapters())
+            }
+            _ => self.world.adapters(),
+        };
+        Engine::open(self.site.clone(), journal, adapters, options).map_err(|e| e.to_string())
+    }
+}
+
+impl Backend for SimBackend<'_> {
+    fn up(&self) -> bool {
+        self.engine.is_some()
+    }
+
+    fn crashed_itself(&mut self) -> Result<Option<Duration>, String> {
         // A sweep's crash point was reached: the engine dies now, its journal is the copy
         // taken at the point, and it restarts after the usual delay.
-        if let Some(t) = trap_ref.filter(|t| t.take_pending()) {
-            let copy = snapshot.lock().unwrap_or_else(|e| e.into_inner()).take();
-            match copy {
-                Some(Ok(conn)) => {
-                    keepers.push(conn);
-                    journal_path = snapshot_path.clone();
-                }
-                Some(Err(e)) => {
-                    return Err(format!("cannot copy the journal at the crash point: {e}"))
-                }
-                None => return Err("the crash point left no journal copy".into()),
+        let Some(t) = self.trap.as_deref().filter(|t| t.take_pending()) else {
+            return Ok(None);
+        };
+        let copy = self
+            .snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        match copy {
+            Some(Ok(conn)) => {
+                self.keepers.push(conn);
+                self.journal_path = self.snapshot_path.clone();
             }
-            if engine.take().is_some() {
-                recorder.record(EventKind::Crash);
-                let now = origin.elapsed();
-                schedule_restart(&mut timeline, index, now + SWEEP_RESTART_AFTER);
-            } else {
-                // Tripped while opening: the restart that opened it is undone.
-                t.thaw();
-            }
+            Some(Err(e)) => return Err(format!("cannot copy the journal at the crash point: {e}")),
+            None => return Err("the crash point left no journal copy".into()),
         }
-        if index >= timeline.len() {
-            let Some(e) = &engine else { break };
-            // After a sweep's crash the resumed operations start over with a fresh deadline
-            // (R16, R19) and their last read may wait for a device slot behind the others: the
-            // run settles twice as long, so a crash run ends with its operations ended.
-            let settle = if trap_ref.is_some_and(|t| t.fired()) {
-                settle.saturating_mul(2)
-            } else {
-                settle
-            };
-            let finished = or_crash(trap_ref, async {
-                // A drift (a switch reboot, an external change) is the drift watch's to find:
-                // the run lasts until INV-12's bound for it has passed, then until the engine
-                // is idle.
-                if let Some(until) = drift_until {
-                    let restarted = last_restart
-                        .map(|at| at + crate::check::drift_detection_bound(&scenario.site))
-                        .unwrap_or_default();
-                    tokio::time::sleep_until(origin + until.max(restarted)).await;
-                }
-                // The run ends when the engine is idle, or `settle` after the last event.
-                let _ = tokio::time::timeout(settle, e.wait_idle()).await;
-            })
-            .await;
-            if finished.is_none() {
-                continue;
-            }
-            if mutant == Some(Mutant::RevertOnFailure) {
-                revert_failed(&site, &world, &observer).await;
-            }
-            break;
-        }
-        let at = timeline[index].0;
-        if or_crash(trap_ref, tokio::time::sleep_until(origin + at))
-            .await
-            .is_none()
-        {
-            continue;
-        }
-        let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
-        index += 1;
-        match step {
-            Step::Detect(first) => {
-                // Detections sent at one instant travel together, as an AV server's burst
-                // does: the sender does not wait for one acknowledgement before the next.
-                let mut burst = vec![first];
-                while index < timeline.len()
-                    && timeline[index].0 == at
-                    && matches!(timeline[index].1, Step::Detect(_))
-                {
-                    if let Step::Detect(d) =
-                        std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()))
-                    {
-                        burst.push(d);
-                    }
-                    index += 1;
-                }
-                for d in &burst {
-                    recorder.record(EventKind::DetectionSent {
-                        source: d.source.clone(),
-                        event_id: d.event_id.clone(),
-                        ip: d.ip,
-                    });
-                }
-                let (unsent, reason) = match &engine {
-                    Some(e) => (
-                        send_burst(e, &recorder, &observer, trap_ref, burst).await,
-                        "engine crashed before acknowledging",
-                    ),
-                    None => (burst, "engine down"),
-                };
-                for d in unsent {
-                    recorder.record(EventKind::DetectionRefused {
-                        source: d.source.clone(),
-                        event_id: d.event_id.clone(),
-                        reason: reason.into(),
-                    });
-                    held.push(d);
-                }
-            }
-            Step::Command(c) => match &engine {
-                Some(e) => {
-                    let paths = (journal_path.as_path(), snapshot_path.as_path());
-                    let held_now = send_command(e, &recorder, trap_ref, paths, c).await?;
-                    held_commands.extend(held_now);
-                }
-                None => {
-                    let (action, lserver) = command_names(&c);
-                    recorder.record(EventKind::CommandSubmitted {
-                        action,
-                        lserver,
-                        operation: None,
-                        refused: Some("engine down".into()),
-                    });
-                }
-            },
-            Step::Crash(restart_after) => {
-                if engine.take().is_some() {
-                    recorder.record(EventKind::Crash);
-                    schedule_restart(&mut timeline, index, at + restart_after);
-                }
-            }
-            Step::Restart if engine.is_some() => {}
-            Step::Restart => {
-                last_restart = Some(at);
-                if let Some(t) = trap_ref {
-                    t.thaw();
-                }
-                if mutant == Some(Mutant::DropOnCrash) {
-                    forget_unfinished(&journal_path)?;
-                }
-                let e = engine.insert(open(&journal_path)?);
-                recorder.record(EventKind::Restart);
-                let resend = std::mem::take(&mut held);
-                let unsent = send_in_turn(e, &recorder, &observer, trap_ref, resend).await;
-                for d in unsent {
-                    recorder.record(EventKind::DetectionRefused {
-                        source: d.source.clone(),
-                        event_id: d.event_id.clone(),
-                        reason: "engine crashed before acknowledging".into(),
-                    });
-                    held.push(d);
-                }
-                for c in std::mem::take(&mut held_commands) {
-                    let paths = (journal_path.as_path(), snapshot_path.as_path());
-                    let held_now = send_command(e, &recorder, trap_ref, paths, c).await?;
-                    held_commands.extend(held_now);
-                }
-            }
-            Step::Heal(target) if target.is_empty() => {}
-            Step::Heal(target) => world.heal(&target),
-            Step::RebootSwitch(device, fault) => {
-                world.reboot_switch_for_fault(&device, fault);
-            }
-            Step::ExternalChange(fault) => {
-                world.external_change_for_fault(fault);
-            }
-            Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
-        }
-        if mutant == Some(Mutant::RevertOnFailure) {
-            revert_failed(&site, &world, &observer).await;
+        if self.engine.take().is_some() {
+            Ok(Some(self.origin.elapsed() + SWEEP_RESTART_AFTER))
+        } else {
+            // Tripped while opening: the restart that opened it is undone.
+            t.thaw();
+            Ok(None)
         }
     }
-    if mutant == Some(Mutant::LeakIpOnRollback) {
-        super::mutants::leak_rolled_back_ips(&journal_path)?;
+
+    async fn wait_until(&mut self, at: Duration) -> bool {
+        or_crash(
+            self.trap.as_deref(),
+            tokio::time::sleep_until(self.origin + at),
+        )
+        .await
+        .is_some()
     }
-    let record = collect(&site, &world, &recorder, engine.as_ref(), &journal_path)?;
-    drop(engine);
-    drop(keepers);
-    Ok((record, world.fault_accounting()))
+
+    async fn detect(&mut self, burst: Vec<Detection>) -> Vec<Detection> {
+        match &self.engine {
+            Some(e) => {
+                send_burst(
+                    e,
+                    self.recorder,
+                    &self.observer,
+                    self.trap.as_deref(),
+                    burst,
+                )
+                .await
+            }
+            None => burst,
+        }
+    }
+
+    async fn resend(&mut self, backlog: Vec<Detection>) -> Vec<Detection> {
+        match &self.engine {
+            Some(e) => {
+                send_in_turn(
+                    e,
+                    self.recorder,
+                    &self.observer,
+                    self.trap.as_deref(),
+                    backlog,
+                )
+                .await
+            }
+            None => backlog,
+        }
+    }
+
+    async fn command(
+        &mut self,
+        command: crate::engine::Command,
+    ) -> Result<Option<crate::engine::Command>, String> {
+        let Some(e) = &self.engine else {
+            return Ok(Some(command));
+        };
+        let paths = (self.journal_path.as_path(), self.snapshot_path.as_path());
+        send_command(e, self.recorder, self.trap.as_deref(), paths, command).await
+    }
+
+    fn crash(&mut self) {
+        self.engine = None;
+    }
+
+    async fn restart(&mut self, _at: Duration) -> Result<(), String> {
+        if let Some(t) = &self.trap {
+            t.thaw();
+        }
+        if self.mutant == Some(Mutant::DropOnCrash) {
+            forget_unfinished(&self.journal_path)?;
+        }
+        self.engine = Some(self.open()?);
+        Ok(())
+    }
+
+    async fn idle(
+        &mut self,
+        last_drift: Option<Duration>,
+        last_restart: Option<Duration>,
+    ) -> Result<bool, String> {
+        let Some(e) = &self.engine else {
+            return Ok(true);
+        };
+        let trap = self.trap.as_deref();
+        // After a sweep's crash the resumed operations start over with a fresh deadline
+        // (R16, R19) and their last read may wait for a device slot behind the others: the
+        // run settles twice as long, so a crash run ends with its operations ended.
+        let settle = if trap.is_some_and(|t| t.fired()) {
+            self.settle.saturating_mul(2)
+        } else {
+            self.settle
+        };
+        let bound = crate::check::drift_detection_bound(self.bound_site);
+        let origin = self.origin;
+        let finished = or_crash(trap, async {
+            // A drift (a switch reboot, an external change) is the drift watch's to find:
+            // the run lasts until INV-12's bound for it has passed, then until the engine
+            // is idle.
+            if let Some(last) = last_drift {
+                let restarted = last_restart.map(|at| at + bound).unwrap_or_default();
+                tokio::time::sleep_until(origin + (last + bound).max(restarted)).await;
+            }
+            // The run ends when the engine is idle, or `settle` after the last event.
+            let _ = tokio::time::timeout(settle, e.wait_idle()).await;
+        })
+        .await;
+        Ok(finished.is_some())
+    }
+
+    async fn stepped(&mut self) {
+        if self.mutant == Some(Mutant::RevertOnFailure) {
+            revert_failed(&self.site, self.world, &self.observer).await;
+        }
+    }
 }
 
 /// Sends a command and records its answer. Under a crash trap that trips first, the command
@@ -823,19 +785,6 @@ async fn send_in_turn(
     Vec::new()
 }
 
-/// When a run with drift (`reboot_loses_unsaved`, `external_change`) may end at the earliest:
-/// INV-12's detection bound after the last drift step, so the drift watch has had its chance
-/// to find it (the restore operation it starts is then awaited like any other). `None` without
-/// drift.
-pub(super) fn drift_watch_until(site: &Site, timeline: &[(Duration, Step)]) -> Option<Duration> {
-    let last = timeline
-        .iter()
-        .filter(|(_, s)| matches!(s, Step::RebootSwitch(..) | Step::ExternalChange(_)))
-        .map(|(at, _)| *at)
-        .max()?;
-    Some(last + crate::check::drift_detection_bound(site))
-}
-
 async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {
     let (source, event_id) = (d.source.clone(), d.event_id.clone());
     // The acknowledgement is recorded by the observer, in the engine's own order.
@@ -847,16 +796,6 @@ async fn submit(engine: &Engine, recorder: &Recorder, d: Detection) {
             reason: e.to_string(),
         }),
     }
-}
-
-pub(super) fn command_names(c: &crate::engine::Command) -> (String, String) {
-    use crate::engine::Command;
-    let action = match c {
-        Command::Quarantine { .. } => "quarantine",
-        Command::Release { .. } => "release",
-        Command::Decide { .. } => "decide",
-    };
-    (action.into(), c.lserver().into())
 }
 
 /// The `revert-on-failure` mutant: after a failed quarantine, put every NIC back on its

@@ -16,21 +16,34 @@
 //! Acknowledgement: the history's `DetectionAcked` is the engine's own record (its observer
 //! sees the journal commit), whatever the transport. Syslog over UDP has no acknowledgement on
 //! the wire, and neither a TCP close nor an ePO row says whether the engine took the detection,
-//! so after each send the runner waits, at most [`RECEIPT_TIMEOUT`], until the engine's
-//! per-transport counter (`qlab_detections_received_total`) moves (taken) or one of the
-//! transport's rejection counters moves (refused: a `DetectionRefused` with the reasons);
-//! neither within the bound is recorded as refused too (`no receipt`). The next step of the
-//! scenario starts only then, exactly as after the API's 202, so a crash right after a
+//! so after sending the runner waits until the engine's per-transport counter
+//! (`qlab_detections_received_total`) has moved once per detection sent (taken) or the
+//! transport's rejection counters have moved (refused: a `DetectionRefused` with the reasons);
+//! counters that stand still for [`RECEIPT_TIMEOUT`] leave the rest recorded as refused too (`no
+//! receipt`). Which detection went unacknowledged is known from the engine's own
+//! acknowledgements (the history observer counts them per source and event id). The next step
+//! of the scenario starts only then, exactly as after the API's 202, so a crash right after a
 //! detection finds it journaled in both modes, and INV-7 judges the same acknowledgements. A
 //! duplicated delivery is sent again and journaled as a duplicate (the vendor formats carry the
 //! sender's event id or a digest of an identical line), a reordered one is sent in its new
 //! place. While the engine is down the AV server holds its notifications and sends them after
-//! the restart (as with the API).
+//! the restart, one after the other (as with the API).
+//!
+//! # Same-instant detections are one burst
+//!
+//! The timeline is played by [`super::player`], as in sim mode: detections due at one instant
+//! are sent together, without waiting for one receipt before sending the next (API requests
+//! concurrently, syslog lines and ePO rows back to back), and their receipts are awaited
+//! together. A burst larger than [`BURST_WINDOW`] on one transport goes out a window at a time,
+//! each window's receipts awaited before the next (a sender's window: a syslog listener's
+//! socket buffer is finite, and a UDP datagram it cannot take is lost).
 //!
 //! The report counts each scenario's detections per transport from the engine's counters
 //! (summed over restarts): report.json `transports`, and a total in summary.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use futures::StreamExt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,10 +51,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::load::Scenario;
-use super::runner::{
-    build_timeline, collect, command_names, drift_watch_until, schedule_restart, HistoryObserver,
-    ScenarioRun, Step,
-};
+use super::player::{self, build_timeline, command_names, Backend, PlayedStep};
+use super::runner::{collect, HistoryObserver, ScenarioRun};
 use crate::check;
 use crate::daemon::client::ApiClient;
 use crate::daemon::config::EngineConfig;
@@ -52,6 +63,7 @@ use crate::model::history::{EventKind, FaultAccount, RunRecord};
 use crate::model::{AvKind, AvTransport, Detection, Site, Topology};
 use crate::sim::faults::FaultSpec;
 use crate::sim::wire::avsender;
+use crate::sim::wire::epo::EpoEventRow;
 use crate::sim::wire::site::WireSite;
 use crate::sim::{Recorder, SimWorld};
 
@@ -64,6 +76,11 @@ const MIN_CALL_TIMEOUT: Duration = Duration::from_millis(50);
 /// Longest the runner waits for the engine's counters to show a detection sent over syslog or
 /// through ePO (see the module docs).
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most detections of one burst on one transport sent before their receipts are awaited: a
+/// sender's window, so a burst of thousands does not overrun a syslog listener's socket buffer
+/// (a burst the size of the window or smaller goes out whole, as in sim mode).
+pub const BURST_WINDOW: usize = 256;
 
 /// How often the engine polls the ePO simulators in a wire run (real clock, not scaled: it
 /// bounds how long each ePO delivery waits for its receipt).
@@ -81,7 +98,7 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let played = runtime.block_on(play(scenario, seed, time_scale));
     runtime.shutdown_timeout(Duration::from_secs(1));
-    let (record, faults, transports) = played?;
+    let (record, faults, transports, played) = played?;
     let history_digest = check::history_digest(&record.history);
     let check = check::check_run(&scenario.site, &record, &scenario.expect);
     let passed = check::verdict(&check, &scenario.expect);
@@ -92,6 +109,7 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
         passed,
         faults,
         transports,
+        played,
     })
 }
 
@@ -134,7 +152,15 @@ async fn play(
     scenario: &Scenario,
     seed: u64,
     k: f64,
-) -> Result<(RunRecord, Vec<FaultAccount>, TransportCounts), String> {
+) -> Result<
+    (
+        RunRecord,
+        Vec<FaultAccount>,
+        TransportCounts,
+        Vec<PlayedStep>,
+    ),
+    String,
+> {
     let scale = |d: Duration| d.mul_f64(k);
     let site = Arc::new(Site::new(scaled_topology(&scenario.site.topology, k))?);
     let faults: Vec<FaultSpec> = scenario
@@ -163,117 +189,12 @@ async fn play(
         None => None,
     };
     let config = engine_config(&site, &wire, dir.path().join("journal.sqlite"), ca_file);
-    let observer = Arc::new(HistoryObserver::new(recorder.clone()));
-    let start = || {
-        Daemon::start_with(
-            site.clone(),
-            config.clone(),
-            LAB_TOKEN.to_string(),
-            Some(observer.clone()),
-        )
-    };
+    let observer = Arc::new(HistoryObserver::counting_acks(recorder.clone()));
     let call_timeout = site
         .topology
         .engine
         .call_timeout
         .max(Duration::from_secs(2));
-
-    let mut timeline = build_timeline(scenario, &world, scale);
-    let drift_until = drift_watch_until(&site, &timeline);
-    // A restart starts the drift watch afresh: a drift gets its bound again from there.
-    let mut last_restart: Option<Duration> = None;
-
-    let mut daemon = Some(start().await.map_err(|e| e.to_string())?);
-    let mut client = api_client(daemon.as_ref(), call_timeout)?;
-    let mut held: Vec<Detection> = Vec::new();
-    let mut sender = AvSender {
-        site: &site,
-        wire: &wire,
-        recorder: &recorder,
-        next_auto_id: 0,
-    };
-    let mut transports = TransportCounts::new();
-    let mut index = 0;
-    while index < timeline.len() {
-        let at = timeline[index].0;
-        tokio::time::sleep_until(origin + at).await;
-        let step = std::mem::replace(&mut timeline[index].1, Step::Heal(String::new()));
-        index += 1;
-        match step {
-            Step::Detect(d) => {
-                recorder.record(EventKind::DetectionSent {
-                    source: d.source.clone(),
-                    event_id: d.event_id.clone(),
-                    ip: d.ip,
-                });
-                match (&client, &daemon) {
-                    (Some(c), Some(engine)) => sender.deliver(engine, c, d).await,
-                    _ => {
-                        recorder.record(EventKind::DetectionRefused {
-                            source: d.source.clone(),
-                            event_id: d.event_id.clone(),
-                            reason: "engine down".into(),
-                        });
-                        held.push(d);
-                    }
-                }
-            }
-            Step::Command(c) => {
-                let (action, lserver) = command_names(&c);
-                let choice = match &c {
-                    Command::Decide { choice, .. } => Some(choice.as_str()),
-                    _ => None,
-                };
-                let (operation, refused) = match &client {
-                    Some(api) => match api.command(&lserver, &action, choice).await {
-                        Ok(reply) if reply.status == 202 => {
-                            (reply.body.get("operation").and_then(|v| v.as_i64()), None)
-                        }
-                        Ok(reply) => (None, Some(format!("{}: {}", reply.status, reply.body))),
-                        Err(e) => (None, Some(e.to_string())),
-                    },
-                    None => (None, Some("engine down".to_string())),
-                };
-                recorder.record(EventKind::CommandSubmitted {
-                    action,
-                    lserver,
-                    operation,
-                    refused,
-                });
-            }
-            Step::Crash(restart_after) => {
-                if let Some(d) = daemon.take() {
-                    add_counts(&mut transports, d.metrics());
-                    // Abrupt: tasks aborted mid-call, the journal is what survives.
-                    drop(d);
-                    client = None;
-                    recorder.record(EventKind::Crash);
-                    schedule_restart(&mut timeline, index, at + restart_after);
-                }
-            }
-            Step::Restart => {
-                last_restart = Some(at);
-                let d = start().await.map_err(|e| e.to_string())?;
-                recorder.record(EventKind::Restart);
-                client = api_client(Some(&d), call_timeout)?;
-                if let Some(c) = &client {
-                    for held in held.drain(..) {
-                        sender.deliver(&d, c, held).await;
-                    }
-                }
-                daemon = Some(d);
-            }
-            Step::Heal(target) if target.is_empty() => {}
-            Step::Heal(target) => world.heal(&target),
-            Step::RebootSwitch(device, fault) => {
-                world.reboot_switch_for_fault(&device, fault);
-            }
-            Step::ExternalChange(fault) => {
-                world.external_change_for_fault(fault);
-            }
-            Step::FaultHit(fault, lserver) => world.count_fault_hit(fault, lserver.as_deref()),
-        }
-    }
     let engine_spec = site.topology.engine;
     let settle = scenario
         .settle
@@ -282,28 +203,50 @@ async fn play(
     // On a real clock a loaded machine stretches every call a little: the cap gets a margin
     // (the run still ends as soon as the engine is idle).
     let settle = settle.mul_f64(1.5) + Duration::from_millis(500);
-    if let Some(d) = &daemon {
-        // As in sim mode: a drift gets INV-12's detection bound (with the same real-clock
-        // margin) before the run waits for the engine to be idle.
-        if let Some(until) = drift_until {
-            let restarted = last_restart
-                .map(|at| at + check::drift_detection_bound(&site))
-                .unwrap_or_default();
-            let until = until.max(restarted);
-            tokio::time::sleep_until(origin + until.mul_f64(1.5) + Duration::from_millis(500))
-                .await;
-        }
-        let _ = tokio::time::timeout(settle, d.engine().wait_idle()).await;
-    }
+
+    // The timeline is built on the scenario's own clock, from a world of the unscaled site and
+    // faults (the one sim mode plays), and scaled only when the backend waits for a step: both
+    // modes then walk the same steps in the same order (the same-instant order is the seed's
+    // per instant of the scenario's clock).
+    let plan = SimWorld::new(
+        scenario.site.clone(),
+        scenario.faults.clone(),
+        Recorder::new(),
+        seed,
+    );
+    let timeline = build_timeline(scenario, &plan);
+    drop(plan);
+    let mut backend = WireBackend {
+        site: &site,
+        config: &config,
+        observer: &observer,
+        recorder: &recorder,
+        origin,
+        k,
+        call_timeout,
+        settle,
+        daemon: None,
+        client: None,
+        sender: AvSender {
+            site: &site,
+            wire: &wire,
+            recorder: &recorder,
+            next_auto_id: 0,
+        },
+        transports: TransportCounts::new(),
+    };
+    backend.start().await?;
+    let played = player::play(&mut backend, &world, &recorder, timeline).await?;
     let journal_path = config.journal.clone();
     let mut record = collect(
         &site,
         &world,
         &recorder,
-        daemon.as_ref().map(|d| &**d.engine()),
+        backend.daemon.as_ref().map(|d| &**d.engine()),
         &journal_path,
     )?;
-    if let Some(d) = daemon.take() {
+    let mut transports = std::mem::take(&mut backend.transports);
+    if let Some(d) = backend.daemon.take() {
         add_counts(&mut transports, d.metrics());
         d.shutdown().await;
     }
@@ -311,7 +254,146 @@ async fn play(
         event.at_ms = (event.at_ms as f64 / k).round() as u64;
     }
     // The same fault plan decided every call of the wire faces, so it accounts for them too.
-    Ok((record, world.fault_accounting(), transports))
+    Ok((record, world.fault_accounting(), transports, played))
+}
+
+/// Wire mode's side of the player: the daemon in-process on the real clock, detections over
+/// their AV servers' transports, commands through the API, a crash that drops the daemon.
+struct WireBackend<'a> {
+    site: &'a Arc<Site>,
+    config: &'a EngineConfig,
+    observer: &'a Arc<HistoryObserver>,
+    recorder: &'a Recorder,
+    origin: Instant,
+    /// The time scale: the scenario's clock times `k` is the run's real clock.
+    k: f64,
+    /// The API client's timeout.
+    call_timeout: Duration,
+    /// Longest wait for the engine to be idle at the end (scaled, with a real-clock margin).
+    settle: Duration,
+    daemon: Option<Daemon>,
+    client: Option<ApiClient>,
+    sender: AvSender<'a>,
+    /// The counters of the engine lives that ended in a crash.
+    transports: TransportCounts,
+}
+
+impl WireBackend<'_> {
+    /// Starts the daemon on the run's journal.
+    async fn start(&mut self) -> Result<(), String> {
+        let daemon = Daemon::start_with(
+            self.site.clone(),
+            self.config.clone(),
+            LAB_TOKEN.to_string(),
+            Some(self.observer.clone()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        self.client = api_client(Some(&daemon), self.call_timeout)?;
+        self.daemon = Some(daemon);
+        Ok(())
+    }
+}
+
+impl Backend for WireBackend<'_> {
+    fn up(&self) -> bool {
+        self.daemon.is_some()
+    }
+
+    fn crashed_itself(&mut self) -> Result<Option<Duration>, String> {
+        Ok(None)
+    }
+
+    async fn wait_until(&mut self, at: Duration) -> bool {
+        tokio::time::sleep_until(self.origin + at.mul_f64(self.k)).await;
+        true
+    }
+
+    async fn detect(&mut self, burst: Vec<Detection>) -> Vec<Detection> {
+        match (&self.daemon, &self.client) {
+            (Some(daemon), Some(client)) => {
+                self.sender
+                    .deliver_burst(daemon, client, self.observer, burst)
+                    .await;
+                Vec::new()
+            }
+            _ => burst,
+        }
+    }
+
+    async fn resend(&mut self, backlog: Vec<Detection>) -> Vec<Detection> {
+        let (Some(daemon), Some(client)) = (&self.daemon, &self.client) else {
+            return backlog;
+        };
+        for d in backlog {
+            self.sender
+                .deliver_burst(daemon, client, self.observer, vec![d])
+                .await;
+        }
+        Vec::new()
+    }
+
+    async fn command(&mut self, c: Command) -> Result<Option<Command>, String> {
+        let (action, lserver) = command_names(&c);
+        let choice = match &c {
+            Command::Decide { choice, .. } => Some(choice.as_str()),
+            _ => None,
+        };
+        let (operation, refused) = match &self.client {
+            Some(api) => match api.command(&lserver, &action, choice).await {
+                Ok(reply) if reply.status == 202 => {
+                    (reply.body.get("operation").and_then(|v| v.as_i64()), None)
+                }
+                Ok(reply) => (None, Some(format!("{}: {}", reply.status, reply.body))),
+                Err(e) => (None, Some(e.to_string())),
+            },
+            None => (None, Some("engine down".to_string())),
+        };
+        self.recorder.record(EventKind::CommandSubmitted {
+            action,
+            lserver,
+            operation,
+            refused,
+        });
+        Ok(None)
+    }
+
+    fn crash(&mut self) {
+        if let Some(d) = self.daemon.take() {
+            add_counts(&mut self.transports, d.metrics());
+            // Abrupt: tasks aborted mid-call, the journal is what survives.
+            drop(d);
+            self.client = None;
+        }
+    }
+
+    async fn restart(&mut self, _at: Duration) -> Result<(), String> {
+        self.start().await
+    }
+
+    async fn idle(
+        &mut self,
+        last_drift: Option<Duration>,
+        last_restart: Option<Duration>,
+    ) -> Result<bool, String> {
+        let Some(d) = &self.daemon else {
+            return Ok(true);
+        };
+        // As in sim mode: a drift gets INV-12's detection bound (with the same real-clock
+        // margin) before the run waits for the engine to be idle.
+        if let Some(last) = last_drift {
+            let bound = check::drift_detection_bound(self.site);
+            let restarted = last_restart
+                .map(|at| at.mul_f64(self.k) + bound)
+                .unwrap_or_default();
+            let last = last.mul_f64(self.k);
+            let until = (last + bound).max(restarted);
+            tokio::time::sleep_until(self.origin + until.mul_f64(1.5) + Duration::from_millis(500))
+                .await;
+        }
+        let _ = tokio::time::timeout(self.settle, d.engine().wait_idle()).await;
+        Ok(true)
+    }
 }
 
 /// Adds an engine life's per-transport counters to `into`.
@@ -411,61 +493,170 @@ impl AvSender<'_> {
         }
     }
 
-    /// Sends `d` to `daemon` over its AV server's transport and waits for the engine's
-    /// receipt; a refusal or a missing receipt is recorded as `DetectionRefused`.
-    async fn deliver(&mut self, daemon: &Daemon, client: &ApiClient, d: Detection) {
-        let (channel, sent) = match self.route(&d.source) {
-            Route::Api => return notify(client, self.recorder, d).await,
-            Route::Syslog {
-                kind,
-                from,
-                channel,
-            } => {
-                let line = avsender::syslog_line(kind, &d);
+    /// Sends `burst` to `daemon`, each detection over its AV server's transport, without
+    /// waiting for one receipt before the next (at most [`BURST_WINDOW`] per transport at a
+    /// time), then waits for the engine's receipts; a refusal or a missing receipt is recorded
+    /// as `DetectionRefused` for each detection the engine did not acknowledge (`observer`
+    /// counts the acknowledgements, so a refusal lands on the right detection).
+    async fn deliver_burst(
+        &mut self,
+        daemon: &Daemon,
+        client: &ApiClient,
+        observer: &HistoryObserver,
+        burst: Vec<Detection>,
+    ) {
+        let mut api = Vec::new();
+        let mut udp = Vec::new();
+        let mut tcp = Vec::new();
+        let mut epo = Vec::new();
+        for d in burst {
+            match self.route(&d.source) {
+                Route::Api => api.push(d),
+                Route::Syslog {
+                    kind,
+                    from,
+                    channel,
+                } => {
+                    let line = avsender::syslog_line(kind, &d);
+                    let out = Outgoing::Syslog { d, line, from };
+                    match channel {
+                        Channel::SyslogTcp => tcp.push(out),
+                        _ => udp.push(out),
+                    }
+                }
+                Route::Epo => {
+                    // Rows get their ids in sending order: ids only rise.
+                    self.next_auto_id += 1;
+                    let row = avsender::epo_row(self.next_auto_id, &d);
+                    epo.push(Outgoing::Epo { d, row });
+                }
+            }
+        }
+        let this = &*self;
+        let api = futures::stream::iter(api)
+            .map(|d| notify(client, this.recorder, d))
+            .buffer_unordered(BURST_WINDOW)
+            .collect::<Vec<()>>();
+        futures::join!(
+            api,
+            this.over_channel(daemon, observer, Channel::SyslogUdp, udp),
+            this.over_channel(daemon, observer, Channel::SyslogTcp, tcp),
+            this.over_channel(daemon, observer, Channel::Epo, epo),
+        );
+    }
+
+    /// Sends `outgoing` over `channel` a window at a time and waits for each window's
+    /// receipts (see [`AvSender::deliver_burst`]).
+    async fn over_channel(
+        &self,
+        daemon: &Daemon,
+        observer: &HistoryObserver,
+        channel: Channel,
+        mut outgoing: Vec<Outgoing>,
+    ) {
+        while !outgoing.is_empty() {
+            let rest = outgoing.split_off(outgoing.len().min(BURST_WINDOW));
+            let window = std::mem::replace(&mut outgoing, rest);
+            let before = Receipts::read(daemon.metrics(), channel);
+            let acks_before: Vec<u32> = window
+                .iter()
+                .map(|o| observer.acks(o.detection()))
+                .collect();
+            let mut sent = Vec::with_capacity(window.len());
+            for out in window {
+                match self.send(daemon, channel, &out).await {
+                    Ok(()) => sent.push(out),
+                    Err(reason) => self.refused(out.detection(), reason),
+                }
+            }
+            if sent.is_empty() {
+                continue;
+            }
+            let (taken, reason) = before.wait(daemon.metrics(), channel, sent.len()).await;
+            if taken >= sent.len() as u64 {
+                continue;
+            }
+            // Fewer receipts than sends: the detections the engine acknowledged are known by
+            // their (source, event id); a key sent twice (a duplicated delivery) counts each
+            // acknowledgement once, in sending order.
+            let mut taken_per_key: HashMap<(&str, &str), u32> = HashMap::new();
+            for (out, before) in sent.iter().zip(&acks_before) {
+                let d = out.detection();
+                taken_per_key
+                    .entry((d.source.as_str(), d.event_id.as_str()))
+                    .or_insert_with(|| observer.acks(d).saturating_sub(*before));
+            }
+            let mut unacked = Vec::new();
+            for out in &sent {
+                let d = out.detection();
+                match taken_per_key.get_mut(&(d.source.as_str(), d.event_id.as_str())) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => unacked.push(d.clone()),
+                }
+            }
+            for d in unacked {
+                self.refused(&d, reason.clone());
+            }
+        }
+    }
+
+    /// Puts one detection on its transport (no receipt awaited).
+    async fn send(&self, daemon: &Daemon, channel: Channel, out: &Outgoing) -> Result<(), String> {
+        match out {
+            Outgoing::Syslog { d: _, line, from } => {
                 let to = match channel {
                     Channel::SyslogTcp => daemon.syslog_tcp_addr(),
                     _ => daemon.syslog_udp_addr(),
                 };
-                let before = Receipts::read(daemon.metrics(), channel);
-                let sent = match to {
-                    None => Err(format!("the engine has no {} listener", channel.as_str())),
-                    Some(to) => {
-                        let sent = if channel == Channel::SyslogTcp {
-                            avsender::send_tcp_from(from, to, &line).await
-                        } else {
-                            avsender::send_udp_from(from, to, &line).await
-                        };
-                        sent.map_err(|e| format!("{} to {to}: {e}", channel.as_str()))
-                    }
+                let Some(to) = to else {
+                    return Err(format!("the engine has no {} listener", channel.as_str()));
                 };
-                (channel, sent.map(|()| before))
-            }
-            Route::Epo => {
-                let before = Receipts::read(daemon.metrics(), Channel::Epo);
-                let sent = match self.wire.epo_events(&d.source) {
-                    None => Err(format!("no ePO simulator for {}", d.source)),
-                    Some(events) => {
-                        self.next_auto_id += 1;
-                        let row = avsender::epo_row(self.next_auto_id, &d);
-                        events.lock().unwrap_or_else(|e| e.into_inner()).push(row);
-                        Ok(before)
-                    }
+                let sent = if channel == Channel::SyslogTcp {
+                    avsender::send_tcp_from(*from, to, line).await
+                } else {
+                    avsender::send_udp_from(*from, to, line).await
                 };
-                (Channel::Epo, sent)
+                sent.map_err(|e| format!("{} to {to}: {e}", channel.as_str()))
             }
-        };
-        let reason = match sent {
-            Err(e) => e,
-            Ok(before) => match before.wait(daemon.metrics(), channel).await {
-                Ok(()) => return,
-                Err(reason) => reason,
+            Outgoing::Epo { d, row } => match self.wire.epo_events(&d.source) {
+                None => Err(format!("no ePO simulator for {}", d.source)),
+                Some(events) => {
+                    events
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(row.clone());
+                    Ok(())
+                }
             },
-        };
+        }
+    }
+
+    fn refused(&self, d: &Detection, reason: String) {
         self.recorder.record(EventKind::DetectionRefused {
-            source: d.source,
-            event_id: d.event_id,
+            source: d.source.clone(),
+            event_id: d.event_id.clone(),
             reason,
         });
+    }
+}
+
+/// One detection ready for a transport that has no reply of its own.
+enum Outgoing {
+    /// A syslog line, sent from the AV server's address.
+    Syslog {
+        d: Detection,
+        line: String,
+        from: IpAddr,
+    },
+    /// A row for the AV server's ePO simulator.
+    Epo { d: Detection, row: EpoEventRow },
+}
+
+impl Outgoing {
+    fn detection(&self) -> &Detection {
+        match self {
+            Outgoing::Syslog { d, .. } | Outgoing::Epo { d, .. } => d,
+        }
     }
 }
 
@@ -495,33 +686,50 @@ impl Receipts {
         }
     }
 
-    /// Waits until the counters moved past `self`: Ok when the engine took the detection,
-    /// the reasons when it refused it or nothing moved within [`RECEIPT_TIMEOUT`].
-    async fn wait(&self, metrics: &Metrics, channel: Channel) -> Result<(), String> {
-        let deadline = Instant::now() + RECEIPT_TIMEOUT;
+    /// Waits until the counters moved past `self` by `sent` (taken plus refused), or until
+    /// they stood still for [`RECEIPT_TIMEOUT`]: how many the engine took, and the reason the
+    /// others were not (the rejections that moved, or no receipt).
+    async fn wait(&self, metrics: &Metrics, channel: Channel, sent: usize) -> (u64, String) {
+        let sent = sent as u64;
+        let mut seen = 0;
+        let mut deadline = Instant::now() + RECEIPT_TIMEOUT;
         loop {
             let now = Receipts::read(metrics, channel);
-            if now.taken > self.taken {
-                return Ok(());
-            }
-            let moved: Vec<String> = now
+            let taken = now.taken.saturating_sub(self.taken);
+            let moved: Vec<(&str, u64)> = now
                 .refused
                 .iter()
-                .filter(|(reason, n)| self.refused.get(*reason).copied().unwrap_or(0) < **n)
-                .map(|(reason, _)| reason.to_string())
+                .map(|(reason, n)| {
+                    let before = self.refused.get(*reason).copied().unwrap_or(0);
+                    (*reason, n.saturating_sub(before))
+                })
+                .filter(|(_, n)| *n > 0)
                 .collect();
-            if !moved.is_empty() {
-                return Err(format!(
-                    "refused by the engine over {}: {}",
-                    channel.as_str(),
-                    moved.join(", ")
-                ));
+            let refused: u64 = moved.iter().map(|(_, n)| n).sum();
+            if taken + refused >= sent {
+                let reasons: Vec<&str> = moved.iter().map(|(reason, _)| *reason).collect();
+                return (
+                    taken,
+                    format!(
+                        "refused by the engine over {}: {}",
+                        channel.as_str(),
+                        reasons.join(", ")
+                    ),
+                );
+            }
+            // Progress restarts the clock: a large burst is bounded per receipt, not in all.
+            if taken + refused > seen {
+                seen = taken + refused;
+                deadline = Instant::now() + RECEIPT_TIMEOUT;
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "no receipt over {} within {RECEIPT_TIMEOUT:?}",
-                    channel.as_str()
-                ));
+                return (
+                    taken,
+                    format!(
+                        "no receipt over {} within {RECEIPT_TIMEOUT:?}",
+                        channel.as_str()
+                    ),
+                );
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
