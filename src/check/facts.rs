@@ -4,7 +4,9 @@
 //! Ordering is by position in the history, not by `at_ms`: several events share a millisecond
 //! on the simulator's clock, and the recorder writes them in the order they happened.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use super::hash::{HashMap, HashSet};
 use std::fmt::Write as _;
 
 use super::{InvariantVerdict, Status};
@@ -79,13 +81,13 @@ pub(crate) struct Facts<'a> {
 impl<'a> Facts<'a> {
     /// Indexes a run.
     pub fn new(site: &'a Site, run: &'a RunRecord) -> Self {
-        let mut op_kind = HashMap::new();
+        let mut op_kind = HashMap::default();
         for e in &run.history {
             if let EventKind::OperationStarted { id, kind, .. } = &e.kind {
                 op_kind.entry(*id).or_insert(kind.as_str());
             }
         }
-        let mut nics_by_lserver: HashMap<&str, Vec<&FinalNic>> = HashMap::new();
+        let mut nics_by_lserver: HashMap<&str, Vec<&FinalNic>> = HashMap::default();
         for n in &run.nics {
             nics_by_lserver
                 .entry(n.nic.lserver.as_str())
@@ -203,7 +205,7 @@ impl<'a> Facts<'a> {
     /// - an accepted `quarantine` command, or a `decide` whose operation quarantines.
     pub fn quarantine_requests(&self) -> Vec<Request<'a>> {
         let mut requests = Vec::new();
-        let mut acked: HashSet<(&str, &str)> = HashSet::new();
+        let mut acked: HashSet<(&str, &str)> = HashSet::default();
         for (index, e) in self.events() {
             match &e.kind {
                 EventKind::DetectionAcked {
@@ -321,7 +323,7 @@ impl<'a> Truth<'a> {
     pub fn new(site: &'a Site) -> Self {
         Truth {
             site,
-            moved: HashMap::new(),
+            moved: HashMap::default(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! INV-8 addresses: quarantine IPs are unique per network, inside its subnet, never its
 //! network, first (gateway) or broadcast address, and freed by rollback and release.
 
-use std::collections::HashSet;
+use super::hash::HashSet;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -49,7 +49,7 @@ fn reserved(subnet: &IpNet, ip: IpAddr) -> Option<&'static str> {
 /// INV-8, from the final allocations and management records.
 pub(crate) fn addresses(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
-    let mut seen: HashSet<(&str, IpAddr)> = HashSet::new();
+    let mut seen: HashSet<(&str, IpAddr)> = HashSet::default();
     let mut checked = 0;
     for (network, ip, lserver) in &f.run.allocations {
         checked += 1;

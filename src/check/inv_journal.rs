@@ -1,6 +1,8 @@
 //! Invariants on the journal's promises: INV-7 durability, INV-9 alerting, INV-10 liveness.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::hash::HashMap;
 
 use super::facts::{is_error, is_failure, Facts, Problems};
 use super::InvariantVerdict;
@@ -8,7 +10,7 @@ use crate::model::history::EventKind;
 
 /// How many OperationFinished events each operation id has.
 fn finish_counts(f: &Facts<'_>) -> HashMap<i64, usize> {
-    let mut counts = HashMap::new();
+    let mut counts = HashMap::default();
     for (_, e) in f.events() {
         if let EventKind::OperationFinished { id, .. } = &e.kind {
             *counts.entry(*id).or_default() += 1;
@@ -22,7 +24,7 @@ fn finish_counts(f: &Facts<'_>) -> HashMap<i64, usize> {
 /// restarts too, since the history spans them (R7, R16).
 pub(crate) fn durability(f: &Facts<'_>) -> InvariantVerdict {
     let finished = finish_counts(f);
-    let mut accepted: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut accepted: HashMap<(&str, &str), usize> = HashMap::default();
     let mut problems = Problems::new();
     let mut checked = 0;
     for (_, e) in f.events() {
@@ -69,7 +71,7 @@ pub(crate) fn durability(f: &Facts<'_>) -> InvariantVerdict {
 /// INV-9: every failed operation has exactly one ERROR alert carrying its id, and every alert
 /// names an L-Server or an IP (R17).
 pub(crate) fn alerting(f: &Facts<'_>) -> InvariantVerdict {
-    let mut error_alerts: HashMap<i64, usize> = HashMap::new();
+    let mut error_alerts: HashMap<i64, usize> = HashMap::default();
     let mut problems = Problems::new();
     let mut checked = 0;
     for (_, e) in f.events() {

@@ -26,7 +26,9 @@
 //! outcome). An operation other than a restore that starts later before the NIC is back exempts
 //! the drift too: the engine defers to it (a release must not be undone).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use super::hash::{HashMap, HashSet};
 use std::time::Duration;
 
 use super::facts::{show, Facts, Problems};
@@ -36,7 +38,7 @@ use crate::model::{NicLocation, Site};
 
 /// NICs per device, for the pacing term.
 fn nics_per_device(site: &Site) -> HashMap<&str, u64> {
-    let mut count: HashMap<&str, u64> = HashMap::new();
+    let mut count: HashMap<&str, u64> = HashMap::default();
     for ls in &site.lservers {
         for nic in &ls.nics {
             *count.entry(device_of(&nic.location)).or_default() += 1;
@@ -90,7 +92,7 @@ struct Drift<'a> {
 /// Every move off a quarantine network that the engine did not make, with whether its
 /// L-Server was quarantined then.
 fn drifts<'a>(f: &Facts<'a>) -> Vec<Drift<'a>> {
-    let mut quarantined: HashSet<&str> = HashSet::new();
+    let mut quarantined: HashSet<&str> = HashSet::default();
     let mut out = Vec::new();
     for (index, e) in f.events() {
         match &e.kind {
@@ -203,7 +205,7 @@ fn fate(f: &Facts<'_>, d: &Drift<'_>, running_at_drift: bool) -> (Fate, u64) {
 /// Operations running at each history position, per L-Server (only at drift positions).
 fn running_at<'a>(f: &Facts<'a>, positions: &HashSet<usize>) -> HashSet<(usize, &'a str)> {
     let mut running: BTreeMap<&str, HashSet<i64>> = BTreeMap::new();
-    let mut out = HashSet::new();
+    let mut out = HashSet::default();
     for (index, e) in f.events() {
         match &e.kind {
             EventKind::OperationStarted { id, lserver, .. } => {

@@ -1,7 +1,9 @@
 //! Invariants on where NICs end up: INV-1 containment, INV-2 no re-exposure, INV-3 rollback,
 //! INV-4 agreement of management records with device truth.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::hash::HashMap;
 
 use super::facts::{is_error, show, Facts, LastOutcome, Problems, Request};
 use super::inv_writes::NIC_READ_CALLS;
@@ -24,7 +26,7 @@ pub(crate) fn containment(f: &Facts<'_>) -> InvariantVerdict {
     }
     // Positions of the excusing alerts per L-Server, found in one pass: an outbreak that fails
     // thousands of quarantines must not scan the history once per L-Server.
-    let mut alerts: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut alerts: HashMap<&str, Vec<usize>> = HashMap::default();
     for (i, e) in f.events() {
         if let EventKind::Alert {
             code,
@@ -112,12 +114,12 @@ pub(crate) fn no_reexposure(f: &Facts<'_>) -> InvariantVerdict {
 /// device during that operation is still there, unless a release started afterwards (R10).
 pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
     // One pass over the history for what the per-L-Server checks below look up.
-    let mut started_at: HashMap<i64, usize> = HashMap::new();
-    let mut releases: HashMap<&str, Vec<usize>> = HashMap::new();
-    let mut to_quarantine: HashMap<&str, Vec<(usize, usize)>> = HashMap::new();
+    let mut started_at: HashMap<i64, usize> = HashMap::default();
+    let mut releases: HashMap<&str, Vec<usize>> = HashMap::default();
+    let mut to_quarantine: HashMap<&str, Vec<(usize, usize)>> = HashMap::default();
     // Who made each NIC's last device move: `Some` for a move the engine did not make (a switch
     // reboot that lost unsaved config, an external change).
-    let mut last_move_by: HashMap<(&str, usize), Option<&str>> = HashMap::new();
+    let mut last_move_by: HashMap<(&str, usize), Option<&str>> = HashMap::default();
     for (i, e) in f.events() {
         if let EventKind::TruthChanged { nic, by, .. } = &e.kind {
             last_move_by.insert((nic.lserver.as_str(), nic.nic), by.as_deref());
@@ -213,7 +215,7 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
 fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> BTreeSet<usize> {
     let mut named = BTreeSet::new();
     let mut read_ok: BTreeMap<usize, bool> = BTreeMap::new();
-    let mut reads: HashMap<u64, usize> = HashMap::new();
+    let mut reads: HashMap<u64, usize> = HashMap::default();
     // Reads up to the operation's end; its alert may be announced after the end (same commit).
     for (index, e) in f.events() {
         match &e.kind {

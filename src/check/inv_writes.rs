@@ -1,6 +1,6 @@
 //! Invariants on device writes: INV-5 no collateral, INV-6 idempotence.
 
-use std::collections::{HashMap, HashSet};
+use super::hash::{HashMap, HashSet};
 
 use super::facts::{show, Facts, Problems, Truth, NIC_WRITE_CALLS, WRITE_CALLS};
 use super::InvariantVerdict;
@@ -13,7 +13,7 @@ pub(crate) const NIC_READ_CALLS: [&str; 2] = ["get_nic", "get_port"];
 /// detection (any disposition but `not_found`) or an accepted command. A write that names no
 /// L-Server cannot be shown to be harmless, so it counts as collateral.
 pub(crate) fn no_collateral(f: &Facts<'_>) -> InvariantVerdict {
-    let mut asked: HashSet<&str> = HashSet::new();
+    let mut asked: HashSet<&str> = HashSet::default();
     let mut problems = Problems::new();
     let mut checked = 0;
     for (_, e) in f.events() {
@@ -80,8 +80,8 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
     // NICs whose place the engine has evidence of, and the reads under way that would give it.
-    let mut seen: HashSet<&NicRef> = HashSet::new();
-    let mut reads: HashMap<u64, &NicRef> = HashMap::new();
+    let mut seen: HashSet<&NicRef> = HashSet::default();
+    let mut reads: HashMap<u64, &NicRef> = HashMap::default();
     for (_, e) in f.events() {
         match &e.kind {
             EventKind::TruthChanged { nic, by, .. } => {

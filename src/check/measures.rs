@@ -18,7 +18,9 @@
 //! so each device is also bounded by (arrival of a NIC + the rounds of the NICs from it on); see
 //! [`bound_ms`]. When every detection arrives at once this is exactly the formula above.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::hash::{HashMap, HashSet};
 
 use hdrhistogram::Histogram;
 use schemars::JsonSchema;
@@ -121,8 +123,8 @@ impl Containment {
 /// request to the moment device truth has all its NICs on quarantine networks. Later episodes
 /// (after a release) are not measured.
 pub(crate) fn containment_times<'a>(f: &Facts<'a>) -> BTreeMap<&'a str, Containment> {
-    let mut first: HashMap<usize, Request<'a>> = HashMap::new();
-    let mut seen = std::collections::HashSet::new();
+    let mut first: HashMap<usize, Request<'a>> = HashMap::default();
+    let mut seen = HashSet::default();
     for r in f.quarantine_requests() {
         if seen.insert(r.lserver) {
             first.insert(r.index, r);
@@ -273,8 +275,8 @@ pub(crate) fn quarantined_at<'a>(
 
 /// Receipt of the detection or command that started a failed operation to its ERROR alert.
 fn time_to_alert(f: &Facts<'_>) -> Vec<u64> {
-    let mut received: HashMap<i64, u64> = HashMap::new();
-    let mut alerted: HashMap<i64, u64> = HashMap::new();
+    let mut received: HashMap<i64, u64> = HashMap::default();
+    let mut alerted: HashMap<i64, u64> = HashMap::default();
     let mut failed: BTreeMap<i64, ()> = BTreeMap::new();
     for (_, e) in f.events() {
         match &e.kind {
