@@ -31,7 +31,7 @@
 //!   again `confirm_read_after` later (R8), and only that second read raises the drift: a device
 //!   may serve the value from before the quarantine's write for a while.
 //! - **Hypervisor sessions.** A watch read refused for an expired session logs in (at the same
-//!   low priority), and the NIC is read again in the next round.
+//!   low priority) before the read is retried.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -237,10 +237,10 @@ impl OpCtx<'_> {
                 }
             }
             attempts += 1;
-            if expected.as_ref() == Some(&target_truth) || written.as_deref() == Some(target) {
-                // The evidence says the NIC is on the target (a write that may have landed, or
-                // a confirmed read) and no read has said otherwise: read again rather than
-                // write blind (INV-6).
+            if expected.as_ref() == Some(&target_truth) || written.is_some() {
+                // The evidence says the NIC is on the target (a confirmed read), or a write
+                // (of any network) may have landed since the last read: no write until a read
+                // says where the NIC is, never a blind one (R8, INV-6).
                 must_read = true;
                 continue;
             }

@@ -1,0 +1,66 @@
+//! The minimal scenarios `qlab explore` shrank from failures it found, once the defects were
+//! fixed (tests/scenarios/explore-regressions/): each must now pass with every invariant kept.
+//! They guard R8's evidence across operations (no blind rewrite after a write that may have
+//! landed, a contradicting read read again after `confirm_read_after`), R10's save after any
+//! write that may have landed, and R20's drift watch retrying a failed read (INV-1, INV-4,
+//! INV-6, INV-12).
+
+use std::path::PathBuf;
+
+use quarantine_lab::scenario::library::{self, ResultStatus, RunOptions, Selection};
+use quarantine_lab::scenario::load::Mode;
+
+/// Every scenario file of the folder (a `*.topology.toml` beside one is its topology).
+fn regression_files() -> Vec<PathBuf> {
+    let dir = PathBuf::from("tests/scenarios/explore-regressions");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.ends_with(".toml") && !name.ends_with(".topology.toml")
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn r8_inv4_inv6_inv12_every_fixed_explore_finding_now_passes() {
+    let files = regression_files();
+    assert!(
+        files.len() >= 10,
+        "the folder lost its scenarios: {files:?}"
+    );
+    let selection = Selection {
+        paths: files.clone(),
+        tags: Vec::new(),
+        name: None,
+        shard: None,
+        seed: None,
+        check_determinism: false,
+        jobs: 2,
+        mutant: None,
+        modes: vec![Mode::Sim],
+        time_scale: 0.05,
+    };
+    let scenarios = library::select(&selection).unwrap();
+    assert_eq!(scenarios.len(), files.len());
+    let results =
+        library::run_selected_opts(&scenarios, &selection, &RunOptions::default(), &|_| {});
+    let failed: Vec<String> = results
+        .iter()
+        .filter(|r| r.status != ResultStatus::Passed)
+        .map(|r| {
+            let violated: Vec<String> = r
+                .check
+                .iter()
+                .flat_map(|c| &c.invariants)
+                .filter(|i| i.status == quarantine_lab::check::Status::Failed)
+                .map(|i| format!("{} {}", i.id, i.detail))
+                .collect();
+            format!("{}: {:?} {:?} {violated:?}", r.name, r.status, r.error)
+        })
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
+}
