@@ -39,7 +39,8 @@ async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert(
     h.detect("10.110.0.11", "e-1").await;
     h.settle().await;
     h.move_by_hand(VDI1, 0, "op-a");
-    tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
+    // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
+    tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
     h.settle().await;
     assert_eq!(h.device(VDI1), ["qr-a"]);
     assert_eq!(h.managed(VDI1), ["qr-a"], "records keep quarantine");
@@ -152,7 +153,8 @@ async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_rec
     h.settle().await;
     h.move_by_hand(VDI1, 0, "op-a");
     h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
-    tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
+    // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
+    tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
     h.settle().await;
     let view = h.view(VDI1);
     assert_eq!(view.state, LServerState::QuarantineFailed);
@@ -191,7 +193,8 @@ async fn r20_a_drifted_switch_port_is_moved_back_and_saved() {
     h.settle().await;
     let saves = h.saves("sw-1");
     h.move_by_hand(SBC, 0, "op-a");
-    tokio::time::sleep_until(start + Duration::from_millis(10_500)).await;
+    // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
+    tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
     h.settle().await;
     assert_eq!(h.device(SBC), ["qr-a"]);
     assert_eq!(h.saves("sw-1"), saves + 1, "persisted again");

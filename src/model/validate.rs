@@ -430,15 +430,6 @@ impl<'t> Checker<'t> {
             );
             self.bad(at!("engine", "operation_deadline"), msg);
         }
-        if e.confirm_read_after >= e.operation_deadline {
-            let msg = format!(
-                "confirm_read_after ({}) is not shorter than operation_deadline ({}); a read \
-                 that contradicts the engine's evidence could never be read again in time (R8)",
-                humantime::format_duration(e.confirm_read_after),
-                humantime::format_duration(e.operation_deadline)
-            );
-            self.bad(at!("engine", "confirm_read_after"), msg);
-        }
         if e.watch_interval < MIN_WATCH_INTERVAL {
             self.bad(
                 at!("engine", "watch_interval"),

@@ -261,16 +261,16 @@ impl OpCtx<'_> {
                         // May have been applied: only device truth can tell (R8). An error reply
                         // is read too: a device that applies and then errors must not be written
                         // twice (INV-6), and a read costs less than a wrong write.
-                        OutcomeClass::Unknown => {
+                        // No answer, or the device said it did not apply: the write may still
+                        // have landed (no blind write while reads fail), but the device never
+                        // claimed it did, so a read that shows the old value is believed at
+                        // once (R8: `unknown` is resolved by reading) and the retry is not
+                        // held up by `confirm_read_after`.
+                        OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
                             written = Some(target.to_string());
-                            expected = Some(target_truth.clone());
-                            must_read = true
-                        }
-                        // The device said it did not apply: the write may still have landed
-                        // (no blind write while reads fail), but a read that shows the old
-                        // value is believed at once, as the device's own answer agrees.
-                        OutcomeClass::Rejected | OutcomeClass::Busy => {
-                            written = Some(target.to_string());
+                            // Either answer of the next read is plausible: nothing to weigh it
+                            // against until it comes.
+                            expected = None;
                             must_read = true
                         }
                         OutcomeClass::Auth => {
