@@ -14,8 +14,8 @@
 //!   `policy/quarantine-reboot-reset-fails-stays-quarantined`.
 //! - The outbreak: N NICs (`--outbreak`, default 40) on one device at 100 ms per call, all
 //!   reported at once; it passes when every L-Server ends quarantined and the makespan to the
-//!   last NIC contained is at most [`OUTBREAK_RATIO_MAX`] times its lower bound (a real clock,
-//!   scaled, is noisier than the sim library's exact bounds). The confirmed makespan (to the
+//!   last NIC contained is at most [`OUTBREAK_RATIO_MAX`] times its lower bound plus
+//!   [`OUTBREAK_SLACK_MS`] (a real clock is noisier than the sim library's exact bounds). The confirmed makespan (to the
 //!   last R9 record, with saves) is reported beside it but not bounded: containment is what
 //!   the bound protects.
 //! - AV feeds: the family's scenarios are `ingest/same-event-delivered-twice`,
@@ -42,6 +42,12 @@ use crate::scenario::wire::run_wire;
 
 /// Largest makespan / lower bound accepted for the outbreak.
 pub const OUTBREAK_RATIO_MAX: f64 = 3.0;
+
+/// Real time the outbreak's makespan may exceed [`OUTBREAK_RATIO_MAX`] × its bound by: the
+/// runner's own overhead on a real clock (thread wake-ups, first connections) does not shrink
+/// with the bound, and a batching switch's bound is one call (about 100 ms), so a 300 ms pause
+/// of a loaded CI machine alone gave ratios of 3.26 and 3.82.
+pub const OUTBREAK_SLACK_MS: u64 = 500;
 
 /// Calls the outbreak's switch takes at once when an AV feed is certified.
 const AV_OUTBREAK_SLOTS: u32 = 4;
@@ -395,12 +401,15 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 };
                 let (confirmed, confirmed_bound) = p.confirmed;
                 let figures = format!(
-                    "{} NICs: makespan {makespan} ms, lower bound {bound} ms, ratio {ratio:.2} (at most {OUTBREAK_RATIO_MAX}); confirmed (R9) makespan {confirmed} ms, lower bound {confirmed_bound} ms",
+                    "{} NICs: makespan {makespan} ms, lower bound {bound} ms, ratio {ratio:.2} (at most {OUTBREAK_RATIO_MAX} × the bound + {OUTBREAK_SLACK_MS} ms); confirmed (R9) makespan {confirmed} ms, lower bound {confirmed_bound} ms",
                     options.outbreak_nics
                 );
                 if !p.passed {
                     (CheckStatus::Failed, format!("{figures}; {}", p.detail))
-                } else if ratio > OUTBREAK_RATIO_MAX {
+                } else if bound == 0
+                    || makespan as f64
+                        > OUTBREAK_RATIO_MAX * bound as f64 + OUTBREAK_SLACK_MS as f64
+                {
                     (CheckStatus::Failed, format!("{figures}: over the bound"))
                 } else {
                     (CheckStatus::Passed, figures)
