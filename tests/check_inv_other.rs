@@ -72,9 +72,9 @@ fn inv6_rewrite_of_nic_already_on_target_violates() {
 }
 
 #[test]
-fn inv6_write_in_flight_before_truth_changes_passes() {
-    // Two writes sent before the device applied the first: the device did not have the NIC
-    // on the target yet when either was sent (the strict rule looks at truth at invoke time).
+fn inv6_a_second_write_before_any_read_violates_even_before_the_device_applied_the_first() {
+    // Two writes of the same target before a read: the first may have landed when the second
+    // is sent, whatever the device's truth at that moment.
     let site = site();
     let mut rec = Rec::new(&site);
     rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
@@ -82,7 +82,9 @@ fn inv6_write_in_flight_before_truth_changes_passes() {
         .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .call(10, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(40, VDI1, 0, "op-a", "qr-a", false);
-    assert_status(&check(&site, &rec), "INV-6", Status::Passed);
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-6", Status::Failed);
+    assert!(inv(&report, "INV-6").detail.contains("may have landed"));
 }
 
 #[test]
@@ -100,14 +102,69 @@ fn inv6_a_write_before_any_evidence_of_the_nic_passes() {
 
 #[test]
 fn inv6_a_write_after_a_read_showed_the_target_violates() {
-    // The same write after a read of the NIC answered: the engine knew where it was.
+    // The same write after a read of the NIC answered the target: the engine knew where it was.
     let site = site();
     let mut rec = Rec::new(&site);
     rec.command(0, "release", VDI1, Some(1))
         .started(0, 1, VDI1, "release")
-        .call(0, "vc-1", "get_nic", VDI1, Some(0), None)
+        .read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(50, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
+    let report = check(&site, &rec);
+    assert_status(&report, "INV-6", Status::Failed);
+    assert!(inv(&report, "INV-6").detail.contains("last read"));
+}
+
+#[test]
+fn inv6_a_rewrite_after_an_error_reply_and_a_read_that_answered_otherwise_passes() {
+    // The device applies the write and answers an error; a stale read then answers the old
+    // network. The engine's evidence shows the NIC elsewhere, so writing again is what R8
+    // allows, although the device had the NIC on the target all along.
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(30, VDI1, 0, "op-a", "qr-a", false)
+        .read(100, "vc-1", "get_nic", VDI1, 0, "op-a")
+        .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
+    assert_status(&check(&site, &rec), "INV-6", Status::Passed);
+    // Without the read in between, the second write is blind: a finding.
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(30, VDI1, 0, "op-a", "qr-a", false)
+        .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Failed);
+}
+
+#[test]
+fn inv6_a_rewrite_after_a_write_the_device_refused_passes() {
+    // A write refused before processing (unavailable, busy, no session) cannot have landed:
+    // retrying it is not a rewrite. An error reply may follow an applied write: retrying that
+    // one without a read is.
+    let site = site();
+    for (result, detail, status) in [
+        ("fail", "unavailable: connection refused", Status::Passed),
+        ("fail", "busy: try again later", Status::Passed),
+        ("fail", "auth: session expired", Status::Passed),
+        (
+            "fail",
+            "rejected: error reply after applying",
+            Status::Failed,
+        ),
+        ("unknown", "timeout: no reply", Status::Failed),
+    ] {
+        let mut rec = Rec::new(&site);
+        rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+            .started(0, 1, VDI1, "quarantine")
+            .read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
+            .call(100, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+            .reply(result, detail)
+            .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
+        let report = check(&site, &rec);
+        assert_eq!(inv(&report, "INV-6").status, status, "after {detail}");
+    }
 }
 
 #[test]

@@ -22,10 +22,10 @@ fn drifted(site: &Site) -> Rec {
 fn restore(rec: &mut Rec, at: u64) {
     rec.alert(at, "quarantine-drift", "ERROR", Some(VDI1), None)
         .started(at, 2, VDI1, "restore")
-        .call(at, "vc-1", "get_nic", VDI1, Some(0), None)
+        .read(at, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(at + 40, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(at + 80, VDI1, 0, "op-a", "qr-a", false)
-        .call(at + 80, "vc-1", "get_nic", VDI1, Some(0), None)
+        .read(at + 80, "vc-1", "get_nic", VDI1, 0, "qr-a")
         .alert(at + 120, "quarantine-restored", "INFO", Some(VDI1), Some(2))
         .finished(at + 120, 2, VDI1, "quarantined");
 }
@@ -59,6 +59,26 @@ fn inv12_drift_never_restored_violates() {
     let report = check(&site, &rec);
     assert_status(&report, "INV-12", Status::Failed);
     assert!(inv(&report, "INV-12").detail.contains("never back on qr-a"));
+}
+
+#[test]
+fn inv4_leaves_a_drift_after_the_outcome_to_inv12() {
+    // R20 keeps the record on quarantine through a drift: after `quarantined`, a NIC moved by
+    // something other than the engine is INV-12's to judge (restored or alerted), not INV-4's.
+    let site = site();
+    let mut rec = drifted(&site);
+    rec.final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2");
+    assert_status(&check(&site, &rec), "INV-4", Status::Passed);
+    // The watch cannot read the NIC and says so: INV-12 and INV-1 hold too.
+    rec.alert(62_000, "quarantine-failed", "ERROR", Some(VDI1), None);
+    let report = check(&site, &rec);
+    for id in ["INV-1", "INV-4", "INV-12"] {
+        assert_status(&report, id, Status::Passed);
+    }
+    // The same disagreement without the drift is the engine's: INV-4 fails.
+    let mut rec = quarantined_vdi1(&site);
+    rec.final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2");
+    assert_status(&check(&site, &rec), "INV-4", Status::Failed);
 }
 
 #[test]
@@ -141,7 +161,7 @@ fn inv6_a_write_after_an_unseen_external_move_is_not_the_engines_fault() {
     let mut rec = drifted(&site);
     rec.command(30_000, "release", VDI1, Some(2))
         .started(30_000, 2, VDI1, "release")
-        .call(30_000, "vc-1", "get_nic", VDI1, Some(0), None)
+        .read(30_000, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(30_040, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Failed);
 }

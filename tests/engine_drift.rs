@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use common::*;
 use quarantine_lab::engine::*;
-use quarantine_lab::sim::{CallKind::SetNic, FaultEffect};
+use quarantine_lab::sim::{
+    CallKind::{GetNic, SetNic},
+    FaultEffect,
+};
 use tokio::time::Instant;
 
 const VDI1: &str = "/tenant-a/vdi-001";
@@ -183,6 +186,53 @@ async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_rec
             .count(),
         1
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r20_a_nic_the_watch_cannot_read_gets_one_quarantine_failed_alert_until_a_read_succeeds() {
+    // INV-12: a drift the watch cannot see (every read of the round fails) must not stay
+    // silent, and R8 forbids a blind write: the watch alerts that containment is unverified.
+    let start = Instant::now();
+    let h = harness(10);
+    h.detect("10.110.0.11", "e-1").await;
+    h.settle().await;
+    h.fault_now(fault("vc-1", GetNic, FaultEffect::Unavailable));
+    h.move_by_hand(VDI1, 0, "op-a");
+    let unverified = |h: &Harness| -> Vec<Alert> {
+        h.alerts()
+            .into_iter()
+            .filter(|a| a.code == AlertCode::QuarantineFailed)
+            .collect()
+    };
+    // Rounds at 10, 20 and 30 s all fail: one alert, not one per round.
+    tokio::time::sleep_until(start + Duration::from_millis(35_000)).await;
+    h.settle().await;
+    let failed = unverified(&h);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(failed[0].operation, None, "it belongs to no operation");
+    assert_eq!(failed[0].lserver.as_deref(), Some(VDI1));
+    assert!(
+        failed[0].detail.contains("nic0") && failed[0].detail.contains("could not read"),
+        "{}",
+        failed[0].detail
+    );
+    assert_eq!(h.view(VDI1).state, LServerState::Quarantined);
+    assert_eq!(
+        h.writes_for(VDI1).len(),
+        1,
+        "no blind write while reads fail"
+    );
+    // The device answers again: the next round sees the drift and moves the NIC back.
+    h.heal();
+    tokio::time::sleep_until(start + Duration::from_millis(45_000)).await;
+    h.settle().await;
+    assert_eq!(h.device(VDI1), ["qr-a"]);
+    assert_eq!(unverified(&h).len(), 1);
+    // A later outage is alerted again.
+    h.fault_now(fault("vc-1", GetNic, FaultEffect::Unavailable));
+    tokio::time::sleep_until(start + Duration::from_millis(55_000)).await;
+    h.settle().await;
+    assert_eq!(unverified(&h).len(), 2);
 }
 
 #[tokio::test(start_paused = true)]

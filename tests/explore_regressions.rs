@@ -2,8 +2,9 @@
 //! fixed (tests/scenarios/explore-regressions/): each must now pass with every invariant kept.
 //! They guard R8's evidence across operations (no blind rewrite after a write that may have
 //! landed, a contradicting read read again after `confirm_read_after`), R10's save after any
-//! write that may have landed, and R20's drift watch retrying a failed read (INV-1, INV-4,
-//! INV-6, INV-12).
+//! write that may have landed, R14's read after a release's save, R19's last read that does
+//! not log in past the deadline, R20's drift watch retrying a failed read and alerting a NIC it
+//! cannot read, and INV-6 judged on the engine's evidence (INV-1, INV-4, INV-6, INV-10, INV-12).
 
 use std::path::PathBuf;
 

@@ -252,13 +252,35 @@ fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> B
         .collect()
 }
 
+/// For every NIC (L-Server, index) whose last move was made by something other than the engine
+/// (a switch reboot, an external change): the history position of that move. R20 keeps the
+/// record on quarantine through a drift, so record and device differ on purpose until the drift
+/// watch moves the NIC back; a drift after the L-Server's last outcome is INV-12's verdict
+/// (restored or alerted), not INV-4's. One pass over the history, for every L-Server at once.
+fn last_moved_by_others<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), usize> {
+    let mut drifted = HashMap::default();
+    for (index, e) in f.events() {
+        if let EventKind::TruthChanged { nic, by, .. } = &e.kind {
+            let key = (nic.lserver.as_str(), nic.nic);
+            if by.is_some() {
+                drifted.insert(key, index);
+            } else {
+                drifted.remove(&key);
+            }
+        }
+    }
+    drifted
+}
+
 /// INV-4: after `quarantined`, `released` or `release_failed`, management records equal device
 /// truth; after `release_failed`, a NIC whose last read failed is exempt when the operation's
 /// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
-/// `quarantine_failed`, where R10 leaves records and devices apart on purpose.
+/// `quarantine_failed`, where R10 leaves records and devices apart on purpose. A NIC that
+/// something other than the engine moved after the outcome is INV-12's to judge.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
+    let drifted = last_moved_by_others(f);
     for (lserver, last) in f.last_outcomes() {
         let applies = match last.outcome {
             "quarantined" | "released" | "release_failed" => true,
@@ -275,11 +297,16 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
         if nics.len() < f.nic_count(lserver) {
             problems.push(format!("{lserver}: final state lacks some NICs"));
         }
-        let exempt = if last.outcome == "release_failed" {
+        let mut exempt = if last.outcome == "release_failed" {
             unknown_and_unread(f, lserver, &last)
         } else {
             BTreeSet::new()
         };
+        exempt.extend((0..f.nic_count(lserver)).filter(|n| {
+            drifted
+                .get(&(lserver, *n))
+                .is_some_and(|at| *at > last.index)
+        }));
         for n in nics {
             if exempt.contains(&n.nic.nic) {
                 continue;

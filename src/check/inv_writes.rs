@@ -2,7 +2,7 @@
 
 use super::hash::{HashMap, HashSet};
 
-use super::facts::{show, Facts, Problems, Truth, NIC_WRITE_CALLS, WRITE_CALLS};
+use super::facts::{Facts, Problems, NIC_WRITE_CALLS, WRITE_CALLS};
 use super::InvariantVerdict;
 use crate::model::history::{EventKind, NicRef};
 
@@ -63,35 +63,32 @@ pub(crate) fn no_collateral(f: &Facts<'_>) -> InvariantVerdict {
     problems.verdict("INV-5", checked, "device writes")
 }
 
-/// INV-6: no write moves a NIC to the network the device already has it on (R12, R4).
+/// What the engine last learned of a NIC: the network, and how it learned it.
+type Evidence<'a> = (&'a str, &'static str);
+
+/// INV-6: no write to a NIC when the engine's own evidence already showed it on the target
+/// (R12, R4): its last read of that NIC answered the target, or its last write of that target
+/// may have landed and no read since answered otherwise.
 ///
-/// Deliberately strict: device truth is replayed from TruthChanged events in history order, and
-/// a write invoked while the device already has the NIC on the target counts, even when an
-/// earlier call's `unknown` result left the engine unsure or a stale read told it otherwise.
-/// R8 says the engine resolves `unknown` by reading before it writes again, and reads a
-/// contradicting answer again before acting on it, so such a write is still a finding.
-///
-/// Except while the engine has no evidence of where the NIC is (INV-6 is about the engine's
-/// evidence): from the start of the run until one of its reads of the NIC returns or one of
-/// its writes moves it, and after a move the engine did not make (`by`: a switch reboot, an
-/// external change, R20) until a read returns. A write there is not one its evidence forbade.
+/// Judged by the engine's evidence, as the invariant is worded, not by device truth: a read is
+/// what the device answered (a stale read included), and every write counts as one that may
+/// have landed from the moment it is sent, whatever its reply (a device may apply a write and
+/// then answer an error, or the reply may be lost). A failed read changes nothing: while reads
+/// fail the engine must not write blindly. A move the engine did not make (a switch reboot, an
+/// external change) changes nothing either: the engine learns of it only by reading. A write
+/// before any evidence of the NIC is not one its evidence forbade.
 pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
-    let mut truth = Truth::new(f.site);
+    const READ: &str = "its last read of the NIC answered it";
+    const WRITE: &str = "its last write of it may have landed and no read since answered otherwise";
     let mut problems = Problems::new();
     let mut checked = 0;
-    // NICs whose place the engine has evidence of, and the reads under way that would give it.
-    let mut seen: HashSet<&NicRef> = HashSet::default();
+    // What the engine last learned of each NIC (the value and how it learned it), the reads
+    // under way that would tell it more, and the writes under way with the evidence before them.
+    let mut evidence: HashMap<&NicRef, Evidence<'_>> = HashMap::default();
     let mut reads: HashMap<u64, &NicRef> = HashMap::default();
+    let mut writes: HashMap<u64, (&NicRef, Option<Evidence<'_>>)> = HashMap::default();
     for (_, e) in f.events() {
         match &e.kind {
-            EventKind::TruthChanged { nic, by, .. } => {
-                truth.apply(&e.kind);
-                if by.is_some() {
-                    seen.remove(nic);
-                } else {
-                    seen.insert(nic);
-                }
-            }
             EventKind::Invoke {
                 call,
                 op,
@@ -100,10 +97,21 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
             } if NIC_READ_CALLS.contains(&op.as_str()) => {
                 reads.insert(*call, nic);
             }
-            EventKind::Return { call, result, .. } => {
+            EventKind::Return {
+                call,
+                result,
+                detail,
+            } => {
                 if let Some(nic) = reads.remove(call) {
                     if result == "ok" {
-                        seen.insert(nic);
+                        evidence.insert(nic, (detail.as_str(), READ));
+                    }
+                } else if let Some((nic, before)) = writes.remove(call) {
+                    if result == "fail" && refused_before_processing(detail) {
+                        match before {
+                            Some(before) => evidence.insert(nic, before),
+                            None => evidence.remove(nic),
+                        };
                     }
                 }
             }
@@ -116,20 +124,29 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
                 ..
             } if NIC_WRITE_CALLS.contains(&op.as_str()) => {
                 checked += 1;
-                let current = truth.get(nic);
-                if current == Some(value.as_str()) && seen.contains(nic) {
-                    problems.push(format!(
-                        "call {call} {op} on {device} at {} ms writes {} to {} nic {}, which \
-                         the device already had there",
-                        e.at_ms,
-                        show(current),
-                        nic.lserver,
-                        nic.nic
-                    ));
+                let before = evidence.insert(nic, (value.as_str(), WRITE));
+                if let Some((shown, how)) = before {
+                    if shown == value.as_str() {
+                        problems.push(format!(
+                            "call {call} {op} on {device} at {} ms writes {value} to {} nic {}, \
+                             which the engine's evidence already showed there ({how})",
+                            e.at_ms, nic.lserver, nic.nic
+                        ));
+                    }
                 }
+                writes.insert(*call, (nic, before));
             }
             _ => {}
         }
     }
     problems.verdict("INV-6", checked, "NIC writes")
+}
+
+/// Whether a failed call's reply says the device refused it before processing it (no session,
+/// busy, not reachable), so a write it answered cannot have landed. Any other error may come
+/// after the device applied the write (`apply_then_error`), so the engine cannot rule it out.
+fn refused_before_processing(detail: &str) -> bool {
+    ["unavailable:", "busy:", "auth:"]
+        .iter()
+        .any(|class| detail.starts_with(class))
 }

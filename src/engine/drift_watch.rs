@@ -22,8 +22,13 @@
 //! - **Not journaled.** Watch reads change nothing, so, unlike an operation's calls, they are not
 //!   journaled; what they find is: the `quarantine-drift` alert and the restore operation are
 //!   staged in one step. A failed read (timeout, busy, device down) is retried like an
-//!   operation's calls (`retry.attempts` with doubling backoff); when every attempt fails, the
-//!   NIC is left to the next round.
+//!   operation's calls (`retry.attempts` with doubling backoff).
+//! - **A NIC the watch cannot read** (every attempt of a round failed: the device is down, or
+//!   refuses the engine's credentials) may have drifted without the engine knowing, and R8
+//!   forbids a blind write. The watch raises one ERROR `quarantine-failed` alert naming the NIC
+//!   and the last error (containment cannot be verified), and reads it again every round; the
+//!   alert is raised again only after a read has succeeded in between. It belongs to no
+//!   operation and changes no state: the L-Server stays `quarantined` (INV-1, INV-12).
 //! - **The drift alert** names the L-Server, the NIC, its MAC and what the device showed; it
 //!   belongs to no operation (its `operation` is empty), so the restore operation, when it fails,
 //!   has exactly one ERROR alert of its own, `quarantine-failed` (R17, INV-9).
@@ -33,8 +38,8 @@
 //! - **Hypervisor sessions.** A watch read refused for an expired session logs in (at the same
 //!   low priority) before the read is retried.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -43,7 +48,7 @@ use tokio::time::Instant;
 use super::alerts::AlertCode;
 use super::device_queue::{bounded, Budget, Class};
 use super::enqueue;
-use super::executor::Truth;
+use super::executor::{missing, Truth};
 use super::journal::Entry;
 use super::operation::{stage_locked, Staged};
 use super::state::{QueuedOp, Shared, Waiting};
@@ -58,23 +63,27 @@ struct Watched {
     index: usize,
 }
 
+/// NICs (L-Server path, index) whose failed reads were alerted and have not been read since.
+type Unverified = Mutex<BTreeSet<(String, usize)>>;
+
 /// Runs the drift watch until the engine is dropped (its task is aborted) or halts.
 pub(crate) async fn watch(shared: Arc<Shared>) {
     let interval = shared.settings.watch_interval;
     let mut round_start = Instant::now() + interval;
+    let unverified = Unverified::default();
     loop {
         tokio::time::sleep_until(round_start).await;
         if shared.is_halted() {
             return;
         }
-        round(&shared).await;
+        round(&shared, &unverified).await;
         // The next round one interval after this one started, or now when this one overran.
         round_start = (round_start + interval).max(Instant::now());
     }
 }
 
 /// One round: every NIC of every idle quarantined L-Server, paced per device.
-async fn round(shared: &Arc<Shared>) {
+async fn round(shared: &Arc<Shared>, unverified: &Unverified) {
     let mut per_device: BTreeMap<&str, Vec<Watched>> = BTreeMap::new();
     {
         let state = shared.lock();
@@ -101,7 +110,7 @@ async fn round(shared: &Arc<Shared>) {
             if shared.is_halted() {
                 return;
             }
-            check_nic(shared, &watched).await;
+            check_nic(shared, &watched, unverified).await;
         }
     }))
     .await;
@@ -119,8 +128,9 @@ fn device_of(nic: &Nic) -> &str {
     }
 }
 
-/// Reads one NIC, and on drift stages the alert and the restore operation (R20).
-async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
+/// Reads one NIC, and on drift stages the alert and the restore operation (R20); when no read
+/// succeeds, stages the alert that its containment cannot be verified.
+async fn check_nic(shared: &Arc<Shared>, watched: &Watched, unverified: &Unverified) {
     let Some(ls) = shared.site.lserver(&watched.path) else {
         return;
     };
@@ -141,7 +151,7 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
         .clone();
     if truth
         .as_ref()
-        .is_some_and(|t| t.network() != Some(recorded.as_str()))
+        .is_ok_and(|t| t.network() != Some(recorded.as_str()))
     {
         // R8: a read that contradicts what the engine confirmed may be a stale answer (a
         // device serving the value from before the quarantine's write): read again
@@ -152,9 +162,64 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched) {
         }
         truth = read_retrying(shared, watched, nic).await;
     }
-    if let Some(staged) = after_read(shared, watched, nic, truth, epoch) {
+    let key = (watched.path.clone(), watched.index);
+    let staged = match truth {
+        Ok(truth) => {
+            lock(unverified).remove(&key);
+            after_read(shared, watched, nic, truth, epoch)
+        }
+        Err(error) if lock(unverified).insert(key.clone()) => {
+            let staged = unreadable(shared, watched, nic, &error, epoch);
+            if staged.is_none() {
+                // Not alerted after all (an operation took over): alert when it happens again.
+                lock(unverified).remove(&key);
+            }
+            staged
+        }
+        Err(_) => None,
+    };
+    if let Some(staged) = staged {
         let _ = staged.publish(shared, Waiting::Reply).await;
     }
+}
+
+fn lock(unverified: &Unverified) -> std::sync::MutexGuard<'_, BTreeSet<(String, usize)>> {
+    unverified
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The locked half of [`check_nic`] when no read succeeded: stages the `quarantine-failed`
+/// alert that says the NIC's containment cannot be verified, unless an operation took over.
+fn unreadable(
+    shared: &Arc<Shared>,
+    watched: &Watched,
+    nic: &Nic,
+    error: &str,
+    epoch: u64,
+) -> Option<Staged> {
+    let mut state = shared.lock();
+    let ls_state = state.ls(&watched.path);
+    if ls_state.started_ops != epoch || !watchable(ls_state) {
+        return None;
+    }
+    let recorded = ls_state.records[watched.index].network.clone();
+    let now = shared.now_ms();
+    let detail = format!(
+        "nic{} mac {}: the drift watch could not read it ({error}), so whether it is still on {recorded} \
+         cannot be verified and a drift could not be undone; remedy: restore access to the device, \
+         check the NIC by hand, then run `qlab engine quarantine {}`",
+        nic.index, nic.mac, watched.path
+    );
+    let alert = state.alert(
+        now,
+        AlertCode::QuarantineFailed,
+        Some(&watched.path),
+        None,
+        None,
+        detail,
+    );
+    stage_locked(shared, &mut state, vec![Entry::Alert(alert)], |_| {}).ok()
 }
 
 /// The locked half of [`check_nic`]: ends the read and, on drift, stages the `quarantine-drift`
@@ -163,7 +228,7 @@ fn after_read(
     shared: &Arc<Shared>,
     watched: &Watched,
     nic: &Nic,
-    truth: Option<Truth>,
+    truth: Truth,
     epoch: u64,
 ) -> Option<Staged> {
     let mut state = shared.lock();
@@ -173,7 +238,6 @@ fn after_read(
     if ls_state.started_ops != epoch || !watchable(ls_state) {
         return None;
     }
-    let truth = truth?;
     let now = shared.now_ms();
     if let Some(slot) = ls_state.last_read.get_mut(watched.index) {
         *slot = Some((now, truth.network().map(str::to_string)));
@@ -230,26 +294,32 @@ fn after_read(
 /// [`read`], retried like an operation's calls (`retry.attempts`, doubling `retry.backoff`)
 /// while the L-Server stays watchable: R20 asks for a read of every NIC each round, and a
 /// single refused read must not leave a drift unseen for a whole `watch_interval` (INV-12).
-/// `None` when every attempt failed; the next round tries again.
-async fn read_retrying(shared: &Arc<Shared>, watched: &Watched, nic: &Nic) -> Option<Truth> {
+/// The last error when every attempt failed; the next round tries again.
+async fn read_retrying(
+    shared: &Arc<Shared>,
+    watched: &Watched,
+    nic: &Nic,
+) -> Result<Truth, String> {
     let retry = shared.settings.retry;
+    let mut last = String::from("no attempt");
     for attempt in 0..retry.attempts.max(1) {
         if attempt > 0 {
             let wait = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
             tokio::time::sleep(wait).await;
             if !watchable(shared.lock().ls(&watched.path)) {
-                return None;
+                return Err(last);
             }
         }
-        if let Some(truth) = read(shared, nic).await {
-            return Some(truth);
+        match read(shared, nic).await {
+            Ok(truth) => return Ok(truth),
+            Err(e) => last = e.to_string(),
         }
     }
-    None
+    Err(last)
 }
 
-/// Reads where `nic` is at its device at the watch's priority; `None` when the read failed.
-async fn read(shared: &Arc<Shared>, nic: &Nic) -> Option<Truth> {
+/// Reads where `nic` is at its device at the watch's priority.
+async fn read(shared: &Arc<Shared>, nic: &Nic) -> DeviceResult<Truth> {
     let settings = shared.settings;
     let budget = Budget {
         wait_until: Instant::now() + settings.watch_interval,
@@ -263,19 +333,26 @@ async fn read(shared: &Arc<Shared>, nic: &Nic) -> Option<Truth> {
             vm,
             device,
         } => {
-            let h = shared.adapters.hypervisors.get(hypervisor)?;
+            let h = shared
+                .adapters
+                .hypervisors
+                .get(hypervisor)
+                .ok_or_else(|| missing(hypervisor))?;
             let result = slot(shared, hypervisor, budget, h.get_nic(vm, device)).await;
-            match result {
-                Ok(pg) => Some(Truth::of_portgroup(site, hypervisor, pg)),
-                Err(e) if e.class == OutcomeClass::Auth => {
+            if let Err(e) = &result {
+                if e.class == OutcomeClass::Auth {
                     let _ = slot(shared, hypervisor, budget, h.login()).await;
-                    None
                 }
-                Err(_) => None,
             }
+            result.map(|pg| Truth::of_portgroup(site, hypervisor, pg))
         }
         NicLocation::Physical { switch, port } => {
-            let s = shared.adapters.switches.get(switch)?.clone();
+            let s = shared
+                .adapters
+                .switches
+                .get(switch)
+                .ok_or_else(|| missing(switch))?
+                .clone();
             let result = match shared.devices.get(switch) {
                 Some(queue) => {
                     let call = move |ports: Vec<String>| {
@@ -288,7 +365,7 @@ async fn read(shared: &Arc<Shared>, nic: &Nic) -> Option<Truth> {
                 }
                 None => bounded(budget.call_timeout_now(), s.get_port(port)).await,
             };
-            result.ok().map(|vlan| Truth::of_vlan(site, vlan))
+            result.map(|vlan| Truth::of_vlan(site, vlan))
         }
     }
 }

@@ -244,6 +244,41 @@ impl Rec {
         )
     }
 
+    /// A read of NIC `nic` of `lserver` that answers `shows` (the device's answer, which a
+    /// stale read makes differ from its truth).
+    pub fn read(
+        &mut self,
+        at: u64,
+        device: &str,
+        op: &str,
+        lserver: &str,
+        nic: usize,
+        shows: &str,
+    ) -> &mut Self {
+        self.call(at, device, op, lserver, Some(nic), None)
+            .reply("ok", shows)
+    }
+
+    /// Gives the last call's `Return` this result (ok | fail | unknown) and detail.
+    pub fn reply(&mut self, result: &str, detail: &str) -> &mut Self {
+        match self.run.history.last_mut() {
+            Some(HistoryEvent {
+                kind:
+                    EventKind::Return {
+                        result: r,
+                        detail: d,
+                        ..
+                    },
+                ..
+            }) => {
+                *r = result.into();
+                *d = detail.into();
+            }
+            _ => panic!("reply follows a call"),
+        }
+        self
+    }
+
     /// TruthChanged of NIC `nic` of `lserver`.
     pub fn truth(
         &mut self,
@@ -380,7 +415,7 @@ pub fn quarantine_vdi(rec: &mut Rec, lserver: &str, event_id: &str, id: i64, at:
         .started(at, id, lserver, "quarantine")
         .call(at, "vc-1", "set_nic", lserver, Some(0), Some("qr-a"))
         .truth(at + 40, lserver, 0, "op-a", "qr-a", false)
-        .call(at + 40, "vc-1", "get_nic", lserver, Some(0), None)
+        .read(at + 40, "vc-1", "get_nic", lserver, 0, "qr-a")
         .alert(
             at + 80,
             "quarantine-completed",

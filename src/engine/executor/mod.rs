@@ -170,7 +170,8 @@ impl OpCtx<'_> {
     }
 }
 
-fn missing(device: &str) -> DeviceError {
+/// The error of a call to a device the site names but no adapter serves.
+pub(super) fn missing(device: &str) -> DeviceError {
     DeviceError::new(
         OutcomeClass::Rejected,
         format!("no adapter or mapping for device {device}"),

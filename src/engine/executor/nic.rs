@@ -83,7 +83,9 @@ impl OpCtx<'_> {
                     .await?;
                 let result = match r {
                     Ok(pg) => (Truth::of_portgroup(site, hypervisor, pg), None),
-                    Err(e) if e.class == OutcomeClass::Auth => {
+                    // Log in for the next call, unless the deadline leaves none: a login then
+                    // would only keep the operation running past its deadline (R19).
+                    Err(e) if e.class == OutcomeClass::Auth && !self.remaining().is_zero() => {
                         self.login(hypervisor).await?;
                         (Truth::Unknown, Some(e.detail))
                     }

@@ -8,7 +8,7 @@ use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::{Entry, PlanNic};
 use crate::engine::state::{Halted, QueuedOp, Waiting};
 use crate::engine::types::*;
-use crate::model::LServerKind;
+use crate::model::{LServerKind, NicLocation};
 
 /// The release flow (R14): every NIC found on a quarantine network goes back to its operation
 /// network; records follow device truth.
@@ -55,10 +55,51 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
     .into_iter()
     .collect::<Result<Vec<NicMove>, Halted>>()?;
     let save_failures = save_switches(ctx, &moves).await?;
+    let moves = if save_failures.is_empty() {
+        verify_saved(ctx, moves).await?
+    } else {
+        moves
+    };
 
     let (outcome, staged) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
     staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
+}
+
+/// Reads again, after the save, every port a release moved on a persisting switch. A switch
+/// that reboots between the read that confirmed the move and the save comes back with its
+/// saved config (the quarantine VLAN), and the save then persists that: only a read after the
+/// save shows it (INV-4). A port found elsewhere than its operation network, or not read,
+/// counts as not moved back. The drift watch covers the same race for a quarantine; nothing
+/// watches a released L-Server.
+async fn verify_saved(ctx: &OpCtx<'_>, mut moves: Vec<NicMove>) -> Result<Vec<NicMove>, Halted> {
+    let saved = |mv: &NicMove| {
+        let nic = &ctx.ls.nics[mv.index];
+        mv.confirmed
+            && matches!(&nic.location, NicLocation::Physical { switch, .. }
+                if ctx.shared.site.switch(switch).is_some_and(|spec| spec.persist))
+    };
+    let reads = join_all(
+        moves
+            .iter()
+            .enumerate()
+            .filter(|(_, mv)| saved(mv))
+            .map(|(at, mv)| async move { (at, ctx.read(&ctx.ls.nics[mv.index]).await) }),
+    )
+    .await;
+    for (at, read) in reads {
+        let (truth, error) = read?;
+        let mv = &mut moves[at];
+        let network = &ctx.ls.nics[mv.index].network;
+        if truth.network() != Some(network.as_str()) {
+            mv.confirmed = false;
+            mv.why = Some(error.unwrap_or_else(|| {
+                format!("after the save the switch shows {}", truth.describe())
+            }));
+            mv.truth = truth;
+        }
+    }
+    Ok(moves)
 }
 
 /// Ends a release: records follow device truth (R14).
