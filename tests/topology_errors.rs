@@ -6,54 +6,7 @@ use std::path::Path;
 use quarantine_lab::model::load_topology_str;
 
 /// A small valid site; each test breaks one thing in it.
-const BASE: &str = r#"name = "bad"
-
-[[networks]]
-name = "op-a"
-role = "operation"
-vlan = 110
-subnet = "10.110.0.0/24"
-
-[[networks]]
-name = "qr-a"
-role = "quarantine"
-vlan = 910
-subnet = "10.210.0.0/24"
-
-[quarantine_map]
-"op-a" = "qr-a"
-
-[[hypervisors]]
-name = "vc-1"
-kind = "vcenter"
-latency = "40ms"
-portgroups = { "op-a" = "dvportgroup-110", "qr-a" = "dvportgroup-910" }
-
-[[switches]]
-name = "sw-1"
-kind = "nxapi"
-
-[[lservers]]
-path = "/tenant-a/vdi-001"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1001"
-nics = [ { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11" } ]
-
-[[lservers]]
-path = "/tenant-a/vdi-002"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1002"
-nics = [ { network = "op-a", ip = "10.110.0.12", mac = "00:50:56:00:00:12" } ]
-
-[[lservers]]
-path = "/tenant-a/sbc-01"
-kind = "physical"
-nics = [
-  { network = "op-a", ip = "10.110.0.50", mac = "00:19:99:00:00:50", switch = "sw-1", port = "Ethernet1/5" },
-]
-"#;
+const BASE: &str = include_str!("../fixtures/topologies/test-bad.toml");
 
 /// Loads `BASE` with `from` replaced by `to` (which must occur) and returns the error text.
 fn error_after(from: &str, to: &str) -> String {

@@ -61,22 +61,32 @@ async fn ok_resets_once() {
     assert_eq!(reset_with(vec![]).await, (None, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_is_rejected_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Reject, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Rejected), 0));
+/// One test per reset fault (R8): `name: effect [after delay] => class, resets;` runs one reset
+/// against that fault and asserts the client's error class (`None`: ok) and how many resets the
+/// simulated BMC really did.
+macro_rules! reset_outcomes {
+    ($($name:ident: $effect:ident $(after $delay:expr)? => $class:expr, $resets:literal;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                #[allow(unused_mut)]
+                let mut spec = fault(FaultEffect::$effect, None);
+                $(spec.delay = Some($delay);)?
+                let r = reset_with(vec![spec]).await;
+                assert_eq!(r, ($class, $resets), "{}", stringify!($effect));
+            }
+        )+
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_is_unavailable_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Unavailable, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Unavailable), 0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_is_busy_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Busy, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Busy), 0));
+reset_outcomes! {
+    reject_is_rejected_without_a_reset: Reject => Some(OutcomeClass::Rejected), 0;
+    unavailable_is_unavailable_without_a_reset: Unavailable => Some(OutcomeClass::Unavailable), 0;
+    busy_is_busy_without_a_reset: Busy => Some(OutcomeClass::Busy), 0;
+    a_second_refusal_after_renewal_is_auth: AuthExpired => Some(OutcomeClass::Auth), 0;
+    timeout_is_unknown_without_a_reset: Timeout after HANG => Some(OutcomeClass::Unknown), 0;
+    apply_then_timeout_is_unknown_after_a_reset: ApplyThenTimeout after HANG => Some(OutcomeClass::Unknown), 1;
+    connection_reset_after_send_is_unknown_after_a_reset: Reset => Some(OutcomeClass::Unknown), 1;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,38 +94,6 @@ async fn an_expired_session_is_renewed_within_the_call() {
     let (world, _server, client) = setup(vec![fault(FaultEffect::AuthExpired, Some(1))]).await;
     client.reset().await.unwrap();
     assert_eq!(world.reset_count(BMC), 1);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_refusal_after_renewal_is_auth() {
-    let r = reset_with(vec![fault(FaultEffect::AuthExpired, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Auth), 0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeout_is_unknown_without_a_reset() {
-    let mut hang = fault(FaultEffect::Timeout, None);
-    hang.delay = Some(HANG);
-    assert_eq!(
-        reset_with(vec![hang]).await,
-        (Some(OutcomeClass::Unknown), 0)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_timeout_is_unknown_after_a_reset() {
-    let mut hang = fault(FaultEffect::ApplyThenTimeout, None);
-    hang.delay = Some(HANG);
-    assert_eq!(
-        reset_with(vec![hang]).await,
-        (Some(OutcomeClass::Unknown), 1)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_reset_after_send_is_unknown_after_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Reset, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Unknown), 1));
 }
 
 /// The client's side of a reset connection, whatever the fault plan decides.

@@ -74,11 +74,37 @@ async fn ok_get_set_and_reset() {
     assert_eq!(world.reset_count(VC), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_is_rejected_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reject)]).await;
-    assert_eq!(class, Some(OutcomeClass::Rejected));
-    assert_eq!(truth.as_deref(), Some("op-a"));
+/// One test per `set_nic` fault (R8): `name: effect [after delay] => class, truth;` runs one
+/// `set_nic` to quarantine against that fault and asserts the client's error class (`None`: ok)
+/// and the network the simulated device really has afterwards.
+macro_rules! set_nic_outcomes {
+    ($($(#[$doc:meta])* $name:ident: $effect:ident $(after $delay:expr)? => $class:expr, $truth:literal;)+) => {
+        $(
+            $(#[$doc])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                #[allow(unused_mut)]
+                let mut spec = fault(CallKind::SetNic, FaultEffect::$effect);
+                $(spec.delay = Some($delay);)?
+                let (class, truth) = set_with(vec![spec]).await;
+                assert_eq!(class, $class, "class after {}", stringify!($effect));
+                assert_eq!(truth.as_deref(), Some($truth), "truth after {}", stringify!($effect));
+            }
+        )+
+    };
+}
+
+set_nic_outcomes! {
+    reject_is_rejected_and_not_applied: Reject => Some(OutcomeClass::Rejected), "op-a";
+    unavailable_is_unavailable_and_not_applied: Unavailable => Some(OutcomeClass::Unavailable), "op-a";
+    resource_busy_is_busy_and_not_applied: Busy => Some(OutcomeClass::Busy), "op-a";
+    apply_then_timeout_is_unknown_and_applied: ApplyThenTimeout after HANG => Some(OutcomeClass::Unknown), "qr-a";
+    /// The reply (500 ERROR) arrives in time, but nothing proves the change did not land.
+    a_hang_shorter_than_the_call_timeout_is_still_unknown: ApplyThenTimeout after Duration::from_millis(100) => Some(OutcomeClass::Unknown), "qr-a";
+    apply_then_error_is_rejected_but_applied: ApplyThenError => Some(OutcomeClass::Rejected), "qr-a";
+    accept_without_apply_is_ok_and_not_applied: AcceptWithoutApply => None, "op-a";
+    transport_reset_is_unknown_and_applied: Reset => Some(OutcomeClass::Unknown), "qr-a";
+    blackhole_is_unknown_and_not_applied: Blackhole => Some(OutcomeClass::Unknown), "op-a";
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,20 +118,6 @@ async fn unknown_objects_are_rejected() {
         .await
         .unwrap_err();
     assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_is_unavailable_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Unavailable)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unavailable));
-    assert_eq!(truth.as_deref(), Some("op-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resource_busy_is_busy_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Busy)]).await;
-    assert_eq!(class, Some(OutcomeClass::Busy));
-    assert_eq!(truth.as_deref(), Some("op-a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,63 +162,12 @@ async fn timeout_is_unknown_and_not_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_timeout_is_unknown_and_applied() {
-    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
-    hang.delay = Some(HANG);
-    let (class, truth) = set_with(vec![hang]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hang_shorter_than_the_call_timeout_is_still_unknown() {
-    // The reply (500 ERROR) arrives in time, but nothing proves the change did not land.
-    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
-    hang.delay = Some(Duration::from_millis(100));
-    let (class, truth) = set_with(vec![hang]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_error_is_rejected_but_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::ApplyThenError)]).await;
-    assert_eq!(class, Some(OutcomeClass::Rejected));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accept_without_apply_is_ok_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(
-        CallKind::SetNic,
-        FaultEffect::AcceptWithoutApply,
-    )])
-    .await;
-    assert_eq!(class, None);
-    assert_eq!(truth.as_deref(), Some("op-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_read_returns_the_previous_backing() {
     let (world, _server, client) =
         setup(vec![fault(CallKind::GetNic, FaultEffect::StaleRead)]).await;
     client.set_nic(VM, NIC, QR_PG).await.unwrap();
     assert_eq!(world.nic_network(&nic()).as_deref(), Some("qr-a"));
     assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transport_reset_is_unknown_and_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reset)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blackhole_is_unknown_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Blackhole)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("op-a"));
 }
 
 /// The client's side of the transport faults, whatever the fault plan decides: a reply the

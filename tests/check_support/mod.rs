@@ -7,7 +7,7 @@ use std::path::Path;
 
 use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
 use quarantine_lab::model::history::*;
-use quarantine_lab::model::{load_site, load_topology_str, Site};
+use quarantine_lab::model::{load_site, Site};
 
 /// A virtual L-Server of vdi-small on vc-1 (policy: quarantine).
 pub const VDI1: &str = "/tenant-a/vdi-001";
@@ -24,66 +24,18 @@ pub const WEB: &str = "/t/web-01";
 
 /// fixtures/topologies/vdi-small.toml.
 pub fn site() -> Site {
-    load_site(Path::new("fixtures/topologies/vdi-small.toml")).expect("fixture loads")
+    fixture_site("vdi-small")
+}
+
+/// fixtures/topologies/`name`.toml, loaded and checked.
+pub fn fixture_site(name: &str) -> Site {
+    let path = format!("fixtures/topologies/{name}.toml");
+    load_site(Path::new(&path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// One virtual L-Server with two NICs on two operation networks.
 pub fn two_nic_site() -> Site {
-    let text = r#"
-name = "two-nic"
-
-[[networks]]
-name = "op-a"
-role = "operation"
-vlan = 110
-subnet = "10.110.0.0/24"
-
-[[networks]]
-name = "op-b"
-role = "operation"
-vlan = 120
-subnet = "10.120.0.0/24"
-
-[[networks]]
-name = "qr-a"
-role = "quarantine"
-vlan = 910
-subnet = "10.210.0.0/24"
-
-[[networks]]
-name = "qr-b"
-role = "quarantine"
-vlan = 920
-subnet = "10.220.0.0/24"
-
-[quarantine_map]
-"op-a" = "qr-a"
-"op-b" = "qr-b"
-
-[[av_servers]]
-name = "osce"
-kind = "officescan"
-address = "127.0.0.1"
-
-[[hypervisors]]
-name = "vc-1"
-kind = "vcenter"
-max_concurrent = 4
-latency = "40ms"
-portgroups = { "op-a" = "pg-110", "op-b" = "pg-120", "qr-a" = "pg-910", "qr-b" = "pg-920" }
-
-[[lservers]]
-path = "/t/web-01"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1"
-nics = [
-  { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11", device = "4000" },
-  { network = "op-b", ip = "10.120.0.11", mac = "00:50:56:00:00:12", device = "4001" },
-]
-"#;
-    let topology = load_topology_str(Path::new("two-nic.toml"), text).expect("inline topology");
-    Site::new(topology).expect("site")
+    fixture_site("test-two-nic")
 }
 
 /// Parses an IP address literal.
