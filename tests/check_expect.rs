@@ -7,7 +7,7 @@ use std::time::Duration;
 use check_support::*;
 use quarantine_lab::check::{
     check_run, determinism_verdict, history_digest, verdict, AlertExpect, Expectations,
-    LServerExpect, Status, Summary,
+    LServerExpect, Measures, Status, Summary,
 };
 
 fn lserver_expect(outcome: &str) -> LServerExpect {
@@ -217,15 +217,20 @@ fn history_digest_is_stable_and_sensitive() {
     assert!(history_digest(&a.history).starts_with("sha256:"));
 }
 
-#[test]
-fn measures_of_a_clean_virtual_quarantine() {
+/// The measures of vdi-001 quarantined cleanly (`quarantined_vdi1`), with no expectations.
+fn clean_vdi1_measures() -> Measures {
     let site = site();
-    let m = check_run(
+    check_run(
         &site,
         &quarantined_vdi1(&site).build(),
         &Expectations::default(),
     )
-    .measures;
+    .measures
+}
+
+#[test]
+fn measures_of_a_clean_virtual_quarantine() {
+    let m = clean_vdi1_measures();
     assert_eq!(
         m.time_to_contain_ms,
         Summary {
@@ -287,13 +292,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
 fn an_optimal_run_meets_both_lower_bounds() {
     // `docs/measures.md`: a lower bound is what no engine can beat, so an optimal run
     // meets it exactly. vdi-001 contained at 40 ms, confirmed at 80 ms: ratio 1 for both pairs.
-    let site = site();
-    let m = check_run(
-        &site,
-        &quarantined_vdi1(&site).build(),
-        &Expectations::default(),
-    )
-    .measures;
+    let m = clean_vdi1_measures();
     assert!(m.makespan_ms >= m.lower_bound_ms && m.lower_bound_ms > 0);
     assert!(m.confirmed_makespan_ms >= m.confirmed_lower_bound_ms);
     assert!(m.confirmed_lower_bound_ms > m.lower_bound_ms);

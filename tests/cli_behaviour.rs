@@ -2,16 +2,11 @@
 //! unreachable engine has its own exit code (3), closed sets of values are checked by the parser
 //! (exit 2, listing the possible values), and renamed flags keep their old spelling.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn qlab() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qlab"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("QLAB_TOKEN");
-    command
-}
+use common::run::qlab_command as qlab;
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -26,10 +26,6 @@ fn scoped_config() -> String {
     )
 }
 
-async fn body(response: reqwest::Response) -> Value {
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_journal_names_who_released(
 ) {
@@ -127,27 +123,24 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         .iter()
         .all(|o| o.lserver != "/tenant-a/vdi-003"));
 
+    // The operator's command on vdi-003, accepted: its operation id.
+    let operate = |action: &'static str| {
+        let reply = post(
+            OPERATOR_TOKEN,
+            format!("/lservers/tenant-a/vdi-003/{action}"),
+            json!({}),
+        );
+        async move {
+            let reply = reply.await.unwrap();
+            assert_eq!(reply.status(), StatusCode::ACCEPTED, "{action}");
+            body(reply).await["operation"].as_i64().unwrap()
+        }
+    };
     // The operator quarantines (the devices are unreachable: it ends quarantine_failed, which
     // allows a release) and releases; both are journaled with its name.
-    let quarantine = post(
-        OPERATOR_TOKEN,
-        "/lservers/tenant-a/vdi-003/quarantine".into(),
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
-    let quarantine_id = body(quarantine).await["operation"].as_i64().unwrap();
+    let quarantine_id = operate("quarantine").await;
     daemon.engine().wait_idle().await;
-    let release = post(
-        OPERATOR_TOKEN,
-        "/lservers/tenant-a/vdi-003/release".into(),
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(release.status(), StatusCode::ACCEPTED);
-    let release_id = body(release).await["operation"].as_i64().unwrap();
+    let release_id = operate("release").await;
     for id in [quarantine_id, release_id] {
         let op = http()
             .get(format!("{base}/api/v1/operations/{id}"))
@@ -182,25 +175,15 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_the_single_token_of_older_configs_keeps_every_scope_and_is_named_default() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
-    let quarantine = http()
-        .post(format!(
-            "{base}/api/v1/lservers/tenant-a/vdi-003/quarantine"
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let quarantine = post_with_token(format!(
+        "{base}/api/v1/lservers/tenant-a/vdi-003/quarantine"
+    ))
+    .await;
     assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
     let id = body(quarantine).await["operation"].as_i64().unwrap();
-    let op = http()
-        .get(format!("{base}/api/v1/operations/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let op = get_with_token(format!("{base}/api/v1/operations/{id}")).await;
     assert_eq!(body(op).await["requested_by"], "default");
     daemon.shutdown().await;
 }

@@ -29,8 +29,7 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_openapi_document_is_served_without_a_token_and_is_openapi_3() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"), "{doc}");
     let paths = doc["paths"].as_object().unwrap();
@@ -80,8 +79,7 @@ async fn r18_openapi_document_is_served_without_a_token_and_is_openapi_3() {
 /// header naming exactly the documented methods of that routed path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     let paths = doc["paths"].as_object().unwrap();
     // The L-Server action paths share the routed path of `GET /lservers/{lserver}`: their
@@ -143,12 +141,7 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
     }
     assert_eq!(checked, paths.len() * METHODS.len());
     // An undocumented path is no route at all.
-    let reply = http()
-        .get(format!("{}/api/v1/nothing-here", daemon.api_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = get_with_token(format!("{}/api/v1/nothing-here", daemon.api_url())).await;
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
     daemon.shutdown().await;
 }
@@ -157,8 +150,7 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
 /// carries among the documented ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_real_refusals_are_documented_with_their_reasons() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     let base = daemon.api_url().to_string();
     let cases: Vec<(&str, &str, Option<&str>, Value)> = vec![

@@ -2,6 +2,9 @@
 //! serve` + one OfficeScan CEF syslog datagram → the simulated vCenter's own REST API shows the
 //! vNIC on the quarantine port group and `qlab engine status` shows the L-Server quarantined.
 
+mod common;
+
+use common::run::{json_of, qlab_command as qlab};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,13 +17,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn qlab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qlab"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("QLAB_TOKEN");
-    c
 }
 
 /// Starts `command` and returns it with its first stdout line parsed as JSON.
@@ -103,26 +99,18 @@ async fn cef_datagram_moves_the_vnic_to_quarantine_on_the_simulated_vcenter() {
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .build()
         .unwrap();
-    let session: String = http
-        .post(format!("{vcenter}/api/session"))
-        .basic_auth("qlab", Some("qlab"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nic: serde_json::Value = http
-        .get(format!(
+    let session: String = json_of(
+        http.post(format!("{vcenter}/api/session"))
+            .basic_auth("qlab", Some("qlab")),
+    )
+    .await;
+    let nic: serde_json::Value = json_of(
+        http.get(format!(
             "{vcenter}/api/vcenter/vm/vm-1001/hardware/ethernet/4000"
         ))
-        .header("vmware-api-session-id", session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .header("vmware-api-session-id", session),
+    )
+    .await;
     assert_eq!(nic["backing"]["network"], "dvportgroup-910", "{nic}");
     assert!(Path::new(&dir.path().join("qlab-journal.sqlite")).exists());
 }

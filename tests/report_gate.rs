@@ -2,30 +2,17 @@
 //! (`qlab report merge`), balanced shards, the gate against a baseline (`qlab gate`), retries
 //! and flaky runs, and report.html.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::run::{qlab_output as qlab, text};
 use serde_json::Value;
 
 /// Fast folders of the library: every kind of verdict the merge must keep, in a second or two.
 const LIBRARY: [&str; 2] = ["scenarios/ingest", "scenarios/rollback"];
-
-fn qlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("qlab runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")

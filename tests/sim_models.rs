@@ -2,15 +2,19 @@
 //! switch reboots, AV delivery faults, and the history they record (Invoke / Return /
 //! TruthChanged, including calls the caller cuts off).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quarantine_lab::adapters::{Adapters, Email, OutcomeClass};
 use quarantine_lab::model::history::{EventKind, HistoryEvent, NicRef};
-use quarantine_lab::model::{load_site, Category, Detection, Site};
+use quarantine_lab::model::{load_site, Detection, Site};
 use quarantine_lab::sim::{CallKind, DeviceOp, FaultEffect, FaultSpec, Recorder, Reply, SimWorld};
 use tokio::time::Instant;
+
+use common::detection;
 
 const OP_PG: &str = "dvportgroup-110";
 const QR_PG: &str = "dvportgroup-910";
@@ -548,18 +552,6 @@ async fn sinks_keep_emails_and_syslog_lines() {
         .unwrap();
     assert_eq!(world.emails(), vec![email]);
     assert_eq!(world.syslog_lines(), vec!["<11>1 line".to_string()]);
-}
-
-fn detection(ip: &str, event_id: &str) -> Detection {
-    Detection {
-        source: "osce".into(),
-        event_id: event_id.into(),
-        ip: Some(ip.parse().unwrap()),
-        mac: None,
-        hostname: None,
-        threat: "TROJ_GENERIC.A".into(),
-        category: Category::Virus,
-    }
 }
 
 fn ids(deliveries: &[(Duration, Detection)]) -> Vec<(u64, String)> {

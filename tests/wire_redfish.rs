@@ -4,10 +4,13 @@
 //! client against a wiremock server replaying them, the simulator by comparing its replies'
 //! shapes with them (neither side's code builds the other's shapes).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::run::json_of;
 use quarantine_lab::adapters::redfish::RedfishClient;
 use quarantine_lab::adapters::{Bmc, OutcomeClass};
 use quarantine_lab::model::{load_site, Site};
@@ -118,9 +121,7 @@ async fn proxy_reset_after_send_is_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_unavailable() {
     let (_world, server, client) = setup(vec![]).await;
-    drop(server);
-    // The proxy's listener closes when its aborted task is dropped; give it a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    golden_support::stop(server).await;
     let e = client.reset().await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
 }
@@ -746,15 +747,11 @@ async fn r13_simulator_sessions_are_bounded() {
         let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
         first.get_or_insert(token);
     }
-    let sessions: Value = http
-        .get(format!("{base}/redfish/v1/SessionService/Sessions"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = json_of(
+        http.get(format!("{base}/redfish/v1/SessionService/Sessions"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(sessions["Members@odata.count"], redfish::MAX_SESSIONS);
     let r = http
         .get(format!("{base}/redfish/v1/Systems"))

@@ -2,6 +2,8 @@
 //! test per device call outcome (R8): what the client reports, and whether the simulated
 //! device really changed (device truth from the world).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod golden_support;
+use common::run::json_of;
 use golden_support::{golden, same_shape};
 
 const VC: &str = "vc-1";
@@ -193,9 +196,7 @@ async fn proxy_transport_faults_are_unknown() {
 async fn connection_refused_is_unavailable() {
     let (_world, server, client) = setup(vec![]).await;
     client.login().await.unwrap();
-    drop(server);
-    // The proxy's listener closes when its aborted task is dropped; give it a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    golden_support::stop(server).await;
     let e = client.set_nic(VM, NIC, QR_PG).await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
 }
@@ -216,10 +217,7 @@ async fn login_faults_and_wrong_credentials_fail_the_login() {
 /// Raw HTTP against the simulator: what a vSphere client that is not ours would see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_speaks_the_vsphere_format() {
-    let (_world, server, _client) = setup(vec![]).await;
-    let http = reqwest::Client::new();
-    let base = server.url();
-    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    let (_server, http, base, nic_url) = raw_simulator().await;
 
     let r = http.get(&nic_url).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -262,7 +260,17 @@ async fn simulator_speaks_the_vsphere_format() {
     assert_eq!(body["error_type"], "INVALID_ARGUMENT");
 }
 
-async fn session(http: &reqwest::Client, base: &str) -> String {
+/// A simulator without faults for raw HTTP: the server (keep it), a client, its base URL and
+/// the URL of vdi-001's vNIC.
+async fn raw_simulator() -> (WireServer, reqwest::Client, String, String) {
+    let (_world, server, _client) = setup(vec![]).await;
+    let base = server.url();
+    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    (server, reqwest::Client::new(), base, nic_url)
+}
+
+/// Logs in with the default credentials; the reply's body (the session id as a JSON string).
+async fn session_reply(http: &reqwest::Client, base: &str) -> Value {
     let r = http
         .post(format!("{base}/api/session"))
         .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
@@ -270,7 +278,13 @@ async fn session(http: &reqwest::Client, base: &str) -> String {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
-    r.json::<String>().await.unwrap()
+    r.json().await.unwrap()
+}
+
+/// A session id of the default user.
+async fn session(http: &reqwest::Client, base: &str) -> String {
+    let reply = session_reply(http, base).await;
+    reply.as_str().expect("a JSON string").to_string()
 }
 
 /// The real engine quarantines a VDI desktop through the real client and the simulator, and
@@ -307,17 +321,13 @@ async fn engine_quarantines_through_the_wire() {
     let http = reqwest::Client::new();
     let base = server.url();
     let token = session(&http, &base).await;
-    let body: Value = http
-        .get(format!(
+    let body: Value = json_of(
+        http.get(format!(
             "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
         ))
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .header("vmware-api-session-id", &token),
+    )
+    .await;
     assert_eq!(body["backing"]["network"], QR_PG);
 }
 
@@ -421,10 +431,7 @@ fn golden_r8_vcenter_client_classifies_the_documented_errors() {
 /// update, and each error a fault or a bad request produces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
-    let (_world, server, _client) = setup(vec![]).await;
-    let http = reqwest::Client::new();
-    let base = server.url();
-    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    let (_server, http, base, nic_url) = raw_simulator().await;
     let check = |name: &str, actual: &Value| {
         same_shape(&golden(GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
     };
@@ -433,14 +440,7 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
     assert_eq!(r.status(), 401);
     check("error-unauthenticated.reply.json", &r.json().await.unwrap());
 
-    let r = http
-        .post(format!("{base}/api/session"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let token: Value = r.json().await.unwrap();
+    let token = session_reply(&http, &base).await;
     check("session-create.reply.json", &token);
     let token = token.as_str().unwrap().to_string();
     let get = |url: String| {

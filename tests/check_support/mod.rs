@@ -170,8 +170,7 @@ impl Rec {
             "sw-1" => 150,
             _ => 0,
         };
-        let call = self.next_call;
-        self.next_call += 1;
+        let call = next(&mut self.next_call);
         self.push(
             at,
             EventKind::Invoke {
@@ -206,19 +205,7 @@ impl Rec {
         to: &str,
         in_release: bool,
     ) -> &mut Self {
-        self.push(
-            at,
-            EventKind::TruthChanged {
-                nic: NicRef {
-                    lserver: lserver.into(),
-                    nic,
-                },
-                from: Some(from.into()),
-                to: Some(to.into()),
-                in_release,
-                by: None,
-            },
-        )
+        self.truth_changed(at, (lserver, nic), (from, to), in_release, None)
     }
 
     /// TruthChanged of NIC `nic` of `lserver` that no device call of the engine made: `by` is
@@ -232,6 +219,18 @@ impl Rec {
         to: &str,
         by: &str,
     ) -> &mut Self {
+        self.truth_changed(at, (lserver, nic), (from, to), false, Some(by))
+    }
+
+    /// TruthChanged of NIC `nic` of `lserver` from one network to another.
+    fn truth_changed(
+        &mut self,
+        at: u64,
+        (lserver, nic): (&str, usize),
+        (from, to): (&str, &str),
+        in_release: bool,
+        by: Option<&str>,
+    ) -> &mut Self {
         self.push(
             at,
             EventKind::TruthChanged {
@@ -241,8 +240,8 @@ impl Rec {
                 },
                 from: Some(from.into()),
                 to: Some(to.into()),
-                in_release: false,
-                by: Some(by.into()),
+                in_release,
+                by: by.map(str::to_string),
             },
         )
     }
@@ -256,8 +255,7 @@ impl Rec {
         lserver: Option<&str>,
         operation: Option<i64>,
     ) -> &mut Self {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = next(&mut self.next_seq);
         self.push(
             at,
             EventKind::Alert {
@@ -371,4 +369,11 @@ pub fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
 pub fn assert_status(report: &CheckReport, id: &str, status: Status) {
     let v = inv(report, id);
     assert_eq!(v.status, status, "{id}: {}", v.detail);
+}
+
+/// The counter's value, then counts one up.
+fn next<T: Copy + std::ops::AddAssign + From<u8>>(counter: &mut T) -> T {
+    let value = *counter;
+    *counter += T::from(1);
+    value
 }

@@ -10,6 +10,24 @@
 //! out at once (`Harness::move_by_hand`); a device that slows down mid-run is a `delay` fault.
 #![allow(dead_code)]
 
+pub mod run;
+
+/// One snapshot test per error: `name: from => to;` snapshots `error_after(from, to)` (the
+/// including file's: the error after replacing `from` with `to` in its base text); the snapshot
+/// is named after the test.
+#[allow(unused_macros)]
+macro_rules! snapshot_after {
+    ($($(#[$doc:meta])* $name:ident: $from:expr => $to:expr;)+) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $name() {
+                insta::assert_snapshot!(error_after($from, $to));
+            }
+        )+
+    };
+}
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -85,6 +103,13 @@ pub struct Call {
     pub value: Option<String>,
     /// `ok`, `fail` or `unknown`; `None` while the call is in flight.
     pub result: Option<String>,
+}
+
+/// `fixtures/<rel>` as an absolute path, so a scenario written anywhere can point at it.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
 }
 
 /// A small site: two tenants, virtual and physical L-Servers, one with two NICs.
