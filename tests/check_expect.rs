@@ -259,8 +259,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
     let mut rec = Rec::new(&site);
     for (i, (ls, at)) in [(SBC1, 0u64), (SBC2, 100)].into_iter().enumerate() {
         let id = i as i64 + 1;
-        rec.ack(at, &format!("e-{id}"), Some(ls), "accepted", Some(id))
-            .started(at, id, ls, "quarantine")
+        rec.accepted(at, &format!("e-{id}"), ls, id, "quarantine")
             .call(
                 at + 150 * i as u64,
                 "sw-1",
@@ -301,8 +300,7 @@ fn an_optimal_run_meets_both_lower_bounds() {
 /// vdi-001 quarantined slowly: contained at 100 ms (bound 40), confirmed at 150 ms (bound 80).
 fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::history::RunRecord {
     let mut rec = Rec::new(site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(100, VDI1, 0, "op-a", "qr-a", false)
         .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
@@ -464,8 +462,7 @@ fn outcomes_count_every_lserver_of_the_site() {
 fn time_to_alert_measures_failed_operations() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(1_000, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(1_000, 1, VDI2, "reboot")
+    rec.accepted(1_000, "e-1", VDI2, 1, "reboot")
         .alert(6_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
         .finished(6_000, 1, VDI2, "reboot_failed");
     let m = check_run(&site, &rec.build(), &Expectations::default()).measures;

@@ -2,8 +2,11 @@
 //! errors with reasons, detections acknowledged only once journaled, L-Server paths with
 //! slashes, command refusals, health without a token.
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use quarantine_lab::daemon::metrics::Reject;
 use quarantine_lab::engine::Journal;
@@ -31,12 +34,12 @@ async fn r18_requests_without_a_valid_token_get_401() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body(wrong).await["reason"], "unauthorized");
     // A POST without a token never reaches the engine.
-    let post = http()
-        .post(format!("{}/api/v1/detections", daemon.api_url()))
-        .json(&detection("e-1", "10.110.0.11"))
-        .send()
-        .await
-        .unwrap();
+    let post = sent(
+        http()
+            .post(format!("{}/api/v1/detections", daemon.api_url()))
+            .json(&detection("e-1", "10.110.0.11")),
+    )
+    .await;
     assert_eq!(post.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(daemon.metrics().rejected(Reject::Unauthorized), 3);
     let ok = http().get(&url).bearer_auth(TOKEN).send().await.unwrap();
@@ -115,13 +118,13 @@ async fn r18_bad_bodies_are_refused_with_a_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_a_detection_is_acknowledged_with_202_only_once_journaled() {
     let (lab, daemon) = started().await;
-    let reply = http()
-        .post(format!("{}/api/v1/detections", daemon.api_url()))
-        .bearer_auth(TOKEN)
-        .json(&detection("e-1", "10.110.0.11"))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        http()
+            .post(format!("{}/api/v1/detections", daemon.api_url()))
+            .bearer_auth(TOKEN)
+            .json(&detection("e-1", "10.110.0.11")),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     let receipt = body(reply).await;
     let id = receipt["id"].as_i64().unwrap();
@@ -223,24 +226,20 @@ async fn commands_answer_202_404_409_and_400_with_reasons() {
 async fn health_needs_no_token_and_alerts_page_by_sequence() {
     let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
-    let health = http()
-        .get(format!("{base}/api/v1/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = sent(http().get(format!("{base}/api/v1/health"))).await;
     assert_eq!(health.status(), StatusCode::OK);
     let health = body(health).await;
     assert_eq!(health["ok"], true);
     assert_eq!(health["halted"], false);
 
     // R3: an address nobody has gives one lserver-not-found alert.
-    let reply = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&detection("e-9", "10.99.0.1"))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        http()
+            .post(format!("{base}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&detection("e-9", "10.99.0.1")),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     assert_eq!(body(reply).await["disposition"], "not_found");
     let alerts = get_with_token(format!("{base}/api/v1/alerts?since=0")).await;

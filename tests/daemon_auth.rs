@@ -2,8 +2,11 @@
 //! release or decide; commands are journaled with the name of the token that made them and
 //! `GET /operations/{id}` shows it; the single token of older configs keeps every scope.
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use quarantine_lab::daemon::auth::digest_hex;
 use quarantine_lab::daemon::config::EngineConfig;
@@ -100,12 +103,12 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         assert_eq!(reply.status(), StatusCode::FORBIDDEN, "{method} {path}");
     }
     // A read-only token reads but does not operate.
-    let monitor_reads = http()
-        .get(format!("{base}/api/v1/lservers"))
-        .bearer_auth(MONITOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let monitor_reads = sent(
+        http()
+            .get(format!("{base}/api/v1/lservers"))
+            .bearer_auth(MONITOR_TOKEN),
+    )
+    .await;
     assert_eq!(monitor_reads.status(), StatusCode::OK);
     let monitor_releases = post(
         MONITOR_TOKEN,
@@ -142,12 +145,12 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
     daemon.engine().wait_idle().await;
     let release_id = operate("release").await;
     for id in [quarantine_id, release_id] {
-        let op = http()
-            .get(format!("{base}/api/v1/operations/{id}"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let op = sent(
+            http()
+                .get(format!("{base}/api/v1/operations/{id}"))
+                .bearer_auth(OPERATOR_TOKEN),
+        )
+        .await;
         assert_eq!(op.status(), StatusCode::OK);
         assert_eq!(body(op).await["requested_by"], "soc-operator");
     }

@@ -5,7 +5,6 @@ mod common;
 
 mod daemon_support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -150,14 +149,19 @@ fn engine_serve_prints_the_ready_line() {
     assert_eq!(status, reqwest::StatusCode::OK);
 }
 
+/// `qlab engine serve --config <config>` run to its exit (a config it refuses).
+fn serve_to_exit(config: &std::path::Path) -> Output {
+    qlab()
+        .args(["engine", "serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn engine_serve_exits_2_on_a_bad_config_naming_file_and_line() {
     let lab = lab_with(|t| t, "[[devices]]\nname = \"vc-9\"\nurl = \"http://127.0.0.1:1\"\nuser = \"u\"\npassword = \"p\"\n");
-    let out = qlab()
-        .args(["engine", "serve", "--config"])
-        .arg(&lab.config)
-        .output()
-        .unwrap();
+    let out = serve_to_exit(&lab.config);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("engine.toml:"), "{stderr}");
@@ -168,11 +172,7 @@ fn engine_serve_exits_2_on_a_bad_config_naming_file_and_line() {
     let empty = lab_with(|t| t, "");
     let text = std::fs::read_to_string(&empty.config).unwrap();
     std::fs::write(&empty.config, text.replace(TOKEN, "")).unwrap();
-    let out = qlab()
-        .args(["engine", "serve", "--config"])
-        .arg(&empty.config)
-        .output()
-        .unwrap();
+    let out = serve_to_exit(&empty.config);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
 }
@@ -192,9 +192,8 @@ fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_pan
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    let line =
+        first_line(child.stdout.take().unwrap(), Duration::from_secs(30)).unwrap_or_default();
     let Ok(ready) = serde_json::from_str::<Value>(&line) else {
         let out = child.wait_with_output().unwrap();
         panic!("no ready line: {line:?}; {out:?}");

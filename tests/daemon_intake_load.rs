@@ -9,7 +9,7 @@ mod daemon_support;
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
-use common::run::json_of;
+use common::run::{json_of, sent};
 use daemon_support::*;
 use quarantine_lab::daemon::metrics::{Channel, Reject};
 use quarantine_lab::engine::Journal;
@@ -43,11 +43,7 @@ async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 async fn health(base: &str) -> (StatusCode, Value) {
-    let r = http()
-        .get(format!("{base}/api/v1/health"))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http().get(format!("{base}/api/v1/health"))).await;
     let status = r.status();
     (status, r.json().await.unwrap())
 }

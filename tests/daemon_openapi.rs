@@ -3,8 +3,11 @@
 //! serves, every other method on a known path answers 405 with `Allow`, and the replies of a
 //! few real requests fit the document's schemas (R18: refusals documented with their reasons).
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -12,11 +15,7 @@ use serde_json::{json, Value};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 
 async fn document(daemon: &quarantine_lab::daemon::Daemon) -> Value {
-    let reply = http()
-        .get(format!("{}/api/v1/openapi.json", daemon.api_url()))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(http().get(format!("{}/api/v1/openapi.json", daemon.api_url()))).await;
     assert_eq!(reply.status(), StatusCode::OK);
     reply.json().await.unwrap()
 }
@@ -106,14 +105,14 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
         let url = format!("{}{}", daemon.api_url(), concrete(path));
         let documented = routed_methods(path);
         for method in METHODS {
-            let reply = http()
-                .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
-                .bearer_auth(TOKEN)
-                .header("content-type", "application/json")
-                .body(if method == "POST" { "{}" } else { "" })
-                .send()
-                .await
-                .unwrap();
+            let reply = sent(
+                http()
+                    .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(if method == "POST" { "{}" } else { "" }),
+            )
+            .await;
             let status = reply.status();
             if documented.iter().any(|m| m == method) {
                 assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

@@ -9,7 +9,7 @@ mod daemon_support;
 use std::process::Command;
 use std::time::Duration;
 
-use common::run::{engine_serve, first_line, qlab_command};
+use common::run::{engine_serve, first_line, qlab_command, sent};
 use daemon_support::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -17,14 +17,14 @@ use serde_json::{json, Value};
 const POLICY_ACTIONS: &str = "[policy.actions]\n\"/tenant-a/vdi-002\" = \"reboot\"\n";
 
 async fn notify(base: &str, event_id: &str, ip: &str) -> Value {
-    let reply = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"source": "osce", "event_id": event_id, "ip": ip,
-                      "threat": "TROJ_GENERIC.A", "category": "virus"}))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        http()
+            .post(format!("{base}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"source": "osce", "event_id": event_id, "ip": ip,
+                      "threat": "TROJ_GENERIC.A", "category": "virus"})),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     reply.json().await.unwrap()
 }

@@ -4,8 +4,7 @@
 
 mod common;
 
-use common::run::{json_of, qlab_command as qlab};
-use std::io::{BufRead, BufReader};
+use common::run::{first_line, json_of, qlab_command as qlab};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,9 +25,8 @@ fn start_ready(mut command: Command) -> (Killed, serde_json::Value) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let line = first_line(child.stdout.take().unwrap(), Duration::from_secs(60))
+        .expect("a ready line within 60 s");
     let ready: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
     assert_eq!(ready["ready"], true);

@@ -47,6 +47,7 @@ fn error_after(from: &str, to: &str) -> String {
 }
 
 snapshot_after! {
+    error_after;
     unknown_key_in_an_event: "at = \"30s\"\n" => "at = \"30s\"\nafter = \"10s\"\n";
     bad_duration: "until = \"20s\"" => "until = \"twenty\"";
     unknown_device_in_a_fault: "device = \"vc-1\"" => "device = \"vc-2\"";
@@ -184,6 +185,14 @@ fn outbreak_error(from: &str, to: &str) -> String {
     error_after(BASE_DETECT, &OUTBREAK.replacen(from, to, 1))
 }
 
+snapshot_after! {
+    outbreak_error;
+    outbreak_unknown_source: "source = \"osce\"" => "source = \"sepm\"";
+    outbreak_matching_no_lserver: "\"/tenant-a/\"" => "\"/tenant-z/\"";
+    outbreak_prefix_that_is_not_a_path: "\"/tenant-a/\"" => "\"tenant-a\"";
+    outbreak_bad_duration: "over = \"1s\"" => "over = \"a second\"";
+}
+
 #[test]
 fn outbreak_replaces_a_detection() {
     let (_dir, result) = load_text(&BASE.replacen(BASE_DETECT, OUTBREAK, 1));
@@ -207,26 +216,6 @@ fn outbreak_replaces_a_detection() {
             "/tenant-a/vdi-003"
         ]
     );
-}
-
-#[test]
-fn outbreak_unknown_source() {
-    insta::assert_snapshot!(outbreak_error("source = \"osce\"", "source = \"sepm\""));
-}
-
-#[test]
-fn outbreak_matching_no_lserver() {
-    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"/tenant-z/\""));
-}
-
-#[test]
-fn outbreak_prefix_that_is_not_a_path() {
-    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"tenant-a\""));
-}
-
-#[test]
-fn outbreak_bad_duration() {
-    insta::assert_snapshot!(outbreak_error("over = \"1s\"", "over = \"a second\""));
 }
 
 #[test]

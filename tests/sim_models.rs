@@ -79,6 +79,15 @@ fn net(s: &str) -> Option<String> {
     Some(s.to_string())
 }
 
+/// What `pick` takes from each event the recorder holds, in order.
+fn recorded<T>(recorder: &Recorder, pick: impl Fn(EventKind) -> Option<T>) -> Vec<T> {
+    recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| pick(e.kind))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_nic_starts_on_its_operation_network() {
     let (world, _, _) = world(vec![]);
@@ -381,14 +390,10 @@ async fn heal_removes_the_faults_of_a_device_or_all() {
     assert!(sw.get_port("Ethernet1/5").await.is_err());
     world.heal("all");
     assert!(sw.get_port("Ethernet1/5").await.is_ok());
-    let heals: Vec<String> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Heal { target } => Some(target),
-            _ => None,
-        })
-        .collect();
+    let heals: Vec<String> = recorded(&recorder, |kind| match kind {
+        EventKind::Heal { target } => Some(target),
+        _ => None,
+    });
     assert_eq!(heals, ["vc-1", "all"]);
 }
 
@@ -451,14 +456,10 @@ async fn resets_are_counted_and_recorded() {
     assert_eq!(world.reset_count("vc-1"), 1);
     assert_eq!(world.reset_count("irmc-sbc-02"), 1);
     assert_eq!(world.reset_count("irmc-sbc-01"), 0);
-    let resets: Vec<String> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Reset { lserver } => Some(lserver),
-            _ => None,
-        })
-        .collect();
+    let resets: Vec<String> = recorded(&recorder, |kind| match kind {
+        EventKind::Reset { lserver } => Some(lserver),
+        _ => None,
+    });
     assert_eq!(resets, ["/tenant-a/vdi-002", "/tenant-b/sbc-02"]);
 }
 

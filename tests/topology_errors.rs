@@ -28,6 +28,7 @@ fn base_topology_is_valid() {
 }
 
 snapshot_after! {
+    error_after;
     unknown_top_level_key: "name = \"bad\"\n" => "name = \"bad\"\nnmae = \"x\"\n";
     unknown_key_in_nic_inline_table: "switch = \"sw-1\", port" => "switch = \"sw-1\", vlan = 5, port";
     bad_duration: "latency = \"40ms\"" => "latency = \"fast\"";

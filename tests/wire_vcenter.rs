@@ -21,7 +21,7 @@ use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod golden_support;
-use common::run::json_of;
+use common::run::{json_of, sent};
 use golden_support::{golden, same_shape};
 
 const VC: &str = "vc-1";
@@ -225,36 +225,29 @@ async fn simulator_speaks_the_vsphere_format() {
     assert_eq!(body["error_type"], "UNAUTHENTICATED");
 
     let token = session(&http, &base).await;
-    let r = http
-        .get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
+            .header("vmware-api-session-id", &token),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert_eq!(list, serde_json::json!([{"nic": NIC}]));
 
-    let r = http
-        .get(&nic_url)
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http.get(&nic_url).header("vmware-api-session-id", &token)).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["mac_address"], "00:50:56:00:00:11");
     assert_eq!(body["backing"]["network"], OP_PG);
     assert_eq!(body["backing"]["type"], "DISTRIBUTED_PORTGROUP");
     assert_eq!(body["label"], "Network adapter 1");
 
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", &token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", &token)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_type"], "INVALID_ARGUMENT");
@@ -271,12 +264,11 @@ async fn raw_simulator() -> (WireServer, reqwest::Client, String, String) {
 
 /// Logs in with the default credentials; the reply's body (the session id as a JSON string).
 async fn session_reply(http: &reqwest::Client, base: &str) -> Value {
-    let r = http
-        .post(format!("{base}/api/session"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(format!("{base}/api/session"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
@@ -466,13 +458,12 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
 
     let mut spec = golden(GOLDENS, "ethernet-update.request.json");
     spec["backing"]["network"] = Value::from(QR_PG);
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", token.as_str())
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", token.as_str())
+            .json(&spec),
+    )
+    .await;
     assert_eq!(r.status(), 204);
 
     let r = get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/4099"))
@@ -483,13 +474,12 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
     check("error-not-found.reply.json", &body);
     assert_eq!(body["error_type"], "NOT_FOUND");
 
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", token.as_str())
-        .json(&serde_json::json!({"backing": {"type": "FLOPPY", "network": QR_PG}}))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", token.as_str())
+            .json(&serde_json::json!({"backing": {"type": "FLOPPY", "network": QR_PG}})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     check(
         "error-invalid-argument.reply.json",
@@ -519,15 +509,14 @@ async fn golden_vcenter_simulator_faults_are_the_documented_errors() {
         let http = reqwest::Client::new();
         let base = server.url();
         let token = session(&http, &base).await;
-        let r = http
-            .patch(format!(
+        let r = sent(
+            http.patch(format!(
                 "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
             ))
             .header("vmware-api-session-id", &token)
-            .json(&golden(GOLDENS, "ethernet-update.request.json"))
-            .send()
-            .await
-            .unwrap();
+            .json(&golden(GOLDENS, "ethernet-update.request.json")),
+        )
+        .await;
         assert_eq!(r.status(), status, "{name}");
         let body: Value = r.json().await.unwrap();
         same_shape(&golden(GOLDENS, name), &body, name).unwrap_or_else(|e| panic!("{e}"));

@@ -142,6 +142,20 @@ impl Rec {
         )
     }
 
+    /// A detection of `lserver` acknowledged as accepted at `at`, and the operation `id` of
+    /// `kind` it started, at the same moment.
+    pub fn accepted(
+        &mut self,
+        at: u64,
+        event_id: &str,
+        lserver: &str,
+        id: i64,
+        kind: &str,
+    ) -> &mut Self {
+        self.ack(at, event_id, Some(lserver), "accepted", Some(id))
+            .started(at, id, lserver, kind)
+    }
+
     /// OperationFinished.
     pub fn finished(&mut self, at: u64, id: i64, lserver: &str, outcome: &str) -> &mut Self {
         self.push(

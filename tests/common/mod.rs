@@ -8,21 +8,31 @@
 //! (`match`) and `times`, at the start (`Harness::with_faults`) or from a moment of the test on
 //! (`Harness::fault_now`). A NIC moved by someone else is an `external_change` fault carried
 //! out at once (`Harness::move_by_hand`); a device that slows down mid-run is a `delay` fault.
+//!
+//! Shared by every test file that includes it: [`run`] (the `qlab` binary and replies of the
+//! servers under test), [`fixture_path`], and `snapshot_after!` (one named snapshot test per
+//! edit of a file's base text).
+//!
+//! Texts the tests load live in `fixtures/`, named `test-*`: `fixtures/topologies/test-*.toml`
+//! are valid topologies (CI validates every file there); `fixtures/scenarios/test-*.toml` are
+//! scenario texts a test completes, either with `@TOPOLOGY@` replaced by the fixture topology's
+//! absolute path or as a body after a header the test writes, so none of them is loadable
+//! alone. Where a test asserts line numbers, a fixture's comment sits where it moves no line.
 #![allow(dead_code)]
 
 pub mod run;
 
-/// One snapshot test per error: `name: from => to;` snapshots `error_after(from, to)` (the
-/// including file's: the error after replacing `from` with `to` in its base text); the snapshot
-/// is named after the test.
+/// One snapshot test per edit: `snapshot_after! { f; name: from => to; ... }` makes a test
+/// `name` that snapshots `f(from, to)` (the including file's error text after replacing `from`
+/// with `to` in its base text); the snapshot is named after the test.
 #[allow(unused_macros)]
 macro_rules! snapshot_after {
-    ($($(#[$doc:meta])* $name:ident: $from:expr => $to:expr;)+) => {
+    ($error:ident; $($(#[$doc:meta])* $name:ident: $from:expr => $to:expr;)+) => {
         $(
             $(#[$doc])*
             #[test]
             fn $name() {
-                insta::assert_snapshot!(error_after($from, $to));
+                insta::assert_snapshot!($error($from, $to));
             }
         )+
     };

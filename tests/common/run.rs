@@ -58,7 +58,12 @@ pub fn first_line(stdout: ChildStdout, timeout: Duration) -> Option<String> {
     rx.recv_timeout(timeout).ok()
 }
 
+/// Sends `request`; fails the test on a transport error (the reply's status is the caller's).
+pub async fn sent(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.unwrap()
+}
+
 /// Sends `request` and decodes its JSON reply; fails the test on a transport or decoding error.
 pub async fn json_of<T: serde::de::DeserializeOwned>(request: reqwest::RequestBuilder) -> T {
-    request.send().await.unwrap().json().await.unwrap()
+    sent(request).await.json().await.unwrap()
 }
