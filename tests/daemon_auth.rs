@@ -157,23 +157,18 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
     daemon.engine().wait_idle().await;
     daemon.shutdown().await;
 
+    // The journal file itself names who did what.
     let conn = rusqlite::Connection::open(&lab.journal).unwrap();
-    let released_by: Option<String> = conn
-        .query_row(
-            "SELECT requested_by FROM operations WHERE kind = 'release' AND lserver = '/tenant-a/vdi-003'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(released_by.as_deref(), Some("soc-operator"));
-    let submitted_by: Option<String> = conn
-        .query_row(
-            "SELECT submitted_by FROM detections WHERE event_id = 'evt-1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(submitted_by.as_deref(), Some("osce-script"));
+    let column = |sql: &str| -> Option<String> { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        column("SELECT requested_by FROM operations WHERE kind = 'release' AND lserver = '/tenant-a/vdi-003'")
+            .as_deref(),
+        Some("soc-operator")
+    );
+    assert_eq!(
+        column("SELECT submitted_by FROM detections WHERE event_id = 'evt-1'").as_deref(),
+        Some("osce-script")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

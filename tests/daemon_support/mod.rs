@@ -79,6 +79,12 @@ pub async fn started() -> (Lab, Daemon) {
     (lab, daemon)
 }
 
+/// How many detections the lab's journal holds (read through a connection of its own).
+pub fn journaled_detections(lab: &Lab) -> u64 {
+    let journal = quarantine_lab::engine::Journal::open(&lab.journal).unwrap();
+    journal.detection_count().unwrap()
+}
+
 /// An HTTP client with a short timeout.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
