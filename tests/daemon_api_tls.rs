@@ -98,15 +98,15 @@ async fn r18_api_tls_misconfigurations_name_the_key_and_the_file() {
     let pki = pki();
     // One without the other; a file that is not there; a key file with no key in it.
     for (extra, key, word) in [
-        ("tls_cert = \"api-cert.pem\"\n", "api.tls_key", "missing"),
-        ("tls_key = \"api-key.pem\"\n", "api.tls_cert", "missing"),
+        ("tls_cert = 'api-cert.pem'\n", "api.tls_key", "missing"),
+        ("tls_key = 'api-key.pem'\n", "api.tls_cert", "missing"),
         (
-            "tls_cert = \"nope.pem\"\ntls_key = \"api-key.pem\"\n",
+            "tls_cert = 'nope.pem'\ntls_key = 'api-key.pem'\n",
             "api.tls_cert",
             "nope.pem",
         ),
         (
-            "tls_cert = \"api-cert.pem\"\ntls_key = \"ca.pem\"\n",
+            "tls_cert = 'api-cert.pem'\ntls_key = 'ca.pem'\n",
             "api.tls_key",
             "ca.pem",
         ),

@@ -13,8 +13,8 @@ use quarantine_lab::scenario::load::{load_scenario, Mode, Scenario};
 use quarantine_lab::scenario::runner::{run_sim, ScenarioRun};
 
 /// A folder holding `topology.toml` (vdi-small, with `extra` after vc-1's `latency`) and
-/// `scenario.toml` (`body` after a header naming that topology).
-fn setup(extra: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+/// `scenario.toml` (`scenario`, whose header names that topology).
+fn setup(extra: &str, scenario: &str) -> (tempfile::TempDir, PathBuf) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/topologies/vdi-small.toml");
     let text = std::fs::read_to_string(fixture).expect("fixture");
     let anchor = "latency = \"40ms\"\n";
@@ -23,8 +23,6 @@ fn setup(extra: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("topology.toml"), topology).expect("write");
     let path = dir.path().join("scenario.toml");
-    let scenario =
-        format!("name = \"seeded\"\ntopology = \"topology.toml\"\nmodes = [\"sim\"]\n\n{body}");
     std::fs::write(&path, scenario).expect("write");
     (dir, path)
 }
@@ -103,7 +101,13 @@ fn seed_leaves_a_scenario_without_randomness_unchanged() {
 }
 
 /// `busy` on every vc-1 write with probability 0.5: the engine retries busy replies.
-const HALF_BUSY: &str = include_str!("../fixtures/scenarios/test-seeded-half-busy.toml");
+const HALF_BUSY: &str = r#"
+[[faults]]
+device = "vc-1"
+call = "set_nic"
+effect = "busy"
+probability = 0.5
+"#;
 
 fn set_nic_calls(run: &ScenarioRun) -> u64 {
     run.record

@@ -15,9 +15,10 @@
 //!
 //! Texts the tests load live in `fixtures/`, named `test-*`: `fixtures/topologies/test-*.toml`
 //! are valid topologies (CI validates every file there); `fixtures/scenarios/test-*.toml` are
-//! scenario texts a test completes, either with `@TOPOLOGY@` replaced by the fixture topology's
-//! absolute path or as a body after a header the test writes, so none of them is loadable
-//! alone. Where a test asserts line numbers, a fixture's comment sits where it moves no line.
+//! scenarios that load only where a test puts them: `@TOPOLOGY@` becomes the fixture topology's
+//! absolute path, or the test writes the `topology.toml` they name next to them. Both folders
+//! are under `tests/schemas.rs`'s check, so each file is a whole topology or scenario. Where a
+//! test asserts line numbers, a fixture's comment sits where it moves no line.
 #![allow(dead_code)]
 
 pub mod run;
