@@ -2,15 +2,9 @@
 //! of the speed figures as a positive number. No timing assertions: speed depends on the machine and its
 //! disk; this only proves the command measures everything it claims to.
 
-use std::process::{Command, Output};
+mod common;
 
-fn qlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::run::qlab_output as qlab;
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
 const FIGURES: [(&str, bool); 23] = [
@@ -89,31 +83,33 @@ fn quick_json_has_every_figure_as_a_positive_number() {
     }
 }
 
+/// Asserts `qlab bench --quick <option> <file>` exits 2 before measuring, its stderr naming
+/// every one of `words`.
+fn assert_bad_input(option: &str, file: &str, words: &[&str]) {
+    let out = qlab(&["bench", "--quick", option, file]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{option} {file}: {stderr}");
+    for word in words {
+        assert!(stderr.contains(word), "{option} {file}: {stderr}");
+    }
+}
+
 #[test]
 fn wire_topology_with_a_physical_server_is_bad_input() {
     // bench-10 has bare-metal servers behind a switch: the wire bench measures vCenter only,
     // and says so before measuring anything.
-    let out = qlab(&[
-        "bench",
-        "--quick",
+    assert_bad_input(
         "--wire-topology",
         "benches/fixtures/topologies/bench-10.toml",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("bench-10.toml"), "{stderr}");
-    assert!(stderr.contains("virtual L-Servers only"), "{stderr}");
+        &["bench-10.toml", "virtual L-Servers only"],
+    );
 }
 
 #[test]
 fn missing_bench_scenario_is_bad_input() {
-    let out = qlab(&[
-        "bench",
-        "--quick",
+    assert_bad_input(
         "--scenario",
         "benches/fixtures/no-such.toml",
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("no-such.toml"), "{stderr}");
+        &["no-such.toml"],
+    );
 }

@@ -1,20 +1,16 @@
 //! `qlab certify` on the command line: bad input exits 2 naming the file and key; a bundle that
 //! is not one exits 1; a plugin that cannot start fails its checks, naming the program.
 
-use std::process::Command;
+mod common;
 
-fn qlab(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("qlab runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+use common::run::{qlab_command, qlab_text as qlab};
+
+/// `qlab certify --family <family> --product <product> --target sim <extra>`.
+fn certify_sim(family: &str, product: &str, extra: &[&str]) -> (i32, String) {
+    let mut args = vec!["certify", "--family", family, "--product", product];
+    args.extend(["--target", "sim"]);
+    args.extend(extra);
+    qlab(&args)
 }
 
 #[test]
@@ -27,15 +23,7 @@ fn bad_product_exits_2_naming_file_line_and_key() {
          [resources]\nports = [\"e1\"]\nvlans = { operation = 110, quarantine = 110 }\n",
     )
     .unwrap();
-    let (code, text) = qlab(&[
-        "certify",
-        "--family",
-        "switch",
-        "--product",
-        file.to_str().unwrap(),
-        "--target",
-        "sim",
-    ]);
+    let (code, text) = certify_sim("switch", file.to_str().unwrap(), &[]);
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("PRODUCT.toml:8"), "{text}");
     assert!(text.contains("resources.vlans.quarantine"), "{text}");
@@ -44,21 +32,18 @@ fn bad_product_exits_2_naming_file_line_and_key() {
 #[test]
 fn r18_a_plugin_that_cannot_start_fails_every_check_naming_the_program() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text) = qlab(&[
-        "certify",
-        "--family",
+    let (code, text) = certify_sim(
         "switch",
-        "--product",
         "fixtures/products/switch-restconf.toml",
-        "--target",
-        "sim",
-        "--tier",
-        "1",
-        "--report-dir",
-        dir.path().to_str().unwrap(),
-        "--plugin",
-        "/nonexistent/qlab-plugin",
-    ]);
+        &[
+            "--tier",
+            "1",
+            "--report-dir",
+            dir.path().to_str().unwrap(),
+            "--plugin",
+            "/nonexistent/qlab-plugin",
+        ],
+    );
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("NOT certified"), "{text}");
     assert!(
@@ -97,17 +82,17 @@ fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() 
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, device.ca_pem.as_ref().unwrap()).unwrap();
     let bundle = dir.path().join("b.tar.gz");
-    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(["certify", "--family", "switch", "--product"])
-        .arg(&product)
-        .args([
-            "--url",
-            &device.url,
-            "--user",
-            "qlab",
-            "--password-env",
-            "CERT_TEST_PW",
-        ])
+    // `qlab certify` of the switch product against the device as user `qlab`.
+    let certify_real = || {
+        let mut command = qlab_command();
+        command
+            .args(["certify", "--family", "switch", "--product"])
+            .arg(&product)
+            .args(["--url", &device.url, "--user", "qlab"]);
+        command
+    };
+    let out = certify_real()
+        .args(["--password-env", "CERT_TEST_PW"])
         .arg("--ca-file")
         .arg(&ca)
         .args(["--tier", "2", "--report-dir"])
@@ -137,18 +122,8 @@ fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() 
         "{verdict}"
     );
     // Without the CA the device's certificate is refused: nothing certified.
-    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(["certify", "--family", "switch", "--product"])
-        .arg(&product)
-        .args([
-            "--url",
-            &device.url,
-            "--user",
-            "qlab",
-            "--tier",
-            "1",
-            "--report-dir",
-        ])
+    let out = certify_real()
+        .args(["--tier", "1", "--report-dir"])
         .arg(dir.path().join("reports2"))
         .output()
         .unwrap();
@@ -160,21 +135,18 @@ fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() 
 fn r18_an_av_feed_certifies_on_the_command_line_and_its_bundle_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = dir.path().join("av.tar.gz");
-    let (code, text) = qlab(&[
-        "certify",
-        "--family",
+    let (code, text) = certify_sim(
         "av",
-        "--product",
         "fixtures/products/av-officescan-syslog.toml",
-        "--target",
-        "sim",
-        "--tier",
-        "2",
-        "--report-dir",
-        dir.path().join("reports").to_str().unwrap(),
-        "--bundle",
-        bundle.to_str().unwrap(),
-    ]);
+        &[
+            "--tier",
+            "2",
+            "--report-dir",
+            dir.path().join("reports").to_str().unwrap(),
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("certified: tier-2"), "{text}");
     assert!(text.contains("builtin:intake"), "{text}");
@@ -200,15 +172,7 @@ fn an_av_product_without_its_format_or_with_a_device_protocol_exits_2_naming_the
         ),
     ] {
         std::fs::write(&file, format!("{head}{body}")).unwrap();
-        let (code, text) = qlab(&[
-            "certify",
-            "--family",
-            "av",
-            "--product",
-            file.to_str().unwrap(),
-            "--target",
-            "sim",
-        ]);
+        let (code, text) = certify_sim("av", file.to_str().unwrap(), &[]);
         assert_eq!(code, 2, "{text}");
         assert!(text.contains(key), "{body}: {text}");
     }

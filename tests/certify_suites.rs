@@ -22,23 +22,36 @@ fn options(product: &str, tier: u8) -> Options {
     o
 }
 
-fn assert_certified(product: &str, tier: u8) {
-    let outcome = run(&options(product, tier)).unwrap();
+/// Asserts `outcome` (of `what`) certified `tier`; a failure lists the failed checks.
+fn assert_tier(outcome: &quarantine_lab::certify::Outcome, tier: u8, what: &str) {
     let r = &outcome.report;
     assert_eq!(
         r.certified.label,
         format!("tier-{tier}"),
-        "{product}: failed {:?}\n{}",
+        "{what}: failed {:?}\n{}",
         r.failed_ids(),
         quarantine_lab::certify::report::render_summary(r)
     );
-    // Every check of the catalogue is in the report, in catalogue order.
+}
+
+/// Certifies `product` at `tier` and asserts it reached that tier with every check of the
+/// catalogue in the report, in catalogue order.
+fn certified(product: &str, tier: u8) -> quarantine_lab::certify::Outcome {
+    let outcome = run(&options(product, tier)).unwrap();
+    assert_tier(&outcome, tier, product);
+    let r = &outcome.report;
     let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
     let want: Vec<&str> = quarantine_lab::certify::checks::catalogue(r.family)
         .iter()
         .map(|c| c.id)
         .collect();
-    assert_eq!(ids, want);
+    assert_eq!(ids, want, "{product}");
+    outcome
+}
+
+fn assert_certified(product: &str, tier: u8) {
+    let outcome = certified(product, tier);
+    let r = &outcome.report;
     // Resources restored: the simulator's truth at the end is the truth at the start.
     // (A BMC has no state to restore: a reset is the whole of it.)
     if r.family != quarantine_lab::certify::Family::Bmc {
@@ -189,26 +202,8 @@ fn plugin_adapters_have_no_av_family() {
     assert!(e.to_string().contains("no AV feed family"), "{e}");
 }
 
-fn av(product: &str, tier: u8) -> quarantine_lab::certify::Outcome {
-    run(&options(product, tier)).unwrap()
-}
-
 fn assert_av_certified(product: &str, tier: u8) {
-    let outcome = av(product, tier);
-    let r = &outcome.report;
-    assert_eq!(
-        r.certified.label,
-        format!("tier-{tier}"),
-        "{product}: failed {:?}\n{}",
-        r.failed_ids(),
-        quarantine_lab::certify::report::render_summary(r)
-    );
-    let ids: Vec<&str> = r.checks.iter().map(|c| c.id.as_str()).collect();
-    let want: Vec<&str> = quarantine_lab::certify::checks::catalogue(r.family)
-        .iter()
-        .map(|c| c.id)
-        .collect();
-    assert_eq!(ids, want);
+    certified(product, tier);
 }
 
 #[test]
@@ -236,13 +231,7 @@ fn r7_tier2_the_http_api_feed_certifies_against_the_intake() {
         .replace("protocol = \"syslog_udp\"", "protocol = \"api\"");
     std::fs::write(&file, text).unwrap();
     let outcome = run(&Options::sim(&file, 2).unwrap()).unwrap();
-    let r = &outcome.report;
-    assert_eq!(
-        r.certified.label,
-        "tier-2",
-        "{}",
-        quarantine_lab::certify::report::render_summary(r)
-    );
+    assert_tier(&outcome, 2, "the API feed");
     // The pushes went through the certification proxy: the transcript holds them.
     assert!(outcome
         .transcript
@@ -256,13 +245,7 @@ fn r4_tier3_epo_feed_reaches_the_engine_and_ends_quarantined() {
     let mut o = options("av-epo.toml", 3);
     o.outbreak_nics = 10;
     let outcome = run(&o).unwrap();
-    let r = &outcome.report;
-    assert_eq!(
-        r.certified.label,
-        "tier-3",
-        "{}",
-        quarantine_lab::certify::report::render_summary(r)
-    );
+    assert_tier(&outcome, 3, "av-epo.toml");
 }
 
 #[test]

@@ -47,6 +47,27 @@ fn rejections(path: &Path) -> String {
     v.rejections.join("\n")
 }
 
+/// Asserts `bundle` with check `id` left out of its report is rejected: `id` is required.
+fn assert_required(dir: &Path, bundle: &Path, id: &str) {
+    let missing = dir.join(format!("missing-{id}.tar.gz"));
+    edit_report(bundle, &missing, |r| r.checks.retain(|c| c.id != id));
+    let text = rejections(&missing);
+    let want = format!("{id} is required for tier 2 but missing");
+    assert!(text.contains(&want), "{want:?} not in: {text}");
+}
+
+/// Asserts `bundle` with check `id` skipped, and no deviation declared, is rejected.
+fn assert_not_skippable(dir: &Path, bundle: &Path, id: &str) {
+    let skipped = dir.join(format!("skipped-{id}.tar.gz"));
+    edit_report(bundle, &skipped, |r| {
+        let c = r.checks.iter_mut().find(|c| c.id == id).unwrap();
+        c.status = CheckStatus::Skipped;
+    });
+    let text = rejections(&skipped);
+    let want = format!("{id} was skipped and no deviation");
+    assert!(text.contains(&want), "{want:?} not in: {text}");
+}
+
 #[test]
 fn inv_bundle_verify_accepts_fresh_and_refuses_tampered_bundles() {
     let dir = tempfile::tempdir().unwrap();
@@ -64,17 +85,10 @@ fn inv_bundle_verify_accepts_fresh_and_refuses_tampered_bundles() {
     assert!(rejections(&changed).contains("summary.md was changed"));
 
     // A required check missing.
-    let missing = dir.path().join("missing.tar.gz");
-    edit_report(&bundle, &missing, |r| r.checks.retain(|c| c.id != "SW-2.4"));
-    assert!(rejections(&missing).contains("SW-2.4 is required for tier 2 but missing"));
+    assert_required(dir.path(), &bundle, "SW-2.4");
 
     // A required check skipped without a deviation.
-    let skipped = dir.path().join("skipped.tar.gz");
-    edit_report(&bundle, &skipped, |r| {
-        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.5").unwrap();
-        c.status = CheckStatus::Skipped;
-    });
-    assert!(rejections(&skipped).contains("SW-2.5 was skipped and no deviation"));
+    assert_not_skippable(dir.path(), &bundle, "SW-2.5");
 
     // A tool version outside the supported window.
     let future = dir.path().join("future.tar.gz");
@@ -134,13 +148,6 @@ fn inv_bundle_an_av_feed_bundle_verifies_and_its_required_checks_are_enforced() 
     );
 
     // Over syslog TCP the peer-close check is required of tier 2.
-    let missing = dir.path().join("missing.tar.gz");
-    edit_report(&bundle, &missing, |r| r.checks.retain(|c| c.id != "AV-2.3"));
-    assert!(rejections(&missing).contains("AV-2.3 is required for tier 2 but missing"));
-    let skipped = dir.path().join("skipped.tar.gz");
-    edit_report(&bundle, &skipped, |r| {
-        let c = r.checks.iter_mut().find(|c| c.id == "AV-1.4").unwrap();
-        c.status = CheckStatus::Skipped;
-    });
-    assert!(rejections(&skipped).contains("AV-1.4 was skipped and no deviation"));
+    assert_required(dir.path(), &bundle, "AV-2.3");
+    assert_not_skippable(dir.path(), &bundle, "AV-1.4");
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use check_support::*;
 use quarantine_lab::check::{
     check_run, determinism_verdict, history_digest, verdict, AlertExpect, Expectations,
-    LServerExpect, Status, Summary,
+    LServerExpect, Measures, Status, Summary,
 };
 
 fn lserver_expect(outcome: &str) -> LServerExpect {
@@ -217,15 +217,20 @@ fn history_digest_is_stable_and_sensitive() {
     assert!(history_digest(&a.history).starts_with("sha256:"));
 }
 
-#[test]
-fn measures_of_a_clean_virtual_quarantine() {
+/// The measures of vdi-001 quarantined cleanly (`quarantined_vdi1`), with no expectations.
+fn clean_vdi1_measures() -> Measures {
     let site = site();
-    let m = check_run(
+    check_run(
         &site,
         &quarantined_vdi1(&site).build(),
         &Expectations::default(),
     )
-    .measures;
+    .measures
+}
+
+#[test]
+fn measures_of_a_clean_virtual_quarantine() {
+    let m = clean_vdi1_measures();
     assert_eq!(
         m.time_to_contain_ms,
         Summary {
@@ -254,8 +259,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
     let mut rec = Rec::new(&site);
     for (i, (ls, at)) in [(SBC1, 0u64), (SBC2, 100)].into_iter().enumerate() {
         let id = i as i64 + 1;
-        rec.ack(at, &format!("e-{id}"), Some(ls), "accepted", Some(id))
-            .started(at, id, ls, "quarantine")
+        rec.accepted(at, &format!("e-{id}"), ls, id, "quarantine")
             .call(
                 at + 150 * i as u64,
                 "sw-1",
@@ -287,13 +291,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
 fn an_optimal_run_meets_both_lower_bounds() {
     // `docs/measures.md`: a lower bound is what no engine can beat, so an optimal run
     // meets it exactly. vdi-001 contained at 40 ms, confirmed at 80 ms: ratio 1 for both pairs.
-    let site = site();
-    let m = check_run(
-        &site,
-        &quarantined_vdi1(&site).build(),
-        &Expectations::default(),
-    )
-    .measures;
+    let m = clean_vdi1_measures();
     assert!(m.makespan_ms >= m.lower_bound_ms && m.lower_bound_ms > 0);
     assert!(m.confirmed_makespan_ms >= m.confirmed_lower_bound_ms);
     assert!(m.confirmed_lower_bound_ms > m.lower_bound_ms);
@@ -302,8 +300,7 @@ fn an_optimal_run_meets_both_lower_bounds() {
 /// vdi-001 quarantined slowly: contained at 100 ms (bound 40), confirmed at 150 ms (bound 80).
 fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::history::RunRecord {
     let mut rec = Rec::new(site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(100, VDI1, 0, "op-a", "qr-a", false)
         .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
@@ -465,8 +462,7 @@ fn outcomes_count_every_lserver_of_the_site() {
 fn time_to_alert_measures_failed_operations() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(1_000, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(1_000, 1, VDI2, "reboot")
+    rec.accepted(1_000, "e-1", VDI2, 1, "reboot")
         .alert(6_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
         .finished(6_000, 1, VDI2, "reboot_failed");
     let m = check_run(&site, &rec.build(), &Expectations::default()).measures;

@@ -172,8 +172,7 @@ fn inv12_a_drift_inside_an_operation_that_ends_quarantined_counts_from_its_end()
     // The NIC reaches qr-a at 40 ms, something moves it back at 60 ms, and the operation still
     // ends quarantined at 80 ms: the L-Server is quarantined with a NIC off quarantine.
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(40, VDI1, 0, "op-a", "qr-a", false)
         .moved_by(60, VDI1, 0, "qr-a", "op-a", "switch_reboot")

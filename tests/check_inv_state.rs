@@ -31,8 +31,7 @@ fn inv1_contained_lserver_passes() {
 fn inv1_silent_failure_violates() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .finished(70_000, 1, VDI1, "quarantine_failed");
     let report = check(&site, &rec);
     assert_status(&report, "INV-1", Status::Failed);
@@ -43,8 +42,7 @@ fn inv1_silent_failure_violates() {
 fn inv1_failure_with_quarantine_failed_alert_passes() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .alert(60_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
         .finished(60_000, 1, VDI1, "quarantine_failed");
     assert_status(&check(&site, &rec), "INV-1", Status::Passed);
@@ -54,8 +52,7 @@ fn inv1_failure_with_quarantine_failed_alert_passes() {
 fn inv1_config_error_alert_excuses_plan_failure() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .alert(0, "config-error", "ERROR", Some(VDI1), Some(1))
         .finished(0, 1, VDI1, "quarantine_failed");
     assert_status(&check(&site, &rec), "INV-1", Status::Passed);
@@ -123,8 +120,7 @@ fn inv1_repeat_of_an_acknowledged_event_after_release_is_not_a_new_request() {
 fn inv1_reboot_policy_detection_does_not_ask_for_quarantine() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(0, 1, VDI2, "reboot")
+    rec.accepted(0, "e-1", VDI2, 1, "reboot")
         .call(0, "vc-1", "power_reset", VDI2, None, None)
         .alert(40, "reboot-completed", "INFO", Some(VDI2), Some(1))
         .finished(40, 1, VDI2, "rebooted")
@@ -155,8 +151,7 @@ fn inv2_move_off_quarantine_outside_release_violates() {
 /// web-01: NIC 0 reaches quarantine, NIC 1 never does; the records roll back (R10).
 fn failed_web(site: &Site) -> Rec {
     let mut rec = Rec::new(site);
-    rec.ack(0, "e-1", Some(WEB), "accepted", Some(1))
-        .started(0, 1, WEB, "quarantine")
+    rec.accepted(0, "e-1", WEB, 1, "quarantine")
         .call(0, "vc-1", "set_nic", WEB, Some(0), Some("qr-a"))
         .truth(40, WEB, 0, "op-a", "qr-a", false)
         .call(0, "vc-1", "set_nic", WEB, Some(1), Some("qr-b"))

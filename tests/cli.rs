@@ -1,20 +1,14 @@
 //! The `qlab` command as a user runs it: exit codes (0 passed, 1 failed, 2 bad input), error
 //! messages that name file, line and key, and the three report files.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn qlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap()
-}
+use common::run::qlab_output as qlab;
+use std::path::{Path, PathBuf};
+use std::process::Output;
 
 fn topology() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/topologies/vdi-small.toml")
+    common::fixture_path("topologies/vdi-small.toml")
         .display()
         .to_string()
 }
@@ -36,18 +30,25 @@ at = "0s"
 detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", category = "virus", event_id = "e-1" }
 "#;
 
-#[test]
-fn right_expectation_passes_with_exit_0_and_writes_reports() {
-    let dir = tempfile::tempdir().unwrap();
-    let body = format!("{QUARANTINE_VDI1}\n[expect.lservers.\"/tenant-a/vdi-001\"]\noutcome = \"quarantined\"\ndevice_networks = [\"qr-a\"]\n");
-    let file = scenario(dir.path(), "right", &body);
-    let reports = dir.path().join("reports");
+/// `qlab run` of the scenario `name` (`body` after its header, see [`scenario`]) in `dir`,
+/// with reports in `dir/reports`: the run's output and that folder.
+fn run_scenario(dir: &Path, name: &str, body: &str) -> (Output, PathBuf) {
+    let file = scenario(dir, name, body);
+    let reports = dir.join("reports");
     let out = qlab(&[
         "run",
         file.to_str().unwrap(),
         "--report-dir",
         reports.to_str().unwrap(),
     ]);
+    (out, reports)
+}
+
+#[test]
+fn right_expectation_passes_with_exit_0_and_writes_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{QUARANTINE_VDI1}\n[expect.lservers.\"/tenant-a/vdi-001\"]\noutcome = \"quarantined\"\ndevice_networks = [\"qr-a\"]\n");
+    let (out, reports) = run_scenario(dir.path(), "right", &body);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -76,14 +77,7 @@ fn wrong_expectation_fails_with_exit_1() {
     let body = format!(
         "{QUARANTINE_VDI1}\n[expect.lservers.\"/tenant-a/vdi-001\"]\noutcome = \"released\"\n"
     );
-    let file = scenario(dir.path(), "wrong", &body);
-    let reports = dir.path().join("reports");
-    let out = qlab(&[
-        "run",
-        file.to_str().unwrap(),
-        "--report-dir",
-        reports.to_str().unwrap(),
-    ]);
+    let (out, _) = run_scenario(dir.path(), "wrong", &body);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -95,13 +89,7 @@ fn wrong_expectation_fails_with_exit_1() {
 
 fn assert_input_error(body: &str, needle: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let file = scenario(dir.path(), "bad", body);
-    let out = qlab(&[
-        "run",
-        file.to_str().unwrap(),
-        "--report-dir",
-        dir.path().join("r").to_str().unwrap(),
-    ]);
+    let (out, _) = run_scenario(dir.path(), "bad", body);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -2,19 +2,21 @@
 //! unreachable engine has its own exit code (3), closed sets of values are checked by the parser
 //! (exit 2, listing the possible values), and renamed flags keep their old spelling.
 
-use std::net::TcpListener;
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn qlab() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qlab"));
-    command
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("QLAB_TOKEN");
-    command
-}
+use common::run::qlab_command as qlab;
+use std::net::TcpListener;
+use std::process::{Output, Stdio};
 
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts `out` (of the case `what`) exited with `code`, its stderr saying `needle`.
+fn assert_exit(out: &Output, code: i32, needle: &str, what: &str) {
+    assert_eq!(out.status.code(), Some(code), "{what}: {out:?}");
+    let stderr = stderr(out);
+    assert!(stderr.contains(needle), "{what}: {stderr}");
 }
 
 /// A loopback URL where nothing listens: a port the kernel handed out, then closed again.
@@ -50,12 +52,7 @@ fn r7_notify_exits_3_when_the_engine_cannot_be_reached() {
         .args(["--attempts", "2", "--timeout", "2s"])
         .output()
         .expect("run qlab");
-    assert_eq!(out.status.code(), Some(3), "{out:?}");
-    assert!(
-        stderr(&out).contains("cannot reach the engine"),
-        "{}",
-        stderr(&out)
-    );
+    assert_exit(&out, 3, "cannot reach the engine", "notify");
 }
 
 #[test]
@@ -118,8 +115,7 @@ fn r1_r5_closed_sets_are_checked_by_the_parser_with_their_values() {
         (vec!["run", "--mode", "fast"], "sim, wire, both"),
     ] {
         let out = qlab().args(&args).output().expect("run qlab");
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
-        assert!(stderr(&out).contains(listed), "{args:?}: {}", stderr(&out));
+        assert_exit(&out, 2, listed, &format!("{args:?}"));
     }
 }
 
@@ -132,12 +128,7 @@ fn sim_serve_takes_write_config_and_its_old_name() {
             .output()
             .expect("run qlab");
         // The flag parsed (no usage error); the missing topology is what fails.
-        assert_eq!(out.status.code(), Some(2), "{flag}: {out:?}");
-        assert!(
-            stderr(&out).contains("no-such-topology.toml"),
-            "{flag}: {}",
-            stderr(&out)
-        );
+        assert_exit(&out, 2, "no-such-topology.toml", flag);
     }
 }
 

@@ -9,19 +9,26 @@ use quarantine_lab::sim::{CallKind::SetNic, FaultEffect, FaultSpec};
 
 const VDI2: &str = "/tenant-a/vdi-002";
 
+/// Reopens the engine with the journal halting after `limit` commits and detects `ip` (event
+/// `e-1`) until the engine is idle: whether the detection was acknowledged, and whether the run
+/// completed without reaching the limit.
+async fn run_to_limit(h: &mut Harness, limit: u64, ip: &str) -> (bool, bool) {
+    h.reopen(Some(limit));
+    let acked = h
+        .engine()
+        .submit_detection(detection(ip, "e-1"))
+        .await
+        .is_ok();
+    h.engine().wait_idle().await;
+    (acked, !h.engine().is_halted())
+}
+
 /// Runs one detection with the journal halting after `limit` commits, then restarts the engine
 /// on the same file. Returns the harness after recovery settled, and whether the first run
 /// completed without reaching the limit.
 async fn crash_after(limit: u64, faults: Vec<FaultSpec>) -> (Harness, bool) {
     let mut h = Harness::standard_with(faults);
-    h.reopen(Some(limit));
-    let acked = h
-        .engine()
-        .submit_detection(detection("10.110.0.12", "e-1"))
-        .await
-        .is_ok();
-    h.engine().wait_idle().await;
-    let completed = !h.engine().is_halted();
+    let (acked, completed) = run_to_limit(&mut h, limit, "10.110.0.12").await;
     // The crash: drop the engine with whatever was in flight, open a new one on the same file.
     h.reopen(None);
     if !acked {
@@ -147,14 +154,7 @@ async fn r16_reboot_that_succeeded_before_a_crash_is_not_sent_again() {
     let mut limit = 0;
     loop {
         let mut h = Harness::standard();
-        h.reopen(Some(limit));
-        let acked = h
-            .engine()
-            .submit_detection(detection("10.110.0.13", "e-1"))
-            .await
-            .is_ok();
-        h.engine().wait_idle().await;
-        let completed = !h.engine().is_halted();
+        let (acked, completed) = run_to_limit(&mut h, limit, "10.110.0.13").await;
         let sent_before = h.resets().len();
         let journaled = Journal::open(&h.journal_path)
             .unwrap()

@@ -74,11 +74,17 @@ fn message_id(data: &str) -> Option<String> {
     })
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn r17_r16_each_email_carries_a_message_id_that_a_resend_keeps() {
+/// A started SMTP sink and a mailer sending to it (from qlab@example.com, 2 s timeout).
+async fn smtp_sink() -> (SmtpSink, SmtpMailer) {
     let sink = SmtpSink::start().await.unwrap();
     let timeout = Duration::from_secs(2);
     let mailer = SmtpMailer::new("127.0.0.1", sink.port(), "qlab@example.com", timeout).unwrap();
+    (sink, mailer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r17_r16_each_email_carries_a_message_id_that_a_resend_keeps() {
+    let (sink, mailer) = smtp_sink().await;
     // The same alert sent twice (a resend after a restart), then an email without an id.
     mailer.send(&email()).await.unwrap();
     mailer.send(&email()).await.unwrap();
@@ -119,15 +125,14 @@ async fn r17_r16_each_email_carries_a_message_id_that_a_resend_keeps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_delivers_to_a_sink_and_classifies_failures() {
-    let sink = SmtpSink::start().await.unwrap();
-    let timeout = Duration::from_secs(2);
-    let mailer = SmtpMailer::new("127.0.0.1", sink.port(), "qlab@example.com", timeout).unwrap();
+    let (sink, mailer) = smtp_sink().await;
     mailer.send(&email()).await.unwrap();
     let mails = sink.mails();
     assert_eq!(mails.len(), 1);
     assert_eq!(mails[0].to, vec!["admin-a@example.com".to_string()]);
     assert!(mails[0].data.contains("Subject: quarantine failed"));
 
+    let timeout = Duration::from_secs(2);
     let send = |port| async move {
         SmtpMailer::new("127.0.0.1", port, "qlab@example.com", timeout)
             .unwrap()
@@ -165,15 +170,11 @@ async fn r17_alerts_reach_the_syslog_collector_and_the_tenant_mailbox() {
     let lab = lab_with(|t| t, &extra);
     let daemon = start(&lab).await;
     // The devices are unreachable, so a manual quarantine starts and then fails.
-    let reply = http()
-        .post(format!(
-            "{}/api/v1/lservers/tenant-a/vdi-003/quarantine",
-            daemon.api_url()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = post_with_token(format!(
+        "{}/api/v1/lservers/tenant-a/vdi-003/quarantine",
+        daemon.api_url()
+    ))
+    .await;
     assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED);
     let mut buf = vec![0u8; 8192];
     let n = tokio::time::timeout(Duration::from_secs(10), collector.recv(&mut buf))

@@ -2,8 +2,11 @@
 //! errors with reasons, detections acknowledged only once journaled, L-Server paths with
 //! slashes, command refusals, health without a token.
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use quarantine_lab::daemon::metrics::Reject;
 use quarantine_lab::engine::Journal;
@@ -17,14 +20,9 @@ fn detection(event_id: &str, ip: &str) -> Value {
     })
 }
 
-async fn body(response: reqwest::Response) -> Value {
-    response.json().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_requests_without_a_valid_token_get_401() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let url = format!("{}/api/v1/lservers", daemon.api_url());
     let none = http().get(&url).send().await.unwrap();
     assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
@@ -36,12 +34,12 @@ async fn r18_requests_without_a_valid_token_get_401() {
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(body(wrong).await["reason"], "unauthorized");
     // A POST without a token never reaches the engine.
-    let post = http()
-        .post(format!("{}/api/v1/detections", daemon.api_url()))
-        .json(&detection("e-1", "10.110.0.11"))
-        .send()
-        .await
-        .unwrap();
+    let post = sent(
+        http()
+            .post(format!("{}/api/v1/detections", daemon.api_url()))
+            .json(&detection("e-1", "10.110.0.11")),
+    )
+    .await;
     assert_eq!(post.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(daemon.metrics().rejected(Reject::Unauthorized), 3);
     let ok = http().get(&url).bearer_auth(TOKEN).send().await.unwrap();
@@ -51,8 +49,7 @@ async fn r18_requests_without_a_valid_token_get_401() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_bad_bodies_are_refused_with_a_reason() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (lab, daemon) = started().await;
     let url = format!("{}/api/v1/detections", daemon.api_url());
     let post = |body: Vec<u8>| {
         http()
@@ -78,28 +75,28 @@ async fn r18_bad_bodies_are_refused_with_a_reason() {
         .unwrap()
         .starts_with("malformed JSON"));
 
-    let mut extra = detection("e-1", "10.110.0.11");
-    extra["severity"] = json!("high");
-    let unknown = post(serde_json::to_vec(&extra).unwrap()).await.unwrap();
-    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
-    let reply = body(unknown).await;
+    // A detection with `key` set to `value`, refused as a bad request: the reply.
+    let refused = |key: &str, value: Value| {
+        let mut detection = detection("e-1", "10.110.0.11");
+        detection[key] = value;
+        let reply = post(serde_json::to_vec(&detection).unwrap());
+        async move {
+            let reply = reply.await.unwrap();
+            assert_eq!(reply.status(), StatusCode::BAD_REQUEST);
+            body(reply).await
+        }
+    };
+    let reply = refused("severity", json!("high")).await;
     assert_eq!(reply["reason"], "unknown_field");
     assert!(
         reply["error"].as_str().unwrap().contains("severity"),
         "{reply}"
     );
 
-    let mut bad_ip = detection("e-1", "10.110.0.11");
-    bad_ip["ip"] = json!("10.110.0.999");
-    let invalid = post(serde_json::to_vec(&bad_ip).unwrap()).await.unwrap();
-    assert_eq!(invalid.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(body(invalid).await["reason"], "invalid_field");
+    let reply = refused("ip", json!("10.110.0.999")).await;
+    assert_eq!(reply["reason"], "invalid_field");
 
-    let mut stranger = detection("e-1", "10.110.0.11");
-    stranger["source"] = json!("mcafee-9");
-    let unknown_source = post(serde_json::to_vec(&stranger).unwrap()).await.unwrap();
-    assert_eq!(unknown_source.status(), StatusCode::BAD_REQUEST);
-    let reply = body(unknown_source).await;
+    let reply = refused("source", json!("mcafee-9")).await;
     assert_eq!(reply["reason"], "unknown_source");
     assert!(reply["error"].as_str().unwrap().contains("osce"), "{reply}");
 
@@ -114,21 +111,19 @@ async fn r18_bad_bodies_are_refused_with_a_reason() {
     assert_eq!(m.rejected(Reject::UnknownField), 1);
     daemon.shutdown().await;
     // Nothing refused reached the journal (R18: never a partial entry).
-    let journal = Journal::open(&lab.journal).unwrap();
-    assert_eq!(journal.detection_count().unwrap(), 0);
+    assert_eq!(journaled_detections(&lab), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_a_detection_is_acknowledged_with_202_only_once_journaled() {
-    let lab = lab();
-    let daemon = start(&lab).await;
-    let reply = http()
-        .post(format!("{}/api/v1/detections", daemon.api_url()))
-        .bearer_auth(TOKEN)
-        .json(&detection("e-1", "10.110.0.11"))
-        .send()
-        .await
-        .unwrap();
+    let (lab, daemon) = started().await;
+    let reply = sent(
+        http()
+            .post(format!("{}/api/v1/detections", daemon.api_url()))
+            .bearer_auth(TOKEN)
+            .json(&detection("e-1", "10.110.0.11")),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     let receipt = body(reply).await;
     let id = receipt["id"].as_i64().unwrap();
@@ -143,37 +138,21 @@ async fn r7_a_detection_is_acknowledged_with_202_only_once_journaled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lservers_are_addressed_by_paths_with_slashes() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
-    let list = http()
-        .get(format!("{base}/api/v1/lservers"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let list = get_with_token(format!("{base}/api/v1/lservers")).await;
     assert_eq!(list.status(), StatusCode::OK);
     let list = body(list).await;
     assert_eq!(list["total"], 8);
     assert_eq!(list["lservers"][0]["path"], "/tenant-a/vdi-001");
     assert!(list["next"].is_null());
 
-    let paged = http()
-        .get(format!("{base}/api/v1/lservers?offset=2&limit=3"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let paged = get_with_token(format!("{base}/api/v1/lservers?offset=2&limit=3")).await;
     let paged = body(paged).await;
     assert_eq!(paged["lservers"].as_array().unwrap().len(), 3);
     assert_eq!(paged["next"], 5);
 
-    let one = http()
-        .get(format!("{base}/api/v1/lservers/tenant-a/sbc-01"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let one = get_with_token(format!("{base}/api/v1/lservers/tenant-a/sbc-01")).await;
     assert_eq!(one.status(), StatusCode::OK);
     let one = body(one).await;
     assert_eq!(one["path"], "/tenant-a/sbc-01");
@@ -184,12 +163,7 @@ async fn lservers_are_addressed_by_paths_with_slashes() {
     // R20: one entry per NIC; never read yet, so never verified.
     assert_eq!(one["last_verified_ms"], json!([null]));
 
-    let missing = http()
-        .get(format!("{base}/api/v1/lservers/tenant-a/nope"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let missing = get_with_token(format!("{base}/api/v1/lservers/tenant-a/nope")).await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(body(missing).await["reason"], "unknown_lserver");
     daemon.shutdown().await;
@@ -197,8 +171,7 @@ async fn lservers_are_addressed_by_paths_with_slashes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_answer_202_404_409_and_400_with_reasons() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
     let post = |path: &str, body: Value| {
         http()
@@ -238,76 +211,46 @@ async fn commands_answer_202_404_409_and_400_with_reasons() {
         .unwrap();
     assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
     let id = body(quarantine).await["operation"].as_i64().unwrap();
-    let op = http()
-        .get(format!("{base}/api/v1/operations/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let op = get_with_token(format!("{base}/api/v1/operations/{id}")).await;
     assert_eq!(op.status(), StatusCode::OK);
     let op = body(op).await;
     assert_eq!(op["lserver"], "/tenant-a/vdi-003");
     assert_eq!(op["kind"], "manual_quarantine");
-    let none = http()
-        .get(format!("{base}/api/v1/operations/999"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let none = get_with_token(format!("{base}/api/v1/operations/999")).await;
     assert_eq!(none.status(), StatusCode::NOT_FOUND);
     daemon.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_needs_no_token_and_alerts_page_by_sequence() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
-    let health = http()
-        .get(format!("{base}/api/v1/health"))
-        .send()
-        .await
-        .unwrap();
+    let health = sent(http().get(format!("{base}/api/v1/health"))).await;
     assert_eq!(health.status(), StatusCode::OK);
     let health = body(health).await;
     assert_eq!(health["ok"], true);
     assert_eq!(health["halted"], false);
 
     // R3: an address nobody has gives one lserver-not-found alert.
-    let reply = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&detection("e-9", "10.99.0.1"))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        http()
+            .post(format!("{base}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&detection("e-9", "10.99.0.1")),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     assert_eq!(body(reply).await["disposition"], "not_found");
-    let alerts = http()
-        .get(format!("{base}/api/v1/alerts?since=0"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let alerts = get_with_token(format!("{base}/api/v1/alerts?since=0")).await;
     assert_eq!(alerts.status(), StatusCode::OK);
     let alerts = body(alerts).await;
     let list = alerts["alerts"].as_array().unwrap();
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["code"], "lserver-not-found");
     let next = alerts["next"].as_i64().unwrap();
-    let after = http()
-        .get(format!("{base}/api/v1/alerts?since={next}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let after = get_with_token(format!("{base}/api/v1/alerts?since={next}")).await;
     assert!(body(after).await["alerts"].as_array().unwrap().is_empty());
-    let bad = http()
-        .get(format!("{base}/api/v1/alerts?since=abc"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let bad = get_with_token(format!("{base}/api/v1/alerts?since=abc")).await;
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
 
     // The counters show in /health.

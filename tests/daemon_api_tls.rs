@@ -96,23 +96,24 @@ async fn r18_the_api_serves_https_to_a_client_that_trusts_its_ca() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_api_tls_misconfigurations_name_the_key_and_the_file() {
     let pki = pki();
-    // One without the other.
-    let only_cert = tls_lab(&pki, "tls_cert = \"api-cert.pem\"\n");
-    let e = start_error(&only_cert).await;
-    assert!(e.contains("api.tls_key") && e.contains("missing"), "{e}");
-    let only_key = tls_lab(&pki, "tls_key = \"api-key.pem\"\n");
-    let e = start_error(&only_key).await;
-    assert!(e.contains("api.tls_cert") && e.contains("missing"), "{e}");
-
-    // A file that is not there.
-    let absent = tls_lab(&pki, "tls_cert = \"nope.pem\"\ntls_key = \"api-key.pem\"\n");
-    let e = start_error(&absent).await;
-    assert!(e.contains("api.tls_cert") && e.contains("nope.pem"), "{e}");
-
-    // A key file with no key in it.
-    let no_key = tls_lab(&pki, "tls_cert = \"api-cert.pem\"\ntls_key = \"ca.pem\"\n");
-    let e = start_error(&no_key).await;
-    assert!(e.contains("api.tls_key") && e.contains("ca.pem"), "{e}");
+    // One without the other; a file that is not there; a key file with no key in it.
+    for (extra, words) in [
+        ("tls_cert = 'api-cert.pem'\n", ["api.tls_key", "missing"]),
+        ("tls_key = 'api-key.pem'\n", ["api.tls_cert", "missing"]),
+        (
+            "tls_cert = 'nope.pem'\ntls_key = 'api-key.pem'\n",
+            ["api.tls_cert", "nope.pem"],
+        ),
+        (
+            "tls_cert = 'api-cert.pem'\ntls_key = 'ca.pem'\n",
+            ["api.tls_key", "ca.pem"],
+        ),
+    ] {
+        let e = start_error(&tls_lab(&pki, extra)).await;
+        for word in words {
+            assert!(e.contains(word), "{extra:?}: {word:?} missing in: {e}");
+        }
+    }
 
     // A key that belongs to another certificate.
     let other = pki_other_key();

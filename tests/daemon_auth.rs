@@ -2,8 +2,11 @@
 //! release or decide; commands are journaled with the name of the token that made them and
 //! `GET /operations/{id}` shows it; the single token of older configs keeps every scope.
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use quarantine_lab::daemon::auth::digest_hex;
 use quarantine_lab::daemon::config::EngineConfig;
@@ -24,10 +27,6 @@ fn scoped_config() -> String {
         digest_hex(NOTIFY_TOKEN),
         digest_hex(MONITOR_TOKEN)
     )
-}
-
-async fn body(response: reqwest::Response) -> Value {
-    response.json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,12 +103,12 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         assert_eq!(reply.status(), StatusCode::FORBIDDEN, "{method} {path}");
     }
     // A read-only token reads but does not operate.
-    let monitor_reads = http()
-        .get(format!("{base}/api/v1/lservers"))
-        .bearer_auth(MONITOR_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let monitor_reads = sent(
+        http()
+            .get(format!("{base}/api/v1/lservers"))
+            .bearer_auth(MONITOR_TOKEN),
+    )
+    .await;
     assert_eq!(monitor_reads.status(), StatusCode::OK);
     let monitor_releases = post(
         MONITOR_TOKEN,
@@ -127,80 +126,62 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         .iter()
         .all(|o| o.lserver != "/tenant-a/vdi-003"));
 
+    // The operator's command on vdi-003, accepted: its operation id.
+    let operate = |action: &'static str| {
+        let reply = post(
+            OPERATOR_TOKEN,
+            format!("/lservers/tenant-a/vdi-003/{action}"),
+            json!({}),
+        );
+        async move {
+            let reply = reply.await.unwrap();
+            assert_eq!(reply.status(), StatusCode::ACCEPTED, "{action}");
+            body(reply).await["operation"].as_i64().unwrap()
+        }
+    };
     // The operator quarantines (the devices are unreachable: it ends quarantine_failed, which
     // allows a release) and releases; both are journaled with its name.
-    let quarantine = post(
-        OPERATOR_TOKEN,
-        "/lservers/tenant-a/vdi-003/quarantine".into(),
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
-    let quarantine_id = body(quarantine).await["operation"].as_i64().unwrap();
+    let quarantine_id = operate("quarantine").await;
     daemon.engine().wait_idle().await;
-    let release = post(
-        OPERATOR_TOKEN,
-        "/lservers/tenant-a/vdi-003/release".into(),
-        json!({}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(release.status(), StatusCode::ACCEPTED);
-    let release_id = body(release).await["operation"].as_i64().unwrap();
+    let release_id = operate("release").await;
     for id in [quarantine_id, release_id] {
-        let op = http()
-            .get(format!("{base}/api/v1/operations/{id}"))
-            .bearer_auth(OPERATOR_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let op = sent(
+            http()
+                .get(format!("{base}/api/v1/operations/{id}"))
+                .bearer_auth(OPERATOR_TOKEN),
+        )
+        .await;
         assert_eq!(op.status(), StatusCode::OK);
         assert_eq!(body(op).await["requested_by"], "soc-operator");
     }
     daemon.engine().wait_idle().await;
     daemon.shutdown().await;
 
+    // The journal file itself names who did what.
     let conn = rusqlite::Connection::open(&lab.journal).unwrap();
-    let released_by: Option<String> = conn
-        .query_row(
-            "SELECT requested_by FROM operations WHERE kind = 'release' AND lserver = '/tenant-a/vdi-003'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(released_by.as_deref(), Some("soc-operator"));
-    let submitted_by: Option<String> = conn
-        .query_row(
-            "SELECT submitted_by FROM detections WHERE event_id = 'evt-1'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(submitted_by.as_deref(), Some("osce-script"));
+    let column = |sql: &str| -> Option<String> { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        column("SELECT requested_by FROM operations WHERE kind = 'release' AND lserver = '/tenant-a/vdi-003'")
+            .as_deref(),
+        Some("soc-operator")
+    );
+    assert_eq!(
+        column("SELECT submitted_by FROM detections WHERE event_id = 'evt-1'").as_deref(),
+        Some("osce-script")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_the_single_token_of_older_configs_keeps_every_scope_and_is_named_default() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
-    let quarantine = http()
-        .post(format!(
-            "{base}/api/v1/lservers/tenant-a/vdi-003/quarantine"
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let quarantine = post_with_token(format!(
+        "{base}/api/v1/lservers/tenant-a/vdi-003/quarantine"
+    ))
+    .await;
     assert_eq!(quarantine.status(), StatusCode::ACCEPTED);
     let id = body(quarantine).await["operation"].as_i64().unwrap();
-    let op = http()
-        .get(format!("{base}/api/v1/operations/{id}"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let op = get_with_token(format!("{base}/api/v1/operations/{id}")).await;
     assert_eq!(body(op).await["requested_by"], "default");
     daemon.shutdown().await;
 }

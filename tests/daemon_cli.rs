@@ -1,21 +1,17 @@
 //! `qlab notify`, `qlab engine quarantine|release|status|decide` and `qlab engine serve` as a
 //! user or an AV server runs them (exit codes of `docs/cli.md`).
 
+mod common;
+
 mod daemon_support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use common::run::{engine_serve, first_line, qlab_command as qlab};
 use daemon_support::*;
 use quarantine_lab::daemon::metrics::Channel;
 use serde_json::Value;
-
-fn qlab() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_qlab"));
-    command.env_remove("QLAB_TOKEN");
-    command
-}
 
 /// Runs the binary off the async workers (the daemon under test runs on them).
 async fn run(mut command: Command) -> Output {
@@ -33,8 +29,7 @@ fn notify(url: &str, token: &str, ip: &str) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_notify_exits_0_only_after_202() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let url = daemon.api_url().to_string();
     let ok = run(notify(&url, TOKEN, "10.110.0.11")).await;
     assert_eq!(ok.status.code(), Some(0), "{ok:?}");
@@ -77,8 +72,7 @@ async fn notify_without_an_engine_fails_after_bounded_retries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engine_commands_map_refusals_to_exit_1() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let url = daemon.api_url().to_string();
     let engine = |args: &[&str]| {
         let mut c = qlab();
@@ -123,22 +117,9 @@ async fn engine_commands_map_refusals_to_exit_1() {
 #[test]
 fn engine_serve_prints_the_ready_line() {
     let lab = lab();
-    let mut child = qlab()
-        .args(["engine", "serve", "--config"])
-        .arg(&lab.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30));
-    let health = line.as_ref().ok().and_then(|line| {
+    let mut child = engine_serve(&lab.config);
+    let line = first_line(child.stdout.take().unwrap(), Duration::from_secs(30));
+    let health = line.as_ref().and_then(|line| {
         let ready: Value = serde_json::from_str(line).ok()?;
         let api = ready["api"].as_str()?.to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -168,14 +149,19 @@ fn engine_serve_prints_the_ready_line() {
     assert_eq!(status, reqwest::StatusCode::OK);
 }
 
+/// `qlab engine serve --config <config>` run to its exit (a config it refuses).
+fn serve_to_exit(config: &std::path::Path) -> Output {
+    qlab()
+        .args(["engine", "serve", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn engine_serve_exits_2_on_a_bad_config_naming_file_and_line() {
     let lab = lab_with(|t| t, "[[devices]]\nname = \"vc-9\"\nurl = \"http://127.0.0.1:1\"\nuser = \"u\"\npassword = \"p\"\n");
-    let out = qlab()
-        .args(["engine", "serve", "--config"])
-        .arg(&lab.config)
-        .output()
-        .unwrap();
+    let out = serve_to_exit(&lab.config);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("engine.toml:"), "{stderr}");
@@ -186,11 +172,7 @@ fn engine_serve_exits_2_on_a_bad_config_naming_file_and_line() {
     let empty = lab_with(|t| t, "");
     let text = std::fs::read_to_string(&empty.config).unwrap();
     std::fs::write(&empty.config, text.replace(TOKEN, "")).unwrap();
-    let out = qlab()
-        .args(["engine", "serve", "--config"])
-        .arg(&empty.config)
-        .output()
-        .unwrap();
+    let out = serve_to_exit(&empty.config);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("token"));
 }
@@ -210,9 +192,8 @@ fn r18_engine_serve_logs_json_with_timestamps_and_exits_non_zero_when_a_task_pan
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    let line =
+        first_line(child.stdout.take().unwrap(), Duration::from_secs(30)).unwrap_or_default();
     let Ok(ready) = serde_json::from_str::<Value>(&line) else {
         let out = child.wait_with_output().unwrap();
         panic!("no ready line: {line:?}; {out:?}");

@@ -2,11 +2,14 @@
 //! nothing, idle connections cannot starve the API or the TCP syslog listener, and a panic in
 //! an engine task halts the engine visibly.
 
+mod common;
+
 mod daemon_support;
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
+use common::run::{json_of, sent};
 use daemon_support::*;
 use quarantine_lab::daemon::metrics::{Channel, Reject};
 use quarantine_lab::engine::Journal;
@@ -40,11 +43,7 @@ async fn within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 }
 
 async fn health(base: &str) -> (StatusCode, Value) {
-    let r = http()
-        .get(format!("{base}/api/v1/health"))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http().get(format!("{base}/api/v1/health"))).await;
     let status = r.status();
     (status, r.json().await.unwrap())
 }
@@ -70,12 +69,23 @@ fn enough_fds(need: u64) -> bool {
     }
 }
 
+/// `POST /api/v1/detections` of a virus on vdi-001 (10.110.0.11) as event `event_id`, not yet
+/// sent.
+fn post_detection(base: &str, event_id: &str) -> reqwest::RequestBuilder {
+    http()
+        .post(format!("{base}/api/v1/detections"))
+        .bearer_auth(TOKEN)
+        .json(&json!({
+            "source": "osce", "event_id": event_id, "category": "virus",
+            "threat": "TROJ_GENERIC.A", "ip": "10.110.0.11"
+        }))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r7_r18_a_burst_of_10000_udp_datagrams_from_one_sender_is_journaled_whole() {
     const BURST: u32 = 10_000;
     let _one_at_a_time = BURSTS.lock().await;
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (lab, daemon) = started().await;
     let target = daemon.syslog_udp_addr().unwrap();
     let (status, h) = health(daemon.api_url()).await;
     assert_eq!(status, StatusCode::OK);
@@ -183,8 +193,7 @@ async fn r18_1000_idle_connections_to_the_api_and_syslog_tcp_starve_nobody() {
         );
         return;
     }
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
     let api = daemon.api_addr();
     let syslog = daemon.syslog_tcp_addr().unwrap();
@@ -199,13 +208,7 @@ async fn r18_1000_idle_connections_to_the_api_and_syslog_tcp_starve_nobody() {
     let started = Instant::now();
     let (status, _) = health(&base).await;
     assert_eq!(status, StatusCode::OK);
-    let response = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&json!({
-            "source": "osce", "event_id": "idle-flood-1", "category": "virus",
-            "threat": "TROJ_GENERIC.A", "ip": "10.110.0.11"
-        }))
+    let response = post_detection(&base, "idle-flood-1")
         .timeout(Duration::from_secs(1))
         .send()
         .await
@@ -241,8 +244,7 @@ async fn r18_1000_idle_connections_to_the_api_and_syslog_tcp_starve_nobody() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_a_silent_syslog_connection_is_closed_after_the_first_byte_timeout() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let syslog = daemon.syslog_tcp_addr().unwrap();
     let _silent = TcpStream::connect(syslog).await.unwrap();
     let m = daemon.metrics().clone();
@@ -253,8 +255,7 @@ async fn r18_a_silent_syslog_connection_is_closed_after_the_first_byte_timeout()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_a_client_that_never_finishes_its_headers_is_cut_off() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let mut slow = std::net::TcpStream::connect(daemon.api_addr()).unwrap();
     slow.write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
         .unwrap();
@@ -275,8 +276,7 @@ async fn r18_a_client_that_never_finishes_its_headers_is_cut_off() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_a_panicking_engine_task_halts_the_engine_visibly() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let base = daemon.api_url().to_string();
     daemon.engine().panic_an_engine_task_for_tests();
     let reason = tokio::time::timeout(Duration::from_secs(5), daemon.halted())
@@ -292,15 +292,12 @@ async fn r18_a_panicking_engine_task_halts_the_engine_visibly() {
         "{h}"
     );
     // An ERROR alert says so.
-    let alerts: Value = http()
-        .get(format!("{base}/api/v1/alerts?since=0"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let alerts: Value = json_of(
+        http()
+            .get(format!("{base}/api/v1/alerts?since=0"))
+            .bearer_auth(TOKEN),
+    )
+    .await;
     let halted: Vec<&Value> = alerts["alerts"]
         .as_array()
         .unwrap()
@@ -309,16 +306,7 @@ async fn r18_a_panicking_engine_task_halts_the_engine_visibly() {
         .collect();
     assert_eq!(halted.len(), 1, "{alerts}");
     // Nothing more is acknowledged that would never be acted on.
-    let refused = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&json!({
-            "source": "osce", "event_id": "after-panic", "category": "virus",
-            "threat": "TROJ_GENERIC.A", "ip": "10.110.0.11"
-        }))
-        .send()
-        .await
-        .unwrap();
+    let refused = post_detection(&base, "after-panic").send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     daemon.shutdown().await;
 }

@@ -3,9 +3,12 @@
 //! its samples, cumulative histogram buckets ending in `+Inf` = `_count`), and its numbers
 //! move as detections are processed against simulated devices.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use common::run::sent;
 use quarantine_lab::daemon::config::EngineConfig;
 use quarantine_lab::daemon::Daemon;
 use quarantine_lab::scenario::serve::{self, GENERATED_TOKEN};
@@ -199,12 +202,12 @@ fn the_parser_refuses_what_prometheus_refuses() {
 }
 
 async fn scrape(client: &reqwest::Client, base: &str) -> Vec<Sample> {
-    let reply = client
-        .get(format!("{base}/api/v1/metrics"))
-        .bearer_auth(GENERATED_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        client
+            .get(format!("{base}/api/v1/metrics"))
+            .bearer_auth(GENERATED_TOKEN),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::OK);
     let content_type = reply.headers()["content-type"]
         .to_str()
@@ -252,11 +255,7 @@ async fn metrics_parse_as_prometheus_text_and_move_as_detections_are_processed()
         .build()
         .unwrap();
 
-    let unauthorized = client
-        .get(format!("{base}/api/v1/metrics"))
-        .send()
-        .await
-        .unwrap();
+    let unauthorized = sent(client.get(format!("{base}/api/v1/metrics"))).await;
     assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
 
     let before = scrape(&client, &base).await;
@@ -273,14 +272,14 @@ async fn metrics_parse_as_prometheus_text_and_move_as_detections_are_processed()
         ("m-2", "10.110.0.13", "EICAR_TEST_FILE"),
         ("m-3", "10.9.9.9", "TROJ_GENERIC.A"),
     ] {
-        let reply = client
-            .post(format!("{base}/api/v1/detections"))
-            .bearer_auth(GENERATED_TOKEN)
-            .json(&json!({"source": "osce", "event_id": event, "ip": ip,
-                          "threat": threat, "category": "virus"}))
-            .send()
-            .await
-            .unwrap();
+        let reply = sent(
+            client
+                .post(format!("{base}/api/v1/detections"))
+                .bearer_auth(GENERATED_TOKEN)
+                .json(&json!({"source": "osce", "event_id": event, "ip": ip,
+                          "threat": threat, "category": "virus"})),
+        )
+        .await;
         assert_eq!(reply.status(), StatusCode::ACCEPTED);
     }
     tokio::time::timeout(Duration::from_secs(30), daemon.engine().wait_idle())

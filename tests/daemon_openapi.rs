@@ -3,8 +3,11 @@
 //! serves, every other method on a known path answers 405 with `Allow`, and the replies of a
 //! few real requests fit the document's schemas (R18: refusals documented with their reasons).
 
+mod common;
+
 mod daemon_support;
 
+use common::run::sent;
 use daemon_support::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -12,11 +15,7 @@ use serde_json::{json, Value};
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "DELETE", "PATCH"];
 
 async fn document(daemon: &quarantine_lab::daemon::Daemon) -> Value {
-    let reply = http()
-        .get(format!("{}/api/v1/openapi.json", daemon.api_url()))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(http().get(format!("{}/api/v1/openapi.json", daemon.api_url()))).await;
     assert_eq!(reply.status(), StatusCode::OK);
     reply.json().await.unwrap()
 }
@@ -29,8 +28,7 @@ fn concrete(path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_openapi_document_is_served_without_a_token_and_is_openapi_3() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     assert!(doc["openapi"].as_str().unwrap().starts_with("3.0"), "{doc}");
     let paths = doc["paths"].as_object().unwrap();
@@ -80,8 +78,7 @@ async fn r18_openapi_document_is_served_without_a_token_and_is_openapi_3() {
 /// header naming exactly the documented methods of that routed path.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     let paths = doc["paths"].as_object().unwrap();
     // The L-Server action paths share the routed path of `GET /lservers/{lserver}`: their
@@ -108,14 +105,14 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
         let url = format!("{}{}", daemon.api_url(), concrete(path));
         let documented = routed_methods(path);
         for method in METHODS {
-            let reply = http()
-                .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
-                .bearer_auth(TOKEN)
-                .header("content-type", "application/json")
-                .body(if method == "POST" { "{}" } else { "" })
-                .send()
-                .await
-                .unwrap();
+            let reply = sent(
+                http()
+                    .request(Method::from_bytes(method.as_bytes()).unwrap(), &url)
+                    .bearer_auth(TOKEN)
+                    .header("content-type", "application/json")
+                    .body(if method == "POST" { "{}" } else { "" }),
+            )
+            .await;
             let status = reply.status();
             if documented.iter().any(|m| m == method) {
                 assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");
@@ -143,12 +140,7 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
     }
     assert_eq!(checked, paths.len() * METHODS.len());
     // An undocumented path is no route at all.
-    let reply = http()
-        .get(format!("{}/api/v1/nothing-here", daemon.api_url()))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = get_with_token(format!("{}/api/v1/nothing-here", daemon.api_url())).await;
     assert_eq!(reply.status(), StatusCode::NOT_FOUND);
     daemon.shutdown().await;
 }
@@ -157,8 +149,7 @@ async fn r18_router_serves_exactly_the_documented_methods_and_405_names_them() {
 /// carries among the documented ones.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_real_refusals_are_documented_with_their_reasons() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let doc = document(&daemon).await;
     let base = daemon.api_url().to_string();
     let cases: Vec<(&str, &str, Option<&str>, Value)> = vec![

@@ -73,15 +73,11 @@ async fn r9_the_daemon_quarantines_a_physical_lserver_through_a_switch_plugin() 
     let daemon = start(&lab).await;
     let calls = lab.dir.path().join("calls.log");
     assert!(read(&calls).starts_with("initialize switch http://127.0.0.1:"));
-    let reply = http()
-        .post(format!(
-            "{}/api/v1/lservers/tenant-a/sbc-01/quarantine",
-            daemon.api_url()
-        ))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = post_with_token(format!(
+        "{}/api/v1/lservers/tenant-a/sbc-01/quarantine",
+        daemon.api_url()
+    ))
+    .await;
     assert_eq!(reply.status(), reqwest::StatusCode::ACCEPTED);
     let engine = daemon.engine().clone();
     let quarantined = eventually(|| {

@@ -2,12 +2,14 @@
 //! `POST /api/v1/policy/reload` and on SIGHUP the topology file's `[policy]` is validated and
 //! replaces the running one; an invalid file leaves the running policy in force and says why.
 
+mod common;
+
 mod daemon_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::run::{engine_serve, first_line, qlab_command, sent};
 use daemon_support::*;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -15,25 +17,20 @@ use serde_json::{json, Value};
 const POLICY_ACTIONS: &str = "[policy.actions]\n\"/tenant-a/vdi-002\" = \"reboot\"\n";
 
 async fn notify(base: &str, event_id: &str, ip: &str) -> Value {
-    let reply = http()
-        .post(format!("{base}/api/v1/detections"))
-        .bearer_auth(TOKEN)
-        .json(&json!({"source": "osce", "event_id": event_id, "ip": ip,
-                      "threat": "TROJ_GENERIC.A", "category": "virus"}))
-        .send()
-        .await
-        .unwrap();
+    let reply = sent(
+        http()
+            .post(format!("{base}/api/v1/detections"))
+            .bearer_auth(TOKEN)
+            .json(&json!({"source": "osce", "event_id": event_id, "ip": ip,
+                      "threat": "TROJ_GENERIC.A", "category": "virus"})),
+    )
+    .await;
     assert_eq!(reply.status(), StatusCode::ACCEPTED);
     reply.json().await.unwrap()
 }
 
 async fn reload(base: &str) -> (StatusCode, Value) {
-    let reply = http()
-        .post(format!("{base}/api/v1/policy/reload"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let reply = post_with_token(format!("{base}/api/v1/policy/reload")).await;
     (reply.status(), reply.json().await.unwrap())
 }
 
@@ -105,8 +102,7 @@ async fn r5_a_reloaded_policy_decides_the_next_detection_and_an_invalid_one_keep
     // `qlab engine reload-policy` does the same: exit 1 while the file is broken, 0 once fixed.
     let cli = |base: String| async move {
         tokio::task::spawn_blocking(move || {
-            Command::new(env!("CARGO_BIN_EXE_qlab"))
-                .env_remove("QLAB_TOKEN")
+            qlab_command()
                 .args(["engine", "reload-policy", "--url", &base, "--token", TOKEN])
                 .output()
                 .unwrap()
@@ -129,23 +125,10 @@ async fn r5_a_reloaded_policy_decides_the_next_detection_and_an_invalid_one_keep
 fn r5_sighup_reloads_the_policy_of_a_running_engine_serve() {
     let lab = lab();
     let original = std::fs::read_to_string(lab.dir.path().join("site.toml")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .env_remove("QLAB_TOKEN")
-        .args(["engine", "serve", "--config"])
-        .arg(&lab.config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
+    let mut child = engine_serve(&lab.config);
+    let line = first_line(child.stdout.take().unwrap(), Duration::from_secs(30));
     let outcome = (|| {
-        let line = rx.recv_timeout(Duration::from_secs(30)).ok()?;
+        let line = line?;
         let ready: Value = serde_json::from_str(&line).ok()?;
         let base = ready["api"].as_str()?.to_string();
         std::fs::write(

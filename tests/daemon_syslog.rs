@@ -25,8 +25,7 @@ async fn udp_from(local: &str) -> Option<UdpSocket> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_udp_syslog_from_the_av_servers_address_is_journaled() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (lab, daemon) = started().await;
     let target = daemon.syslog_udp_addr().unwrap();
     let socket = udp_from("127.0.0.1").await.unwrap();
     socket.send_to(cef(1).as_bytes(), target).await.unwrap();
@@ -85,8 +84,7 @@ async fn r18_syslog_from_another_address_is_rejected_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r18_oversized_and_unparsable_messages_are_counted_not_journaled() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (lab, daemon) = started().await;
     let target = daemon.syslog_udp_addr().unwrap();
     let socket = udp_from("127.0.0.1").await.unwrap();
     // max_message_bytes is 2048 in the test config.
@@ -103,14 +101,12 @@ async fn r18_oversized_and_unparsable_messages_are_counted_not_journaled() {
     assert!(eventually(|| m.rejected(Reject::SyslogOversized) == 1).await);
     assert!(eventually(|| m.rejected(Reject::SyslogUnparsable) == 2).await);
     daemon.shutdown().await;
-    let journal = Journal::open(&lab.journal).unwrap();
-    assert_eq!(journal.detection_count().unwrap(), 0);
+    assert_eq!(journaled_detections(&lab), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tcp_syslog_takes_octet_counting_and_lf_framing() {
-    let lab = lab();
-    let daemon = start(&lab).await;
+    let (_lab, daemon) = started().await;
     let mut conn = TcpStream::connect(daemon.syslog_tcp_addr().unwrap())
         .await
         .unwrap();

@@ -2,7 +2,9 @@
 //! serve` + one OfficeScan CEF syslog datagram → the simulated vCenter's own REST API shows the
 //! vNIC on the quarantine port group and `qlab engine status` shows the L-Server quarantined.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
+use common::run::{first_line, json_of, qlab_command as qlab};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,13 +18,6 @@ impl Drop for Killed {
     }
 }
 
-fn qlab() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_qlab"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("QLAB_TOKEN");
-    c
-}
-
 /// Starts `command` and returns it with its first stdout line parsed as JSON.
 fn start_ready(mut command: Command) -> (Killed, serde_json::Value) {
     let mut child = command
@@ -30,9 +25,8 @@ fn start_ready(mut command: Command) -> (Killed, serde_json::Value) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
+    let line = first_line(child.stdout.take().unwrap(), Duration::from_secs(60))
+        .expect("a ready line within 60 s");
     let ready: serde_json::Value =
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("ready line {line:?}: {e}"));
     assert_eq!(ready["ready"], true);
@@ -103,26 +97,18 @@ async fn cef_datagram_moves_the_vnic_to_quarantine_on_the_simulated_vcenter() {
         .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
         .build()
         .unwrap();
-    let session: String = http
-        .post(format!("{vcenter}/api/session"))
-        .basic_auth("qlab", Some("qlab"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let nic: serde_json::Value = http
-        .get(format!(
+    let session: String = json_of(
+        http.post(format!("{vcenter}/api/session"))
+            .basic_auth("qlab", Some("qlab")),
+    )
+    .await;
+    let nic: serde_json::Value = json_of(
+        http.get(format!(
             "{vcenter}/api/vcenter/vm/vm-1001/hardware/ethernet/4000"
         ))
-        .header("vmware-api-session-id", session)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .header("vmware-api-session-id", session),
+    )
+    .await;
     assert_eq!(nic["backing"]["network"], "dvportgroup-910", "{nic}");
     assert!(Path::new(&dir.path().join("qlab-journal.sqlite")).exists());
 }

@@ -28,7 +28,7 @@ async fn r1_spyware_is_ignored_without_device_calls() {
     let receipt = h.engine().submit_detection(d).await.unwrap();
     h.settle().await;
     assert_eq!(receipt.disposition, Disposition::Ignored);
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Ignored));
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Ignored));
     assert!(h.calls().is_empty());
     assert_eq!(h.device(VDI1), q(&["op-a"]));
 }
@@ -40,7 +40,7 @@ async fn r1_malware_triggers_like_virus() {
     d.category = Category::Malware;
     h.engine().submit_detection(d).await.unwrap();
     h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
 }
 
 #[tokio::test(start_paused = true)]
@@ -57,8 +57,7 @@ async fn r2_excluded_keyword_is_ignored_case_insensitively() {
 #[tokio::test(start_paused = true)]
 async fn r3_unknown_ip_is_not_found_with_one_alert_naming_it() {
     let h = Harness::standard();
-    let receipt = h.detect("10.110.0.99", "e-1").await;
-    h.settle().await;
+    let receipt = h.detect_settled("10.110.0.99").await;
     assert_eq!(receipt.disposition, Disposition::NotFound);
     let alerts = h.alerts();
     assert_eq!(alerts.len(), 1);
@@ -86,9 +85,7 @@ async fn r3_resolution_by_mac_then_hostname() {
 
 #[tokio::test(start_paused = true)]
 async fn r3_current_quarantine_ip_resolves_to_its_lserver() {
-    let h = Harness::standard();
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.11").await;
     let qip = h.view(VDI1).nics[0].ip;
     let r = h.detect(&qip.to_string(), "e-2").await;
     assert_eq!(r.lserver.as_deref(), Some(VDI1));
@@ -98,8 +95,7 @@ async fn r3_current_quarantine_ip_resolves_to_its_lserver() {
 async fn r4_same_event_twice_is_processed_once() {
     let h = Harness::standard();
     let first = h.detect("10.110.0.11", "e-1").await;
-    let again = h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    let again = h.detect_settled("10.110.0.11").await;
     assert_eq!(first.disposition, Disposition::Accepted);
     assert_eq!(again.disposition, Disposition::Duplicate);
     assert_eq!(again.id, first.id);
@@ -172,9 +168,7 @@ async fn r4_new_event_while_quarantining_or_quarantined_adds_no_device_call() {
 
 #[tokio::test(start_paused = true)]
 async fn r4_detection_during_a_release_quarantines_again_afterwards() {
-    let h = Harness::standard();
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.11").await;
     // The device slows down: the release is still running 50 ms later.
     h.fault_now(slow("vc-1", Duration::from_millis(100)));
     h.engine()
@@ -191,16 +185,14 @@ async fn r4_detection_during_a_release_quarantines_again_afterwards() {
         Disposition::Accepted,
         "not a duplicate: the release would re-expose it"
     );
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(h.device(VDI1), q(&["qr-a"]));
 }
 
 #[tokio::test(start_paused = true)]
 async fn r5_path_rule_selects_reboot() {
-    let h = Harness::standard();
-    h.detect("10.110.0.13", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI3).outcome, Some(Outcome::Rebooted));
+    let h = Harness::standard_detected(vec![], "10.110.0.13").await;
+    assert_eq!(h.outcome(VDI3), Some(Outcome::Rebooted));
     assert_eq!(h.resets(), [VDI3]);
     assert!(h.writes_for(VDI3).is_empty());
 }
@@ -214,23 +206,19 @@ async fn r5_none_waits_for_a_decision_then_runs_the_choice() {
         )
     });
     let h = Harness::new(site);
-    let r = h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    let r = h.detect_settled("10.110.0.11").await;
     assert_eq!(r.disposition, Disposition::PendingDecision);
     assert_eq!(h.view(VDI1).state, LServerState::PendingDecision);
     assert!(h.calls().iter().all(|c| c.op != "set_nic"));
     let emails = h.world.emails();
     assert_eq!(emails.len(), 1, "one email before the decision");
     assert!(emails[0].body.contains("--choice quarantine_reboot"));
-    h.engine()
-        .submit_command(Command::Decide {
-            lserver: VDI1.into(),
-            choice: Action::Quarantine,
-        })
-        .await
-        .unwrap();
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    h.command_settled(Command::Decide {
+        lserver: VDI1.into(),
+        choice: Action::Quarantine,
+    })
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(h.device(VDI1), q(&["qr-a"]));
 }
 
@@ -254,9 +242,8 @@ async fn r5_policy_is_replaced_without_restart() {
     let mut policy = h.site.topology.policy.clone();
     policy.default_action = Action::Reboot;
     h.engine().set_policy(policy);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
+    h.detect_settled("10.110.0.11").await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Rebooted));
 }
 
 #[tokio::test(start_paused = true)]
@@ -291,11 +278,9 @@ async fn r6_quarantine_ips_are_fresh_unique_and_inside_the_subnet() {
 
 #[tokio::test(start_paused = true)]
 async fn r6_unmapped_network_fails_before_any_device_call() {
-    let h = Harness::standard();
-    h.detect("10.130.0.9", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.130.0.9").await;
     let path = "/tenant-b/unmapped";
-    assert_eq!(h.view(path).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.outcome(path), Some(Outcome::QuarantineFailed));
     assert!(h.calls().is_empty(), "{:?}", h.calls());
     assert_eq!(h.alert_codes(path), vec!["config-error"]);
 }
@@ -323,7 +308,7 @@ async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
     h.detect("10.110.0.11", "e-1").await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(h.calls().len(), 1, "the write is in flight");
-    let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
+    let snapshot = h.snapshot();
     assert_eq!(snapshot.open_operations.len(), 1);
     assert_eq!(snapshot.open_operations[0].plan.len(), 1);
     assert_eq!(snapshot.open_operations[0].plan[0].to_network, "qr-a");
@@ -332,12 +317,12 @@ async fn r7_plan_and_ips_are_journaled_before_the_first_device_call() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_apply_then_timeout_is_resolved_by_reading() {
-    let h = Harness::standard_with(vec![
-        fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1)
-    ]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(
         h.writes_for(VDI1).len(),
         1,
@@ -348,12 +333,12 @@ async fn r8_apply_then_timeout_is_resolved_by_reading() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_device_that_applies_then_errors_is_read_not_written_twice() {
-    let h = Harness::standard_with(vec![
-        fault("vc-1", SetNic, FaultEffect::ApplyThenError).times(1)
-    ]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::ApplyThenError).times(1)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(
         h.writes_for(VDI1).len(),
         1,
@@ -364,19 +349,23 @@ async fn r8_device_that_applies_then_errors_is_read_not_written_twice() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_transient_rejections_are_retried() {
-    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::Busy).times(2)]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::Busy).times(2)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(h.writes_for(VDI1).len(), 3);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
-    let h = Harness::standard_with(vec![fault("vc-1", SetNic, FaultEffect::AcceptWithoutApply)]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::AcceptWithoutApply)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::QuarantineFailed));
     assert_eq!(h.device(VDI1), q(&["op-a"]));
     assert_eq!(
         h.alert_codes(VDI1),
@@ -386,31 +375,31 @@ async fn r8_ok_without_apply_is_caught_by_the_verifying_read() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_stale_read_is_read_again_not_written_again() {
-    let h = Harness::standard_with(vec![fault("vc-1", GetNic, FaultEffect::StaleRead).times(1)]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", GetNic, FaultEffect::StaleRead).times(1)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(h.writes_for(VDI1).len(), 1);
     assert_eq!(h.hits(0), 1, "the verifying read was stale");
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_expired_session_logs_in_again() {
-    let h = Harness::standard_with(vec![
-        fault("vc-1", SetNic, FaultEffect::AuthExpired).times(1)
-    ]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::AuthExpired).times(1)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert!(h.calls().iter().any(|c| c.op == "login"));
     assert_eq!(h.hits(0), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r8_physical_port_moves_vlan_and_saves_config() {
-    let h = Harness::standard();
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.50").await;
     assert_eq!(h.device(SBC), q(&["qr-a"]));
     let writes = h.writes_for(SBC);
     assert_eq!(writes.len(), 1);
@@ -420,16 +409,14 @@ async fn r8_physical_port_moves_vlan_and_saves_config() {
 
 #[tokio::test(start_paused = true)]
 async fn r8_unsaved_config_fails_the_quarantine_but_keeps_the_port_on_quarantine() {
-    let h = Harness::standard_with(vec![fault("sw-1", SaveConfig, FaultEffect::Reject)]);
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(SBC).outcome, Some(Outcome::QuarantineFailed));
+    let h = Harness::standard_detected(
+        vec![fault("sw-1", SaveConfig, FaultEffect::Reject)],
+        "10.110.0.50",
+    )
+    .await;
+    assert_eq!(h.outcome(SBC), Some(Outcome::QuarantineFailed));
     assert_eq!(h.device(SBC), q(&["qr-a"]));
-    let alert = h
-        .alerts()
-        .into_iter()
-        .find(|a| a.code == AlertCode::QuarantineFailed)
-        .unwrap();
+    let alert = h.alert(AlertCode::QuarantineFailed);
     assert!(
         alert.detail.contains("running config not saved"),
         "{}",
@@ -439,9 +426,7 @@ async fn r8_unsaved_config_fails_the_quarantine_but_keeps_the_port_on_quarantine
 
 #[tokio::test(start_paused = true)]
 async fn r9_success_updates_records_status_alert_and_email() {
-    let h = Harness::standard();
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.50").await;
     let view = h.view(SBC);
     assert_eq!(view.state, LServerState::Quarantined);
     assert_eq!(
@@ -466,27 +451,26 @@ async fn r9_success_updates_records_status_alert_and_email() {
 async fn r9_no_email_for_a_tenant_without_address() {
     let site = site_with(|s| s.replace("\"/tenant-b/vdi-003\" = \"reboot\"", ""));
     let h = Harness::new(site);
-    h.detect("10.110.0.13", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI3).outcome, Some(Outcome::Quarantined));
+    h.detect_settled("10.110.0.13").await;
+    assert_eq!(h.outcome(VDI3), Some(Outcome::Quarantined));
     assert!(h.world.emails().is_empty());
 }
 
 /// The seed's "Information" block: vdi-002's first NIC reaches quarantine, the second is
 /// rejected every time.
 async fn half_failed() -> Harness {
-    let h = Harness::standard_with(vec![
-        fault("vc-1", SetNic, FaultEffect::Reject).on_vnic("vm-1002", "4001")
-    ]);
-    h.detect("10.110.0.12", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", SetNic, FaultEffect::Reject).on_vnic("vm-1002", "4001")],
+        "10.110.0.12",
+    )
+    .await;
     h
 }
 
 #[tokio::test(start_paused = true)]
 async fn r10_nic_that_reached_quarantine_stays_there() {
     let h = half_failed().await;
-    assert_eq!(h.view(VDI2).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.outcome(VDI2), Some(Outcome::QuarantineFailed));
     assert_eq!(
         h.device(VDI2),
         q(&["qr-a", "op-b"]),
@@ -504,11 +488,7 @@ async fn r10_nic_that_reached_quarantine_stays_there() {
 #[tokio::test(start_paused = true)]
 async fn r10_one_error_alert_lists_every_nic_and_the_remedy() {
     let h = half_failed().await;
-    let errors: Vec<Alert> = h
-        .alerts()
-        .into_iter()
-        .filter(|a| a.severity() == Severity::Error)
-        .collect();
+    let errors: Vec<Alert> = h.errors();
     assert_eq!(errors.len(), 1);
     let detail = &errors[0].detail;
     assert!(
@@ -528,7 +508,7 @@ async fn r10_one_error_alert_lists_every_nic_and_the_remedy() {
 #[tokio::test(start_paused = true)]
 async fn r10_rollback_frees_the_allocated_ips() {
     let h = half_failed().await;
-    let snapshot = Journal::open(&h.journal_path).unwrap().snapshot().unwrap();
+    let snapshot = h.snapshot();
     assert!(
         snapshot.allocations.is_empty(),
         "{:?}",
@@ -538,18 +518,16 @@ async fn r10_rollback_frees_the_allocated_ips() {
 
 #[tokio::test(start_paused = true)]
 async fn r10_unknown_nic_is_reported_as_unknown() {
-    let h = Harness::standard_with(vec![
-        fault("vc-1", SetNic, FaultEffect::Timeout),
-        fault("vc-1", GetNic, FaultEffect::Unavailable),
-    ]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
-    let alert = h
-        .alerts()
-        .into_iter()
-        .find(|a| a.code == AlertCode::QuarantineFailed)
-        .unwrap();
+    let h = Harness::standard_detected(
+        vec![
+            fault("vc-1", SetNic, FaultEffect::Timeout),
+            fault("vc-1", GetNic, FaultEffect::Unavailable),
+        ],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::QuarantineFailed));
+    let alert = h.alert(AlertCode::QuarantineFailed);
     assert!(alert.detail.contains("device=unknown"), "{}", alert.detail);
 }
 
@@ -573,14 +551,11 @@ async fn r12_manual_quarantine_confirms_by_reading_and_completes() {
     let h = half_failed().await;
     h.heal();
     let before = h.writes_for(VDI2).len();
-    h.engine()
-        .submit_command(Command::Quarantine {
-            lserver: VDI2.into(),
-        })
-        .await
-        .unwrap();
-    h.settle().await;
-    assert_eq!(h.view(VDI2).outcome, Some(Outcome::Quarantined));
+    h.command_settled(Command::Quarantine {
+        lserver: VDI2.into(),
+    })
+    .await;
+    assert_eq!(h.outcome(VDI2), Some(Outcome::Quarantined));
     assert_eq!(h.device(VDI2), q(&["qr-a", "qr-b"]));
     let new_writes: Vec<_> = h.writes_for(VDI2).into_iter().skip(before).collect();
     assert_eq!(
@@ -605,9 +580,8 @@ fn quarantine_reboot_harness(faults: Vec<FaultSpec>) -> Harness {
 #[tokio::test(start_paused = true)]
 async fn r13_quarantine_reboot_reboots_after_success_with_two_emails() {
     let h = quarantine_reboot_harness(Vec::new());
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Rebooted));
+    h.detect_settled("10.110.0.11").await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Rebooted));
     assert_eq!(h.view(VDI1).state, LServerState::Quarantined);
     assert_eq!(h.resets(), [VDI1]);
     let calls = h.calls();
@@ -633,68 +607,49 @@ async fn r13_the_reset_follows_the_quarantine_without_waiting_for_company() {
 #[tokio::test(start_paused = true)]
 async fn r13_failed_quarantine_skips_the_reboot() {
     let h = quarantine_reboot_harness(vec![fault("vc-1", SetNic, FaultEffect::Reject)]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    h.detect_settled("10.110.0.11").await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::QuarantineFailed));
     assert!(h.resets().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn r13_failed_reboot_leaves_the_quarantine_in_place() {
     let h = quarantine_reboot_harness(vec![fault("irmc-1", Reset, FaultEffect::Reject)]);
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.50").await;
     let view = h.view(SBC);
     assert_eq!(view.outcome, Some(Outcome::RebootFailed));
     assert_eq!(view.state, LServerState::Quarantined);
     assert_eq!(h.device(SBC), q(&["qr-a"]));
-    let errors: Vec<Alert> = h
-        .alerts()
-        .into_iter()
-        .filter(|a| a.severity() == Severity::Error)
-        .collect();
+    let errors: Vec<Alert> = h.errors();
     assert_eq!(errors.len(), 1);
     assert!(errors[0].detail.contains("BMC"), "{}", errors[0].detail);
 }
 
 #[tokio::test(start_paused = true)]
 async fn r14_release_restores_operation_networks_ips_and_status() {
-    let h = Harness::standard();
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: SBC.into(),
-        })
-        .await
-        .unwrap();
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.50").await;
+    h.command_settled(Command::Release {
+        lserver: SBC.into(),
+    })
+    .await;
     let view = h.view(SBC);
     assert_eq!(view.outcome, Some(Outcome::Released));
     assert_eq!(view.state, LServerState::Normal);
     assert_eq!(view.status, "normal");
     assert_eq!(view.nics[0].ip.to_string(), "10.110.0.50");
     assert_eq!(h.device(SBC), q(&["op-a"]));
-    assert!(Journal::open(&h.journal_path)
-        .unwrap()
-        .snapshot()
-        .unwrap()
-        .allocations
-        .is_empty());
+    assert!(h.snapshot().allocations.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
 async fn r14_release_after_failure_returns_the_stranded_nic() {
     let h = half_failed().await;
     h.heal();
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI2.into(),
-        })
-        .await
-        .unwrap();
-    h.settle().await;
-    assert_eq!(h.view(VDI2).outcome, Some(Outcome::Released));
+    h.command_settled(Command::Release {
+        lserver: VDI2.into(),
+    })
+    .await;
+    assert_eq!(h.outcome(VDI2), Some(Outcome::Released));
     assert_eq!(h.device(VDI2), q(&["op-a", "op-b"]));
     assert_eq!(h.managed(VDI2), h.device(VDI2), "records and devices agree");
 }
@@ -714,17 +669,12 @@ async fn r14_release_of_a_normal_lserver_is_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn r14_failed_release_names_the_nics_still_quarantined() {
-    let h = Harness::standard();
-    h.detect("10.110.0.12", "e-1").await;
-    h.settle().await;
+    let h = Harness::standard_detected(vec![], "10.110.0.12").await;
     h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI2.into(),
-        })
-        .await
-        .unwrap();
-    h.settle().await;
+    h.command_settled(Command::Release {
+        lserver: VDI2.into(),
+    })
+    .await;
     let view = h.view(VDI2);
     assert_eq!(view.outcome, Some(Outcome::ReleaseFailed));
     assert_eq!(view.state, LServerState::ReleaseFailed);
@@ -733,11 +683,7 @@ async fn r14_failed_release_names_the_nics_still_quarantined() {
         h.device(VDI2),
         "records follow device truth"
     );
-    let alert = h
-        .alerts()
-        .into_iter()
-        .find(|a| a.code == AlertCode::ReleaseFailed)
-        .unwrap();
+    let alert = h.alert(AlertCode::ReleaseFailed);
     assert!(
         alert.detail.contains("nic0") && alert.detail.contains("nic1"),
         "{}",
@@ -750,13 +696,10 @@ async fn r15_operations_on_one_lserver_run_in_arrival_order() {
     let h = Harness::new(site_with_vc_latency("100ms"));
     h.detect("10.110.0.11", "e-1").await;
     // Queued behind the running quarantine, accepted because the quarantine will finish first.
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI1.into(),
-        })
-        .await
-        .unwrap();
-    h.settle().await;
+    h.command_settled(Command::Release {
+        lserver: VDI1.into(),
+    })
+    .await;
     let ops = h.engine().operations().unwrap();
     assert_eq!(ops.len(), 2);
     assert_eq!(ops[0].outcome, Some(Outcome::Quarantined));
@@ -1049,7 +992,7 @@ async fn r19_a_hanging_device_cannot_hold_an_operation_past_its_deadline() {
     h.engine().wait_idle().await;
     let elapsed = start.elapsed();
     let settings = h.site.topology.engine;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::QuarantineFailed));
+    assert_eq!(h.outcome(VDI1), Some(Outcome::QuarantineFailed));
     assert!(
         elapsed <= settings.operation_deadline + settings.call_timeout,
         "took {elapsed:?}: deadline {:?} plus one read {:?}",
@@ -1079,9 +1022,8 @@ async fn r19_the_last_read_at_the_deadline_gets_the_full_call_timeout() {
             fault("vc-1", SetNic, FaultEffect::ApplyThenTimeout).times(1),
         ],
     );
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    h.detect_settled("10.110.0.11").await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(
         (h.hits(0), h.hits(1)),
         (1, 1),
@@ -1092,12 +1034,12 @@ async fn r19_the_last_read_at_the_deadline_gets_the_full_call_timeout() {
 #[tokio::test(start_paused = true)]
 async fn r8_no_blind_rewrite_while_reads_fail_after_a_write() {
     // The write lands; the verifying read and the next one fail; the third read sees it.
-    let h = Harness::standard_with(vec![
-        fault("vc-1", GetNic, FaultEffect::Unavailable).times(2)
-    ]);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    assert_eq!(h.view(VDI1).outcome, Some(Outcome::Quarantined));
+    let h = Harness::standard_detected(
+        vec![fault("vc-1", GetNic, FaultEffect::Unavailable).times(2)],
+        "10.110.0.11",
+    )
+    .await;
+    assert_eq!(h.outcome(VDI1), Some(Outcome::Quarantined));
     assert_eq!(
         h.writes_for(VDI1).len(),
         1,

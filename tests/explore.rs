@@ -4,27 +4,16 @@
 //!
 //! Run counts are small: these tests run on debug builds, about ten times slower than release.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::run::qlab_text as qlab;
 use quarantine_lab::explore::{Profile, Target};
 use serde_json::Value;
 
 const TOPOLOGY: &str = "fixtures/topologies/mixed-site.toml";
-
-fn qlab(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .output()
-        .expect("qlab runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
-}
 
 fn explore(dir: &Path, extra: &[&str]) -> (i32, String, Value) {
     let dir_text = dir.to_string_lossy().to_string();

@@ -6,12 +6,15 @@
 //! Needs python3 (on PATH, or `QLAB_PYTHON`): `cargo test --test plugin_python -- --ignored`
 //! (`.ci/run` runs it).
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::run::first_line;
 use quarantine_lab::adapters::plugin::{Family, PluginAdapter, PluginDevice, Supervision};
 use quarantine_lab::adapters::{OutcomeClass, Switch};
 use quarantine_lab::model::{load_site, Site};
@@ -136,14 +139,8 @@ fn serve(config: &Path) -> Served {
         let _ = stderr.read_to_string(&mut text);
         text
     });
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
+    let line =
+        first_line(child.stdout.take().unwrap(), Duration::from_secs(30)).unwrap_or_default();
     let Some(api) = serde_json::from_str::<Value>(&line)
         .ok()
         .and_then(|ready| ready["api"].as_str().map(str::to_string))

@@ -2,30 +2,17 @@
 //! (`qlab report merge`), balanced shards, the gate against a baseline (`qlab gate`), retries
 //! and flaky runs, and report.html.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::run::{qlab_output as qlab, text};
 use serde_json::Value;
 
 /// Fast folders of the library: every kind of verdict the merge must keep, in a second or two.
 const LIBRARY: [&str; 2] = ["scenarios/ingest", "scenarios/rollback"];
-
-fn qlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qlab"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("qlab runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn path(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -476,22 +463,31 @@ fn wire_scenario_failing_once_then_passing_is_flaky() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
 }
 
+/// `qlab run <args> --report-dir <dir>`, asserted to exit with `code`: the report.html it wrote.
+fn run_html(dir: &Path, args: &[&str], code: i32) -> String {
+    let mut all = vec!["run"];
+    all.extend(args);
+    all.extend(["--report-dir", path(dir)]);
+    let out = qlab(&all);
+    assert_eq!(out.status.code(), Some(code), "{}", text(&out));
+    std::fs::read_to_string(dir.join("report.html")).unwrap()
+}
+
 #[test]
 fn report_html_is_self_contained_and_shows_a_failed_scenario() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("html");
     // A broken engine makes a rollback scenario fail: its page must show why.
-    let out = qlab(&[
-        "run",
-        "scenarios/rollback",
-        "scenarios/ingest/same-event-delivered-twice.toml",
-        "--mutant",
-        "leak-ip-on-rollback",
-        "--report-dir",
-        path(&dir),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let html = run_html(
+        &dir,
+        &[
+            "scenarios/rollback",
+            "scenarios/ingest/same-event-delivered-twice.toml",
+            "--mutant",
+            "leak-ip-on-rollback",
+        ],
+        1,
+    );
     assert!(html.starts_with("<!DOCTYPE html>"));
     assert!(!html.contains("<script"), "no script");
     assert!(!html.contains("<link"), "nothing loaded from elsewhere");
@@ -526,15 +522,11 @@ fn report_html_is_self_contained_and_shows_a_failed_scenario() {
 #[test]
 fn report_html_of_outbreak_10000_aggregates_and_stays_small() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("outbreak");
-    let out = qlab(&[
-        "run",
-        "scenarios/outbreak/outbreak-10000.toml",
-        "--report-dir",
-        path(&dir),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    let html = run_html(
+        &tmp.path().join("outbreak"),
+        &["scenarios/outbreak/outbreak-10000.toml"],
+        0,
+    );
     // 10,000 L-Servers and tens of thousands of calls: drawn as columns, not one by one.
     assert!(html.len() < 1024 * 1024, "{} bytes", html.len());
     assert!(html.contains(" calls</title>"), "call lanes aggregated");

@@ -2,7 +2,10 @@
 //! and say what is wrong and how to fix it. A changed message is a changed product interface.
 //! Plus one valid scenario that uses every event kind and every fault field.
 
-use std::path::{Path, PathBuf};
+#[macro_use]
+mod common;
+
+use std::path::PathBuf;
 use std::time::Duration;
 
 use quarantine_lab::engine::Command;
@@ -12,35 +15,13 @@ use quarantine_lab::sim::faults::{CallKind, FaultEffect, FaultMatch};
 
 /// The fixture topology, absolute, so the scenario can live in a temporary folder.
 fn topology() -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/topologies/vdi-small.toml")
+    common::fixture_path("topologies/vdi-small.toml")
         .display()
         .to_string()
 }
 
 /// A small valid scenario; each test breaks one thing in it. `@TOPOLOGY@` becomes [`topology`].
-const BASE: &str = r#"name = "snapshots"
-topology = "@TOPOLOGY@"
-
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
-
-[[events]]
-at = "30s"
-command = { action = "release", lserver = "/tenant-a/vdi-001" }
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "apply_then_timeout"
-times = 1
-until = "20s"
-
-[expect.lservers."/tenant-a/vdi-001"]
-outcome = "released"
-device_networks = ["op-a"]
-"#;
+const BASE: &str = include_str!("../fixtures/scenarios/test-snapshots.toml");
 
 /// Writes `source` as `scenario.toml` in a fresh temporary folder and loads it.
 fn load_text(source: &str) -> (tempfile::TempDir, Result<Scenario, String>) {
@@ -65,6 +46,30 @@ fn error_after(from: &str, to: &str) -> String {
     }
 }
 
+snapshot_after! {
+    error_after;
+    unknown_key_in_an_event: "at = \"30s\"\n" => "at = \"30s\"\nafter = \"10s\"\n";
+    bad_duration: "until = \"20s\"" => "until = \"twenty\"";
+    unknown_device_in_a_fault: "device = \"vc-1\"" => "device = \"vc-2\"";
+    unknown_av_source: "source = \"osce\"" => "source = \"sepm\"";
+    event_with_two_actions: "at = \"30s\"\n" => "at = \"30s\"\nheal = \"all\"\n";
+    wrong_nic_count_in_device_networks: "device_networks = [\"op-a\"]" => "device_networks = [\"op-a\", \"qr-a\"]";
+    wire_only_effect_in_sim_mode: "effect = \"apply_then_timeout\"" => "effect = \"reset\"";
+    expected_outcome_count_larger_than_the_site: "[expect.lservers." => "[expect]\noutcomes = { quarantined = 9 }\n\n[expect.lservers.";
+    expected_outcome_count_of_an_unknown_outcome: "[expect.lservers." => "[expect]\noutcomes = { contained = 1 }\n\n[expect.lservers.";
+    makespan_ratio_below_one: "[expect.lservers." => "[expect]\nmakespan_ratio_max = 0.95\n\n[expect.lservers.";
+    /// Once accepted, then an overflow when the run added times: now an input error.
+    r18_event_time_beyond_seven_days: "at = \"30s\"" => "at = \"18446744073709551615s\"";
+    r18_fault_window_beyond_seven_days: "until = \"20s\"" => "until = \"8d\"";
+    stale_read_on_a_write: "effect = \"apply_then_timeout\"" => "effect = \"stale_read\"";
+    apply_then_timeout_on_a_login: "call = \"set_nic\"" => "call = \"login\"";
+    apply_then_timeout_on_a_read: "call = \"set_nic\"" => "call = \"get_nic\"";
+    timeout_on_an_av_send: "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"" => "device = \"osce\"\ncall = \"send\"\neffect = \"timeout\"";
+    device_call_effect_on_an_av_server_without_call: "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"" => "device = \"osce\"\neffect = \"reject\"";
+    drop_on_a_device_call: "effect = \"apply_then_timeout\"" => "effect = \"drop\"";
+    probability_above_one: "times = 1\n" => "times = 1\nprobability = 1.5\n";
+}
+
 #[test]
 fn base_scenario_is_valid() {
     let (_dir, result) = load_text(BASE);
@@ -72,150 +77,8 @@ fn base_scenario_is_valid() {
     assert_eq!(s.events.len(), 2);
 }
 
-#[test]
-fn unknown_key_in_an_event() {
-    insta::assert_snapshot!(error_after(
-        "at = \"30s\"\n",
-        "at = \"30s\"\nafter = \"10s\"\n"
-    ));
-}
-
-#[test]
-fn bad_duration() {
-    insta::assert_snapshot!(error_after("until = \"20s\"", "until = \"twenty\""));
-}
-
-#[test]
-fn unknown_device_in_a_fault() {
-    insta::assert_snapshot!(error_after("device = \"vc-1\"", "device = \"vc-2\""));
-}
-
-#[test]
-fn unknown_av_source() {
-    insta::assert_snapshot!(error_after("source = \"osce\"", "source = \"sepm\""));
-}
-
-#[test]
-fn event_with_two_actions() {
-    insta::assert_snapshot!(error_after(
-        "at = \"30s\"\n",
-        "at = \"30s\"\nheal = \"all\"\n"
-    ));
-}
-
-#[test]
-fn wrong_nic_count_in_device_networks() {
-    insta::assert_snapshot!(error_after(
-        "device_networks = [\"op-a\"]",
-        "device_networks = [\"op-a\", \"qr-a\"]"
-    ));
-}
-
-#[test]
-fn wire_only_effect_in_sim_mode() {
-    insta::assert_snapshot!(error_after(
-        "effect = \"apply_then_timeout\"",
-        "effect = \"reset\""
-    ));
-}
-
 /// Every event kind and every fault field, each spelled as `docs/formats/scenario.md` documents it.
-const EVERYTHING: &str = r#"name = "every-event-and-fault-field"
-description = "A tour of the format."
-topology = "@TOPOLOGY@"
-tags = ["virtual", "physical", "tour"]
-modes = ["wire"]
-seed = 7
-settle = "15s"
-
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", category = "malware", event_id = "e-1", mac = "00-50-56-00-00-11", hostname = "VDI-001" }
-
-[[events]]
-at = "30s"
-command = { action = "release", lserver = "/tenant-a/vdi-001" }
-
-[[events]]
-at = "31s"
-command = { action = "quarantine", lserver = "/tenant-a/sbc-01" }
-
-[[events]]
-at = "32s"
-command = { action = "decide", lserver = "/tenant-a/vdi-003", choice = "quarantine_reboot" }
-
-[[events]]
-at = "2s"
-crash = "engine"
-restart_after = "3s"
-
-[[events]]
-at = "5s"
-heal = "all"
-
-[[events]]
-at = "6s"
-heal = "sw-1"
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "apply_then_timeout"
-times = 1
-from = "0s"
-until = "20s"
-match = { vm = "vm-1001", nic = "4000", lserver = "/tenant-a/vdi-001" }
-delay = "10s"
-
-[[faults]]
-device = "sw-1"
-call = "save_config"
-effect = "reboot_loses_unsaved"
-from = "4s"
-match = { port = "Ethernet1/5" }
-
-[[faults]]
-device = "irmc-sbc-01"
-call = "reset"
-effect = "busy"
-times = 2
-probability = 0.5
-
-[[faults]]
-device = "osce"
-call = "send"
-effect = "reorder"
-
-[[faults]]
-device = "vc-1"
-effect = "blackhole"
-from = "40s"
-
-[expect]
-time_to_contain_max = "2s"
-device_writes_max = 3
-violations = ["INV-11"]
-
-[expect.lservers."/tenant-a/vdi-001"]
-outcome = "released"
-device_networks = ["op-a"]
-managed_networks = ["op-a"]
-status = "normal"
-device_writes_max = 2
-
-[expect.lservers."/tenant-a/sbc-01"]
-outcome = "quarantined"
-status = "unknown"
-
-[[expect.alerts]]
-code = "release-completed"
-lserver = "/tenant-a/vdi-001"
-count = 1
-
-[[expect.alerts]]
-code = "lserver-not-found"
-count = 0
-"#;
+const EVERYTHING: &str = include_str!("../fixtures/scenarios/test-everything.toml");
 
 #[test]
 fn valid_scenario_with_every_event_kind_and_fault_field() {
@@ -322,6 +185,14 @@ fn outbreak_error(from: &str, to: &str) -> String {
     error_after(BASE_DETECT, &OUTBREAK.replacen(from, to, 1))
 }
 
+snapshot_after! {
+    outbreak_error;
+    outbreak_unknown_source: "source = \"osce\"" => "source = \"sepm\"";
+    outbreak_matching_no_lserver: "\"/tenant-a/\"" => "\"/tenant-z/\"";
+    outbreak_prefix_that_is_not_a_path: "\"/tenant-a/\"" => "\"tenant-a\"";
+    outbreak_bad_duration: "over = \"1s\"" => "over = \"a second\"";
+}
+
 #[test]
 fn outbreak_replaces_a_detection() {
     let (_dir, result) = load_text(&BASE.replacen(BASE_DETECT, OUTBREAK, 1));
@@ -345,26 +216,6 @@ fn outbreak_replaces_a_detection() {
             "/tenant-a/vdi-003"
         ]
     );
-}
-
-#[test]
-fn outbreak_unknown_source() {
-    insta::assert_snapshot!(outbreak_error("source = \"osce\"", "source = \"sepm\""));
-}
-
-#[test]
-fn outbreak_matching_no_lserver() {
-    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"/tenant-z/\""));
-}
-
-#[test]
-fn outbreak_prefix_that_is_not_a_path() {
-    insta::assert_snapshot!(outbreak_error("\"/tenant-a/\"", "\"tenant-a\""));
-}
-
-#[test]
-fn outbreak_bad_duration() {
-    insta::assert_snapshot!(outbreak_error("over = \"1s\"", "over = \"a second\""));
 }
 
 #[test]
@@ -395,8 +246,7 @@ fn detection_reusing_an_outbreak_event_id() {
 fn outbreaks_beyond_the_detection_cap() {
     // outbreak-10000 has 10,000 L-Servers: eleven outbreaks of all of them ask for 110,000
     // detections, over MAX_OUTBREAK_DETECTIONS (100,000); the eleventh is blamed.
-    let topology = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures/topologies/outbreak-10000.toml")
+    let topology = common::fixture_path("topologies/outbreak-10000.toml")
         .display()
         .to_string();
     let mut text = format!("name = \"cap\"\ntopology = {topology:?}\n");
@@ -411,95 +261,10 @@ fn outbreaks_beyond_the_detection_cap() {
 }
 
 #[test]
-fn expected_outcome_count_larger_than_the_site() {
-    insta::assert_snapshot!(error_after(
-        "[expect.lservers.",
-        "[expect]\noutcomes = { quarantined = 9 }\n\n[expect.lservers."
-    ));
-}
-
-#[test]
-fn expected_outcome_count_of_an_unknown_outcome() {
-    insta::assert_snapshot!(error_after(
-        "[expect.lservers.",
-        "[expect]\noutcomes = { contained = 1 }\n\n[expect.lservers."
-    ));
-}
-
-#[test]
-fn makespan_ratio_below_one() {
-    insta::assert_snapshot!(error_after(
-        "[expect.lservers.",
-        "[expect]\nmakespan_ratio_max = 0.95\n\n[expect.lservers."
-    ));
-}
-
-#[test]
-fn r18_event_time_beyond_seven_days() {
-    // Once accepted, then an overflow when the run added times: now an input error.
-    insta::assert_snapshot!(error_after(
-        "at = \"30s\"",
-        "at = \"18446744073709551615s\""
-    ));
-}
-
-#[test]
-fn r18_fault_window_beyond_seven_days() {
-    insta::assert_snapshot!(error_after("until = \"20s\"", "until = \"8d\""));
-}
-
-#[test]
 fn seven_days_is_still_a_duration() {
     let (_dir, result) = load_text(&BASE.replacen("until = \"20s\"", "until = \"7d\"", 1));
     let s = result.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.faults[0].until, Some(Duration::from_secs(7 * 86_400)));
-}
-
-#[test]
-fn stale_read_on_a_write() {
-    insta::assert_snapshot!(error_after(
-        "effect = \"apply_then_timeout\"",
-        "effect = \"stale_read\""
-    ));
-}
-
-#[test]
-fn apply_then_timeout_on_a_login() {
-    insta::assert_snapshot!(error_after("call = \"set_nic\"", "call = \"login\""));
-}
-
-#[test]
-fn apply_then_timeout_on_a_read() {
-    insta::assert_snapshot!(error_after("call = \"set_nic\"", "call = \"get_nic\""));
-}
-
-#[test]
-fn timeout_on_an_av_send() {
-    insta::assert_snapshot!(error_after(
-        "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"",
-        "device = \"osce\"\ncall = \"send\"\neffect = \"timeout\""
-    ));
-}
-
-#[test]
-fn device_call_effect_on_an_av_server_without_call() {
-    insta::assert_snapshot!(error_after(
-        "device = \"vc-1\"\ncall = \"set_nic\"\neffect = \"apply_then_timeout\"",
-        "device = \"osce\"\neffect = \"reject\""
-    ));
-}
-
-#[test]
-fn drop_on_a_device_call() {
-    insta::assert_snapshot!(error_after(
-        "effect = \"apply_then_timeout\"",
-        "effect = \"drop\""
-    ));
-}
-
-#[test]
-fn probability_above_one() {
-    insta::assert_snapshot!(error_after("times = 1\n", "times = 1\nprobability = 1.5\n"));
 }
 
 #[test]

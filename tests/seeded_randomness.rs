@@ -13,8 +13,8 @@ use quarantine_lab::scenario::load::{load_scenario, Mode, Scenario};
 use quarantine_lab::scenario::runner::{run_sim, ScenarioRun};
 
 /// A folder holding `topology.toml` (vdi-small, with `extra` after vc-1's `latency`) and
-/// `scenario.toml` (`body` after a header naming that topology).
-fn setup(extra: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+/// `scenario.toml` (`scenario`, whose header names that topology).
+fn setup(extra: &str, scenario: &str) -> (tempfile::TempDir, PathBuf) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/topologies/vdi-small.toml");
     let text = std::fs::read_to_string(fixture).expect("fixture");
     let anchor = "latency = \"40ms\"\n";
@@ -23,8 +23,6 @@ fn setup(extra: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("temp dir");
     std::fs::write(dir.path().join("topology.toml"), topology).expect("write");
     let path = dir.path().join("scenario.toml");
-    let scenario =
-        format!("name = \"seeded\"\ntopology = \"topology.toml\"\nmodes = [\"sim\"]\n\n{body}");
     std::fs::write(&path, scenario).expect("write");
     (dir, path)
 }
@@ -40,23 +38,7 @@ fn run(scenario: &Scenario, seed: u64) -> ScenarioRun {
 }
 
 /// Tenant A's three desktops (vc-1) detected one after the other: several vc-1 calls.
-const THREE_DESKTOPS: &str = r#"
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
-
-[[events]]
-at = "1s"
-detect = { source = "osce", ip = "10.110.0.13", threat = "TROJ_GENERIC.A", event_id = "e-3" }
-
-[[events]]
-at = "2s"
-detect = { source = "osce", ip = "10.110.0.21", threat = "TROJ_GENERIC.A", event_id = "e-4" }
-
-[expect.lservers."/tenant-a/vdi-001"]
-outcome = "quarantined"
-device_networks = ["qr-a"]
-"#;
+const THREE_DESKTOPS: &str = include_str!("../fixtures/scenarios/test-seeded-three-desktops.toml");
 
 /// Every vc-1 call's latency: from its `Invoke` to its `Return`, in ms.
 fn vc1_latencies(run: &ScenarioRun) -> Vec<u64> {
@@ -168,43 +150,7 @@ fn inv11_fault_probability_is_seeded_and_affects_only_some_calls() {
 
 #[test]
 fn report_faults_count_hits_and_hits_in_operation() {
-    let body = r#"
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.12", threat = "TROJ_GENERIC.A", event_id = "e-0" }
-
-[[events]]
-at = "1s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
-
-[[faults]]
-device = "osce"
-effect = "drop"
-times = 1
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "apply_then_timeout"
-times = 1
-delay = "2s"
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "reject"
-match = { vm = "vm-1003" }
-
-[[faults]]
-device = "vc-1"
-call = "get_nic"
-effect = "delay"
-delay = "10ms"
-
-[expect.lservers."/tenant-a/vdi-001"]
-outcome = "quarantined"
-device_networks = ["qr-a"]
-"#;
+    let body = include_str!("../fixtures/scenarios/test-seeded-fault-accounts.toml");
     let (_dir, path) = setup("", body);
     let scenario = load(&path);
     let run = run(&scenario, 0);
@@ -239,23 +185,7 @@ device_networks = ["qr-a"]
 }
 
 /// One fault that fires, one (for a VM never detected) that does not.
-const ONE_UNFIRED: &str = r#"
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
-
-[[faults]]
-device = "vc-1"
-call = "get_nic"
-effect = "delay"
-delay = "10ms"
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "reject"
-match = { vm = "vm-1003" }
-"#;
+const ONE_UNFIRED: &str = include_str!("../fixtures/scenarios/test-seeded-one-unfired.toml");
 
 #[test]
 fn strict_faults_fails_a_scenario_whose_fault_never_fired() {

@@ -2,15 +2,19 @@
 //! switch reboots, AV delivery faults, and the history they record (Invoke / Return /
 //! TruthChanged, including calls the caller cuts off).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use quarantine_lab::adapters::{Adapters, Email, OutcomeClass};
 use quarantine_lab::model::history::{EventKind, HistoryEvent, NicRef};
-use quarantine_lab::model::{load_site, Category, Detection, Site};
+use quarantine_lab::model::{load_site, Detection, Site};
 use quarantine_lab::sim::{CallKind, DeviceOp, FaultEffect, FaultSpec, Recorder, Reply, SimWorld};
 use tokio::time::Instant;
+
+use common::detection;
 
 const OP_PG: &str = "dvportgroup-110";
 const QR_PG: &str = "dvportgroup-910";
@@ -73,6 +77,15 @@ fn truth_changes(events: &[HistoryEvent]) -> Vec<(u64, NicRef, Option<String>, b
 
 fn net(s: &str) -> Option<String> {
     Some(s.to_string())
+}
+
+/// What `pick` takes from each event the recorder holds, in order.
+fn recorded<T>(recorder: &Recorder, pick: impl Fn(EventKind) -> Option<T>) -> Vec<T> {
+    recorder
+        .events()
+        .into_iter()
+        .filter_map(|e| pick(e.kind))
+        .collect()
 }
 
 #[tokio::test(start_paused = true)]
@@ -377,14 +390,10 @@ async fn heal_removes_the_faults_of_a_device_or_all() {
     assert!(sw.get_port("Ethernet1/5").await.is_err());
     world.heal("all");
     assert!(sw.get_port("Ethernet1/5").await.is_ok());
-    let heals: Vec<String> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Heal { target } => Some(target),
-            _ => None,
-        })
-        .collect();
+    let heals: Vec<String> = recorded(&recorder, |kind| match kind {
+        EventKind::Heal { target } => Some(target),
+        _ => None,
+    });
     assert_eq!(heals, ["vc-1", "all"]);
 }
 
@@ -447,14 +456,10 @@ async fn resets_are_counted_and_recorded() {
     assert_eq!(world.reset_count("vc-1"), 1);
     assert_eq!(world.reset_count("irmc-sbc-02"), 1);
     assert_eq!(world.reset_count("irmc-sbc-01"), 0);
-    let resets: Vec<String> = recorder
-        .events()
-        .into_iter()
-        .filter_map(|e| match e.kind {
-            EventKind::Reset { lserver } => Some(lserver),
-            _ => None,
-        })
-        .collect();
+    let resets: Vec<String> = recorded(&recorder, |kind| match kind {
+        EventKind::Reset { lserver } => Some(lserver),
+        _ => None,
+    });
     assert_eq!(resets, ["/tenant-a/vdi-002", "/tenant-b/sbc-02"]);
 }
 
@@ -548,18 +553,6 @@ async fn sinks_keep_emails_and_syslog_lines() {
         .unwrap();
     assert_eq!(world.emails(), vec![email]);
     assert_eq!(world.syslog_lines(), vec!["<11>1 line".to_string()]);
-}
-
-fn detection(ip: &str, event_id: &str) -> Detection {
-    Detection {
-        source: "osce".into(),
-        event_id: event_id.into(),
-        ip: Some(ip.parse().unwrap()),
-        mac: None,
-        hostname: None,
-        threat: "TROJ_GENERIC.A".into(),
-        category: Category::Virus,
-    }
 }
 
 fn ids(deliveries: &[(Duration, Detection)]) -> Vec<(u64, String)> {

@@ -1,59 +1,15 @@
 //! Snapshots of the topology errors users see: each must name the file, the line and the key,
 //! and say what is wrong and how to fix it. A changed message is a changed product interface.
 
+#[macro_use]
+mod common;
+
 use std::path::Path;
 
 use quarantine_lab::model::load_topology_str;
 
 /// A small valid site; each test breaks one thing in it.
-const BASE: &str = r#"name = "bad"
-
-[[networks]]
-name = "op-a"
-role = "operation"
-vlan = 110
-subnet = "10.110.0.0/24"
-
-[[networks]]
-name = "qr-a"
-role = "quarantine"
-vlan = 910
-subnet = "10.210.0.0/24"
-
-[quarantine_map]
-"op-a" = "qr-a"
-
-[[hypervisors]]
-name = "vc-1"
-kind = "vcenter"
-latency = "40ms"
-portgroups = { "op-a" = "dvportgroup-110", "qr-a" = "dvportgroup-910" }
-
-[[switches]]
-name = "sw-1"
-kind = "nxapi"
-
-[[lservers]]
-path = "/tenant-a/vdi-001"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1001"
-nics = [ { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11" } ]
-
-[[lservers]]
-path = "/tenant-a/vdi-002"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1002"
-nics = [ { network = "op-a", ip = "10.110.0.12", mac = "00:50:56:00:00:12" } ]
-
-[[lservers]]
-path = "/tenant-a/sbc-01"
-kind = "physical"
-nics = [
-  { network = "op-a", ip = "10.110.0.50", mac = "00:19:99:00:00:50", switch = "sw-1", port = "Ethernet1/5" },
-]
-"#;
+const BASE: &str = include_str!("../fixtures/topologies/test-bad.toml");
 
 /// Loads `BASE` with `from` replaced by `to` (which must occur) and returns the error text.
 fn error_after(from: &str, to: &str) -> String {
@@ -71,59 +27,20 @@ fn base_topology_is_valid() {
     assert_eq!(t.lservers.len(), 3);
 }
 
-#[test]
-fn unknown_top_level_key() {
-    insta::assert_snapshot!(error_after(
-        "name = \"bad\"\n",
-        "name = \"bad\"\nnmae = \"x\"\n"
-    ));
-}
-
-#[test]
-fn unknown_key_in_nic_inline_table() {
-    insta::assert_snapshot!(error_after(
-        "switch = \"sw-1\", port",
-        "switch = \"sw-1\", vlan = 5, port"
-    ));
-}
-
-#[test]
-fn bad_duration() {
-    insta::assert_snapshot!(error_after("latency = \"40ms\"", "latency = \"fast\""));
-}
-
-#[test]
-fn dangling_hypervisor_reference() {
-    insta::assert_snapshot!(error_after(
-        "hypervisor = \"vc-1\"\nvm = \"vm-1002\"",
-        "hypervisor = \"vc-9\"\nvm = \"vm-1002\""
-    ));
-}
-
-#[test]
-fn duplicate_ip() {
-    insta::assert_snapshot!(error_after("10.110.0.12", "10.110.0.11"));
-}
-
-#[test]
-fn duplicate_mac() {
-    // A different spelling of the same MAC is still the same MAC.
-    insta::assert_snapshot!(error_after("00:50:56:00:00:12", "00-50-56-00-00-11"));
-}
-
-#[test]
-fn quarantine_subnet_too_small() {
-    insta::assert_snapshot!(error_after("10.210.0.0/24", "10.210.0.0/30"));
-}
-
-#[test]
-fn quarantine_map_points_at_operation_network() {
-    insta::assert_snapshot!(error_after("\"op-a\" = \"qr-a\"", "\"op-a\" = \"op-a\""));
-}
-
-#[test]
-fn bad_subnet_syntax() {
-    insta::assert_snapshot!(error_after("10.110.0.0/24", "10.110.0/24"));
+snapshot_after! {
+    error_after;
+    unknown_top_level_key: "name = \"bad\"\n" => "name = \"bad\"\nnmae = \"x\"\n";
+    unknown_key_in_nic_inline_table: "switch = \"sw-1\", port" => "switch = \"sw-1\", vlan = 5, port";
+    bad_duration: "latency = \"40ms\"" => "latency = \"fast\"";
+    dangling_hypervisor_reference: "hypervisor = \"vc-1\"\nvm = \"vm-1002\"" => "hypervisor = \"vc-9\"\nvm = \"vm-1002\"";
+    duplicate_ip: "10.110.0.12" => "10.110.0.11";
+    /// A different spelling of the same MAC is still the same MAC.
+    duplicate_mac: "00:50:56:00:00:12" => "00-50-56-00-00-11";
+    quarantine_subnet_too_small: "10.210.0.0/24" => "10.210.0.0/30";
+    quarantine_map_points_at_operation_network: "\"op-a\" = \"qr-a\"" => "\"op-a\" = \"op-a\"";
+    bad_subnet_syntax: "10.110.0.0/24" => "10.110.0/24";
+    r18_latency_beyond_seven_days: "latency = \"40ms\"" => "latency = \"1y\"";
+    misspelt_jitter: "latency = \"40ms\"" => "latency = \"40ms\"\njiter = \"10ms\"";
 }
 
 /// `BASE` with `text` appended, loaded; returns the error text.
@@ -144,11 +61,6 @@ fn r18_operation_deadline_beyond_seven_days() {
 }
 
 #[test]
-fn r18_latency_beyond_seven_days() {
-    insta::assert_snapshot!(error_after("latency = \"40ms\"", "latency = \"1y\""));
-}
-
-#[test]
 fn jitter_is_a_device_key() {
     let source = BASE.replacen(
         "latency = \"40ms\"",
@@ -160,14 +72,6 @@ fn jitter_is_a_device_key() {
         t.hypervisors[0].jitter,
         Some(std::time::Duration::from_millis(10))
     );
-}
-
-#[test]
-fn misspelt_jitter() {
-    insta::assert_snapshot!(error_after(
-        "latency = \"40ms\"",
-        "latency = \"40ms\"\njiter = \"10ms\""
-    ));
 }
 
 #[test]

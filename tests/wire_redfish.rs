@@ -4,10 +4,13 @@
 //! client against a wiremock server replaying them, the simulator by comparing its replies'
 //! shapes with them (neither side's code builds the other's shapes).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::run::{json_of, sent};
 use quarantine_lab::adapters::redfish::RedfishClient;
 use quarantine_lab::adapters::{Bmc, OutcomeClass};
 use quarantine_lab::model::{load_site, Site};
@@ -35,18 +38,38 @@ fn fault(effect: FaultEffect, times: Option<u32>) -> FaultSpec {
     }
 }
 
+/// Our client for the service at `url`, with the default credentials and the short timeout.
+fn client(url: &str) -> RedfishClient {
+    RedfishClient::new(url, DEFAULT_USER, DEFAULT_PASSWORD, None, CALL_TIMEOUT).unwrap()
+}
+
 async fn setup(faults: Vec<FaultSpec>) -> (SimWorld, WireServer, RedfishClient) {
     let world = SimWorld::new(site(), faults, Recorder::new(), 0);
     let server = redfish::start(world.clone(), BMC).await.unwrap();
-    let client = RedfishClient::new(
-        &server.url(),
-        DEFAULT_USER,
-        DEFAULT_PASSWORD,
-        None,
-        CALL_TIMEOUT,
-    )
-    .unwrap();
+    let client = client(&server.url());
     (world, server, client)
+}
+
+/// A simulator without faults for raw HTTP: its world, the server (keep it), a client and the
+/// base URL.
+async fn raw_simulator() -> (SimWorld, WireServer, reqwest::Client, String) {
+    let (world, server, _client) = setup(vec![]).await;
+    let base = server.url();
+    (world, server, reqwest::Client::new(), base)
+}
+
+/// A session login of the default user at the simulator (`POST .../Sessions`): the reply.
+async fn login(http: &reqwest::Client, base: &str) -> reqwest::Response {
+    let credentials = json!({"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD});
+    let url = format!("{base}/redfish/v1/SessionService/Sessions");
+    sent(http.post(url).json(&credentials)).await
+}
+
+/// Sends the reset `request`: accepted with 204, and the BMC has reset once.
+async fn assert_one_reset(world: &SimWorld, request: reqwest::RequestBuilder) {
+    let r = sent(request).await;
+    assert_eq!(r.status(), 204);
+    assert_eq!(world.reset_count(BMC), 1);
 }
 
 /// One reset against a world with `faults`: its error class (None: ok) and the resets done.
@@ -61,22 +84,32 @@ async fn ok_resets_once() {
     assert_eq!(reset_with(vec![]).await, (None, 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_is_rejected_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Reject, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Rejected), 0));
+/// One test per reset fault (R8): `name: effect [after delay] => class, resets;` runs one reset
+/// against that fault and asserts the client's error class (`None`: ok) and how many resets the
+/// simulated BMC really did.
+macro_rules! reset_outcomes {
+    ($($name:ident: $effect:ident $(after $delay:expr)? => $class:expr, $resets:literal;)+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                #[allow(unused_mut)]
+                let mut spec = fault(FaultEffect::$effect, None);
+                $(spec.delay = Some($delay);)?
+                let r = reset_with(vec![spec]).await;
+                assert_eq!(r, ($class, $resets), "{}", stringify!($effect));
+            }
+        )+
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_is_unavailable_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Unavailable, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Unavailable), 0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn busy_is_busy_without_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Busy, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Busy), 0));
+reset_outcomes! {
+    reject_is_rejected_without_a_reset: Reject => Some(OutcomeClass::Rejected), 0;
+    unavailable_is_unavailable_without_a_reset: Unavailable => Some(OutcomeClass::Unavailable), 0;
+    busy_is_busy_without_a_reset: Busy => Some(OutcomeClass::Busy), 0;
+    a_second_refusal_after_renewal_is_auth: AuthExpired => Some(OutcomeClass::Auth), 0;
+    timeout_is_unknown_without_a_reset: Timeout after HANG => Some(OutcomeClass::Unknown), 0;
+    apply_then_timeout_is_unknown_after_a_reset: ApplyThenTimeout after HANG => Some(OutcomeClass::Unknown), 1;
+    connection_reset_after_send_is_unknown_after_a_reset: Reset => Some(OutcomeClass::Unknown), 1;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,38 +119,6 @@ async fn an_expired_session_is_renewed_within_the_call() {
     assert_eq!(world.reset_count(BMC), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_refusal_after_renewal_is_auth() {
-    let r = reset_with(vec![fault(FaultEffect::AuthExpired, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Auth), 0));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn timeout_is_unknown_without_a_reset() {
-    let mut hang = fault(FaultEffect::Timeout, None);
-    hang.delay = Some(HANG);
-    assert_eq!(
-        reset_with(vec![hang]).await,
-        (Some(OutcomeClass::Unknown), 0)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_timeout_is_unknown_after_a_reset() {
-    let mut hang = fault(FaultEffect::ApplyThenTimeout, None);
-    hang.delay = Some(HANG);
-    assert_eq!(
-        reset_with(vec![hang]).await,
-        (Some(OutcomeClass::Unknown), 1)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connection_reset_after_send_is_unknown_after_a_reset() {
-    let r = reset_with(vec![fault(FaultEffect::Reset, None)]).await;
-    assert_eq!(r, (Some(OutcomeClass::Unknown), 1));
-}
-
 /// The client's side of a reset connection, whatever the fault plan decides.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_reset_after_send_is_unknown() {
@@ -125,14 +126,7 @@ async fn proxy_reset_after_send_is_unknown() {
     let mut mocks = golden_service();
     mocks.push(Mock::given(any()).respond_with(reply));
     let server = WireServer::start(mocks).await.unwrap();
-    let client = RedfishClient::new(
-        &server.url(),
-        DEFAULT_USER,
-        DEFAULT_PASSWORD,
-        None,
-        CALL_TIMEOUT,
-    )
-    .unwrap();
+    let client = client(&server.url());
     let e = client.reset().await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unknown, "{e}");
 }
@@ -140,9 +134,7 @@ async fn proxy_reset_after_send_is_unknown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_refused_is_unavailable() {
     let (_world, server, client) = setup(vec![]).await;
-    drop(server);
-    // The proxy's listener closes when its aborted task is dropped; give it a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    golden_support::stop(server).await;
     let e = client.reset().await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
 }
@@ -193,58 +185,47 @@ async fn simulator_speaks_the_redfish_format() {
         .unwrap()
         .ends_with(".NoValidSession"));
 
-    let r = http
-        .post(format!("{base}/redfish/v1/SessionService/Sessions"))
-        .json(&json!({"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = login(&http, &base).await;
     assert_eq!(r.status(), 201);
     let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
     let location = r.headers()["location"].to_str().unwrap().to_string();
 
-    let r = http
-        .post(&reset_url)
-        .header("X-Auth-Token", &token)
-        .json(&json!({"ResetType": "GracefulShutdown"}))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(&reset_url)
+            .header("X-Auth-Token", &token)
+            .json(&json!({"ResetType": "GracefulShutdown"})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
-    let r = http
-        .post(&reset_url)
-        .header("X-Auth-Token", &token)
-        .body("{oops")
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(&reset_url)
+            .header("X-Auth-Token", &token)
+            .body("{oops"),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     assert_eq!(world.reset_count(BMC), 0);
 
-    let r = http
-        .post(&reset_url)
-        .header("X-Auth-Token", &token)
-        .json(&restart)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(world.reset_count(BMC), 1);
+    assert_one_reset(
+        &world,
+        http.post(&reset_url)
+            .header("X-Auth-Token", &token)
+            .json(&restart),
+    )
+    .await;
 
-    let r = http
-        .delete(format!("{base}{location}"))
-        .header("X-Auth-Token", &token)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.delete(format!("{base}{location}"))
+            .header("X-Auth-Token", &token),
+    )
+    .await;
     assert_eq!(r.status(), 204);
-    let r = http
-        .post(&reset_url)
-        .header("X-Auth-Token", &token)
-        .json(&restart)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(&reset_url)
+            .header("X-Auth-Token", &token)
+            .json(&restart),
+    )
+    .await;
     assert_eq!(r.status(), 401);
 }
 
@@ -307,10 +288,6 @@ async fn mock_server(mocks: Vec<Mock>) -> MockServer {
     server
 }
 
-fn golden_client(url: &str) -> RedfishClient {
-    RedfishClient::new(url, DEFAULT_USER, DEFAULT_PASSWORD, None, CALL_TIMEOUT).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r13_client_finds_the_system_and_posts_the_golden_body_to_the_action_target() {
     let mut mocks = golden_service();
@@ -323,7 +300,7 @@ async fn r13_client_finds_the_system_and_posts_the_golden_body_to_the_action_tar
             .expect(2),
     );
     let server = mock_server(mocks).await;
-    let client = golden_client(&server.uri());
+    let client = client(&server.uri());
     client.reset().await.unwrap();
     // Discovery is kept: the second reset is one request.
     client.reset().await.unwrap();
@@ -370,7 +347,7 @@ async fn r13_client_uses_basic_auth_without_a_usable_session_service() {
                 .expect(1),
         ];
         let server = mock_server(mocks).await;
-        golden_client(&server.uri()).reset().await.unwrap();
+        client(&server.uri()).reset().await.unwrap();
         server.verify().await;
     }
 }
@@ -387,7 +364,7 @@ async fn r8_golden_error_reply_is_rejected() {
             .respond_with(ResponseTemplate::new(400).set_body_json(error["body"].clone())),
     );
     let server = mock_server(mocks).await;
-    let e = golden_client(&server.uri()).reset().await.unwrap_err();
+    let e = client(&server.uri()).reset().await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
     assert!(e.detail.contains("PropertyValueNotInList"), "{e}");
 }
@@ -428,7 +405,7 @@ async fn r13_discovery_problems_are_rejected_without_a_reset() {
                 .expect(0),
         );
         let server = mock_server(mocks).await;
-        let e = golden_client(&server.uri()).reset().await.unwrap_err();
+        let e = client(&server.uri()).reset().await.unwrap_err();
         assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
         assert!(e.detail.contains(expect), "{expect}: {e}");
         server.verify().await;
@@ -444,7 +421,7 @@ async fn r8_a_failed_discovery_read_is_unavailable() {
         .respond_with(ResponseTemplate::new(500))];
     mocks.extend(golden_service());
     let server = mock_server(mocks).await;
-    let e = golden_client(&server.uri()).reset().await.unwrap_err();
+    let e = client(&server.uri()).reset().await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
 }
 
@@ -499,9 +476,7 @@ fn assert_shaped_like(sim: &Value, golden_name: &str, must_have: &[&str]) {
 /// login reply and error bodies like DSP0266's; and it accepts the sample reset body.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r13_simulator_replies_match_the_dmtf_goldens() {
-    let (world, server, _client) = setup(vec![]).await;
-    let base = server.url();
-    let http = reqwest::Client::new();
+    let (world, _server, http, base) = raw_simulator().await;
     let get = |uri: &str| {
         http.get(format!("{base}{uri}"))
             .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
@@ -543,12 +518,7 @@ async fn r13_simulator_replies_match_the_dmtf_goldens() {
         .unwrap();
     assert_shaped_like(&service, "session-service.json", &["/Sessions/@odata.id"]);
 
-    let login = http
-        .post(format!("{base}/redfish/v1/SessionService/Sessions"))
-        .json(&json!({"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let login = login(&http, &base).await;
     let golden_login = golden("session-create-reply.json");
     assert_eq!(login.status().as_u16(), golden_login["status"]);
     for h in golden_login["headers"].as_object().unwrap().keys() {
@@ -575,13 +545,12 @@ async fn r13_simulator_replies_match_the_dmtf_goldens() {
     let target = system["Actions"]["#ComputerSystem.Reset"]["target"]
         .as_str()
         .unwrap();
-    let r = http
-        .post(format!("{base}{target}"))
-        .header("X-Auth-Token", &token)
-        .json(&json!({"ResetType": "Nmi"}))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(format!("{base}{target}"))
+            .header("X-Auth-Token", &token)
+            .json(&json!({"ResetType": "Nmi"})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let error: Value = r.json().await.unwrap();
     let schema = golden("redfish-error.v1_0_2.schema.json");
@@ -596,32 +565,24 @@ async fn r13_simulator_replies_match_the_dmtf_goldens() {
     shape_mismatches(&error, &golden("error.json")["body"], "", &mut out);
     assert!(out.is_empty(), "{out:?}");
 
-    let r = http
-        .post(format!("{base}{target}"))
-        .header("X-Auth-Token", &token)
-        .json(&golden("reset-request.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(world.reset_count(BMC), 1);
+    assert_one_reset(
+        &world,
+        http.post(format!("{base}{target}"))
+            .header("X-Auth-Token", &token)
+            .json(&golden("reset-request.json")),
+    )
+    .await;
 }
 
 /// DSP0266 protocol rules the simulator keeps: headers, `$metadata`, 405 with `Allow`, ETags
 /// and 412, HEAD, unsupported queries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r13_simulator_keeps_the_redfish_protocol_rules_and_metadata_names_committed_schemas() {
-    let (world, server, _client) = setup(vec![]).await;
-    let base = server.url();
-    let http = reqwest::Client::new();
+    let (world, _server, http, base) = raw_simulator().await;
     let system = format!("{base}/redfish/v1/Systems/1");
     let target = format!("{system}/Actions/ComputerSystem.Reset");
 
-    let r = http
-        .get(format!("{base}/redfish/v1/$metadata"))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http.get(format!("{base}/redfish/v1/$metadata"))).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["odata-version"], "4.0");
     assert!(r.headers()["content-type"]
@@ -656,21 +617,16 @@ async fn r13_simulator_keeps_the_redfish_protocol_rules_and_metadata_names_commi
             local.display()
         );
     }
-    let r = http
-        .get(format!("{base}/redfish/v1/odata"))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http.get(format!("{base}/redfish/v1/odata"))).await;
     assert_eq!(r.status(), 200);
 
     let r = http.get(&system).send().await.unwrap();
     assert_eq!(r.status(), 401, "a system needs credentials");
-    let r = http
-        .get(&system)
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(&system)
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(h["odata-version"], "4.0");
@@ -679,20 +635,18 @@ async fn r13_simulator_keeps_the_redfish_protocol_rules_and_metadata_names_commi
     assert!(h["link"].to_str().unwrap().contains("rel=describedby"));
     let tag = h["etag"].to_str().unwrap().to_string();
 
-    let r = http
-        .get(&system)
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .header("If-None-Match", &tag)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(&system)
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .header("If-None-Match", &tag),
+    )
+    .await;
     assert_eq!(r.status(), 304);
-    let r = http
-        .head(&system)
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.head(&system)
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap().is_empty());
 
@@ -701,88 +655,70 @@ async fn r13_simulator_keeps_the_redfish_protocol_rules_and_metadata_names_commi
         reqwest::Method::PUT,
         reqwest::Method::DELETE,
     ] {
-        let r = http
-            .request(m.clone(), &system)
-            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-            .json(&json!({}))
-            .send()
-            .await
-            .unwrap();
+        let r = sent(
+            http.request(m.clone(), &system)
+                .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+                .json(&json!({})),
+        )
+        .await;
         assert_eq!(r.status(), 405, "{m}");
         assert_eq!(r.headers()["allow"], "GET, HEAD");
     }
-    let r = http
-        .get(format!("{base}/redfish/v1/Systems?$expand=*"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(format!("{base}/redfish/v1/Systems?$expand=*"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(r.status(), 501);
-    let r = http
-        .get(format!("{base}/redfish/v1/"))
-        .header("OData-Version", "4.1")
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(format!("{base}/redfish/v1/"))
+            .header("OData-Version", "4.1"),
+    )
+    .await;
     assert_eq!(r.status(), 412);
 
     // A stale If-Match refuses the reset and resets nothing; the current tag lets it through.
     let restart = json!({"ResetType": "ForceRestart"});
-    let r = http
-        .post(&target)
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .header("If-Match", "W/\"stale\"")
-        .json(&restart)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.post(&target)
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .header("If-Match", "W/\"stale\"")
+            .json(&restart),
+    )
+    .await;
     assert_eq!(r.status(), 412);
     assert_eq!(world.reset_count(BMC), 0);
-    let r = http
-        .post(&target)
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .header("If-Match", &tag)
-        .json(&restart)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    assert_eq!(world.reset_count(BMC), 1);
+    assert_one_reset(
+        &world,
+        http.post(&target)
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
+            .header("If-Match", &tag)
+            .json(&restart),
+    )
+    .await;
 }
 
 /// Logins beyond the cap end the oldest session, so a long-running simulator stays bounded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r13_simulator_sessions_are_bounded() {
-    let (_world, server, _client) = setup(vec![]).await;
-    let base = server.url();
-    let http = reqwest::Client::new();
+    let (_world, _server, http, base) = raw_simulator().await;
     let mut first = None;
     for _ in 0..=redfish::MAX_SESSIONS {
-        let r = http
-            .post(format!("{base}/redfish/v1/SessionService/Sessions"))
-            .json(&json!({"UserName": DEFAULT_USER, "Password": DEFAULT_PASSWORD}))
-            .send()
-            .await
-            .unwrap();
+        let r = login(&http, &base).await;
         assert_eq!(r.status(), 201);
         let token = r.headers()["x-auth-token"].to_str().unwrap().to_string();
         first.get_or_insert(token);
     }
-    let sessions: Value = http
-        .get(format!("{base}/redfish/v1/SessionService/Sessions"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Value = json_of(
+        http.get(format!("{base}/redfish/v1/SessionService/Sessions"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(sessions["Members@odata.count"], redfish::MAX_SESSIONS);
-    let r = http
-        .get(format!("{base}/redfish/v1/Systems"))
-        .header("X-Auth-Token", first.unwrap())
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(format!("{base}/redfish/v1/Systems"))
+            .header("X-Auth-Token", first.unwrap()),
+    )
+    .await;
     assert_eq!(r.status(), 401, "the oldest session was ended");
 }

@@ -2,6 +2,8 @@
 //! test per device call outcome (R8): what the client reports, and whether the simulated
 //! device really changed (device truth from the world).
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +21,7 @@ use wiremock::matchers::{any, body_json, header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod golden_support;
+use common::run::{json_of, sent};
 use golden_support::{golden, same_shape};
 
 const VC: &str = "vc-1";
@@ -74,11 +77,37 @@ async fn ok_get_set_and_reset() {
     assert_eq!(world.reset_count(VC), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reject_is_rejected_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reject)]).await;
-    assert_eq!(class, Some(OutcomeClass::Rejected));
-    assert_eq!(truth.as_deref(), Some("op-a"));
+/// One test per `set_nic` fault (R8): `name: effect [after delay] => class, truth;` runs one
+/// `set_nic` to quarantine against that fault and asserts the client's error class (`None`: ok)
+/// and the network the simulated device really has afterwards.
+macro_rules! set_nic_outcomes {
+    ($($(#[$doc:meta])* $name:ident: $effect:ident $(after $delay:expr)? => $class:expr, $truth:literal;)+) => {
+        $(
+            $(#[$doc])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                #[allow(unused_mut)]
+                let mut spec = fault(CallKind::SetNic, FaultEffect::$effect);
+                $(spec.delay = Some($delay);)?
+                let (class, truth) = set_with(vec![spec]).await;
+                assert_eq!(class, $class, "class after {}", stringify!($effect));
+                assert_eq!(truth.as_deref(), Some($truth), "truth after {}", stringify!($effect));
+            }
+        )+
+    };
+}
+
+set_nic_outcomes! {
+    reject_is_rejected_and_not_applied: Reject => Some(OutcomeClass::Rejected), "op-a";
+    unavailable_is_unavailable_and_not_applied: Unavailable => Some(OutcomeClass::Unavailable), "op-a";
+    resource_busy_is_busy_and_not_applied: Busy => Some(OutcomeClass::Busy), "op-a";
+    apply_then_timeout_is_unknown_and_applied: ApplyThenTimeout after HANG => Some(OutcomeClass::Unknown), "qr-a";
+    /// The reply (500 ERROR) arrives in time, but nothing proves the change did not land.
+    a_hang_shorter_than_the_call_timeout_is_still_unknown: ApplyThenTimeout after Duration::from_millis(100) => Some(OutcomeClass::Unknown), "qr-a";
+    apply_then_error_is_rejected_but_applied: ApplyThenError => Some(OutcomeClass::Rejected), "qr-a";
+    accept_without_apply_is_ok_and_not_applied: AcceptWithoutApply => None, "op-a";
+    transport_reset_is_unknown_and_applied: Reset => Some(OutcomeClass::Unknown), "qr-a";
+    blackhole_is_unknown_and_not_applied: Blackhole => Some(OutcomeClass::Unknown), "op-a";
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,20 +121,6 @@ async fn unknown_objects_are_rejected() {
         .await
         .unwrap_err();
     assert_eq!(e.class, OutcomeClass::Rejected, "{e}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn unavailable_is_unavailable_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Unavailable)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unavailable));
-    assert_eq!(truth.as_deref(), Some("op-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn resource_busy_is_busy_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Busy)]).await;
-    assert_eq!(class, Some(OutcomeClass::Busy));
-    assert_eq!(truth.as_deref(), Some("op-a"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -150,63 +165,12 @@ async fn timeout_is_unknown_and_not_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_timeout_is_unknown_and_applied() {
-    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
-    hang.delay = Some(HANG);
-    let (class, truth) = set_with(vec![hang]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hang_shorter_than_the_call_timeout_is_still_unknown() {
-    // The reply (500 ERROR) arrives in time, but nothing proves the change did not land.
-    let mut hang = fault(CallKind::SetNic, FaultEffect::ApplyThenTimeout);
-    hang.delay = Some(Duration::from_millis(100));
-    let (class, truth) = set_with(vec![hang]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_then_error_is_rejected_but_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::ApplyThenError)]).await;
-    assert_eq!(class, Some(OutcomeClass::Rejected));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn accept_without_apply_is_ok_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(
-        CallKind::SetNic,
-        FaultEffect::AcceptWithoutApply,
-    )])
-    .await;
-    assert_eq!(class, None);
-    assert_eq!(truth.as_deref(), Some("op-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_read_returns_the_previous_backing() {
     let (world, _server, client) =
         setup(vec![fault(CallKind::GetNic, FaultEffect::StaleRead)]).await;
     client.set_nic(VM, NIC, QR_PG).await.unwrap();
     assert_eq!(world.nic_network(&nic()).as_deref(), Some("qr-a"));
     assert_eq!(client.get_nic(VM, NIC).await.unwrap(), OP_PG);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn transport_reset_is_unknown_and_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Reset)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("qr-a"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blackhole_is_unknown_and_not_applied() {
-    let (class, truth) = set_with(vec![fault(CallKind::SetNic, FaultEffect::Blackhole)]).await;
-    assert_eq!(class, Some(OutcomeClass::Unknown));
-    assert_eq!(truth.as_deref(), Some("op-a"));
 }
 
 /// The client's side of the transport faults, whatever the fault plan decides: a reply the
@@ -232,9 +196,7 @@ async fn proxy_transport_faults_are_unknown() {
 async fn connection_refused_is_unavailable() {
     let (_world, server, client) = setup(vec![]).await;
     client.login().await.unwrap();
-    drop(server);
-    // The proxy's listener closes when its aborted task is dropped; give it a moment.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    golden_support::stop(server).await;
     let e = client.set_nic(VM, NIC, QR_PG).await.unwrap_err();
     assert_eq!(e.class, OutcomeClass::Unavailable, "{e}");
 }
@@ -255,10 +217,7 @@ async fn login_faults_and_wrong_credentials_fail_the_login() {
 /// Raw HTTP against the simulator: what a vSphere client that is not ours would see.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulator_speaks_the_vsphere_format() {
-    let (_world, server, _client) = setup(vec![]).await;
-    let http = reqwest::Client::new();
-    let base = server.url();
-    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    let (_server, http, base, nic_url) = raw_simulator().await;
 
     let r = http.get(&nic_url).send().await.unwrap();
     assert_eq!(r.status(), 401);
@@ -266,50 +225,58 @@ async fn simulator_speaks_the_vsphere_format() {
     assert_eq!(body["error_type"], "UNAUTHENTICATED");
 
     let token = session(&http, &base).await;
-    let r = http
-        .get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet"))
+            .header("vmware-api-session-id", &token),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let list: Value = r.json().await.unwrap();
     assert_eq!(list, serde_json::json!([{"nic": NIC}]));
 
-    let r = http
-        .get(&nic_url)
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(http.get(&nic_url).header("vmware-api-session-id", &token)).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["mac_address"], "00:50:56:00:00:11");
     assert_eq!(body["backing"]["network"], OP_PG);
     assert_eq!(body["backing"]["type"], "DISTRIBUTED_PORTGROUP");
     assert_eq!(body["label"], "Network adapter 1");
 
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", &token)
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", &token)
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error_type"], "INVALID_ARGUMENT");
 }
 
-async fn session(http: &reqwest::Client, base: &str) -> String {
-    let r = http
-        .post(format!("{base}/api/session"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
+/// A simulator without faults for raw HTTP: the server (keep it), a client, its base URL and
+/// the URL of vdi-001's vNIC.
+async fn raw_simulator() -> (WireServer, reqwest::Client, String, String) {
+    let (_world, server, _client) = setup(vec![]).await;
+    let base = server.url();
+    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    (server, reqwest::Client::new(), base, nic_url)
+}
+
+/// Logs in with the default credentials; the reply's body (the session id as a JSON string).
+async fn session_reply(http: &reqwest::Client, base: &str) -> Value {
+    let r = sent(
+        http.post(format!("{base}/api/session"))
+            .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD)),
+    )
+    .await;
     assert_eq!(r.status(), 201);
-    r.json::<String>().await.unwrap()
+    r.json().await.unwrap()
+}
+
+/// A session id of the default user.
+async fn session(http: &reqwest::Client, base: &str) -> String {
+    let reply = session_reply(http, base).await;
+    reply.as_str().expect("a JSON string").to_string()
 }
 
 /// The real engine quarantines a VDI desktop through the real client and the simulator, and
@@ -346,17 +313,13 @@ async fn engine_quarantines_through_the_wire() {
     let http = reqwest::Client::new();
     let base = server.url();
     let token = session(&http, &base).await;
-    let body: Value = http
-        .get(format!(
+    let body: Value = json_of(
+        http.get(format!(
             "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
         ))
-        .header("vmware-api-session-id", &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .header("vmware-api-session-id", &token),
+    )
+    .await;
     assert_eq!(body["backing"]["network"], QR_PG);
 }
 
@@ -460,10 +423,7 @@ fn golden_r8_vcenter_client_classifies_the_documented_errors() {
 /// update, and each error a fault or a bad request produces.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
-    let (_world, server, _client) = setup(vec![]).await;
-    let http = reqwest::Client::new();
-    let base = server.url();
-    let nic_url = format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}");
+    let (_server, http, base, nic_url) = raw_simulator().await;
     let check = |name: &str, actual: &Value| {
         same_shape(&golden(GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
     };
@@ -472,14 +432,7 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
     assert_eq!(r.status(), 401);
     check("error-unauthenticated.reply.json", &r.json().await.unwrap());
 
-    let r = http
-        .post(format!("{base}/api/session"))
-        .basic_auth(DEFAULT_USER, Some(DEFAULT_PASSWORD))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let token: Value = r.json().await.unwrap();
+    let token = session_reply(&http, &base).await;
     check("session-create.reply.json", &token);
     let token = token.as_str().unwrap().to_string();
     let get = |url: String| {
@@ -505,13 +458,12 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
 
     let mut spec = golden(GOLDENS, "ethernet-update.request.json");
     spec["backing"]["network"] = Value::from(QR_PG);
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", token.as_str())
-        .json(&spec)
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", token.as_str())
+            .json(&spec),
+    )
+    .await;
     assert_eq!(r.status(), 204);
 
     let r = get(format!("{base}/api/vcenter/vm/{VM}/hardware/ethernet/4099"))
@@ -522,13 +474,12 @@ async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
     check("error-not-found.reply.json", &body);
     assert_eq!(body["error_type"], "NOT_FOUND");
 
-    let r = http
-        .patch(&nic_url)
-        .header("vmware-api-session-id", token.as_str())
-        .json(&serde_json::json!({"backing": {"type": "FLOPPY", "network": QR_PG}}))
-        .send()
-        .await
-        .unwrap();
+    let r = sent(
+        http.patch(&nic_url)
+            .header("vmware-api-session-id", token.as_str())
+            .json(&serde_json::json!({"backing": {"type": "FLOPPY", "network": QR_PG}})),
+    )
+    .await;
     assert_eq!(r.status(), 400);
     check(
         "error-invalid-argument.reply.json",
@@ -558,15 +509,14 @@ async fn golden_vcenter_simulator_faults_are_the_documented_errors() {
         let http = reqwest::Client::new();
         let base = server.url();
         let token = session(&http, &base).await;
-        let r = http
-            .patch(format!(
+        let r = sent(
+            http.patch(format!(
                 "{base}/api/vcenter/vm/{VM}/hardware/ethernet/{NIC}"
             ))
             .header("vmware-api-session-id", &token)
-            .json(&golden(GOLDENS, "ethernet-update.request.json"))
-            .send()
-            .await
-            .unwrap();
+            .json(&golden(GOLDENS, "ethernet-update.request.json")),
+        )
+        .await;
         assert_eq!(r.status(), status, "{name}");
         let body: Value = r.json().await.unwrap();
         same_shape(&golden(GOLDENS, name), &body, name).unwrap_or_else(|e| panic!("{e}"));

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use quarantine_lab::check::{check_run, CheckReport, Expectations, InvariantVerdict, Status};
 use quarantine_lab::model::history::*;
-use quarantine_lab::model::{load_site, load_topology_str, Site};
+use quarantine_lab::model::{load_site, Site};
 
 /// A virtual L-Server of vdi-small on vc-1 (policy: quarantine).
 pub const VDI1: &str = "/tenant-a/vdi-001";
@@ -24,66 +24,18 @@ pub const WEB: &str = "/t/web-01";
 
 /// fixtures/topologies/vdi-small.toml.
 pub fn site() -> Site {
-    load_site(Path::new("fixtures/topologies/vdi-small.toml")).expect("fixture loads")
+    fixture_site("vdi-small")
+}
+
+/// fixtures/topologies/`name`.toml, loaded and checked.
+pub fn fixture_site(name: &str) -> Site {
+    let path = format!("fixtures/topologies/{name}.toml");
+    load_site(Path::new(&path)).unwrap_or_else(|e| panic!("fixture {path}: {e}"))
 }
 
 /// One virtual L-Server with two NICs on two operation networks.
 pub fn two_nic_site() -> Site {
-    let text = r#"
-name = "two-nic"
-
-[[networks]]
-name = "op-a"
-role = "operation"
-vlan = 110
-subnet = "10.110.0.0/24"
-
-[[networks]]
-name = "op-b"
-role = "operation"
-vlan = 120
-subnet = "10.120.0.0/24"
-
-[[networks]]
-name = "qr-a"
-role = "quarantine"
-vlan = 910
-subnet = "10.210.0.0/24"
-
-[[networks]]
-name = "qr-b"
-role = "quarantine"
-vlan = 920
-subnet = "10.220.0.0/24"
-
-[quarantine_map]
-"op-a" = "qr-a"
-"op-b" = "qr-b"
-
-[[av_servers]]
-name = "osce"
-kind = "officescan"
-address = "127.0.0.1"
-
-[[hypervisors]]
-name = "vc-1"
-kind = "vcenter"
-max_concurrent = 4
-latency = "40ms"
-portgroups = { "op-a" = "pg-110", "op-b" = "pg-120", "qr-a" = "pg-910", "qr-b" = "pg-920" }
-
-[[lservers]]
-path = "/t/web-01"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1"
-nics = [
-  { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11", device = "4000" },
-  { network = "op-b", ip = "10.120.0.11", mac = "00:50:56:00:00:12", device = "4001" },
-]
-"#;
-    let topology = load_topology_str(Path::new("two-nic.toml"), text).expect("inline topology");
-    Site::new(topology).expect("site")
+    fixture_site("test-two-nic")
 }
 
 /// Parses an IP address literal.
@@ -190,6 +142,20 @@ impl Rec {
         )
     }
 
+    /// A detection of `lserver` acknowledged as accepted at `at`, and the operation `id` of
+    /// `kind` it started, at the same moment.
+    pub fn accepted(
+        &mut self,
+        at: u64,
+        event_id: &str,
+        lserver: &str,
+        id: i64,
+        kind: &str,
+    ) -> &mut Self {
+        self.ack(at, event_id, Some(lserver), "accepted", Some(id))
+            .started(at, id, lserver, kind)
+    }
+
     /// OperationFinished.
     pub fn finished(&mut self, at: u64, id: i64, lserver: &str, outcome: &str) -> &mut Self {
         self.push(
@@ -218,8 +184,7 @@ impl Rec {
             "sw-1" => 150,
             _ => 0,
         };
-        let call = self.next_call;
-        self.next_call += 1;
+        let call = next(&mut self.next_call);
         self.push(
             at,
             EventKind::Invoke {
@@ -289,19 +254,7 @@ impl Rec {
         to: &str,
         in_release: bool,
     ) -> &mut Self {
-        self.push(
-            at,
-            EventKind::TruthChanged {
-                nic: NicRef {
-                    lserver: lserver.into(),
-                    nic,
-                },
-                from: Some(from.into()),
-                to: Some(to.into()),
-                in_release,
-                by: None,
-            },
-        )
+        self.truth_changed(at, (lserver, nic), (from, to), in_release, None)
     }
 
     /// TruthChanged of NIC `nic` of `lserver` that no device call of the engine made: `by` is
@@ -315,6 +268,18 @@ impl Rec {
         to: &str,
         by: &str,
     ) -> &mut Self {
+        self.truth_changed(at, (lserver, nic), (from, to), false, Some(by))
+    }
+
+    /// TruthChanged of NIC `nic` of `lserver` from one network to another.
+    fn truth_changed(
+        &mut self,
+        at: u64,
+        (lserver, nic): (&str, usize),
+        (from, to): (&str, &str),
+        in_release: bool,
+        by: Option<&str>,
+    ) -> &mut Self {
         self.push(
             at,
             EventKind::TruthChanged {
@@ -324,8 +289,8 @@ impl Rec {
                 },
                 from: Some(from.into()),
                 to: Some(to.into()),
-                in_release: false,
-                by: Some(by.into()),
+                in_release,
+                by: by.map(str::to_string),
             },
         )
     }
@@ -339,8 +304,7 @@ impl Rec {
         lserver: Option<&str>,
         operation: Option<i64>,
     ) -> &mut Self {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = next(&mut self.next_seq);
         self.push(
             at,
             EventKind::Alert {
@@ -454,4 +418,11 @@ pub fn inv<'a>(report: &'a CheckReport, id: &str) -> &'a InvariantVerdict {
 pub fn assert_status(report: &CheckReport, id: &str, status: Status) {
     let v = inv(report, id);
     assert_eq!(v.status, status, "{id}: {}", v.detail);
+}
+
+/// The counter's value, then counts one up.
+fn next<T: Copy + std::ops::AddAssign + From<u8>>(counter: &mut T) -> T {
+    let value = *counter;
+    *counter += T::from(1);
+    value
 }

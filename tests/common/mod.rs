@@ -8,7 +8,36 @@
 //! (`match`) and `times`, at the start (`Harness::with_faults`) or from a moment of the test on
 //! (`Harness::fault_now`). A NIC moved by someone else is an `external_change` fault carried
 //! out at once (`Harness::move_by_hand`); a device that slows down mid-run is a `delay` fault.
+//!
+//! Shared by every test file that includes it: [`run`] (the `qlab` binary and replies of the
+//! servers under test), [`fixture_path`], and `snapshot_after!` (one named snapshot test per
+//! edit of a file's base text).
+//!
+//! Texts the tests load live in `fixtures/`, named `test-*`: `fixtures/topologies/test-*.toml`
+//! are valid topologies (CI validates every file there); `fixtures/scenarios/test-*.toml` are
+//! scenarios that load only where a test puts them: `@TOPOLOGY@` becomes the fixture topology's
+//! absolute path, or the test writes the `topology.toml` they name next to them. Both folders
+//! are under `tests/schemas.rs`'s check, so each file is a whole topology or scenario. Where a
+//! test asserts line numbers, a fixture's comment sits where it moves no line.
 #![allow(dead_code)]
+
+pub mod run;
+
+/// One snapshot test per edit: `snapshot_after! { f; name: from => to; ... }` makes a test
+/// `name` that snapshots `f(from, to)` (the including file's error text after replacing `from`
+/// with `to` in its base text); the snapshot is named after the test.
+#[allow(unused_macros)]
+macro_rules! snapshot_after {
+    ($error:ident; $($(#[$doc:meta])* $name:ident: $from:expr => $to:expr;)+) => {
+        $(
+            $(#[$doc])*
+            #[test]
+            fn $name() {
+                insta::assert_snapshot!($error($from, $to));
+            }
+        )+
+    };
+}
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,130 +116,15 @@ pub struct Call {
     pub result: Option<String>,
 }
 
+/// `fixtures/<rel>` as an absolute path, so a scenario written anywhere can point at it.
+pub fn fixture_path(rel: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(rel)
+}
+
 /// A small site: two tenants, virtual and physical L-Servers, one with two NICs.
-pub const SITE: &str = r#"
-name = "test-site"
-
-[[networks]]
-name = "op-a"
-role = "operation"
-vlan = 110
-subnet = "10.110.0.0/24"
-
-[[networks]]
-name = "op-b"
-role = "operation"
-vlan = 120
-subnet = "10.120.0.0/24"
-
-[[networks]]
-name = "op-x"
-role = "operation"
-vlan = 130
-subnet = "10.130.0.0/24"
-
-[[networks]]
-name = "qr-a"
-role = "quarantine"
-vlan = 910
-subnet = "10.210.0.0/24"
-
-[[networks]]
-name = "qr-b"
-role = "quarantine"
-vlan = 920
-subnet = "10.220.0.0/24"
-
-[quarantine_map]
-"op-a" = "qr-a"
-"op-b" = "qr-b"
-
-[[av_servers]]
-name = "osce"
-kind = "officescan"
-address = "127.0.0.1"
-
-[[hypervisors]]
-name = "vc-1"
-kind = "vcenter"
-max_concurrent = 8
-portgroups = { "op-a" = "dvportgroup-110", "op-b" = "dvportgroup-120", "op-x" = "dvportgroup-130", "qr-a" = "dvportgroup-910", "qr-b" = "dvportgroup-920" }
-
-[[switches]]
-name = "sw-1"
-kind = "nxapi"
-max_concurrent = 1
-persist = true
-
-[[bmcs]]
-name = "irmc-1"
-kind = "redfish"
-
-[[tenants]]
-name = "tenant-a"
-email = "admin-a@example.com"
-
-[[tenants]]
-name = "tenant-b"
-
-[[lservers]]
-path = "/tenant-a/vdi-001"
-tenant = "tenant-a"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1001"
-hostname = "VDI-001"
-nics = [ { network = "op-a", ip = "10.110.0.11", mac = "00:50:56:00:00:11", device = "4000" } ]
-
-[[lservers]]
-path = "/tenant-a/vdi-002"
-tenant = "tenant-a"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1002"
-hostname = "VDI-002"
-nics = [
-  { network = "op-a", ip = "10.110.0.12", mac = "00:50:56:00:00:12", device = "4000" },
-  { network = "op-b", ip = "10.120.0.12", mac = "00:50:56:00:01:12", device = "4001" },
-]
-
-[[lservers]]
-path = "/tenant-b/vdi-003"
-tenant = "tenant-b"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1003"
-hostname = "VDI-003"
-nics = [ { network = "op-a", ip = "10.110.0.13", mac = "00:50:56:00:00:13", device = "4000" } ]
-
-[[lservers]]
-path = "/tenant-b/unmapped"
-tenant = "tenant-b"
-kind = "virtual"
-hypervisor = "vc-1"
-vm = "vm-1009"
-nics = [ { network = "op-x", ip = "10.130.0.9", mac = "00:50:56:00:00:99", device = "4000" } ]
-
-[[lservers]]
-path = "/tenant-a/sbc-01"
-tenant = "tenant-a"
-kind = "physical"
-bmc = "irmc-1"
-hostname = "SBC-01"
-nics = [ { network = "op-a", ip = "10.110.0.50", mac = "00:19:99:00:00:50", switch = "sw-1", port = "Ethernet1/5" } ]
-
-[policy]
-default_action = "quarantine"
-excluded_threat_keywords = ["EICAR"]
-
-[policy.actions]
-"/tenant-b/vdi-003" = "reboot"
-
-[engine]
-call_timeout = "2s"
-operation_deadline = "30s"
-retry = { attempts = 3, backoff = "100ms" }
-"#;
+pub const SITE: &str = include_str!("../../fixtures/topologies/test-site.toml");
 
 /// Parses a topology text (with `edit` applied to it first).
 pub fn site_with(edit: impl FnOnce(&str) -> String) -> Arc<Site> {
@@ -274,6 +188,13 @@ impl Harness {
     /// [`SITE`] with `faults`.
     pub fn standard_with(faults: Vec<FaultSpec>) -> Harness {
         Harness::with_faults(site_with(|s| s.to_string()), faults)
+    }
+
+    /// [`SITE`] with `faults`, after a detection of `ip` (event `e-1`) has settled.
+    pub async fn standard_detected(faults: Vec<FaultSpec>, ip: &str) -> Harness {
+        let h = Harness::standard_with(faults);
+        h.detect_settled(ip).await;
+        h
     }
 
     /// Drops the engine (aborting its tasks, like a crash) and opens a new one on the same
@@ -450,6 +371,47 @@ impl Harness {
             .filter(|a| a.lserver.as_deref() == Some(path))
             .map(|a| a.code.as_str())
             .collect()
+    }
+
+    /// The last outcome of `path`.
+    pub fn outcome(&self, path: &str) -> Option<Outcome> {
+        self.view(path).outcome
+    }
+
+    /// The alerts of severity `error`.
+    pub fn errors(&self) -> Vec<Alert> {
+        self.alerts()
+            .into_iter()
+            .filter(|a| a.severity() == Severity::Error)
+            .collect()
+    }
+
+    /// The first alert with `code`; fails the test when there is none.
+    pub fn alert(&self, code: AlertCode) -> Alert {
+        let alerts = self.alerts();
+        let found = alerts.iter().find(|a| a.code == code).cloned();
+        found.unwrap_or_else(|| panic!("no {code:?} alert in {alerts:?}"))
+    }
+
+    /// Detects `ip` (event `e-1`) and waits until the engine is idle.
+    pub async fn detect_settled(&self, ip: &str) -> DetectionReceipt {
+        let receipt = self.detect(ip, "e-1").await;
+        self.settle().await;
+        receipt
+    }
+
+    /// Submits `command` and waits until the engine is idle.
+    pub async fn command_settled(&self, command: Command) {
+        self.engine().submit_command(command).await.unwrap();
+        self.settle().await;
+    }
+
+    /// The journal as a second connection reads it.
+    pub fn snapshot(&self) -> quarantine_lab::engine::journal::Snapshot {
+        Journal::open(&self.journal_path)
+            .unwrap()
+            .snapshot()
+            .unwrap()
     }
 }
 

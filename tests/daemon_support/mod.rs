@@ -72,12 +72,40 @@ pub async fn start(lab: &Lab) -> Daemon {
     Daemon::start(config, TOKEN.into()).await.unwrap()
 }
 
+/// The fixture lab and a daemon started on it (keep the lab: its folder holds the journal).
+pub async fn started() -> (Lab, Daemon) {
+    let lab = lab();
+    let daemon = start(&lab).await;
+    (lab, daemon)
+}
+
+/// How many detections the lab's journal holds (read through a connection of its own).
+pub fn journaled_detections(lab: &Lab) -> u64 {
+    let journal = quarantine_lab::engine::Journal::open(&lab.journal).unwrap();
+    journal.detection_count().unwrap()
+}
+
 /// An HTTP client with a short timeout.
 pub fn http() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
         .unwrap()
+}
+
+/// `GET url` with the test token.
+pub async fn get_with_token(url: String) -> reqwest::Response {
+    http().get(url).bearer_auth(TOKEN).send().await.unwrap()
+}
+
+/// `POST url` with the test token and no body.
+pub async fn post_with_token(url: String) -> reqwest::Response {
+    http().post(url).bearer_auth(TOKEN).send().await.unwrap()
+}
+
+/// A reply's JSON body.
+pub async fn body(response: reqwest::Response) -> serde_json::Value {
+    response.json().await.unwrap()
 }
 
 /// Waits until `check` holds, up to 5 s.

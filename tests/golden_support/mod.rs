@@ -35,3 +35,10 @@ pub fn same_shape(golden: &Value, actual: &Value, at: &str) -> Result<(), String
         _ => Err(format!("{at}: golden {golden}, got {actual}")),
     }
 }
+
+/// Stops `server` and waits until its listener is closed, so the next call is refused.
+pub async fn stop(server: quarantine_lab::sim::wire::WireServer) {
+    drop(server);
+    // The proxy's listener closes when its aborted task is dropped; give it a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+}

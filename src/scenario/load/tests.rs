@@ -20,58 +20,7 @@ fn topology() -> String {
 }
 
 /// A valid scenario using every section; `@TOPOLOGY@` is replaced by [`topology`].
-const BASE: &str = r#"name = "unit"
-description = "every section once"
-topology = "@TOPOLOGY@"
-tags = ["virtual"]
-seed = 3
-
-[[events]]
-at = "5s"
-command = { action = "decide", lserver = "/tenant-a/vdi-001", choice = "quarantine" }
-
-[[events]]
-at = "2s"
-crash = "engine"
-
-[[events]]
-at = "2s"
-heal = "vc-1"
-
-[[events]]
-at = "0s"
-detect = { source = "osce", ip = "10.110.0.11", threat = "TROJ_GENERIC.A", event_id = "e-1" }
-
-[[faults]]
-device = "vc-1"
-call = "set_nic"
-effect = "apply_then_timeout"
-times = 1
-from = "0s"
-until = "20s"
-match = { vm = "vm-1001", nic = "4000", lserver = "/tenant-a/vdi-001" }
-delay = "10s"
-
-[[faults]]
-device = "sw-1"
-call = "set_port"
-effect = "reject"
-match = { port = "Ethernet1/5", lserver = "/tenant-a/sbc-01" }
-
-[expect]
-time_to_contain_max = "2s"
-violations = ["INV-3"]
-
-[expect.lservers."/tenant-a/vdi-001"]
-outcome = "quarantined"
-device_networks = ["qr-a"]
-managed_networks = ["qr-a"]
-status = "normal"
-
-[[expect.alerts]]
-code = "quarantine-completed"
-lserver = "/tenant-a/vdi-001"
-"#;
+const BASE: &str = include_str!("../../../fixtures/scenarios/test-unit.toml");
 
 fn base() -> String {
     BASE.replace("@TOPOLOGY@", &topology())
@@ -165,106 +114,98 @@ fn bad_duration_names_the_key() {
     assert_eq!(e.line, Some(line("at = \"2s\"")));
 }
 
+/// Asserts every edit of `BASE` fails at its key with its text; a failure names the edit.
+/// Each row is `from => to, key, text;`.
+macro_rules! assert_broken {
+    ($($from:expr => $to:expr, $key:expr, $text:expr;)+) => {
+        for (from, to, key, text) in [$(($from, $to, $key, $text)),+] {
+            let (from, to, key, text): (&str, &str, &str, &str) = (from, to, key, text);
+            let e = broken(from, to);
+            let case = format!("{from:?} -> {to:?}");
+            assert_eq!(e.key, key, "{case}: {e}");
+            assert!(e.message.contains(text), "{case}: {e}");
+            assert_eq!(e.file, PathBuf::from("unit.toml"), "{case}: {e}");
+        }
+    };
+}
+
+/// Asserts `BASE` with `from` replaced by `to` loads.
+fn assert_loads(from: &str, to: &str) -> Scenario {
+    load(&base().replace(from, to)).unwrap_or_else(|e| panic!("{from:?} -> {to:?}: {e}"))
+}
+
 #[test]
 fn event_needs_exactly_one_action() {
-    let e = broken("heal = \"vc-1\"", "heal = \"vc-1\"\ncrash = \"engine\"");
+    let heal = "heal = \"vc-1\"";
+    let e = broken(heal, "heal = \"vc-1\"\ncrash = \"engine\"");
     assert_error(&e, "events[2].crash", "exactly one action");
     assert!(e.message.contains("`heal` and `crash`"), "{e}");
-    assert_eq!(e.line, Some(line("heal = \"vc-1\"") + 1));
-    let e = broken("heal = \"vc-1\"", "crash = \"engine\"\nheal = \"vc-1\"");
-    assert_error(&e, "events[2].heal", "`crash` and `heal`");
-    let e = broken("heal = \"vc-1\"", "");
+    assert_eq!(e.line, Some(line(heal) + 1));
+    let e = broken(heal, "");
     assert_error(&e, "events[2]", "has no action");
-    assert_eq!(e.line, Some(line("heal = \"vc-1\"") - 2));
-    let e = broken("heal = \"vc-1\"", "heal = \"vc-1\"\nrestart_after = \"1s\"");
-    assert_error(&e, "events[2].restart_after", "only applies to `crash`");
+    assert_eq!(e.line, Some(line(heal) - 2));
+    assert_broken! {
+        heal => "crash = \"engine\"\nheal = \"vc-1\"", "events[2].heal", "`crash` and `heal`";
+        heal => "heal = \"vc-1\"\nrestart_after = \"1s\"", "events[2].restart_after", "only applies to `crash`";
+    }
 }
 
 #[test]
 fn crash_and_heal_targets_are_checked() {
-    let e = broken("crash = \"engine\"", "crash = \"journal\"");
-    assert_error(&e, "events[1].crash", "only \"engine\"");
-    let e = broken("heal = \"vc-1\"", "heal = \"vc-9\"");
-    assert_error(&e, "events[2].heal", "unknown heal target `vc-9`");
+    assert_broken! {
+        "crash = \"engine\"" => "crash = \"journal\"", "events[1].crash", "only \"engine\"";
+        "heal = \"vc-1\"" => "heal = \"vc-9\"", "events[2].heal", "unknown heal target `vc-9`";
+    }
     for target in ["all", "sw-1", "irmc-sbc-01", "osce"] {
-        load(&base().replace("heal = \"vc-1\"", &format!("heal = \"{target}\"")))
-            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert_loads("heal = \"vc-1\"", &format!("heal = \"{target}\""));
     }
 }
 
 #[test]
 fn detect_fields_are_checked() {
-    let e = broken("source = \"osce\"", "source = \"sepm-1\"");
-    assert_error(&e, "events[3].detect.source", "unknown AV server `sepm-1`");
-    assert!(e.message.contains("`osce`"), "{e}");
-    let e = broken("ip = \"10.110.0.11\"", "ip = \"10.110.0.300\"");
-    assert_error(
-        &e,
-        "events[3].detect.ip",
-        "\"10.110.0.300\" is not an IP address",
-    );
-    let e = broken("ip = \"10.110.0.11\"", "mac = \"00:50\"");
-    assert_error(&e, "events[3].detect.mac", "not a MAC address");
-    let e = broken("event_id = \"e-1\"", "event_id = \"\"");
-    assert_error(&e, "events[3].detect.event_id", "empty");
-    let e = broken("ip = \"10.110.0.11\", ", "");
-    assert_error(
-        &e,
-        "events[3].detect",
-        "at least one of `ip`, `mac` or `hostname`",
-    );
-    let e = broken(
+    let (source, ip, id) = (
+        "source = \"osce\"",
+        "ip = \"10.110.0.11\"",
         "event_id = \"e-1\"",
-        "event_id = \"e-1\", category = \"worm\"",
     );
-    assert_error(&e, "events[3].detect.category", "unknown value `worm`");
+    assert_broken! {
+        source => "source = \"sepm-1\"", "events[3].detect.source", "unknown AV server `sepm-1`";
+        source => "source = \"sepm-1\"", "events[3].detect.source", "`osce`";
+        ip => "ip = \"10.110.0.300\"", "events[3].detect.ip", "\"10.110.0.300\" is not an IP address";
+        ip => "mac = \"00:50\"", "events[3].detect.mac", "not a MAC address";
+        id => "event_id = \"\"", "events[3].detect.event_id", "empty";
+        "ip = \"10.110.0.11\", " => "", "events[3].detect", "at least one of `ip`, `mac` or `hostname`";
+        id => "event_id = \"e-1\", category = \"worm\"", "events[3].detect.category", "unknown value `worm`";
+    }
 }
 
 #[test]
 fn command_fields_are_checked() {
-    let e = broken(
-        "lserver = \"/tenant-a/vdi-001\", choice",
-        "lserver = \"/x\", choice",
-    );
-    assert_error(&e, "events[0].command.lserver", "unknown L-Server `/x`");
     let e = broken(", choice = \"quarantine\"", "");
     assert_error(&e, "events[0].command.choice", "needs a `choice`");
     assert_eq!(e.line, Some(line("action = \"decide\"")));
-    let e = broken("choice = \"quarantine\"", "choice = \"none\"");
-    assert_error(&e, "events[0].command.choice", "unknown choice `none`");
-    let e = broken("action = \"decide\"", "action = \"release\"");
-    assert_error(
-        &e,
-        "events[0].command.choice",
-        "only applies to action = \"decide\"",
-    );
-    let e = broken("action = \"decide\"", "action = \"reboot\"");
-    assert_error(&e, "events[0].command.action", "unknown value `reboot`");
+    let decide = "action = \"decide\"";
+    assert_broken! {
+        "lserver = \"/tenant-a/vdi-001\", choice" => "lserver = \"/x\", choice", "events[0].command.lserver", "unknown L-Server `/x`";
+        "choice = \"quarantine\"" => "choice = \"none\"", "events[0].command.choice", "unknown choice `none`";
+        decide => "action = \"release\"", "events[0].command.choice", "only applies to action = \"decide\"";
+        decide => "action = \"reboot\"", "events[0].command.action", "unknown value `reboot`";
+    }
 }
 
 #[test]
 fn fault_device_and_call_are_checked() {
-    let e = broken("device = \"sw-1\"", "device = \"sw-9\"");
-    assert_error(&e, "faults[1].device", "unknown device `sw-9`");
-    assert!(e.message.contains("`irmc-sbc-01`"), "{e}");
-    let e = broken("call = \"set_port\"", "call = \"set_nic\"");
-    assert_error(
-        &e,
-        "faults[1].call",
-        "`sw-1` is a switch, which has no call `set_nic`",
-    );
-    let e = broken("call = \"set_port\"", "call = \"reboot\"");
-    assert_error(&e, "faults[1].call", "unknown value `reboot`");
+    let (device, call) = ("device = \"sw-1\"", "call = \"set_port\"");
+    assert_broken! {
+        device => "device = \"sw-9\"", "faults[1].device", "unknown device `sw-9`";
+        device => "device = \"sw-9\"", "faults[1].device", "`irmc-sbc-01`";
+        call => "call = \"set_nic\"", "faults[1].call", "`sw-1` is a switch, which has no call `set_nic`";
+        call => "call = \"reboot\"", "faults[1].call", "unknown value `reboot`";
+    }
 }
 
 #[test]
 fn fault_effect_fits_the_device() {
-    let e = broken("effect = \"reject\"", "effect = \"drop\"");
-    assert_error(
-        &e,
-        "faults[1].effect",
-        "applies to an AV server's notifications",
-    );
     let fault = "\n[[faults]]\ndevice = \"osce\"\neffect = \"duplicate\"\n";
     load(&format!("{}{fault}", base())).unwrap_or_else(|e| panic!("{e}"));
     let e = with_extra("\n[[faults]]\ndevice = \"osce\"\ncall = \"set_nic\"\neffect = \"drop\"\n");
@@ -273,13 +214,12 @@ fn fault_effect_fits_the_device() {
         "faults[2].call",
         "`osce` is an AV server, which has no call `set_nic`",
     );
-    let e = broken(
-        "effect = \"apply_then_timeout\"",
-        "effect = \"reboot_loses_unsaved\"",
-    );
-    assert_error(&e, "faults[0].effect", "only applies to switches");
-    let e = broken("effect = \"reject\"", "effect = \"reboot_loses_unsaved\"");
-    assert_error(&e, "faults[1].from", "needs `from`");
+    let reject = "effect = \"reject\"";
+    assert_broken! {
+        reject => "effect = \"drop\"", "faults[1].effect", "applies to an AV server's notifications";
+        "effect = \"apply_then_timeout\"" => "effect = \"reboot_loses_unsaved\"", "faults[0].effect", "only applies to switches";
+        reject => "effect = \"reboot_loses_unsaved\"", "faults[1].from", "needs `from`";
+    }
 }
 
 #[test]
@@ -296,139 +236,76 @@ fn wire_only_effects_need_wire_mode() {
 
 #[test]
 fn fault_window_times_and_delay_are_checked() {
-    let e = broken("from = \"0s\"", "from = \"30s\"");
-    assert_error(&e, "faults[0].until", "before it starts");
-    load(&base().replace("from = \"0s\"", "from = \"20s\"")).unwrap_or_else(|e| panic!("{e}"));
-    let e = broken("times = 1", "times = 0");
-    assert_error(&e, "faults[0].times", "times = 0");
-    let e = broken("effect = \"reject\"", "effect = \"delay\"");
-    assert_error(&e, "faults[1].delay", "needs `delay`");
-    let e = broken("effect = \"apply_then_timeout\"", "effect = \"busy\"");
-    assert_error(&e, "faults[0].delay", "ignores `delay`");
+    assert_loads("from = \"0s\"", "from = \"20s\"");
+    assert_broken! {
+        "from = \"0s\"" => "from = \"30s\"", "faults[0].until", "before it starts";
+        "times = 1" => "times = 0", "faults[0].times", "times = 0";
+        "effect = \"reject\"" => "effect = \"delay\"", "faults[1].delay", "needs `delay`";
+        "effect = \"apply_then_timeout\"" => "effect = \"busy\"", "faults[0].delay", "ignores `delay`";
+    }
 }
 
 #[test]
 fn fault_match_keys_must_exist_behind_the_device() {
-    let e = broken("vm = \"vm-1001\"", "vm = \"vm-9\"");
-    assert_error(
-        &e,
-        "faults[0].match.vm",
-        "no L-Server has VM `vm-9` on `vc-1`",
-    );
-    let e = broken("nic = \"4000\"", "nic = \"4001\"");
-    assert_error(&e, "faults[0].match.nic", "no vNIC `4001`");
-    let e = broken("port = \"Ethernet1/5\"", "port = \"Ethernet9/9\"");
-    assert_error(
-        &e,
-        "faults[1].match.port",
-        "no L-Server uses port `Ethernet9/9`",
-    );
-    let e = broken("port = \"Ethernet1/5\"", "vm = \"vm-1001\"");
-    assert_error(
-        &e,
-        "faults[1].match.vm",
-        "only applies to faults on a hypervisor",
-    );
-    let e = broken(
-        "lserver = \"/tenant-a/sbc-01\"",
-        "lserver = \"/tenant-a/vdi-002\"",
-    );
-    assert_error(&e, "faults[1].match.lserver", "is not behind `sw-1`");
-    let e = broken("lserver = \"/tenant-a/sbc-01\"", "lserver = \"/nope\"");
-    assert_error(&e, "faults[1].match.lserver", "unknown L-Server `/nope`");
-    let e = broken("port = \"Ethernet1/5\"", "slot = 1");
-    assert_error(&e, "faults[1].match.slot", "unknown key `slot`");
+    let port = "port = \"Ethernet1/5\"";
+    let sbc = "lserver = \"/tenant-a/sbc-01\"";
+    assert_broken! {
+        "vm = \"vm-1001\"" => "vm = \"vm-9\"", "faults[0].match.vm", "no L-Server has VM `vm-9` on `vc-1`";
+        "nic = \"4000\"" => "nic = \"4001\"", "faults[0].match.nic", "no vNIC `4001`";
+        port => "port = \"Ethernet9/9\"", "faults[1].match.port", "no L-Server uses port `Ethernet9/9`";
+        port => "vm = \"vm-1001\"", "faults[1].match.vm", "only applies to faults on a hypervisor";
+        sbc => "lserver = \"/tenant-a/vdi-002\"", "faults[1].match.lserver", "is not behind `sw-1`";
+        sbc => "lserver = \"/nope\"", "faults[1].match.lserver", "unknown L-Server `/nope`";
+        port => "slot = 1", "faults[1].match.slot", "unknown key `slot`";
+    }
 }
 
 #[test]
 fn expected_lservers_are_checked() {
-    let e = broken(
-        "[expect.lservers.\"/tenant-a/vdi-001\"]",
-        "[expect.lservers.\"/x\"]",
-    );
-    assert_error(&e, "expect.lservers.\"/x\"", "unknown L-Server `/x`");
-    let e = broken("outcome = \"quarantined\"", "outcome = \"contained\"");
-    assert_error(
-        &e,
-        "expect.lservers.\"/tenant-a/vdi-001\".outcome",
-        "unknown outcome",
-    );
-    let e = broken(
-        "device_networks = [\"qr-a\"]",
-        "device_networks = [\"qr-a\", \"op-a\"]",
-    );
-    assert_error(
-        &e,
-        "expect.lservers.\"/tenant-a/vdi-001\".device_networks",
-        "has 1 NIC, but this lists 2 networks",
-    );
-    let e = broken(
-        "managed_networks = [\"qr-a\"]",
-        "managed_networks = [\"qr-b\"]",
-    );
-    assert_error(
-        &e,
-        "expect.lservers.\"/tenant-a/vdi-001\".managed_networks[0]",
-        "unknown network `qr-b`",
-    );
-    let e = broken("status = \"normal\"", "status = \"down\"");
-    assert_error(
-        &e,
-        "expect.lservers.\"/tenant-a/vdi-001\".status",
-        "normal or unknown",
-    );
-    let e = broken("status = \"normal\"", "state = \"normal\"");
-    assert_error(
-        &e,
-        "expect.lservers.\"/tenant-a/vdi-001\".state",
-        "unknown key `state`",
-    );
-    load(&base().replace("outcome = \"quarantined\"", "outcome = \"untouched\""))
-        .unwrap_or_else(|e| panic!("{e}"));
+    let key = |field: &str| format!("expect.lservers.\"/tenant-a/vdi-001\".{field}");
+    assert_broken! {
+        "[expect.lservers.\"/tenant-a/vdi-001\"]" => "[expect.lservers.\"/x\"]", "expect.lservers.\"/x\"", "unknown L-Server `/x`";
+        "outcome = \"quarantined\"" => "outcome = \"contained\"", &key("outcome"), "unknown outcome";
+        "device_networks = [\"qr-a\"]" => "device_networks = [\"qr-a\", \"op-a\"]", &key("device_networks"), "has 1 NIC, but this lists 2 networks";
+        "managed_networks = [\"qr-a\"]" => "managed_networks = [\"qr-b\"]", &key("managed_networks[0]"), "unknown network `qr-b`";
+        "status = \"normal\"" => "status = \"down\"", &key("status"), "normal or unknown";
+        "status = \"normal\"" => "state = \"normal\"", &key("state"), "unknown key `state`";
+    }
+    assert_loads("outcome = \"quarantined\"", "outcome = \"untouched\"");
 }
 
 #[test]
 fn expected_alerts_and_violations_are_checked() {
-    let e = broken(
-        "code = \"quarantine-completed\"",
-        "code = \"quarantine_completed\"",
-    );
-    assert_error(&e, "expect.alerts[0].code", "unknown alert code");
     let e = with_extra("\n[[expect.alerts]]\ncode = \"quarantine-started\"\nlserver = \"/x\"\n");
     assert_error(&e, "expect.alerts[1].lserver", "unknown L-Server `/x`");
-    for bad in ["INV-13", "INV-0", "INV-03", "inv-3"] {
-        let e = broken(
-            "violations = [\"INV-3\"]",
-            &format!("violations = [\"{bad}\"]"),
-        );
-        assert_error(&e, "expect.violations[0]", "use INV-1 to INV-12");
+    let violations = "violations = [\"INV-3\"]";
+    let bad = |id: &str| format!("violations = [\"{id}\"]");
+    assert_broken! {
+        "code = \"quarantine-completed\"" => "code = \"quarantine_completed\"", "expect.alerts[0].code", "unknown alert code";
+        violations => &bad("INV-13"), "expect.violations[0]", "use INV-1 to INV-12";
+        violations => &bad("INV-0"), "expect.violations[0]", "use INV-1 to INV-12";
+        violations => &bad("INV-03"), "expect.violations[0]", "use INV-1 to INV-12";
+        violations => &bad("inv-3"), "expect.violations[0]", "use INV-1 to INV-12";
+        violations => "violations = [\"INV-11\", \"INV-11\"]", "expect.violations[1]", "listed twice";
     }
-    let e = broken(
-        "violations = [\"INV-3\"]",
-        "violations = [\"INV-11\", \"INV-11\"]",
-    );
-    assert_error(&e, "expect.violations[1]", "listed twice");
 }
 
 #[test]
 fn header_fields_are_checked() {
-    let e = broken("name = \"unit\"", "name = \" \"");
-    assert_error(&e, "name", "empty");
-    let e = broken("tags = [\"virtual\"]", "tags = [\"virtual\", \"\"]");
-    assert_error(&e, "tags[1]", "empty");
-    let e = broken("seed = 3", "seed = 3\nmodes = []");
-    assert_error(&e, "modes", "never run");
-    let e = broken("seed = 3", "seed = 3\nmodes = [\"wire\", \"wire\"]");
-    assert_error(&e, "modes[1]", "listed twice");
-    let e = broken("seed = 3", "seed = 3\nmodes = [\"both\"]");
-    assert_error(&e, "modes[0]", "unknown value `both`");
     let e = broken("seed = 3", "seed = -1");
     assert_eq!(e.key, "seed", "{e}");
     let e = broken("name = \"unit\"\n", "");
     assert_error(&e, "name", "required key `name` is missing");
     assert_eq!(e.line, None);
-    let e = broken(&format!("topology = \"{}\"\n", topology()), "");
-    assert_error(&e, "topology", "required key `topology` is missing");
+    let seed = "seed = 3";
+    assert_broken! {
+        "name = \"unit\"" => "name = \" \"", "name", "empty";
+        "tags = [\"virtual\"]" => "tags = [\"virtual\", \"\"]", "tags[1]", "empty";
+        seed => "seed = 3\nmodes = []", "modes", "never run";
+        seed => "seed = 3\nmodes = [\"wire\", \"wire\"]", "modes[1]", "listed twice";
+        seed => "seed = 3\nmodes = [\"both\"]", "modes[0]", "unknown value `both`";
+        &format!("topology = \"{}\"\n", topology()) => "", "topology", "required key `topology` is missing";
+    }
 }
 
 #[test]
