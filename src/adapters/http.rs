@@ -353,6 +353,37 @@ pub fn snippet(body: &str) -> String {
     body.chars().take(200).collect()
 }
 
+/// Sends `request` and reads the reply: its status and its body (see [`body_text`]); a
+/// failure to send or read is classified by [`transport_error`].
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(StatusCode, String), DeviceError> {
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    let status = response.status();
+    Ok((status, body_text(response).await?))
+}
+
+/// `base` plus path segments, each percent-encoded, so an id never changes the path's shape.
+/// `vendor` names the device kind in the error of a base that cannot take a path.
+pub fn join_segments(
+    base: &reqwest::Url,
+    segments: &[&str],
+    vendor: &str,
+) -> Result<reqwest::Url, DeviceError> {
+    let mut url = base.clone();
+    {
+        let mut path = url.path_segments_mut().map_err(|_| {
+            DeviceError::new(
+                OutcomeClass::Unavailable,
+                format!("{vendor} URL cannot take a path"),
+            )
+        })?;
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    Ok(url)
+}
+
 /// Reads a response body up to [`MAX_RESPONSE_BYTES`]; a body cut off mid-way is `unknown`.
 pub async fn body_text(response: reqwest::Response) -> Result<String, DeviceError> {
     if response

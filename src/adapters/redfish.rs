@@ -187,15 +187,7 @@ impl RedfishClient {
 
     /// `base` plus percent-encoded path segments.
     fn url(&self, segments: &[&str]) -> DeviceResult<Url> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                DeviceError::new(OutcomeClass::Unavailable, "Redfish URL cannot take a path")
-            })?;
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        Ok(url)
+        http::join_segments(&self.base, segments, "Redfish")
     }
 
     /// A URI the service gave (`@odata.id`, `target`, `Location`) as a URL. Credentials only

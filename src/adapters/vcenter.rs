@@ -126,15 +126,7 @@ impl VcenterClient {
     /// `base` plus path segments, each percent-encoded, so a VM or NIC id never changes the
     /// path's shape.
     fn url(&self, segments: &[&str]) -> DeviceResult<Url> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                DeviceError::new(OutcomeClass::Unavailable, "vCenter URL cannot take a path")
-            })?;
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        Ok(url)
+        http::join_segments(&self.base, segments, "vCenter")
     }
 
     fn current_session(&self) -> Option<String> {
@@ -174,12 +166,7 @@ impl VcenterClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let text = http::body_text(response).await?;
+        let (status, text) = http::exchange(request).await?;
         if status.is_success() {
             return Ok(text);
         }
@@ -231,15 +218,12 @@ fn parse_token(body: &str) -> Option<String> {
 impl Hypervisor for VcenterClient {
     async fn login(&self) -> DeviceResult<()> {
         let url = self.url(&["api", "session"])?;
-        let response = self
-            .http
-            .post(url)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let text = http::body_text(response).await?;
+        let (status, text) = http::exchange(
+            self.http
+                .post(url)
+                .basic_auth(&self.user, Some(&self.password)),
+        )
+        .await?;
         if !status.is_success() {
             return Err(classify(status, &text));
         }

@@ -239,6 +239,27 @@ impl WireWorkload {
         })
     }
 
+    /// The end of a round without the engine: waits for its tasks (the timed part ends with
+    /// the last), then checks device truth. `side` names the round in a failed task's error.
+    async fn finish_round(
+        &self,
+        tasks: Vec<tokio::task::JoinHandle<Result<(), String>>>,
+        start: Instant,
+        side: &str,
+        wire: &WireSite,
+    ) -> Result<RoundResult, String> {
+        let results = join_all(tasks).await;
+        let elapsed = start.elapsed();
+        for result in results {
+            result.map_err(|e| format!("{side} task failed: {e}"))??;
+        }
+        self.check_truth(wire)?;
+        Ok(RoundResult {
+            elapsed,
+            commits: 0,
+        })
+    }
+
     /// Checks that every NIC ended on its quarantine network at the device.
     fn check_truth(&self, wire: &WireSite) -> Result<(), String> {
         for (nic, network) in wire.world.final_truth() {
@@ -457,16 +478,9 @@ impl BareRound {
                 )
             })
             .collect();
-        let results = join_all(tasks).await;
-        let elapsed = start.elapsed();
-        for result in results {
-            result.map_err(|e| format!("bare client task failed: {e}"))??;
-        }
-        workload.check_truth(&self.wire)?;
-        Ok(RoundResult {
-            elapsed,
-            commits: 0,
-        })
+        workload
+            .finish_round(tasks, start, "bare client", &self.wire)
+            .await
     }
 }
 
@@ -526,16 +540,9 @@ impl AdapterRound {
                 })
             })
             .collect();
-        let results = join_all(tasks).await;
-        let elapsed = start.elapsed();
-        for result in results {
-            result.map_err(|e| format!("adapter task failed: {e}"))??;
-        }
-        workload.check_truth(&self.wire)?;
-        Ok(RoundResult {
-            elapsed,
-            commits: 0,
-        })
+        workload
+            .finish_round(tasks, start, "adapter", &self.wire)
+            .await
     }
 }
 

@@ -523,6 +523,20 @@ impl Ctx<'_> {
     }
 }
 
+/// Runs check `id` of `ctx` when it should run ([`Ctx::should_run`]): evaluates `outcome`, an
+/// expression that may `.await`, only then, and records it with its duration ([`Ctx::finish`]).
+macro_rules! check {
+    ($ctx:expr, $id:expr, $outcome:expr) => {{
+        let id: &str = &$id;
+        if $ctx.should_run(id) {
+            let started = std::time::Instant::now();
+            let outcome = $outcome;
+            $ctx.finish(id, started, outcome);
+        }
+    }};
+}
+pub(crate) use check;
+
 /// Fails every tier 1 and 2 check with `why` (the adapter could not even be built).
 pub fn fail_all(ctx: &mut Ctx<'_>, why: &str) {
     for def in checks::catalogue(ctx.options.family) {

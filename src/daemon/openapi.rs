@@ -126,6 +126,27 @@ const LSERVER_POST_REFUSALS: &[(u16, &[Reject])] = &[
     (503, &[Reject::Halted]),
 ];
 
+/// `POST /api/v1/lservers/{lserver}/<action>`: one handler and one set of refusals for every
+/// action; only the path, the summary and the body differ (see the module doc).
+const fn lserver_post(
+    path: &'static str,
+    summary: &'static str,
+    request: (SchemaFn, bool),
+) -> Route {
+    Route {
+        method: Method::Post,
+        path,
+        axum_path: "/api/v1/lservers/{*rest}",
+        op: Op::PostLServer,
+        scope: Some(Scope::Operate),
+        summary,
+        request: Some(request),
+        query: None,
+        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
+        refusals: LSERVER_POST_REFUSALS,
+    }
+}
+
 /// Every route of the API.
 pub(crate) const ROUTES: &[Route] = &[
     Route {
@@ -206,42 +227,21 @@ pub(crate) const ROUTES: &[Route] = &[
             (404, &[Reject::UnknownLServer]),
         ],
     },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/quarantine",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Quarantine an L-Server by hand; answered once the command is journaled",
-        request: Some((schema::<EmptyBody>, false)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/release",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Release a quarantined L-Server; answered once the command is journaled",
-        request: Some((schema::<EmptyBody>, false)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/decide",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Decide for an L-Server pending a decision; answered once journaled",
-        request: Some((schema::<DecideBody>, true)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
+    lserver_post(
+        "/api/v1/lservers/{lserver}/quarantine",
+        "Quarantine an L-Server by hand; answered once the command is journaled",
+        (schema::<EmptyBody>, false),
+    ),
+    lserver_post(
+        "/api/v1/lservers/{lserver}/release",
+        "Release a quarantined L-Server; answered once the command is journaled",
+        (schema::<EmptyBody>, false),
+    ),
+    lserver_post(
+        "/api/v1/lservers/{lserver}/decide",
+        "Decide for an L-Server pending a decision; answered once journaled",
+        (schema::<DecideBody>, true),
+    ),
     Route {
         method: Method::Get,
         path: "/api/v1/operations/{id}",

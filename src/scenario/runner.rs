@@ -117,32 +117,53 @@ pub fn run_sim_trapped(
     trap: Option<Arc<CrashTrap>>,
 ) -> Result<ScenarioRun, String> {
     let (record, faults, played) = play_sim_path(scenario, seed, mutant, trap)?;
-    // The digest and the checks only read the record: a large run computes them side by side.
-    let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
-        std::thread::scope(|scope| {
-            let digest = scope.spawn(|| check::history_digest(&record.history));
-            let check = check::check_run(&scenario.site, &record, &scenario.expect);
-            let digest = digest
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (digest, check)
-        })
-    } else {
-        (
-            check::history_digest(&record.history),
-            check::check_run(&scenario.site, &record, &scenario.expect),
-        )
-    };
-    let passed = check::verdict(&check, &scenario.expect);
-    Ok(ScenarioRun {
+    Ok(ScenarioRun::checked(
+        scenario,
         record,
-        history_digest,
-        check,
-        passed,
         faults,
-        transports: Default::default(),
+        Default::default(),
         played,
-    })
+    ))
+}
+
+impl ScenarioRun {
+    /// The run of `scenario` that played `record`: its history digest, the checks and the
+    /// verdict (the same in sim and wire mode).
+    pub(crate) fn checked(
+        scenario: &Scenario,
+        record: RunRecord,
+        faults: Vec<FaultAccount>,
+        transports: std::collections::BTreeMap<String, u64>,
+        played: Vec<PlayedStep>,
+    ) -> ScenarioRun {
+        // The digest and the checks only read the record: a large run computes them side by
+        // side.
+        let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
+            std::thread::scope(|scope| {
+                let digest = scope.spawn(|| check::history_digest(&record.history));
+                let check = check::check_run(&scenario.site, &record, &scenario.expect);
+                let digest = digest
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (digest, check)
+            })
+        } else {
+            (
+                check::history_digest(&record.history),
+                check::check_run(&scenario.site, &record, &scenario.expect),
+            )
+        };
+        let passed = check::verdict(&check, &scenario.expect);
+        ScenarioRun {
+            record,
+            history_digest,
+            check,
+            passed,
+            faults,
+            transports,
+            played,
+        }
+    }
 }
 
 /// Plays `scenario` on its own paused-clock runtime: the record and the fault accounting,

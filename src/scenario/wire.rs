@@ -99,18 +99,9 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
     let played = runtime.block_on(play(scenario, seed, time_scale));
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (record, faults, transports, played) = played?;
-    let history_digest = check::history_digest(&record.history);
-    let check = check::check_run(&scenario.site, &record, &scenario.expect);
-    let passed = check::verdict(&check, &scenario.expect);
-    Ok(ScenarioRun {
-        record,
-        history_digest,
-        check,
-        passed,
-        faults,
-        transports,
-        played,
-    })
+    Ok(ScenarioRun::checked(
+        scenario, record, faults, transports, played,
+    ))
 }
 
 /// The topology with every duration multiplied by `k`.

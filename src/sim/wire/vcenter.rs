@@ -359,6 +359,11 @@ impl VcenterFace {
             nic: nic.to_string(),
             portgroup: network.to_string(),
         };
+        self.no_content(token, op)
+    }
+
+    /// Plays a write whose success answers 204 without a body.
+    fn no_content(&self, token: &str, op: DeviceOp) -> ResponseTemplate {
         let call = self.world.call_now(&self.device, op);
         render(
             call,
@@ -381,14 +386,6 @@ impl VcenterFace {
             return invalid_argument("Only action=reset is simulated.");
         }
         let op = DeviceOp::PowerReset { vm: vm.to_string() };
-        let call = self.world.call_now(&self.device, op);
-        render(
-            call,
-            |reply| match reply {
-                Reply::Done => ResponseTemplate::new(204),
-                other => unexpected(&other),
-            },
-            |e| self.device_error(token, e),
-        )
+        self.no_content(token, op)
     }
 }
