@@ -179,20 +179,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
     let name = scenario.name.clone();
     match run_wire(scenario, scenario.seed, time_scale) {
         Ok(run) => {
-            let failures: Vec<String> = run
-                .check
-                .invariants
-                .iter()
-                .filter(|v| v.status == crate::check::Status::Failed)
-                .map(|v| format!("{}: {}", v.id, v.detail))
-                .chain(
-                    run.check
-                        .expectations
-                        .iter()
-                        .filter(|v| v.status == crate::check::Status::Failed)
-                        .map(|v| format!("{}: {}", v.what, v.detail)),
-                )
-                .collect();
+            let failures = run.check.failures();
             let m = &run.check.measures;
             Played {
                 name,
