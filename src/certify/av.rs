@@ -1263,9 +1263,7 @@ async fn epo_fault(
         }
         (Err(IngestError::Auth(_)), Fault::Unauthorized) => "auth".to_string(),
         (Err(IngestError::Transport(_)), Fault::Blackhole) => {
-            let low = CALL_TIMEOUT.mul_f64(0.9);
-            let high = CALL_TIMEOUT + Duration::from_secs(2);
-            if took < low || took > high {
+            if !super::ended_by_timeout(took, CALL_TIMEOUT) {
                 return Err(format!(
                     "the silent server's poll ended after {} ms; the call timeout is {} ms",
                     took.as_millis(),

@@ -335,16 +335,9 @@ pub(crate) async fn get_alerts(
 /// `GET /api/v1/metrics`: the Prometheus text exposition (docs/metrics.md).
 pub(crate) async fn get_metrics(State(s): State<ApiState>) -> Response {
     let stats = s.engine.stats();
-    let sources: Vec<&str> = s
-        .engine
-        .site()
-        .topology
-        .av_servers
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
     let extra = Extra {
-        sources,
+        // The exposition sorts its series itself: the set's order does not show.
+        sources: s.sources.iter().map(String::as_str).collect(),
         halted: s.engine.is_halted(),
         policy_reloads: s.reloader.counts(),
     };

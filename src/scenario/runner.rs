@@ -99,6 +99,18 @@ pub struct ScenarioRun {
 /// Numbers the runs of this process, so each gets its own in-memory journal.
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
+/// When a run with a drift at `last_drift` has given the drift watch INV-12's `bound` to find
+/// it: that bound after the drift, and after the last restart (a restarted engine watches
+/// again from its start).
+pub(crate) fn drift_watch_end(
+    last_drift: Duration,
+    last_restart: Option<Duration>,
+    bound: Duration,
+) -> Duration {
+    let restarted = last_restart.map(|at| at + bound).unwrap_or_default();
+    (last_drift + bound).max(restarted)
+}
+
 /// Runs `scenario` in sim mode with `seed`. Errors are setup failures (the scenario could not run).
 pub fn run_sim(
     scenario: &Scenario,
@@ -647,35 +659,19 @@ impl Backend for SimBackend<'_> {
     }
 
     async fn detect(&mut self, burst: Vec<Detection>) -> Vec<Detection> {
-        match &self.engine {
-            Some(e) => {
-                send_burst(
-                    e,
-                    self.recorder,
-                    &self.observer,
-                    self.trap.as_deref(),
-                    burst,
-                )
-                .await
-            }
-            None => burst,
-        }
+        let Some(e) = &self.engine else {
+            return burst;
+        };
+        let trap = self.trap.as_deref();
+        send_burst(e, self.recorder, &self.observer, trap, burst).await
     }
 
     async fn resend(&mut self, backlog: Vec<Detection>) -> Vec<Detection> {
-        match &self.engine {
-            Some(e) => {
-                send_in_turn(
-                    e,
-                    self.recorder,
-                    &self.observer,
-                    self.trap.as_deref(),
-                    backlog,
-                )
-                .await
-            }
-            None => backlog,
-        }
+        let Some(e) = &self.engine else {
+            return backlog;
+        };
+        let trap = self.trap.as_deref();
+        send_in_turn(e, self.recorder, &self.observer, trap, backlog).await
     }
 
     async fn command(
@@ -728,8 +724,7 @@ impl Backend for SimBackend<'_> {
             // the run lasts until INV-12's bound for it has passed, then until the engine
             // is idle.
             if let Some(last) = last_drift {
-                let restarted = last_restart.map(|at| at + bound).unwrap_or_default();
-                tokio::time::sleep_until(origin + (last + bound).max(restarted)).await;
+                tokio::time::sleep_until(origin + drift_watch_end(last, last_restart, bound)).await;
             }
             // The run ends when the engine is idle, or `settle` after the last event.
             let _ = tokio::time::timeout(settle, e.wait_idle()).await;

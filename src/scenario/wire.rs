@@ -52,7 +52,7 @@ use tokio::time::Instant;
 
 use super::load::Scenario;
 use super::player::{self, build_timeline, command_names, Backend, PlayedStep};
-use super::runner::{collect, HistoryObserver, ScenarioRun};
+use super::runner::{collect, drift_watch_end, HistoryObserver, ScenarioRun};
 use crate::check;
 use crate::daemon::client::ApiClient;
 use crate::daemon::config::EngineConfig;
@@ -374,11 +374,8 @@ impl Backend for WireBackend<'_> {
         // margin) before the run waits for the engine to be idle.
         if let Some(last) = last_drift {
             let bound = check::drift_detection_bound(self.site);
-            let restarted = last_restart
-                .map(|at| at.mul_f64(self.k) + bound)
-                .unwrap_or_default();
-            let last = last.mul_f64(self.k);
-            let until = (last + bound).max(restarted);
+            let last_restart = last_restart.map(|at| at.mul_f64(self.k));
+            let until = drift_watch_end(last.mul_f64(self.k), last_restart, bound);
             tokio::time::sleep_until(self.origin + until.mul_f64(1.5) + Duration::from_millis(500))
                 .await;
         }

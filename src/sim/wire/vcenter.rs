@@ -38,18 +38,9 @@ const BACKING_TYPES: &[&str] = &[
 /// Starts the vCenter simulator for hypervisor `device` of the world's site on 127.0.0.1,
 /// accepting the credentials the topology sets for it (else `qlab`/`qlab`).
 pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
-    let spec = world
-        .site()
-        .topology
-        .hypervisors
-        .iter()
-        .find(|h| h.name == device)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{device} is not a hypervisor of the topology"),
-            )
-        })?;
+    let hypervisors = &world.site().topology.hypervisors;
+    let what = "a hypervisor of the topology";
+    let spec = super::find_device(hypervisors, |h| h.name == device, device, what)?;
     let face = VcenterFace {
         credentials: accepted_credentials(spec.credentials.as_ref()),
         world,
