@@ -343,6 +343,11 @@ mod tests {
     use super::*;
     use crate::sim::faults::FaultMatch;
 
+    /// Whether the plan gives the call `s` at `at` a fault.
+    fn fires(plan: &mut FaultPlan, s: &Subject, at: Duration) -> bool {
+        plan.decide_call(s, at, false).effect.is_some()
+    }
+
     fn spec(effect: FaultEffect) -> FaultSpec {
         FaultSpec::new("vc-1", None, effect)
     }
@@ -367,9 +372,9 @@ mod tests {
             0,
         );
         let s = set_nic("vm-1");
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_none());
+        assert!(fires(&mut plan, &s, Duration::ZERO));
+        assert!(fires(&mut plan, &s, Duration::ZERO));
+        assert!(!fires(&mut plan, &s, Duration::ZERO));
     }
 
     #[test]
@@ -383,18 +388,9 @@ mod tests {
             0,
         );
         let s = set_nic("vm-1");
-        assert!(plan
-            .decide_call(&s, Duration::from_millis(999), false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(1), false)
-            .effect
-            .is_some());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(2), false)
-            .effect
-            .is_none());
+        assert!(!fires(&mut plan, &s, Duration::from_millis(999)));
+        assert!(fires(&mut plan, &s, Duration::from_secs(1)));
+        assert!(!fires(&mut plan, &s, Duration::from_secs(2)));
     }
 
     #[test]
@@ -414,18 +410,9 @@ mod tests {
             call: Some(CallKind::Login),
             ..Subject::default()
         };
-        assert!(plan
-            .decide_call(&login, Duration::ZERO, false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&set_nic("vm-2"), Duration::ZERO, false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&set_nic("vm-1"), Duration::ZERO, false)
-            .effect
-            .is_some());
+        assert!(!fires(&mut plan, &login, Duration::ZERO));
+        assert!(!fires(&mut plan, &set_nic("vm-2"), Duration::ZERO));
+        assert!(fires(&mut plan, &set_nic("vm-1"), Duration::ZERO));
     }
 
     #[test]
@@ -491,14 +478,8 @@ mod tests {
         );
         plan.heal("vc-1", Duration::from_secs(5));
         let s = set_nic("vm-1");
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(4), false)
-            .effect
-            .is_some());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(5), false)
-            .effect
-            .is_none());
+        assert!(fires(&mut plan, &s, Duration::from_secs(4)));
+        assert!(!fires(&mut plan, &s, Duration::from_secs(5)));
         assert_eq!(plan.switch_reboots().len(), 1);
         plan.heal("all", Duration::from_secs(6));
         assert!(plan.switch_reboots().is_empty());
