@@ -350,6 +350,21 @@ impl Exposition {
         self.sample(name, &[], value);
     }
 
+    /// A family with one label: one sample per `(value, n)` of `samples`.
+    fn by_label<'a, V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, V)>,
+    ) {
+        self.family(name, kind, help);
+        for (value, n) in samples {
+            self.sample(name, &[(label, value)], n);
+        }
+    }
+
     /// A histogram family of one unlabelled histogram.
     fn single_histogram(&mut self, name: &str, help: &str, h: &Histogram) {
         self.family(name, "histogram", help);
@@ -404,14 +419,13 @@ impl Metrics {
         render_work(&mut out, stats);
         render_queues(&mut out, stats);
         let o = &mut out;
-        o.family(
+        o.by_label(
             "qlab_policy_reloads_total",
             "counter",
             "Policy reloads by result (error: the old policy was kept).",
+            "result",
+            extra.policy_reloads,
         );
-        for (result, n) in extra.policy_reloads {
-            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
-        }
         o.single(
             "qlab_engine_halted",
             "gauge",
@@ -437,26 +451,20 @@ impl Metrics {
             ["source", "disposition"],
             &detections,
         );
-        o.family(
+        o.by_label(
             "qlab_detections_received_total",
             "counter",
             "Detections acknowledged, by the transport they came in on (api, syslog_udp, syslog_tcp, epo).",
+            "channel",
+            self.accepted_map(),
         );
-        for (channel, n) in self.accepted_map() {
-            o.sample("qlab_detections_received_total", &[("channel", channel)], n);
-        }
-        o.family(
+        o.by_label(
             "qlab_rejected_total",
             "counter",
             "Inputs turned away, by reason (the reasons of /api/v1/health).",
+            "reason",
+            ALL.iter().map(|&r| (r.as_str(), self.rejected(r))),
         );
-        for &r in ALL {
-            o.sample(
-                "qlab_rejected_total",
-                &[("reason", r.as_str())],
-                self.rejected(r),
-            );
-        }
     }
 }
 
@@ -531,22 +539,22 @@ fn render_queues(o: &mut Exposition, stats: &StatsSnapshot) {
         "Journal entries staged for the next group commit.",
         q.journal_pending_entries,
     );
-    o.family(
+    o.by_label(
         "qlab_device_queue_depth",
         "gauge",
         "Device calls (or batched items) waiting for a slot of the device.",
+        "device",
+        q.devices
+            .iter()
+            .map(|(d, (waiting, _))| (d.as_str(), waiting)),
     );
-    for (device, (waiting, _)) in &q.devices {
-        o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
-    }
-    o.family(
+    o.by_label(
         "qlab_device_calls_in_progress",
         "gauge",
         "Slots of the device in use (at most its max_concurrent).",
+        "device",
+        q.devices.iter().map(|(d, (_, busy))| (d.as_str(), busy)),
     );
-    for (device, (_, busy)) in &q.devices {
-        o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
-    }
 }
 
 #[cfg(test)]

@@ -175,13 +175,22 @@ pub(crate) async fn get_lserver(
     rest: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let path = lserver_path(&s, rest)?;
-    match s.engine.lserver(&path) {
+    let view = s.engine.lserver(&path);
+    json_or_404(&s, view, Reject::UnknownLServer, || {
+        format!("no L-Server {path}")
+    })
+}
+
+/// `view` as the JSON reply; none is a 404 counted under `reason` that says `missing`.
+fn json_or_404<T: Serialize>(
+    s: &ApiState,
+    view: Option<T>,
+    reason: Reject,
+    missing: impl FnOnce() -> String,
+) -> ApiResult {
+    match view {
         Some(view) => Ok(Json(view).into_response()),
-        None => Err(s.reject(
-            StatusCode::NOT_FOUND,
-            Reject::UnknownLServer,
-            format!("no L-Server {path}"),
-        )),
+        None => Err(s.reject(StatusCode::NOT_FOUND, reason, missing())),
     }
 }
 
@@ -285,14 +294,8 @@ pub(crate) async fn get_operation(
             format!("operation id {text:?} is not a number"),
         ));
     };
-    match s.engine.operation(id).map_err(|e| s.engine_error(e))? {
-        Some(view) => Ok(Json(view).into_response()),
-        None => Err(s.reject(
-            StatusCode::NOT_FOUND,
-            Reject::NotFound,
-            format!("no operation {id}"),
-        )),
-    }
+    let view = s.engine.operation(id).map_err(|e| s.engine_error(e))?;
+    json_or_404(&s, view, Reject::NotFound, || format!("no operation {id}"))
 }
 
 /// `since`/`limit` of `GET /alerts`.

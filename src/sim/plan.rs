@@ -343,6 +343,11 @@ mod tests {
     use super::*;
     use crate::sim::faults::FaultMatch;
 
+    /// The plan of `rule` alone, seed 0.
+    fn one_rule(rule: FaultSpec) -> FaultPlan {
+        FaultPlan::new(vec![rule], 0)
+    }
+
     /// Whether the plan gives the call `s` at `at` a fault.
     fn fires(plan: &mut FaultPlan, s: &Subject, at: Duration) -> bool {
         plan.decide_call(s, at, false).effect.is_some()
@@ -364,13 +369,10 @@ mod tests {
 
     #[test]
     fn times_run_out() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                times: Some(2),
-                ..spec(FaultEffect::Reject)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            times: Some(2),
+            ..spec(FaultEffect::Reject)
+        });
         let s = set_nic("vm-1");
         assert!(fires(&mut plan, &s, Duration::ZERO));
         assert!(fires(&mut plan, &s, Duration::ZERO));
@@ -379,14 +381,11 @@ mod tests {
 
     #[test]
     fn window_is_half_open() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                from: Some(Duration::from_secs(1)),
-                until: Some(Duration::from_secs(2)),
-                ..spec(FaultEffect::Busy)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            from: Some(Duration::from_secs(1)),
+            until: Some(Duration::from_secs(2)),
+            ..spec(FaultEffect::Busy)
+        });
         let s = set_nic("vm-1");
         assert!(!fires(&mut plan, &s, Duration::from_millis(999)));
         assert!(fires(&mut plan, &s, Duration::from_secs(1)));
@@ -395,16 +394,13 @@ mod tests {
 
     #[test]
     fn matcher_needs_the_field_on_the_object() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                matcher: FaultMatch {
-                    vm: Some("vm-1".into()),
-                    ..FaultMatch::default()
-                },
-                ..spec(FaultEffect::Reject)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            matcher: FaultMatch {
+                vm: Some("vm-1".into()),
+                ..FaultMatch::default()
+            },
+            ..spec(FaultEffect::Reject)
+        });
         let login = Subject {
             device: "vc-1",
             call: Some(CallKind::Login),
@@ -417,13 +413,10 @@ mod tests {
 
     #[test]
     fn a_pushed_rule_comes_last_and_acts_from_then_on() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                times: Some(1),
-                ..spec(FaultEffect::Busy)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            times: Some(1),
+            ..spec(FaultEffect::Busy)
+        });
         let s = set_nic("vm-1");
         let at = Duration::from_secs(5);
         assert_eq!(plan.push(spec(FaultEffect::Reject)), 1);
