@@ -22,6 +22,11 @@ use crate::model::{Action, Detection};
 /// Largest page of `GET /lservers` and `GET /alerts`.
 pub const MAX_PAGE: usize = 1000;
 
+/// The page size a `limit` asks for: [`MAX_PAGE`] when absent, else clamped to 1..=MAX_PAGE.
+fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE)
+}
+
 type ApiResult = Result<Response, ApiError>;
 
 /// Body of `GET /api/v1/health`.
@@ -155,7 +160,7 @@ pub(crate) async fn list_lservers(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(page) = query.map_err(|e| bad_query(&s, e))?;
-    let limit = page.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(page.limit);
     let all = s.engine.lservers();
     let total = all.len();
     let items: Vec<_> = all.into_iter().skip(page.offset).take(limit).collect();
@@ -326,7 +331,7 @@ pub(crate) async fn get_alerts(
     query: Result<Query<AlertQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| bad_query(&s, e))?;
-    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(q.limit);
     let alerts = s
         .engine
         .alerts_since(q.since, limit)
