@@ -16,7 +16,7 @@
 //! reads `device vc-1: certificate not trusted: ...` or `device vc-1: fingerprint mismatch: ...`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -351,6 +351,75 @@ pub fn status_class(status: StatusCode) -> OutcomeClass {
 /// The start of a body for error details: device replies are not trusted to be short.
 pub fn snippet(body: &str) -> String {
     body.chars().take(200).collect()
+}
+
+/// A value the calls of one client share: its session token, what discovery found. A std
+/// mutex, never held across an `.await`; the value is only ever replaced whole, so a lock
+/// poisoned by a panicking call is taken over.
+#[derive(Debug)]
+pub struct Shared<T>(Mutex<Option<T>>);
+
+impl<T> Default for Shared<T> {
+    fn default() -> Self {
+        Shared(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Shared<T> {
+    /// The value, if any.
+    pub fn get(&self) -> Option<T> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: T) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+    }
+}
+
+impl<T: PartialEq> Shared<T> {
+    /// Forgets `value` unless a concurrent call already replaced it (a session token another
+    /// call renewed stays).
+    pub fn forget(&self, value: &T) {
+        let mut current = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.as_ref() == Some(value) {
+            *current = None;
+        }
+    }
+}
+
+/// Sends `request` and reads the reply: its status and its body (see [`body_text`]); a
+/// failure to send or read is classified by [`transport_error`].
+pub async fn exchange(
+    request: reqwest::RequestBuilder,
+) -> Result<(StatusCode, String), DeviceError> {
+    let response = request.send().await.map_err(|e| transport_error(&e))?;
+    let status = response.status();
+    Ok((status, body_text(response).await?))
+}
+
+/// `base` plus path segments, each percent-encoded, so an id never changes the path's shape.
+/// `vendor` names the device kind in the error of a base that cannot take a path.
+pub fn join_segments(
+    base: &reqwest::Url,
+    segments: &[&str],
+    vendor: &str,
+) -> Result<reqwest::Url, DeviceError> {
+    let mut url = base.clone();
+    {
+        let mut path = url.path_segments_mut().map_err(|_| {
+            DeviceError::new(
+                OutcomeClass::Unavailable,
+                format!("{vendor} URL cannot take a path"),
+            )
+        })?;
+        path.pop_if_empty();
+        path.extend(segments);
+    }
+    Ok(url)
 }
 
 /// Reads a response body up to [`MAX_RESPONSE_BYTES`]; a body cut off mid-way is `unknown`.

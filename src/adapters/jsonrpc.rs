@@ -96,18 +96,13 @@ impl CliClient {
             let error = DeviceError::new(OutcomeClass::Rejected, format!("cannot encode: {e}"));
             (0, error)
         })?;
-        let response = self
+        let request = self
             .http
             .post(&self.url)
             .basic_auth(&self.user, Some(&self.password))
             .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| (0, http::transport_error(&e)))?;
-        let status = response.status();
-        let text = http::body_text(response).await.map_err(|e| (0, e))?;
-        Ok((status, text))
+            .body(body);
+        http::exchange(request).await.map_err(|e| (0, e))
     }
 }
 

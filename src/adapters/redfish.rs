@@ -17,7 +17,6 @@
 //!   "@Message.ExtendedInfo":[{"MessageId":"Base.1.8.ResourceInUse",...}]}}`; [`classify`]
 //!   maps them (the one place the vendor's error table lives).
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -121,10 +120,10 @@ pub struct RedfishClient {
     system_id: Option<String>,
     http: reqwest::Client,
     call_timeout: Duration,
-    /// What discovery found. A std mutex, never held across an `.await`.
-    service: Mutex<Option<Service>>,
-    /// The current session token. A std mutex, never held across an `.await`.
-    session: Mutex<Option<String>>,
+    /// What discovery found.
+    service: http::Shared<Service>,
+    /// The current session token.
+    session: http::Shared<String>,
 }
 
 /// A failure while finding the reset or logging in: nothing was reset, so what would be `unknown` for the
@@ -174,8 +173,8 @@ impl RedfishClient {
             system_id: system_id.map(str::to_string),
             http: http::client(call_timeout)?,
             call_timeout,
-            service: Mutex::new(None),
-            session: Mutex::new(None),
+            service: http::Shared::default(),
+            session: http::Shared::default(),
         })
     }
 
@@ -187,15 +186,7 @@ impl RedfishClient {
 
     /// `base` plus percent-encoded path segments.
     fn url(&self, segments: &[&str]) -> DeviceResult<Url> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                DeviceError::new(OutcomeClass::Unavailable, "Redfish URL cannot take a path")
-            })?;
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        Ok(url)
+        http::join_segments(&self.base, segments, "Redfish")
     }
 
     /// A URI the service gave (`@odata.id`, `target`, `Location`) as a URL. Credentials only
@@ -252,14 +243,6 @@ impl RedfishClient {
         Ok((status, token, text))
     }
 
-    /// Forgets `token` unless a concurrent login already replaced it.
-    fn drop_session(&self, token: &str) {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if session.as_deref() == Some(token) {
-            *session = None;
-        }
-    }
-
     /// Logs in at `sessions`: `Ok(Some(token))`, or `Ok(None)` when the service has no usable
     /// session service there (404, 405, 501).
     async fn login(&self, sessions: &Url) -> DeviceResult<Option<String>> {
@@ -279,18 +262,13 @@ impl RedfishClient {
                 format!("session created without an {TOKEN_HEADER} header"),
             )
         })?;
-        *self.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(token.clone());
+        self.session.set(token.clone());
         Ok(Some(token))
     }
 
     /// The session token, logging in at `sessions` when there is none.
     async fn session(&self, sessions: &Url) -> DeviceResult<String> {
-        let current = self
-            .session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(token) = current {
+        if let Some(token) = self.session.get() {
             return Ok(token);
         }
         self.login(sessions).await?.ok_or_else(|| {
@@ -324,13 +302,13 @@ impl RedfishClient {
         if status != StatusCode::UNAUTHORIZED {
             return Ok((status, text));
         }
-        self.drop_session(&token);
+        self.session.forget(&token);
         let token = self.session(sessions).await.map_err(before_reset)?;
         let (status, _, text) = self
             .exchange(method, url.clone(), Auth::Token(&token), body)
             .await?;
         if status == StatusCode::UNAUTHORIZED {
-            self.drop_session(&token);
+            self.session.forget(&token);
         }
         Ok((status, text))
     }
@@ -351,16 +329,11 @@ impl RedfishClient {
 
     /// The service, discovering it on first use.
     async fn service(&self) -> DeviceResult<Service> {
-        let known = self
-            .service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if let Some(service) = known {
+        if let Some(service) = self.service.get() {
             return Ok(service);
         }
         let service = self.discover().await.map_err(before_reset)?;
-        *self.service.lock().unwrap_or_else(PoisonError::into_inner) = Some(service.clone());
+        self.service.set(service.clone());
         Ok(service)
     }
 

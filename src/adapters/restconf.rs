@@ -233,14 +233,12 @@ impl RestconfSwitch {
 
     /// Sends one request; `Ok` with the body of a 2xx, else the classified error.
     async fn send(&self, request: reqwest::RequestBuilder) -> DeviceResult<(StatusCode, String)> {
-        let response = request
-            .basic_auth(&self.user, Some(&self.password))
-            .header(reqwest::header::ACCEPT, MEDIA_TYPE)
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let text = http::body_text(response).await?;
+        let (status, text) = http::exchange(
+            request
+                .basic_auth(&self.user, Some(&self.password))
+                .header(reqwest::header::ACCEPT, MEDIA_TYPE),
+        )
+        .await?;
         if status.is_success() {
             Ok((status, text))
         } else {

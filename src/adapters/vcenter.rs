@@ -9,7 +9,6 @@
 //! - Errors are `{"error_type": "...", "messages": [...]}`; [`classify`] maps them (the one
 //!   place the vendor's error table lives).
 
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -82,8 +81,8 @@ pub struct VcenterClient {
     password: String,
     http: reqwest::Client,
     call_timeout: Duration,
-    /// The current session token. A std mutex, never held across an `.await`.
-    session: Mutex<Option<String>>,
+    /// The current session token.
+    session: http::Shared<String>,
 }
 
 impl VcenterClient {
@@ -113,7 +112,7 @@ impl VcenterClient {
             password: password.to_string(),
             http: http::client(call_timeout)?,
             call_timeout,
-            session: Mutex::new(None),
+            session: http::Shared::default(),
         })
     }
 
@@ -126,39 +125,16 @@ impl VcenterClient {
     /// `base` plus path segments, each percent-encoded, so a VM or NIC id never changes the
     /// path's shape.
     fn url(&self, segments: &[&str]) -> DeviceResult<Url> {
-        let mut url = self.base.clone();
-        {
-            let mut path = url.path_segments_mut().map_err(|_| {
-                DeviceError::new(OutcomeClass::Unavailable, "vCenter URL cannot take a path")
-            })?;
-            path.pop_if_empty();
-            path.extend(segments);
-        }
-        Ok(url)
-    }
-
-    fn current_session(&self) -> Option<String> {
-        self.session
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Forgets `token` unless a concurrent login already replaced it.
-    fn drop_session(&self, token: &str) {
-        let mut session = self.session.lock().unwrap_or_else(PoisonError::into_inner);
-        if session.as_deref() == Some(token) {
-            *session = None;
-        }
+        http::join_segments(&self.base, segments, "vCenter")
     }
 
     /// The session token, logging in first when there is none.
     async fn session(&self) -> DeviceResult<String> {
-        if let Some(token) = self.current_session() {
+        if let Some(token) = self.session.get() {
             return Ok(token);
         }
         self.login().await?;
-        self.current_session().ok_or_else(|| {
+        self.session.get().ok_or_else(|| {
             DeviceError::new(OutcomeClass::Auth, "login succeeded but left no session")
         })
     }
@@ -174,18 +150,13 @@ impl VcenterClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let text = http::body_text(response).await?;
+        let (status, text) = http::exchange(request).await?;
         if status.is_success() {
             return Ok(text);
         }
         let error = classify(status, &text);
         if error.class == OutcomeClass::Auth {
-            self.drop_session(&token);
+            self.session.forget(&token);
         }
         Err(error)
     }
@@ -231,15 +202,12 @@ fn parse_token(body: &str) -> Option<String> {
 impl Hypervisor for VcenterClient {
     async fn login(&self) -> DeviceResult<()> {
         let url = self.url(&["api", "session"])?;
-        let response = self
-            .http
-            .post(url)
-            .basic_auth(&self.user, Some(&self.password))
-            .send()
-            .await
-            .map_err(|e| http::transport_error(&e))?;
-        let status = response.status();
-        let text = http::body_text(response).await?;
+        let (status, text) = http::exchange(
+            self.http
+                .post(url)
+                .basic_auth(&self.user, Some(&self.password)),
+        )
+        .await?;
         if !status.is_success() {
             return Err(classify(status, &text));
         }
@@ -253,7 +221,7 @@ impl Hypervisor for VcenterClient {
                 ),
             )
         })?;
-        *self.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(token);
+        self.session.set(token);
         Ok(())
     }
 

@@ -239,6 +239,30 @@ impl WireWorkload {
         })
     }
 
+    /// A round without the engine: the tasks `spawn` starts, sharing
+    /// [`WireWorkload::concurrency`] call slots, timed from their start to the last one's end;
+    /// then device truth is checked. `side` names the round in a failed task's error.
+    async fn timed_round(
+        &self,
+        side: &str,
+        wire: &WireSite,
+        spawn: impl FnOnce(Arc<Semaphore>) -> Vec<tokio::task::JoinHandle<Result<(), String>>>,
+    ) -> Result<RoundResult, String> {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let start = Instant::now();
+        let tasks = spawn(slots);
+        let results = join_all(tasks).await;
+        let elapsed = start.elapsed();
+        for result in results {
+            result.map_err(|e| format!("{side} task failed: {e}"))??;
+        }
+        self.check_truth(wire)?;
+        Ok(RoundResult {
+            elapsed,
+            commits: 0,
+        })
+    }
+
     /// Checks that every NIC ended on its quarantine network at the device.
     fn check_truth(&self, wire: &WireSite) -> Result<(), String> {
         for (nic, network) in wire.world.final_truth() {
@@ -443,30 +467,21 @@ impl BareRound {
     /// Moves every NIC (PATCH, then a verifying GET) with one task per NIC and at most
     /// [`WireWorkload::concurrency`] calls in flight: the timed part. Then checks device truth.
     pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
-        let slots = Arc::new(Semaphore::new(workload.concurrency));
-        let start = Instant::now();
-        let tasks: Vec<_> = workload
-            .moves
-            .iter()
-            .zip(&self.targets)
-            .map(|(m, (url, token))| {
-                let (client, slots) = (self.client.clone(), slots.clone());
-                let (url, token, portgroup) = (url.clone(), token.clone(), m.portgroup.clone());
-                tokio::spawn(
-                    async move { switchover(&client, &slots, &url, &token, &portgroup).await },
-                )
-            })
-            .collect();
-        let results = join_all(tasks).await;
-        let elapsed = start.elapsed();
-        for result in results {
-            result.map_err(|e| format!("bare client task failed: {e}"))??;
-        }
-        workload.check_truth(&self.wire)?;
-        Ok(RoundResult {
-            elapsed,
-            commits: 0,
-        })
+        let spawn = |slots: Arc<Semaphore>| {
+            workload
+                .moves
+                .iter()
+                .zip(&self.targets)
+                .map(|(m, (url, token))| {
+                    let (client, slots) = (self.client.clone(), slots.clone());
+                    let (url, token, portgroup) = (url.clone(), token.clone(), m.portgroup.clone());
+                    tokio::spawn(async move {
+                        switchover(&client, &slots, &url, &token, &portgroup).await
+                    })
+                })
+                .collect()
+        };
+        workload.timed_round("bare client", &self.wire, spawn).await
     }
 }
 
@@ -494,48 +509,39 @@ impl AdapterRound {
 
     /// Moves every NIC through the adapter: the timed part. Then checks device truth.
     pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
-        let slots = Arc::new(Semaphore::new(workload.concurrency));
-        let start = Instant::now();
-        let tasks: Vec<_> = workload
-            .moves
-            .iter()
-            .map(|m| {
-                let (client, slots, m) = (
-                    self.clients[&m.hypervisor].clone(),
-                    slots.clone(),
-                    m.clone(),
-                );
-                tokio::spawn(async move {
-                    {
+        let spawn = |slots: Arc<Semaphore>| {
+            workload
+                .moves
+                .iter()
+                .map(|m| {
+                    let (client, slots, m) = (
+                        self.clients[&m.hypervisor].clone(),
+                        slots.clone(),
+                        m.clone(),
+                    );
+                    tokio::spawn(async move {
+                        {
+                            let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
+                            client
+                                .set_nic(&m.vm, &m.nic, &m.portgroup)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
                         let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
-                        client
-                            .set_nic(&m.vm, &m.nic, &m.portgroup)
+                        let seen = client
+                            .get_nic(&m.vm, &m.nic)
                             .await
                             .map_err(|e| e.to_string())?;
-                    }
-                    let _slot = slots.acquire().await.map_err(|e| e.to_string())?;
-                    let seen = client
-                        .get_nic(&m.vm, &m.nic)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if seen == m.portgroup {
-                        Ok(())
-                    } else {
-                        Err(format!("{} {}: backing {seen}", m.vm, m.nic))
-                    }
+                        if seen == m.portgroup {
+                            Ok(())
+                        } else {
+                            Err(format!("{} {}: backing {seen}", m.vm, m.nic))
+                        }
+                    })
                 })
-            })
-            .collect();
-        let results = join_all(tasks).await;
-        let elapsed = start.elapsed();
-        for result in results {
-            result.map_err(|e| format!("adapter task failed: {e}"))??;
-        }
-        workload.check_truth(&self.wire)?;
-        Ok(RoundResult {
-            elapsed,
-            commits: 0,
-        })
+                .collect()
+        };
+        workload.timed_round("adapter", &self.wire, spawn).await
     }
 }
 

@@ -37,7 +37,7 @@ use tokio::net::{TcpSocket, TcpStream, UdpSocket};
 
 use super::proxy::{CertProxy, Fault, Matcher, Transcript};
 use super::target::{AdapterFactory, Target};
-use super::{CertifyError, CheckResult, Ctx, Options};
+use super::{check, CertifyError, CheckResult, Ctx, Options};
 use crate::daemon::config::EngineConfig;
 use crate::daemon::metrics::{Channel, Reject};
 use crate::daemon::Daemon;
@@ -566,6 +566,26 @@ impl Feed {
         self.wait_for(&id).await
     }
 
+    /// The next detection is taken and nothing else was journaled after `mark`.
+    async fn only_next_taken(&mut self, mark: usize, lserver: usize) -> Result<(), String> {
+        let next = self.still_takes(lserver).await?;
+        self.only_journaled(mark, &[next.event_id.as_str()])
+    }
+
+    /// The intake refused something as `reason` (counter past `before`), then took the next
+    /// detection and nothing else after `mark`: how many `reason` counted.
+    async fn refused_then_takes(
+        &mut self,
+        reason: Reject,
+        before: u64,
+        mark: usize,
+        lserver: usize,
+    ) -> Result<u64, String> {
+        let n = self.wait_rejected(reason, before).await?;
+        self.only_next_taken(mark, lserver).await?;
+        Ok(n)
+    }
+
     /// Fails when anything but `allowed` event ids was journaled after `mark`.
     fn only_journaled(&self, mark: usize, allowed: &[&str]) -> Result<(), String> {
         let extra: Vec<String> = self
@@ -752,40 +772,28 @@ pub fn run_edited(
     Ok((results, transcript))
 }
 
-/// Runs check `id` when it should run.
-macro_rules! check {
-    ($ctx:expr, $id:expr, $body:expr) => {
-        if $ctx.should_run($id) {
-            let t = Instant::now();
-            let outcome = $body.await;
-            $ctx.finish($id, t, outcome);
-        }
-    };
-}
-
 async fn suite(ctx: &mut Ctx<'_>, feed: &mut Feed) {
-    check!(ctx, "AV-1.1", golden_check(feed));
-    check!(ctx, "AV-1.2", counted(feed));
-    check!(ctx, "AV-1.3", stranger(feed));
-    check!(ctx, "AV-1.4", duplicate(feed));
-    check!(ctx, "AV-1.5", malformed(feed));
-    check!(ctx, "AV-1.6", oversized(feed));
-    check!(ctx, "AV-1.7", not_found(feed));
-    check!(ctx, "AV-2.1", cut_mid_message(feed));
-    check!(ctx, "AV-2.2", garbled(feed));
-    check!(ctx, "AV-2.3", peer_closes(feed));
-    check!(ctx, "AV-2.4", slow_sender(feed));
+    check!(ctx, "AV-1.1", golden_check(feed).await);
+    check!(ctx, "AV-1.2", counted(feed).await);
+    check!(ctx, "AV-1.3", stranger(feed).await);
+    check!(ctx, "AV-1.4", duplicate(feed).await);
+    check!(ctx, "AV-1.5", malformed(feed).await);
+    check!(ctx, "AV-1.6", oversized(feed).await);
+    check!(ctx, "AV-1.7", not_found(feed).await);
+    check!(ctx, "AV-2.1", cut_mid_message(feed).await);
+    check!(ctx, "AV-2.2", garbled(feed).await);
+    check!(ctx, "AV-2.3", peer_closes(feed).await);
+    check!(ctx, "AV-2.4", slow_sender(feed).await);
     for (id, fault) in [
         ("AV-2.5", Fault::Unavailable),
         ("AV-2.6", Fault::Unauthorized),
         ("AV-2.7", Fault::Blackhole),
     ] {
-        if ctx.should_run(id) {
-            let t = Instant::now();
+        check!(ctx, id, {
             let outcome = epo_fault(feed, &ctx.proxy, &ctx.transcript, fault).await;
             ctx.proxy.disarm();
-            ctx.finish(id, t, outcome);
-        }
+            outcome
+        });
     }
 }
 
@@ -910,8 +918,7 @@ async fn stranger(feed: &mut Feed) -> Result<String, String> {
             )
         }
     };
-    let next = feed.still_takes(2).await?;
-    feed.only_journaled(mark, &[next.event_id.as_str()])?;
+    feed.only_next_taken(mark, 2).await?;
     Ok(format!(
         "{} counted {count} (never journaled as {id}); the AV server's next message was taken",
         reason.as_str()
@@ -981,9 +988,9 @@ async fn malformed(feed: &mut Feed) -> Result<String, String> {
         AvTransport::EpoApi => {
             let before = feed.rejected(Reject::EpoBadRow);
             feed.push_row(bad_row("W32/Elspy.worm".into(), false))?;
-            let n = feed.wait_rejected(Reject::EpoBadRow, before).await?;
-            let next = feed.still_takes(2).await?;
-            feed.only_journaled(mark, &[next.event_id.as_str()])?;
+            let n = feed
+                .refused_then_takes(Reject::EpoBadRow, before, mark, 2)
+                .await?;
             return Ok(format!(
                 "a row without a match key: epo_bad_row counted {n}; the next row was taken"
             ));
@@ -999,9 +1006,7 @@ async fn malformed(feed: &mut Feed) -> Result<String, String> {
     };
     let before = feed.rejected(reason);
     feed.push_raw(LOCAL, &payload).await?;
-    let n = feed.wait_rejected(reason, before).await?;
-    let next = feed.still_takes(2).await?;
-    feed.only_journaled(mark, &[next.event_id.as_str()])?;
+    let n = feed.refused_then_takes(reason, before, mark, 2).await?;
     Ok(format!(
         "{} counted {n}; the next message was taken",
         reason.as_str()
@@ -1016,9 +1021,9 @@ async fn oversized(feed: &mut Feed) -> Result<String, String> {
         AvTransport::EpoApi => {
             let before = feed.rejected(Reject::EpoBadRow);
             feed.push_row(bad_row("W".repeat(64 * 1024), true))?;
-            let n = feed.wait_rejected(Reject::EpoBadRow, before).await?;
-            let next = feed.still_takes(3).await?;
-            feed.only_journaled(mark, &[next.event_id.as_str()])?;
+            let n = feed
+                .refused_then_takes(Reject::EpoBadRow, before, mark, 3)
+                .await?;
             return Ok(format!(
                 "a row with a 64 KiB threat name: epo_bad_row counted {n}; the next row was taken"
             ));
@@ -1041,9 +1046,7 @@ async fn oversized(feed: &mut Feed) -> Result<String, String> {
     };
     let before = feed.rejected(reason);
     feed.push_raw(LOCAL, &payload).await?;
-    let n = feed.wait_rejected(reason, before).await?;
-    let next = feed.still_takes(3).await?;
-    feed.only_journaled(mark, &[next.event_id.as_str()])?;
+    let n = feed.refused_then_takes(reason, before, mark, 3).await?;
     Ok(format!(
         "{} bytes: {} counted {n}; the next message was taken",
         payload.len(),
@@ -1166,8 +1169,7 @@ async fn garbled(feed: &mut Feed) -> Result<String, String> {
         }
         AvTransport::EpoApi => return Err("the ePO Web API is polled".into()),
     };
-    let next = feed.still_takes(5).await?;
-    feed.only_journaled(mark, &[next.event_id.as_str()])?;
+    feed.only_next_taken(mark, 5).await?;
     Ok(format!(
         "{what}: {} counted; the next message was taken",
         reason.as_str()
@@ -1261,9 +1263,7 @@ async fn epo_fault(
         }
         (Err(IngestError::Auth(_)), Fault::Unauthorized) => "auth".to_string(),
         (Err(IngestError::Transport(_)), Fault::Blackhole) => {
-            let low = CALL_TIMEOUT.mul_f64(0.9);
-            let high = CALL_TIMEOUT + Duration::from_secs(2);
-            if took < low || took > high {
+            if !super::ended_by_timeout(took, CALL_TIMEOUT) {
                 return Err(format!(
                     "the silent server's poll ended after {} ms; the call timeout is {} ms",
                     took.as_millis(),

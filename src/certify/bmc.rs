@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::proxy::{Fault, Matcher};
 use super::target::Device;
-use super::{blackhole_verdict, expect_class, ok, refused_url, Ctx};
+use super::{blackhole_verdict, check, expect_class, ok, refused_url, Ctx};
 use crate::adapters::{Bmc, OutcomeClass};
 use crate::sim::faults::{CallKind, FaultEffect};
 
@@ -32,49 +32,43 @@ pub async fn run(ctx: &mut Ctx<'_>) {
         Err(e) => return super::fail_all(ctx, &e),
     };
     for id in ["BMC-1.1", "BMC-1.2"] {
-        if ctx.should_run(id) {
-            let t = Instant::now();
-            let outcome = ok("reset", bmc.reset().await).map(|_| "reset".to_string());
-            ctx.finish(id, t, outcome);
-        }
+        check!(
+            ctx,
+            id,
+            ok("reset", bmc.reset().await).map(|_| "reset".to_string())
+        );
     }
     let timeout = ctx.options.call_timeout;
-    if ctx.should_run("BMC-2.1") {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        "BMC-2.1",
+        async {
             let url = refused_url().await?;
             let bmc = ctx.adapter_at(&ctx.endpoint_at(&url)).and_then(as_bmc)?;
             expect_class(&bmc.reset().await, OutcomeClass::Unavailable)
         }
-        .await;
-        ctx.finish("BMC-2.1", t, outcome);
-    }
+        .await
+    );
     for (id, fault, class) in [
         ("BMC-2.2", Fault::Unavailable, OutcomeClass::Unavailable),
         ("BMC-2.3", Fault::BadRequest, OutcomeClass::Rejected),
         ("BMC-2.4", Fault::Reset, OutcomeClass::Unknown),
     ] {
-        if ctx.should_run(id) {
-            let t = Instant::now();
+        check!(ctx, id, {
             ctx.proxy.arm(fault, reset_action());
             let result = bmc.reset().await;
             ctx.proxy.disarm();
-            ctx.finish(id, t, expect_class(&result, class));
-        }
+            expect_class(&result, class)
+        });
     }
-    if ctx.should_run("BMC-2.5") {
-        let t = Instant::now();
+    check!(ctx, "BMC-2.5", {
+        let sent = Instant::now();
         ctx.proxy.arm(Fault::Blackhole, reset_action());
         let result = bmc.reset().await;
         ctx.proxy.disarm();
-        ctx.finish(
-            "BMC-2.5",
-            t,
-            blackhole_verdict(&result, t.elapsed(), timeout),
-        );
-    }
-    if ctx.should_run("BMC-2.6") {
-        let t = Instant::now();
+        blackhole_verdict(&result, sent.elapsed(), timeout)
+    });
+    check!(ctx, "BMC-2.6", {
         ctx.proxy.arm(Fault::Unauthorized, reset_action());
         let result = bmc.reset().await;
         ctx.proxy.disarm();
@@ -82,15 +76,15 @@ pub async fn run(ctx: &mut Ctx<'_>) {
             Ok(()) => Ok("logged in again by itself".to_string()),
             Err(_) => expect_class(&result, OutcomeClass::Auth),
         };
-        let outcome = match first {
+        match first {
             Ok(d) => ok("the reset after", bmc.reset().await).map(|_| format!("{d}; then reset")),
             Err(e) => Err(e),
-        };
-        ctx.finish("BMC-2.6", t, outcome);
-    }
-    if ctx.should_run("BMC-2.7") {
-        let t = Instant::now();
-        let outcome = async {
+        }
+    });
+    check!(
+        ctx,
+        "BMC-2.7",
+        async {
             let f = ctx.faulted(CallKind::Reset, FaultEffect::Busy).await?;
             let bmc = as_bmc(f.device)?;
             let class = expect_class(&bmc.reset().await, OutcomeClass::Busy)?;
@@ -105,7 +99,6 @@ pub async fn run(ctx: &mut Ctx<'_>) {
             }
             Ok(class)
         }
-        .await;
-        ctx.finish("BMC-2.7", t, outcome);
-    }
+        .await
+    );
 }

@@ -2,12 +2,11 @@
 //! shared with switches are in [`super::lever`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::lever::{self, Lever, NicLever, Plan};
 use super::proxy::Matcher;
 use super::target::Device;
-use super::{expect_class, ok, Ctx};
+use super::{check, expect_class, ok, Ctx};
 use crate::adapters::{Hypervisor, OutcomeClass};
 use crate::sim::faults::CallKind;
 
@@ -67,43 +66,43 @@ pub async fn run(ctx: &mut Ctx<'_>) {
     };
 
     let mut initial = Vec::new();
-    if ctx.should_run("HV-1.1") {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        "HV-1.1",
+        async {
             ok("login", hv.login().await)?;
             initial = lever::read_all(&levers).await?;
             Ok(format!("{initial:?}"))
         }
-        .await;
-        ctx.finish("HV-1.1", t, outcome);
-    }
+        .await
+    );
     let start = initial
         .first()
         .map_or(plan.operation.clone(), |(_, v)| v.clone());
     lever::write_checks(ctx, &plan, levers[0].1.as_ref(), &start).await;
-    if ctx.should_run("HV-1.4") {
-        let t = Instant::now();
-        let outcome = ok("power reset", hv.power_reset(&vm).await).map(|_| format!("{vm} reset"));
-        ctx.finish("HV-1.4", t, outcome);
-    }
-    if ctx.should_run("HV-1.5") {
-        let t = Instant::now();
-        let outcome = expect_class(
+    check!(
+        ctx,
+        "HV-1.4",
+        ok("power reset", hv.power_reset(&vm).await).map(|_| format!("{vm} reset"))
+    );
+    check!(
+        ctx,
+        "HV-1.5",
+        expect_class(
             &hv.get_nic(res.absent_vm(), &nic).await,
             OutcomeClass::Rejected,
-        );
-        ctx.finish("HV-1.5", t, outcome);
-    }
+        )
+    );
 
     lever::classification_checks(ctx, &plan, levers[0].1.as_ref()).await;
 
-    if ctx.should_run("HV-1.7") {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        "HV-1.7",
+        async {
             lever::restore(&levers, &initial).await?;
             lever::verify_restored(&levers, &initial).await
         }
-        .await;
-        ctx.finish("HV-1.7", t, outcome);
-    }
+        .await
+    );
 }

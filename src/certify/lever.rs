@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use super::proxy::{Fault, Matcher};
 use super::target::Device;
-use super::{blackhole_verdict, expect_class, ok, refused_url, Ctx};
+use super::{blackhole_verdict, check, expect_class, ok, refused_url, Ctx};
 use crate::adapters::{DeviceResult, Hypervisor, OutcomeClass, Switch};
 use crate::sim::faults::{CallKind, FaultEffect};
 
@@ -113,10 +113,10 @@ impl Plan<'_> {
 /// rejected and changes nothing.
 pub async fn write_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever, start: &str) {
     let flipped = plan.other(start);
-    let id = plan.id(1, 2);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        plan.id(1, 2),
+        async {
             ok("set", lever.write(&flipped).await)?;
             let read = ok("read back", lever.read().await)?;
             if read != flipped {
@@ -124,13 +124,12 @@ pub async fn write_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever,
             }
             Ok(format!("{start} -> {flipped}, read back {read}"))
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
-    let id = plan.id(1, 3);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+        .await
+    );
+    check!(
+        ctx,
+        plan.id(1, 3),
+        async {
             let now = ok("read", lever.read().await)?;
             ok("rewrite", lever.write(&now).await)?;
             let read = ok("read back", lever.read().await)?;
@@ -139,13 +138,12 @@ pub async fn write_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever,
             }
             Ok(format!("{now} rewritten, still {read}"))
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
-    let id = plan.id(1, 6);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+        .await
+    );
+    check!(
+        ctx,
+        plan.id(1, 6),
+        async {
             let before = ok("read", lever.read().await)?;
             let class = expect_class(&lever.write(&plan.invalid).await, OutcomeClass::Rejected)?;
             let after = ok("read back", lever.read().await)?;
@@ -154,18 +152,17 @@ pub async fn write_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever,
             }
             Ok(class)
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
+        .await
+    );
 }
 
 /// `<P>-2.1` to `<P>-2.10`: the proxy's faults on `lever`, then the simulator's semantic faults.
 pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever) {
     let timeout = ctx.options.call_timeout;
-    let id = plan.id(2, 1);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        plan.id(2, 1),
+        async {
             let url = refused_url().await?;
             let refused = (plan.lever_of)(ctx.adapter_at(&ctx.endpoint_at(&url))?)?;
             expect_class(
@@ -173,31 +170,29 @@ pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &d
                 OutcomeClass::Unavailable,
             )
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
+        .await
+    );
     for (n, fault, class) in [
         (2, Fault::Unavailable, OutcomeClass::Unavailable),
         (3, Fault::BadRequest, OutcomeClass::Rejected),
     ] {
-        let id = plan.id(2, n);
-        if ctx.should_run(&id) {
-            let t = Instant::now();
-            let outcome = async {
+        check!(
+            ctx,
+            plan.id(2, n),
+            async {
                 let now = ok("read", lever.read().await)?;
                 ctx.proxy.arm(fault, plan.writes.clone());
                 let result = lever.write(&plan.other(&now)).await;
                 ctx.proxy.disarm();
                 expect_class(&result, class)
             }
-            .await;
-            ctx.finish(&id, t, outcome);
-        }
+            .await
+        );
     }
-    let id = plan.id(2, 4);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        plan.id(2, 4),
+        async {
             let to = plan.other(&ok("read", lever.read().await)?);
             ctx.proxy.arm(Fault::Reset, plan.writes.clone());
             let result = lever.write(&to).await;
@@ -211,13 +206,12 @@ pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &d
             }
             Ok(format!("{class}; the read resolves it: {read}"))
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
-    let id = plan.id(2, 5);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+        .await
+    );
+    check!(
+        ctx,
+        plan.id(2, 5),
+        async {
             let to = plan.other(&ok("read", lever.read().await)?);
             ctx.proxy.arm(Fault::Blackhole, plan.writes.clone());
             let sent = Instant::now();
@@ -225,13 +219,12 @@ pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &d
             ctx.proxy.disarm();
             blackhole_verdict(&result, sent.elapsed(), timeout)
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
-    let id = plan.id(2, 6);
-    if ctx.should_run(&id) {
-        let t = Instant::now();
-        let outcome = async {
+        .await
+    );
+    check!(
+        ctx,
+        plan.id(2, 6),
+        async {
             ctx.proxy.arm(Fault::Unauthorized, plan.reads.clone());
             let result = lever.read().await;
             ctx.proxy.disarm();
@@ -240,9 +233,8 @@ pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &d
             let read = ok("the call after", lever.read().await)?;
             Ok(format!("{class}; then read {read}"))
         }
-        .await;
-        ctx.finish(&id, t, outcome);
-    }
+        .await
+    );
     let (read_call, write_call) = plan.calls;
     for (n, call, effect) in [
         (7, write_call, FaultEffect::ApplyThenError),
@@ -250,12 +242,7 @@ pub async fn classification_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &d
         (9, read_call, FaultEffect::StaleRead),
         (10, write_call, FaultEffect::Busy),
     ] {
-        let id = plan.id(2, n);
-        if ctx.should_run(&id) {
-            let t = Instant::now();
-            let outcome = semantic(ctx, plan, call, effect).await;
-            ctx.finish(&id, t, outcome);
-        }
+        check!(ctx, plan.id(2, n), semantic(ctx, plan, call, effect).await);
     }
 }
 

@@ -523,6 +523,20 @@ impl Ctx<'_> {
     }
 }
 
+/// Runs check `id` of `ctx` when it should run ([`Ctx::should_run`]): evaluates `outcome`, an
+/// expression that may `.await`, only then, and records it with its duration ([`Ctx::finish`]).
+macro_rules! check {
+    ($ctx:expr, $id:expr, $outcome:expr) => {{
+        let id: &str = &$id;
+        if $ctx.should_run(id) {
+            let started = std::time::Instant::now();
+            let outcome = $outcome;
+            $ctx.finish(id, started, outcome);
+        }
+    }};
+}
+pub(crate) use check;
+
 /// Fails every tier 1 and 2 check with `why` (the adapter could not even be built).
 pub fn fail_all(ctx: &mut Ctx<'_>, why: &str) {
     for def in checks::catalogue(ctx.options.family) {
@@ -561,6 +575,12 @@ pub async fn refused_url() -> Result<String, String> {
     Ok(format!("http://{addr}"))
 }
 
+/// Whether a call that took `took` ended because its `timeout` ran out: from 90% of it (timer
+/// granularity) to 2 s past it (a loaded machine).
+pub fn ended_by_timeout(took: Duration, timeout: Duration) -> bool {
+    timeout.mul_f64(0.9) <= took && took <= timeout + Duration::from_secs(2)
+}
+
 /// Checks a blackholed call: `unknown`, and only once the call timeout ran out.
 pub fn blackhole_verdict<T: fmt::Debug>(
     result: &DeviceResult<T>,
@@ -568,9 +588,7 @@ pub fn blackhole_verdict<T: fmt::Debug>(
     timeout: Duration,
 ) -> Result<String, String> {
     let class = expect_class(result, OutcomeClass::Unknown)?;
-    let low = timeout.mul_f64(0.9);
-    let high = timeout + Duration::from_secs(2);
-    if took < low || took > high {
+    if !ended_by_timeout(took, timeout) {
         return Err(format!(
             "unknown after {} ms; the call timeout is {} ms",
             took.as_millis(),

@@ -239,6 +239,26 @@ fn key(parts: &[&str]) -> Vec<KeySeg> {
     parts.iter().map(|p| KeySeg::from(*p)).collect()
 }
 
+/// The first of `items` that `empty` says is empty or that is listed twice, refused under
+/// `resources.<field>[i]`.
+fn empty_or_twice<T: PartialEq>(
+    field: &str,
+    items: &[T],
+    empty: impl Fn(&T) -> bool,
+) -> Result<(), KeyError> {
+    let bad = items
+        .iter()
+        .enumerate()
+        .find(|(i, item)| items[..*i].contains(item) || empty(item));
+    match bad {
+        Some((i, _)) => Err((
+            vec!["resources".into(), field.into(), i.into()],
+            "empty or listed twice".into(),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn validate(p: &Product) -> Result<(), KeyError> {
     for (name, value) in [
         ("vendor", &p.vendor),
@@ -265,6 +285,11 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                 p.family.as_str()
             ),
         )
+    };
+    // The first of `others` (resources of other families) that is set, refused.
+    let only_own = |others: &[&str]| match others.iter().find(|field| present(r, field)) {
+        Some(field) => Err(refuse(field, other_family(field))),
+        None => Ok(()),
     };
     match p.family {
         Family::Switch => {
@@ -294,28 +319,14 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                     "must differ from the operation VLAN".into(),
                 ));
             }
-            if let Some((i, _)) = r
-                .ports
-                .iter()
-                .enumerate()
-                .find(|(i, port)| r.ports[..*i].contains(port) || port.trim().is_empty())
-            {
-                return Err((
-                    vec!["resources".into(), "ports".into(), i.into()],
-                    "empty or listed twice".into(),
-                ));
-            }
+            empty_or_twice("ports", &r.ports, |port| port.trim().is_empty())?;
             if r.ports.iter().any(|port| port == r.absent_port()) {
                 return Err((
                     key(&["resources", "absent_port"]),
                     "names a listed port; it must name a port the device does not have".into(),
                 ));
             }
-            for field in ["vms", "portgroups", "absent_vm", "system", "av_kind"] {
-                if present(r, field) {
-                    return Err(refuse(field, other_family(field)));
-                }
-            }
+            only_own(&["vms", "portgroups", "absent_vm", "system", "av_kind"])?;
         }
         Family::Hypervisor => {
             if r.vms.is_empty() {
@@ -339,39 +350,26 @@ fn validate(p: &Product) -> Result<(), KeyError> {
                     "must differ from the operation port group".into(),
                 ));
             }
-            if let Some((i, _)) = r.vms.iter().enumerate().find(|(i, v)| {
-                r.vms[..*i].contains(v) || v.vm.trim().is_empty() || v.nic.trim().is_empty()
-            }) {
-                return Err((
-                    vec!["resources".into(), "vms".into(), i.into()],
-                    "empty or listed twice".into(),
-                ));
-            }
+            empty_or_twice("vms", &r.vms, |v| {
+                v.vm.trim().is_empty() || v.nic.trim().is_empty()
+            })?;
             if r.vms.iter().any(|v| v.vm == r.absent_vm()) {
                 return Err((
                     key(&["resources", "absent_vm"]),
                     "names a listed VM; it must name a VM the manager does not have".into(),
                 ));
             }
-            for field in ["ports", "vlans", "absent_port", "system", "av_kind"] {
-                if present(r, field) {
-                    return Err(refuse(field, other_family(field)));
-                }
-            }
+            only_own(&["ports", "vlans", "absent_port", "system", "av_kind"])?;
         }
         Family::Bmc | Family::Av => {
-            for field in [
+            only_own(&[
                 "ports",
                 "vlans",
                 "absent_port",
                 "vms",
                 "portgroups",
                 "absent_vm",
-            ] {
-                if present(r, field) {
-                    return Err(refuse(field, other_family(field)));
-                }
-            }
+            ])?;
             if p.family == Family::Av {
                 if r.system.is_some() {
                     return Err(refuse("system", "bmc"));

@@ -2,12 +2,11 @@
 //! with hypervisors are in [`super::lever`].
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use super::lever::{self, Lever, Plan, PortLever};
 use super::proxy::Matcher;
 use super::target::Device;
-use super::{expect_class, ok, Ctx};
+use super::{check, expect_class, ok, Ctx};
 use crate::adapters::{OutcomeClass, Switch};
 use crate::sim::faults::CallKind;
 
@@ -60,50 +59,44 @@ pub async fn run(ctx: &mut Ctx<'_>) {
 
     // SW-1.1: read every resource port; what is read is what gets restored.
     let mut initial = Vec::new();
-    if ctx.should_run("SW-1.1") {
-        let t = Instant::now();
-        let outcome = lever::read_all(&levers).await.map(|values| {
+    check!(
+        ctx,
+        "SW-1.1",
+        lever::read_all(&levers).await.map(|values| {
             initial = values;
             format!("{initial:?}")
-        });
-        ctx.finish("SW-1.1", t, outcome);
-    }
+        })
+    );
     let start = initial
         .first()
         .map_or(plan.operation.clone(), |(_, v)| v.clone());
     lever::write_checks(ctx, &plan, levers[0].1.as_ref(), &start).await;
-    if ctx.should_run("SW-1.4") {
-        let t = Instant::now();
-        let outcome = ok("save", sw.save_config().await).map(|_| "saved".to_string());
-        ctx.finish("SW-1.4", t, outcome);
-    }
-    if ctx.should_run("SW-1.5") {
-        let t = Instant::now();
-        let outcome = batch(&sw, &ports, vlans.quarantine).await;
-        ctx.finish("SW-1.5", t, outcome);
-    }
-    if ctx.should_run("SW-1.7") {
-        let t = Instant::now();
+    check!(
+        ctx,
+        "SW-1.4",
+        ok("save", sw.save_config().await).map(|_| "saved".to_string())
+    );
+    check!(ctx, "SW-1.5", batch(&sw, &ports, vlans.quarantine).await);
+    check!(ctx, "SW-1.7", {
         let absent = product.resources.absent_port();
-        let outcome = expect_class(&sw.get_port(absent).await, OutcomeClass::Rejected);
-        ctx.finish("SW-1.7", t, outcome);
-    }
+        expect_class(&sw.get_port(absent).await, OutcomeClass::Rejected)
+    });
 
     lever::classification_checks(ctx, &plan, levers[0].1.as_ref()).await;
 
     // SW-1.8: restore, whatever happened before; saved when the switch persists.
-    if ctx.should_run("SW-1.8") {
-        let t = Instant::now();
-        let outcome = async {
+    check!(
+        ctx,
+        "SW-1.8",
+        async {
             lever::restore(&levers, &initial).await?;
             if product.capabilities.persist {
                 ok("save", sw.save_config().await)?;
             }
             lever::verify_restored(&levers, &initial).await
         }
-        .await;
-        ctx.finish("SW-1.8", t, outcome);
-    }
+        .await
+    );
 }
 
 /// SW-1.5: every resource port set to `vlan` in one request, then read in one.

@@ -97,6 +97,21 @@ struct Played {
     transports: std::collections::BTreeMap<String, u64>,
 }
 
+impl Played {
+    /// A scenario that could not be loaded or run: failed, with the error, and no measures.
+    fn errored(name: String, error: &str) -> Played {
+        Played {
+            name,
+            passed: false,
+            detail: format!("error: {error}"),
+            contain: Summary::default(),
+            makespan: (0, 0),
+            confirmed: (0, 0),
+            transports: Default::default(),
+        }
+    }
+}
+
 /// The scenario with every switch speaking `kind` (switch family), on a rebuilt site.
 fn with_protocol(mut scenario: Scenario, kind: BuiltinKind) -> Result<Scenario, String> {
     if !scenario.runs_in(crate::scenario::load::Mode::Wire) {
@@ -164,20 +179,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
     let name = scenario.name.clone();
     match run_wire(scenario, scenario.seed, time_scale) {
         Ok(run) => {
-            let failures: Vec<String> = run
-                .check
-                .invariants
-                .iter()
-                .filter(|v| v.status == crate::check::Status::Failed)
-                .map(|v| format!("{}: {}", v.id, v.detail))
-                .chain(
-                    run.check
-                        .expectations
-                        .iter()
-                        .filter(|v| v.status == crate::check::Status::Failed)
-                        .map(|v| format!("{}: {}", v.what, v.detail)),
-                )
-                .collect();
+            let failures = run.check.failures();
             let m = &run.check.measures;
             Played {
                 name,
@@ -189,15 +191,7 @@ fn play(scenario: &Scenario, time_scale: f64) -> Played {
                 transports: run.transports.clone(),
             }
         }
-        Err(e) => Played {
-            name,
-            passed: false,
-            detail: format!("error: {e}"),
-            contain: Summary::default(),
-            makespan: (0, 0),
-            confirmed: (0, 0),
-            transports: Default::default(),
-        },
+        Err(e) => Played::errored(name, &e),
     }
 }
 
@@ -305,15 +299,7 @@ pub fn run(options: &Options, kind: Option<BuiltinKind>) -> Vec<CheckResult> {
                 }
                 p
             }
-            Err(e) => Played {
-                name: rel.to_string(),
-                passed: false,
-                detail: format!("error: {e}"),
-                contain: Summary::default(),
-                makespan: (0, 0),
-                confirmed: (0, 0),
-                transports: Default::default(),
-            },
+            Err(e) => Played::errored(rel.to_string(), &e),
         });
     }
     let library_ms = started.elapsed().as_millis() as u64;

@@ -207,7 +207,8 @@ impl<'a> Facts<'a> {
         let mut requests = Vec::new();
         let mut acked: HashSet<(&str, &str)> = HashSet::default();
         for (index, e) in self.events() {
-            match &e.kind {
+            // The L-Server a request asks to quarantine, and what asked.
+            let asked = match &e.kind {
                 EventKind::DetectionAcked {
                     source,
                     event_id,
@@ -223,19 +224,13 @@ impl<'a> Facts<'a> {
                         "duplicate" => first_time && self.policy_quarantines(lserver),
                         _ => false,
                     };
-                    if asks {
-                        requests.push(Request {
-                            index,
-                            at_ms: e.at_ms,
-                            lserver,
-                            what: format!("detection {source}/{event_id}"),
-                        });
-                    }
+                    asks.then(|| (lserver, format!("detection {source}/{event_id}")))
                 }
                 EventKind::DetectionAcked {
                     source, event_id, ..
                 } => {
                     acked.insert((source.as_str(), event_id.as_str()));
+                    None
                 }
                 EventKind::CommandSubmitted {
                     action,
@@ -250,16 +245,17 @@ impl<'a> Facts<'a> {
                         "decide" => self.op_kind(*id).is_some_and(kind_quarantines),
                         _ => false,
                     };
-                    if asks {
-                        requests.push(Request {
-                            index,
-                            at_ms: e.at_ms,
-                            lserver,
-                            what: format!("command {action}"),
-                        });
-                    }
+                    asks.then(|| (lserver, format!("command {action}")))
                 }
-                _ => {}
+                _ => None,
+            };
+            if let Some((lserver, what)) = asked {
+                requests.push(Request {
+                    index,
+                    at_ms: e.at_ms,
+                    lserver,
+                    what,
+                });
             }
         }
         requests

@@ -108,7 +108,29 @@ pub struct CheckReport {
 /// The `what` of the verdict on `expect.violations`.
 pub const VIOLATIONS_WHAT: &str = "violations";
 
+/// Failed invariants and expectations as `INV-3: detail` / `what: detail` lines, invariants
+/// first.
+pub fn failure_lines(
+    invariants: &[InvariantVerdict],
+    expectations: &[ExpectationVerdict],
+) -> Vec<String> {
+    let invariants = invariants
+        .iter()
+        .filter(|v| v.status == Status::Failed)
+        .map(|v| format!("{}: {}", v.id, v.detail));
+    let expectations = expectations
+        .iter()
+        .filter(|v| v.status == Status::Failed)
+        .map(|v| format!("{}: {}", v.what, v.detail));
+    invariants.chain(expectations).collect()
+}
+
 impl CheckReport {
+    /// [`failure_lines`] of this report.
+    pub fn failures(&self) -> Vec<String> {
+        failure_lines(&self.invariants, &self.expectations)
+    }
+
     /// Ids of the invariants that failed, sorted.
     pub fn failed_invariants(&self) -> BTreeSet<&str> {
         self.invariants

@@ -40,7 +40,7 @@ pub(crate) fn check(config: &EngineConfig, site: &Site) -> Result<(), DaemonErro
     let bmcs: HashSet<&str> = t.bmcs.iter().map(|b| b.name.as_str()).collect();
     let mut seen = HashSet::new();
     for (i, d) in config.devices.iter().enumerate() {
-        let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(i), field.into()];
+        let key = |field: &str| device_key(i, field);
         let name = d.name.as_str();
         if !(hypervisors.contains(name) || switches.contains(name) || bmcs.contains(name)) {
             return Err(config_error(
@@ -184,7 +184,7 @@ pub(crate) fn insecure_devices(config: &EngineConfig) -> Vec<String> {
 
 /// Password and TLS trust of the `index`th device; [`check`] has validated both.
 fn secrets(index: usize, d: &DeviceEndpoint) -> Result<(String, TlsTrust), DaemonError> {
-    let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(index), field.into()];
+    let key = |field: &str| device_key(index, field);
     let password = d
         .resolve_password()
         .map_err(|(field, message)| config_error(key(field), message))?;
@@ -216,51 +216,64 @@ pub(crate) async fn adapters(config: &EngineConfig, site: &Site) -> Result<Built
     let mut adapters = Adapters::default();
     let mut plugins = Vec::new();
     for h in &t.hypervisors {
-        let (i, d) = endpoint(config, &h.name)?;
-        if let Some(p) = plugin(i, d, Family::Hypervisor, timeout).await? {
-            adapters.hypervisors.insert(h.name.clone(), p.clone());
-            plugins.push(p);
-            continue;
-        }
-        let (password, trust) = secrets(i, d)?;
-        let client: Arc<dyn Hypervisor> = match h.kind {
-            HypervisorKind::Vcenter => Arc::new(
-                VcenterClient::new(&d.url, &d.user, &password, timeout)
-                    .and_then(|c| c.with_trust(&trust))
-                    .map_err(|e| bad_endpoint(i, e))?,
-            ),
-        };
-        adapters.hypervisors.insert(h.name.clone(), client);
+        let adapter = device_adapter::<dyn Hypervisor>(
+            config,
+            &h.name,
+            Family::Hypervisor,
+            timeout,
+            &mut plugins,
+            |p| p,
+            |d, password, trust| {
+                Ok(match h.kind {
+                    HypervisorKind::Vcenter => Arc::new(
+                        VcenterClient::new(&d.url, &d.user, password, timeout)?
+                            .with_trust(trust)?,
+                    ),
+                })
+            },
+        )
+        .await?;
+        adapters.hypervisors.insert(h.name.clone(), adapter);
     }
     for s in &t.switches {
-        let (i, d) = endpoint(config, &s.name)?;
-        if let Some(p) = plugin(i, d, Family::Switch, timeout).await? {
-            adapters.switches.insert(s.name.clone(), p.clone());
-            plugins.push(p);
-            continue;
-        }
-        let (password, trust) = secrets(i, d)?;
-        adapters.switches.insert(
-            s.name.clone(),
-            switch(s.kind, d, &password, &trust, timeout).map_err(|e| bad_endpoint(i, e))?,
-        );
+        let adapter = device_adapter::<dyn Switch>(
+            config,
+            &s.name,
+            Family::Switch,
+            timeout,
+            &mut plugins,
+            |p| p,
+            |d, password, trust| switch(s.kind, d, password, trust, timeout),
+        )
+        .await?;
+        adapters.switches.insert(s.name.clone(), adapter);
     }
     for b in &t.bmcs {
-        let (i, d) = endpoint(config, &b.name)?;
-        if let Some(p) = plugin(i, d, Family::Bmc, timeout).await? {
-            adapters.bmcs.insert(b.name.clone(), p.clone());
-            plugins.push(p);
-            continue;
-        }
-        let (password, trust) = secrets(i, d)?;
-        let client: Arc<dyn Bmc> = match b.kind {
-            BmcKind::Redfish => Arc::new(
-                RedfishClient::new(&d.url, &d.user, &password, d.system_id.as_deref(), timeout)
-                    .and_then(|c| c.with_trust(&trust))
-                    .map_err(|e| bad_endpoint(i, e))?,
-            ),
-        };
-        adapters.bmcs.insert(b.name.clone(), client);
+        let adapter = device_adapter::<dyn Bmc>(
+            config,
+            &b.name,
+            Family::Bmc,
+            timeout,
+            &mut plugins,
+            |p| p,
+            |d, password, trust| {
+                let client: Arc<dyn Bmc> = match b.kind {
+                    BmcKind::Redfish => Arc::new(
+                        RedfishClient::new(
+                            &d.url,
+                            &d.user,
+                            password,
+                            d.system_id.as_deref(),
+                            timeout,
+                        )?
+                        .with_trust(trust)?,
+                    ),
+                };
+                Ok(client)
+            },
+        )
+        .await?;
+        adapters.bmcs.insert(b.name.clone(), adapter);
     }
     if let Some(smtp) = &config.smtp {
         let mailer = SmtpMailer::new(&smtp.host, smtp.port, &smtp.from, timeout)
@@ -283,6 +296,27 @@ pub(crate) async fn adapters(config: &EngineConfig, site: &Site) -> Result<Built
     Ok(Built { adapters, plugins })
 }
 
+/// The adapter of device `name` (of `family`): its plugin when its `[[devices]]` entry names
+/// one (also kept in `plugins`, which the daemon stops when it stops), else the built-in client
+/// `builtin` makes from the entry, its password and its TLS trust.
+async fn device_adapter<D: ?Sized>(
+    config: &EngineConfig,
+    name: &str,
+    family: Family,
+    timeout: Duration,
+    plugins: &mut Vec<Arc<PluginAdapter>>,
+    as_port: fn(Arc<PluginAdapter>) -> Arc<D>,
+    builtin: impl FnOnce(&DeviceEndpoint, &str, &TlsTrust) -> Result<Arc<D>, DeviceError>,
+) -> Result<Arc<D>, DaemonError> {
+    let (i, d) = endpoint(config, name)?;
+    if let Some(p) = plugin(i, d, family, timeout).await? {
+        plugins.push(p.clone());
+        return Ok(as_port(p));
+    }
+    let (password, trust) = secrets(i, d)?;
+    builtin(d, &password, &trust).map_err(|e| bad_endpoint(i, e))
+}
+
 /// Starts the plugin of the `index`th device when it has one: `url`, credentials and TLS keys
 /// go to the plugin in `initialize`; a plugin that does not start names `devices[i].plugin`.
 async fn plugin(
@@ -294,7 +328,7 @@ async fn plugin(
     let Some(cmd) = &d.plugin else {
         return Ok(None);
     };
-    let key = |field: &str| vec![KeySeg::from("devices"), KeySeg::from(index), field.into()];
+    let key = |field: &str| device_key(index, field);
     let password = d
         .resolve_password()
         .map_err(|(field, message)| config_error(key(field), message))?;
@@ -369,8 +403,10 @@ fn endpoint<'c>(
 }
 
 fn bad_endpoint(index: usize, error: DeviceError) -> DaemonError {
-    config_error(
-        vec!["devices".into(), index.into(), "url".into()],
-        error.detail,
-    )
+    config_error(device_key(index, "url"), error.detail)
+}
+
+/// The key `devices[index].field`.
+fn device_key(index: usize, field: &str) -> Vec<KeySeg> {
+    vec![KeySeg::from("devices"), KeySeg::from(index), field.into()]
 }

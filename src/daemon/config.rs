@@ -533,6 +533,15 @@ mod tests {
         DeviceEndpoint::new("vc-1", "https://127.0.0.1:1", "qlab", "secret-pw")
     }
 
+    /// The message of `result`, which must be refused under `key`.
+    fn refused<T>(result: Result<T, (&str, String)>, key: &str) -> String {
+        let Err((k, message)) = result else {
+            panic!("not refused");
+        };
+        assert_eq!(k, key);
+        message
+    }
+
     #[test]
     fn r18_exactly_one_password_source_and_errors_name_the_key() {
         assert_eq!(endpoint().resolve_password().unwrap(), "secret-pw");
@@ -541,13 +550,11 @@ mod tests {
         assert_eq!(none.resolve_password().unwrap_err().0, "password");
         let mut two = endpoint();
         two.password_env = Some("QLAB_TEST_NO_SUCH_VAR_R18".into());
-        let (key, message) = two.resolve_password().unwrap_err();
-        assert_eq!(key, "password_env");
+        let message = refused(two.resolve_password(), "password_env");
         assert!(!message.contains("secret-pw"), "{message}");
         let mut env = none.clone();
         env.password_env = Some("QLAB_TEST_NO_SUCH_VAR_R18".into());
-        let (key, message) = env.resolve_password().unwrap_err();
-        assert_eq!(key, "password_env");
+        let message = refused(env.resolve_password(), "password_env");
         assert!(message.contains("QLAB_TEST_NO_SUCH_VAR_R18"), "{message}");
     }
 
@@ -563,8 +570,7 @@ mod tests {
         std::fs::write(&path, "\n").unwrap();
         assert_eq!(d.resolve_password().unwrap_err().0, "password_file");
         d.password_file = Some(dir.path().join("missing"));
-        let (key, message) = d.resolve_password().unwrap_err();
-        assert_eq!(key, "password_file");
+        let message = refused(d.resolve_password(), "password_file");
         assert!(message.contains("missing"), "{message}");
     }
 
@@ -574,13 +580,11 @@ mod tests {
         d.tls_insecure = true;
         assert!(d.trust().unwrap().insecure);
         d.ca_file = Some(PathBuf::from("ca.pem"));
-        let (key, message) = d.trust().unwrap_err();
-        assert_eq!(key, "tls_insecure");
+        let message = refused(d.trust(), "tls_insecure");
         assert!(message.contains("ca_file"), "{message}");
         d.ca_file = None;
         d.tls_fingerprint = Some(format!("sha256:{}", "AB:".repeat(31) + "AB"));
-        let (key, message) = d.trust().unwrap_err();
-        assert_eq!(key, "tls_insecure");
+        let message = refused(d.trust(), "tls_insecure");
         assert!(message.contains("tls_fingerprint"), "{message}");
     }
 

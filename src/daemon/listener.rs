@@ -34,7 +34,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -308,21 +308,10 @@ pub async fn serve_api(
 ) -> Result<(), String> {
     let table = ConnTable::new(caps);
     let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop.changed() => break,
-            r = listener.accept() => r,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Out of file descriptors and the like: back off instead of spinning.
-                tracing::warn!(error = %super::log::Chain(&e), "API accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+    let backoff = Duration::from_millis(100);
+    while let Some((stream, peer)) =
+        accept_next(&listener, &mut stop, &mut connections, "API", backoff).await
+    {
         let conn = match table.admit(peer.ip()) {
             Admission::Admitted { conn, evicted } => {
                 if let Some((ip, cap)) = evicted {
@@ -382,6 +371,33 @@ pub async fn serve_api(
     .await;
     connections.shutdown().await;
     Ok(())
+}
+
+/// The next connection `listener` accepts, reaping finished ones from `connections` meanwhile
+/// (so the set stays as small as the open ones); `None` once `stop` flips. A failed accept (out
+/// of file descriptors and the like) is logged as `<what> accept failed` and waits `backoff`
+/// instead of spinning.
+pub(crate) async fn accept_next(
+    listener: &TcpListener,
+    stop: &mut watch::Receiver<bool>,
+    connections: &mut JoinSet<()>,
+    what: &str,
+    backoff: Duration,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.changed() => return None,
+            r = listener.accept() => r,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        match accepted {
+            Ok(a) => return Some(a),
+            Err(e) => {
+                tracing::warn!(error = %super::log::Chain(&e), "{what} accept failed");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
 }
 
 /// One API connection: hyper's HTTP/1 with the header timeout, closed when idle for

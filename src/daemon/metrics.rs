@@ -344,6 +344,47 @@ impl Exposition {
         let _ = writeln!(self.0, "{name}{} {value}", labels(pairs));
     }
 
+    /// A family of one unlabelled sample.
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+
+    /// A family with one label: one sample per `(value, n)` of `samples`.
+    fn by_label<'a, V: std::fmt::Display>(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'a str, V)>,
+    ) {
+        self.family(name, kind, help);
+        for (value, n) in samples {
+            self.sample(name, &[(label, value)], n);
+        }
+    }
+
+    /// A histogram family of one unlabelled histogram.
+    fn single_histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.family(name, "histogram", help);
+        self.histogram(name, &[], h);
+    }
+
+    /// A counter family with two labels: one sample per `((a, b), n)` of `samples`.
+    fn counters_by_pair<A: AsRef<str>, B: AsRef<str>>(
+        &mut self,
+        name: &str,
+        help: &str,
+        [label_a, label_b]: [&str; 2],
+        samples: &BTreeMap<(A, B), u64>,
+    ) {
+        self.family(name, "counter", help);
+        for ((a, b), n) in samples {
+            self.sample(name, &[(label_a, a.as_ref()), (label_b, b.as_ref())], n);
+        }
+    }
+
     fn histogram(&mut self, name: &str, pairs: &[(&str, &str)], h: &Histogram) {
         let bucket = format!("{name}_bucket");
         for (bound, count) in h.bounds.iter().zip(h.cumulative()) {
@@ -378,30 +419,24 @@ impl Metrics {
         render_work(&mut out, stats);
         render_queues(&mut out, stats);
         let o = &mut out;
-        o.family(
+        o.by_label(
             "qlab_policy_reloads_total",
             "counter",
             "Policy reloads by result (error: the old policy was kept).",
+            "result",
+            extra.policy_reloads,
         );
-        for (result, n) in extra.policy_reloads {
-            o.sample("qlab_policy_reloads_total", &[("result", result)], n);
-        }
-        o.family(
+        o.single(
             "qlab_engine_halted",
             "gauge",
             "1 once the engine halted after a journal failure.",
+            u8::from(extra.halted),
         );
-        o.sample("qlab_engine_halted", &[], u8::from(extra.halted));
         out.0
     }
 
     /// What came in: detections by source and disposition, by channel, and what was refused.
     fn render_intake(&self, o: &mut Exposition, stats: &StatsSnapshot, extra: &Extra<'_>) {
-        o.family(
-            "qlab_detections_total",
-            "counter",
-            "Detections journaled, by AV server and disposition (resent copies of a journaled event are not counted).",
-        );
         let mut detections = stats.detections.clone();
         for source in &extra.sources {
             for d in DISPOSITIONS {
@@ -410,63 +445,44 @@ impl Metrics {
                     .or_default();
             }
         }
-        for ((source, disposition), n) in &detections {
-            o.sample(
-                "qlab_detections_total",
-                &[("source", source), ("disposition", disposition)],
-                n,
-            );
-        }
-        o.family(
+        o.counters_by_pair(
+            "qlab_detections_total",
+            "Detections journaled, by AV server and disposition (resent copies of a journaled event are not counted).",
+            ["source", "disposition"],
+            &detections,
+        );
+        o.by_label(
             "qlab_detections_received_total",
             "counter",
             "Detections acknowledged, by the transport they came in on (api, syslog_udp, syslog_tcp, epo).",
+            "channel",
+            self.accepted_map(),
         );
-        for (channel, n) in self.accepted_map() {
-            o.sample("qlab_detections_received_total", &[("channel", channel)], n);
-        }
-        o.family(
+        o.by_label(
             "qlab_rejected_total",
             "counter",
             "Inputs turned away, by reason (the reasons of /api/v1/health).",
+            "reason",
+            ALL.iter().map(|&r| (r.as_str(), self.rejected(r))),
         );
-        for &r in ALL {
-            o.sample(
-                "qlab_rejected_total",
-                &[("reason", r.as_str())],
-                self.rejected(r),
-            );
-        }
     }
 }
 
 /// What the engine did: operations, device calls and their latency, containment, the journal
 /// and drift.
 fn render_work(o: &mut Exposition, stats: &StatsSnapshot) {
-    o.family(
+    o.counters_by_pair(
         "qlab_operations_total",
-        "counter",
         "Operations finished, by kind and outcome.",
+        ["kind", "outcome"],
+        &stats.operations,
     );
-    for ((kind, outcome), n) in &stats.operations {
-        o.sample(
-            "qlab_operations_total",
-            &[("kind", kind), ("outcome", outcome)],
-            n,
-        );
-    }
-    o.family(
+    o.counters_by_pair(
         "qlab_device_calls_total",
-        "counter",
         "Device calls ended, by device and outcome (ok, rejected, unknown, unavailable, busy, auth).",
+        ["device", "outcome"],
+        &stats.device_calls,
     );
-    for ((device, outcome), n) in &stats.device_calls {
-        o.sample(
-            "qlab_device_calls_total",
-            &[("device", device), ("outcome", outcome)],
-            n,
-        );
-    }
     o.family(
         "qlab_device_call_duration_seconds",
         "histogram",
@@ -479,77 +495,66 @@ fn render_work(o: &mut Exposition, stats: &StatsSnapshot) {
             h,
         );
     }
-    o.family(
+    o.single_histogram(
         "qlab_time_to_contain_seconds",
-        "histogram",
         "From an operation's queueing (a detection's receipt) to the durable record of its L-Server quarantined.",
+        &stats.time_to_contain,
     );
-    o.histogram("qlab_time_to_contain_seconds", &[], &stats.time_to_contain);
-    o.family(
+    o.single_histogram(
         "qlab_journal_commit_duration_seconds",
-        "histogram",
         "Journal group commit latency, fsync included.",
-    );
-    o.histogram(
-        "qlab_journal_commit_duration_seconds",
-        &[],
         &stats.commit_seconds,
     );
-    o.family(
+    o.single_histogram(
         "qlab_journal_entries_per_commit",
-        "histogram",
         "Journal entries per group commit.",
-    );
-    o.histogram(
-        "qlab_journal_entries_per_commit",
-        &[],
         &stats.entries_per_commit,
     );
-    o.family(
+    o.single(
         "qlab_drift_findings_total",
         "counter",
         "Quarantined NICs found off their quarantine network without a release.",
+        stats.drift_findings,
     );
-    o.sample("qlab_drift_findings_total", &[], stats.drift_findings);
 }
 
 /// What waits now: the gauges of the lanes, the journal stage and the device queues.
 fn render_queues(o: &mut Exposition, stats: &StatsSnapshot) {
     let q = &stats.queues;
-    o.family(
+    o.single(
         "qlab_operations_queued",
         "gauge",
         "Operations waiting behind another on their L-Server's lane.",
+        q.operations_queued,
     );
-    o.sample("qlab_operations_queued", &[], q.operations_queued);
-    o.family("qlab_operations_running", "gauge", "Operations running.");
-    o.sample("qlab_operations_running", &[], q.operations_running);
-    o.family(
+    o.single(
+        "qlab_operations_running",
+        "gauge",
+        "Operations running.",
+        q.operations_running,
+    );
+    o.single(
         "qlab_journal_pending_entries",
         "gauge",
         "Journal entries staged for the next group commit.",
-    );
-    o.sample(
-        "qlab_journal_pending_entries",
-        &[],
         q.journal_pending_entries,
     );
-    o.family(
+    o.by_label(
         "qlab_device_queue_depth",
         "gauge",
         "Device calls (or batched items) waiting for a slot of the device.",
+        "device",
+        q.devices
+            .iter()
+            .map(|(d, (waiting, _))| (d.as_str(), waiting)),
     );
-    for (device, (waiting, _)) in &q.devices {
-        o.sample("qlab_device_queue_depth", &[("device", device)], waiting);
-    }
-    o.family(
+    o.by_label(
         "qlab_device_calls_in_progress",
         "gauge",
         "Slots of the device in use (at most its max_concurrent).",
+        "device",
+        q.devices.iter().map(|(d, (_, busy))| (d.as_str(), busy)),
     );
-    for (device, (_, busy)) in &q.devices {
-        o.sample("qlab_device_calls_in_progress", &[("device", device)], busy);
-    }
 }
 
 #[cfg(test)]

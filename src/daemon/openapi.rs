@@ -126,6 +126,50 @@ const LSERVER_POST_REFUSALS: &[(u16, &[Reject])] = &[
     (503, &[Reject::Halted]),
 ];
 
+/// `POST /api/v1/lservers/{lserver}/<action>`: one handler and one set of refusals for every
+/// action; only the path, the summary and the body differ (see the module doc).
+const fn lserver_post(
+    path: &'static str,
+    summary: &'static str,
+    request: (SchemaFn, bool),
+) -> Route {
+    Route {
+        method: Method::Post,
+        path,
+        axum_path: "/api/v1/lservers/{*rest}",
+        op: Op::PostLServer,
+        scope: Some(Scope::Operate),
+        summary,
+        request: Some(request),
+        query: None,
+        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
+        refusals: LSERVER_POST_REFUSALS,
+    }
+}
+
+/// A `GET` that needs a `read` token and takes no body, routed at the path the document shows.
+const fn read(
+    path: &'static str,
+    op: Op,
+    summary: &'static str,
+    query: Option<SchemaFn>,
+    ok: (u16, &'static str, Body),
+    refusals: &'static [(u16, &'static [Reject])],
+) -> Route {
+    Route {
+        method: Method::Get,
+        path,
+        axum_path: path,
+        op,
+        scope: Some(Scope::Read),
+        summary,
+        request: None,
+        query,
+        ok,
+        refusals,
+    }
+}
+
 /// Every route of the API.
 pub(crate) const ROUTES: &[Route] = &[
     Route {
@@ -179,109 +223,71 @@ pub(crate) const ROUTES: &[Route] = &[
             (503, &[Reject::Halted]),
         ],
     },
+    read(
+        "/api/v1/lservers",
+        Op::ListLServers,
+        "A page of L-Servers in topology order",
+        Some(schema::<PageQuery>),
+        (200, "A page", Body::Json(schema::<LServerPage>)),
+        &[(400, &[Reject::BadRequest])],
+    ),
     Route {
-        method: Method::Get,
-        path: "/api/v1/lservers",
-        axum_path: "/api/v1/lservers",
-        op: Op::ListLServers,
-        scope: Some(Scope::Read),
-        summary: "A page of L-Servers in topology order",
-        request: None,
-        query: Some(schema::<PageQuery>),
-        ok: (200, "A page", Body::Json(schema::<LServerPage>)),
-        refusals: &[(400, &[Reject::BadRequest])],
-    },
-    Route {
-        method: Method::Get,
-        path: "/api/v1/lservers/{lserver}",
         axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::GetLServer,
-        scope: Some(Scope::Read),
-        summary: "One L-Server",
-        request: None,
-        query: None,
-        ok: (200, "The L-Server", Body::Json(schema::<LServerView>)),
-        refusals: &[
-            (400, &[Reject::BadRequest]),
-            (404, &[Reject::UnknownLServer]),
-        ],
+        ..read(
+            "/api/v1/lservers/{lserver}",
+            Op::GetLServer,
+            "One L-Server",
+            None,
+            (200, "The L-Server", Body::Json(schema::<LServerView>)),
+            &[
+                (400, &[Reject::BadRequest]),
+                (404, &[Reject::UnknownLServer]),
+            ],
+        )
     },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/quarantine",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Quarantine an L-Server by hand; answered once the command is journaled",
-        request: Some((schema::<EmptyBody>, false)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/release",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Release a quarantined L-Server; answered once the command is journaled",
-        request: Some((schema::<EmptyBody>, false)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
-    Route {
-        method: Method::Post,
-        path: "/api/v1/lservers/{lserver}/decide",
-        axum_path: "/api/v1/lservers/{*rest}",
-        op: Op::PostLServer,
-        scope: Some(Scope::Operate),
-        summary: "Decide for an L-Server pending a decision; answered once journaled",
-        request: Some((schema::<DecideBody>, true)),
-        query: None,
-        ok: (202, "Journaled", Body::Json(schema::<CommandReceipt>)),
-        refusals: LSERVER_POST_REFUSALS,
-    },
-    Route {
-        method: Method::Get,
-        path: "/api/v1/operations/{id}",
-        axum_path: "/api/v1/operations/{id}",
-        op: Op::GetOperation,
-        scope: Some(Scope::Read),
-        summary: "One operation: status, outcome, who requested it",
-        request: None,
-        query: None,
-        ok: (200, "The operation", Body::Json(schema::<OperationView>)),
-        refusals: &[
+    lserver_post(
+        "/api/v1/lservers/{lserver}/quarantine",
+        "Quarantine an L-Server by hand; answered once the command is journaled",
+        (schema::<EmptyBody>, false),
+    ),
+    lserver_post(
+        "/api/v1/lservers/{lserver}/release",
+        "Release a quarantined L-Server; answered once the command is journaled",
+        (schema::<EmptyBody>, false),
+    ),
+    lserver_post(
+        "/api/v1/lservers/{lserver}/decide",
+        "Decide for an L-Server pending a decision; answered once journaled",
+        (schema::<DecideBody>, true),
+    ),
+    read(
+        "/api/v1/operations/{id}",
+        Op::GetOperation,
+        "One operation: status, outcome, who requested it",
+        None,
+        (200, "The operation", Body::Json(schema::<OperationView>)),
+        &[
             (400, &[Reject::BadRequest]),
             (404, &[Reject::NotFound]),
             (500, &[Reject::JournalError]),
         ],
-    },
-    Route {
-        method: Method::Get,
-        path: "/api/v1/alerts",
-        axum_path: "/api/v1/alerts",
-        op: Op::GetAlerts,
-        scope: Some(Scope::Read),
-        summary: "Alerts after a sequence number",
-        request: None,
-        query: Some(schema::<AlertQuery>),
-        ok: (200, "A page of alerts", Body::Json(schema::<AlertPage>)),
-        refusals: &[(400, &[Reject::BadRequest]), (500, &[Reject::JournalError])],
-    },
-    Route {
-        method: Method::Get,
-        path: "/api/v1/metrics",
-        axum_path: "/api/v1/metrics",
-        op: Op::GetMetrics,
-        scope: Some(Scope::Read),
-        summary: "Prometheus text exposition (docs/metrics.md)",
-        request: None,
-        query: None,
-        ok: (200, "The metrics", Body::PrometheusText),
-        refusals: &[],
-    },
+    ),
+    read(
+        "/api/v1/alerts",
+        Op::GetAlerts,
+        "Alerts after a sequence number",
+        Some(schema::<AlertQuery>),
+        (200, "A page of alerts", Body::Json(schema::<AlertPage>)),
+        &[(400, &[Reject::BadRequest]), (500, &[Reject::JournalError])],
+    ),
+    read(
+        "/api/v1/metrics",
+        Op::GetMetrics,
+        "Prometheus text exposition (docs/metrics.md)",
+        None,
+        (200, "The metrics", Body::PrometheusText),
+        &[],
+    ),
     Route {
         method: Method::Post,
         path: "/api/v1/policy/reload",

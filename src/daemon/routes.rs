@@ -22,6 +22,11 @@ use crate::model::{Action, Detection};
 /// Largest page of `GET /lservers` and `GET /alerts`.
 pub const MAX_PAGE: usize = 1000;
 
+/// The page size a `limit` asks for: [`MAX_PAGE`] when absent, else clamped to 1..=MAX_PAGE.
+fn page_limit(limit: Option<usize>) -> usize {
+    limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE)
+}
+
 type ApiResult = Result<Response, ApiError>;
 
 /// Body of `GET /api/v1/health`.
@@ -155,7 +160,7 @@ pub(crate) async fn list_lservers(
     query: Result<Query<PageQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(page) = query.map_err(|e| bad_query(&s, e))?;
-    let limit = page.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(page.limit);
     let all = s.engine.lservers();
     let total = all.len();
     let items: Vec<_> = all.into_iter().skip(page.offset).take(limit).collect();
@@ -175,13 +180,22 @@ pub(crate) async fn get_lserver(
     rest: Result<Path<String>, PathRejection>,
 ) -> ApiResult {
     let path = lserver_path(&s, rest)?;
-    match s.engine.lserver(&path) {
+    let view = s.engine.lserver(&path);
+    json_or_404(&s, view, Reject::UnknownLServer, || {
+        format!("no L-Server {path}")
+    })
+}
+
+/// `view` as the JSON reply; none is a 404 counted under `reason` that says `missing`.
+fn json_or_404<T: Serialize>(
+    s: &ApiState,
+    view: Option<T>,
+    reason: Reject,
+    missing: impl FnOnce() -> String,
+) -> ApiResult {
+    match view {
         Some(view) => Ok(Json(view).into_response()),
-        None => Err(s.reject(
-            StatusCode::NOT_FOUND,
-            Reject::UnknownLServer,
-            format!("no L-Server {path}"),
-        )),
+        None => Err(s.reject(StatusCode::NOT_FOUND, reason, missing())),
     }
 }
 
@@ -285,14 +299,8 @@ pub(crate) async fn get_operation(
             format!("operation id {text:?} is not a number"),
         ));
     };
-    match s.engine.operation(id).map_err(|e| s.engine_error(e))? {
-        Some(view) => Ok(Json(view).into_response()),
-        None => Err(s.reject(
-            StatusCode::NOT_FOUND,
-            Reject::NotFound,
-            format!("no operation {id}"),
-        )),
-    }
+    let view = s.engine.operation(id).map_err(|e| s.engine_error(e))?;
+    json_or_404(&s, view, Reject::NotFound, || format!("no operation {id}"))
 }
 
 /// `since`/`limit` of `GET /alerts`.
@@ -323,7 +331,7 @@ pub(crate) async fn get_alerts(
     query: Result<Query<AlertQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| bad_query(&s, e))?;
-    let limit = q.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
+    let limit = page_limit(q.limit);
     let alerts = s
         .engine
         .alerts_since(q.since, limit)
@@ -335,16 +343,9 @@ pub(crate) async fn get_alerts(
 /// `GET /api/v1/metrics`: the Prometheus text exposition (docs/metrics.md).
 pub(crate) async fn get_metrics(State(s): State<ApiState>) -> Response {
     let stats = s.engine.stats();
-    let sources: Vec<&str> = s
-        .engine
-        .site()
-        .topology
-        .av_servers
-        .iter()
-        .map(|a| a.name.as_str())
-        .collect();
     let extra = Extra {
-        sources,
+        // The exposition sorts its series itself: the set's order does not show.
+        sources: s.sources.iter().map(String::as_str).collect(),
         halted: s.engine.is_halted(),
         policy_reloads: s.reloader.counts(),
     };

@@ -54,7 +54,7 @@ use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::listener::{Admission, Caps, Conn, ConnTable};
+use super::listener::{accept_next, Admission, Caps, Conn, ConnTable};
 use super::metrics::{Channel, Metrics, Reject};
 use crate::engine::Engine;
 use crate::ingest::{self, syslog::FrameDecoder, syslog::Framing, IngestError};
@@ -536,21 +536,16 @@ pub(crate) async fn run_tcp(
     let table = ConnTable::new(caps);
     let mut stop_accepting = stop.clone();
     let mut connections = JoinSet::new();
-    loop {
-        let accepted = tokio::select! {
-            _ = stop_accepting.changed() => break,
-            r = listener.accept() => r,
-            // Reap finished connections so the set stays as small as the open ones.
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::warn!(error = %super::log::Chain(&e), "syslog TCP accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    let backoff = Duration::from_millis(50);
+    while let Some((stream, peer)) = accept_next(
+        &listener,
+        &mut stop_accepting,
+        &mut connections,
+        "syslog TCP",
+        backoff,
+    )
+    .await
+    {
         if !intake.knows(peer.ip()) {
             // Refuse before reading a byte: a stranger gets nothing from us (R18).
             intake.metrics.reject(

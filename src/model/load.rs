@@ -382,16 +382,38 @@ fn step<'a>(node: Node<'a>, seg: &KeySeg) -> Option<(Node<'a>, Option<Range<usiz
 }
 
 fn search_table(t: &Table, offset: usize, path: &mut Vec<KeySeg>) -> Option<Vec<KeySeg>> {
-    for (k, item) in t.iter() {
-        path.push(KeySeg::Key(k.to_string()));
-        let key_hit = t
-            .get_key_value(k)
-            .and_then(|(key, _)| key.span())
-            .is_some_and(|s| contains(&s, offset));
-        if key_hit {
+    let children = t.iter().map(|(k, item)| {
+        let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
+        (KeySeg::Key(k.to_string()), key_span, item)
+    });
+    search_children(children, offset, path, search_item)
+}
+
+/// [`search_table`], else the table itself where its span holds `offset`. Child tables can sit
+/// anywhere in the file, outside their parent's span, so this always descends before deciding
+/// the table itself is the best match.
+fn search_table_or_self(t: &Table, offset: usize, path: &mut Vec<KeySeg>) -> Option<Vec<KeySeg>> {
+    search_table(t, offset, path).or_else(|| {
+        t.span()
+            .filter(|s| contains(s, offset))
+            .map(|_| path.clone())
+    })
+}
+
+/// Enters each child in order under its segment: a key whose own span holds `offset` is the
+/// match; else the first child `search` finds a match in.
+fn search_children<C>(
+    children: impl Iterator<Item = (KeySeg, Option<Range<usize>>, C)>,
+    offset: usize,
+    path: &mut Vec<KeySeg>,
+    search: impl Fn(C, usize, &mut Vec<KeySeg>) -> Option<Vec<KeySeg>>,
+) -> Option<Vec<KeySeg>> {
+    for (seg, key_span, child) in children {
+        path.push(seg);
+        if key_span.is_some_and(|s| contains(&s, offset)) {
             return Some(path.clone());
         }
-        let found = search_item(item, offset, path);
+        let found = search(child, offset, path);
         path.pop();
         if found.is_some() {
             return found;
@@ -404,27 +426,13 @@ fn search_item(item: &Item, offset: usize, path: &mut Vec<KeySeg>) -> Option<Vec
     match item {
         Item::None => None,
         Item::Value(v) => search_value(v, offset, path),
-        // Child tables can sit anywhere in the file, outside their parent's span, so always
-        // descend before deciding the table itself is the best match.
-        Item::Table(t) => search_table(t, offset, path).or_else(|| {
-            t.span()
-                .filter(|s| contains(s, offset))
-                .map(|_| path.clone())
-        }),
+        Item::Table(t) => search_table_or_self(t, offset, path),
         Item::ArrayOfTables(a) => {
-            for (i, t) in a.iter().enumerate() {
-                path.push(KeySeg::Index(i));
-                let found = search_table(t, offset, path).or_else(|| {
-                    t.span()
-                        .filter(|s| contains(s, offset))
-                        .map(|_| path.clone())
-                });
-                path.pop();
-                if found.is_some() {
-                    return found;
-                }
-            }
-            None
+            let children = a
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (KeySeg::Index(i), None, t));
+            search_children(children, offset, path, search_table_or_self)
         }
     }
 }
@@ -433,37 +441,24 @@ fn search_value(v: &Value, offset: usize, path: &mut Vec<KeySeg>) -> Option<Vec<
     if !v.span().is_some_and(|s| contains(&s, offset)) {
         return None;
     }
-    match v {
+    let found = match v {
         Value::InlineTable(t) => {
-            for (k, value) in t.iter() {
-                path.push(KeySeg::Key(k.to_string()));
-                let key_hit = t
-                    .get_key_value(k)
-                    .and_then(|(key, _)| key.span())
-                    .is_some_and(|s| contains(&s, offset));
-                if key_hit {
-                    return Some(path.clone());
-                }
-                let found = search_value(value, offset, path);
-                path.pop();
-                if found.is_some() {
-                    return found;
-                }
-            }
+            let children = t.iter().map(|(k, value)| {
+                let key_span = t.get_key_value(k).and_then(|(key, _)| key.span());
+                (KeySeg::Key(k.to_string()), key_span, value)
+            });
+            search_children(children, offset, path, search_value)
         }
         Value::Array(a) => {
-            for (i, value) in a.iter().enumerate() {
-                path.push(KeySeg::Index(i));
-                let found = search_value(value, offset, path);
-                path.pop();
-                if found.is_some() {
-                    return found;
-                }
-            }
+            let children = a
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (KeySeg::Index(i), None, v));
+            search_children(children, offset, path, search_value)
         }
-        _ => {}
-    }
-    Some(path.clone())
+        _ => None,
+    };
+    found.or_else(|| Some(path.clone()))
 }
 
 /// Whether `offset` falls in `span`; an empty span matches its own start.

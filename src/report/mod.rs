@@ -145,18 +145,10 @@ impl ScenarioReport {
     /// error of an errored run.
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self.error.iter().map(|e| format!("error: {e}")).collect();
-        out.extend(
-            self.invariants
-                .iter()
-                .filter(|v| v.status == Status::Failed)
-                .map(|v| format!("{}: {}", v.id, v.detail)),
-        );
-        out.extend(
-            self.expectations
-                .iter()
-                .filter(|v| v.status == Status::Failed)
-                .map(|v| format!("{}: {}", v.what, v.detail)),
-        );
+        out.extend(crate::check::failure_lines(
+            &self.invariants,
+            &self.expectations,
+        ));
         out.extend(
             self.crash_failures
                 .iter()

@@ -51,6 +51,13 @@ pub struct CrashPointFailure {
     pub failures: Vec<String>,
 }
 
+impl std::fmt::Display for CrashPointFailure {
+    /// `crash at <point>: <failures>`, the line reports give it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "crash at {}: {}", self.point, self.failures.join("; "))
+    }
+}
+
 /// What a scenario's sweep found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CrashSweep {

@@ -142,28 +142,10 @@ impl ScenarioResult {
     pub fn failures(&self) -> Vec<String> {
         let mut out: Vec<String> = self.error.iter().map(|e| format!("error: {e}")).collect();
         if let Some(sweep) = &self.crash_sweep {
-            out.extend(
-                sweep
-                    .failures
-                    .iter()
-                    .map(|f| format!("crash at {}: {}", f.point, f.failures.join("; "))),
-            );
+            out.extend(sweep.failures.iter().map(CrashPointFailure::to_string));
         }
         if let Some(check) = &self.check {
-            out.extend(
-                check
-                    .invariants
-                    .iter()
-                    .filter(|v| v.status == Status::Failed)
-                    .map(|v| format!("{}: {}", v.id, v.detail)),
-            );
-            out.extend(
-                check
-                    .expectations
-                    .iter()
-                    .filter(|v| v.status == Status::Failed)
-                    .map(|v| format!("{}: {}", v.what, v.detail)),
-            );
+            out.extend(check.failures());
         }
         out
     }

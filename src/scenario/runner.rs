@@ -99,6 +99,18 @@ pub struct ScenarioRun {
 /// Numbers the runs of this process, so each gets its own in-memory journal.
 static NEXT_RUN: AtomicU64 = AtomicU64::new(0);
 
+/// When a run with a drift at `last_drift` has given the drift watch INV-12's `bound` to find
+/// it: that bound after the drift, and after the last restart (a restarted engine watches
+/// again from its start).
+pub(crate) fn drift_watch_end(
+    last_drift: Duration,
+    last_restart: Option<Duration>,
+    bound: Duration,
+) -> Duration {
+    let restarted = last_restart.map(|at| at + bound).unwrap_or_default();
+    (last_drift + bound).max(restarted)
+}
+
 /// Runs `scenario` in sim mode with `seed`. Errors are setup failures (the scenario could not run).
 pub fn run_sim(
     scenario: &Scenario,
@@ -117,32 +129,53 @@ pub fn run_sim_trapped(
     trap: Option<Arc<CrashTrap>>,
 ) -> Result<ScenarioRun, String> {
     let (record, faults, played) = play_sim_path(scenario, seed, mutant, trap)?;
-    // The digest and the checks only read the record: a large run computes them side by side.
-    let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
-        std::thread::scope(|scope| {
-            let digest = scope.spawn(|| check::history_digest(&record.history));
-            let check = check::check_run(&scenario.site, &record, &scenario.expect);
-            let digest = digest
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (digest, check)
-        })
-    } else {
-        (
-            check::history_digest(&record.history),
-            check::check_run(&scenario.site, &record, &scenario.expect),
-        )
-    };
-    let passed = check::verdict(&check, &scenario.expect);
-    Ok(ScenarioRun {
+    Ok(ScenarioRun::checked(
+        scenario,
         record,
-        history_digest,
-        check,
-        passed,
         faults,
-        transports: Default::default(),
+        Default::default(),
         played,
-    })
+    ))
+}
+
+impl ScenarioRun {
+    /// The run of `scenario` that played `record`: its history digest, the checks and the
+    /// verdict (the same in sim and wire mode).
+    pub(crate) fn checked(
+        scenario: &Scenario,
+        record: RunRecord,
+        faults: Vec<FaultAccount>,
+        transports: std::collections::BTreeMap<String, u64>,
+        played: Vec<PlayedStep>,
+    ) -> ScenarioRun {
+        // The digest and the checks only read the record: a large run computes them side by
+        // side.
+        let (history_digest, check) = if record.history.len() >= check::PARALLEL_EVENTS {
+            std::thread::scope(|scope| {
+                let digest = scope.spawn(|| check::history_digest(&record.history));
+                let check = check::check_run(&scenario.site, &record, &scenario.expect);
+                let digest = digest
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (digest, check)
+            })
+        } else {
+            (
+                check::history_digest(&record.history),
+                check::check_run(&scenario.site, &record, &scenario.expect),
+            )
+        };
+        let passed = check::verdict(&check, &scenario.expect);
+        ScenarioRun {
+            record,
+            history_digest,
+            check,
+            passed,
+            faults,
+            transports,
+            played,
+        }
+    }
 }
 
 /// Plays `scenario` on its own paused-clock runtime: the record and the fault accounting,
@@ -626,35 +659,19 @@ impl Backend for SimBackend<'_> {
     }
 
     async fn detect(&mut self, burst: Vec<Detection>) -> Vec<Detection> {
-        match &self.engine {
-            Some(e) => {
-                send_burst(
-                    e,
-                    self.recorder,
-                    &self.observer,
-                    self.trap.as_deref(),
-                    burst,
-                )
-                .await
-            }
-            None => burst,
-        }
+        let Some(e) = &self.engine else {
+            return burst;
+        };
+        let trap = self.trap.as_deref();
+        send_burst(e, self.recorder, &self.observer, trap, burst).await
     }
 
     async fn resend(&mut self, backlog: Vec<Detection>) -> Vec<Detection> {
-        match &self.engine {
-            Some(e) => {
-                send_in_turn(
-                    e,
-                    self.recorder,
-                    &self.observer,
-                    self.trap.as_deref(),
-                    backlog,
-                )
-                .await
-            }
-            None => backlog,
-        }
+        let Some(e) = &self.engine else {
+            return backlog;
+        };
+        let trap = self.trap.as_deref();
+        send_in_turn(e, self.recorder, &self.observer, trap, backlog).await
     }
 
     async fn command(
@@ -707,8 +724,7 @@ impl Backend for SimBackend<'_> {
             // the run lasts until INV-12's bound for it has passed, then until the engine
             // is idle.
             if let Some(last) = last_drift {
-                let restarted = last_restart.map(|at| at + bound).unwrap_or_default();
-                tokio::time::sleep_until(origin + (last + bound).max(restarted)).await;
+                tokio::time::sleep_until(origin + drift_watch_end(last, last_restart, bound)).await;
             }
             // The run ends when the engine is idle, or `settle` after the last event.
             let _ = tokio::time::timeout(settle, e.wait_idle()).await;

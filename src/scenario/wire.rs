@@ -52,7 +52,7 @@ use tokio::time::Instant;
 
 use super::load::Scenario;
 use super::player::{self, build_timeline, command_names, Backend, PlayedStep};
-use super::runner::{collect, HistoryObserver, ScenarioRun};
+use super::runner::{collect, drift_watch_end, HistoryObserver, ScenarioRun};
 use crate::check;
 use crate::daemon::client::ApiClient;
 use crate::daemon::config::EngineConfig;
@@ -99,18 +99,9 @@ pub fn run_wire(scenario: &Scenario, seed: u64, time_scale: f64) -> Result<Scena
     let played = runtime.block_on(play(scenario, seed, time_scale));
     runtime.shutdown_timeout(Duration::from_secs(1));
     let (record, faults, transports, played) = played?;
-    let history_digest = check::history_digest(&record.history);
-    let check = check::check_run(&scenario.site, &record, &scenario.expect);
-    let passed = check::verdict(&check, &scenario.expect);
-    Ok(ScenarioRun {
-        record,
-        history_digest,
-        check,
-        passed,
-        faults,
-        transports,
-        played,
-    })
+    Ok(ScenarioRun::checked(
+        scenario, record, faults, transports, played,
+    ))
 }
 
 /// The topology with every duration multiplied by `k`.
@@ -383,11 +374,8 @@ impl Backend for WireBackend<'_> {
         // margin) before the run waits for the engine to be idle.
         if let Some(last) = last_drift {
             let bound = check::drift_detection_bound(self.site);
-            let restarted = last_restart
-                .map(|at| at.mul_f64(self.k) + bound)
-                .unwrap_or_default();
-            let last = last.mul_f64(self.k);
-            let until = (last + bound).max(restarted);
+            let last_restart = last_restart.map(|at| at.mul_f64(self.k));
+            let until = drift_watch_end(last.mul_f64(self.k), last_restart, bound);
             tokio::time::sleep_until(self.origin + until.mul_f64(1.5) + Duration::from_millis(500))
                 .await;
         }

@@ -343,6 +343,16 @@ mod tests {
     use super::*;
     use crate::sim::faults::FaultMatch;
 
+    /// The plan of `rule` alone, seed 0.
+    fn one_rule(rule: FaultSpec) -> FaultPlan {
+        FaultPlan::new(vec![rule], 0)
+    }
+
+    /// Whether the plan gives the call `s` at `at` a fault.
+    fn fires(plan: &mut FaultPlan, s: &Subject, at: Duration) -> bool {
+        plan.decide_call(s, at, false).effect.is_some()
+    }
+
     fn spec(effect: FaultEffect) -> FaultSpec {
         FaultSpec::new("vc-1", None, effect)
     }
@@ -359,84 +369,54 @@ mod tests {
 
     #[test]
     fn times_run_out() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                times: Some(2),
-                ..spec(FaultEffect::Reject)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            times: Some(2),
+            ..spec(FaultEffect::Reject)
+        });
         let s = set_nic("vm-1");
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_some());
-        assert!(plan.decide_call(&s, Duration::ZERO, false).effect.is_none());
+        assert!(fires(&mut plan, &s, Duration::ZERO));
+        assert!(fires(&mut plan, &s, Duration::ZERO));
+        assert!(!fires(&mut plan, &s, Duration::ZERO));
     }
 
     #[test]
     fn window_is_half_open() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                from: Some(Duration::from_secs(1)),
-                until: Some(Duration::from_secs(2)),
-                ..spec(FaultEffect::Busy)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            from: Some(Duration::from_secs(1)),
+            until: Some(Duration::from_secs(2)),
+            ..spec(FaultEffect::Busy)
+        });
         let s = set_nic("vm-1");
-        assert!(plan
-            .decide_call(&s, Duration::from_millis(999), false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(1), false)
-            .effect
-            .is_some());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(2), false)
-            .effect
-            .is_none());
+        assert!(!fires(&mut plan, &s, Duration::from_millis(999)));
+        assert!(fires(&mut plan, &s, Duration::from_secs(1)));
+        assert!(!fires(&mut plan, &s, Duration::from_secs(2)));
     }
 
     #[test]
     fn matcher_needs_the_field_on_the_object() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                matcher: FaultMatch {
-                    vm: Some("vm-1".into()),
-                    ..FaultMatch::default()
-                },
-                ..spec(FaultEffect::Reject)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            matcher: FaultMatch {
+                vm: Some("vm-1".into()),
+                ..FaultMatch::default()
+            },
+            ..spec(FaultEffect::Reject)
+        });
         let login = Subject {
             device: "vc-1",
             call: Some(CallKind::Login),
             ..Subject::default()
         };
-        assert!(plan
-            .decide_call(&login, Duration::ZERO, false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&set_nic("vm-2"), Duration::ZERO, false)
-            .effect
-            .is_none());
-        assert!(plan
-            .decide_call(&set_nic("vm-1"), Duration::ZERO, false)
-            .effect
-            .is_some());
+        assert!(!fires(&mut plan, &login, Duration::ZERO));
+        assert!(!fires(&mut plan, &set_nic("vm-2"), Duration::ZERO));
+        assert!(fires(&mut plan, &set_nic("vm-1"), Duration::ZERO));
     }
 
     #[test]
     fn a_pushed_rule_comes_last_and_acts_from_then_on() {
-        let mut plan = FaultPlan::new(
-            vec![FaultSpec {
-                times: Some(1),
-                ..spec(FaultEffect::Busy)
-            }],
-            0,
-        );
+        let mut plan = one_rule(FaultSpec {
+            times: Some(1),
+            ..spec(FaultEffect::Busy)
+        });
         let s = set_nic("vm-1");
         let at = Duration::from_secs(5);
         assert_eq!(plan.push(spec(FaultEffect::Reject)), 1);
@@ -491,14 +471,8 @@ mod tests {
         );
         plan.heal("vc-1", Duration::from_secs(5));
         let s = set_nic("vm-1");
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(4), false)
-            .effect
-            .is_some());
-        assert!(plan
-            .decide_call(&s, Duration::from_secs(5), false)
-            .effect
-            .is_none());
+        assert!(fires(&mut plan, &s, Duration::from_secs(4)));
+        assert!(!fires(&mut plan, &s, Duration::from_secs(5)));
         assert_eq!(plan.switch_reboots().len(), 1);
         plan.heal("all", Duration::from_secs(6));
         assert!(plan.switch_reboots().is_empty());

@@ -83,6 +83,21 @@ pub(crate) struct Inner {
     trap: OnceLock<Arc<CrashTrap>>,
 }
 
+impl Inner {
+    /// Records call `call`'s `Invoke`; the callers hold the state lock, so a call's `Invoke`
+    /// and its planning stay together in the history.
+    fn record_invoke(&self, call: u64, device: &str, op: &DeviceOp, target: &Target) {
+        self.recorder.record(EventKind::Invoke {
+            call,
+            device: device.to_string(),
+            op: op.kind().as_str().to_string(),
+            nic: target.nic.clone(),
+            lserver: target.lserver.clone(),
+            value: target.value.clone(),
+        });
+    }
+}
+
 /// The simulated devices of one site with their fault plan. Cloning is cheap and shares state.
 #[derive(Clone)]
 pub struct SimWorld {
@@ -271,14 +286,7 @@ impl SimWorld {
         let target = inner.index.target(&inner.site, device, &op);
         let (wait, planned, landed) = {
             let mut state = lock(&inner.state);
-            inner.recorder.record(EventKind::Invoke {
-                call,
-                device: device.to_string(),
-                op: op.kind().as_str().to_string(),
-                nic: target.nic.clone(),
-                lserver: target.lserver.clone(),
-                value: target.value.clone(),
-            });
+            inner.record_invoke(call, device, &op, &target);
             // Whether the crash's own call reached the device: the run's seed decides.
             let landed = fate == CallFate::CrashHere && state.rng.chance("crash/landed", 0.5);
             let in_flight = state.in_flight.entry(device.to_string()).or_insert(0);
@@ -380,14 +388,7 @@ impl SimWorld {
         let target = inner.index.target(&inner.site, device, &op);
         let (wait, planned) = {
             let mut state = lock(&inner.state);
-            inner.recorder.record(EventKind::Invoke {
-                call,
-                device: device.to_string(),
-                op: op.kind().as_str().to_string(),
-                nic: target.nic.clone(),
-                lserver: target.lserver.clone(),
-                value: target.value.clone(),
-            });
+            inner.record_invoke(call, device, &op, &target);
             plan_call(&mut state, &inner.recorder, device, &op, &target)
         };
         let (result, delay, transport) = match planned {

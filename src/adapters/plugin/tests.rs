@@ -317,6 +317,13 @@ fn fast() -> Supervision {
     }
 }
 
+/// The plugin `cmd` for `device`, started with a 5 s call timeout and [`fast`] supervision.
+async fn started(cmd: &[String], device: PluginDevice) -> Arc<PluginAdapter> {
+    PluginAdapter::spawn_with(cmd, device, 5 * SECOND, fast())
+        .await
+        .expect("starts")
+}
+
 fn lines(path: PathBuf) -> Vec<String> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
@@ -346,9 +353,7 @@ async fn plugin_switch_calls_and_batches_go_through_a_process_and_stop_sends_shu
     *'"method":"get_ports"'*) reply '{"results":[{"vlan":110},{"code":1,"message":"x","data":{"class":"auth","detail":"expired"}}]}' ;;
 "#;
     let cmd = script(dir.path(), SWITCH_INIT, cases);
-    let adapter = PluginAdapter::spawn_with(&cmd, switch(), 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let adapter = started(&cmd, switch()).await;
     assert!(Switch::batches(&*adapter));
     assert_eq!(adapter.get_port("Ethernet1/1").await, Ok(910));
     assert_eq!(adapter.set_port("Ethernet1/1", 910).await, Ok(()));
@@ -396,9 +401,7 @@ async fn plugin_hypervisor_and_bmc_families_map_their_methods() {
 "#;
     let cmd = script(dir.path(), init, cases);
     let device = PluginDevice::new("vc-9", Family::Hypervisor, "https://vc", "u", "p");
-    let hv = PluginAdapter::spawn_with(&cmd, device, 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let hv = started(&cmd, device).await;
     assert_eq!(hv.login().await, Ok(()));
     assert_eq!(
         hv.get_nic("vm-1", "4000").await.as_deref(),
@@ -420,9 +423,7 @@ async fn plugin_hypervisor_and_bmc_families_map_their_methods() {
         "    *'\"method\":\"reset\"'*) fail unavailable 'BMC down' ;;\n",
     );
     let device = PluginDevice::new("irmc-9", Family::Bmc, "https://bmc", "u", "p");
-    let bmc = PluginAdapter::spawn_with(&cmd, device, 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let bmc = started(&cmd, device).await;
     let reset = bmc.reset().await.expect_err("down");
     assert_eq!(reset.class, OutcomeClass::Unavailable, "{reset}");
     bmc.stop().await;
@@ -481,9 +482,7 @@ async fn r8_plugin_crash_with_calls_in_flight_makes_them_unknown_and_it_is_resta
     *'"method":"set_port"'*) if [ -e "$DIR/crashed" ]; then reply '{}'; else touch "$DIR/crashed"; exit 3; fi ;;
 "#;
     let cmd = script(dir.path(), SWITCH_INIT, cases);
-    let adapter = PluginAdapter::spawn_with(&cmd, switch(), 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let adapter = started(&cmd, switch()).await;
     let held = {
         let adapter = adapter.clone();
         tokio::spawn(async move { adapter.get_port("Ethernet1/1").await })
@@ -572,9 +571,7 @@ async fn r18_the_password_never_reaches_the_logs_even_when_the_plugin_echoes_it(
     let path = dir.path().join("echo.sh");
     std::fs::write(&path, text).unwrap();
     cmd[1] = path.display().to_string();
-    let adapter = PluginAdapter::spawn_with(&cmd, switch(), 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let adapter = started(&cmd, switch()).await;
     let err = adapter.set_port("p", 910).await.expect_err("rejected");
     assert!(!err.detail.contains("s3cr3t-pw"), "{err}");
     assert!(err.detail.contains("login *** refused"), "{err}");
@@ -607,9 +604,7 @@ async fn plugin_stderr_lines_are_cut_at_the_cap() {
     let path = dir.path().join("long.sh");
     std::fs::write(&path, text).unwrap();
     cmd[1] = path.display().to_string();
-    let adapter = PluginAdapter::spawn_with(&cmd, switch(), 5 * SECOND, fast())
-        .await
-        .expect("starts");
+    let adapter = started(&cmd, switch()).await;
     assert!(
         eventually(|| String::from_utf8_lossy(&captured.0.lock().unwrap()).contains("after")).await
     );

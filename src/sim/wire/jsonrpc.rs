@@ -31,7 +31,7 @@ use wiremock::{Request, ResponseTemplate};
 use super::accepted_credentials;
 use super::proxy::ProxyFault;
 use crate::adapters::{DeviceError, OutcomeClass};
-use crate::model::{Credentials, NicLocation, SwitchKind};
+use crate::model::{Credentials, NicLocation, SwitchKind, SwitchSpec};
 use crate::sim::{DeviceOp, Reply, SimWorld, WireCall};
 
 /// Most commands one request may carry; more is a protocol error, not an allocation.
@@ -86,16 +86,10 @@ pub(crate) fn switch_credentials(
     device: &str,
     kind: SwitchKind,
 ) -> io::Result<Credentials> {
-    let spec = world
-        .site()
-        .topology
-        .switches
-        .iter()
-        .find(|s| s.name == device && s.kind == kind)
-        .ok_or_else(|| {
-            let text = format!("{device} is not a {kind:?} switch of the site");
-            io::Error::new(io::ErrorKind::InvalidInput, text)
-        })?;
+    let switches = &world.site().topology.switches;
+    let is_it = |s: &SwitchSpec| s.name == device && s.kind == kind;
+    let what = format!("a {kind:?} switch of the site");
+    let spec = super::find_device(switches, is_it, device, &what)?;
     Ok(accepted_credentials(spec.credentials.as_ref()))
 }
 

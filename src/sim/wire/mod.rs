@@ -33,6 +33,21 @@ pub const DEFAULT_USER: &str = "qlab";
 /// See [`DEFAULT_USER`].
 pub const DEFAULT_PASSWORD: &str = "qlab";
 
+/// The spec of `device` among `specs` (`is_it` says which one it is), or an `InvalidInput`
+/// error saying `device` is not `what`: a face for the wrong device would serve a model that
+/// does not exist.
+pub(crate) fn find_device<'a, T>(
+    specs: &'a [T],
+    is_it: impl Fn(&T) -> bool,
+    device: &str,
+    what: &str,
+) -> std::io::Result<&'a T> {
+    specs.iter().find(|s| is_it(s)).ok_or_else(|| {
+        let text = format!("{device} is not {what}");
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, text)
+    })
+}
+
 /// The credentials a simulated device accepts.
 pub fn accepted_credentials(configured: Option<&Credentials>) -> Credentials {
     configured.cloned().unwrap_or_else(|| Credentials {

@@ -107,18 +107,8 @@ pub async fn start_with_system_id(
     device: &str,
     system_id: &str,
 ) -> io::Result<WireServer> {
-    let spec = world
-        .site()
-        .topology
-        .bmcs
-        .iter()
-        .find(|b| b.name == device)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{device} is not a BMC of the topology"),
-            )
-        })?;
+    let bmcs = &world.site().topology.bmcs;
+    let spec = super::find_device(bmcs, |b| b.name == device, device, "a BMC of the topology")?;
     if system_id.is_empty() || system_id.contains('/') {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,

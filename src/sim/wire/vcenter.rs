@@ -38,18 +38,9 @@ const BACKING_TYPES: &[&str] = &[
 /// Starts the vCenter simulator for hypervisor `device` of the world's site on 127.0.0.1,
 /// accepting the credentials the topology sets for it (else `qlab`/`qlab`).
 pub async fn start(world: SimWorld, device: &str) -> io::Result<WireServer> {
-    let spec = world
-        .site()
-        .topology
-        .hypervisors
-        .iter()
-        .find(|h| h.name == device)
-        .ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{device} is not a hypervisor of the topology"),
-            )
-        })?;
+    let hypervisors = &world.site().topology.hypervisors;
+    let what = "a hypervisor of the topology";
+    let spec = super::find_device(hypervisors, |h| h.name == device, device, what)?;
     let face = VcenterFace {
         credentials: accepted_credentials(spec.credentials.as_ref()),
         world,
@@ -359,6 +350,11 @@ impl VcenterFace {
             nic: nic.to_string(),
             portgroup: network.to_string(),
         };
+        self.no_content(token, op)
+    }
+
+    /// Plays a write whose success answers 204 without a body.
+    fn no_content(&self, token: &str, op: DeviceOp) -> ResponseTemplate {
         let call = self.world.call_now(&self.device, op);
         render(
             call,
@@ -381,14 +377,6 @@ impl VcenterFace {
             return invalid_argument("Only action=reset is simulated.");
         }
         let op = DeviceOp::PowerReset { vm: vm.to_string() };
-        let call = self.world.call_now(&self.device, op);
-        render(
-            call,
-            |reply| match reply {
-                Reply::Done => ResponseTemplate::new(204),
-                other => unexpected(&other),
-            },
-            |e| self.device_error(token, e),
-        )
+        self.no_content(token, op)
     }
 }

@@ -86,14 +86,10 @@ impl Checker<'_, '_> {
         let key = |field: &str| at!("faults", i, field);
         let effect = f.effect.as_str();
         if f.effect.is_delivery() {
-            if let Some(kind) = kind.filter(|k| *k != DeviceKind::AvServer) {
-                let message = format!(
-                    "effect `{effect}` applies to an AV server's notifications, but `{}` is {}",
-                    f.device,
-                    kind.label()
-                );
-                self.bad(key("effect"), message);
-            } else if f.call.is_some_and(|c| c != CallKind::Send) {
+            let av_server = |k| k == DeviceKind::AvServer;
+            let notifications = "applies to an AV server's notifications";
+            let reported = self.wrong_device(i, f, kind, av_server, notifications);
+            if !reported && f.call.is_some_and(|c| c != CallKind::Send) {
                 self.bad(
                     key("call"),
                     format!("effect `{effect}` only affects `send`; set call = \"send\" or remove `call`"),
@@ -101,20 +97,9 @@ impl Checker<'_, '_> {
             }
         }
         if f.effect == FaultEffect::RebootLosesUnsaved {
-            if let Some(kind) = kind.filter(|k| *k != DeviceKind::Switch) {
-                let message = format!(
-                    "effect `{effect}` only applies to switches, but `{}` is {}",
-                    f.device,
-                    kind.label()
-                );
-                self.bad(key("effect"), message);
-            }
-            if f.from.is_none() {
-                self.bad(
-                    key("from"),
-                    format!("effect `{effect}` needs `from`: the run time the switch reboots"),
-                );
-            }
+            let switch = |k| k == DeviceKind::Switch;
+            self.wrong_device(i, f, kind, switch, "only applies to switches");
+            self.needs_from(i, f, "the switch reboots");
         }
         if f.effect == FaultEffect::ExternalChange {
             self.external_change(i, f, kind);
@@ -150,27 +135,48 @@ impl Checker<'_, '_> {
         }
     }
 
+    /// Reports, on `effect`, a fault whose device is of a kind its effect does not act on
+    /// (`acts_on` says which kinds it does; `what` says what it does); whether it did.
+    fn wrong_device(
+        &mut self,
+        i: usize,
+        f: &FaultSpec,
+        kind: Option<DeviceKind>,
+        acts_on: impl Fn(DeviceKind) -> bool,
+        what: &str,
+    ) -> bool {
+        let Some(kind) = kind.filter(|k| !acts_on(*k)) else {
+            return false;
+        };
+        let message = format!(
+            "effect `{}` {what}, but `{}` is {}",
+            f.effect.as_str(),
+            f.device,
+            kind.label()
+        );
+        self.bad(at!("faults", i, "effect"), message);
+        true
+    }
+
+    /// Reports a fault without `from` whose effect happens at `from`, when `then` happens.
+    fn needs_from(&mut self, i: usize, f: &FaultSpec, then: &str) {
+        if f.from.is_none() {
+            let message = format!(
+                "effect `{}` needs `from`: the run time {then}",
+                f.effect.as_str()
+            );
+            self.bad(at!("faults", i, "from"), message);
+        }
+    }
+
     /// `external_change` (R20): a hypervisor's vNICs or a switch's ports, moved at `from` to
     /// `to_network` (a network the device can carry), not through any call.
     fn external_change(&mut self, i: usize, f: &FaultSpec, kind: Option<DeviceKind>) {
         let key = |field: &str| at!("faults", i, field);
         let effect = f.effect.as_str();
-        if let Some(kind) =
-            kind.filter(|k| !matches!(k, DeviceKind::Hypervisor | DeviceKind::Switch))
-        {
-            let message = format!(
-                "effect `{effect}` moves vNICs or switch ports, but `{}` is {}",
-                f.device,
-                kind.label()
-            );
-            self.bad(key("effect"), message);
-        }
-        if f.from.is_none() {
-            self.bad(
-                key("from"),
-                format!("effect `{effect}` needs `from`: the run time the NICs are moved"),
-            );
-        }
+        let moves_nics = |k| matches!(k, DeviceKind::Hypervisor | DeviceKind::Switch);
+        self.wrong_device(i, f, kind, moves_nics, "moves vNICs or switch ports");
+        self.needs_from(i, f, "the NICs are moved");
         if f.call.is_some() {
             self.bad(
                 key("call"),
