@@ -11,13 +11,14 @@
 //! - detection: the next watch round starts within `watch_interval` (or at once after an
 //!   overrunning round), the NIC's read starts at most n_d / r seconds into it (pacing), and the
 //!   read takes at most `call_timeout`: `max(watch_interval, n_d / r) + n_d / r + call_timeout`
-//!   ([`drift_detection_bound`] takes the largest device);
+//!   (a run with a drift lasts [`drift_settle_bound`], the whole bound on the largest device);
 //! - the restore operation: its deadline plus one last read, R19's `operation_deadline +
 //!   call_timeout`;
 //! - plus 10% slack for the clock, as INV-10 allows.
 //!
-//! It assumes the device answers the watch's read (a read that fails is retried a round later)
-//! and serves it without a queue: watch reads wait behind every other call by design.
+//! It assumes the device answers the watch's read and serves it without a queue: watch reads
+//! wait behind every other call by design. A NIC whose reads all fail in a round gets a
+//! `quarantine-failed` alert instead (R20), which INV-12 accepts within the same bound.
 //!
 //! The window opens at the drift, or at the engine's restart when it was down at the drift or
 //! crashed before the NIC was back (a restart starts the watch afresh); a crash with no restart
@@ -62,11 +63,13 @@ fn detection_bound_for(site: &Site, nics: u64) -> Duration {
     e.watch_interval.max(pacing) + pacing + e.call_timeout
 }
 
-/// How long after a drift the drift watch has surely read the NIC, on the site's busiest
-/// device: how long a run with drift must last before it may end.
-pub fn drift_detection_bound(site: &Site) -> Duration {
+/// How long a run with a drift must last after it before it may end: INV-12's whole bound on
+/// the site's busiest device. The watch may need all of it: a read that fails is retried within
+/// the round (`retry.attempts` call timeouts) before the watch alerts, and a drift it finds is
+/// read twice before the restore runs to its deadline.
+pub fn drift_settle_bound(site: &Site) -> Duration {
     let most = nics_per_device(site).values().copied().max().unwrap_or(0);
-    detection_bound_for(site, most)
+    Duration::from_millis(recontain_bound_ms(site, most))
 }
 
 /// INV-12's bound for a NIC on a device with `nics` NICs, slack included, in ms.

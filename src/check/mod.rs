@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use expect::{AlertExpect, Expectations, LServerExpect};
-pub use inv_recontain::drift_detection_bound;
+pub use inv_recontain::drift_settle_bound;
 pub use measures::{Measures, Summary};
 
 use crate::model::history::{HistoryEvent, RunRecord};

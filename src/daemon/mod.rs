@@ -412,8 +412,10 @@ impl Daemon {
     /// that runs the daemon in its own process may not want SIGHUP taken).
     pub fn reload_on_sighup(&mut self) {
         let (reloader, stop) = (self.reloader.clone(), self.stop.subscribe());
+        // Registered here, not in the task: the task may first run after the ready line.
+        let hangup = policy::Hangup::register();
         self.tasks
-            .spawn(async move { policy::reload_on_sighup(reloader, stop).await });
+            .spawn(async move { policy::reload_on_sighup(reloader, stop, hangup).await });
     }
 
     /// Waits until a listener fails (it returns that failure) or every task ended.

@@ -123,15 +123,33 @@ fn differing_sections(running: &Topology, loaded: &Topology) -> Vec<String> {
         .collect()
 }
 
+/// SIGHUP, taken over when the daemon starts and before it prints its ready line: a SIGHUP
+/// that came before the handler existed would end the process (the signal's default action).
+pub struct Hangup {
+    #[cfg(unix)]
+    signal: std::io::Result<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    /// Takes SIGHUP over from now on (Unix; elsewhere it does nothing). Needs a tokio runtime.
+    pub fn register() -> Hangup {
+        Hangup {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+        }
+    }
+}
+
 /// Reloads on every SIGHUP until `stop` is set (Unix; elsewhere it does nothing).
 pub async fn reload_on_sighup(
     reloader: Arc<PolicyReloader>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    hangup: Hangup,
 ) -> Result<(), String> {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hangup = signal(SignalKind::hangup())
+        let mut hangup = hangup
+            .signal
             .map_err(|e| format!("cannot watch SIGHUP for policy reloads: {e}"))?;
         loop {
             tokio::select! {
@@ -148,7 +166,7 @@ pub async fn reload_on_sighup(
     }
     #[cfg(not(unix))]
     {
-        let _ = (reloader, stop.changed().await);
+        let _ = (reloader, hangup, stop.changed().await);
         Ok(())
     }
 }

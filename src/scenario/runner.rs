@@ -717,7 +717,7 @@ impl Backend for SimBackend<'_> {
         } else {
             self.settle
         };
-        let bound = crate::check::drift_detection_bound(self.bound_site);
+        let bound = crate::check::drift_settle_bound(self.bound_site);
         let origin = self.origin;
         let finished = or_crash(trap, async {
             // A drift (a switch reboot, an external change) is the drift watch's to find:

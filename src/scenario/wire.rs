@@ -370,10 +370,10 @@ impl Backend for WireBackend<'_> {
         let Some(d) = &self.daemon else {
             return Ok(true);
         };
-        // As in sim mode: a drift gets INV-12's detection bound (with the same real-clock
+        // As in sim mode: a drift gets INV-12's whole bound (with the same real-clock
         // margin) before the run waits for the engine to be idle.
         if let Some(last) = last_drift {
-            let bound = check::drift_detection_bound(self.site);
+            let bound = check::drift_settle_bound(self.site);
             let last_restart = last_restart.map(|at| at.mul_f64(self.k));
             let until = drift_watch_end(last.mul_f64(self.k), last_restart, bound);
             tokio::time::sleep_until(self.origin + until.mul_f64(1.5) + Duration::from_millis(500))
