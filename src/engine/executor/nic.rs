@@ -58,7 +58,7 @@ impl OpCtx<'_> {
     /// Reads where `nic` is at the device; a failed read also says why.
     pub async fn read(&self, nic: &Nic) -> Result<(Truth, Option<String>), Halted> {
         let site = &self.shared.site;
-        match &nic.location {
+        let result = match &nic.location {
             NicLocation::Virtual {
                 hypervisor,
                 vm,
@@ -81,7 +81,7 @@ impl OpCtx<'_> {
                         ),
                     )
                     .await?;
-                let result = match r {
+                match r {
                     Ok(pg) => (Truth::of_portgroup(site, hypervisor, pg), None),
                     // Log in for the next call, unless the deadline leaves none: a login then
                     // would only keep the operation running past its deadline (R19).
@@ -90,9 +90,7 @@ impl OpCtx<'_> {
                         (Truth::Unknown, Some(e.detail))
                     }
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                };
-                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
-                Ok(result)
+                }
             }
             NicLocation::Physical { switch, port } => {
                 let Some(s) = self.shared.adapters.switches.get(switch) else {
@@ -107,14 +105,14 @@ impl OpCtx<'_> {
                         self.get_port(switch, s, port, self.read_budget()),
                     )
                     .await?;
-                let result = match r {
+                match r {
                     Ok(vlan) => (Truth::of_vlan(site, vlan), None),
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                };
-                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
-                Ok(result)
+                }
             }
-        }
+        };
+        self.shared.note_truth(&self.ls.path, nic.index, &result.0);
+        Ok(result)
     }
 
     pub(super) async fn login(&self, hypervisor: &str) -> Result<(), Halted> {
