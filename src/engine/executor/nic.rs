@@ -58,7 +58,7 @@ impl OpCtx<'_> {
     /// Reads where `nic` is at the device; a failed read also says why.
     pub async fn read(&self, nic: &Nic) -> Result<(Truth, Option<String>), Halted> {
         let site = &self.shared.site;
-        match &nic.location {
+        let result = match &nic.location {
             NicLocation::Virtual {
                 hypervisor,
                 vm,
@@ -81,7 +81,7 @@ impl OpCtx<'_> {
                         ),
                     )
                     .await?;
-                let result = match r {
+                match r {
                     Ok(pg) => (Truth::of_portgroup(site, hypervisor, pg), None),
                     // Log in for the next call, unless the deadline leaves none: a login then
                     // would only keep the operation running past its deadline (R19).
@@ -90,9 +90,7 @@ impl OpCtx<'_> {
                         (Truth::Unknown, Some(e.detail))
                     }
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                };
-                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
-                Ok(result)
+                }
             }
             NicLocation::Physical { switch, port } => {
                 let Some(s) = self.shared.adapters.switches.get(switch) else {
@@ -107,14 +105,14 @@ impl OpCtx<'_> {
                         self.get_port(switch, s, port, self.read_budget()),
                     )
                     .await?;
-                let result = match r {
+                match r {
                     Ok(vlan) => (Truth::of_vlan(site, vlan), None),
                     Err(e) => (Truth::Unknown, Some(e.detail)),
-                };
-                self.shared.note_truth(&self.ls.path, nic.index, &result.0);
-                Ok(result)
+                }
             }
-        }
+        };
+        self.shared.note_truth(&self.ls.path, nic.index, &result.0);
+        Ok(result)
     }
 
     pub(super) async fn login(&self, hypervisor: &str) -> Result<(), Halted> {
@@ -193,15 +191,17 @@ impl OpCtx<'_> {
         target: &str,
         read_first: bool,
     ) -> Result<NicMove, Halted> {
-        let settings = self.shared.settings;
-        let max_attempts = settings.retry.attempts.max(1);
+        let max_attempts = self.shared.settings.retry.attempts.max(1);
         let target_truth = Truth::Network(target.to_string());
-        let (mut expected, mut written) = self.evidence(nic, target);
-        let mut must_read = read_first;
-        let mut truth = Truth::Unknown;
-        let mut truth_fresh = false;
-        // The last device error met: what the alert says when the NIC is not confirmed.
-        let mut why: Option<String> = None;
+        let (expected, written) = self.evidence(nic, target);
+        let mut p = Progress {
+            expected,
+            written,
+            must_read: read_first,
+            truth: Truth::Unknown,
+            truth_fresh: false,
+            why: None,
+        };
         let mut attempts = 0u32;
         let done = |truth: Truth, why: Option<String>, written: Option<String>| {
             let confirmed = truth.network() == Some(target);
@@ -214,19 +214,10 @@ impl OpCtx<'_> {
             }
         };
         loop {
-            if must_read {
-                let (read, failure) = self.observe(nic, expected.as_ref()).await?;
-                truth = read;
-                why = failure.or(why);
-                truth_fresh = true;
-                must_read = false;
-                if truth != Truth::Unknown {
-                    // A read that shows a value supersedes every earlier write (R8).
-                    expected = Some(truth.clone());
-                    written = None;
-                }
-                if truth == target_truth {
-                    return Ok(done(truth, None, None));
+            if p.must_read {
+                self.read_step(nic, &mut p).await?;
+                if p.truth == target_truth {
+                    return Ok(done(p.truth, None, None));
                 }
             }
             if attempts >= max_attempts || self.remaining().is_zero() {
@@ -239,64 +230,87 @@ impl OpCtx<'_> {
                 }
             }
             attempts += 1;
-            if expected.as_ref() == Some(&target_truth) || written.is_some() {
+            if p.expected.as_ref() == Some(&target_truth) || p.written.is_some() {
                 // The evidence says the NIC is on the target (a confirmed read), or a write
                 // (of any network) may have landed since the last read: no write until a read
                 // says where the NIC is, never a blind one (R8, INV-6).
-                must_read = true;
+                p.must_read = true;
                 continue;
             }
-            truth_fresh = false;
-            match self.write(nic, target).await? {
-                Ok(()) if !settings.verify_writes => {
-                    return Ok(done(target_truth, None, None));
-                }
-                Ok(()) => {
-                    written = Some(target.to_string());
-                    expected = Some(target_truth.clone());
-                    // R8: a device that says ok without applying is caught by this read (a
-                    // stale answer is read again before anything acts on it).
-                    must_read = true;
-                }
-                Err(e) => {
-                    match e.class {
-                        // May have been applied: only device truth can tell (R8). An error reply
-                        // is read too: a device that applies and then errors must not be written
-                        // twice (INV-6), and a read costs less than a wrong write.
-                        // No answer, or the device said it did not apply: the write may still
-                        // have landed (no blind write while reads fail), but the device never
-                        // claimed it did, so a read that shows the old value is believed at
-                        // once (R8: `unknown` is resolved by reading) and the retry is not
-                        // held up by `confirm_read_after`.
-                        OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
-                            written = Some(target.to_string());
-                            // Either answer of the next read is plausible: nothing to weigh it
-                            // against until it comes.
-                            expected = None;
-                            must_read = true
-                        }
-                        OutcomeClass::Auth => {
-                            if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
-                                self.login(hypervisor).await?;
-                            }
-                        }
-                        // Refused before processing: nothing changed, nothing to read.
-                        OutcomeClass::Unavailable => {}
-                    }
-                    why = Some(e.detail);
-                }
+            if self.write_step(nic, target, &mut p).await? {
+                return Ok(done(target_truth, None, None));
             }
         }
-        if !truth_fresh {
+        if !p.truth_fresh {
             // R19: past the deadline, one more read tells where the NIC really is.
-            let (read, failure) = self.observe(nic, expected.as_ref()).await?;
+            let (read, failure) = self.observe(nic, p.expected.as_ref()).await?;
             if read != Truth::Unknown {
-                written = None;
+                p.written = None;
             }
-            truth = read;
-            why = failure.or(why);
+            p.truth = read;
+            p.why = failure.or(p.why);
         }
-        Ok(done(truth, why, written))
+        Ok(done(p.truth, p.why, p.written))
+    }
+
+    /// Reads the NIC during a move, the answer weighed against the evidence
+    /// ([`OpCtx::observe`]), and updates the move's evidence with it.
+    async fn read_step(&self, nic: &Nic, p: &mut Progress) -> Result<(), Halted> {
+        let (read, failure) = self.observe(nic, p.expected.as_ref()).await?;
+        p.truth = read;
+        p.why = failure.or(p.why.take());
+        p.truth_fresh = true;
+        p.must_read = false;
+        if p.truth != Truth::Unknown {
+            // A read that shows a value supersedes every earlier write (R8).
+            p.expected = Some(p.truth.clone());
+            p.written = None;
+        }
+        Ok(())
+    }
+
+    /// Writes `target` to the NIC during a move and records what its answer leaves open (R8).
+    /// `true` when the write counts as confirmed without a read (`verify_writes` off).
+    async fn write_step(&self, nic: &Nic, target: &str, p: &mut Progress) -> Result<bool, Halted> {
+        p.truth_fresh = false;
+        match self.write(nic, target).await? {
+            Ok(()) if !self.shared.settings.verify_writes => return Ok(true),
+            Ok(()) => {
+                p.written = Some(target.to_string());
+                p.expected = Some(Truth::Network(target.to_string()));
+                // R8: a device that says ok without applying is caught by this read (a
+                // stale answer is read again before anything acts on it).
+                p.must_read = true;
+            }
+            Err(e) => {
+                match e.class {
+                    // May have been applied: only device truth can tell (R8). An error reply
+                    // is read too: a device that applies and then errors must not be written
+                    // twice (INV-6), and a read costs less than a wrong write.
+                    // No answer, or the device said it did not apply: the write may still
+                    // have landed (no blind write while reads fail), but the device never
+                    // claimed it did, so a read that shows the old value is believed at
+                    // once (R8: `unknown` is resolved by reading) and the retry is not
+                    // held up by `confirm_read_after`.
+                    OutcomeClass::Unknown | OutcomeClass::Rejected | OutcomeClass::Busy => {
+                        p.written = Some(target.to_string());
+                        // Either answer of the next read is plausible: nothing to weigh it
+                        // against until it comes.
+                        p.expected = None;
+                        p.must_read = true
+                    }
+                    OutcomeClass::Auth => {
+                        if let NicLocation::Virtual { hypervisor, .. } = &nic.location {
+                            self.login(hypervisor).await?;
+                        }
+                    }
+                    // Refused before processing: nothing changed, nothing to read.
+                    OutcomeClass::Unavailable => {}
+                }
+                p.why = Some(e.detail);
+            }
+        }
+        Ok(false)
     }
 
     /// Reads `nic` and weighs the answer against `expected`, what the engine's evidence says
@@ -357,4 +371,20 @@ impl OpCtx<'_> {
         let confirmed = record.and_then(|r| r.device_network.clone());
         (confirmed.map(Truth::Network), written)
     }
+}
+
+/// Where one NIC's move stands (R8): the engine's evidence about the NIC and what it last saw.
+struct Progress {
+    /// What a read that contradicts is weighed against ([`OpCtx::observe`]).
+    expected: Option<Truth>,
+    /// A network written after the last read that showed a value, whose write may have landed.
+    written: Option<String>,
+    /// No write until a read says where the NIC is.
+    must_read: bool,
+    /// Last known device truth.
+    truth: Truth,
+    /// `truth` comes from a read made after the last write.
+    truth_fresh: bool,
+    /// The last device error met: what the alert says when the NIC is not confirmed.
+    why: Option<String>,
 }

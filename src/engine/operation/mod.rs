@@ -13,12 +13,14 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::alerts::Alert;
-use super::executor::{deliver_alerts, NicMove, OpCtx};
+use futures::future::join_all;
+
+use super::alerts::{Alert, AlertCode};
+use super::executor::{deliver_alerts, NicMove, OpCtx, Truth};
 use super::journal::{alerts_in, Entry, PlanNic};
 use super::state::{Halted, QueuedOp, Shared, State, Ticket, Waiting};
 use super::types::*;
-use crate::model::{NetworkRole, NicLocation};
+use crate::model::{NetworkRole, Nic, NicLocation};
 
 /// Drains one L-Server's lane, one operation at a time in arrival order (R15).
 pub(crate) async fn lane_worker(shared: Arc<Shared>, path: String) {
@@ -115,8 +117,8 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
             }
         }
         OperationKind::Reboot => reboot::reboot(&ctx, op).await?,
-        OperationKind::Release => release::release(&ctx, op).await?,
-        OperationKind::Restore => restore::restore(&ctx, op).await?,
+        OperationKind::Release => release::release(&ctx).await?,
+        OperationKind::Restore => restore::restore(&ctx).await?,
     };
     Ok(())
 }
@@ -251,4 +253,153 @@ pub(super) async fn save_switches(
         }
     }
     Ok(failures)
+}
+
+/// Moves every NIC of `plan` to its target at once (R8, R15); `read_first` reads each before
+/// any write. The moves come back in plan order.
+pub(super) async fn move_plan(
+    ctx: &OpCtx<'_>,
+    plan: &[PlanNic],
+    read_first: bool,
+) -> Result<Vec<NicMove>, Halted> {
+    join_all(
+        plan.iter()
+            .map(|p| ctx.move_nic(&ctx.ls.nics[p.nic_index], &p.to_network, read_first)),
+    )
+    .await
+    .into_iter()
+    .collect()
+}
+
+/// The record of a NIC whose device is confirmed on `network`, recorded there with `ip`: no
+/// write left open (R8).
+pub(super) fn settled_record(index: usize, network: &str, ip: std::net::IpAddr) -> NicRecord {
+    NicRecord {
+        index,
+        network: network.to_string(),
+        ip,
+        device_network: Some(network.to_string()),
+        last_write: None,
+    }
+}
+
+/// The journal entry of `record`, one NIC of the L-Server at `path`.
+pub(super) fn record_entry(path: &str, record: &NicRecord) -> Entry {
+    Entry::NicRecord {
+        lserver: path.to_string(),
+        record: record.clone(),
+    }
+}
+
+/// The plan as a success alert lists it: `nic0 <network> ip <ip>, …`.
+pub(super) fn plan_detail(plan: &[PlanNic]) -> String {
+    plan.iter()
+        .map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One NIC's device state as a failure alert lists it: `nic0 mac <mac> device=<truth>`.
+pub(super) fn nic_device(nic: &Nic, truth: &Truth) -> String {
+    format!(
+        "nic{} mac {} device={}",
+        nic.index,
+        nic.mac,
+        truth.describe()
+    )
+}
+
+/// The last device error of a NIC not confirmed, as a failure alert appends it.
+pub(super) fn last_error(why: Option<&str>) -> String {
+    why.map(|w| format!("; last error: {w}"))
+        .unwrap_or_default()
+}
+
+/// Appends the switches whose config was not saved to an alert detail.
+pub(super) fn push_save_failures(detail: &mut String, save_failures: &[String]) {
+    for failure in save_failures {
+        detail.push_str(&format!("; {failure}"));
+    }
+}
+
+/// The remedy a failed quarantine or restore names: NICs that are not on quarantine are moved
+/// there by hand, then a manual quarantine (R12) reads and confirms them.
+pub(super) fn quarantine_remedy(path: &str) -> String {
+    format!(
+        "; remedy: move the NICs to the quarantine network by hand (the virtualization software for vNICs, the switch VLAN for ports), then run `qlab engine quarantine {path}`"
+    )
+}
+
+/// How an operation's device work ends: what the L-Server becomes and the alert that says so.
+pub(super) struct Ending {
+    pub outcome: Outcome,
+    pub state: LServerState,
+    pub status: String,
+    /// Every NIC's record after the operation.
+    pub records: Vec<NicRecord>,
+    pub code: AlertCode,
+    pub detail: String,
+    /// `false` for the quarantine of a quarantine_reboot that succeeded: it records the
+    /// `reboot` phase and goes on, it does not end.
+    pub last_step: bool,
+}
+
+/// Stages the closing step of an operation under the held lock: `entries` (its NIC records,
+/// the addresses it freed or allocated), then the L-Server's state, the operation's end (or its
+/// next phase) and the alert, in that order; and applies the ending to memory.
+pub(super) fn stage_ending(
+    ctx: &OpCtx<'_>,
+    state: &mut State,
+    now: u64,
+    mut entries: Vec<Entry>,
+    ending: Ending,
+) -> Result<Staged, Halted> {
+    debug_assert!(
+        !entries.iter().any(|e| matches!(
+            e,
+            Entry::LServer { .. } | Entry::OperationFinished { .. } | Entry::Alert(_)
+        )),
+        "a closing step exactly once: operation {} of {} staged its end before stage_ending",
+        ctx.op,
+        ctx.ls.path
+    );
+    let path = ctx.ls.path.as_str();
+    let Ending {
+        outcome,
+        state: new_state,
+        status,
+        records,
+        code,
+        detail,
+        last_step,
+    } = ending;
+    entries.push(Entry::LServer {
+        path: path.to_string(),
+        state: new_state,
+        status: status.clone(),
+        outcome: Some(outcome),
+    });
+    if last_step {
+        entries.push(Entry::OperationFinished {
+            id: ctx.op,
+            lserver: path.to_string(),
+            outcome,
+            detail: detail.clone(),
+            finished_ms: now,
+        });
+    } else {
+        entries.push(Entry::OperationPhase {
+            id: ctx.op,
+            phase: "reboot".into(),
+        });
+    }
+    let alert = state.alert(now, code, Some(path), None, Some(ctx.op), detail);
+    entries.push(Entry::Alert(alert));
+    stage_locked(ctx.shared, state, entries, |s| {
+        let ls_state = s.ls(path);
+        ls_state.records = records;
+        ls_state.state = new_state;
+        ls_state.status = status;
+        ls_state.outcome = Some(outcome);
+    })
 }

@@ -2,17 +2,20 @@
 
 use futures::future::join_all;
 
-use super::{is_quarantine, save_switches, stage_locked, start_or_cancel, Staged};
+use super::{
+    is_quarantine, move_plan, nic_device, plan_detail, push_save_failures, record_entry,
+    save_switches, settled_record, stage_ending, start_or_cancel, Ending, Staged,
+};
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::{Entry, PlanNic};
-use crate::engine::state::{Halted, QueuedOp, Waiting};
+use crate::engine::state::{Halted, State, Waiting};
 use crate::engine::types::*;
-use crate::model::{LServerKind, NicLocation};
+use crate::model::{LServerKind, Nic, NicLocation};
 
 /// The release flow (R14): every NIC found on a quarantine network goes back to its operation
 /// network; records follow device truth.
-pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
+pub(super) async fn release(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
@@ -45,15 +48,9 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
         return Ok(Outcome::Cancelled);
     };
 
-    // Read first: only device truth says which NICs are on quarantine (R14).
-    let moves = join_all(
-        ls.nics
-            .iter()
-            .map(|nic| ctx.move_nic(nic, &nic.network, true)),
-    )
-    .await
-    .into_iter()
-    .collect::<Result<Vec<NicMove>, Halted>>()?;
+    // Read first: only device truth says which NICs are on quarantine (R14). The plan holds
+    // every NIC, in order, with its operation network as the target.
+    let moves = move_plan(ctx, &plan, true).await?;
     let save_failures = save_switches(ctx, &moves).await?;
     let moves = if save_failures.is_empty() {
         verify_saved(ctx, moves).await?
@@ -61,7 +58,7 @@ pub(super) async fn release(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
         moves
     };
 
-    let (outcome, staged) = finish_release(ctx, op, &plan, &moves, &save_failures)?;
+    let (outcome, staged) = finish_release(ctx, &plan, &moves, &save_failures)?;
     staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
 }
@@ -105,7 +102,6 @@ async fn verify_saved(ctx: &OpCtx<'_>, mut moves: Vec<NicMove>) -> Result<Vec<Ni
 /// Ends a release: records follow device truth (R14).
 fn finish_release(
     ctx: &OpCtx<'_>,
-    op: &QueuedOp,
     plan: &[PlanNic],
     moves: &[NicMove],
     save_failures: &[String],
@@ -119,77 +115,97 @@ fn finish_release(
     let mut records = Vec::new();
     let mut still = Vec::new();
     for (nic, mv) in ls.nics.iter().zip(moves) {
-        let old = state.ls(path).records[nic.index].clone();
         let record = if mv.confirmed {
-            if is_quarantine(shared, &old.network) {
-                state.allocator.free(&old.network, old.ip);
-                entries.push(Entry::Free {
-                    network: old.network.clone(),
-                    ip: old.ip,
-                });
-            }
-            NicRecord {
-                index: nic.index,
-                network: nic.network.clone(),
-                ip: nic.ip,
-                device_network: Some(nic.network.clone()),
-                last_write: None,
-            }
+            released_nic(ctx, &mut state, &mut entries, nic)
         } else {
-            still.push(format!(
-                "nic{} mac {} device={}",
-                nic.index,
-                nic.mac,
-                mv.truth.describe()
-            ));
-            match mv.truth.network() {
-                Some(q) if is_quarantine(shared, q) => {
-                    let q_net = shared.site.network(q).cloned();
-                    let ip = if old.network == q {
-                        Some(old.ip)
-                    } else {
-                        // The record follows the device onto quarantine; it needs an address there.
-                        q_net.and_then(|net| {
-                            let ip = state.allocator.allocate(&net, path)?;
-                            entries.push(Entry::Allocate {
-                                network: q.to_string(),
-                                ip,
-                                lserver: path.to_string(),
-                                nic_index: nic.index,
-                            });
-                            Some(ip)
-                        })
-                    };
-                    match ip {
-                        Some(ip) => NicRecord {
-                            index: nic.index,
-                            network: q.to_string(),
-                            ip,
-                            device_network: Some(q.to_string()),
-                            last_write: None,
-                        },
-                        None => NicRecord {
-                            device_network: Some(q.to_string()),
-                            last_write: None,
-                            ..old
-                        },
-                    }
-                }
-                other => NicRecord {
-                    device_network: other.map(str::to_string),
-                    last_write: mv.written.clone(),
-                    ..old
-                },
-            }
+            still.push(nic_device(nic, &mv.truth));
+            unreleased_nic(ctx, &mut state, &mut entries, nic, mv)
         };
-        entries.push(Entry::NicRecord {
-            lserver: path.to_string(),
-            record: record.clone(),
-        });
+        entries.push(record_entry(path, &record));
         records.push(record);
     }
     let all_back = still.is_empty() && save_failures.is_empty();
-    let (outcome, new_state, code) = if all_back {
+    let ending = release_ending(ctx, plan, records, &still, save_failures, all_back);
+    let outcome = ending.outcome;
+    let staged = stage_ending(ctx, &mut state, now, entries, ending)?;
+    Ok((outcome, staged))
+}
+
+/// A NIC confirmed back on its operation network: its quarantine address is freed and its
+/// record follows it (R14).
+fn released_nic(
+    ctx: &OpCtx<'_>,
+    state: &mut State,
+    entries: &mut Vec<Entry>,
+    nic: &Nic,
+) -> NicRecord {
+    let old = &state.ls(&ctx.ls.path).records[nic.index];
+    if is_quarantine(ctx.shared, &old.network) {
+        let (network, ip) = (old.network.clone(), old.ip);
+        state.allocator.free(&network, ip);
+        entries.push(Entry::Free { network, ip });
+    }
+    settled_record(nic.index, &nic.network, nic.ip)
+}
+
+/// A NIC not confirmed back: its record follows what the device last showed (R14). One still on
+/// a quarantine network is recorded there, with an address on it.
+fn unreleased_nic(
+    ctx: &OpCtx<'_>,
+    state: &mut State,
+    entries: &mut Vec<Entry>,
+    nic: &Nic,
+    mv: &NicMove,
+) -> NicRecord {
+    let path = ctx.ls.path.as_str();
+    let old = state.ls(path).records[nic.index].clone();
+    match mv.truth.network() {
+        Some(q) if is_quarantine(ctx.shared, q) => {
+            let q_net = ctx.shared.site.network(q).cloned();
+            let ip = if old.network == q {
+                Some(old.ip)
+            } else {
+                // The record follows the device onto quarantine; it needs an address there.
+                q_net.and_then(|net| {
+                    let ip = state.allocator.allocate(&net, path)?;
+                    entries.push(Entry::Allocate {
+                        network: q.to_string(),
+                        ip,
+                        lserver: path.to_string(),
+                        nic_index: nic.index,
+                    });
+                    Some(ip)
+                })
+            };
+            match ip {
+                Some(ip) => settled_record(nic.index, q, ip),
+                None => NicRecord {
+                    device_network: Some(q.to_string()),
+                    last_write: None,
+                    ..old
+                },
+            }
+        }
+        other => NicRecord {
+            device_network: other.map(str::to_string),
+            last_write: mv.written.clone(),
+            ..old
+        },
+    }
+}
+
+/// The outcome of a release and its alert detail: the plan when every NIC is back, else the
+/// NICs still on quarantine or unknown and the remedy.
+fn release_ending(
+    ctx: &OpCtx<'_>,
+    plan: &[PlanNic],
+    records: Vec<NicRecord>,
+    still: &[String],
+    save_failures: &[String],
+    all_back: bool,
+) -> Ending {
+    let path = ctx.ls.path.as_str();
+    let (outcome, state, code) = if all_back {
         (
             Outcome::Released,
             LServerState::Normal,
@@ -202,49 +218,30 @@ fn finish_release(
             AlertCode::ReleaseFailed,
         )
     };
-    let status = if !all_back && ls.kind == LServerKind::Physical {
+    let status = if !all_back && ctx.ls.kind == LServerKind::Physical {
         "unknown"
     } else {
         "normal"
     }
     .to_string();
     let mut detail = if all_back {
-        plan.iter()
-            .map(|p| format!("nic{} {} ip {}", p.nic_index, p.to_network, p.to_ip))
-            .collect::<Vec<_>>()
-            .join(", ")
+        plan_detail(plan)
     } else {
         format!("still on quarantine or unknown: {}", still.join("; "))
     };
-    for failure in save_failures {
-        detail.push_str(&format!("; {failure}"));
-    }
+    push_save_failures(&mut detail, save_failures);
     if !all_back {
         detail.push_str(&format!(
             "; remedy: fix the device, then run `qlab engine release {path}` again"
         ));
     }
-    entries.push(Entry::LServer {
-        path: path.to_string(),
-        state: new_state,
-        status: status.clone(),
-        outcome: Some(outcome),
-    });
-    entries.push(Entry::OperationFinished {
-        id: op.id,
-        lserver: path.to_string(),
+    Ending {
         outcome,
-        detail: detail.clone(),
-        finished_ms: now,
-    });
-    let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
-    entries.push(Entry::Alert(alert));
-    let staged = stage_locked(shared, &mut state, entries, |s| {
-        let ls_state = s.ls(path);
-        ls_state.records = records;
-        ls_state.state = new_state;
-        ls_state.status = status;
-        ls_state.outcome = Some(outcome);
-    })?;
-    Ok((outcome, staged))
+        state,
+        status,
+        records,
+        code,
+        detail,
+        last_step: true,
+    }
 }

@@ -14,17 +14,18 @@
 //!   ran before it) ends `cancelled` and touches nothing.
 //! - A persisting switch is saved after the move, so the restored VLAN survives the next reboot.
 
-use futures::future::join_all;
-
-use super::{is_quarantine, save_switches, stage_locked, start_or_cancel, Staged};
+use super::{
+    is_quarantine, last_error, move_plan, nic_device, push_save_failures, quarantine_remedy,
+    record_entry, save_switches, stage_ending, start_or_cancel, Ending, Staged,
+};
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx};
-use crate::engine::journal::{Entry, PlanNic};
-use crate::engine::state::{Halted, QueuedOp, Waiting};
+use crate::engine::journal::PlanNic;
+use crate::engine::state::{Halted, Waiting};
 use crate::engine::types::*;
 
 /// The restore flow (R20).
-pub(super) async fn restore(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
+pub(super) async fn restore(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
@@ -56,15 +57,9 @@ pub(super) async fn restore(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
     let Some(plan) = start_or_cancel(ctx, prepared, now).await? else {
         return Ok(Outcome::Cancelled);
     };
-    let moves = join_all(
-        plan.iter()
-            .map(|p| ctx.move_nic(&ls.nics[p.nic_index], &p.to_network, true)),
-    )
-    .await
-    .into_iter()
-    .collect::<Result<Vec<NicMove>, Halted>>()?;
+    let moves = move_plan(ctx, &plan, true).await?;
     let save_failures = save_switches(ctx, &moves).await?;
-    let (outcome, staged) = finish_restore(ctx, op, &plan, &moves, &save_failures)?;
+    let (outcome, staged) = finish_restore(ctx, &plan, &moves, &save_failures)?;
     staged.publish(shared, Waiting::Closing).await?;
     Ok(outcome)
 }
@@ -73,7 +68,6 @@ pub(super) async fn restore(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, H
 /// follows the reads (R20).
 fn finish_restore(
     ctx: &OpCtx<'_>,
-    op: &QueuedOp,
     plan: &[PlanNic],
     moves: &[NicMove],
     save_failures: &[String],
@@ -87,37 +81,25 @@ fn finish_restore(
     let mut entries = Vec::new();
     let mut nic_states = Vec::new();
     for (p, mv) in plan.iter().zip(moves) {
-        let nic = &ls.nics[p.nic_index];
-        let why = mv
-            .why
-            .as_deref()
-            .map(|w| format!("; last error: {w}"))
-            .unwrap_or_default();
         let note = if mv.confirmed {
             "on quarantine"
         } else {
             "not back on quarantine"
         };
         nic_states.push(format!(
-            "nic{} mac {} device={} ({note}{why})",
-            nic.index,
-            nic.mac,
-            mv.truth.describe()
+            "{} ({note}{})",
+            nic_device(&ls.nics[p.nic_index], &mv.truth),
+            last_error(mv.why.as_deref())
         ));
         if let Some(record) = records.get_mut(p.nic_index) {
             record.device_network = mv.truth.network().map(str::to_string);
             record.last_write = mv.written.clone();
-            entries.push(Entry::NicRecord {
-                lserver: path.to_string(),
-                record: record.clone(),
-            });
+            entries.push(record_entry(path, record));
         }
     }
     let restored = moves.iter().all(|m| m.confirmed) && save_failures.is_empty();
     let mut detail = nic_states.join("; ");
-    for failure in save_failures {
-        detail.push_str(&format!("; {failure}"));
-    }
+    push_save_failures(&mut detail, save_failures);
     let (outcome, new_state, code) = if restored {
         (
             Outcome::Quarantined,
@@ -125,36 +107,23 @@ fn finish_restore(
             AlertCode::QuarantineRestored,
         )
     } else {
-        detail.push_str(&format!(
-            "; remedy: move the NICs to the quarantine network by hand (the virtualization software for vNICs, the switch VLAN for ports), then run `qlab engine quarantine {path}`"
-        ));
+        detail.push_str(&quarantine_remedy(path));
         (
             Outcome::QuarantineFailed,
             LServerState::QuarantineFailed,
             AlertCode::QuarantineFailed,
         )
     };
-    let status = state.ls(path).status.clone();
-    entries.push(Entry::LServer {
-        path: path.to_string(),
-        state: new_state,
-        status: status.clone(),
-        outcome: Some(outcome),
-    });
-    entries.push(Entry::OperationFinished {
-        id: op.id,
-        lserver: path.to_string(),
+    let ending = Ending {
         outcome,
-        detail: detail.clone(),
-        finished_ms: now,
-    });
-    let alert = state.alert(now, code, Some(path), None, Some(op.id), detail);
-    entries.push(Entry::Alert(alert));
-    let staged = stage_locked(shared, &mut state, entries, |s| {
-        let ls_state = s.ls(path);
-        ls_state.records = records;
-        ls_state.state = new_state;
-        ls_state.outcome = Some(outcome);
-    })?;
+        state: new_state,
+        // A restore leaves the L-Server's status as it is.
+        status: state.ls(path).status.clone(),
+        records,
+        code,
+        detail,
+        last_step: true,
+    };
+    let staged = stage_ending(ctx, &mut state, now, entries, ending)?;
     Ok((outcome, staged))
 }
