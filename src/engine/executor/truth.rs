@@ -21,6 +21,16 @@ impl Truth {
         }
     }
 
+    /// The network a NIC's record says the device last showed, after this read: a failed read
+    /// leaves what the engine knew `before` (R8: evidence changes only with a read that
+    /// answers, or a write; a write that may have landed is kept apart, in `last_write`).
+    pub fn evidence_after(&self, before: Option<&str>) -> Option<String> {
+        match self {
+            Truth::Unknown => before.map(str::to_string),
+            known => known.network().map(str::to_string),
+        }
+    }
+
     /// What a hypervisor's answer `portgroup` stands for.
     pub fn of_portgroup(site: &Site, hypervisor: &str, portgroup: String) -> Truth {
         match site.network_by_portgroup(hypervisor, &portgroup) {

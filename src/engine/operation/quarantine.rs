@@ -282,7 +282,13 @@ fn rolled_back(
         .ls
         .nics
         .iter()
-        .map(|nic| rolled_back_nic(shared, nic, moves.iter().find(|m| m.index == nic.index)))
+        .map(|nic| {
+            let before = state.ls(&ctx.ls.path).records[nic.index]
+                .device_network
+                .clone();
+            let moved = moves.iter().find(|m| m.index == nic.index);
+            rolled_back_nic(shared, nic, moved, before.as_deref())
+        })
         .unzip();
     let mut entries = Vec::new();
     for p in plan.iter().filter(|p| is_quarantine(shared, &p.to_network)) {
@@ -310,7 +316,12 @@ fn rolled_back(
 
 /// One NIC after a quarantine that failed (R10): its record back on the operation network with
 /// what the device last showed, and its line in the alert.
-fn rolled_back_nic(shared: &Shared, nic: &Nic, moved: Option<&NicMove>) -> (NicRecord, String) {
+fn rolled_back_nic(
+    shared: &Shared,
+    nic: &Nic,
+    moved: Option<&NicMove>,
+    before: Option<&str>,
+) -> (NicRecord, String) {
     let truth = moved.map(|m| m.truth.clone()).unwrap_or(Truth::Unknown);
     let why = last_error(moved.and_then(|m| m.why.as_deref()));
     let note = match &truth {
@@ -326,7 +337,7 @@ fn rolled_back_nic(shared: &Shared, nic: &Nic, moved: Option<&NicMove>) -> (NicR
         index: nic.index,
         network: nic.network.clone(),
         ip: nic.ip,
-        device_network: truth.network().map(str::to_string),
+        device_network: truth.evidence_after(before),
         last_write: moved.and_then(|m| m.written.clone()),
     };
     (record, line)

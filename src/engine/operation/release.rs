@@ -186,8 +186,8 @@ fn unreleased_nic(
                 },
             }
         }
-        other => NicRecord {
-            device_network: other.map(str::to_string),
+        _ => NicRecord {
+            device_network: mv.truth.evidence_after(old.device_network.as_deref()),
             last_write: mv.written.clone(),
             ..old
         },
