@@ -347,28 +347,29 @@ impl OpCtx<'_> {
     /// The evidence about `nic` when a move to `target` starts (R8, "evidence across
     /// operations"): what a read that contradicts is weighed against (the network its record
     /// last confirmed), and a write that may have landed since (no blind write of it). A
-    /// restore starts from no evidence: the drift watch has just confirmed the drift it undoes.
+    /// restore weighs a NIC against the drift watch's latest read of it: the watch has just
+    /// read the drift twice, and a NIC of the same L-Server that did not drift (or that the
+    /// watch could not read) keeps what its record confirmed, so a failed read is no licence
+    /// for a blind write.
     /// An operation resumed after a restart may have had a write of `target` in flight when the
     /// engine stopped: that write may have landed (no blind rewrite of it), but the engine never
     /// heard the device confirm it, so a first read that shows the NIC elsewhere is believed
     /// (R8 reads a contradicting answer again only against what the engine confirmed). A
     /// recovery of hundreds of operations then costs one read per NIC, not two.
     fn evidence(&self, nic: &Nic, target: &str) -> (Option<Truth>, Option<String>) {
-        if self.kind == OperationKind::Restore {
-            return (None, None);
-        }
         let mut state = self.shared.lock();
-        let record = state
-            .ls(&self.ls.path)
-            .records
-            .iter()
-            .find(|r| r.index == nic.index);
+        let ls_state = state.ls(&self.ls.path);
+        let record = ls_state.records.iter().find(|r| r.index == nic.index);
         let written = if self.resumed {
             Some(target.to_string())
         } else {
             record.and_then(|r| r.last_write.clone())
         };
-        let confirmed = record.and_then(|r| r.device_network.clone());
+        let watched = match ls_state.last_read.get(nic.index) {
+            Some(Some((_, seen))) if self.kind == OperationKind::Restore => Some(seen.clone()),
+            _ => None,
+        };
+        let confirmed = watched.unwrap_or_else(|| record.and_then(|r| r.device_network.clone()));
         (confirmed.map(Truth::Network), written)
     }
 }
