@@ -252,35 +252,73 @@ fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> B
         .collect()
 }
 
-/// For every NIC (L-Server, index) whose last move was made by something other than the engine
-/// (a switch reboot, an external change): the history position of that move. R20 keeps the
-/// record on quarantine through a drift, so record and device differ on purpose until the drift
-/// watch moves the NIC back; a drift after the L-Server's last outcome is INV-12's verdict
-/// (restored or alerted), not INV-4's. One pass over the history, for every L-Server at once.
-fn last_moved_by_others<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), usize> {
-    let mut drifted = HashMap::default();
+/// A NIC's last move, when something other than the engine made it (a switch reboot, an
+/// external change): where in the history it happened, and where the engine's first read that
+/// answered after it came (none yet: `None`).
+#[derive(Clone, Copy)]
+struct Unseen {
+    moved_at: usize,
+    read_at: Option<usize>,
+}
+
+/// For every NIC (L-Server, index) whose last move was made by something other than the engine,
+/// that move and the first read after it. R20 keeps the record on quarantine through a drift,
+/// so record and device differ on purpose until the drift watch moves the NIC back: a drift the
+/// engine could not have seen before the L-Server's last outcome (it came after the outcome, or
+/// after the engine's last read of the NIC that answered) is INV-12's verdict (restored or
+/// alerted), not INV-4's. One pass over the history, for every L-Server at once.
+fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen> {
+    let mut unseen: HashMap<(&'a str, usize), Unseen> = HashMap::default();
+    let mut reads: HashMap<u64, (&'a str, usize)> = HashMap::default();
     for (index, e) in f.events() {
-        if let EventKind::TruthChanged { nic, by, .. } = &e.kind {
-            let key = (nic.lserver.as_str(), nic.nic);
-            if by.is_some() {
-                drifted.insert(key, index);
-            } else {
-                drifted.remove(&key);
+        match &e.kind {
+            EventKind::TruthChanged { nic, by, .. } => {
+                let key = (nic.lserver.as_str(), nic.nic);
+                if by.is_some() {
+                    unseen.insert(
+                        key,
+                        Unseen {
+                            moved_at: index,
+                            read_at: None,
+                        },
+                    );
+                } else {
+                    unseen.remove(&key);
+                }
             }
+            EventKind::Invoke {
+                call,
+                op,
+                nic: Some(nic),
+                ..
+            } if NIC_READ_CALLS.contains(&op.as_str()) => {
+                reads.insert(*call, (nic.lserver.as_str(), nic.nic));
+            }
+            EventKind::Return { call, result, .. } => {
+                if let Some(key) = reads.remove(call) {
+                    if let Some(u) = unseen.get_mut(&key) {
+                        if result == "ok" && u.read_at.is_none() {
+                            u.read_at = Some(index);
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
-    drifted
+    unseen
 }
 
 /// INV-4: after `quarantined`, `released` or `release_failed`, management records equal device
 /// truth; after `release_failed`, a NIC whose last read failed is exempt when the operation's
 /// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
 /// `quarantine_failed`, where R10 leaves records and devices apart on purpose. A NIC that
-/// something other than the engine moved after the outcome is INV-12's to judge.
+/// something other than the engine moved after the outcome, or after a quarantine last read it
+/// (see [`unseen_moves`]), is INV-12's to judge.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
-    let drifted = last_moved_by_others(f);
+    let unseen = unseen_moves(f);
     for (lserver, last) in f.last_outcomes() {
         let applies = match last.outcome {
             "quarantined" | "released" | "release_failed" => true,
@@ -302,10 +340,13 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
         } else {
             BTreeSet::new()
         };
+        // After a quarantine the drift watch answers for a drift the engine did not see before
+        // the outcome; after a release nothing watches, so only a later drift is exempt.
+        let watched = matches!(last.outcome, "quarantined" | "rebooted" | "reboot_failed");
         exempt.extend((0..f.nic_count(lserver)).filter(|n| {
-            drifted
-                .get(&(lserver, *n))
-                .is_some_and(|at| *at > last.index)
+            unseen.get(&(lserver, *n)).is_some_and(|u| {
+                u.moved_at > last.index || (watched && u.read_at.is_none_or(|r| r > last.index))
+            })
         }));
         for n in nics {
             if exempt.contains(&n.nic.nic) {
