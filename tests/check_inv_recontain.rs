@@ -82,6 +82,52 @@ fn inv4_leaves_a_drift_after_the_outcome_to_inv12() {
 }
 
 #[test]
+fn inv4_leaves_a_drift_a_quarantine_could_not_see_to_inv12_but_not_one_a_release_could() {
+    // A switch reboot after the quarantine's read confirmed the NIC and before the operation
+    // ended: the engine could not have seen it, and the drift watch answers for it.
+    let site = site();
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(40, VDI1, 0, "op-a", "qr-a", false)
+        .read(40, "vc-1", "get_nic", VDI1, 0, "qr-a")
+        .moved_by(100, VDI1, 0, "qr-a", "op-a", "switch_reboot")
+        .finished(200, 1, VDI1, "quarantined")
+        .final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2")
+        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    assert_status(&check(&site, &rec), "INV-4", Status::Passed);
+    // The same move before the quarantine's last read: the engine saw it and still claimed
+    // quarantine, which is INV-4's.
+    let mut rec = Rec::new(&site);
+    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
+        .started(0, 1, VDI1, "quarantine")
+        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .truth(40, VDI1, 0, "op-a", "qr-a", false)
+        .moved_by(60, VDI1, 0, "qr-a", "op-a", "switch_reboot")
+        .read(100, "vc-1", "get_nic", VDI1, 0, "op-a")
+        .finished(200, 1, VDI1, "quarantined")
+        .final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2")
+        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+        .allocation("qr-a", "10.210.0.2", VDI1);
+    assert_status(&check(&site, &rec), "INV-4", Status::Failed);
+    // After a release nothing watches: a reboot between its confirming read and its end that
+    // puts the NIC back on quarantine is INV-4's.
+    let mut rec = quarantined_vdi1(&site);
+    rec.command(1_000, "release", VDI1, Some(2))
+        .started(1_000, 2, VDI1, "release")
+        .call(1_000, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"))
+        .truth(1_040, VDI1, 0, "qr-a", "op-a", true)
+        .read(1_040, "vc-1", "get_nic", VDI1, 0, "op-a")
+        .moved_by(1_100, VDI1, 0, "op-a", "qr-a", "switch_reboot")
+        .finished(1_200, 2, VDI1, "released")
+        .final_nic(VDI1, 0, Some("qr-a"), "op-a", "10.110.0.11")
+        .final_state(VDI1, "normal", "normal", Some("released"));
+    assert_status(&check(&site, &rec), "INV-4", Status::Failed);
+}
+
+#[test]
 fn inv12_drift_restored_after_the_bound_violates() {
     let site = site();
     let mut rec = drifted(&site);

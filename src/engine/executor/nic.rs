@@ -318,7 +318,7 @@ impl OpCtx<'_> {
     /// `confirm_read_after` later and the later read is the one returned. When the deadline
     /// leaves no room for that wait, the contradicting answer is not acted on: the NIC's state
     /// is unknown, and the detail says why.
-    async fn observe(
+    pub(crate) async fn observe(
         &self,
         nic: &Nic,
         expected: Option<&Truth>,

@@ -67,8 +67,9 @@ pub(super) async fn release(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
 /// that reboots between the read that confirmed the move and the save comes back with its
 /// saved config (the quarantine VLAN), and the save then persists that: only a read after the
 /// save shows it (INV-4). A port found elsewhere than its operation network, or not read,
-/// counts as not moved back. The drift watch covers the same race for a quarantine; nothing
-/// watches a released L-Server.
+/// counts as not moved back; an answer that contradicts the confirming read is read again
+/// `confirm_read_after` later first (R8: it may be stale). The drift watch covers the same race
+/// for a quarantine; nothing watches a released L-Server.
 async fn verify_saved(ctx: &OpCtx<'_>, mut moves: Vec<NicMove>) -> Result<Vec<NicMove>, Halted> {
     let saved = |mv: &NicMove| {
         let nic = &ctx.ls.nics[mv.index];
@@ -81,7 +82,14 @@ async fn verify_saved(ctx: &OpCtx<'_>, mut moves: Vec<NicMove>) -> Result<Vec<Ni
             .iter()
             .enumerate()
             .filter(|(_, mv)| saved(mv))
-            .map(|(at, mv)| async move { (at, ctx.read(&ctx.ls.nics[mv.index]).await) }),
+            // Weighed against the confirmed move (R8): a stale answer from before the write
+            // is read again `confirm_read_after` later.
+            .map(|(at, mv)| async move {
+                (
+                    at,
+                    ctx.observe(&ctx.ls.nics[mv.index], Some(&mv.truth)).await,
+                )
+            }),
     )
     .await;
     for (at, read) in reads {
