@@ -39,7 +39,7 @@
 //!   low priority) before the read is retried.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -51,7 +51,7 @@ use super::enqueue;
 use super::executor::{missing, Truth};
 use super::journal::Entry;
 use super::operation::{stage_locked, Staged};
-use super::state::{QueuedOp, Shared, Waiting};
+use super::state::{QueuedOp, Shared, State, Waiting};
 use super::types::{LServerState, OperationKind};
 use crate::adapters::{DeviceResult, OutcomeClass};
 use crate::model::{Nic, NicLocation};
@@ -189,6 +189,19 @@ fn lock(unverified: &Unverified) -> std::sync::MutexGuard<'_, BTreeSet<(String, 
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// The state, locked, while the L-Server is still the watch's: no operation started during the
+/// read and none waits in the lane. Otherwise `None`: the answer may be stale, and the operation
+/// decides anyway.
+fn still_watched<'a>(
+    shared: &'a Shared,
+    watched: &Watched,
+    epoch: u64,
+) -> Option<MutexGuard<'a, State>> {
+    let mut state = shared.lock();
+    let ls_state = state.ls(&watched.path);
+    (ls_state.started_ops == epoch && watchable(ls_state)).then_some(state)
+}
+
 /// The locked half of [`check_nic`] when no read succeeded: stages the `quarantine-failed`
 /// alert that says the NIC's containment cannot be verified, unless an operation took over.
 fn unreadable(
@@ -198,12 +211,10 @@ fn unreadable(
     error: &str,
     epoch: u64,
 ) -> Option<Staged> {
-    let mut state = shared.lock();
-    let ls_state = state.ls(&watched.path);
-    if ls_state.started_ops != epoch || !watchable(ls_state) {
-        return None;
-    }
-    let recorded = ls_state.records[watched.index].network.clone();
+    let mut state = still_watched(shared, watched, epoch)?;
+    let recorded = state.ls(&watched.path).records[watched.index]
+        .network
+        .clone();
     let now = shared.now_ms();
     let detail = format!(
         "nic{} mac {}: the drift watch could not read it ({error}), so whether it is still on {recorded} \
@@ -231,13 +242,8 @@ fn after_read(
     truth: Truth,
     epoch: u64,
 ) -> Option<Staged> {
-    let mut state = shared.lock();
+    let mut state = still_watched(shared, watched, epoch)?;
     let ls_state = state.ls(&watched.path);
-    // An operation started during the read, or waits in the lane: the answer may be stale, and
-    // the operation decides anyway.
-    if ls_state.started_ops != epoch || !watchable(ls_state) {
-        return None;
-    }
     let now = shared.now_ms();
     if let Some(slot) = ls_state.last_read.get_mut(watched.index) {
         *slot = Some((now, truth.network().map(str::to_string)));
