@@ -313,8 +313,8 @@ fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen> {
 /// truth; after `release_failed`, a NIC whose last read failed is exempt when the operation's
 /// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
 /// `quarantine_failed`, where R10 leaves records and devices apart on purpose. A NIC that
-/// something other than the engine moved after the outcome, or after a quarantine last read it
-/// (see [`unseen_moves`]), is INV-12's to judge.
+/// something other than the engine moved after the outcome, or after the engine last read it
+/// (see [`unseen_moves`]), is not the records' fault; after a quarantine INV-12 judges it.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
@@ -340,12 +340,11 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
         } else {
             BTreeSet::new()
         };
-        // After a quarantine the drift watch answers for a drift the engine did not see before
-        // the outcome; after a release nothing watches, so only a later drift is exempt.
-        let watched = matches!(last.outcome, "quarantined" | "rebooted" | "reboot_failed");
+        // A move by someone else that the engine had not read by the outcome is not a record
+        // it got wrong (after a quarantine, the drift watch answers for it: INV-12).
         exempt.extend((0..f.nic_count(lserver)).filter(|n| {
             unseen.get(&(lserver, *n)).is_some_and(|u| {
-                u.moved_at > last.index || (watched && u.read_at.is_none_or(|r| r > last.index))
+                u.moved_at > last.index || u.read_at.is_none_or(|r| r > last.index)
             })
         }));
         for n in nics {
