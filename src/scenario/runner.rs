@@ -501,7 +501,8 @@ async fn play(
     let (keeper, first_journal) = if reopened {
         (Some(seeded), None)
     } else {
-        let journal = Journal::from_connection(seeded, Durability::ProcessCrash)
+        // Private and never reopened: no rollback journal ([`Durability::Scratch`]).
+        let journal = Journal::from_connection(seeded, Durability::Scratch)
             .map_err(|e| format!("cannot open the run's journal: {e}"))?;
         (None, Some(journal))
     };
