@@ -428,6 +428,24 @@ pub async fn exchange(
     Ok((status, body_text(response).await?))
 }
 
+/// A device's configured base URL (e.g. `https://vc.example.com`), checked once when the
+/// client is built: unparsable or not a base URL is `unavailable`, naming `vendor` and the URL.
+pub fn base_url(base_url: &str, vendor: &str) -> Result<reqwest::Url, DeviceError> {
+    let base = reqwest::Url::parse(base_url).map_err(|e| {
+        DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!("bad {vendor} URL {base_url:?}: {e}"),
+        )
+    })?;
+    if base.cannot_be_a_base() {
+        return Err(DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!("bad {vendor} URL {base_url:?}: not a base URL"),
+        ));
+    }
+    Ok(base)
+}
+
 /// `base` plus path segments, each percent-encoded, so an id never changes the path's shape.
 /// `vendor` names the device kind in the error of a base that cannot take a path.
 pub fn join_segments(

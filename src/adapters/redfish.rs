@@ -142,18 +142,7 @@ impl RedfishClient {
         system_id: Option<&str>,
         call_timeout: Duration,
     ) -> Result<Self, DeviceError> {
-        let base = Url::parse(base_url).map_err(|e| {
-            DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad Redfish URL {base_url:?}: {e}"),
-            )
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad Redfish URL {base_url:?}: not a base URL"),
-            ));
-        }
+        let base = http::base_url(base_url, "Redfish")?;
         Ok(RedfishClient {
             base,
             user: user.to_string(),

@@ -82,18 +82,7 @@ impl VcenterClient {
         password: &str,
         call_timeout: Duration,
     ) -> Result<Self, DeviceError> {
-        let base = Url::parse(base_url).map_err(|e| {
-            DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad vCenter URL {base_url:?}: {e}"),
-            )
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad vCenter URL {base_url:?}: not a base URL"),
-            ));
-        }
+        let base = http::base_url(base_url, "vCenter")?;
         Ok(VcenterClient {
             base,
             user: user.to_string(),
