@@ -21,7 +21,7 @@
 //!   server-error range, so it cannot collide with a CLI error code), with `data` like a 1002.
 //! - Internal error -32603, sent with HTTP 500, means "may have been applied" (`unknown`).
 //!
-//! # Class mapping (the one table, [`interpret`] and [`code_class`])
+//! # Class mapping (the one table, [`interpret`] and [`code_class`](super::jsonrpc::code_class))
 //! | reply | class |
 //! |---|---|
 //! | HTTP 401 | `auth` |
@@ -36,14 +36,13 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jsonrpc::{
-    code_class, unreadable, vlan_value, whole_request_failure, CliClient, CliDialect, CliSwitch,
-    CommandOutcome,
+    command_failure, unreadable, vlan_value, whole_request_failure, CliDialect, CliSwitch,
+    CommandOutcome, RpcError,
 };
 use super::{DeviceError, OutcomeClass};
 
@@ -98,19 +97,6 @@ pub struct RunCmdsParams {
     pub expand_aliases: Option<bool>,
 }
 
-/// A JSON-RPC error object.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct EapiError {
-    /// Error code (see the `CODE_*` constants).
-    pub code: i64,
-    /// Text, `CLI command k of n '...' failed: ...` for command errors.
-    #[serde(default)]
-    pub message: String,
-    /// Outputs of the commands that ran; the failing one last, as `{"errors": [...]}`.
-    #[serde(default)]
-    pub data: Option<Value>,
-}
-
 /// A reply as the client reads it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct RunCmdsReply {
@@ -119,7 +105,7 @@ pub struct RunCmdsReply {
     pub result: Option<Vec<Value>>,
     /// Set when a command (or the request) failed.
     #[serde(default)]
-    pub error: Option<EapiError>,
+    pub error: Option<RpcError>,
 }
 
 /// The command that reads a port's switchport state.
@@ -165,7 +151,7 @@ pub fn parse_switchport(port: &str, body: &Value) -> Option<u16> {
 
 /// The index of the command that failed: from `data` (outputs of the commands that ran, the
 /// failing one last), else from `CLI command k of n` in the message.
-fn failed_index(error: &EapiError) -> Option<usize> {
+fn failed_index(error: &RpcError) -> Option<usize> {
     if let Some(Value::Array(data)) = &error.data {
         return data.len().checked_sub(1);
     }
@@ -192,15 +178,13 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
             _ => String::new(),
         };
         let detail = format!("eAPI error {}: {} {errors}", error.code, error.message);
-        let class = code_class(error.code);
         let protocol = (-32700..=-32600).contains(&error.code);
-        return match failed_index(error) {
-            Some(index) => Err((index, DeviceError::new(class, detail))),
-            // A protocol error is refused before anything runs.
-            None if protocol => Err((0, DeviceError::new(class, detail))),
-            // Which command failed is unknown, so neither is whether earlier ones ran.
-            None => Err((0, DeviceError::new(OutcomeClass::Unknown, detail))),
-        };
+        return Err(command_failure(
+            error.code,
+            failed_index(error),
+            protocol,
+            detail,
+        ));
     }
     let results = reply.result.unwrap_or_default();
     if results.len() < count {
@@ -216,30 +200,27 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
     Ok(results)
 }
 
-/// The eAPI dialect: one `runCmds` request per call, string ids counting up.
+/// The eAPI dialect: one `runCmds` request per call, string ids counting up from 1.
 pub struct Eapi {
-    client: CliClient,
     next_id: AtomicU64,
+}
+
+impl Default for Eapi {
+    fn default() -> Eapi {
+        Eapi {
+            next_id: AtomicU64::new(1),
+        }
+    }
 }
 
 /// An Arista eAPI switch.
 pub type EapiSwitch = CliSwitch<Eapi>;
 
-#[async_trait]
 impl CliDialect for Eapi {
     const VENDOR: &'static str = "eAPI";
     const PATH: &'static str = PATH;
-
-    fn over(client: CliClient) -> Eapi {
-        Eapi {
-            client,
-            next_id: AtomicU64::new(1),
-        }
-    }
-
-    fn client_mut(&mut self) -> &mut CliClient {
-        &mut self.client
-    }
+    const CONTENT_TYPE: &'static str = CONTENT_TYPE;
+    type Request = RunCmdsRequest;
 
     fn set_preamble(&self) -> &'static [&'static str] {
         &CONFIG_PREAMBLE
@@ -257,13 +238,13 @@ impl CliDialect for Eapi {
         parse_switchport(port, output)
     }
 
-    async fn run(&self, commands: &[String]) -> CommandOutcome {
+    fn request(&self, commands: &[String]) -> RunCmdsRequest {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
-        let (status, text) = self
-            .client
-            .post(CONTENT_TYPE, &request_body(commands, &id))
-            .await?;
-        interpret(status, &text, commands.len())
+        request_body(commands, &id)
+    }
+
+    fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome {
+        interpret(status, body, count)
     }
 }
 
@@ -273,13 +254,13 @@ mod tests {
 
     #[test]
     fn failing_command_is_found_in_data_or_message() {
-        let with_data = EapiError {
+        let with_data = RpcError {
             code: CODE_COMMAND_FAILED,
             message: String::new(),
             data: Some(json!([{}, {}, {"errors": ["x"]}])),
         };
         assert_eq!(failed_index(&with_data), Some(2));
-        let with_message = EapiError {
+        let with_message = RpcError {
             code: CODE_COMMAND_FAILED,
             message: "CLI command 4 of 4 'switchport access vlan 910' failed: x".into(),
             data: None,

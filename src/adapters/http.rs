@@ -353,6 +353,33 @@ pub fn snippet(body: &str) -> String {
     body.chars().take(200).collect()
 }
 
+/// A vendor's error reply as a [`DeviceError`]: the class `table` gives the first of `keys`
+/// it lists, else the status's ([`status_class`]); the detail is the status with the reply's
+/// error `id` and `message` where it has them, else with the start of the body. The one
+/// place the vendor clients that keep an error table (vCenter, Redfish) turn it into a class.
+pub fn table_error<'a>(
+    status: StatusCode,
+    table: &[(&str, OutcomeClass)],
+    keys: impl IntoIterator<Item = &'a str>,
+    id: Option<&str>,
+    message: Option<&str>,
+    body: &str,
+) -> DeviceError {
+    let by_key = keys.into_iter().find_map(|key| {
+        table
+            .iter()
+            .find(|(name, _)| *name == key)
+            .map(|(_, class)| *class)
+    });
+    let class = by_key.unwrap_or_else(|| status_class(status));
+    let detail = match (id, message) {
+        (Some(id), Some(m)) => format!("{status} {id}: {m}"),
+        (Some(id), None) => format!("{status} {id}"),
+        _ => format!("{status}: {}", snippet(body)),
+    };
+    DeviceError::new(class, detail)
+}
+
 /// A value the calls of one client share: its session token, what discovery found. A std
 /// mutex, never held across an `.await`; the value is only ever replaced whole, so a lock
 /// poisoned by a panicking call is taken over.
@@ -399,6 +426,24 @@ pub async fn exchange(
     let response = request.send().await.map_err(|e| transport_error(&e))?;
     let status = response.status();
     Ok((status, body_text(response).await?))
+}
+
+/// A device's configured base URL (e.g. `https://vc.example.com`), checked once when the
+/// client is built: unparsable or not a base URL is `unavailable`, naming `vendor` and the URL.
+pub fn base_url(base_url: &str, vendor: &str) -> Result<reqwest::Url, DeviceError> {
+    let base = reqwest::Url::parse(base_url).map_err(|e| {
+        DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!("bad {vendor} URL {base_url:?}: {e}"),
+        )
+    })?;
+    if base.cannot_be_a_base() {
+        return Err(DeviceError::new(
+            OutcomeClass::Unavailable,
+            format!("bad {vendor} URL {base_url:?}: not a base URL"),
+        ));
+    }
+    Ok(base)
 }
 
 /// `base` plus path segments, each percent-encoded, so an id never changes the path's shape.

@@ -17,6 +17,21 @@ pub const CODE_BUSY: i64 = -32001;
 /// changed the port yet (`unknown`).
 pub const CODE_INTERNAL: i64 = -32603;
 
+/// A JSON-RPC 2.0 error object as both clients read it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct RpcError {
+    /// Error code, classed by [`code_class`]: NX-API -32602 a CLI error, -32001 busy, -32603
+    /// internal, else protocol errors; eAPI's are its module's `CODE_*` constants.
+    pub code: i64,
+    /// Short text; eAPI's command errors say `CLI command k of n '...' failed: ...`.
+    #[serde(default)]
+    pub message: String,
+    /// The vendor's detail: eAPI's outputs of the commands that ran, the failing one last as
+    /// `{"errors": [...]}`; NX-API's `{"msg": "..."}` with the CLI's own words.
+    #[serde(default)]
+    pub data: Option<Value>,
+}
+
 /// The class of a JSON-RPC error code: busy, internal (`unknown`), else `rejected` (a CLI or
 /// protocol error: not applied).
 pub fn code_class(code: i64) -> OutcomeClass {
@@ -34,6 +49,24 @@ pub(crate) fn whole_request_failure(status: StatusCode, body: &str) -> Option<De
         let detail = format!("HTTP {status}: {}", http::snippet(body));
         DeviceError::new(http::status_class(status), detail)
     })
+}
+
+/// The failure an error reply reports: of command `index` when the reply tells which failed
+/// (its class from the error `code`); else of the whole request, where a protocol error is
+/// refused before anything runs (its class stands) and any other leaves unknown which command
+/// failed, so neither is whether earlier ones ran (`unknown`).
+pub(crate) fn command_failure(
+    code: i64,
+    index: Option<usize>,
+    protocol: bool,
+    detail: String,
+) -> (usize, DeviceError) {
+    let class = code_class(code);
+    match index {
+        Some(index) => (index, DeviceError::new(class, detail)),
+        None if protocol => (0, DeviceError::new(class, detail)),
+        None => (0, DeviceError::new(OutcomeClass::Unknown, detail)),
+    }
 }
 
 /// A reply the client cannot read: a 4xx keeps its status class, anything else may have been
@@ -106,16 +139,18 @@ impl CliClient {
     }
 }
 
-/// A CLI-over-JSON-RPC switch: how it sends commands and which lines it needs. The [`Switch`]
-/// port is implemented once over this.
-#[async_trait]
-pub trait CliDialect: Send + Sync + Sized {
+/// A CLI-over-JSON-RPC switch: how it words requests, reads replies and which lines it needs.
+/// The [`Switch`] port, and the HTTP exchange through [`CliClient`], are implemented once over
+/// this.
+pub trait CliDialect: Default + Send + Sync {
     /// The vendor's name in error details.
     const VENDOR: &'static str;
     /// The endpoint's path below the switch's base URL.
     const PATH: &'static str;
-    /// The dialect speaking through `client`.
-    fn over(client: CliClient) -> Self;
+    /// The `Content-Type` of a request.
+    const CONTENT_TYPE: &'static str;
+    /// The body of one request.
+    type Request: serde::Serialize + Send + Sync;
     /// Lines sent before the per-port lines of a change (entering configuration mode).
     fn set_preamble(&self) -> &'static [&'static str];
     /// The lines that save the running config.
@@ -124,10 +159,10 @@ pub trait CliDialect: Send + Sync + Sized {
     fn show_line(&self, port: &str) -> String;
     /// The access VLAN of `port` in the output of [`CliDialect::show_line`].
     fn parse_show(&self, port: &str, output: &Value) -> Option<u16>;
-    /// Sends `commands` as one request and classifies the reply.
-    async fn run(&self, commands: &[String]) -> CommandOutcome;
-    /// The endpoint the dialect talks to.
-    fn client_mut(&mut self) -> &mut CliClient;
+    /// The request that runs `commands`, in order.
+    fn request(&self, commands: &[String]) -> Self::Request;
+    /// Classifies the reply (`status`, `body`) to a request of `count` commands.
+    fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome;
 }
 
 /// CLI lines a change emits per port, after the dialect's preamble.
@@ -152,6 +187,7 @@ pub fn set_commands(preamble: &[&str], changes: &[(&str, u16)]) -> Vec<String> {
 /// A switch client speaking dialect `D`: the engine's [`Switch`] port, batching ports per
 /// request.
 pub struct CliSwitch<D> {
+    client: CliClient,
     dialect: D,
 }
 
@@ -166,14 +202,22 @@ impl<D: CliDialect> CliSwitch<D> {
     ) -> DeviceResult<CliSwitch<D>> {
         let client = CliClient::new(base_url, D::PATH, user, password, call_timeout)?;
         Ok(CliSwitch {
-            dialect: D::over(client),
+            client,
+            dialect: D::default(),
         })
     }
 
     /// The same client verifying the switch's certificate as `trust` says (R18).
     pub fn with_trust(mut self, trust: &http::TlsTrust) -> DeviceResult<Self> {
-        self.dialect.client_mut().trust(trust)?;
+        self.client.trust(trust)?;
         Ok(self)
+    }
+
+    /// Sends `commands` as one request and classifies the reply.
+    async fn run(&self, commands: &[String]) -> CommandOutcome {
+        let request = self.dialect.request(commands);
+        let (status, text) = self.client.post(D::CONTENT_TYPE, &request).await?;
+        D::interpret(status, &text, commands.len())
     }
 
     /// Sets several ports' access VLANs in one request (R15 batching); one result per change,
@@ -186,7 +230,7 @@ impl<D: CliDialect> CliSwitch<D> {
             return vec![Err(e); changes.len()];
         }
         let preamble = self.dialect.set_preamble();
-        let outcome = self.dialect.run(&set_commands(preamble, changes)).await;
+        let outcome = self.run(&set_commands(preamble, changes)).await;
         per_change(
             outcome,
             changes.len(),
@@ -213,11 +257,7 @@ impl<D: CliDialect> Switch for CliSwitch<D> {
             .iter()
             .map(|l| l.to_string())
             .collect();
-        self.dialect
-            .run(&lines)
-            .await
-            .map(|_| ())
-            .map_err(|(_, e)| e)
+        self.run(&lines).await.map(|_| ()).map_err(|(_, e)| e)
     }
 
     fn batches(&self) -> bool {
@@ -234,7 +274,7 @@ impl<D: CliDialect> Switch for CliSwitch<D> {
             return vec![Err(e); ports.len()];
         }
         let commands: Vec<String> = ports.iter().map(|p| self.dialect.show_line(p)).collect();
-        let outcome = self.dialect.run(&commands).await;
+        let outcome = self.run(&commands).await;
         per_read(outcome, ports, D::VENDOR, |port, out| {
             self.dialect.parse_show(port, out)
         })

@@ -23,7 +23,7 @@
 //! - Execution stops at the first failing command; the reply holds the results of the commands
 //!   before it, then the error. The reply to a one-object request may be a bare object.
 //!
-//! # Class mapping (the one table, [`interpret`] and [`code_class`])
+//! # Class mapping (the one table, [`interpret`] and [`code_class`](super::jsonrpc::code_class))
 //! | reply | class |
 //! |---|---|
 //! | HTTP 401 | `auth` |
@@ -35,13 +35,13 @@
 //! | any other 4xx | [`super::http::status_class`] (429 `busy`, else `rejected`) |
 //! | transport failure | [`super::http::transport_error`] (refused `unavailable`, later `unknown`) |
 
-use async_trait::async_trait;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::jsonrpc::{
-    code_class, unreadable, whole_request_failure, CliClient, CliDialect, CliSwitch, CommandOutcome,
+    command_failure, unreadable, whole_request_failure, CliDialect, CliSwitch, CommandOutcome,
+    RpcError,
 };
 use super::{DeviceError, OutcomeClass};
 
@@ -74,19 +74,6 @@ pub struct CliParams {
     pub cmd: String,
     /// Always 1.
     pub version: u32,
-}
-
-/// A JSON-RPC error object.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RpcError {
-    /// Error code: -32602 a CLI error, -32001 busy, -32603 internal, else protocol errors.
-    pub code: i64,
-    /// Short text.
-    #[serde(default)]
-    pub message: String,
-    /// `{"msg": "..."}` with the CLI's own words.
-    #[serde(default)]
-    pub data: Option<Value>,
 }
 
 /// One reply object as the client reads it.
@@ -174,14 +161,13 @@ pub fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome
             error.message,
             msg.trim()
         );
-        let class = code_class(error.code);
-        return match command_index(id, count) {
-            Some(index) => Err((index, DeviceError::new(class, detail))),
-            // A protocol error (id null) is refused before anything runs.
-            None if id.is_null() => Err((0, DeviceError::new(class, detail))),
-            // Which command failed is unknown, so neither is whether earlier ones ran.
-            None => Err((0, DeviceError::new(OutcomeClass::Unknown, detail))),
-        };
+        // A protocol error has a null id.
+        return Err(command_failure(
+            error.code,
+            command_index(id, count),
+            id.is_null(),
+            detail,
+        ));
     }
     let mut results = vec![None; count];
     for reply in replies {
@@ -221,25 +207,17 @@ fn command_index(id: &Value, count: usize) -> Option<usize> {
 }
 
 /// The NX-API dialect: JSON-RPC `cli` lines, ids 1..=n.
-pub struct Nxapi {
-    client: CliClient,
-}
+#[derive(Default)]
+pub struct Nxapi;
 
 /// A Cisco NX-API switch.
 pub type NxapiSwitch = CliSwitch<Nxapi>;
 
-#[async_trait]
 impl CliDialect for Nxapi {
     const VENDOR: &'static str = "NX-API";
     const PATH: &'static str = PATH;
-
-    fn over(client: CliClient) -> Nxapi {
-        Nxapi { client }
-    }
-
-    fn client_mut(&mut self) -> &mut CliClient {
-        &mut self.client
-    }
+    const CONTENT_TYPE: &'static str = CONTENT_TYPE;
+    type Request = Vec<CliRequest>;
 
     fn set_preamble(&self) -> &'static [&'static str] {
         // NX-API runs configuration lines without `configure terminal`.
@@ -258,12 +236,12 @@ impl CliDialect for Nxapi {
         parse_switchport(port, output.get("body")?)
     }
 
-    async fn run(&self, commands: &[String]) -> CommandOutcome {
-        let (status, text) = self
-            .client
-            .post(CONTENT_TYPE, &request_body(commands))
-            .await?;
-        interpret(status, &text, commands.len())
+    fn request(&self, commands: &[String]) -> Vec<CliRequest> {
+        request_body(commands)
+    }
+
+    fn interpret(status: StatusCode, body: &str, count: usize) -> CommandOutcome {
+        interpret(status, body, count)
     }
 }
 

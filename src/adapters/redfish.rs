@@ -72,21 +72,9 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
                 .collect()
         })
         .unwrap_or_default();
-    let by_key = extended.iter().copied().chain(code).find_map(|id| {
-        let key = message_key(id);
-        MESSAGE_KEYS
-            .iter()
-            .find(|(name, _)| *name == key)
-            .map(|(_, class)| *class)
-    });
-    let class = by_key.unwrap_or_else(|| http::status_class(status));
+    let keys = extended.iter().copied().chain(code).map(message_key);
     let id = extended.first().copied().or(code);
-    let detail = match (id, message) {
-        (Some(id), Some(m)) => format!("{status} {id}: {m}"),
-        (Some(id), None) => format!("{status} {id}"),
-        _ => format!("{status}: {}", body.chars().take(200).collect::<String>()),
-    };
-    DeviceError::new(class, detail)
+    http::table_error(status, MESSAGE_KEYS, keys, id, message, body)
 }
 
 /// The reset this client asks for (R13).
@@ -154,18 +142,7 @@ impl RedfishClient {
         system_id: Option<&str>,
         call_timeout: Duration,
     ) -> Result<Self, DeviceError> {
-        let base = Url::parse(base_url).map_err(|e| {
-            DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad Redfish URL {base_url:?}: {e}"),
-            )
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad Redfish URL {base_url:?}: not a base URL"),
-            ));
-        }
+        let base = http::base_url(base_url, "Redfish")?;
         Ok(RedfishClient {
             base,
             user: user.to_string(),

@@ -59,19 +59,7 @@ pub fn classify(status: StatusCode, body: &str) -> DeviceError {
         .and_then(|m| m.first())
         .and_then(|m| m.get("default_message"))
         .and_then(Value::as_str);
-    let by_type = error_type.and_then(|t| {
-        ERROR_TYPES
-            .iter()
-            .find(|(name, _)| *name == t)
-            .map(|(_, class)| *class)
-    });
-    let class = by_type.unwrap_or_else(|| http::status_class(status));
-    let detail = match (error_type, message) {
-        (Some(t), Some(m)) => format!("{status} {t}: {m}"),
-        (Some(t), None) => format!("{status} {t}"),
-        _ => format!("{status}: {}", http::snippet(body)),
-    };
-    DeviceError::new(class, detail)
+    http::table_error(status, ERROR_TYPES, error_type, error_type, message, body)
 }
 
 /// A vCenter reached over the vSphere Automation REST API.
@@ -94,18 +82,7 @@ impl VcenterClient {
         password: &str,
         call_timeout: Duration,
     ) -> Result<Self, DeviceError> {
-        let base = Url::parse(base_url).map_err(|e| {
-            DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad vCenter URL {base_url:?}: {e}"),
-            )
-        })?;
-        if base.cannot_be_a_base() {
-            return Err(DeviceError::new(
-                OutcomeClass::Unavailable,
-                format!("bad vCenter URL {base_url:?}: not a base URL"),
-            ));
-        }
+        let base = http::base_url(base_url, "vCenter")?;
         Ok(VcenterClient {
             base,
             user: user.to_string(),

@@ -76,10 +76,7 @@ pub async fn run(ctx: &mut Ctx<'_>) {
         }
         .await
     );
-    let start = initial
-        .first()
-        .map_or(plan.operation.clone(), |(_, v)| v.clone());
-    lever::write_checks(ctx, &plan, levers[0].1.as_ref(), &start).await;
+    lever::write_checks(ctx, &plan, &levers, &initial).await;
     check!(
         ctx,
         "HV-1.4",

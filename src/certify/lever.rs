@@ -110,8 +110,16 @@ impl Plan<'_> {
 }
 
 /// `<P>-1.2` write and read back, `<P>-1.3` idempotent rewrite, `<P>-1.6` an invalid value is
-/// rejected and changes nothing.
-pub async fn write_checks(ctx: &mut Ctx<'_>, plan: &Plan<'_>, lever: &dyn Lever, start: &str) {
+/// rejected and changes nothing; on the first of `levers`, flipped away from its value in
+/// `initial` (the operation value when the first read failed).
+pub async fn write_checks(
+    ctx: &mut Ctx<'_>,
+    plan: &Plan<'_>,
+    levers: &[(String, Box<dyn Lever>)],
+    initial: &[(String, String)],
+) {
+    let lever = levers[0].1.as_ref();
+    let start = initial.first().map_or(&plan.operation, |(_, v)| v);
     let flipped = plan.other(start);
     check!(
         ctx,

@@ -448,7 +448,7 @@ pub struct EpoPollerConfig {
     /// Password.
     pub password: String,
     /// Poll interval.
-    #[serde(with = "duration::required", default = "default_interval")]
+    #[serde(with = "duration::Text", default = "default_interval")]
     pub interval: Duration,
     /// CA certificate(s) (PEM) trusted for an `https://` url besides the built-in roots,
     /// relative to the config file.

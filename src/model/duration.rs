@@ -28,6 +28,9 @@ pub fn parse(text: &str) -> Result<Duration, String> {
 
 /// What a duration looks like in a file, for the JSON Schemas (`schemas/`): humantime text such
 /// as `"150ms"`, `"2s"` or `"1m 30s"`. The 7-day bound is checked by [`parse`], not the schema.
+/// A field `#[serde(with = "duration::Text")]` (or [`OptionalText`]) is read and written
+/// through it, and schemars, which takes a serde `with` type as the field's schema, describes
+/// it by it too: the field needs no schemars attribute of its own.
 pub struct Text;
 
 impl schemars::JsonSchema for Text {
@@ -44,10 +47,7 @@ impl schemars::JsonSchema for Text {
     }
 }
 
-/// A required duration field.
-pub mod required {
-    use super::*;
-
+impl Text {
     /// Deserializes a duration from a string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
@@ -60,10 +60,12 @@ pub mod required {
     }
 }
 
-/// An optional duration field.
-pub mod option {
-    use super::*;
+/// An optional duration field, `#[serde(default, with = "duration::OptionalText")]`: like
+/// [`Text`], and described in the schemas exactly as `Option<Text>`. Always with `default`:
+/// a serde `with` field is required otherwise, and the schema says so.
+pub struct OptionalText;
 
+impl OptionalText {
     /// Deserializes an optional duration from a string.
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
         let text = Option::<String>::deserialize(d)?;
@@ -74,8 +76,45 @@ pub mod option {
     /// Serializes an optional duration as humantime text.
     pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match value {
-            Some(v) => s.serialize_str(&humantime::format_duration(*v).to_string()),
+            Some(v) => Text::serialize(v, s),
             None => s.serialize_none(),
         }
+    }
+}
+
+impl schemars::JsonSchema for OptionalText {
+    fn inline_schema() -> bool {
+        <Option<Text>>::inline_schema()
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        <Option<Text>>::schema_name()
+    }
+
+    fn schema_id() -> std::borrow::Cow<'static, str> {
+        <Option<Text>>::schema_id()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        <Option<Text>>::json_schema(generator)
+    }
+}
+
+/// [`OptionalText`] for a field that names its schema with its own schemars attribute.
+pub mod option {
+
+    /// [`OptionalText::deserialize`].
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        super::OptionalText::deserialize(d)
+    }
+
+    /// [`OptionalText::serialize`].
+    pub fn serialize<S: serde::Serializer>(
+        value: &Option<std::time::Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        super::OptionalText::serialize(value, s)
     }
 }

@@ -151,8 +151,7 @@ pub struct AvServer {
     pub credentials: Option<Credentials>,
     /// Simulated delivery variation (the lab only): each notification reaches the engine a
     /// draw in `[0, jitter]` from the run's seed after it is sent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub jitter: Option<Duration>,
     /// How it delivers detections (default `syslog_udp`).
     #[serde(default, skip_serializing_if = "AvTransport::is_default")]
@@ -179,13 +178,11 @@ pub struct HypervisorSpec {
     #[serde(default = "default_hypervisor_concurrency")]
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub jitter: Option<Duration>,
     /// Network name -> port group id on this manager.
     #[serde(default)]
@@ -223,13 +220,11 @@ pub struct SwitchSpec {
     #[serde(default = "default_switch_concurrency")]
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub jitter: Option<Duration>,
     /// Save running config to startup config after a change (R8).
     #[serde(default)]
@@ -270,13 +265,11 @@ pub struct BmcSpec {
     #[serde(default = "default_bmc_concurrency")]
     pub max_concurrent: u32,
     /// Simulated latency of one call (simulators only).
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub latency: Option<Duration>,
     /// Simulated latency variation (simulators only): each call takes `latency` plus a draw in
     /// `[0, jitter]` from the run's seed.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub jitter: Option<Duration>,
     /// Login credentials; simulators default to `qlab`/`qlab`.
     #[serde(default)]
@@ -427,8 +420,7 @@ pub struct RetrySpec {
     #[serde(default = "default_attempts")]
     pub attempts: u32,
     /// Wait before the second attempt; doubles on each further attempt.
-    #[serde(default = "default_backoff", with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(default = "default_backoff", with = "duration::Text")]
     pub backoff: Duration,
 }
 
@@ -457,19 +449,16 @@ pub struct EngineSpec {
     #[serde(default = "default_true")]
     pub verify_writes: bool,
     /// Timeout of one device call (R19).
-    #[serde(default = "default_call_timeout", with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(default = "default_call_timeout", with = "duration::Text")]
     pub call_timeout: Duration,
     /// Deadline of one operation (R19).
-    #[serde(default = "default_operation_deadline", with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(default = "default_operation_deadline", with = "duration::Text")]
     pub operation_deadline: Duration,
     /// Retries of transient device errors.
     #[serde(default)]
     pub retry: RetrySpec,
     /// How often the drift watch re-reads every quarantined NIC at least (R20).
-    #[serde(default = "default_watch_interval", with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(default = "default_watch_interval", with = "duration::Text")]
     pub watch_interval: Duration,
     /// Most drift-watch reads per second on one device (R20).
     #[serde(default = "default_watch_calls_per_second")]
@@ -477,8 +466,7 @@ pub struct EngineSpec {
     /// How long before a read that contradicts the engine's evidence for a NIC is read again,
     /// the later read being the one acted on (R8: a device may serve a stale value for a while
     /// after a change).
-    #[serde(default = "default_confirm_read_after", with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(default = "default_confirm_read_after", with = "duration::Text")]
     pub confirm_read_after: Duration,
 }
 

@@ -133,6 +133,23 @@ impl<'t> Checker<'t> {
         self.problems.push(Problem { path, message });
     }
 
+    /// Whether `name` is among `names`, the entries of `[[table]]`; if not, reports at `path`
+    /// that the `what` it refers to does not exist ([`undefined`]).
+    fn defined<'a>(
+        &mut self,
+        path: Vec<KeySeg>,
+        what: &str,
+        name: &str,
+        table: &str,
+        names: impl Iterator<Item = &'a String> + Clone,
+    ) -> bool {
+        let found = names.clone().any(|n| n == name);
+        if !found {
+            self.bad(path, undefined(what, name, table, names));
+        }
+        found
+    }
+
     fn network(&self, name: &str) -> Option<(usize, &'t Network)> {
         self.networks.get(name).copied()
     }
@@ -572,6 +589,20 @@ fn smallest_prefix(subnet: &IpNet, need: u128) -> u8 {
 /// `"1 NIC"`, `"3 NICs"`.
 fn plural(n: u128, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// A reference to `name` that `[[table]]` does not define: ``"{what} `{name}` does not exist;
+/// define it in [[table]]"`` with the names it does define ([`known`]).
+fn undefined<'a>(
+    what: &str,
+    name: &str,
+    table: &str,
+    names: impl Iterator<Item = &'a String>,
+) -> String {
+    format!(
+        "{what} `{name}` does not exist; define it in [[{table}]]{}",
+        known(names)
+    )
 }
 
 /// `" (known: a, b)"` to help spot a typo, or `" (none defined)"`.

@@ -37,8 +37,7 @@ pub struct ScenarioFile {
     #[serde(default)]
     pub seed: u64,
     /// How long the run goes on after the last event; the operation deadline when absent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub settle: Option<Duration>,
     /// What happens, and when.
     #[serde(default)]
@@ -59,8 +58,7 @@ pub struct ScenarioFile {
 #[serde(deny_unknown_fields)]
 pub struct EventFile {
     /// Run time of the event.
-    #[serde(with = "duration::required")]
-    #[schemars(with = "crate::model::duration::Text")]
+    #[serde(with = "duration::Text")]
     pub at: Duration,
     /// An AV server reports a detection.
     #[serde(default)]
@@ -76,8 +74,7 @@ pub struct EventFile {
     #[serde(default)]
     pub crash: Option<String>,
     /// For `crash`: how long the engine stays down; 1 s when absent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub restart_after: Option<Duration>,
     /// Remove faults: `"all"` or one device name.
     #[serde(default)]
@@ -117,8 +114,7 @@ pub struct OutbreakFile {
     /// Path prefix of the L-Servers reported; `"/"` reports all of them.
     pub lservers: String,
     /// Time from the first detection (at the event's `at`) to the last; `0s` when absent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub over: Option<Duration>,
     /// Threat name of every detection.
     pub threat: String,

@@ -193,19 +193,16 @@ pub struct FaultSpec {
     #[serde(default)]
     pub times: Option<u32>,
     /// Start of the active window (run time); the start of the run when absent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub from: Option<Duration>,
     /// End of the active window; the end of the run when absent.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub until: Option<Duration>,
     /// Which objects.
     #[serde(default, rename = "match")]
     pub matcher: FaultMatch,
     /// For `delay` and the timeouts.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub delay: Option<Duration>,
     /// Chance (0 to 1) that a matching call is affected, drawn from the run's seed; every
     /// matching call when absent.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use super::{host_address_problem, known, Checker};
+use super::{host_address_problem, undefined, Checker};
 use crate::model::detection::normalize_mac;
 use crate::model::load::KeySeg;
 use crate::model::topology::{LServerKind, LServerSpec, NetworkRole};
@@ -25,15 +25,8 @@ impl<'t> Checker<'t> {
                 );
             }
             if let Some(tenant) = &ls.tenant {
-                if !t.tenants.iter().any(|x| &x.name == tenant) {
-                    self.bad(
-                        here(at!("tenant")),
-                        format!(
-                            "tenant `{tenant}` does not exist; define it in [[tenants]]{}",
-                            known(t.tenants.iter().map(|x| &x.name))
-                        ),
-                    );
-                }
+                let names = t.tenants.iter().map(|x| &x.name);
+                self.defined(here(at!("tenant")), "tenant", tenant, "tenants", names);
             }
             if let Some(hostname) = &ls.hostname {
                 let folded = hostname.to_lowercase();
@@ -67,11 +60,8 @@ impl<'t> Checker<'t> {
                 let nic_path = |key: &str| here(at!("nics", j, key));
                 match self.network(&nic.network) {
                     None => {
-                        let msg = format!(
-                            "network `{}` does not exist; define it in [[networks]]{}",
-                            nic.network,
-                            known(t.networks.iter().map(|n| &n.name))
-                        );
+                        let names = t.networks.iter().map(|n| &n.name);
+                        let msg = undefined("network", &nic.network, "networks", names);
                         self.bad(nic_path("network"), msg);
                     }
                     Some((_, n)) if n.role != NetworkRole::Operation => {
@@ -137,13 +127,9 @@ impl<'t> Checker<'t> {
             Some(name) => {
                 let found = t.hypervisors.iter().find(|h| &h.name == name);
                 if found.is_none() {
-                    self.bad(
-                        here(at!("hypervisor")),
-                        format!(
-                            "hypervisor `{name}` does not exist; define it in [[hypervisors]]{}",
-                            known(t.hypervisors.iter().map(|h| &h.name))
-                        ),
-                    );
+                    let names = t.hypervisors.iter().map(|h| &h.name);
+                    let msg = undefined("hypervisor", name, "hypervisors", names);
+                    self.bad(here(at!("hypervisor")), msg);
                 }
                 found
             }
@@ -224,21 +210,16 @@ impl<'t> Checker<'t> {
             }
         }
         if let Some(bmc) = &ls.bmc {
-            if !t.bmcs.iter().any(|b| &b.name == bmc) {
-                self.bad(
-                    here(at!("bmc")),
-                    format!(
-                        "bmc `{bmc}` does not exist; define it in [[bmcs]]{}",
-                        known(t.bmcs.iter().map(|b| &b.name))
-                    ),
-                );
-            } else if let Some(j) = seen.bmcs.insert(bmc, i) {
-                seen.bmcs.insert(bmc, j);
-                let msg = format!(
-                    "bmc `{bmc}` is already used by lservers[{j}]; a reboot would reset the \
-                     wrong server"
-                );
-                self.bad(here(at!("bmc")), msg);
+            let names = t.bmcs.iter().map(|b| &b.name);
+            if self.defined(here(at!("bmc")), "bmc", bmc, "bmcs", names) {
+                if let Some(j) = seen.bmcs.insert(bmc, i) {
+                    seen.bmcs.insert(bmc, j);
+                    let msg = format!(
+                        "bmc `{bmc}` is already used by lservers[{j}]; a reboot would reset the \
+                         wrong server"
+                    );
+                    self.bad(here(at!("bmc")), msg);
+                }
             }
         }
         for (j, nic) in ls.nics.iter().enumerate() {
@@ -252,14 +233,16 @@ impl<'t> Checker<'t> {
                     here(at!("nics", j, "switch")),
                     "a physical NIC needs `switch`, the switch its port is on".into(),
                 ),
-                Some(sw) if !t.switches.iter().any(|s| &s.name == sw) => self.bad(
-                    here(at!("nics", j, "switch")),
-                    format!(
-                        "switch `{sw}` does not exist; define it in [[switches]]{}",
-                        known(t.switches.iter().map(|s| &s.name))
-                    ),
-                ),
-                Some(_) => {}
+                Some(sw) => {
+                    let names = t.switches.iter().map(|s| &s.name);
+                    self.defined(
+                        here(at!("nics", j, "switch")),
+                        "switch",
+                        sw,
+                        "switches",
+                        names,
+                    );
+                }
             }
             match (&nic.switch, nic.port.as_deref()) {
                 (_, None) | (_, Some("")) => self.bad(
