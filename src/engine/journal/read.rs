@@ -7,6 +7,17 @@ use rusqlite::{params, OptionalExtension};
 
 use super::*;
 
+/// An `operations` row as the API shows it: L-Server, kind, status, outcome, detail and who
+/// requested it.
+type OperationRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 impl Journal {
     /// The id of an already received `(source, event_id)` (R4).
     pub fn find_detection(
@@ -81,16 +92,7 @@ impl Journal {
             .query_row(
                 "SELECT lserver, kind, status, outcome, detail, requested_by FROM operations WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
-                },
+                |r| <OperationRow>::try_from(r),
             )
             .optional()?;
         row.map(|(lserver, kind, status, outcome, detail, requested_by)| {
@@ -98,7 +100,7 @@ impl Journal {
                 id,
                 lserver,
                 kind: parse_kind(&kind)?,
-                status,
+                status: parse_status(&status)?,
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
                 detail,
                 requested_by,
@@ -158,19 +160,13 @@ impl Journal {
             .conn
             .prepare("SELECT path, state, status, outcome FROM lservers")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
+            <(String, String, String, Option<String>)>::try_from(r)
         })?;
         for row in rows {
             let (path, state, status, outcome) = row?;
             snap.lservers.push(LServerRow {
                 path,
-                state: LServerState::parse(&state)
-                    .ok_or_else(|| JournalError::Corrupt(format!("unknown state {state:?}")))?,
+                state: parse_as("unknown state", &state)?,
                 status,
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
             });
@@ -184,14 +180,7 @@ impl Journal {
             "SELECT lserver, nic_index, network, ip, device_network, last_write FROM nic_records ORDER BY lserver, nic_index",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
+            <(String, i64, String, String, Option<String>, Option<String>)>::try_from(r)
         })?;
         for row in rows {
             let (lserver, index, network, ip, device_network, last_write) = row?;
@@ -214,14 +203,7 @@ impl Journal {
         let mut stmt = self.conn.prepare(
             "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
+        let rows = stmt.query_map([], |r| <(String, String, String, i64)>::try_from(r))?;
         for row in rows {
             let (network, ip, lserver, nic) = row?;
             snap.allocations
@@ -237,14 +219,7 @@ impl Journal {
              WHERE status <> 'done' ORDER BY id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
+            <(i64, String, String, String, Option<String>, Option<i64>)>::try_from(r)
         })?;
         for row in rows {
             let (id, lserver, kind, status, phase, detection) = row?;
@@ -252,7 +227,7 @@ impl Journal {
                 id,
                 lserver,
                 kind: parse_kind(&kind)?,
-                status,
+                status: parse_status(&status)?,
                 phase,
                 detection,
                 plan: Vec::new(),
@@ -282,13 +257,7 @@ impl Journal {
              WHERE operation_id = ?1 ORDER BY nic_index",
         )?;
         let rows = stmt.query_map([operation], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
+            <(i64, String, String, String, String)>::try_from(r)
         })?;
         let mut plan = Vec::new();
         for row in rows {
@@ -317,8 +286,7 @@ fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
         Ok(Alert {
             seq,
             at_ms: at_ms as u64,
-            code: AlertCode::parse(&code)
-                .ok_or_else(|| JournalError::Corrupt(format!("unknown alert code {code:?}")))?,
+            code: parse_as::<AlertCode>("unknown alert code", &code)?,
             lserver,
             ip: ip.as_deref().map(parse_ip).transpose()?,
             operation,
@@ -327,26 +295,29 @@ fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
     })())
 }
 
-fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+/// Parses a journaled spelling, or names what `text` should have been (`what`) and what it is.
+fn parse_as<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, JournalError> {
     text.parse()
-        .map_err(|_| JournalError::Corrupt(format!("bad IP address {text:?}")))
+        .map_err(|_| JournalError::Corrupt(format!("{what} {text:?}")))
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+    parse_as("bad IP address", text)
 }
 
 fn parse_kind(text: &str) -> Result<OperationKind, JournalError> {
-    OperationKind::parse(text)
-        .ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
+    parse_as("unknown operation kind", text)
+}
+
+fn parse_status(text: &str) -> Result<OperationStatus, JournalError> {
+    parse_as("unknown operation status", text)
 }
 
 fn parse_outcome(text: &str) -> Result<Outcome, JournalError> {
-    Outcome::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown outcome {text:?}")))
+    parse_as("unknown outcome", text)
 }
 
+/// A disposition as journaled; any other spelling is a repeated event's (R4).
 fn parse_disposition(text: &str) -> Disposition {
-    match text {
-        "accepted" => Disposition::Accepted,
-        "ignored" => Disposition::Ignored,
-        "not_found" => Disposition::NotFound,
-        "pending_decision" => Disposition::PendingDecision,
-        _ => Disposition::Duplicate,
-    }
+    text.parse().unwrap_or(Disposition::Duplicate)
 }

@@ -95,7 +95,10 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         // A resumed operation gets a fresh deadline: the downtime was not its fault, and
         // containment matters more than the clock (R16, R19).
         deadline: Instant::now() + shared.settings.operation_deadline,
-        resumed: op.resume.as_ref().is_some_and(|r| r.status == "running"),
+        resumed: op
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.status == OperationStatus::Running),
         required: AtomicU64::new(0),
     };
     // Its start and end are announced by the commits that make them durable (`Shared::flush`);
