@@ -18,6 +18,12 @@ type OperationRow = (
     Option<String>,
 );
 
+/// A `nic_records` row: L-Server, NIC index, network, IP, device network and last write.
+type NicRecordRow = (String, i64, String, String, Option<String>, Option<String>);
+
+/// An unfinished `operations` row: id, L-Server, kind, status, phase and detection.
+type OpenOperationRow = (i64, String, String, String, Option<String>, Option<i64>);
+
 impl Journal {
     /// The id of an already received `(source, event_id)` (R4).
     pub fn find_detection(
@@ -111,12 +117,9 @@ impl Journal {
 
     /// Operations in id order (for reports and the API).
     pub fn operations(&self) -> Result<Vec<OperationView>, JournalError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM operations ORDER BY id")?;
-        let ids: Vec<i64> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<(i64,)> = self.rows("SELECT id FROM operations ORDER BY id", [])?;
         ids.into_iter()
-            .filter_map(|id| self.operation(id).transpose())
+            .filter_map(|(id,)| self.operation(id).transpose())
             .collect()
     }
 
@@ -156,14 +159,9 @@ impl Journal {
 
     /// The L-Servers' states, statuses and outcomes.
     fn read_lservers(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, state, status, outcome FROM lservers")?;
-        let rows = stmt.query_map([], |r| {
-            <(String, String, String, Option<String>)>::try_from(r)
-        })?;
-        for row in rows {
-            let (path, state, status, outcome) = row?;
+        let rows: Vec<(String, String, String, Option<String>)> =
+            self.rows("SELECT path, state, status, outcome FROM lservers", [])?;
+        for (path, state, status, outcome) in rows {
             snap.lservers.push(LServerRow {
                 path,
                 state: parse_as("unknown state", &state)?,
@@ -176,14 +174,11 @@ impl Journal {
 
     /// The NICs' records.
     fn read_nic_records(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<NicRecordRow> = self.rows(
             "SELECT lserver, nic_index, network, ip, device_network, last_write FROM nic_records ORDER BY lserver, nic_index",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| {
-            <(String, i64, String, String, Option<String>, Option<String>)>::try_from(r)
-        })?;
-        for row in rows {
-            let (lserver, index, network, ip, device_network, last_write) = row?;
+        for (lserver, index, network, ip, device_network, last_write) in rows {
             snap.nic_records.push((
                 lserver,
                 NicRecord {
@@ -200,12 +195,11 @@ impl Journal {
 
     /// The quarantine IPs allocated (R6).
     fn read_allocations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<(String, String, String, i64)> = self.rows(
             "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| <(String, String, String, i64)>::try_from(r))?;
-        for row in rows {
-            let (network, ip, lserver, nic) = row?;
+        for (network, ip, lserver, nic) in rows {
             snap.allocations
                 .push((network, parse_ip(&ip)?, lserver, nic as usize));
         }
@@ -214,15 +208,12 @@ impl Journal {
 
     /// The operations not done, with their plans (R16).
     fn read_open_operations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<OpenOperationRow> = self.rows(
             "SELECT id, lserver, kind, status, phase, detection_id FROM operations
              WHERE status <> 'done' ORDER BY id",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| {
-            <(i64, String, String, String, Option<String>, Option<i64>)>::try_from(r)
-        })?;
-        for row in rows {
-            let (id, lserver, kind, status, phase, detection) = row?;
+        for (id, lserver, kind, status, phase, detection) in rows {
             snap.open_operations.push(OpenOperation {
                 id,
                 lserver,
@@ -251,17 +242,24 @@ impl Journal {
         Ok(())
     }
 
+    /// Every row `sql` answers for `params`, each as the tuple `T` of its columns.
+    fn rows<T>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, JournalError>
+    where
+        T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+    {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| T::try_from(r))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn plan(&self, operation: OperationId) -> Result<Vec<PlanNic>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<(i64, String, String, String, String)> = self.rows(
             "SELECT nic_index, from_network, from_ip, to_network, to_ip FROM plan_nics
              WHERE operation_id = ?1 ORDER BY nic_index",
+            [operation],
         )?;
-        let rows = stmt.query_map([operation], |r| {
-            <(i64, String, String, String, String)>::try_from(r)
-        })?;
         let mut plan = Vec::new();
-        for row in rows {
-            let (nic, from_network, from_ip, to_network, to_ip) = row?;
+        for (nic, from_network, from_ip, to_network, to_ip) in rows {
             plan.push(PlanNic {
                 nic_index: nic as usize,
                 from_network,
