@@ -48,7 +48,7 @@ fn check_exactly_once(h: &Harness, limit: u64, expected: Outcome) {
     );
     let ops = h.engine().operations().unwrap();
     assert_eq!(ops.len(), 1, "limit {limit}: one operation, {ops:?}");
-    assert_eq!(ops[0].status, "done", "limit {limit}");
+    assert_eq!(ops[0].status, OperationStatus::Done, "limit {limit}");
     assert_eq!(
         ops[0].outcome,
         Some(expected),

@@ -53,7 +53,7 @@ pub(crate) struct Request<'a> {
     pub what: String,
 }
 
-/// The last operation that ended for an L-Server.
+/// An operation's end: the last one for an L-Server in [`Facts::last_outcomes`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LastOutcome<'a> {
     /// Position of its OperationFinished.
@@ -161,30 +161,31 @@ impl<'a> Facts<'a> {
                 .all(|n| self.is_quarantine(n.device_network.as_deref()))
     }
 
-    /// The last operation that ended for each L-Server. `cancelled` operations are skipped:
-    /// they changed nothing, and the engine keeps the previous outcome too.
-    pub fn last_outcomes(&self) -> BTreeMap<&'a str, LastOutcome<'a>> {
-        let mut last = BTreeMap::new();
-        for (index, e) in self.events() {
-            if let EventKind::OperationFinished {
+    /// Every operation's end, in history order, with its L-Server.
+    pub fn finishes(&self) -> impl Iterator<Item = (&'a str, LastOutcome<'a>)> + 'a {
+        self.events().filter_map(|(index, e)| match &e.kind {
+            EventKind::OperationFinished {
                 id,
                 lserver,
                 outcome,
-            } = &e.kind
-            {
-                if outcome != "cancelled" {
-                    last.insert(
-                        lserver.as_str(),
-                        LastOutcome {
-                            index,
-                            id: *id,
-                            outcome: outcome.as_str(),
-                        },
-                    );
-                }
-            }
-        }
-        last
+            } => Some((
+                lserver.as_str(),
+                LastOutcome {
+                    index,
+                    id: *id,
+                    outcome: outcome.as_str(),
+                },
+            )),
+            _ => None,
+        })
+    }
+
+    /// The last operation that ended for each L-Server. `cancelled` operations are skipped:
+    /// they changed nothing, and the engine keeps the previous outcome too.
+    pub fn last_outcomes(&self) -> BTreeMap<&'a str, LastOutcome<'a>> {
+        self.finishes()
+            .filter(|(_, end)| end.outcome != "cancelled")
+            .collect()
     }
 
     /// Whether the site's policy answers a detection for `path` with a quarantine (R5), by the

@@ -11,10 +11,8 @@ use crate::model::history::EventKind;
 /// How many OperationFinished events each operation id has.
 fn finish_counts(f: &Facts<'_>) -> HashMap<i64, usize> {
     let mut counts = HashMap::default();
-    for (_, e) in f.events() {
-        if let EventKind::OperationFinished { id, .. } = &e.kind {
-            *counts.entry(*id).or_default() += 1;
-        }
+    for (_, end) in f.finishes() {
+        *counts.entry(end.id).or_default() += 1;
     }
     counts
 }
@@ -97,16 +95,9 @@ pub(crate) fn alerting(f: &Facts<'_>) -> InvariantVerdict {
     // One verdict per failed operation, even if its OperationFinished was (wrongly) recorded
     // twice: INV-7 reports the repetition.
     let mut failed: BTreeMap<i64, (&str, &str)> = BTreeMap::new();
-    for (_, e) in f.events() {
-        if let EventKind::OperationFinished {
-            id,
-            lserver,
-            outcome,
-        } = &e.kind
-        {
-            if is_failure(outcome) {
-                failed.insert(*id, (lserver, outcome));
-            }
+    for (lserver, end) in f.finishes() {
+        if is_failure(end.outcome) {
+            failed.insert(end.id, (lserver, end.outcome));
         }
     }
     for (id, (lserver, outcome)) in &failed {

@@ -4,6 +4,7 @@ use super::hash::{HashMap, HashSet};
 
 use super::facts::{Facts, Problems, NIC_WRITE_CALLS, WRITE_CALLS};
 use super::InvariantVerdict;
+use crate::adapters::OutcomeClass;
 use crate::model::history::{EventKind, NicRef};
 
 /// Calls that read a NIC's device truth.
@@ -142,11 +143,47 @@ pub(crate) fn idempotence(f: &Facts<'_>) -> InvariantVerdict {
     problems.verdict("INV-6", checked, "NIC writes")
 }
 
-/// Whether a failed call's reply says the device refused it before processing it (no session,
-/// busy, not reachable), so a write it answered cannot have landed. Any other error may come
-/// after the device applied the write (`apply_then_error`), so the engine cannot rule it out.
+/// The failure classes that say the device refused a call before processing it (not reachable,
+/// busy, no session).
+const REFUSED_BEFORE_PROCESSING: [OutcomeClass; 3] = [
+    OutcomeClass::Unavailable,
+    OutcomeClass::Busy,
+    OutcomeClass::Auth,
+];
+
+/// Whether a failed call's reply says the device refused it before processing it, so a write it
+/// answered cannot have landed. The reply's detail is the device error as displayed,
+/// `<class>: <detail>`, so its class is read with the adapters' own spelling. Any other error may
+/// come after the device applied the write (`apply_then_error`), so the engine cannot rule it out.
 fn refused_before_processing(detail: &str) -> bool {
-    ["unavailable:", "busy:", "auth:"]
-        .iter()
-        .any(|class| detail.starts_with(class))
+    REFUSED_BEFORE_PROCESSING.iter().any(|class| {
+        detail
+            .strip_prefix(class.as_str())
+            .is_some_and(|rest| rest.starts_with(':'))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapters::DeviceError;
+    use strum::VariantArray;
+
+    /// INV-6 reads a refusal from the reply detail the history records, which is the device
+    /// error as displayed: every class is told apart there, and only the three that say "not
+    /// processed" count.
+    #[test]
+    fn inv6_refusal_is_read_from_the_displayed_device_error_class() {
+        for &class in OutcomeClass::VARIANTS {
+            let detail = DeviceError::new(class, "the device said no").to_string();
+            assert_eq!(
+                refused_before_processing(&detail),
+                REFUSED_BEFORE_PROCESSING.contains(&class),
+                "{class:?}: {detail:?}"
+            );
+        }
+        assert!(!refused_before_processing(
+            "busybox: a detail that only starts like a class"
+        ));
+    }
 }

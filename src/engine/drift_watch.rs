@@ -45,7 +45,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use tokio::time::Instant;
 
-use super::alerts::AlertCode;
+use super::alerts::{Alert, AlertCode};
 use super::device_queue::{bounded, Budget, Class};
 use super::enqueue;
 use super::executor::{missing, Truth};
@@ -61,6 +61,14 @@ use crate::model::{Nic, NicLocation};
 struct Watched {
     path: String,
     index: usize,
+}
+
+impl Watched {
+    /// An alert of the watch about this NIC's L-Server: it names no IP and no operation, since
+    /// the watch reads outside any operation (R20).
+    fn alert(&self, state: &mut State, now: u64, code: AlertCode, detail: String) -> Alert {
+        state.alert(now, code, Some(&self.path), None, None, detail)
+    }
 }
 
 /// NICs (L-Server path, index) whose failed reads were alerted and have not been read since.
@@ -222,14 +230,7 @@ fn unreadable(
          check the NIC by hand, then run `qlab engine quarantine {}`",
         nic.index, nic.mac, watched.path
     );
-    let alert = state.alert(
-        now,
-        AlertCode::QuarantineFailed,
-        Some(&watched.path),
-        None,
-        None,
-        detail,
-    );
+    let alert = watched.alert(&mut state, now, AlertCode::QuarantineFailed, detail);
     stage_locked(shared, &mut state, vec![Entry::Alert(alert)], |_| {}).ok()
 }
 
@@ -260,14 +261,7 @@ fn after_read(
         truth.describe(),
         record.network
     );
-    let alert = state.alert(
-        now,
-        AlertCode::QuarantineDrift,
-        Some(&watched.path),
-        None,
-        None,
-        detail,
-    );
+    let alert = watched.alert(&mut state, now, AlertCode::QuarantineDrift, detail);
     let id = state.next_operation_id;
     state.next_operation_id += 1;
     let entries = vec![

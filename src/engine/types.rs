@@ -112,6 +112,33 @@ impl Outcome {
     }
 }
 
+/// Where an operation is in its life: journaled as the `operations` row's `status` and shown
+/// by the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+#[derive(strum::IntoStaticStr, strum::EnumString, strum::VariantArray)]
+#[strum(serialize_all = "snake_case")]
+pub enum OperationStatus {
+    /// Waiting on its L-Server's lane.
+    Queued,
+    /// Started: its plan is journaled and device calls may have been made.
+    Running,
+    /// Finished with an outcome.
+    Done,
+}
+
+impl OperationStatus {
+    /// The spelling used in the journal and the API.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// Parses [`OperationStatus::as_str`].
+    pub fn parse(text: &str) -> Option<OperationStatus> {
+        text.parse().ok()
+    }
+}
+
 /// Where an L-Server stands, as the management records say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -201,8 +228,8 @@ pub struct OperationView {
     pub lserver: String,
     /// Kind.
     pub kind: OperationKind,
-    /// `queued`, `running` or `done`.
-    pub status: String,
+    /// Where it is in its life.
+    pub status: OperationStatus,
     /// Outcome once done.
     pub outcome: Option<Outcome>,
     /// Free-text detail of the end (failed NICs, remedy).

@@ -30,20 +30,9 @@ impl OpCtx<'_> {
         let Some(s) = self.shared.adapters.switches.get(switch) else {
             return Ok(Err(missing(switch)));
         };
-        let retry = self.shared.settings.retry;
-        let mut last = Err(DeviceError::new(
-            OutcomeClass::Unavailable,
-            "deadline passed before saving",
-        ));
-        for attempt in 0..retry.attempts.max(1) {
-            if attempt > 0 {
-                self.back_off(attempt).await;
-            }
-            if self.remaining().is_zero() {
-                break;
-            }
+        self.retried("deadline passed before saving", || async {
             // Saving twice is harmless, so `unknown` is simply retried.
-            last = self
+            let last = self
                 .call(
                     switch,
                     DeviceCall::SaveConfig,
@@ -52,7 +41,36 @@ impl OpCtx<'_> {
                     self.save(switch, s, self.change_budget()),
                 )
                 .await?;
-            if last.is_ok() {
+            let done = last.is_ok();
+            Ok((last, done))
+        })
+        .await
+    }
+
+    /// Runs `attempt` up to the configured number of attempts, backing off between them, until
+    /// it says its result is final or the deadline leaves no time (R8, R19). Answers the last
+    /// attempt's result; when no attempt ran, an `unavailable` error saying `before_any`.
+    async fn retried<F, Fut>(
+        &self,
+        before_any: &str,
+        mut attempt: F,
+    ) -> Result<Result<(), DeviceError>, Halted>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<(Result<(), DeviceError>, bool), Halted>>,
+    {
+        let retry = self.shared.settings.retry;
+        let mut last = Err(DeviceError::new(OutcomeClass::Unavailable, before_any));
+        for n in 0..retry.attempts.max(1) {
+            if n > 0 {
+                self.back_off(n).await;
+            }
+            if self.remaining().is_zero() {
+                break;
+            }
+            let done;
+            (last, done) = attempt().await?;
+            if done {
                 break;
             }
         }
@@ -62,20 +80,9 @@ impl OpCtx<'_> {
     /// Resets the server (R13): the hypervisor for a virtual L-Server, the BMC for a physical
     /// one. An `unknown` outcome is not retried: a second reset could cut a reboot in progress.
     pub async fn reset(&self) -> Result<Result<(), DeviceError>, Halted> {
-        let retry = self.shared.settings.retry;
-        let mut last = Err(DeviceError::new(
-            OutcomeClass::Unavailable,
-            "deadline passed before the reset",
-        ));
-        for attempt in 0..retry.attempts.max(1) {
-            if attempt > 0 {
-                self.back_off(attempt).await;
-            }
-            if self.remaining().is_zero() {
-                break;
-            }
+        self.retried("deadline passed before the reset", || async {
             let budget = self.change_budget();
-            last = match (&self.ls.vm, &self.ls.bmc) {
+            let last = match (&self.ls.vm, &self.ls.bmc) {
                 (Some((hypervisor, vm)), _) => {
                     match self.shared.adapters.hypervisors.get(hypervisor) {
                         Some(h) => {
@@ -109,17 +116,19 @@ impl OpCtx<'_> {
                     "no hypervisor VM or BMC is configured for this L-Server",
                 )),
             };
-            match &last {
-                Ok(()) => break,
-                Err(e) if e.class == OutcomeClass::Unknown => break,
+            let done = match &last {
+                Ok(()) => true,
+                Err(e) if e.class == OutcomeClass::Unknown => true,
                 Err(e) if e.class == OutcomeClass::Auth => {
                     if let Some((hypervisor, _)) = &self.ls.vm {
                         self.login(hypervisor).await?;
                     }
+                    false
                 }
-                Err(_) => {}
-            }
-        }
-        Ok(last)
+                Err(_) => false,
+            };
+            Ok((last, done))
+        })
+        .await
     }
 }

@@ -165,8 +165,8 @@ pub struct OpenOperation {
     pub lserver: String,
     /// Kind.
     pub kind: OperationKind,
-    /// `queued` or `running`.
-    pub status: String,
+    /// `Queued` or `Running`.
+    pub status: OperationStatus,
     /// Last phase reached.
     pub phase: Option<String>,
     /// Detection that started it.

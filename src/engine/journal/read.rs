@@ -7,6 +7,23 @@ use rusqlite::{params, OptionalExtension};
 
 use super::*;
 
+/// An `operations` row as the API shows it: L-Server, kind, status, outcome, detail and who
+/// requested it.
+type OperationRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+/// A `nic_records` row: L-Server, NIC index, network, IP, device network and last write.
+type NicRecordRow = (String, i64, String, String, Option<String>, Option<String>);
+
+/// An unfinished `operations` row: id, L-Server, kind, status, phase and detection.
+type OpenOperationRow = (i64, String, String, String, Option<String>, Option<i64>);
+
 impl Journal {
     /// The id of an already received `(source, event_id)` (R4).
     pub fn find_detection(
@@ -81,16 +98,7 @@ impl Journal {
             .query_row(
                 "SELECT lserver, kind, status, outcome, detail, requested_by FROM operations WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                        r.get::<_, Option<String>>(4)?,
-                        r.get::<_, Option<String>>(5)?,
-                    ))
-                },
+                |r| <OperationRow>::try_from(r),
             )
             .optional()?;
         row.map(|(lserver, kind, status, outcome, detail, requested_by)| {
@@ -98,7 +106,7 @@ impl Journal {
                 id,
                 lserver,
                 kind: parse_kind(&kind)?,
-                status,
+                status: parse_status(&status)?,
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
                 detail,
                 requested_by,
@@ -109,12 +117,9 @@ impl Journal {
 
     /// Operations in id order (for reports and the API).
     pub fn operations(&self) -> Result<Vec<OperationView>, JournalError> {
-        let mut stmt = self.conn.prepare("SELECT id FROM operations ORDER BY id")?;
-        let ids: Vec<i64> = stmt
-            .query_map([], |r| r.get(0))?
-            .collect::<Result<_, _>>()?;
+        let ids: Vec<(i64,)> = self.rows("SELECT id FROM operations ORDER BY id", [])?;
         ids.into_iter()
-            .filter_map(|id| self.operation(id).transpose())
+            .filter_map(|(id,)| self.operation(id).transpose())
             .collect()
     }
 
@@ -154,23 +159,12 @@ impl Journal {
 
     /// The L-Servers' states, statuses and outcomes.
     fn read_lservers(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT path, state, status, outcome FROM lservers")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, Option<String>>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (path, state, status, outcome) = row?;
+        let rows: Vec<(String, String, String, Option<String>)> =
+            self.rows("SELECT path, state, status, outcome FROM lservers", [])?;
+        for (path, state, status, outcome) in rows {
             snap.lservers.push(LServerRow {
                 path,
-                state: LServerState::parse(&state)
-                    .ok_or_else(|| JournalError::Corrupt(format!("unknown state {state:?}")))?,
+                state: parse_as("unknown state", &state)?,
                 status,
                 outcome: outcome.as_deref().map(parse_outcome).transpose()?,
             });
@@ -180,21 +174,11 @@ impl Journal {
 
     /// The NICs' records.
     fn read_nic_records(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<NicRecordRow> = self.rows(
             "SELECT lserver, nic_index, network, ip, device_network, last_write FROM nic_records ORDER BY lserver, nic_index",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-            ))
-        })?;
-        for row in rows {
-            let (lserver, index, network, ip, device_network, last_write) = row?;
+        for (lserver, index, network, ip, device_network, last_write) in rows {
             snap.nic_records.push((
                 lserver,
                 NicRecord {
@@ -211,19 +195,11 @@ impl Journal {
 
     /// The quarantine IPs allocated (R6).
     fn read_allocations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<(String, String, String, i64)> = self.rows(
             "SELECT network, ip, lserver, nic_index FROM ip_allocations ORDER BY network, ip",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
-            ))
-        })?;
-        for row in rows {
-            let (network, ip, lserver, nic) = row?;
+        for (network, ip, lserver, nic) in rows {
             snap.allocations
                 .push((network, parse_ip(&ip)?, lserver, nic as usize));
         }
@@ -232,27 +208,17 @@ impl Journal {
 
     /// The operations not done, with their plans (R16).
     fn read_open_operations(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<OpenOperationRow> = self.rows(
             "SELECT id, lserver, kind, status, phase, detection_id FROM operations
              WHERE status <> 'done' ORDER BY id",
+            [],
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, Option<String>>(4)?,
-                r.get::<_, Option<i64>>(5)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, lserver, kind, status, phase, detection) = row?;
+        for (id, lserver, kind, status, phase, detection) in rows {
             snap.open_operations.push(OpenOperation {
                 id,
                 lserver,
                 kind: parse_kind(&kind)?,
-                status,
+                status: parse_status(&status)?,
                 phase,
                 detection,
                 plan: Vec::new(),
@@ -276,23 +242,24 @@ impl Journal {
         Ok(())
     }
 
+    /// Every row `sql` answers for `params`, each as the tuple `T` of its columns.
+    fn rows<T>(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<T>, JournalError>
+    where
+        T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+    {
+        let mut stmt = self.conn.prepare(sql)?;
+        let rows = stmt.query_map(params, |r| T::try_from(r))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     fn plan(&self, operation: OperationId) -> Result<Vec<PlanNic>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let rows: Vec<(i64, String, String, String, String)> = self.rows(
             "SELECT nic_index, from_network, from_ip, to_network, to_ip FROM plan_nics
              WHERE operation_id = ?1 ORDER BY nic_index",
+            [operation],
         )?;
-        let rows = stmt.query_map([operation], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
         let mut plan = Vec::new();
-        for row in rows {
-            let (nic, from_network, from_ip, to_network, to_ip) = row?;
+        for (nic, from_network, from_ip, to_network, to_ip) in rows {
             plan.push(PlanNic {
                 nic_index: nic as usize,
                 from_network,
@@ -317,8 +284,7 @@ fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
         Ok(Alert {
             seq,
             at_ms: at_ms as u64,
-            code: AlertCode::parse(&code)
-                .ok_or_else(|| JournalError::Corrupt(format!("unknown alert code {code:?}")))?,
+            code: parse_as::<AlertCode>("unknown alert code", &code)?,
             lserver,
             ip: ip.as_deref().map(parse_ip).transpose()?,
             operation,
@@ -327,26 +293,29 @@ fn read_alert(r: &rusqlite::Row<'_>) -> rusqlite::Result<AlertRow> {
     })())
 }
 
-fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+/// Parses a journaled spelling, or names what `text` should have been (`what`) and what it is.
+fn parse_as<T: std::str::FromStr>(what: &str, text: &str) -> Result<T, JournalError> {
     text.parse()
-        .map_err(|_| JournalError::Corrupt(format!("bad IP address {text:?}")))
+        .map_err(|_| JournalError::Corrupt(format!("{what} {text:?}")))
+}
+
+fn parse_ip(text: &str) -> Result<IpAddr, JournalError> {
+    parse_as("bad IP address", text)
 }
 
 fn parse_kind(text: &str) -> Result<OperationKind, JournalError> {
-    OperationKind::parse(text)
-        .ok_or_else(|| JournalError::Corrupt(format!("unknown operation kind {text:?}")))
+    parse_as("unknown operation kind", text)
+}
+
+fn parse_status(text: &str) -> Result<OperationStatus, JournalError> {
+    parse_as("unknown operation status", text)
 }
 
 fn parse_outcome(text: &str) -> Result<Outcome, JournalError> {
-    Outcome::parse(text).ok_or_else(|| JournalError::Corrupt(format!("unknown outcome {text:?}")))
+    parse_as("unknown outcome", text)
 }
 
+/// A disposition as journaled; any other spelling is a repeated event's (R4).
 fn parse_disposition(text: &str) -> Disposition {
-    match text {
-        "accepted" => Disposition::Accepted,
-        "ignored" => Disposition::Ignored,
-        "not_found" => Disposition::NotFound,
-        "pending_decision" => Disposition::PendingDecision,
-        _ => Disposition::Duplicate,
-    }
+    text.parse().unwrap_or(Disposition::Duplicate)
 }

@@ -95,7 +95,10 @@ async fn run_operation(shared: &Arc<Shared>, path: &str, op: &QueuedOp) -> Resul
         // A resumed operation gets a fresh deadline: the downtime was not its fault, and
         // containment matters more than the clock (R16, R19).
         deadline: Instant::now() + shared.settings.operation_deadline,
-        resumed: op.resume.as_ref().is_some_and(|r| r.status == "running"),
+        resumed: op
+            .resume
+            .as_ref()
+            .is_some_and(|r| r.status == OperationStatus::Running),
         required: AtomicU64::new(0),
     };
     // Its start and end are announced by the commits that make them durable (`Shared::flush`);
@@ -185,14 +188,16 @@ pub(super) fn started(ctx: &OpCtx<'_>, plan: Vec<PlanNic>) -> Entry {
     }
 }
 
-/// Journals the start of an operation with its `prepared` plan (R7: before any device call) and
-/// returns the plan; or, when the L-Server's state no longer allows the operation, journals its
-/// start and its end as `cancelled` with the reason in one step, and returns `None`.
+/// Asks `prepare`, under the state lock, for the operation's plan, or for why the L-Server's
+/// state no longer allows it. Journals the start of the operation with the plan (R7: before any
+/// device call) and returns the plan; or journals its start and its end as `cancelled` with the
+/// reason in one step, and returns `None`.
 pub(super) async fn start_or_cancel(
     ctx: &OpCtx<'_>,
-    prepared: Result<Vec<PlanNic>, String>,
-    now: u64,
+    prepare: impl FnOnce(&mut State) -> Result<Vec<PlanNic>, String>,
 ) -> Result<Option<Vec<PlanNic>>, Halted> {
+    let now = ctx.shared.now_ms();
+    let prepared = prepare(&mut ctx.shared.lock());
     match prepared {
         Ok(plan) => {
             let entries = vec![started(ctx, plan.clone())];

@@ -156,7 +156,7 @@ fn plan_step(
     let resumed_plan = op
         .resume
         .as_ref()
-        .filter(|r| r.status == "running" && r.plan.len() == ls.nics.len())
+        .filter(|r| r.status == OperationStatus::Running && r.plan.len() == ls.nics.len())
         .map(|r| r.plan.clone());
     let resumed = resumed_plan.is_some();
     let (plan, mut entries) = match resumed_plan

@@ -12,7 +12,11 @@ use crate::engine::types::*;
 pub(super) async fn reboot(ctx: &OpCtx<'_>, op: &QueuedOp) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
     if op.kind == OperationKind::Reboot {
-        if op.resume.as_ref().is_none_or(|r| r.status != "running") {
+        if op
+            .resume
+            .as_ref()
+            .is_none_or(|r| r.status != OperationStatus::Running)
+        {
             commit_step(
                 shared,
                 vec![started(ctx, Vec::new())],

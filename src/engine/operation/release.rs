@@ -19,9 +19,7 @@ pub(super) async fn release(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
-    let now = shared.now_ms();
-    let prepared = {
-        let mut state = shared.lock();
+    let prepare = |state: &mut State| {
         let current = state.ls(path).state;
         if current.allows_release() {
             let records = state.ls(path).records.clone();
@@ -44,7 +42,7 @@ pub(super) async fn release(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
             ))
         }
     };
-    let Some(plan) = start_or_cancel(ctx, prepared, now).await? else {
+    let Some(plan) = start_or_cancel(ctx, prepare).await? else {
         return Ok(Outcome::Cancelled);
     };
 

@@ -21,7 +21,7 @@ use super::{
 use crate::engine::alerts::AlertCode;
 use crate::engine::executor::{NicMove, OpCtx};
 use crate::engine::journal::PlanNic;
-use crate::engine::state::{Halted, Waiting};
+use crate::engine::state::{Halted, State, Waiting};
 use crate::engine::types::*;
 
 /// The restore flow (R20).
@@ -29,9 +29,7 @@ pub(super) async fn restore(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
     let shared = ctx.shared;
     let ls = ctx.ls;
     let path = ls.path.as_str();
-    let now = shared.now_ms();
-    let prepared = {
-        let mut state = shared.lock();
+    let prepare = |state: &mut State| {
         let current = state.ls(path);
         if current.state == LServerState::Quarantined {
             let plan: Vec<PlanNic> = current
@@ -54,7 +52,7 @@ pub(super) async fn restore(ctx: &OpCtx<'_>) -> Result<Outcome, Halted> {
             ))
         }
     };
-    let Some(plan) = start_or_cancel(ctx, prepared, now).await? else {
+    let Some(plan) = start_or_cancel(ctx, prepare).await? else {
         return Ok(Outcome::Cancelled);
     };
     let moves = move_plan(ctx, &plan, true).await?;
