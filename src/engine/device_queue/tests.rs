@@ -17,6 +17,28 @@ fn budget(wait: Duration, call_timeout: Duration) -> Budget {
     }
 }
 
+/// `count` writes of `takes` each, queued at once under one `budget`.
+fn spawn_writes(
+    queue: &Arc<DeviceQueue>,
+    count: usize,
+    budget: Budget,
+    takes: Duration,
+) -> Vec<tokio::task::JoinHandle<DeviceResult<()>>> {
+    (0..count)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                queue
+                    .run(Class::Write, budget, async {
+                        tokio::time::sleep(takes).await;
+                        Ok(())
+                    })
+                    .await
+            })
+        })
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
     let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
@@ -68,20 +90,12 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
     // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
     let call_timeout = Duration::from_secs(1);
     let queue = DeviceQueue::new(1, 1, call_timeout);
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let queue = queue.clone();
-            let budget = budget(Duration::from_secs(60), call_timeout);
-            tokio::spawn(async move {
-                queue
-                    .run(Class::Write, budget, async {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        Ok(())
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let calls = spawn_writes(
+        &queue,
+        20,
+        budget(Duration::from_secs(60), call_timeout),
+        Duration::from_millis(500),
+    );
     let started = Instant::now();
     for call in calls {
         assert!(call.await.unwrap().is_ok());
@@ -93,20 +107,12 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
 async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
     let call_timeout = Duration::from_secs(5);
     let queue = DeviceQueue::new(2, 1, call_timeout);
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let queue = queue.clone();
-            let budget = budget(Duration::from_secs(3), call_timeout);
-            tokio::spawn(async move {
-                queue
-                    .run(Class::Write, budget, async {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        Ok(())
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let calls = spawn_writes(
+        &queue,
+        10,
+        budget(Duration::from_secs(3), call_timeout),
+        Duration::from_secs(2),
+    );
     let mut refused = Vec::new();
     for call in calls {
         if let Err(e) = call.await.unwrap() {
