@@ -302,13 +302,11 @@ fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::histo
     let mut rec = Rec::new(site);
     rec.accepted(0, "e-1", VDI1, 1, "quarantine")
         .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
-        .truth(100, VDI1, 0, "op-a", "qr-a", false)
+        .lands("op-a", false)
         .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
         .alert(150, "quarantine-completed", "INFO", Some(VDI1), Some(1))
         .finished(150, 1, VDI1, "quarantined")
-        .final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
-        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
-        .allocation("qr-a", "10.210.0.2", VDI1);
+        .final_quarantined(VDI1, "qr-a", "10.210.0.2");
     rec.build()
 }
 
@@ -463,8 +461,7 @@ fn time_to_alert_measures_failed_operations() {
     let site = site();
     let mut rec = Rec::new(&site);
     rec.accepted(1_000, "e-1", VDI2, 1, "reboot")
-        .alert(6_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
-        .finished(6_000, 1, VDI2, "reboot_failed");
+        .failed(6_000, 1, VDI2, "reboot");
     let m = check_run(&site, &rec.build(), &Expectations::default()).measures;
     assert_eq!(m.time_to_alert_ms.count, 1);
     assert_eq!(m.time_to_alert_ms.max, 5_000);
