@@ -29,7 +29,7 @@ fn restore(rec: &mut Rec, at: u64) {
         .started(at, 2, VDI1, "restore")
         .read(at, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(at + 40, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
-        .truth(at + 80, VDI1, 0, "op-a", "qr-a", false)
+        .lands("op-a", false)
         .read(at + 80, "vc-1", "get_nic", VDI1, 0, "qr-a")
         .alert(at + 120, "quarantine-restored", "INFO", Some(VDI1), Some(2))
         .finished(at + 120, 2, VDI1, "quarantined");
