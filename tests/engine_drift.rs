@@ -127,12 +127,7 @@ async fn r20_a_drift_while_a_release_runs_is_not_restored() {
     // The release starts at 9.5 s and its read takes 2 s: it runs when the round comes.
     tokio::time::sleep_until(start + Duration::from_millis(9_500)).await;
     h.fault_now(slow("vc-1", Duration::from_secs(1)));
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI1.into(),
-        })
-        .await
-        .unwrap();
+    h.release(VDI1).await.unwrap();
     tokio::time::sleep_until(start + Duration::from_secs(25)).await;
     h.settle().await;
     assert_eq!(h.device(VDI1), ["op-a"]);

@@ -422,6 +422,15 @@ impl Harness {
         receipt
     }
 
+    /// Asks for the release of `path`, as an operator's command would.
+    pub async fn release(&self, path: &str) -> Result<OperationId, EngineError> {
+        self.engine()
+            .submit_command(Command::Release {
+                lserver: path.into(),
+            })
+            .await
+    }
+
     /// Submits `command` and waits until the engine is idle.
     pub async fn command_settled(&self, command: Command) {
         self.engine().submit_command(command).await.unwrap();
