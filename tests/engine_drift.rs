@@ -39,8 +39,7 @@ fn watch_reads(h: &Harness) -> usize {
 async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     h.move_by_hand(VDI1, 0, "op-a");
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
     tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
@@ -83,8 +82,7 @@ async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert(
 async fn r20_last_verified_ms_follows_the_latest_read_of_the_nic() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     let verified = h.view(VDI1).last_verified_ms[0];
     assert!(verified.is_some(), "the quarantine's verifying read");
     // The watch reads vdi-001 at 10 s; the NIC is where its record says: verified again.
@@ -121,8 +119,7 @@ async fn r20_watch_reads_are_paced_per_device_and_come_every_interval() {
 async fn r20_a_drift_while_a_release_runs_is_not_restored() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     h.move_by_hand(VDI1, 0, "op-a");
     // The release starts at 9.5 s and its read takes 2 s: it runs when the round comes.
     tokio::time::sleep_until(start + Duration::from_millis(9_500)).await;
@@ -147,8 +144,7 @@ async fn r20_a_drift_while_a_release_runs_is_not_restored() {
 async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_records() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     h.move_by_hand(VDI1, 0, "op-a");
     h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
@@ -189,8 +185,7 @@ async fn r20_a_nic_the_watch_cannot_read_gets_one_quarantine_failed_alert_until_
     // silent, and R8 forbids a blind write: the watch alerts that containment is unverified.
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     h.fault_now(fault("vc-1", GetNic, FaultEffect::Unavailable));
     h.move_by_hand(VDI1, 0, "op-a");
     let unverified = |h: &Harness| -> Vec<Alert> {
@@ -234,8 +229,7 @@ async fn r20_a_nic_the_watch_cannot_read_gets_one_quarantine_failed_alert_until_
 async fn r20_a_drifted_switch_port_is_moved_back_and_saved() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.50").await;
     let saves = h.saves("sw-1");
     h.move_by_hand(SBC, 0, "op-a");
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
