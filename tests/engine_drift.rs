@@ -31,16 +31,23 @@ fn harness(rate: u32) -> Harness {
     }))
 }
 
+/// [`harness`] at 10 reads/s with vdi-001 quarantined, then moved back to op-a by hand; and the
+/// moment the harness was made.
+async fn drifted_vdi1() -> (Instant, Harness) {
+    let start = Instant::now();
+    let h = harness(10);
+    h.detect_settled("10.110.0.11").await;
+    h.move_by_hand(VDI1, 0, "op-a");
+    (start, h)
+}
+
 fn watch_reads(h: &Harness) -> usize {
     h.calls().iter().filter(|c| c.op == "get_nic").count()
 }
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect_settled("10.110.0.11").await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
     tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
     h.settle().await;
@@ -117,10 +124,7 @@ async fn r20_watch_reads_are_paced_per_device_and_come_every_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_drift_while_a_release_runs_is_not_restored() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect_settled("10.110.0.11").await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     // The release starts at 9.5 s and its read takes 2 s: it runs when the round comes.
     tokio::time::sleep_until(start + Duration::from_millis(9_500)).await;
     h.fault_now(slow("vc-1", Duration::from_secs(1)));
@@ -142,10 +146,7 @@ async fn r20_a_drift_while_a_release_runs_is_not_restored() {
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_records() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect_settled("10.110.0.11").await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
     tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
