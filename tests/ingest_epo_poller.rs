@@ -58,6 +58,15 @@ async fn answering(reply: ResponseTemplate) -> MockServer {
     mock
 }
 
+/// The error of one poll from `cursor` of a server answering 200 with `body`.
+async fn poll_error(body: &str, cursor: i64) -> IngestError {
+    let mock = answering(ResponseTemplate::new(200).set_body_string(body)).await;
+    poller(&mock.uri(), "secret")
+        .poll_once(cursor)
+        .await
+        .unwrap_err()
+}
+
 fn poller(url: &str, password: &str) -> EpoPoller {
     EpoPoller::new("epo-1", url, "qlab", password, TIMEOUT).unwrap()
 }
@@ -171,14 +180,7 @@ async fn error_0_is_a_remote_failure_whatever_the_status() {
     );
 
     // A server answering 200 with an error body is a failure too, and keeps the cursor.
-    let mock = answering(
-        ResponseTemplate::new(200).set_body_string("Error 0 :\nQuery failed: no such table"),
-    )
-    .await;
-    let err = poller(&mock.uri(), "secret")
-        .poll_once(5)
-        .await
-        .unwrap_err();
+    let err = poll_error("Error 0 :\nQuery failed: no such table", 5).await;
     assert_eq!(
         err,
         IngestError::Remote {
@@ -191,14 +193,7 @@ async fn error_0_is_a_remote_failure_whatever_the_status() {
 
 #[tokio::test]
 async fn a_garbled_reply_is_refused_not_half_read() {
-    let mock = answering(
-        ResponseTemplate::new(200).set_body_string("OK:\n[{\"EPOEvents.AutoID\": 1}, {\"x\": 2}]"),
-    )
-    .await;
-    let err = poller(&mock.uri(), "secret")
-        .poll_once(0)
-        .await
-        .unwrap_err();
+    let err = poll_error("OK:\n[{\"EPOEvents.AutoID\": 1}, {\"x\": 2}]", 0).await;
     assert_eq!(
         err.reason(),
         "ePO reply: row 2 has no integer EPOEvents.AutoID"
