@@ -286,6 +286,16 @@ async fn engine_quarantines(lserver: &str, expected: &[(&str, &str, u16)]) {
     }
 }
 
+/// One multi-threaded async test per name, each awaiting its check.
+macro_rules! async_tests {
+    ($($name:ident => $check:expr;)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $check.await;
+        }
+    )+};
+}
+
 macro_rules! vendor_suite {
     ($module:ident, $vendor:expr) => {
         mod $module {
@@ -294,75 +304,23 @@ macro_rules! vendor_suite {
             use FaultEffect::*;
             use OutcomeClass::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn set_get_save_ok() {
-                ok_set_get_save(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn reject_is_rejected_not_applied() {
-                set_under(V, Reject, Some(Rejected), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn apply_then_error_is_rejected_but_applied() {
-                set_under(V, ApplyThenError, Some(Rejected), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unavailable_is_unavailable() {
-                set_under(
-                    V,
-                    FaultEffect::Unavailable,
-                    Some(OutcomeClass::Unavailable),
-                    false,
-                )
-                .await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn busy_is_busy() {
-                set_under(V, FaultEffect::Busy, Some(OutcomeClass::Busy), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn expired_session_is_auth() {
-                set_under(V, AuthExpired, Some(Auth), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn wrong_password_is_auth_error() {
-                wrong_password_is_auth(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn timeout_is_unknown_not_applied() {
-                set_under(V, Timeout, Some(Unknown), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn apply_then_timeout_is_unknown_applied() {
-                set_under(V, ApplyThenTimeout, Some(Unknown), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn short_hang_is_unknown() {
-                short_hang_reply_is_unknown(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn accept_without_apply_is_ok_not_applied() {
-                set_under(V, AcceptWithoutApply, None, false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn reset_is_unknown_applied() {
-                set_under(V, FaultEffect::Reset, Some(Unknown), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn blackhole_is_unknown_not_applied() {
-                set_under(V, Blackhole, Some(Unknown), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn connection_refused_is_unavailable() {
-                refused_is_unavailable(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn read_and_save_errors_are_classified() {
-                read_and_save_faults(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unknown_port_is_rejected_error() {
-                unknown_port_is_rejected(V).await;
+            async_tests! {
+                set_get_save_ok => ok_set_get_save(V);
+                reject_is_rejected_not_applied => set_under(V, Reject, Some(Rejected), false);
+                apply_then_error_is_rejected_but_applied => set_under(V, ApplyThenError, Some(Rejected), true);
+                unavailable_is_unavailable => set_under(V, FaultEffect::Unavailable, Some(OutcomeClass::Unavailable), false);
+                busy_is_busy => set_under(V, FaultEffect::Busy, Some(OutcomeClass::Busy), false);
+                expired_session_is_auth => set_under(V, AuthExpired, Some(Auth), false);
+                wrong_password_is_auth_error => wrong_password_is_auth(V);
+                timeout_is_unknown_not_applied => set_under(V, Timeout, Some(Unknown), false);
+                apply_then_timeout_is_unknown_applied => set_under(V, ApplyThenTimeout, Some(Unknown), true);
+                short_hang_is_unknown => short_hang_reply_is_unknown(V);
+                accept_without_apply_is_ok_not_applied => set_under(V, AcceptWithoutApply, None, false);
+                reset_is_unknown_applied => set_under(V, FaultEffect::Reset, Some(Unknown), true);
+                blackhole_is_unknown_not_applied => set_under(V, Blackhole, Some(Unknown), false);
+                connection_refused_is_unavailable => refused_is_unavailable(V);
+                read_and_save_errors_are_classified => read_and_save_faults(V);
+                unknown_port_is_rejected_error => unknown_port_is_rejected(V);
             }
         }
     };
@@ -485,27 +443,20 @@ async fn malformed_requests_get_protocol_errors() {
     assert_eq!(rc.vlans().0, TARGET);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_nxapi() {
-    engine_quarantines("/shared/storage-01", &[("nx-1", "Ethernet1/48", 911)]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_eapi_and_nxapi() {
-    let ports = [("nx-1", "Ethernet1/11", 910), ("ea-1", "Ethernet11", 911)];
-    engine_quarantines("/tenant-a/sbc-11", &ports).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_restconf() {
-    engine_quarantines("/tenant-c/sbc-31", &[("rc-1", "Ethernet1/31", 911)]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_without_saving_on_non_persisting_switches() {
+async_tests! {
+    engine_quarantines_over_nxapi =>
+        engine_quarantines("/shared/storage-01", &[("nx-1", "Ethernet1/48", 911)]);
+    engine_quarantines_over_eapi_and_nxapi => engine_quarantines(
+        "/tenant-a/sbc-11",
+        &[("nx-1", "Ethernet1/11", 910), ("ea-1", "Ethernet11", 911)],
+    );
+    engine_quarantines_over_restconf =>
+        engine_quarantines("/tenant-c/sbc-31", &[("rc-1", "Ethernet1/31", 911)]);
     // ea-2 does not persist (running only); rc-1 does.
-    let ports = [("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)];
-    engine_quarantines("/tenant-b/sbc-21", &ports).await;
+    engine_quarantines_without_saving_on_non_persisting_switches => engine_quarantines(
+        "/tenant-b/sbc-21",
+        &[("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)],
+    );
 }
 
 // ---- Goldens: the vendors' samples in fixtures/devices/ are the contract both sides meet ----
