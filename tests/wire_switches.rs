@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use quarantine_lab::adapters::eapi::EapiSwitch;
 use quarantine_lab::adapters::nxapi::NxapiSwitch;
 use quarantine_lab::adapters::restconf::RestconfSwitch;
-use quarantine_lab::adapters::{Adapters, OutcomeClass, Switch};
+use quarantine_lab::adapters::{Adapters, DeviceResult, OutcomeClass, Switch};
 use quarantine_lab::engine::{Command, Engine, EngineOptions, Journal, Outcome};
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::{self, WireServer};
@@ -341,10 +341,7 @@ async fn nxapi_batch_stops_at_first_failing_port() {
         ("Ethernet1/48", TARGET),
     ];
     let results = client.set_ports(&changes).await;
-    let classes: Vec<_> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.class))
-        .collect();
+    let classes = classes(&results);
     let rejected = Some(OutcomeClass::Rejected);
     assert_eq!(classes, vec![None, rejected, rejected], "{results:?}");
     assert_eq!(
@@ -367,15 +364,20 @@ async fn eapi_batch_reports_busy_port_and_applies_earlier_ones() {
     let results = client
         .set_ports(&[("Ethernet11", TARGET), ("Ethernet99", TARGET)])
         .await;
-    let classes: Vec<_> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.class))
-        .collect();
+    let classes = classes(&results);
     assert_eq!(classes, vec![None, Some(OutcomeClass::Busy)], "{results:?}");
     assert_eq!(rig.vlans(), (TARGET, 111));
 }
 
 /// Posts `body` with `content_type` to the simulator and returns status and JSON body.
+/// Each batch result's failure class (`None` for a change that went through).
+fn classes(results: &[DeviceResult<()>]) -> Vec<Option<OutcomeClass>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.class))
+        .collect()
+}
+
 async fn raw(rig: &Rig, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -543,6 +545,15 @@ fn golden_eapi_client_reads_vendor_replies() {
 }
 
 /// Posts golden request `name` of `dir` to the simulator of `rig` and returns status and body.
+/// The NX-API simulator's reply to the JSON-RPC `request`, which must have the shape of the
+/// vendor's sample `reply` in fixtures/devices/cisco-nxapi/.
+async fn shown(nx: &Rig, request: &str, reply: &str) -> Value {
+    let (_, body) = raw(nx, "POST", "/ins", "application/json-rpc", request).await;
+    same_shape(&golden("cisco-nxapi", reply), &body, reply)
+        .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    body
+}
+
 async fn post_golden(rig: &Rig, dir: &str, name: &str, content_type: &str) -> (u16, Value) {
     let path = if dir == "cisco-nxapi" {
         "/ins"
@@ -583,13 +594,7 @@ async fn golden_nxapi_simulator_answers_like_nxos() {
     );
     assert_eq!(nx.vlans(), (TARGET, 110), "the config lines set the port");
     let brief = r#"[{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show vlan brief","version":1},"id":1}]"#;
-    let (_, body) = raw(&nx, "POST", "/ins", rpc, brief).await;
-    same_shape(
-        &golden(dir, "jsonrpc-show-vlan-brief.reply.json"),
-        &body,
-        "vlan",
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let body = shown(&nx, brief, "jsonrpc-show-vlan-brief.reply.json").await;
     let rows = body["result"]["body"]["TABLE_vlanbriefxbrief"]["ROW_vlanbriefxbrief"]
         .as_array()
         .expect("rows");
@@ -600,13 +605,7 @@ async fn golden_nxapi_simulator_answers_like_nxos() {
     assert_eq!(on_target["vlanshowbr-vlanname"], "qr-a");
     assert_eq!(on_target["vlanshowplist-ifidx"], "Ethernet1/11");
     let show = r#"{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show interface ethernet1/11 switchport","version":"1.0"},"id":1}"#;
-    let (_, body) = raw(&nx, "POST", "/ins", rpc, show).await;
-    same_shape(
-        &golden(dir, "jsonrpc-show-interface-switchport.reply.json"),
-        &body,
-        "switchport",
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let body = shown(&nx, show, "jsonrpc-show-interface-switchport.reply.json").await;
     let row = &body["result"]["body"]["TABLE_interface"]["ROW_interface"];
     assert_eq!(
         (&row["interface"], &row["access_vlan"]),
