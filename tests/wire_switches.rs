@@ -19,7 +19,7 @@ use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::Value;
 
 mod golden_support;
-use golden_support::{golden, same_shape};
+use golden_support::{assert_classified, assert_shape, golden, same_shape};
 
 /// Client call timeout: well above the simulated latency, well below a hang.
 const TIMEOUT: Duration = Duration::from_millis(400);
@@ -814,12 +814,11 @@ async fn golden_r8_restconf_client_speaks_the_documented_shapes() {
 /// R8: each documented RESTCONF error lands in the class that decides retry or rollback.
 #[test]
 fn golden_r8_restconf_client_classifies_the_documented_errors() {
-    for (name, status, class) in RESTCONF_ERRORS {
-        let body = golden(RESTCONF_GOLDENS, name).to_string();
-        let status = reqwest::StatusCode::from_u16(*status).unwrap();
-        let error = quarantine_lab::adapters::restconf::classify(status, &body);
-        assert_eq!(error.class, *class, "{name}: {error}");
-    }
+    assert_classified(
+        RESTCONF_GOLDENS,
+        RESTCONF_ERRORS,
+        quarantine_lab::adapters::restconf::classify,
+    );
 }
 
 /// The simulator answers in the documented shapes: the full config container, the PATCH the
@@ -828,9 +827,7 @@ fn golden_r8_restconf_client_classifies_the_documented_errors() {
 async fn golden_restconf_simulator_answers_in_the_documented_shapes() {
     let rig = Rig::start(Vendor::Restconf, vec![]).await;
     let media = "application/yang-data+json";
-    let shape = |name: &str, actual: &Value| {
-        same_shape(&golden(RESTCONF_GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
-    };
+    let shape = |name: &str, actual: &Value| assert_shape(RESTCONF_GOLDENS, name, actual);
     let (status, body) = raw(&rig, "GET", RC_CONFIG, media, "").await;
     assert_eq!(status, 200, "{body}");
     shape("switched-vlan-config.reply.json", &body);
