@@ -110,14 +110,9 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
     // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
     let call_timeout = Duration::from_secs(1);
     let queue = DeviceQueue::new(1, 1, call_timeout);
+    let budget = budget(Duration::from_secs(60), call_timeout);
     let started = Instant::now();
-    let results = run_writes(
-        &queue,
-        20,
-        budget(Duration::from_secs(60), call_timeout),
-        Duration::from_millis(500),
-    )
-    .await;
+    let results = run_writes(&queue, 20, budget, Duration::from_millis(500)).await;
     assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
@@ -126,13 +121,8 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
 async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
     let call_timeout = Duration::from_secs(5);
     let queue = DeviceQueue::new(2, 1, call_timeout);
-    let results = run_writes(
-        &queue,
-        10,
-        budget(Duration::from_secs(3), call_timeout),
-        Duration::from_secs(2),
-    )
-    .await;
+    let budget = budget(Duration::from_secs(3), call_timeout);
+    let results = run_writes(&queue, 10, budget, Duration::from_secs(2)).await;
     let refused: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     // Two slots, 2 s calls, a 3 s budget: four calls are served (two at 0 s, two at 2 s).
     assert_eq!(refused.len(), 6);
