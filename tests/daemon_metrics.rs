@@ -172,7 +172,10 @@ fn family_of<'a>(name: &'a str, types: &BTreeMap<String, String>) -> &'a str {
     name
 }
 
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+/// A sample's labels to match: `(name, value)` pairs.
+type Labels = [(&'static str, &'static str)];
+
+fn value(samples: &[Sample], name: &str, labels: &Labels) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
@@ -287,7 +290,7 @@ async fn metrics_parse_as_prometheus_text_and_move_as_detections_are_processed()
         .expect("the quarantine ends");
 
     let after = scrape(&client, &base).await;
-    let exactly: [(&str, &[(&str, &str)], f64); 6] = [
+    let exactly: [(&str, &Labels, f64); 6] = [
         ("qlab_detections_total", &accepted, 1.0),
         (
             "qlab_detections_total",
@@ -310,7 +313,7 @@ async fn metrics_parse_as_prometheus_text_and_move_as_detections_are_processed()
     for (name, labels, want) in exactly {
         assert_eq!(value(&after, name, labels), want, "{name} {labels:?}");
     }
-    let at_least_one: [(&str, &[(&str, &str)]); 2] = [
+    let at_least_one: [(&str, &Labels); 2] = [
         (
             "qlab_device_calls_total",
             &[("device", "vc-1"), ("outcome", "ok")],
