@@ -308,9 +308,8 @@ fn an_optimal_run_meets_both_lower_bounds() {
 
 /// vdi-001 quarantined slowly: contained at 100 ms (bound 40), confirmed at 150 ms (bound 80).
 fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::history::RunRecord {
-    let mut rec = Rec::new(site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(site);
+    rec.call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .lands("op-a", false)
         .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
         .alert(150, "quarantine-completed", "INFO", Some(VDI1), Some(1))

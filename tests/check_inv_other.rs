@@ -60,9 +60,8 @@ fn inv6_a_second_write_before_any_read_violates_even_before_the_device_applied_t
     // Two writes of the same target before a read: the first may have landed when the second
     // is sent, whatever the device's truth at that moment.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .call(10, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(40, VDI1, 0, "op-a", "qr-a", false);
     assert_fails(&check(&site, &rec), "INV-6", "may have landed");
@@ -99,17 +98,15 @@ fn inv6_a_rewrite_after_an_error_reply_and_a_read_that_answered_otherwise_passes
     // network. The engine's evidence shows the NIC elsewhere, so writing again is what R8
     // allows, although the device had the NIC on the target all along.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(30, VDI1, 0, "op-a", "qr-a", false)
         .read(100, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Passed);
     // Without the read in between, the second write is blind: a finding.
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(30, VDI1, 0, "op-a", "qr-a", false)
         .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Failed);
@@ -132,9 +129,8 @@ fn inv6_a_rewrite_after_a_write_the_device_refused_passes() {
         ),
         ("unknown", "timeout: no reply", Status::Failed),
     ] {
-        let mut rec = Rec::new(&site);
-        rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-            .read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
+        let mut rec = vdi1_accepted(&site);
+        rec.read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
             .call(100, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
             .reply(result, detail)
             .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
@@ -167,9 +163,8 @@ fn inv7_accepted_detection_lost_in_crash_violates() {
 #[test]
 fn inv7_operation_resumed_after_crash_passes() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .push(10, EventKind::Crash)
+    let mut rec = vdi1_accepted(&site);
+    rec.push(10, EventKind::Crash)
         .push(1_010, EventKind::Restart)
         .started(1_010, 1, VDI1, "quarantine")
         .call(1_010, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
@@ -211,9 +206,8 @@ fn inv8_duplicate_and_outside_subnet_violate() {
 #[test]
 fn inv8_allocation_kept_after_rollback_violates() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .failed(60_000, 1, VDI1, "quarantine")
+    let mut rec = vdi1_accepted(&site);
+    rec.failed(60_000, 1, VDI1, "quarantine")
         .final_state(
             VDI1,
             "quarantine_failed",
@@ -273,17 +267,15 @@ fn inv9_alert_naming_nothing_violates() {
 fn inv10_operation_past_deadline_violates() {
     // vdi-small: deadline 60 s + call timeout 5 s, plus 10% = 71.5 s.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .failed(80_000, 1, VDI1, "quarantine");
+    let mut rec = vdi1_accepted(&site);
+    rec.failed(80_000, 1, VDI1, "quarantine");
     assert_fails(&check(&site, &rec), "INV-10", "80000 ms");
 }
 
 #[test]
 fn inv10_operation_never_finished_violates() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine");
+    let mut rec = vdi1_accepted(&site);
     rec.run.lservers[0].pending_operations = 1;
     let report = check(&site, &rec);
     assert_status(&report, "INV-10", Status::Failed);

@@ -79,9 +79,8 @@ fn inv4_leaves_a_drift_the_engine_could_not_see_before_the_outcome_but_not_one_i
     // A switch reboot after the quarantine's read confirmed the NIC and before the operation
     // ended: the engine could not have seen it, and the drift watch answers for it.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .lands("op-a", false)
         .read(40, "vc-1", "get_nic", VDI1, 0, "qr-a")
         .truth(100, VDI1, 0, "qr-a", "op-a", false)
@@ -93,9 +92,8 @@ fn inv4_leaves_a_drift_the_engine_could_not_see_before_the_outcome_but_not_one_i
     assert_status(&check(&site, &rec), "INV-4", Status::Passed);
     // The same move before the quarantine's last read: the engine saw it and still claimed
     // quarantine, which is INV-4's.
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .lands("op-a", false)
         .truth(60, VDI1, 0, "qr-a", "op-a", false)
         .by("switch_reboot")
@@ -215,9 +213,8 @@ fn inv12_a_drift_inside_an_operation_that_ends_quarantined_counts_from_its_end()
     let site = site();
     // The NIC reaches qr-a at 40 ms, something moves it back at 60 ms, and the operation still
     // ends quarantined at 80 ms: the L-Server is quarantined with a NIC off quarantine.
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .lands("op-a", false)
         .truth(60, VDI1, 0, "qr-a", "op-a", false)
         .by("switch_reboot")

@@ -25,27 +25,24 @@ fn clean_quarantine_keeps_every_invariant() {
 #[test]
 fn inv1_silent_failure_violates() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .finished(70_000, 1, VDI1, "quarantine_failed");
+    let mut rec = vdi1_accepted(&site);
+    rec.finished(70_000, 1, VDI1, "quarantine_failed");
     assert_fails(&check(&site, &rec), "INV-1", VDI1);
 }
 
 #[test]
 fn inv1_failure_with_quarantine_failed_alert_passes() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .failed(60_000, 1, VDI1, "quarantine");
+    let mut rec = vdi1_accepted(&site);
+    rec.failed(60_000, 1, VDI1, "quarantine");
     assert_status(&check(&site, &rec), "INV-1", Status::Passed);
 }
 
 #[test]
 fn inv1_config_error_alert_excuses_plan_failure() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .alert(0, "config-error", "ERROR", Some(VDI1), Some(1))
+    let mut rec = vdi1_accepted(&site);
+    rec.alert(0, "config-error", "ERROR", Some(VDI1), Some(1))
         .finished(0, 1, VDI1, "quarantine_failed");
     assert_status(&check(&site, &rec), "INV-1", Status::Passed);
 }

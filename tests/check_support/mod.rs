@@ -448,6 +448,13 @@ pub fn quarantine_vdi(rec: &mut Rec, lserver: &str, event_id: &str, id: i64, at:
         .finished(at + 80, id, lserver, "quarantined");
 }
 
+/// vdi-001 detected as `e-1` at 0, and its quarantine started as operation 1.
+pub fn vdi1_accepted(site: &Site) -> Rec {
+    let mut rec = Rec::new(site);
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine");
+    rec
+}
+
 /// [`quarantine_vdi`] of vdi-001 at 0 with the matching final state.
 pub fn quarantined_vdi1(site: &Site) -> Rec {
     let mut rec = Rec::new(site);
