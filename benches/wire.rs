@@ -16,12 +16,15 @@
 //! only the switchovers are timed (`iter_custom`). `qlab bench` prints the same comparison as
 //! one ratio. `cargo bench --bench wire`.
 
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode, Throughput};
-use quarantine_lab::bench::wire::{self, AdapterRound, BareRound, EngineRound, WireWorkload};
+use quarantine_lab::bench::wire::{
+    self, AdapterRound, BareRound, EngineRound, RoundResult, WireWorkload,
+};
 use quarantine_lab::bench::workload;
 use quarantine_lab::engine::journal::Durability;
 use quarantine_lab::model::load_site;
@@ -42,48 +45,44 @@ fn wire_bench(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter_custom(|rounds| {
-                runtime.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..rounds {
-                        let round = EngineRound::prepare(&workload, durability)
-                            .await
-                            .unwrap_or_else(|e| panic!("{e}"));
-                        total += round.run(&workload).await.expect("round").elapsed;
-                    }
-                    total
+                timed(&runtime, rounds, || async {
+                    let round = EngineRound::prepare(&workload, durability).await?;
+                    round.run(&workload).await
                 })
             })
         });
     }
     group.bench_function("adapter", |b| {
         b.iter_custom(|rounds| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..rounds {
-                    let round = AdapterRound::prepare(&workload)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    total += round.run(&workload).await.expect("round").elapsed;
-                }
-                total
+            timed(&runtime, rounds, || async {
+                AdapterRound::prepare(&workload).await?.run(&workload).await
             })
         })
     });
     group.bench_function("bare_client", |b| {
         b.iter_custom(|rounds| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..rounds {
-                    let round = BareRound::prepare(&workload)
-                        .await
-                        .unwrap_or_else(|e| panic!("{e}"));
-                    total += round.run(&workload).await.expect("round").elapsed;
-                }
-                total
+            timed(&runtime, rounds, || async {
+                BareRound::prepare(&workload).await?.run(&workload).await
             })
         })
     });
     group.finish();
+}
+
+/// The timed switchovers of `rounds` rounds, each prepared afresh by `round` (only the
+/// switchovers count, not the preparation).
+fn timed<F, Round>(runtime: &tokio::runtime::Runtime, rounds: u64, round: F) -> Duration
+where
+    F: Fn() -> Round,
+    Round: Future<Output = Result<RoundResult, String>>,
+{
+    runtime.block_on(async {
+        let mut total = Duration::ZERO;
+        for _ in 0..rounds {
+            total += round().await.unwrap_or_else(|e| panic!("{e}")).elapsed;
+        }
+        total
+    })
 }
 
 criterion_group! {

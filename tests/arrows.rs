@@ -6,6 +6,8 @@
 //! out of the engine) counts, in code and in doc links alike; comments that are not doc links
 //! do not.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -31,17 +33,6 @@ fn crate_modules() -> BTreeSet<String> {
             Some(rest.trim_end_matches(';').trim().to_string())
         })
         .collect()
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).expect("readable folder") {
-        let path = entry.expect("readable entry").path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
 }
 
 /// The module depth of a file under `src/`: `engine/mod.rs` is 1 (`crate::engine`),
@@ -203,9 +194,7 @@ fn engine_names_no_lab_module_and_nothing_outside_model_and_adapters() {
         assert!(modules.contains(*lab), "src/lib.rs has no module {lab}");
     }
     let src = root().join("src");
-    let mut files = Vec::new();
-    rust_files(&src.join("engine"), &mut files);
-    files.sort();
+    let files = common::files_below(&src.join("engine"), "rs");
     assert!(files.len() >= 10, "found only {} engine files", files.len());
     let mut violations = Vec::new();
     for file in &files {

@@ -69,11 +69,7 @@ fn r18_a_real_target_is_reached_over_https_with_its_ca_and_the_bundle_says_so() 
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let product = root.join("fixtures/products/switch-restconf.toml");
     let (p, _) = load_product(&product).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = quarantine_lab::certify::runtime().unwrap();
     // The "device": a simulator over HTTPS, reached like any real target.
     let device = runtime
         .block_on(start_sim(&p, BuiltinKind::Restconf, Vec::new()))

@@ -16,11 +16,7 @@ fn diff_against(
     let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("fixtures/products/switch-restconf.toml");
     let (product, _) = load_product(&file).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = quarantine_lab::certify::runtime().unwrap();
     // The "device": another simulator, behind a proxy that may rename a reply field.
     let (_device, proxy) = runtime.block_on(async {
         let device = start_sim(&product, BuiltinKind::Restconf, Vec::new())

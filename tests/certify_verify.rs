@@ -41,6 +41,19 @@ fn edit_report(
     files
 }
 
+/// The labels of the bundle at `path`, which must be accepted.
+fn accepted_labels(path: &Path) -> Vec<String> {
+    let v = verify(path);
+    assert!(v.accepted(), "{:?}", v.rejections);
+    v.labels
+}
+
+/// Marks check `id` of `report` skipped.
+fn skip(report: &mut CertifyReport, id: &str) {
+    let check = report.checks.iter_mut().find(|c| c.id == id);
+    check.unwrap_or_else(|| panic!("no check {id}")).status = CheckStatus::Skipped;
+}
+
 fn rejections(path: &Path) -> String {
     let v = verify(path);
     assert!(!v.accepted(), "accepted: {:?}", v.labels);
@@ -59,10 +72,7 @@ fn assert_required(dir: &Path, bundle: &Path, id: &str) {
 /// Asserts `bundle` with check `id` skipped, and no deviation declared, is rejected.
 fn assert_not_skippable(dir: &Path, bundle: &Path, id: &str) {
     let skipped = dir.join(format!("skipped-{id}.tar.gz"));
-    edit_report(bundle, &skipped, |r| {
-        let c = r.checks.iter_mut().find(|c| c.id == id).unwrap();
-        c.status = CheckStatus::Skipped;
-    });
+    edit_report(bundle, &skipped, |r| skip(r, id));
     let text = rejections(&skipped);
     let want = format!("{id} was skipped and no deviation");
     assert!(text.contains(&want), "{want:?} not in: {text}");
@@ -72,10 +82,9 @@ fn assert_not_skippable(dir: &Path, bundle: &Path, id: &str) {
 fn inv_bundle_verify_accepts_fresh_and_refuses_tampered_bundles() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = fresh(dir.path(), "switch-restconf.toml");
-    let v = verify(&bundle);
-    assert!(v.accepted(), "{:?}", v.rejections);
-    assert!(v.labels.contains(&"tier-2".to_string()), "{:?}", v.labels);
-    assert!(!v.labels.contains(&"deviations-declared".to_string()));
+    let labels = accepted_labels(&bundle);
+    assert!(labels.contains(&"tier-2".to_string()), "{:?}", labels);
+    assert!(!labels.contains(&"deviations-declared".to_string()));
 
     // A changed file, manifest untouched.
     let mut files = read_bundle(&bundle).unwrap();
@@ -110,28 +119,23 @@ fn inv_bundle_a_declared_deviation_is_tier_with_deviations_never_plain() {
     // The device could not take the session expiry: SW-2.6 skipped, as PRODUCT.toml declares.
     let out = dir.path().join("deviation.tar.gz");
     let files = edit_report(&bundle, &out, |r| {
-        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.6").unwrap();
-        c.status = CheckStatus::Skipped;
+        skip(r, "SW-2.6");
         r.certified.with_deviations = true;
         r.certified.label = "tier-2 with deviations".into();
     });
     let product = String::from_utf8(files["PRODUCT.toml"].clone()).unwrap();
     assert!(product.contains("SW-2.6"));
-    let v = verify(&out);
-    assert!(v.accepted(), "{:?}", v.rejections);
-    assert!(v.labels.contains(&"tier-2".to_string()), "{:?}", v.labels);
+    let labels = accepted_labels(&out);
+    assert!(labels.contains(&"tier-2".to_string()), "{:?}", labels);
     assert!(
-        v.labels.contains(&"deviations-declared".to_string()),
+        labels.contains(&"deviations-declared".to_string()),
         "{:?}",
-        v.labels
+        labels
     );
 
     // The same skip claimed as a plain tier 2 is refused: the label must say "with deviations".
     let plain = dir.path().join("plain.tar.gz");
-    edit_report(&bundle, &plain, |r| {
-        let c = r.checks.iter_mut().find(|c| c.id == "SW-2.6").unwrap();
-        c.status = CheckStatus::Skipped;
-    });
+    edit_report(&bundle, &plain, |r| skip(r, "SW-2.6"));
     assert!(rejections(&plain).contains("tier-2 with deviations"));
 }
 
@@ -139,13 +143,8 @@ fn inv_bundle_a_declared_deviation_is_tier_with_deviations_never_plain() {
 fn inv_bundle_an_av_feed_bundle_verifies_and_its_required_checks_are_enforced() {
     let dir = tempfile::tempdir().unwrap();
     let bundle = fresh(dir.path(), "av-sepm-syslog.toml");
-    let v = verify(&bundle);
-    assert!(v.accepted(), "{:?}", v.rejections);
-    assert!(
-        v.labels.contains(&"family-av".to_string()),
-        "{:?}",
-        v.labels
-    );
+    let labels = accepted_labels(&bundle);
+    assert!(labels.contains(&"family-av".to_string()), "{:?}", labels);
 
     // Over syslog TCP the peer-close check is required of tier 2.
     assert_required(dir.path(), &bundle, "AV-2.3");

@@ -6,9 +6,18 @@ use std::time::Duration;
 
 use check_support::*;
 use quarantine_lab::check::{
-    check_run, determinism_verdict, history_digest, verdict, AlertExpect, Expectations,
-    LServerExpect, Measures, Status, Summary,
+    check_run, determinism_verdict, history_digest, verdict, AlertExpect, CheckReport,
+    Expectations, LServerExpect, Measures, Status, Summary,
 };
+
+/// Each expectation's verdict as (what, status, detail), in report order.
+fn rows(report: &CheckReport) -> Vec<(&str, Status, &str)> {
+    report
+        .expectations
+        .iter()
+        .map(|e| (e.what.as_str(), e.status, e.detail.as_str()))
+        .collect()
+}
 
 fn lserver_expect(outcome: &str) -> LServerExpect {
     LServerExpect {
@@ -268,7 +277,7 @@ fn measures_of_two_physical_servers_on_one_switch() {
                 Some(0),
                 Some("qr-a"),
             )
-            .truth(at + 150 * (i as u64 + 1), ls, 0, "op-a", "qr-a", false)
+            .lands("op-a", false)
             // Confirmed after its verifying read and the save: 450 and 750 ms.
             .finished(450 + 300 * i as u64, id, ls, "quarantined");
     }
@@ -299,16 +308,13 @@ fn an_optimal_run_meets_both_lower_bounds() {
 
 /// vdi-001 quarantined slowly: contained at 100 ms (bound 40), confirmed at 150 ms (bound 80).
 fn slow_vdi1(site: &quarantine_lab::model::Site) -> quarantine_lab::model::history::RunRecord {
-    let mut rec = Rec::new(site);
-    rec.accepted(0, "e-1", VDI1, 1, "quarantine")
-        .call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
-        .truth(100, VDI1, 0, "op-a", "qr-a", false)
+    let mut rec = vdi1_accepted(site);
+    rec.call(60, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .lands("op-a", false)
         .call(100, "vc-1", "get_nic", VDI1, Some(0), None)
         .alert(150, "quarantine-completed", "INFO", Some(VDI1), Some(1))
         .finished(150, 1, VDI1, "quarantined")
-        .final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
-        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
-        .allocation("qr-a", "10.210.0.2", VDI1);
+        .final_quarantined(VDI1, "qr-a", "10.210.0.2");
     rec.build()
 }
 
@@ -320,13 +326,8 @@ fn makespan_ratio_max_holds_for_an_optimal_run() {
         ..Expectations::default()
     };
     let report = check_run(&site, &quarantined_vdi1(&site).build(), &expect);
-    let ratios: Vec<(&str, Status, &str)> = report
-        .expectations
-        .iter()
-        .map(|e| (e.what.as_str(), e.status, e.detail.as_str()))
-        .collect();
     assert_eq!(
-        ratios,
+        rows(&report),
         [
             (
                 "makespan_ratio_max",
@@ -358,19 +359,16 @@ fn makespan_ratio_max_fails_a_slow_run_on_both_pairs() {
         (m.confirmed_makespan_ms, m.confirmed_lower_bound_ms),
         (150, 80)
     );
-    let details: Vec<(Status, &str)> = report
-        .expectations
-        .iter()
-        .map(|e| (e.status, e.detail.as_str()))
-        .collect();
     assert_eq!(
-        details,
+        rows(&report),
         [
             (
+                "makespan_ratio_max",
                 Status::Failed,
                 "expected at most 1.05 x the lower bound, got 100 ms / 40 ms = 2.500"
             ),
             (
+                "makespan_ratio_max confirmed",
                 Status::Failed,
                 "expected at most 1.05 x the lower bound, got 150 ms / 80 ms = 1.875"
             ),
@@ -428,14 +426,9 @@ fn outcomes_count_every_lserver_of_the_site() {
     expect.outcomes.insert("quarantined".into(), 2);
     expect.outcomes.insert("quarantine_failed".into(), 0);
     let report = check_run(&site, &run, &expect);
-    let got: Vec<(&str, Status, &str)> = report
-        .expectations
-        .iter()
-        .map(|e| (e.what.as_str(), e.status, e.detail.as_str()))
-        .collect();
     let total = site.lservers.len();
     assert_eq!(
-        got,
+        rows(&report),
         [
             (
                 "outcomes quarantine_failed",
@@ -463,8 +456,7 @@ fn time_to_alert_measures_failed_operations() {
     let site = site();
     let mut rec = Rec::new(&site);
     rec.accepted(1_000, "e-1", VDI2, 1, "reboot")
-        .alert(6_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
-        .finished(6_000, 1, VDI2, "reboot_failed");
+        .failed(6_000, 1, VDI2, "reboot");
     let m = check_run(&site, &rec.build(), &Expectations::default()).measures;
     assert_eq!(m.time_to_alert_ms.count, 1);
     assert_eq!(m.time_to_alert_ms.max, 5_000);

@@ -6,14 +6,12 @@ use check_support::*;
 use quarantine_lab::check::{check_run, Expectations, Status};
 use quarantine_lab::model::history::EventKind;
 
-#[test]
-fn inv5_writes_to_detected_lserver_pass() {
-    let site = site();
-    assert_status(
-        &check(&site, &quarantined_vdi1(&site)),
-        "INV-5",
-        Status::Passed,
-    );
+clean_quarantine_verdicts! {
+    inv5_writes_to_detected_lserver_pass: "INV-5" => Passed,
+    inv6_single_write_passes: "INV-6" => Passed,
+    inv7_accepted_detection_finished_once_passes: "INV-7" => Passed,
+    inv8_allocation_of_quarantined_lserver_passes: "INV-8" => Passed,
+    inv10_operation_within_deadline_passes: "INV-10" => Passed,
 }
 
 #[test]
@@ -21,9 +19,7 @@ fn inv5_write_to_bystander_violates() {
     let site = site();
     let mut rec = quarantined_vdi1(&site);
     rec.call(10, "vc-1", "set_nic", VDI3, Some(0), Some("qr-a"));
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-5", Status::Failed);
-    assert!(inv(&report, "INV-5").detail.contains(VDI3));
+    assert_fails(&check(&site, &rec), "INV-5", VDI3);
 }
 
 #[test]
@@ -52,23 +48,11 @@ fn inv5_command_authorizes_writes() {
 }
 
 #[test]
-fn inv6_single_write_passes() {
-    let site = site();
-    assert_status(
-        &check(&site, &quarantined_vdi1(&site)),
-        "INV-6",
-        Status::Passed,
-    );
-}
-
-#[test]
 fn inv6_rewrite_of_nic_already_on_target_violates() {
     let site = site();
     let mut rec = quarantined_vdi1(&site);
     rec.call(90, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-6", Status::Failed);
-    assert!(inv(&report, "INV-6").detail.contains("already"));
+    assert_fails(&check(&site, &rec), "INV-6", "already");
 }
 
 #[test]
@@ -76,15 +60,11 @@ fn inv6_a_second_write_before_any_read_violates_even_before_the_device_applied_t
     // Two writes of the same target before a read: the first may have landed when the second
     // is sent, whatever the device's truth at that moment.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .call(10, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(40, VDI1, 0, "op-a", "qr-a", false);
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-6", Status::Failed);
-    assert!(inv(&report, "INV-6").detail.contains("may have landed"));
+    assert_fails(&check(&site, &rec), "INV-6", "may have landed");
 }
 
 #[test]
@@ -109,9 +89,7 @@ fn inv6_a_write_after_a_read_showed_the_target_violates() {
         .started(0, 1, VDI1, "release")
         .read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(50, "vc-1", "set_nic", VDI1, Some(0), Some("op-a"));
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-6", Status::Failed);
-    assert!(inv(&report, "INV-6").detail.contains("last read"));
+    assert_fails(&check(&site, &rec), "INV-6", "last read");
 }
 
 #[test]
@@ -120,19 +98,15 @@ fn inv6_a_rewrite_after_an_error_reply_and_a_read_that_answered_otherwise_passes
     // network. The engine's evidence shows the NIC elsewhere, so writing again is what R8
     // allows, although the device had the NIC on the target all along.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(30, VDI1, 0, "op-a", "qr-a", false)
         .read(100, "vc-1", "get_nic", VDI1, 0, "op-a")
         .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Passed);
     // Without the read in between, the second write is blind: a finding.
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+    let mut rec = vdi1_accepted(&site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
         .truth(30, VDI1, 0, "op-a", "qr-a", false)
         .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
     assert_status(&check(&site, &rec), "INV-6", Status::Failed);
@@ -155,10 +129,8 @@ fn inv6_a_rewrite_after_a_write_the_device_refused_passes() {
         ),
         ("unknown", "timeout: no reply", Status::Failed),
     ] {
-        let mut rec = Rec::new(&site);
-        rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-            .started(0, 1, VDI1, "quarantine")
-            .read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
+        let mut rec = vdi1_accepted(&site);
+        rec.read(0, "vc-1", "get_nic", VDI1, 0, "op-a")
             .call(100, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
             .reply(result, detail)
             .call(300, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"));
@@ -168,27 +140,14 @@ fn inv6_a_rewrite_after_a_write_the_device_refused_passes() {
 }
 
 #[test]
-fn inv7_accepted_detection_finished_once_passes() {
-    let site = site();
-    assert_status(
-        &check(&site, &quarantined_vdi1(&site)),
-        "INV-7",
-        Status::Passed,
-    );
-}
-
-#[test]
 fn inv7_event_accepted_twice_across_restart_violates() {
     let site = site();
     let mut rec = quarantined_vdi1(&site);
     rec.push(100, EventKind::Crash)
         .push(200, EventKind::Restart)
-        .ack(300, "e-1", Some(VDI1), "accepted", Some(2))
-        .started(300, 2, VDI1, "quarantine")
+        .accepted(300, "e-1", VDI1, 2, "quarantine")
         .finished(300, 2, VDI1, "quarantined");
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-7", Status::Failed);
-    assert!(inv(&report, "INV-7").detail.contains("twice"));
+    assert_fails(&check(&site, &rec), "INV-7", "twice");
 }
 
 #[test]
@@ -198,40 +157,24 @@ fn inv7_accepted_detection_lost_in_crash_violates() {
     rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
         .push(10, EventKind::Crash)
         .push(1_010, EventKind::Restart);
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-7", Status::Failed);
-    assert!(inv(&report, "INV-7").detail.contains("finished 0 times"));
+    assert_fails(&check(&site, &rec), "INV-7", "finished 0 times");
 }
 
 #[test]
 fn inv7_operation_resumed_after_crash_passes() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .push(10, EventKind::Crash)
+    let mut rec = vdi1_accepted(&site);
+    rec.push(10, EventKind::Crash)
         .push(1_010, EventKind::Restart)
         .started(1_010, 1, VDI1, "quarantine")
         .call(1_010, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
-        .truth(1_050, VDI1, 0, "op-a", "qr-a", false)
+        .lands("op-a", false)
         .alert(1_090, "quarantine-completed", "INFO", Some(VDI1), Some(1))
         .finished(1_090, 1, VDI1, "quarantined")
-        .final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
-        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
-        .allocation("qr-a", "10.210.0.2", VDI1);
+        .final_quarantined(VDI1, "qr-a", "10.210.0.2");
     let report = check(&site, &rec);
     assert_status(&report, "INV-7", Status::Passed);
     assert_status(&report, "INV-10", Status::Passed);
-}
-
-#[test]
-fn inv8_allocation_of_quarantined_lserver_passes() {
-    let site = site();
-    assert_status(
-        &check(&site, &quarantined_vdi1(&site)),
-        "INV-8",
-        Status::Passed,
-    );
 }
 
 #[test]
@@ -246,9 +189,7 @@ fn inv8_gateway_address_violates() {
         "qr-a",
         "10.210.0.1",
     );
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-8", Status::Failed);
-    assert!(inv(&report, "INV-8").detail.contains("gateway"));
+    assert_fails(&check(&site, &rec), "INV-8", "gateway");
 }
 
 #[test]
@@ -265,11 +206,8 @@ fn inv8_duplicate_and_outside_subnet_violate() {
 #[test]
 fn inv8_allocation_kept_after_rollback_violates() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .alert(60_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
-        .finished(60_000, 1, VDI1, "quarantine_failed")
+    let mut rec = vdi1_accepted(&site);
+    rec.failed(60_000, 1, VDI1, "quarantine")
         .final_state(
             VDI1,
             "quarantine_failed",
@@ -277,9 +215,7 @@ fn inv8_allocation_kept_after_rollback_violates() {
             Some("quarantine_failed"),
         )
         .allocation("qr-a", "10.210.0.2", VDI1);
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-8", Status::Failed);
-    assert!(inv(&report, "INV-8").detail.contains("quarantine_failed"));
+    assert_fails(&check(&site, &rec), "INV-8", "quarantine_failed");
 }
 
 #[test]
@@ -294,10 +230,8 @@ fn inv8_quarantined_record_without_allocation_violates() {
 fn inv9_failure_with_one_error_alert_passes() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(0, 1, VDI2, "reboot")
-        .alert(5_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
-        .finished(5_000, 1, VDI2, "reboot_failed");
+    rec.accepted(0, "e-1", VDI2, 1, "reboot")
+        .failed(5_000, 1, VDI2, "reboot");
     assert_status(&check(&site, &rec), "INV-9", Status::Passed);
 }
 
@@ -305,20 +239,16 @@ fn inv9_failure_with_one_error_alert_passes() {
 fn inv9_failure_without_alert_violates() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(0, 1, VDI2, "reboot")
+    rec.accepted(0, "e-1", VDI2, 1, "reboot")
         .finished(5_000, 1, VDI2, "reboot_failed");
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-9", Status::Failed);
-    assert!(inv(&report, "INV-9").detail.contains("0 ERROR alerts"));
+    assert_fails(&check(&site, &rec), "INV-9", "0 ERROR alerts");
 }
 
 #[test]
 fn inv9_two_error_alerts_violate() {
     let site = site();
     let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI2), "accepted", Some(1))
-        .started(0, 1, VDI2, "reboot")
+    rec.accepted(0, "e-1", VDI2, 1, "reboot")
         .alert(5_000, "reboot-failed", "ERROR", Some(VDI2), Some(1))
         .alert(5_001, "reboot-failed", "ERROR", Some(VDI2), Some(1))
         .finished(5_000, 1, VDI2, "reboot_failed");
@@ -330,41 +260,22 @@ fn inv9_alert_naming_nothing_violates() {
     let site = site();
     let mut rec = quarantined_vdi1(&site);
     rec.alert(100, "lserver-not-found", "ERROR", None, None);
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-9", Status::Failed);
-    assert!(inv(&report, "INV-9").detail.contains("names no L-Server"));
-}
-
-#[test]
-fn inv10_operation_within_deadline_passes() {
-    let site = site();
-    assert_status(
-        &check(&site, &quarantined_vdi1(&site)),
-        "INV-10",
-        Status::Passed,
-    );
+    assert_fails(&check(&site, &rec), "INV-9", "names no L-Server");
 }
 
 #[test]
 fn inv10_operation_past_deadline_violates() {
     // vdi-small: deadline 60 s + call timeout 5 s, plus 10% = 71.5 s.
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine")
-        .alert(80_000, "quarantine-failed", "ERROR", Some(VDI1), Some(1))
-        .finished(80_000, 1, VDI1, "quarantine_failed");
-    let report = check(&site, &rec);
-    assert_status(&report, "INV-10", Status::Failed);
-    assert!(inv(&report, "INV-10").detail.contains("80000 ms"));
+    let mut rec = vdi1_accepted(&site);
+    rec.failed(80_000, 1, VDI1, "quarantine");
+    assert_fails(&check(&site, &rec), "INV-10", "80000 ms");
 }
 
 #[test]
 fn inv10_operation_never_finished_violates() {
     let site = site();
-    let mut rec = Rec::new(&site);
-    rec.ack(0, "e-1", Some(VDI1), "accepted", Some(1))
-        .started(0, 1, VDI1, "quarantine");
+    let mut rec = vdi1_accepted(&site);
     rec.run.lservers[0].pending_operations = 1;
     let report = check(&site, &rec);
     assert_status(&report, "INV-10", Status::Failed);

@@ -5,11 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use quarantine_lab::bench::measure::library_selection;
 use quarantine_lab::scenario::crash_sweep::{self, CrashSweep};
 use quarantine_lab::scenario::library::{
     self, ResultStatus, RunOptions, ScenarioResult, Selection,
 };
-use quarantine_lab::scenario::load::{load_scenario, Mode};
+use quarantine_lab::scenario::load::load_scenario;
 use quarantine_lab::scenario::runner::Mutant;
 use quarantine_lab::sim::CrashPoint;
 
@@ -18,16 +19,8 @@ const QUARANTINE: &str = "scenarios/virtual/vcenter-quarantine-contains-in-two-c
 
 fn sweep(file: &str, mutant: Option<Mutant>, only: Option<CrashPoint>) -> ScenarioResult {
     let selection = Selection {
-        paths: vec![PathBuf::from(file)],
-        tags: Vec::new(),
-        name: None,
-        shard: None,
-        seed: None,
-        check_determinism: false,
-        jobs: 2,
         mutant,
-        modes: vec![Mode::Sim],
-        time_scale: 0.05,
+        ..library_selection(PathBuf::from(file), 2)
     };
     let scenarios = library::select(&selection).unwrap();
     let options = RunOptions {

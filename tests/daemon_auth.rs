@@ -49,6 +49,13 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
             .json(&body)
             .send()
     };
+    let get = |token: &'static str, path: String| {
+        sent(
+            http()
+                .get(format!("{base}/api/v1{path}"))
+                .bearer_auth(token),
+        )
+    };
 
     // The AV server's token may notify...
     let detection = json!({
@@ -103,12 +110,7 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
         assert_eq!(reply.status(), StatusCode::FORBIDDEN, "{method} {path}");
     }
     // A read-only token reads but does not operate.
-    let monitor_reads = sent(
-        http()
-            .get(format!("{base}/api/v1/lservers"))
-            .bearer_auth(MONITOR_TOKEN),
-    )
-    .await;
+    let monitor_reads = get(MONITOR_TOKEN, "/lservers".into()).await;
     assert_eq!(monitor_reads.status(), StatusCode::OK);
     let monitor_releases = post(
         MONITOR_TOKEN,
@@ -145,12 +147,7 @@ async fn r18_a_notify_token_gets_403_on_release_quarantine_and_decide_and_the_jo
     daemon.engine().wait_idle().await;
     let release_id = operate("release").await;
     for id in [quarantine_id, release_id] {
-        let op = sent(
-            http()
-                .get(format!("{base}/api/v1/operations/{id}"))
-                .bearer_auth(OPERATOR_TOKEN),
-        )
-        .await;
+        let op = get(OPERATOR_TOKEN, format!("/operations/{id}")).await;
         assert_eq!(op.status(), StatusCode::OK);
         assert_eq!(body(op).await["requested_by"], "soc-operator");
     }

@@ -172,7 +172,10 @@ fn family_of<'a>(name: &'a str, types: &BTreeMap<String, String>) -> &'a str {
     name
 }
 
-fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
+/// A sample's labels to match: `(name, value)` pairs.
+type Labels = [(&'static str, &'static str)];
+
+fn value(samples: &[Sample], name: &str, labels: &Labels) -> f64 {
     samples
         .iter()
         .filter(|(n, l, _)| {
@@ -287,39 +290,42 @@ async fn metrics_parse_as_prometheus_text_and_move_as_detections_are_processed()
         .expect("the quarantine ends");
 
     let after = scrape(&client, &base).await;
-    assert_eq!(value(&after, "qlab_detections_total", &accepted), 1.0);
-    let ignored = [("source", "osce"), ("disposition", "ignored")];
-    assert_eq!(value(&after, "qlab_detections_total", &ignored), 1.0);
-    let not_found = [("source", "osce"), ("disposition", "not_found")];
-    assert_eq!(value(&after, "qlab_detections_total", &not_found), 1.0);
-    assert_eq!(
-        value(
-            &after,
-            "qlab_detections_received_total",
-            &[("channel", "api")]
+    let exactly: [(&str, &Labels, f64); 6] = [
+        ("qlab_detections_total", &accepted, 1.0),
+        (
+            "qlab_detections_total",
+            &[("source", "osce"), ("disposition", "ignored")],
+            1.0,
         ),
-        3.0
-    );
-    let quarantined = [("kind", "quarantine"), ("outcome", "quarantined")];
-    assert_eq!(value(&after, "qlab_operations_total", &quarantined), 1.0);
-    assert!(
-        value(
-            &after,
+        (
+            "qlab_detections_total",
+            &[("source", "osce"), ("disposition", "not_found")],
+            1.0,
+        ),
+        ("qlab_detections_received_total", &[("channel", "api")], 3.0),
+        (
+            "qlab_operations_total",
+            &[("kind", "quarantine"), ("outcome", "quarantined")],
+            1.0,
+        ),
+        ("qlab_time_to_contain_seconds_count", &[], 1.0),
+    ];
+    for (name, labels, want) in exactly {
+        assert_eq!(value(&after, name, labels), want, "{name} {labels:?}");
+    }
+    let at_least_one: [(&str, &Labels); 2] = [
+        (
             "qlab_device_calls_total",
-            &[("device", "vc-1"), ("outcome", "ok")]
-        ) >= 1.0
-    );
-    assert!(
-        value(
-            &after,
+            &[("device", "vc-1"), ("outcome", "ok")],
+        ),
+        (
             "qlab_device_call_duration_seconds_count",
-            &[("device", "vc-1")]
-        ) >= 1.0
-    );
-    assert_eq!(
-        value(&after, "qlab_time_to_contain_seconds_count", &[]),
-        1.0
-    );
+            &[("device", "vc-1")],
+        ),
+    ];
+    for (name, labels) in at_least_one {
+        assert!(value(&after, name, labels) >= 1.0, "{name} {labels:?}");
+    }
     assert!(value(&after, "qlab_time_to_contain_seconds_sum", &[]) > 0.0);
     assert!(
         value(&after, "qlab_journal_commit_duration_seconds_count", &[])

@@ -1,11 +1,14 @@
 //! R15 service order and batching, and R7 group commit: the real engine against the simulated
 //! devices on the paused clock, so every time below is simulated time.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::detection;
 use quarantine_lab::adapters::Adapters;
 use quarantine_lab::engine::{
     AlertCode, Engine, EngineEvent, EngineObserver, EngineOptions, Journal,
@@ -116,13 +119,9 @@ async fn r7_detections_arriving_together_share_one_commit() {
     // Spyware is journaled as ignored (R1): one step per detection, no device call.
     let submits = (1..=8).map(|n| {
         engine.submit_detection(Detection {
-            source: "osce".into(),
-            event_id: format!("e-{n}"),
-            ip: Some(format!("10.110.0.{}", 10 + n).parse().unwrap()),
-            mac: None,
-            hostname: None,
             threat: "TSPY_TEST.A".into(),
             category: Category::Spyware,
+            ..detection(&format!("10.110.0.{}", 10 + n), &format!("e-{n}"))
         })
     });
     let receipts = futures::future::join_all(submits).await;
@@ -233,15 +232,7 @@ async fn r19_a_device_too_slow_for_the_deadline_fails_with_alerts_that_say_why()
     )
     .unwrap();
     let submits = site.lservers.iter().enumerate().map(|(n, ls)| {
-        engine.submit_detection(Detection {
-            source: "osce".into(),
-            event_id: format!("e-{n}"),
-            ip: Some(ls.nics[0].ip),
-            mac: None,
-            hostname: None,
-            threat: "WORM_DOWNAD.AD".into(),
-            category: Category::Virus,
-        })
+        engine.submit_detection(detection(&ls.nics[0].ip.to_string(), &format!("e-{n}")))
     });
     let receipts = futures::future::join_all(submits).await;
     assert!(receipts.iter().all(Result::is_ok));

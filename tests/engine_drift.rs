@@ -31,17 +31,23 @@ fn harness(rate: u32) -> Harness {
     }))
 }
 
+/// [`harness`] at 10 reads/s with vdi-001 quarantined, then moved back to op-a by hand; and the
+/// moment the harness was made.
+async fn drifted_vdi1() -> (Instant, Harness) {
+    let start = Instant::now();
+    let h = harness(10);
+    h.detect_settled("10.110.0.11").await;
+    h.move_by_hand(VDI1, 0, "op-a");
+    (start, h)
+}
+
 fn watch_reads(h: &Harness) -> usize {
     h.calls().iter().filter(|c| c.op == "get_nic").count()
 }
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
     tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
     h.settle().await;
@@ -83,8 +89,7 @@ async fn r20_a_drifted_vnic_is_moved_back_with_one_drift_and_one_restored_alert(
 async fn r20_last_verified_ms_follows_the_latest_read_of_the_nic() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     let verified = h.view(VDI1).last_verified_ms[0];
     assert!(verified.is_some(), "the quarantine's verifying read");
     // The watch reads vdi-001 at 10 s; the NIC is where its record says: verified again.
@@ -119,20 +124,11 @@ async fn r20_watch_reads_are_paced_per_device_and_come_every_interval() {
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_drift_while_a_release_runs_is_not_restored() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     // The release starts at 9.5 s and its read takes 2 s: it runs when the round comes.
     tokio::time::sleep_until(start + Duration::from_millis(9_500)).await;
     h.fault_now(slow("vc-1", Duration::from_secs(1)));
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI1.into(),
-        })
-        .await
-        .unwrap();
+    h.release(VDI1).await.unwrap();
     tokio::time::sleep_until(start + Duration::from_secs(25)).await;
     h.settle().await;
     assert_eq!(h.device(VDI1), ["op-a"]);
@@ -150,11 +146,7 @@ async fn r20_a_drift_while_a_release_runs_is_not_restored() {
 
 #[tokio::test(start_paused = true)]
 async fn r20_a_restore_the_device_refuses_is_quarantine_failed_and_keeps_the_records() {
-    let start = Instant::now();
-    let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
-    h.move_by_hand(VDI1, 0, "op-a");
+    let (start, h) = drifted_vdi1().await;
     h.fault_now(fault("vc-1", SetNic, FaultEffect::Reject));
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).
     tokio::time::sleep_until(start + Duration::from_millis(12_500)).await;
@@ -194,8 +186,7 @@ async fn r20_a_nic_the_watch_cannot_read_gets_one_quarantine_failed_alert_until_
     // silent, and R8 forbids a blind write: the watch alerts that containment is unverified.
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.11", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.11").await;
     h.fault_now(fault("vc-1", GetNic, FaultEffect::Unavailable));
     h.move_by_hand(VDI1, 0, "op-a");
     let unverified = |h: &Harness| -> Vec<Alert> {
@@ -239,8 +230,7 @@ async fn r20_a_nic_the_watch_cannot_read_gets_one_quarantine_failed_alert_until_
 async fn r20_a_drifted_switch_port_is_moved_back_and_saved() {
     let start = Instant::now();
     let h = harness(10);
-    h.detect("10.110.0.50", "e-1").await;
-    h.settle().await;
+    h.detect_settled("10.110.0.50").await;
     let saves = h.saves("sw-1");
     h.move_by_hand(SBC, 0, "op-a");
     // The watch reads at 10 s and reads the drift again `confirm_read_after` (2 s) later (R8).

@@ -171,12 +171,7 @@ async fn r4_detection_during_a_release_quarantines_again_afterwards() {
     let h = Harness::standard_detected(vec![], "10.110.0.11").await;
     // The device slows down: the release is still running 50 ms later.
     h.fault_now(slow("vc-1", Duration::from_millis(100)));
-    h.engine()
-        .submit_command(Command::Release {
-            lserver: VDI1.into(),
-        })
-        .await
-        .unwrap();
+    h.release(VDI1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let during = h.detect("10.110.0.11", "e-2").await;
     h.settle().await;
@@ -657,13 +652,7 @@ async fn r14_release_after_failure_returns_the_stranded_nic() {
 #[tokio::test(start_paused = true)]
 async fn r14_release_of_a_normal_lserver_is_refused() {
     let h = Harness::standard();
-    let err = h
-        .engine()
-        .submit_command(Command::Release {
-            lserver: VDI1.into(),
-        })
-        .await
-        .unwrap_err();
+    let err = h.release(VDI1).await.unwrap_err();
     assert!(matches!(err, EngineError::NotAllowed(_)), "{err}");
 }
 

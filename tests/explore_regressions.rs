@@ -8,8 +8,8 @@
 
 use std::path::PathBuf;
 
+use quarantine_lab::bench::measure::library_selection;
 use quarantine_lab::scenario::library::{self, ResultStatus, RunOptions, Selection};
-use quarantine_lab::scenario::load::Mode;
 
 /// Every scenario file of the folder (a `*.topology.toml` beside one is its topology).
 fn regression_files() -> Vec<PathBuf> {
@@ -35,15 +35,7 @@ fn r8_inv4_inv6_inv12_every_fixed_explore_finding_now_passes() {
     );
     let selection = Selection {
         paths: files.clone(),
-        tags: Vec::new(),
-        name: None,
-        shard: None,
-        seed: None,
-        check_determinism: false,
-        jobs: 2,
-        mutant: None,
-        modes: vec![Mode::Sim],
-        time_scale: 0.05,
+        ..library_selection(PathBuf::new(), 2)
     };
     let scenarios = library::select(&selection).unwrap();
     assert_eq!(scenarios.len(), files.len());

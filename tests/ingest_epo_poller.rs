@@ -37,6 +37,36 @@ async fn sim(rows: Vec<EpoEventRow>) -> (EpoEvents, WireServer) {
     (events, server)
 }
 
+/// `core.executeQuery` of the simulator with `params` (JSON output), as user `qlab`.
+async fn query(server: &WireServer, params: &str) -> reqwest::Response {
+    let url = format!(
+        "{}/remote/core.executeQuery?{params}&:output=json",
+        server.url()
+    );
+    reqwest::Client::new()
+        .get(url)
+        .basic_auth("qlab", Some("secret"))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A stand-in ePO server that gives `reply` to every request.
+async fn answering(reply: ResponseTemplate) -> MockServer {
+    let mock = MockServer::start().await;
+    Mock::given(any()).respond_with(reply).mount(&mock).await;
+    mock
+}
+
+/// The error of one poll from `cursor` of a server answering 200 with `body`.
+async fn poll_error(body: &str, cursor: i64) -> IngestError {
+    let mock = answering(ResponseTemplate::new(200).set_body_string(body)).await;
+    poller(&mock.uri(), "secret")
+        .poll_once(cursor)
+        .await
+        .unwrap_err()
+}
+
 fn poller(url: &str, password: &str) -> EpoPoller {
     EpoPoller::new("epo-1", url, "qlab", password, TIMEOUT).unwrap()
 }
@@ -101,19 +131,14 @@ async fn ipv4_columns_are_signed_on_the_wire() {
         row(3, "ZERO", Some("0.0.0.0"), "virus"),
     ])
     .await;
-    let url = format!(
-        "{}/remote/core.executeQuery?target=EPOEvents&select=(select EPOEvents.AutoID EPOEvents.TargetIPV4)&:output=json",
-        server.url()
-    );
-    let body = reqwest::Client::new()
-        .get(url)
-        .basic_auth("qlab", Some("secret"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = query(
+        &server,
+        "target=EPOEvents&select=(select EPOEvents.AutoID EPOEvents.TargetIPV4)",
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
     let json: serde_json::Value = serde_json::from_str(body.strip_prefix("OK:").unwrap()).unwrap();
     assert_eq!(json[0]["EPOEvents.TargetIPV4"], -1972502517);
     assert_eq!(json[2]["EPOEvents.TargetIPV4"], i64::from(i32::MIN));
@@ -147,16 +172,7 @@ async fn bad_credentials_are_an_auth_failure() {
 async fn error_0_is_a_remote_failure_whatever_the_status() {
     // The simulator answers a query it does not understand with `Error 0 :` (HTTP 400).
     let (_, server) = sim(vec![]).await;
-    let url = format!(
-        "{}/remote/core.executeQuery?target=Nope&:output=json",
-        server.url()
-    );
-    let reply = reqwest::Client::new()
-        .get(url)
-        .basic_auth("qlab", Some("secret"))
-        .send()
-        .await
-        .unwrap();
+    let reply = query(&server, "target=Nope").await;
     assert_eq!(reply.status(), 400);
     assert_eq!(
         reply.text().await.unwrap(),
@@ -164,17 +180,7 @@ async fn error_0_is_a_remote_failure_whatever_the_status() {
     );
 
     // A server answering 200 with an error body is a failure too, and keeps the cursor.
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(
-            ResponseTemplate::new(200).set_body_string("Error 0 :\nQuery failed: no such table"),
-        )
-        .mount(&mock)
-        .await;
-    let err = poller(&mock.uri(), "secret")
-        .poll_once(5)
-        .await
-        .unwrap_err();
+    let err = poll_error("Error 0 :\nQuery failed: no such table", 5).await;
     assert_eq!(
         err,
         IngestError::Remote {
@@ -187,18 +193,7 @@ async fn error_0_is_a_remote_failure_whatever_the_status() {
 
 #[tokio::test]
 async fn a_garbled_reply_is_refused_not_half_read() {
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string("OK:\n[{\"EPOEvents.AutoID\": 1}, {\"x\": 2}]"),
-        )
-        .mount(&mock)
-        .await;
-    let err = poller(&mock.uri(), "secret")
-        .poll_once(0)
-        .await
-        .unwrap_err();
+    let err = poll_error("OK:\n[{\"EPOEvents.AutoID\": 1}, {\"x\": 2}]", 0).await;
     assert_eq!(
         err.reason(),
         "ePO reply: row 2 has no integer EPOEvents.AutoID"
@@ -207,15 +202,12 @@ async fn a_garbled_reply_is_refused_not_half_read() {
 
 #[tokio::test]
 async fn r19_a_hung_server_is_cut_at_the_call_timeout() {
-    let mock = MockServer::start().await;
-    Mock::given(any())
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_string("OK:\n[]")
-                .set_delay(Duration::from_secs(10)),
-        )
-        .mount(&mock)
-        .await;
+    let mock = answering(
+        ResponseTemplate::new(200)
+            .set_body_string("OK:\n[]")
+            .set_delay(Duration::from_secs(10)),
+    )
+    .await;
     let mut p = EpoPoller::new(
         "epo-1",
         mock.uri(),

@@ -68,6 +68,14 @@ fn topology_text() -> String {
     text
 }
 
+/// A fresh folder holding [`topology_text`] as `site.toml`, and that file's path.
+fn topology_file() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("site.toml");
+    std::fs::write(&path, topology_text()).unwrap();
+    (dir, path)
+}
+
 /// The site the simulator serves: the same file, with short latencies.
 fn sim_site(path: &Path) -> Arc<Site> {
     let mut site = load_site(path).expect("topology");
@@ -181,9 +189,7 @@ impl Served {
 #[ignore = "needs python3; .ci/run runs it"]
 async fn r9_engine_daemon_quarantines_a_physical_lserver_through_the_python_plugin() {
     let python = python();
-    let dir = tempfile::tempdir().unwrap();
-    let site_path = dir.path().join("site.toml");
-    std::fs::write(&site_path, topology_text()).unwrap();
+    let (dir, site_path) = topology_file();
     let site = sim_site(&site_path);
     let world = SimWorld::new(site.clone(), vec![], Recorder::new(), 0);
     let mut server = wire::restconf::start(world.clone(), SWITCH)
@@ -265,9 +271,7 @@ async fn plugin_against(
     url: Option<String>,
 ) -> (Arc<PluginAdapter>, SimWorld, WireServer) {
     let python = python();
-    let dir = tempfile::tempdir().unwrap();
-    let site_path = dir.path().join("site.toml");
-    std::fs::write(&site_path, topology_text()).unwrap();
+    let (_dir, site_path) = topology_file();
     let world = SimWorld::new(sim_site(&site_path), faults, Recorder::new(), 0);
     let server = wire::restconf::start(world.clone(), SWITCH)
         .await
@@ -352,9 +356,7 @@ async fn r8_the_python_plugin_classifies_the_simulators_failures() {
 #[ignore = "needs python3; .ci/run runs it"]
 async fn the_python_plugin_serves_concurrent_calls_in_parallel() {
     let python = python();
-    let dir = tempfile::tempdir().unwrap();
-    let site_path = dir.path().join("site.toml");
-    std::fs::write(&site_path, topology_text()).unwrap();
+    let (_dir, site_path) = topology_file();
     let mut site = load_site(&site_path).expect("topology");
     for switch in &mut site.topology.switches {
         switch.latency = Some(Duration::from_secs(2));

@@ -4,6 +4,8 @@
 //!
 //! `QLAB_UPDATE_SCHEMAS=1 cargo test --test schemas` rewrites the committed files.
 
+mod common;
+
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 
@@ -37,20 +39,6 @@ fn validator(name: &str) -> jsonschema::Validator {
         .find(|(n, _)| *n == name)
         .unwrap_or_else(|| panic!("no schema {name}"));
     jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{name} is not a schema: {e}"))
-}
-
-fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries {
-        let path = entry.expect("readable folder").path();
-        if path.is_dir() {
-            toml_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "toml") {
-            out.push(path);
-        }
-    }
 }
 
 /// TOML text as the JSON value an editor's validator sees.
@@ -96,10 +84,10 @@ fn schemas_accept_every_shipped_topology_and_scenario() {
     let topology = validator("topology.schema.json");
     let scenario = validator("scenario.schema.json");
     let product = validator("product.schema.json");
-    let mut files = Vec::new();
-    for dir in TOML_ROOTS {
-        toml_files(&root().join(dir), &mut files);
-    }
+    let mut files: Vec<PathBuf> = TOML_ROOTS
+        .iter()
+        .flat_map(|dir| common::files_below(&root().join(dir), "toml"))
+        .collect();
     files.sort();
     let (mut topologies, mut scenarios, mut products, mut problems) = (0, 0, 0, Vec::new());
     for file in &files {

@@ -7,9 +7,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use quarantine_lab::bench::measure::library_selection;
 use quarantine_lab::model::history::{EventKind, FaultAccount};
-use quarantine_lab::scenario::library::{run_selected_with, ResultStatus, Selection};
-use quarantine_lab::scenario::load::{load_scenario, Mode, Scenario};
+use quarantine_lab::scenario::library::{run_selected_with, ResultStatus};
+use quarantine_lab::scenario::load::{load_scenario, Scenario};
 use quarantine_lab::scenario::runner::{run_sim, ScenarioRun};
 
 /// A folder holding `topology.toml` (vdi-small, with `extra` after vc-1's `latency`) and
@@ -191,18 +192,7 @@ const ONE_UNFIRED: &str = include_str!("../fixtures/scenarios/test-seeded-one-un
 fn strict_faults_fails_a_scenario_whose_fault_never_fired() {
     let (dir, path) = setup("", ONE_UNFIRED);
     let scenario = load(&path);
-    let selection = Selection {
-        paths: vec![path.clone()],
-        tags: Vec::new(),
-        name: None,
-        shard: None,
-        seed: None,
-        check_determinism: false,
-        jobs: 1,
-        mutant: None,
-        modes: vec![Mode::Sim],
-        time_scale: 0.05,
-    };
+    let selection = library_selection(path.clone(), 1);
     let scenarios = [scenario];
     let lenient = run_selected_with(&scenarios, &selection, false, &|_| {});
     assert_eq!(lenient[0].status, ResultStatus::Passed);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use quarantine_lab::adapters::eapi::EapiSwitch;
 use quarantine_lab::adapters::nxapi::NxapiSwitch;
 use quarantine_lab::adapters::restconf::RestconfSwitch;
-use quarantine_lab::adapters::{Adapters, OutcomeClass, Switch};
+use quarantine_lab::adapters::{Adapters, DeviceResult, OutcomeClass, Switch};
 use quarantine_lab::engine::{Command, Engine, EngineOptions, Journal, Outcome};
 use quarantine_lab::model::{load_site, Site};
 use quarantine_lab::sim::wire::{self, WireServer};
@@ -19,7 +19,7 @@ use quarantine_lab::sim::{CallKind, FaultEffect, FaultSpec, Recorder, SimWorld};
 use serde_json::Value;
 
 mod golden_support;
-use golden_support::{golden, same_shape};
+use golden_support::{assert_classified, assert_shape, golden, same_shape};
 
 /// Client call timeout: well above the simulated latency, well below a hang.
 const TIMEOUT: Duration = Duration::from_millis(400);
@@ -286,6 +286,16 @@ async fn engine_quarantines(lserver: &str, expected: &[(&str, &str, u16)]) {
     }
 }
 
+/// One multi-threaded async test per name, each awaiting its check.
+macro_rules! async_tests {
+    ($($name:ident => $check:expr;)+) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            $check.await;
+        }
+    )+};
+}
+
 macro_rules! vendor_suite {
     ($module:ident, $vendor:expr) => {
         mod $module {
@@ -294,75 +304,23 @@ macro_rules! vendor_suite {
             use FaultEffect::*;
             use OutcomeClass::*;
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn set_get_save_ok() {
-                ok_set_get_save(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn reject_is_rejected_not_applied() {
-                set_under(V, Reject, Some(Rejected), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn apply_then_error_is_rejected_but_applied() {
-                set_under(V, ApplyThenError, Some(Rejected), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unavailable_is_unavailable() {
-                set_under(
-                    V,
-                    FaultEffect::Unavailable,
-                    Some(OutcomeClass::Unavailable),
-                    false,
-                )
-                .await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn busy_is_busy() {
-                set_under(V, FaultEffect::Busy, Some(OutcomeClass::Busy), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn expired_session_is_auth() {
-                set_under(V, AuthExpired, Some(Auth), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn wrong_password_is_auth_error() {
-                wrong_password_is_auth(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn timeout_is_unknown_not_applied() {
-                set_under(V, Timeout, Some(Unknown), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn apply_then_timeout_is_unknown_applied() {
-                set_under(V, ApplyThenTimeout, Some(Unknown), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn short_hang_is_unknown() {
-                short_hang_reply_is_unknown(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn accept_without_apply_is_ok_not_applied() {
-                set_under(V, AcceptWithoutApply, None, false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn reset_is_unknown_applied() {
-                set_under(V, FaultEffect::Reset, Some(Unknown), true).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn blackhole_is_unknown_not_applied() {
-                set_under(V, Blackhole, Some(Unknown), false).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn connection_refused_is_unavailable() {
-                refused_is_unavailable(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn read_and_save_errors_are_classified() {
-                read_and_save_faults(V).await;
-            }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn unknown_port_is_rejected_error() {
-                unknown_port_is_rejected(V).await;
+            async_tests! {
+                set_get_save_ok => ok_set_get_save(V);
+                reject_is_rejected_not_applied => set_under(V, Reject, Some(Rejected), false);
+                apply_then_error_is_rejected_but_applied => set_under(V, ApplyThenError, Some(Rejected), true);
+                unavailable_is_unavailable => set_under(V, FaultEffect::Unavailable, Some(OutcomeClass::Unavailable), false);
+                busy_is_busy => set_under(V, FaultEffect::Busy, Some(OutcomeClass::Busy), false);
+                expired_session_is_auth => set_under(V, AuthExpired, Some(Auth), false);
+                wrong_password_is_auth_error => wrong_password_is_auth(V);
+                timeout_is_unknown_not_applied => set_under(V, Timeout, Some(Unknown), false);
+                apply_then_timeout_is_unknown_applied => set_under(V, ApplyThenTimeout, Some(Unknown), true);
+                short_hang_is_unknown => short_hang_reply_is_unknown(V);
+                accept_without_apply_is_ok_not_applied => set_under(V, AcceptWithoutApply, None, false);
+                reset_is_unknown_applied => set_under(V, FaultEffect::Reset, Some(Unknown), true);
+                blackhole_is_unknown_not_applied => set_under(V, Blackhole, Some(Unknown), false);
+                connection_refused_is_unavailable => refused_is_unavailable(V);
+                read_and_save_errors_are_classified => read_and_save_faults(V);
+                unknown_port_is_rejected_error => unknown_port_is_rejected(V);
             }
         }
     };
@@ -383,10 +341,7 @@ async fn nxapi_batch_stops_at_first_failing_port() {
         ("Ethernet1/48", TARGET),
     ];
     let results = client.set_ports(&changes).await;
-    let classes: Vec<_> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.class))
-        .collect();
+    let classes = classes(&results);
     let rejected = Some(OutcomeClass::Rejected);
     assert_eq!(classes, vec![None, rejected, rejected], "{results:?}");
     assert_eq!(
@@ -409,15 +364,20 @@ async fn eapi_batch_reports_busy_port_and_applies_earlier_ones() {
     let results = client
         .set_ports(&[("Ethernet11", TARGET), ("Ethernet99", TARGET)])
         .await;
-    let classes: Vec<_> = results
-        .iter()
-        .map(|r| r.as_ref().err().map(|e| e.class))
-        .collect();
+    let classes = classes(&results);
     assert_eq!(classes, vec![None, Some(OutcomeClass::Busy)], "{results:?}");
     assert_eq!(rig.vlans(), (TARGET, 111));
 }
 
 /// Posts `body` with `content_type` to the simulator and returns status and JSON body.
+/// Each batch result's failure class (`None` for a change that went through).
+fn classes(results: &[DeviceResult<()>]) -> Vec<Option<OutcomeClass>> {
+    results
+        .iter()
+        .map(|r| r.as_ref().err().map(|e| e.class))
+        .collect()
+}
+
 async fn raw(rig: &Rig, method: &str, path: &str, content_type: &str, body: &str) -> (u16, Value) {
     let client = reqwest::Client::new();
     let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -485,27 +445,20 @@ async fn malformed_requests_get_protocol_errors() {
     assert_eq!(rc.vlans().0, TARGET);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_nxapi() {
-    engine_quarantines("/shared/storage-01", &[("nx-1", "Ethernet1/48", 911)]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_eapi_and_nxapi() {
-    let ports = [("nx-1", "Ethernet1/11", 910), ("ea-1", "Ethernet11", 911)];
-    engine_quarantines("/tenant-a/sbc-11", &ports).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_over_restconf() {
-    engine_quarantines("/tenant-c/sbc-31", &[("rc-1", "Ethernet1/31", 911)]).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn engine_quarantines_without_saving_on_non_persisting_switches() {
+async_tests! {
+    engine_quarantines_over_nxapi =>
+        engine_quarantines("/shared/storage-01", &[("nx-1", "Ethernet1/48", 911)]);
+    engine_quarantines_over_eapi_and_nxapi => engine_quarantines(
+        "/tenant-a/sbc-11",
+        &[("nx-1", "Ethernet1/11", 910), ("ea-1", "Ethernet11", 911)],
+    );
+    engine_quarantines_over_restconf =>
+        engine_quarantines("/tenant-c/sbc-31", &[("rc-1", "Ethernet1/31", 911)]);
     // ea-2 does not persist (running only); rc-1 does.
-    let ports = [("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)];
-    engine_quarantines("/tenant-b/sbc-21", &ports).await;
+    engine_quarantines_without_saving_on_non_persisting_switches => engine_quarantines(
+        "/tenant-b/sbc-21",
+        &[("ea-2", "Ethernet21", 910), ("rc-1", "Ethernet1/21", 911)],
+    );
 }
 
 // ---- Goldens: the vendors' samples in fixtures/devices/ are the contract both sides meet ----
@@ -592,6 +545,15 @@ fn golden_eapi_client_reads_vendor_replies() {
 }
 
 /// Posts golden request `name` of `dir` to the simulator of `rig` and returns status and body.
+/// The NX-API simulator's reply to the JSON-RPC `request`, which must have the shape of the
+/// vendor's sample `reply` in fixtures/devices/cisco-nxapi/.
+async fn shown(nx: &Rig, request: &str, reply: &str) -> Value {
+    let (_, body) = raw(nx, "POST", "/ins", "application/json-rpc", request).await;
+    same_shape(&golden("cisco-nxapi", reply), &body, reply)
+        .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    body
+}
+
 async fn post_golden(rig: &Rig, dir: &str, name: &str, content_type: &str) -> (u16, Value) {
     let path = if dir == "cisco-nxapi" {
         "/ins"
@@ -632,13 +594,7 @@ async fn golden_nxapi_simulator_answers_like_nxos() {
     );
     assert_eq!(nx.vlans(), (TARGET, 110), "the config lines set the port");
     let brief = r#"[{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show vlan brief","version":1},"id":1}]"#;
-    let (_, body) = raw(&nx, "POST", "/ins", rpc, brief).await;
-    same_shape(
-        &golden(dir, "jsonrpc-show-vlan-brief.reply.json"),
-        &body,
-        "vlan",
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let body = shown(&nx, brief, "jsonrpc-show-vlan-brief.reply.json").await;
     let rows = body["result"]["body"]["TABLE_vlanbriefxbrief"]["ROW_vlanbriefxbrief"]
         .as_array()
         .expect("rows");
@@ -649,13 +605,7 @@ async fn golden_nxapi_simulator_answers_like_nxos() {
     assert_eq!(on_target["vlanshowbr-vlanname"], "qr-a");
     assert_eq!(on_target["vlanshowplist-ifidx"], "Ethernet1/11");
     let show = r#"{"jsonrpc":"2.0","method":"cli","params":{"cmd":"show interface ethernet1/11 switchport","version":"1.0"},"id":1}"#;
-    let (_, body) = raw(&nx, "POST", "/ins", rpc, show).await;
-    same_shape(
-        &golden(dir, "jsonrpc-show-interface-switchport.reply.json"),
-        &body,
-        "switchport",
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{body}"));
+    let body = shown(&nx, show, "jsonrpc-show-interface-switchport.reply.json").await;
     let row = &body["result"]["body"]["TABLE_interface"]["ROW_interface"];
     assert_eq!(
         (&row["interface"], &row["access_vlan"]),
@@ -864,12 +814,11 @@ async fn golden_r8_restconf_client_speaks_the_documented_shapes() {
 /// R8: each documented RESTCONF error lands in the class that decides retry or rollback.
 #[test]
 fn golden_r8_restconf_client_classifies_the_documented_errors() {
-    for (name, status, class) in RESTCONF_ERRORS {
-        let body = golden(RESTCONF_GOLDENS, name).to_string();
-        let status = reqwest::StatusCode::from_u16(*status).unwrap();
-        let error = quarantine_lab::adapters::restconf::classify(status, &body);
-        assert_eq!(error.class, *class, "{name}: {error}");
-    }
+    assert_classified(
+        RESTCONF_GOLDENS,
+        RESTCONF_ERRORS,
+        quarantine_lab::adapters::restconf::classify,
+    );
 }
 
 /// The simulator answers in the documented shapes: the full config container, the PATCH the
@@ -878,9 +827,7 @@ fn golden_r8_restconf_client_classifies_the_documented_errors() {
 async fn golden_restconf_simulator_answers_in_the_documented_shapes() {
     let rig = Rig::start(Vendor::Restconf, vec![]).await;
     let media = "application/yang-data+json";
-    let shape = |name: &str, actual: &Value| {
-        same_shape(&golden(RESTCONF_GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
-    };
+    let shape = |name: &str, actual: &Value| assert_shape(RESTCONF_GOLDENS, name, actual);
     let (status, body) = raw(&rig, "GET", RC_CONFIG, media, "").await;
     assert_eq!(status, 200, "{body}");
     shape("switched-vlan-config.reply.json", &body);

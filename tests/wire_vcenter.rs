@@ -22,7 +22,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 mod golden_support;
 use common::run::{json_of, sent};
-use golden_support::{golden, same_shape};
+use golden_support::{assert_classified, assert_shape, golden, same_shape};
 
 const VC: &str = "vc-1";
 const VM: &str = "vm-1001";
@@ -411,12 +411,11 @@ async fn golden_r8_vcenter_client_sends_the_documented_update_spec() {
 /// R8: each documented error lands in the class that decides retry, re-login or rollback.
 #[test]
 fn golden_r8_vcenter_client_classifies_the_documented_errors() {
-    for (name, status, class) in ERROR_GOLDENS {
-        let body = golden(GOLDENS, name).to_string();
-        let status = reqwest::StatusCode::from_u16(*status).unwrap();
-        let error = quarantine_lab::adapters::vcenter::classify(status, &body);
-        assert_eq!(error.class, *class, "{name}: {error}");
-    }
+    assert_classified(
+        GOLDENS,
+        ERROR_GOLDENS,
+        quarantine_lab::adapters::vcenter::classify,
+    );
 }
 
 /// The simulator answers every documented exchange in the documented shape: login, list, read,
@@ -424,9 +423,7 @@ fn golden_r8_vcenter_client_classifies_the_documented_errors() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_vcenter_simulator_answers_in_the_documented_shapes() {
     let (_server, http, base, nic_url) = raw_simulator().await;
-    let check = |name: &str, actual: &Value| {
-        same_shape(&golden(GOLDENS, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
-    };
+    let check = |name: &str, actual: &Value| assert_shape(GOLDENS, name, actual);
 
     let r = http.get(&nic_url).send().await.unwrap();
     assert_eq!(r.status(), 401);

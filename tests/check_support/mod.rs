@@ -142,6 +142,28 @@ impl Rec {
         )
     }
 
+    /// The operation the last acknowledgement or command named starts at that moment.
+    pub fn starts(&mut self, kind: &str) -> &mut Self {
+        let (at, id, lserver) = match self.run.history.last() {
+            Some(HistoryEvent {
+                at_ms,
+                kind:
+                    EventKind::DetectionAcked {
+                        lserver: Some(lserver),
+                        operation: Some(id),
+                        ..
+                    }
+                    | EventKind::CommandSubmitted {
+                        lserver,
+                        operation: Some(id),
+                        ..
+                    },
+            }) => (*at_ms, *id, lserver.clone()),
+            _ => panic!("starts follows an accepted detection or command"),
+        };
+        self.started(at, id, &lserver, kind)
+    }
+
     /// A detection of `lserver` acknowledged as accepted at `at`, and the operation `id` of
     /// `kind` it started, at the same moment.
     pub fn accepted(
@@ -153,7 +175,7 @@ impl Rec {
         kind: &str,
     ) -> &mut Self {
         self.ack(at, event_id, Some(lserver), "accepted", Some(id))
-            .started(at, id, lserver, kind)
+            .starts(kind)
     }
 
     /// OperationFinished.
@@ -166,6 +188,14 @@ impl Rec {
                 outcome: outcome.into(),
             },
         )
+    }
+
+    /// Operation `id` of `kind` ends `<kind>_failed` at `at`, with the one ERROR alert
+    /// `<kind>-failed` that says so (R9).
+    pub fn failed(&mut self, at: u64, id: i64, lserver: &str, kind: &str) -> &mut Self {
+        let code = format!("{kind}-failed");
+        self.alert(at, &code, "ERROR", Some(lserver), Some(id))
+            .finished(at, id, lserver, &format!("{kind}_failed"))
     }
 
     /// An Invoke of `op` on NIC `nic` of `lserver`, and its `ok` Return one device latency
@@ -244,7 +274,7 @@ impl Rec {
         self
     }
 
-    /// TruthChanged of NIC `nic` of `lserver`.
+    /// TruthChanged of NIC `nic` of `lserver` from one network to another.
     pub fn truth(
         &mut self,
         at: u64,
@@ -253,32 +283,6 @@ impl Rec {
         from: &str,
         to: &str,
         in_release: bool,
-    ) -> &mut Self {
-        self.truth_changed(at, (lserver, nic), (from, to), in_release, None)
-    }
-
-    /// TruthChanged of NIC `nic` of `lserver` that no device call of the engine made: `by` is
-    /// `external_change` or `switch_reboot` (R20).
-    pub fn moved_by(
-        &mut self,
-        at: u64,
-        lserver: &str,
-        nic: usize,
-        from: &str,
-        to: &str,
-        by: &str,
-    ) -> &mut Self {
-        self.truth_changed(at, (lserver, nic), (from, to), false, Some(by))
-    }
-
-    /// TruthChanged of NIC `nic` of `lserver` from one network to another.
-    fn truth_changed(
-        &mut self,
-        at: u64,
-        (lserver, nic): (&str, usize),
-        (from, to): (&str, &str),
-        in_release: bool,
-        by: Option<&str>,
     ) -> &mut Self {
         self.push(
             at,
@@ -290,9 +294,45 @@ impl Rec {
                 from: Some(from.into()),
                 to: Some(to.into()),
                 in_release,
-                by: by.map(str::to_string),
+                by: None,
             },
         )
+    }
+
+    /// Says that the last TruthChanged was made by no device call of the engine: `by` is
+    /// `external_change` or `switch_reboot` (R20).
+    pub fn by(&mut self, by: &str) -> &mut Self {
+        match self.run.history.last_mut() {
+            Some(HistoryEvent {
+                kind: EventKind::TruthChanged { by: b, .. },
+                ..
+            }) => *b = Some(by.into()),
+            _ => panic!("by follows a truth change"),
+        }
+        self
+    }
+
+    /// The last call's write lands: its NIC moves from `from` to the value written when the
+    /// call returns.
+    pub fn lands(&mut self, from: &str, in_release: bool) -> &mut Self {
+        let (returned, call) = match self.run.history.last() {
+            Some(HistoryEvent {
+                at_ms,
+                kind: EventKind::Return { call, .. },
+            }) => (*at_ms, *call),
+            _ => panic!("lands follows a call"),
+        };
+        let written = self.run.history.iter().rev().find_map(|e| match &e.kind {
+            EventKind::Invoke {
+                call: c,
+                nic: Some(nic),
+                value: Some(value),
+                ..
+            } if *c == call => Some((nic.clone(), value.clone())),
+            _ => None,
+        });
+        let (nic, to) = written.expect("lands follows a write of a NIC");
+        self.truth(returned, &nic.lserver, nic.nic, from, &to, in_release)
     }
 
     /// An alert naming `lserver` and `operation`.
@@ -365,6 +405,24 @@ impl Rec {
         self
     }
 
+    /// NIC 0 of `lserver` finally on quarantine `network` at `address`, on the device and in
+    /// the records, and the L-Server quarantined.
+    pub fn final_quarantined(&mut self, lserver: &str, network: &str, address: &str) -> &mut Self {
+        self.final_nic(lserver, 0, Some(network), network, address)
+            .final_state(lserver, "quarantined", "normal", Some("quarantined"))
+            .allocation(network, address, lserver)
+    }
+
+    /// NIC 0 of `lserver` finally back on operation `network` at `address`, the L-Server
+    /// released and its quarantine address given back.
+    pub fn final_released(&mut self, lserver: &str, network: &str, address: &str) -> &mut Self {
+        self.run
+            .allocations
+            .retain(|(_, _, owner)| owner != lserver);
+        self.final_nic(lserver, 0, Some(network), network, address)
+            .final_state(lserver, "normal", "normal", Some("released"))
+    }
+
     /// The finished record.
     pub fn build(&self) -> RunRecord {
         self.run.clone()
@@ -378,7 +436,7 @@ pub fn quarantine_vdi(rec: &mut Rec, lserver: &str, event_id: &str, id: i64, at:
         .alert(at, "quarantine-started", "INFO", Some(lserver), Some(id))
         .started(at, id, lserver, "quarantine")
         .call(at, "vc-1", "set_nic", lserver, Some(0), Some("qr-a"))
-        .truth(at + 40, lserver, 0, "op-a", "qr-a", false)
+        .lands("op-a", false)
         .read(at + 40, "vc-1", "get_nic", lserver, 0, "qr-a")
         .alert(
             at + 80,
@@ -390,13 +448,18 @@ pub fn quarantine_vdi(rec: &mut Rec, lserver: &str, event_id: &str, id: i64, at:
         .finished(at + 80, id, lserver, "quarantined");
 }
 
+/// vdi-001 detected as `e-1` at 0, and its quarantine started as operation 1.
+pub fn vdi1_accepted(site: &Site) -> Rec {
+    let mut rec = Rec::new(site);
+    rec.accepted(0, "e-1", VDI1, 1, "quarantine");
+    rec
+}
+
 /// [`quarantine_vdi`] of vdi-001 at 0 with the matching final state.
 pub fn quarantined_vdi1(site: &Site) -> Rec {
     let mut rec = Rec::new(site);
     quarantine_vdi(&mut rec, VDI1, "e-1", 1, 0);
-    rec.final_nic(VDI1, 0, Some("qr-a"), "qr-a", "10.210.0.2")
-        .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
-        .allocation("qr-a", "10.210.0.2", VDI1);
+    rec.final_quarantined(VDI1, "qr-a", "10.210.0.2");
     rec
 }
 
@@ -419,6 +482,32 @@ pub fn assert_status(report: &CheckReport, id: &str, status: Status) {
     let v = inv(report, id);
     assert_eq!(v.status, status, "{id}: {}", v.detail);
 }
+
+/// Asserts invariant `id` failed with a detail that says `says`.
+pub fn assert_fails(report: &CheckReport, id: &str, says: &str) {
+    assert_status(report, id, Status::Failed);
+    let detail = &inv(report, id).detail;
+    assert!(detail.contains(says), "{id}: {detail}");
+}
+
+/// One test per name: invariant `$id` comes out `$status` on the clean quarantine of vdi-001
+/// ([`quarantined_vdi1`]).
+#[allow(unused_macros)]
+macro_rules! clean_quarantine_verdicts {
+    ($($name:ident: $id:literal => $status:ident),+ $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let site = site();
+            assert_status(
+                &check(&site, &quarantined_vdi1(&site)),
+                $id,
+                Status::$status,
+            );
+        }
+    )+};
+}
+#[allow(unused_imports)]
+pub(crate) use clean_quarantine_verdicts;
 
 /// The counter's value, then counts one up.
 fn next<T: Copy + std::ops::AddAssign + From<u8>>(counter: &mut T) -> T {

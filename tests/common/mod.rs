@@ -116,6 +116,28 @@ pub struct Call {
     pub result: Option<String>,
 }
 
+/// Every file below `dir` (and its subfolders) whose extension is `extension`, sorted; none
+/// when `dir` does not exist.
+pub fn files_below(dir: &std::path::Path, extension: &str) -> Vec<PathBuf> {
+    fn walk(dir: &std::path::Path, extension: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries {
+            let path = entry.expect("readable folder").path();
+            if path.is_dir() {
+                walk(&path, extension, out);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, extension, &mut out);
+    out.sort();
+    out
+}
+
 /// `fixtures/<rel>` as an absolute path, so a scenario written anywhere can point at it.
 pub fn fixture_path(rel: &str) -> PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -398,6 +420,15 @@ impl Harness {
         let receipt = self.detect(ip, "e-1").await;
         self.settle().await;
         receipt
+    }
+
+    /// Asks for the release of `path`, as an operator's command would.
+    pub async fn release(&self, path: &str) -> Result<OperationId, EngineError> {
+        self.engine()
+            .submit_command(Command::Release {
+                lserver: path.into(),
+            })
+            .await
     }
 
     /// Submits `command` and waits until the engine is idle.

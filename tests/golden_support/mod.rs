@@ -12,6 +12,26 @@ pub fn golden(vendor_dir: &str, name: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
+/// Asserts `actual` has the shape of the golden `name` of `vendor_dir`.
+pub fn assert_shape(vendor_dir: &str, name: &str, actual: &Value) {
+    same_shape(&golden(vendor_dir, name), actual, name).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// R8: asserts each documented error reply of `vendor_dir` (file, HTTP status, class) lands in
+/// its class under the adapter's `classify`, the class that decides retry or rollback.
+pub fn assert_classified(
+    vendor_dir: &str,
+    cases: &[(&str, u16, quarantine_lab::adapters::OutcomeClass)],
+    classify: fn(reqwest::StatusCode, &str) -> quarantine_lab::adapters::DeviceError,
+) {
+    for (name, status, class) in cases {
+        let body = golden(vendor_dir, name).to_string();
+        let status = reqwest::StatusCode::from_u16(*status).unwrap();
+        let error = classify(status, &body);
+        assert_eq!(error.class, *class, "{name}: {error}");
+    }
+}
+
 /// Whether `actual` has the shape of `golden`: the same JSON type everywhere, every key of a
 /// golden object present, every element of an actual array shaped like the golden's first.
 pub fn same_shape(golden: &Value, actual: &Value, at: &str) -> Result<(), String> {

@@ -17,6 +17,48 @@ fn budget(wait: Duration, call_timeout: Duration) -> Budget {
     }
 }
 
+/// `count` writes of `takes` each, queued at once under one `budget`; their results in order.
+async fn run_writes(
+    queue: &Arc<DeviceQueue>,
+    count: usize,
+    budget: Budget,
+    takes: Duration,
+) -> Vec<DeviceResult<()>> {
+    let calls: Vec<_> = (0..count)
+        .map(|_| {
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                queue
+                    .run(Class::Write, budget, async {
+                        tokio::time::sleep(takes).await;
+                        Ok(())
+                    })
+                    .await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.expect("the call task panicked"));
+    }
+    results
+}
+
+/// A task that waits for a slot of `class` until `wait_until` and, once served, writes `name`
+/// into `order`.
+fn spawn_waiter(
+    queue: &Arc<DeviceQueue>,
+    order: &Arc<Mutex<Vec<&'static str>>>,
+    (class, name): (Class, &'static str),
+    wait_until: Instant,
+) -> tokio::task::JoinHandle<()> {
+    let (queue, order) = (queue.clone(), order.clone());
+    tokio::spawn(async move {
+        let _permit = queue.acquire(class, wait_until).await;
+        lock(&order).push(name);
+    })
+}
+
 #[tokio::test(start_paused = true)]
 async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
     let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
@@ -68,24 +110,10 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
     // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
     let call_timeout = Duration::from_secs(1);
     let queue = DeviceQueue::new(1, 1, call_timeout);
-    let calls: Vec<_> = (0..20)
-        .map(|_| {
-            let queue = queue.clone();
-            let budget = budget(Duration::from_secs(60), call_timeout);
-            tokio::spawn(async move {
-                queue
-                    .run(Class::Write, budget, async {
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        Ok(())
-                    })
-                    .await
-            })
-        })
-        .collect();
+    let budget = budget(Duration::from_secs(60), call_timeout);
     let started = Instant::now();
-    for call in calls {
-        assert!(call.await.unwrap().is_ok());
-    }
+    let results = run_writes(&queue, 20, budget, Duration::from_millis(500)).await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
     assert_eq!(started.elapsed(), Duration::from_secs(10));
 }
 
@@ -93,26 +121,9 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
 async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
     let call_timeout = Duration::from_secs(5);
     let queue = DeviceQueue::new(2, 1, call_timeout);
-    let calls: Vec<_> = (0..10)
-        .map(|_| {
-            let queue = queue.clone();
-            let budget = budget(Duration::from_secs(3), call_timeout);
-            tokio::spawn(async move {
-                queue
-                    .run(Class::Write, budget, async {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        Ok(())
-                    })
-                    .await
-            })
-        })
-        .collect();
-    let mut refused = Vec::new();
-    for call in calls {
-        if let Err(e) = call.await.unwrap() {
-            refused.push(e);
-        }
-    }
+    let budget = budget(Duration::from_secs(3), call_timeout);
+    let results = run_writes(&queue, 10, budget, Duration::from_secs(2)).await;
+    let refused: Vec<_> = results.into_iter().filter_map(Result::err).collect();
     // Two slots, 2 s calls, a 3 s budget: four calls are served (two at 0 s, two at 2 s).
     assert_eq!(refused.len(), 6);
     for e in &refused {
@@ -128,44 +139,27 @@ async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
 #[tokio::test(start_paused = true)]
 async fn r15_writes_go_first_but_an_urgent_read_is_not_starved() {
     let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
-    let held = queue.acquire(Class::Write, far()).await;
     let order = Arc::new(Mutex::new(Vec::new()));
-    let waiter = |class: Class, name: &'static str, wait_until: Instant| {
-        let (queue, order) = (queue.clone(), order.clone());
-        tokio::spawn(async move {
-            let _permit = queue.acquire(class, wait_until).await;
-            lock(&order).push(name);
-        })
-    };
-    let read = waiter(
-        Class::Read,
-        "read",
-        Instant::now() + Duration::from_secs(10),
-    );
-    tokio::task::yield_now().await;
-    let write = waiter(Class::Write, "write", far());
-    tokio::task::yield_now().await;
-    drop(held);
-    write.await.unwrap();
-    read.await.unwrap();
-    assert_eq!(*lock(&order), ["write", "read"]);
-
-    // The same, but the read's budget ends within one call timeout: it goes first.
-    lock(&order).clear();
-    let held = queue.acquire(Class::Write, far()).await;
-    let read = waiter(
-        Class::Read,
-        "read",
-        Instant::now() + Duration::from_secs(10),
-    );
-    tokio::task::yield_now().await;
-    tokio::time::sleep(Duration::from_millis(6500)).await;
-    let write = waiter(Class::Write, "write", far());
-    tokio::task::yield_now().await;
-    drop(held);
-    write.await.unwrap();
-    read.await.unwrap();
-    assert_eq!(*lock(&order), ["read", "write"]);
+    // A read with a 10 s budget waits behind a held slot; a write arrives later. Within one
+    // call timeout (4 s) of the end of its budget, the read goes first.
+    for (write_after, served) in [(0, ["write", "read"]), (6500, ["read", "write"])] {
+        lock(&order).clear();
+        let held = queue.acquire(Class::Write, far()).await;
+        let read = spawn_waiter(
+            &queue,
+            &order,
+            (Class::Read, "read"),
+            Instant::now() + Duration::from_secs(10),
+        );
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(write_after)).await;
+        let write = spawn_waiter(&queue, &order, (Class::Write, "write"), far());
+        tokio::task::yield_now().await;
+        drop(held);
+        write.await.unwrap();
+        read.await.unwrap();
+        assert_eq!(*lock(&order), served, "write after {write_after} ms");
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -174,11 +168,7 @@ async fn r20_watch_reads_are_served_after_every_other_class_even_when_due() {
     let held = queue.acquire(Class::Write, far()).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let waiter = |class: Class, name: &'static str, wait_until: Instant| {
-        let (queue, order) = (queue.clone(), order.clone());
-        tokio::spawn(async move {
-            let _permit = queue.acquire(class, wait_until).await;
-            lock(&order).push(name);
-        })
+        spawn_waiter(&queue, &order, (class, name), wait_until)
     };
     // The watch read waits first and its budget is about to end: still served last.
     let watch = waiter(

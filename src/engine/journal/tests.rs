@@ -15,6 +15,20 @@ fn detection(event_id: &str) -> Detection {
     }
 }
 
+/// Detection `id` of `event_id` that matched no L-Server (a step of one entry, nothing else
+/// to follow).
+fn not_found(id: i64, event_id: &str) -> Entry {
+    Entry::Detection {
+        id,
+        detection: detection(event_id),
+        received_ms: 0,
+        lserver: None,
+        disposition: Disposition::NotFound,
+        operation: None,
+        submitted_by: None,
+    }
+}
+
 #[test]
 fn r7_a_seeded_journal_is_a_complete_empty_journal_that_survives_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -23,16 +37,7 @@ fn r7_a_seeded_journal_is_a_complete_empty_journal_that_survives_reopening() {
     Journal::seed(&mut conn).unwrap();
     assert_eq!(migrate::version(&conn).unwrap(), Some(SCHEMA_VERSION));
     let mut journal = Journal::open(&path).unwrap();
-    let step = [Entry::Detection {
-        id: 1,
-        detection: detection("e-1"),
-        received_ms: 0,
-        lserver: None,
-        disposition: Disposition::NotFound,
-        operation: None,
-        submitted_by: None,
-    }];
-    journal.commit(&step).unwrap();
+    journal.commit(&[not_found(1, "e-1")]).unwrap();
     drop(journal);
     let reopened = Journal::open(&path).unwrap();
     assert_eq!(reopened.find_detection("osce", "e-1").unwrap(), Some(1));
@@ -51,22 +56,13 @@ fn r4_the_reader_sees_every_commit_and_writes_nothing() {
         .open_reader()
         .unwrap()
         .expect("a file journal has a reader");
-    let entry = |id: i64, event_id: &str| Entry::Detection {
-        id,
-        detection: detection(event_id),
-        received_ms: 0,
-        lserver: None,
-        disposition: Disposition::NotFound,
-        operation: None,
-        submitted_by: None,
-    };
-    journal.commit(&[entry(1, "e-1")]).unwrap();
+    journal.commit(&[not_found(1, "e-1")]).unwrap();
     assert_eq!(reader.find_detection("osce", "e-1").unwrap(), Some(1));
     // Its cached statement must not pin an old snapshot: a later commit is seen too.
-    journal.commit(&[entry(2, "e-2")]).unwrap();
+    journal.commit(&[not_found(2, "e-2")]).unwrap();
     assert_eq!(reader.find_detection("osce", "e-2").unwrap(), Some(2));
     let mut reader = reader;
-    let refused = reader.commit(&[entry(3, "e-3")]).err().unwrap();
+    let refused = reader.commit(&[not_found(3, "e-3")]).err().unwrap();
     assert!(refused.to_string().contains("readonly"), "{refused}");
     assert_eq!(journal.find_detection("osce", "e-3").unwrap(), None);
 }
@@ -86,15 +82,7 @@ fn a_journal_with_an_unknown_meta_version_and_no_user_version_is_refused() {
 #[test]
 fn r7_a_step_is_all_or_nothing() {
     let mut j = Journal::open_in_memory().unwrap();
-    let entry = |id| Entry::Detection {
-        id,
-        detection: detection("e-1"),
-        received_ms: 0,
-        lserver: None,
-        disposition: Disposition::NotFound,
-        operation: None,
-        submitted_by: None,
-    };
+    let entry = |id| not_found(id, "e-1");
     j.commit(&[entry(1)]).unwrap();
     // The second entry repeats (source, event_id): the whole step must be rolled back.
     let queued = Entry::OperationQueued {
