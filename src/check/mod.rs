@@ -293,15 +293,26 @@ pub fn determinism_verdict(first_digest: &str, second_digest: Option<&str>) -> I
 /// The digest of a history: `sha256:` and the hex SHA-256 of its events, one JSON line each.
 /// Offered so every caller digests histories the same way (INV-11, report `history_digest`).
 pub fn history_digest(history: &[HistoryEvent]) -> String {
-    let mut hasher = Sha256::new();
-    for event in history {
-        // Serializing plain data with string keys cannot fail; an error would only drop the
-        // event from the digest, and then two runs still digest the same way.
-        if let Ok(line) = serde_json::to_vec(event) {
-            hasher.update(&line);
+    // Each event's JSON goes straight into the hash, with no buffer per event: the digest of
+    // a 100,000-L-Server outbreak serializes millions of events.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
         }
-        hasher.update(b"\n");
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
+    let mut hashing = Hashing(Sha256::new());
+    for event in history {
+        // Serializing plain data with string keys cannot fail, and writing into the hash
+        // cannot either.
+        let _ = serde_json::to_writer(&mut hashing, event);
+        hashing.0.update(b"\n");
+    }
+    let hasher = hashing.0;
     let digest = hasher.finalize();
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("sha256:{hex}")

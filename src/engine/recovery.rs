@@ -10,7 +10,7 @@ use tokio::task::JoinSet;
 
 use super::device_queue::DeviceQueue;
 use super::journal::{OpenOperation, Snapshot};
-use super::state::{Allocator, Clock, LsState, QueuedOp, Shared, State};
+use super::state::{Allocator, Clock, LsState, LsStates, QueuedOp, Shared, State};
 use super::{
     drift_watch, enqueue, executor, stats, Engine, EngineError, EngineOptions, Journal,
     LServerState, NicRecord,
@@ -86,8 +86,8 @@ impl Engine {
 
 /// Every L-Server of the site in memory: as the topology describes it, then as the journal's
 /// snapshot left it (state, status, outcome, NIC records).
-fn lserver_states(site: &Site, snapshot: &Snapshot) -> HashMap<String, LsState> {
-    let mut lservers: HashMap<String, LsState> = site
+fn lserver_states(site: &Site, snapshot: &Snapshot) -> LsStates {
+    let mut lservers: LsStates = site
         .lservers
         .iter()
         .map(|ls| {

@@ -87,9 +87,13 @@ impl LsState {
     }
 }
 
+/// Every L-Server's state by path. FxHash: the paths come from the topology alone (a detection
+/// only looks one up), and SipHash's cost showed in profiles of large outbreaks.
+pub(crate) type LsStates = rustc_hash::FxHashMap<String, LsState>;
+
 /// Everything under the engine's one lock. Never held across an `.await`.
 pub(crate) struct State {
-    pub lservers: HashMap<String, LsState>,
+    pub lservers: LsStates,
     pub allocator: Allocator,
     pub next_detection_id: DetectionId,
     pub next_operation_id: OperationId,

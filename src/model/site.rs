@@ -1,11 +1,15 @@
 //! A validated topology with the lookups the engine needs: L-Servers by path, IP, MAC and host
 //! name; networks by name and VLAN; port groups per hypervisor.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::detection::normalize_mac;
 use super::topology::*;
+
+/// The site's indexes hash with FxHash: their keys come from the topology alone, never from
+/// a detection (a lookup with a crafted key cannot lengthen a chain), and SipHash's cost
+/// showed in profiles of large outbreaks, where every step looks an L-Server up by path.
+type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// Where a NIC lives and therefore which device moves it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -140,13 +144,13 @@ impl Site {
             });
         }
         let mut site = Site {
-            by_path: HashMap::new(),
-            by_ip: HashMap::new(),
-            by_mac: HashMap::new(),
-            by_hostname: HashMap::new(),
-            network_index: HashMap::new(),
-            network_by_vlan: HashMap::new(),
-            network_by_portgroup: HashMap::new(),
+            by_path: HashMap::default(),
+            by_ip: HashMap::default(),
+            by_mac: HashMap::default(),
+            by_hostname: HashMap::default(),
+            network_index: HashMap::default(),
+            network_by_vlan: HashMap::default(),
+            network_by_portgroup: HashMap::default(),
             lservers,
             topology,
         };
