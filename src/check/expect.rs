@@ -23,8 +23,7 @@ pub struct Expectations {
     #[serde(default)]
     pub alerts: Vec<AlertExpect>,
     /// Most time-to-contain of any contained L-Server.
-    #[serde(default, with = "duration::option")]
-    #[schemars(with = "Option<crate::model::duration::Text>")]
+    #[serde(default, with = "duration::OptionalText")]
     pub time_to_contain_max: Option<Duration>,
     /// Most device writes for any one L-Server.
     #[serde(default)]

@@ -99,22 +99,3 @@ impl schemars::JsonSchema for OptionalText {
         <Option<Text>>::json_schema(generator)
     }
 }
-
-/// [`OptionalText`] for a field that names its schema with its own schemars attribute.
-pub mod option {
-
-    /// [`OptionalText::deserialize`].
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<std::time::Duration>, D::Error> {
-        super::OptionalText::deserialize(d)
-    }
-
-    /// [`OptionalText::serialize`].
-    pub fn serialize<S: serde::Serializer>(
-        value: &Option<std::time::Duration>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        super::OptionalText::serialize(value, s)
-    }
-}
