@@ -22,7 +22,10 @@
 //! - **Not journaled.** Watch reads change nothing, so, unlike an operation's calls, they are not
 //!   journaled; what they find is: the `quarantine-drift` alert and the restore operation are
 //!   staged in one step. A failed read (timeout, busy, device down) is retried like an
-//!   operation's calls (`retry.attempts` with doubling backoff).
+//!   operation's calls (`retry.attempts` with doubling backoff), and like an operation's calls
+//!   only within `operation_deadline` from the NIC's first read of the round (R19): a retry
+//!   budget of many attempts with doubling backoff would otherwise postpone the alert below
+//!   past INV-12's bound while the device stays down.
 //! - **A NIC the watch cannot read** (every attempt of a round failed: the device is down, or
 //!   refuses the engine's credentials) may have drifted without the engine knowing, and R8
 //!   forbids a blind write. The watch raises one ERROR `quarantine-failed` alert naming the NIC
@@ -153,7 +156,9 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched, unverified: &Unverif
         }
         ls_state.started_ops
     };
-    let mut truth = read_retrying(shared, watched, nic).await;
+    // One deadline for the NIC's reads in this round, the confirming read's included (R19).
+    let give_up_at = Instant::now() + shared.settings.operation_deadline;
+    let mut truth = read_retrying(shared, watched, nic, give_up_at).await;
     let recorded = shared.lock().ls(&watched.path).records[watched.index]
         .network
         .clone();
@@ -168,7 +173,7 @@ async fn check_nic(shared: &Arc<Shared>, watched: &Watched, unverified: &Unverif
         if !watchable(shared.lock().ls(&watched.path)) {
             return;
         }
-        truth = read_retrying(shared, watched, nic).await;
+        truth = read_retrying(shared, watched, nic, give_up_at).await;
     }
     let key = (watched.path.clone(), watched.index);
     let staged = match truth {
@@ -294,17 +299,22 @@ fn after_read(
 /// [`read`], retried like an operation's calls (`retry.attempts`, doubling `retry.backoff`)
 /// while the L-Server stays watchable: R20 asks for a read of every NIC each round, and a
 /// single refused read must not leave a drift unseen for a whole `watch_interval` (INV-12).
-/// The last error when every attempt failed; the next round tries again.
+/// No retry starts after `give_up_at`. The last error when every attempt failed; the next
+/// round tries again.
 async fn read_retrying(
     shared: &Arc<Shared>,
     watched: &Watched,
     nic: &Nic,
+    give_up_at: Instant,
 ) -> Result<Truth, String> {
     let retry = shared.settings.retry;
     let mut last = String::from("no attempt");
     for attempt in 0..retry.attempts.max(1) {
         if attempt > 0 {
             let wait = retry.backoff.saturating_mul(1 << (attempt - 1).min(16));
+            if Instant::now() + wait > give_up_at {
+                return Err(last);
+            }
             tokio::time::sleep(wait).await;
             if !watchable(shared.lock().ls(&watched.path)) {
                 return Err(last);

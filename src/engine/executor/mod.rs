@@ -38,6 +38,18 @@ pub(crate) struct NicMove {
     /// When not confirmed: a network written after the last read that showed a value, whose
     /// write may have landed; the NIC's record carries it into the next operation (R8).
     pub written: Option<String>,
+    /// The network the move's last read that answered showed, if any: evidence that a later
+    /// failed read does not erase (R8).
+    pub seen: Option<String>,
+}
+
+impl NicMove {
+    /// The network the NIC's record says the device last showed after this move: its last
+    /// read if that answered, else the move's last read that did, else what the record said
+    /// `before` ([`Truth::evidence_after`]).
+    pub fn evidence_after(&self, before: Option<&str>) -> Option<String> {
+        self.truth.evidence_after(self.seen.as_deref().or(before))
+    }
 }
 
 /// The context of one operation's device work.

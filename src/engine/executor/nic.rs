@@ -201,9 +201,10 @@ impl OpCtx<'_> {
             truth: Truth::Unknown,
             truth_fresh: false,
             why: None,
+            seen: None,
         };
         let mut attempts = 0u32;
-        let done = |truth: Truth, why: Option<String>, written: Option<String>| {
+        let done = |truth: Truth, why: Option<String>, written: Option<String>, seen| {
             let confirmed = truth.network() == Some(target);
             NicMove {
                 index: nic.index,
@@ -211,13 +212,14 @@ impl OpCtx<'_> {
                 truth,
                 why: why.filter(|_| !confirmed),
                 written: written.filter(|_| !confirmed),
+                seen,
             }
         };
         loop {
             if p.must_read {
                 self.read_step(nic, &mut p).await?;
                 if p.truth == target_truth {
-                    return Ok(done(p.truth, None, None));
+                    return Ok(done(p.truth, None, None, p.seen));
                 }
             }
             if attempts >= max_attempts || self.remaining().is_zero() {
@@ -238,7 +240,7 @@ impl OpCtx<'_> {
                 continue;
             }
             if self.write_step(nic, target, &mut p).await? {
-                return Ok(done(target_truth, None, None));
+                return Ok(done(target_truth, None, None, p.seen));
             }
         }
         if !p.truth_fresh {
@@ -246,11 +248,12 @@ impl OpCtx<'_> {
             let (read, failure) = self.observe(nic, p.expected.as_ref()).await?;
             if read != Truth::Unknown {
                 p.written = None;
+                p.seen = read.network().map(str::to_string);
             }
             p.truth = read;
             p.why = failure.or(p.why);
         }
-        Ok(done(p.truth, p.why, p.written))
+        Ok(done(p.truth, p.why, p.written, p.seen))
     }
 
     /// Reads the NIC during a move, the answer weighed against the evidence
@@ -265,6 +268,7 @@ impl OpCtx<'_> {
             // A read that shows a value supersedes every earlier write (R8).
             p.expected = Some(p.truth.clone());
             p.written = None;
+            p.seen = p.truth.network().map(str::to_string);
         }
         Ok(())
     }
@@ -388,4 +392,6 @@ struct Progress {
     truth_fresh: bool,
     /// The last device error met: what the alert says when the NIC is not confirmed.
     why: Option<String>,
+    /// The network the last read that answered showed ([`NicMove::seen`]).
+    seen: Option<String>,
 }

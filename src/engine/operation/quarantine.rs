@@ -337,7 +337,10 @@ fn rolled_back_nic(
         index: nic.index,
         network: nic.network.clone(),
         ip: nic.ip,
-        device_network: truth.evidence_after(before),
+        device_network: match moved {
+            Some(m) => m.evidence_after(before),
+            None => truth.evidence_after(before),
+        },
         last_write: moved.and_then(|m| m.written.clone()),
     };
     (record, line)

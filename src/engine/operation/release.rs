@@ -193,7 +193,7 @@ fn unreleased_nic(
             }
         }
         _ => NicRecord {
-            device_network: mv.truth.evidence_after(old.device_network.as_deref()),
+            device_network: mv.evidence_after(old.device_network.as_deref()),
             last_write: mv.written.clone(),
             ..old
         },

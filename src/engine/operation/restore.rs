@@ -90,7 +90,7 @@ fn finish_restore(
             last_error(mv.why.as_deref())
         ));
         if let Some(record) = records.get_mut(p.nic_index) {
-            record.device_network = mv.truth.evidence_after(record.device_network.as_deref());
+            record.device_network = mv.evidence_after(record.device_network.as_deref());
             record.last_write = mv.written.clone();
             entries.push(record_entry(path, record));
         }
