@@ -79,12 +79,9 @@ fn a_journal_with_an_unknown_meta_version_and_no_user_version_is_refused() {
     assert!(error.to_string().contains("schema version 99"), "{error}");
 }
 
-#[test]
-fn r7_a_step_is_all_or_nothing() {
-    let mut j = Journal::open_in_memory().unwrap();
-    let entry = |id| not_found(id, "e-1");
-    j.commit(&[entry(1)]).unwrap();
-    // The second entry repeats (source, event_id): the whole step must be rolled back.
+/// A step whose first entry, a queued operation, applies and whose second repeats event
+/// `e-1`'s (source, event id), so it fails half way.
+fn half_failing_step() -> [Entry; 2] {
     let queued = Entry::OperationQueued {
         id: 1,
         lserver: "/a".into(),
@@ -93,12 +90,37 @@ fn r7_a_step_is_all_or_nothing() {
         created_ms: 0,
         requested_by: None,
     };
-    assert!(j.commit(&[queued, entry(2)]).is_err());
-    let snap = j.snapshot().unwrap();
-    assert!(
-        snap.open_operations.is_empty(),
-        "half-written step survived"
-    );
+    [queued, not_found(2, "e-1")]
+}
+
+/// An in-memory journal of `durability` after event `e-1` and then [`half_failing_step`].
+fn after_a_failed_step(durability: Durability) -> Snapshot {
+    let mut conn = Connection::open_in_memory().unwrap();
+    Journal::seed(&mut conn).unwrap();
+    let mut j = Journal::from_connection(conn, durability).unwrap();
+    j.commit(&[not_found(1, "e-1")]).unwrap();
+    assert!(j.commit(&half_failing_step()).is_err(), "{durability:?}");
+    j.snapshot().unwrap()
+}
+
+#[test]
+fn r7_a_step_is_all_or_nothing() {
+    for durability in [Durability::PowerLoss, Durability::ProcessCrash] {
+        let snap = after_a_failed_step(durability);
+        assert!(
+            snap.open_operations.is_empty(),
+            "{durability:?}: half-written step survived"
+        );
+        assert_eq!(snap.next_detection_id, 2);
+    }
+}
+
+#[test]
+fn r18_a_scratch_journal_keeps_the_applied_half_of_a_failed_step() {
+    // No rollback journal: the queued operation applied before the failure stays. That is the
+    // price of the mode, and why only an engine that halts on the failure may own one.
+    let snap = after_a_failed_step(Durability::Scratch);
+    assert_eq!(snap.open_operations.len(), 1);
     assert_eq!(snap.next_detection_id, 2);
 }
 
