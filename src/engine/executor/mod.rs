@@ -38,8 +38,9 @@ pub(crate) struct NicMove {
     /// When not confirmed: a network written after the last read that showed a value, whose
     /// write may have landed; the NIC's record carries it into the next operation (R8).
     pub written: Option<String>,
-    /// The network the move's last read that answered showed, if any: evidence that a later
-    /// failed read does not erase (R8).
+    /// The network the move's last read that answered showed, or a write the device
+    /// acknowledged after it: evidence that a later failed or unconfirmed read does not erase,
+    /// and what the next operation weighs a contradicting read against (R8).
     pub seen: Option<String>,
 }
 

@@ -282,6 +282,9 @@ impl OpCtx<'_> {
             Ok(()) => {
                 p.written = Some(target.to_string());
                 p.expected = Some(Truth::Network(target.to_string()));
+                // The device acknowledged it: until a read confirms otherwise, this is what
+                // a contradicting read is weighed against, in this operation and the next.
+                p.seen = Some(target.to_string());
                 // R8: a device that says ok without applying is caught by this read (a
                 // stale answer is read again before anything acts on it).
                 p.must_read = true;
@@ -392,6 +395,7 @@ struct Progress {
     truth_fresh: bool,
     /// The last device error met: what the alert says when the NIC is not confirmed.
     why: Option<String>,
-    /// The network the last read that answered showed ([`NicMove::seen`]).
+    /// The network the last read that answered showed, or a write the device acknowledged
+    /// since ([`NicMove::seen`]).
     seen: Option<String>,
 }
