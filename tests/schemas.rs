@@ -227,6 +227,7 @@ fn formats_every_enum_spelling_is_serde_and_parses_back() {
     use quarantine_lab::{adapters, check, engine, model, report, scenario, sim};
     assert_spellings_agree::<engine::OperationKind>("OperationKind");
     assert_spellings_agree::<engine::Outcome>("Outcome");
+    assert_spellings_agree::<engine::OperationStatus>("OperationStatus");
     assert_spellings_agree::<engine::LServerState>("LServerState");
     assert_spellings_agree::<engine::Disposition>("Disposition");
     assert_spellings_agree::<engine::AlertCode>("AlertCode");

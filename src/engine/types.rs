@@ -38,11 +38,6 @@ impl OperationKind {
         self.into()
     }
 
-    /// Parses [`OperationKind::as_str`].
-    pub fn parse(text: &str) -> Option<OperationKind> {
-        text.parse().ok()
-    }
-
     /// The operation a policy action starts (`None` starts none: it waits for a decision).
     pub fn for_action(action: Action) -> Option<OperationKind> {
         match action {
@@ -127,18 +122,6 @@ pub enum OperationStatus {
     Done,
 }
 
-impl OperationStatus {
-    /// The spelling used in the journal and the API.
-    pub fn as_str(self) -> &'static str {
-        self.into()
-    }
-
-    /// Parses [`OperationStatus::as_str`].
-    pub fn parse(text: &str) -> Option<OperationStatus> {
-        text.parse().ok()
-    }
-}
-
 /// Where an L-Server stands, as the management records say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -161,11 +144,6 @@ impl LServerState {
     /// The spelling used in the journal and the API.
     pub fn as_str(self) -> &'static str {
         self.into()
-    }
-
-    /// Parses [`LServerState::as_str`].
-    pub fn parse(text: &str) -> Option<LServerState> {
-        text.parse().ok()
     }
 
     /// Whether a release may run from this state (R14).

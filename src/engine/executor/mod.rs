@@ -46,8 +46,9 @@ pub(crate) struct NicMove {
 
 impl NicMove {
     /// The network the NIC's record says the device last showed after this move: its last
-    /// read if that answered, else the move's last read that did, else what the record said
-    /// `before` ([`Truth::evidence_after`]).
+    /// read if that answered, else [`NicMove::seen`] (an earlier read that answered, or a write
+    /// the device acknowledged after it), else what the record said `before`
+    /// ([`Truth::evidence_after`]).
     pub fn evidence_after(&self, before: Option<&str>) -> Option<String> {
         self.truth.evidence_after(self.seen.as_deref().or(before))
     }

@@ -339,7 +339,8 @@ fn rolled_back_nic(
         ip: nic.ip,
         device_network: match moved {
             Some(m) => m.evidence_after(before),
-            None => truth.evidence_after(before),
+            // Never moved: nothing was read or written, so the record's evidence stands.
+            None => before.map(str::to_string),
         },
         last_write: moved.and_then(|m| m.written.clone()),
     };
