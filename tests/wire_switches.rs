@@ -369,6 +369,36 @@ async fn eapi_batch_reports_busy_port_and_applies_earlier_ones() {
     assert_eq!(rig.vlans(), (TARGET, 111));
 }
 
+/// R15: one batched request is held back by the device's latency once, as the sim face's batch
+/// is: a batch of more port changes than call timeouts fit latencies in still comes back, each
+/// change applied (summing the delays would time out a healthy switch's batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_a_batched_request_takes_the_latency_once() {
+    let changes = 3 * (TIMEOUT.as_millis() / LATENCY.as_millis()) as usize;
+    let rig = Rig::start(Vendor::Eapi, vec![]).await;
+    let client = EapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
+    let results = client
+        .set_ports(&vec![("Ethernet11", TARGET); changes])
+        .await;
+    assert_eq!(
+        classes(&results),
+        vec![None; changes],
+        "first: {:?}",
+        results.first()
+    );
+    let rig = Rig::start(Vendor::Nxapi, vec![]).await;
+    let client = NxapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
+    let results = client
+        .set_ports(&vec![("Ethernet1/11", TARGET); changes])
+        .await;
+    assert_eq!(
+        classes(&results),
+        vec![None; changes],
+        "first: {:?}",
+        results.first()
+    );
+}
+
 /// Posts `body` with `content_type` to the simulator and returns status and JSON body.
 /// Each batch result's failure class (`None` for a change that went through).
 fn classes(results: &[DeviceResult<()>]) -> Vec<Option<OutcomeClass>> {

@@ -6,7 +6,7 @@
 //! Every line that touches a port is a device call of the model, so faults drive it: `switchport
 //! access vlan N` is a `SetPort`, `show interface X switchport` and `show running-config
 //! interfaces X` one `GetPort`, `show vlan` and `show running-config` one `GetPort` per port of
-//! the switch (their delays add up, like a slow whole-switch show), `copy running-config
+//! the switch, `copy running-config
 //! startup-config` a `SaveConfig`. `show version`, mode changes and `switchport mode access`
 //! touch no port and make no call.
 //!
@@ -167,8 +167,11 @@ pub(crate) enum CliFailure {
 }
 
 /// The commands of one request run against the world in order, stopping at the first failure,
-/// folded into one [`WireCall`] for [`super::render`]: delays add up, the first failure or
-/// transport fault ends the request (later commands never run, as on the real devices).
+/// folded into one [`WireCall`] for [`super::render`]: the request is held back by the largest
+/// delay among its device calls (the device's latency once per request, as the sim face's
+/// [`SimWorld::call_batch`] has it, with a fault's extra delay on one command still showing), and
+/// the first failure or transport fault ends the request (later commands never run, as on the
+/// real devices).
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
     /// Outputs of the commands that succeeded, in order.
@@ -188,7 +191,7 @@ impl Batch {
     /// Makes one device call; its reply, or `None` when it failed (the batch has stopped).
     pub fn call(&mut self, world: &SimWorld, device: &str, op: DeviceOp) -> Option<Reply> {
         let call = world.call_now(device, op);
-        self.delay = self.delay.saturating_add(call.delay);
+        self.delay = self.delay.max(call.delay);
         let earlier_calls = self.device_calls;
         self.device_calls += 1;
         if let Some(fault) = call.transport {
