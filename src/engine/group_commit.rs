@@ -8,7 +8,6 @@ use tokio::time::Instant;
 
 use super::journal::{Entry, JournalError};
 use super::state::{Halted, Shared, State};
-use super::types::*;
 use super::EngineEvent;
 
 /// Runs a blocking call (a commit's fsync) without stalling the runtime: on a multi-thread
@@ -107,38 +106,19 @@ fn durable_event(entry: &Entry) -> Option<EngineEvent> {
             lserver: lserver.clone(),
             outcome: *outcome,
         }),
-        Entry::Detection { .. } => detection_receipt(entry).map(|((source, event_id), receipt)| {
-            EngineEvent::DetectionJournaled {
-                source,
-                event_id,
-                receipt,
-            }
-        }),
+        Entry::Detection { .. } => {
+            entry
+                .detection_receipt()
+                .map(
+                    |((source, event_id), receipt)| EngineEvent::DetectionJournaled {
+                        source,
+                        event_id,
+                        receipt,
+                    },
+                )
+        }
         _ => None,
     }
-}
-
-/// A detection entry's `(source, event_id)` and receipt.
-fn detection_receipt(entry: &Entry) -> Option<((String, String), DetectionReceipt)> {
-    let Entry::Detection {
-        id,
-        detection,
-        lserver,
-        disposition,
-        operation,
-        ..
-    } = entry
-    else {
-        return None;
-    };
-    let key = (detection.source.clone(), detection.event_id.clone());
-    let receipt = DetectionReceipt {
-        id: *id,
-        disposition: *disposition,
-        lserver: lserver.clone(),
-        operation: *operation,
-    };
-    Some((key, receipt))
 }
 
 impl Shared {
@@ -152,7 +132,7 @@ impl Shared {
         }
         if !entries.is_empty() {
             note_closings(state, &entries);
-            for (key, receipt) in entries.iter().filter_map(detection_receipt) {
+            for (key, receipt) in entries.iter().filter_map(Entry::detection_receipt) {
                 state.pending_detections.insert(key, receipt);
             }
             state.pending.extend(entries);

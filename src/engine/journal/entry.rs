@@ -219,3 +219,28 @@ pub fn alerts_in(entries: &[Entry]) -> Vec<Alert> {
         })
         .collect()
 }
+
+impl Entry {
+    /// A detection entry's `(source, event_id)` and receipt (R4); `None` for other entries.
+    pub fn detection_receipt(&self) -> Option<((String, String), DetectionReceipt)> {
+        let Entry::Detection {
+            id,
+            detection,
+            lserver,
+            disposition,
+            operation,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let key = (detection.source.clone(), detection.event_id.clone());
+        let receipt = DetectionReceipt {
+            id: *id,
+            disposition: *disposition,
+            lserver: lserver.clone(),
+            operation: *operation,
+        };
+        Some((key, receipt))
+    }
+}

@@ -5,10 +5,12 @@
 //! only after the step that plans them has committed. The schema is plain tables that the
 //! `sqlite3` shell reads; it is documented in ARCHITECTURE.md.
 
+use std::cell::{Ref, RefCell};
 use std::path::Path;
 
 use rusqlite::Connection;
 
+mod behind;
 mod entry;
 pub mod migrate;
 mod read;
@@ -58,7 +60,11 @@ const DETECTION_RECEIPT: &str =
 
 /// The journal file.
 pub struct Journal {
-    conn: Connection,
+    /// The connection; `None` while a write-behind writer holds it ([`Journal::conn`] takes it
+    /// back).
+    conn: RefCell<Option<Connection>>,
+    /// Write-behind, once [`Journal::commit_behind`] turned it on.
+    behind: Option<behind::Behind>,
     /// How far commits survive; a [`Durability::Scratch`] journal cannot roll back.
     durability: Durability,
     commits: u64,
@@ -130,7 +136,8 @@ impl Journal {
         // Room for every statement `write::apply` runs, so none is parsed twice.
         conn.set_prepared_statement_cache_capacity(64);
         Ok(Journal {
-            conn,
+            conn: RefCell::new(Some(conn)),
+            behind: None,
             durability,
             commits: 0,
             commit_limit: None,
@@ -143,7 +150,8 @@ impl Journal {
     /// its fsync. `None` for a journal that is not a file on disk (in memory, or a lab journal
     /// shared in memory), whose commits never block a thread for long.
     pub fn open_reader(&self) -> Result<Option<Journal>, JournalError> {
-        let Some(path) = self.conn.path().filter(|p| !p.is_empty()) else {
+        let conn = self.conn()?;
+        let Some(path) = conn.path().filter(|p| !p.is_empty()) else {
             return Ok(None);
         };
         let path = Path::new(path);
@@ -159,7 +167,8 @@ impl Journal {
         conn.prepare_cached(FIND_DETECTION)?;
         conn.prepare_cached(DETECTION_RECEIPT)?;
         Ok(Some(Journal {
-            conn,
+            conn: RefCell::new(Some(conn)),
+            behind: None,
             durability: Durability::ProcessCrash,
             commits: 0,
             commit_limit: None,
@@ -176,8 +185,12 @@ impl Journal {
                 .map_err(|e| e.to_string())
                 .and_then(|c| {
                     Journal::init(c, Durability::ProcessCrash)
-                        .map(|j| j.conn)
                         .map_err(|e| e.to_string())
+                        .and_then(|j| {
+                            j.conn
+                                .into_inner()
+                                .ok_or_else(|| "a new journal holds its connection".to_string())
+                        })
                 });
         }
         TEMPLATE.with(|template| {
@@ -208,39 +221,138 @@ impl Journal {
         self.commits
     }
 
-    /// Commits `entries` as one transaction: all or nothing.
+    /// Commits `entries` as one transaction: all or nothing. With write-behind on, the
+    /// transaction is handed to the writer thread and applied after this returns (see
+    /// [`Journal::commit_behind`]).
     pub fn commit(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
         if let Some(limit) = self.commit_limit {
             if self.commits >= limit {
                 return Err(JournalError::Halted(limit));
             }
         }
-        // BEGIN / COMMIT through the statement cache: a transaction per group commit, so their
-        // parsing showed in profiles of the lab.
-        self.conn.prepare_cached("BEGIN")?.execute([])?;
-        let mut statements = Statements::new(&self.conn);
-        let applied = entries
-            .iter()
-            .try_for_each(|entry| apply(&mut statements, entry, self.alerts_delivered_at_insert));
-        // Back to the connection's cache, where the next commit finds them.
-        drop(statements);
-        let committed = applied.and_then(|()| self.conn.prepare_cached("COMMIT")?.execute([]));
-        if let Err(error) = committed {
-            // All or nothing: a failed step leaves no trace (R7, R18). A scratch journal has
-            // no undo (ROLLBACK is undefined without a rollback journal): it ends the
-            // transaction as it stands, for its engine halts now.
-            if !self.conn.is_autocommit() {
-                let end = match self.durability {
-                    Durability::Scratch => "COMMIT",
-                    Durability::PowerLoss | Durability::ProcessCrash => "ROLLBACK",
-                };
-                let _ = self.conn.execute_batch(end);
-            }
-            return Err(error.into());
+        if self.behind.is_some() {
+            self.hand_over(entries)?;
+        } else {
+            let conn = self.conn()?;
+            transact(
+                &conn,
+                entries,
+                self.alerts_delivered_at_insert,
+                self.durability,
+            )?;
         }
         self.commits += 1;
         Ok(())
     }
+
+    /// Turns write-behind on (the `behind` module): commits from now on are applied on a
+    /// thread of their own while the caller goes on; reads wait for them. Only for a
+    /// [`Durability::Scratch`] journal without a commit limit that holds no detection yet, so
+    /// that R4 can be answered from memory; anything else is refused and stays synchronous.
+    pub fn commit_behind(&mut self) -> Result<(), JournalError> {
+        if self.durability != Durability::Scratch || self.commit_limit.is_some() {
+            return Err(JournalError::Corrupt(
+                "write-behind is only for a scratch journal without a commit limit".into(),
+            ));
+        }
+        if self.detection_count()? != 0 {
+            return Err(JournalError::Corrupt(
+                "write-behind needs a journal that holds no detection yet".into(),
+            ));
+        }
+        self.behind.get_or_insert_with(behind::Behind::default);
+        Ok(())
+    }
+
+    /// Gives `entries` to the writer, starting it with the connection when it is not running.
+    fn hand_over(&mut self, entries: &[Entry]) -> Result<(), JournalError> {
+        let behind = self.behind.as_mut().expect("write-behind is on");
+        behind.failed()?;
+        let writer = behind.writer.get_mut();
+        if writer.is_none() {
+            let conn = self
+                .conn
+                .get_mut()
+                .take()
+                .expect("no writer: the connection is home");
+            *writer = Some(behind::Writer::start(conn, self.durability)?);
+        }
+        let sent = writer
+            .as_ref()
+            .is_some_and(|w| w.send(entries.to_vec(), self.alerts_delivered_at_insert));
+        if !sent {
+            // The writer stopped on a failed commit: taking the connection back says why.
+            self.take_back()?;
+            return Err(JournalError::Corrupt("the journal writer stopped".into()));
+        }
+        behind.remember(entries);
+        Ok(())
+    }
+
+    /// The connection, taken back from the writer first (which waits for every commit handed
+    /// to it); an error when a commit failed on the writer.
+    fn conn(&self) -> Result<Ref<'_, Connection>, JournalError> {
+        self.take_back()?;
+        Ok(Ref::map(self.conn.borrow(), |conn| {
+            conn.as_ref()
+                .expect("the connection is home once taken back")
+        }))
+    }
+
+    /// Stops the writer, if one runs, and puts the connection back.
+    fn take_back(&self) -> Result<(), JournalError> {
+        let Some(behind) = &self.behind else {
+            return Ok(());
+        };
+        // Checked before borrowing mutably: a read inside another read finds the connection
+        // home already, and the outer read holds a borrow of it.
+        let running = behind.writer.borrow().is_some();
+        if running {
+            let writer = behind.writer.borrow_mut().take();
+            if let Some(writer) = writer {
+                let (conn, stopped) = writer.stop();
+                *self.conn.borrow_mut() = Some(conn);
+                if let Err(error) = stopped {
+                    *behind.failure.borrow_mut() = Some(error.to_string());
+                    return Err(error);
+                }
+            }
+        }
+        behind.failed()
+    }
+}
+
+/// Applies `entries` on `conn` as one transaction: all or nothing.
+fn transact(
+    conn: &Connection,
+    entries: &[Entry],
+    alerts_delivered: bool,
+    durability: Durability,
+) -> Result<(), JournalError> {
+    // BEGIN / COMMIT through the statement cache: a transaction per group commit, so their
+    // parsing showed in profiles of the lab.
+    conn.prepare_cached("BEGIN")?.execute([])?;
+    let mut statements = Statements::new(conn);
+    let applied = entries
+        .iter()
+        .try_for_each(|entry| apply(&mut statements, entry, alerts_delivered));
+    // Back to the connection's cache, where the next commit finds them.
+    drop(statements);
+    let committed = applied.and_then(|()| conn.prepare_cached("COMMIT")?.execute([]));
+    if let Err(error) = committed {
+        // All or nothing: a failed step leaves no trace (R7, R18). A scratch journal has
+        // no undo (ROLLBACK is undefined without a rollback journal): it ends the
+        // transaction as it stands, for its engine halts now.
+        if !conn.is_autocommit() {
+            let end = match durability {
+                Durability::Scratch => "COMMIT",
+                Durability::PowerLoss | Durability::ProcessCrash => "ROLLBACK",
+            };
+            let _ = conn.execute_batch(end);
+        }
+        return Err(error.into());
+    }
+    Ok(())
 }
 
 type AlertRow = Result<Alert, JournalError>;

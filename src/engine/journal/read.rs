@@ -31,9 +31,14 @@ impl Journal {
         source: &str,
         event_id: &str,
     ) -> Result<Option<DetectionId>, JournalError> {
+        if let Some(behind) = &self.behind {
+            behind.failed()?;
+            let key = (source.to_string(), event_id.to_string());
+            return Ok(behind.ids.get(&key).copied());
+        }
         // Cached: the daemon asks once per detection it receives.
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(FIND_DETECTION)?
             .query_row(params![source, event_id], |r| r.get(0))
             .optional()?)
@@ -44,8 +49,12 @@ impl Journal {
         &self,
         id: DetectionId,
     ) -> Result<Option<DetectionReceipt>, JournalError> {
+        if let Some(behind) = &self.behind {
+            behind.failed()?;
+            return Ok(behind.receipts.get(&id).cloned());
+        }
         Ok(self
-            .conn
+            .conn()?
             .prepare_cached(DETECTION_RECEIPT)?
             .query_row([id], |r| {
                 let disposition: String = r.get(0)?;
@@ -68,7 +77,7 @@ impl Journal {
     ) -> Result<bool, JournalError> {
         for call in calls {
             let found: Option<i64> = self
-                .conn
+                .conn()?
                 .query_row(
                     "SELECT id FROM device_calls WHERE operation_id = ?1 AND call = ?2 AND outcome = 'ok' LIMIT 1",
                     params![operation, call],
@@ -85,7 +94,7 @@ impl Journal {
     /// Number of journaled detections.
     pub fn detection_count(&self) -> Result<u64, JournalError> {
         Ok(self
-            .conn
+            .conn()?
             .query_row("SELECT COUNT(*) FROM detections", [], |r| {
                 r.get::<_, i64>(0)
             })? as u64)
@@ -94,7 +103,7 @@ impl Journal {
     /// One operation.
     pub fn operation(&self, id: OperationId) -> Result<Option<OperationView>, JournalError> {
         let row = self
-            .conn
+            .conn()?
             .query_row(
                 "SELECT lserver, kind, status, outcome, detail, requested_by FROM operations WHERE id = ?1",
                 [id],
@@ -125,7 +134,8 @@ impl Journal {
 
     /// Alerts with `seq > since`, in order, at most `limit`.
     pub fn alerts_since(&self, since: i64, limit: usize) -> Result<Vec<Alert>, JournalError> {
-        let mut stmt = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
             "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
              WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
@@ -147,7 +157,7 @@ impl Journal {
         self.read_undelivered_alerts(&mut snap)?;
         let max = |sql: &str| -> Result<i64, JournalError> {
             Ok(self
-                .conn
+                .conn()?
                 .query_row(sql, [], |r| r.get::<_, Option<i64>>(0))?
                 .unwrap_or(0))
         };
@@ -232,7 +242,8 @@ impl Journal {
 
     /// The alerts not yet delivered (R17).
     fn read_undelivered_alerts(&self, snap: &mut Snapshot) -> Result<(), JournalError> {
-        let mut stmt = self.conn.prepare(
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(
             "SELECT seq, at_ms, code, lserver, ip, operation_id, detail FROM alerts
              WHERE delivered = 0 ORDER BY seq",
         )?;
@@ -247,7 +258,8 @@ impl Journal {
     where
         T: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
     {
-        let mut stmt = self.conn.prepare(sql)?;
+        let conn = self.conn()?;
+        let mut stmt = conn.prepare(sql)?;
         let rows = stmt.query_map(params, |r| T::try_from(r))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }

@@ -154,3 +154,97 @@ fn r7_journal_survives_reopen() {
     assert_eq!(snap.open_operations[0].kind, OperationKind::Release);
     assert_eq!(snap.next_operation_id, 6);
 }
+
+/// A seeded in-memory scratch journal, with write-behind on when `behind`.
+fn scratch(behind: bool) -> Journal {
+    let mut conn = Connection::open_in_memory().unwrap();
+    Journal::seed(&mut conn).unwrap();
+    let mut j = Journal::from_connection(conn, Durability::Scratch).unwrap();
+    if behind {
+        j.commit_behind().unwrap();
+    }
+    j
+}
+
+/// Steps that open, advance and finish operations among detections, one commit each, with
+/// reads in between (which take the connection back from a write-behind writer).
+fn play_steps(j: &mut Journal) -> Vec<String> {
+    let mut seen = Vec::new();
+    for n in 1..=40_i64 {
+        let queued = Entry::OperationQueued {
+            id: n,
+            lserver: format!("/t/srv-{n}"),
+            kind: OperationKind::Quarantine,
+            detection: Some(n),
+            created_ms: n as u64,
+            requested_by: None,
+        };
+        j.commit(&[not_found(n, &format!("e-{n}")), queued])
+            .unwrap();
+        if n % 3 == 0 {
+            j.commit(&[Entry::OperationFinished {
+                id: n - 1,
+                lserver: format!("/t/srv-{}", n - 1),
+                outcome: Outcome::Quarantined,
+                detail: String::new(),
+                finished_ms: n as u64,
+            }])
+            .unwrap();
+        }
+        if n % 10 == 0 {
+            seen.push(format!("{:?}", j.snapshot().unwrap().open_operations.len()));
+        }
+        seen.push(format!(
+            "{:?} {:?}",
+            j.find_detection("osce", &format!("e-{}", n / 2)).unwrap(),
+            j.find_detection("osce", &format!("e-{}", n + 1)).unwrap(),
+        ));
+        seen.push(format!("{:?}", j.detection_receipt(n / 2).unwrap()));
+    }
+    seen.push(format!("{:?}", j.snapshot().unwrap()));
+    seen.push(format!("{:?}", j.operations().unwrap()));
+    seen
+}
+
+#[test]
+fn r7_r4_a_write_behind_journal_reads_what_a_synchronous_one_does() {
+    let synchronous = play_steps(&mut scratch(false));
+    let mut behind = scratch(true);
+    assert_eq!(play_steps(&mut behind), synchronous);
+    assert_eq!(behind.commits(), 40 + 13);
+}
+
+#[test]
+fn r18_a_write_behind_commit_that_fails_is_reported_not_lost() {
+    let mut j = scratch(true);
+    j.commit(&[not_found(1, "e-1")]).unwrap();
+    // Handed over: the failure shows at the next call, and at every one after it.
+    j.commit(&half_failing_step()).unwrap();
+    let error = j
+        .snapshot()
+        .expect_err("a read after a failed commit fails");
+    assert!(error.to_string().contains("UNIQUE"), "{error}");
+    let later = j
+        .commit(&[not_found(3, "e-3")])
+        .expect_err("later commits fail");
+    assert!(
+        later.to_string().contains("earlier commit failed"),
+        "{later}"
+    );
+    assert!(j.find_detection("osce", "e-1").is_err());
+    assert!(j.operations().is_err());
+}
+
+#[test]
+fn write_behind_is_refused_where_r4_or_a_crash_needs_the_file() {
+    let mut durable = Journal::open_in_memory().unwrap();
+    assert!(durable.commit_behind().is_err(), "power-loss journal");
+    let mut limited = scratch(false);
+    limited.set_commit_limit(Some(5));
+    assert!(limited.commit_behind().is_err(), "commit limit");
+    let mut used = scratch(false);
+    used.commit(&[not_found(1, "e-1")]).unwrap();
+    assert!(used.commit_behind().is_err(), "detections journaled before");
+    // Refused means synchronous: R4 still finds the detection.
+    assert_eq!(used.find_detection("osce", "e-1").unwrap(), Some(1));
+}
