@@ -61,7 +61,9 @@ impl Writer {
                 }
                 (conn, Ok(()))
             })
-            .map_err(|e| JournalError::Corrupt(format!("cannot start the journal writer: {e}")))?;
+            .map_err(|e| {
+                JournalError::WriteBehind(format!("cannot start the journal writer: {e}"))
+            })?;
         Ok(Writer {
             jobs: Some(jobs),
             thread: Some(thread),
@@ -122,7 +124,7 @@ impl Behind {
     /// The error every call returns once a commit failed.
     pub fn failed(&self) -> Result<(), JournalError> {
         match &*self.failure.borrow() {
-            Some(why) => Err(JournalError::Corrupt(format!(
+            Some(why) => Err(JournalError::WriteBehind(format!(
                 "an earlier commit failed, so the journal is incomplete: {why}"
             ))),
             None => Ok(()),

@@ -49,6 +49,10 @@ pub enum JournalError {
     /// The configured commit limit was reached (crash injection for tests and the lab).
     #[error("journal: halted after {0} commits (crash injection)")]
     Halted(u64),
+    /// Write-behind (the lab's large runs) was refused, or its writer failed: the journal no
+    /// longer holds every commit.
+    #[error("journal: {0}")]
+    WriteBehind(String),
 }
 
 /// R4: the id of an already received `(source, event_id)`.
@@ -251,12 +255,12 @@ impl Journal {
     /// that R4 can be answered from memory; anything else is refused and stays synchronous.
     pub fn commit_behind(&mut self) -> Result<(), JournalError> {
         if self.durability != Durability::Scratch || self.commit_limit.is_some() {
-            return Err(JournalError::Corrupt(
+            return Err(JournalError::WriteBehind(
                 "write-behind is only for a scratch journal without a commit limit".into(),
             ));
         }
         if self.detection_count()? != 0 {
-            return Err(JournalError::Corrupt(
+            return Err(JournalError::WriteBehind(
                 "write-behind needs a journal that holds no detection yet".into(),
             ));
         }
@@ -275,7 +279,15 @@ impl Journal {
                 .get_mut()
                 .take()
                 .expect("no writer: the connection is home");
-            *writer = Some(behind::Writer::start(conn, self.durability)?);
+            match behind::Writer::start(conn, self.durability) {
+                Ok(started) => *writer = Some(started),
+                Err(error) => {
+                    // The connection went with the thread that never started: nothing can be
+                    // read or written any more.
+                    *behind.failure.get_mut() = Some(error.to_string());
+                    return Err(error);
+                }
+            }
         }
         let sent = writer
             .as_ref()
@@ -283,7 +295,9 @@ impl Journal {
         if !sent {
             // The writer stopped on a failed commit: taking the connection back says why.
             self.take_back()?;
-            return Err(JournalError::Corrupt("the journal writer stopped".into()));
+            return Err(JournalError::WriteBehind(
+                "the journal writer stopped".into(),
+            ));
         }
         behind.remember(entries);
         Ok(())
