@@ -375,28 +375,13 @@ async fn eapi_batch_reports_busy_port_and_applies_earlier_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn r15_a_batched_request_takes_the_latency_once() {
     let changes = 3 * (TIMEOUT.as_millis() / LATENCY.as_millis()) as usize;
-    let rig = Rig::start(Vendor::Eapi, vec![]).await;
-    let client = EapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
-    let results = client
-        .set_ports(&vec![("Ethernet11", TARGET); changes])
-        .await;
-    assert_eq!(
-        classes(&results),
-        vec![None; changes],
-        "first: {:?}",
-        results.first()
-    );
-    let rig = Rig::start(Vendor::Nxapi, vec![]).await;
-    let client = NxapiSwitch::new(&rig.server.url(), "qlab", "qlab", TIMEOUT).expect("client");
-    let results = client
-        .set_ports(&vec![("Ethernet1/11", TARGET); changes])
-        .await;
-    assert_eq!(
-        classes(&results),
-        vec![None; changes],
-        "first: {:?}",
-        results.first()
-    );
+    for v in [Vendor::Eapi, Vendor::Nxapi] {
+        let rig = Rig::start(v, vec![]).await;
+        let batch = vec![(v.port().to_string(), TARGET); changes];
+        let results = rig.client().set_ports(&batch).await;
+        let first = results.first();
+        assert_eq!(classes(&results), vec![None; changes], "{v:?}: {first:?}");
+    }
 }
 
 /// Posts `body` with `content_type` to the simulator and returns status and JSON body.

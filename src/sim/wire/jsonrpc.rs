@@ -6,9 +6,8 @@
 //! Every line that touches a port is a device call of the model, so faults drive it: `switchport
 //! access vlan N` is a `SetPort`, `show interface X switchport` and `show running-config
 //! interfaces X` one `GetPort`, `show vlan` and `show running-config` one `GetPort` per port of
-//! the switch, `copy running-config
-//! startup-config` a `SaveConfig`. `show version`, mode changes and `switchport mode access`
-//! touch no port and make no call.
+//! the switch, `copy running-config startup-config` a `SaveConfig`. `show version`, mode
+//! changes and `switchport mode access` touch no port and make no call.
 //!
 //! Decisions where no source says (the goldens in `fixtures/devices/` hold the shapes):
 //! - The model's ports are access ports; `switchport mode access` is accepted without a device
