@@ -346,7 +346,7 @@ fn transact(
     // BEGIN / COMMIT through the statement cache: a transaction per group commit, so their
     // parsing showed in profiles of the lab.
     conn.prepare_cached("BEGIN")?.execute([])?;
-    let mut statements = Statements::new(conn);
+    let mut statements = Statements::new(conn, entries);
     let applied = entries
         .iter()
         .try_for_each(|entry| apply(&mut statements, entry, alerts_delivered));

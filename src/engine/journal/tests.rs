@@ -248,3 +248,128 @@ fn write_behind_is_refused_where_r4_or_a_crash_needs_the_file() {
     // Refused means synchronous: R4 still finds the detection.
     assert_eq!(used.find_detection("osce", "e-1").unwrap(), Some(1));
 }
+
+/// Every row of every table the engine writes, in a fixed order.
+fn all_rows(j: &Journal) -> String {
+    let conn = j.conn().unwrap();
+    let mut out = String::new();
+    for table in [
+        "detections",
+        "operations",
+        "plan_nics",
+        "ip_allocations",
+        "nic_records",
+        "lservers",
+        "device_calls",
+        "alerts",
+    ] {
+        let mut statement = conn
+            .prepare(&format!("SELECT * FROM {table} ORDER BY 1, 2"))
+            .unwrap();
+        let columns = statement.column_count();
+        let rows = statement
+            .query_map([], |row| {
+                (0..columns)
+                    .map(|i| row.get::<_, rusqlite::types::Value>(i))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .unwrap();
+        for row in rows {
+            out.push_str(&format!("{table} {:?}\n", row.unwrap()));
+        }
+    }
+    out
+}
+
+/// A start of operation `id` with a plan of one NIC, `nic_index`, at `at_ms`.
+fn started(id: i64, nic_index: usize, at_ms: u64) -> Entry {
+    Entry::OperationStarted {
+        id,
+        lserver: format!("/t/srv-{id}"),
+        kind: OperationKind::Quarantine,
+        started_ms: at_ms,
+        deadline_ms: at_ms + 60_000,
+        plan: vec![PlanNic {
+            nic_index,
+            from_network: "op-a".into(),
+            from_ip: "10.110.0.11".parse().unwrap(),
+            to_network: "qr-a".into(),
+            to_ip: "10.210.0.11".parse().unwrap(),
+        }],
+    }
+}
+
+/// The steps of quarantine `n`, one commit each: its detection and queueing, its start, its
+/// write, its end.
+fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
+    let lserver = format!("/t/srv-{n}");
+    vec![
+        vec![
+            Entry::Detection {
+                id: n,
+                detection: detection(&format!("e-{n}")),
+                received_ms: 0,
+                lserver: Some(lserver.clone()),
+                disposition: Disposition::Accepted,
+                operation: Some(n),
+                submitted_by: None,
+            },
+            Entry::OperationQueued {
+                id: n,
+                lserver: lserver.clone(),
+                kind: OperationKind::Quarantine,
+                detection: Some(n),
+                created_ms: 1,
+                requested_by: None,
+            },
+        ],
+        vec![started(n, 0, 2)],
+        vec![Entry::DeviceCall {
+            operation: n,
+            nic_index: Some(0),
+            device: "vc-1".into(),
+            call: "set_nic".into(),
+            target: Some("dvportgroup-910".into()),
+            outcome: "ok".into(),
+            detail: String::new(),
+            at_ms: 3,
+        }],
+        vec![Entry::OperationFinished {
+            id: n,
+            lserver,
+            outcome: Outcome::Quarantined,
+            detail: String::new(),
+            finished_ms: 4,
+        }],
+    ]
+}
+
+#[test]
+fn r7_an_operation_queued_and_started_in_one_commit_ends_with_the_rows_of_one_commit_per_step() {
+    // One commit per step: the queueing, then the start, each written on its own.
+    let mut stepwise = scratch(false);
+    // A burst: each operation's steps in one commit, its queueing and its start folded into
+    // one row; operation 2 starts a second time in that commit (a new plan replaces the
+    // first), operation 4 is left running.
+    let mut burst = scratch(false);
+    for n in 1..=4_i64 {
+        let mut steps = quarantine_steps(n);
+        match n {
+            2 => steps.insert(2, vec![started(n, 1, 7)]),
+            4 => steps.truncate(2),
+            _ => {}
+        }
+        for step in &steps {
+            stepwise.commit(step).unwrap();
+        }
+        burst.commit(&steps.concat()).unwrap();
+    }
+    let rows = all_rows(&stepwise);
+    assert!(rows.contains("plan_nics [Integer(2), Integer(1)"), "{rows}");
+    assert!(
+        !rows.contains("plan_nics [Integer(2), Integer(0)"),
+        "{rows}"
+    );
+    assert!(rows.contains("Text(\"running\")"), "{rows}");
+    assert_eq!(all_rows(&burst), rows);
+}

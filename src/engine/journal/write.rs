@@ -3,6 +3,7 @@
 use rusqlite::params;
 
 use super::Entry;
+use crate::engine::types::OperationId;
 
 /// The statements of one commit. An engine step repeats the same dozen statements: parsing
 /// them anew each time cost more than running them, so each comes from the connection's
@@ -12,13 +13,48 @@ use super::Entry;
 pub(super) struct Statements<'c> {
     conn: &'c rusqlite::Connection,
     held: Vec<(&'static str, rusqlite::CachedStatement<'c>)>,
+    /// The operations this commit both queues and starts, with their start: see [`fresh_starts`].
+    fresh: FreshStarts,
+}
+
+/// Operations queued and started in one commit, with their start and deadline (ms).
+type FreshStarts = rustc_hash::FxHashMap<OperationId, (u64, u64)>;
+
+/// The operations that `entries` queue and then start: a burst of detections commits each
+/// operation's queueing and its start together. Such an operation is written once, as running
+/// (one `INSERT` instead of an `INSERT`, an `UPDATE` and a `DELETE` of a plan it cannot have yet):
+/// two statements fewer per operation, the rows are the same at the end of the commit, and no
+/// one sees the rows in between (a commit is all or nothing). Only the first start after the
+/// queueing is folded in; any later one is written as usual.
+fn fresh_starts(entries: &[Entry]) -> FreshStarts {
+    let mut queued = rustc_hash::FxHashSet::<OperationId>::default();
+    let mut fresh = FreshStarts::default();
+    for entry in entries {
+        match entry {
+            Entry::OperationQueued { id, .. } => {
+                queued.insert(*id);
+            }
+            Entry::OperationStarted {
+                id,
+                started_ms,
+                deadline_ms,
+                ..
+            } if queued.contains(id) => {
+                fresh.entry(*id).or_insert((*started_ms, *deadline_ms));
+            }
+            _ => {}
+        }
+    }
+    fresh
 }
 
 impl<'c> Statements<'c> {
-    pub(super) fn new(conn: &'c rusqlite::Connection) -> Statements<'c> {
+    /// The statements of a commit of `entries`.
+    pub(super) fn new(conn: &'c rusqlite::Connection, entries: &[Entry]) -> Statements<'c> {
         Statements {
             conn,
             held: Vec::new(),
+            fresh: fresh_starts(entries),
         }
     }
 
@@ -132,13 +168,22 @@ fn apply_operation(tx: &mut Statements<'_>, entry: &Entry) -> rusqlite::Result<(
             detection,
             created_ms,
             requested_by,
-        } => {
-            tx.exec(
-                "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms, requested_by)
-                 VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
-                params![id, lserver, kind.as_str(), detection, *created_ms as i64, requested_by],
-            )?;
-        }
+        } => match tx.fresh.get(id).copied() {
+            Some((started_ms, deadline_ms)) => {
+                tx.exec(
+                    "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms, requested_by, started_ms, deadline_ms)
+                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8)",
+                    params![id, lserver, kind.as_str(), detection, *created_ms as i64, requested_by, started_ms as i64, deadline_ms as i64],
+                )?;
+            }
+            None => {
+                tx.exec(
+                    "INSERT INTO operations (id, lserver, kind, detection_id, status, created_ms, requested_by)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6)",
+                    params![id, lserver, kind.as_str(), detection, *created_ms as i64, requested_by],
+                )?;
+            }
+        },
         Entry::OperationStarted {
             id,
             started_ms,
@@ -146,10 +191,13 @@ fn apply_operation(tx: &mut Statements<'_>, entry: &Entry) -> rusqlite::Result<(
             plan,
             ..
         } => {
-            tx.exec("UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
-                params![id, *started_ms as i64, *deadline_ms as i64],
-            )?;
-            tx.exec("DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
+            // Written as running by its queueing in this commit, with no plan before this one.
+            if tx.fresh.remove(id).is_none() {
+                tx.exec("UPDATE operations SET status = 'running', started_ms = ?2, deadline_ms = ?3 WHERE id = ?1",
+                    params![id, *started_ms as i64, *deadline_ms as i64],
+                )?;
+                tx.exec("DELETE FROM plan_nics WHERE operation_id = ?1", [id])?;
+            }
             for p in plan {
                 tx.exec("INSERT INTO plan_nics (operation_id, nic_index, from_network, from_ip, to_network, to_ip)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
