@@ -80,11 +80,15 @@ impl Writer {
     /// Waits until every commit handed over is applied (or one failed) and takes the connection
     /// back. A panic on the writer's thread is resumed on the caller's.
     pub(super) fn stop(mut self) -> Stopped {
-        drop(self.jobs.take());
-        let thread = self.thread.take().expect("a running writer has its thread");
-        thread
-            .join()
+        self.finish()
+            .expect("a running writer has its thread")
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
+    /// Closes the queue and waits for the writer to apply what it holds; `None` once done.
+    fn finish(&mut self) -> Option<std::thread::Result<Stopped>> {
+        drop(self.jobs.take());
+        self.thread.take().map(JoinHandle::join)
     }
 }
 
@@ -92,10 +96,7 @@ impl Drop for Writer {
     fn drop(&mut self) {
         // A journal dropped with commits still queued: let the writer finish them, so its
         // thread never outlives the run by more than its queue.
-        drop(self.jobs.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+        let _ = self.finish();
     }
 }
 

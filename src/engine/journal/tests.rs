@@ -171,15 +171,7 @@ fn scratch(behind: bool) -> Journal {
 fn play_steps(j: &mut Journal) -> Vec<String> {
     let mut seen = Vec::new();
     for n in 1..=40_i64 {
-        let queued = Entry::OperationQueued {
-            id: n,
-            lserver: format!("/t/srv-{n}"),
-            kind: OperationKind::Quarantine,
-            detection: Some(n),
-            created_ms: n as u64,
-            requested_by: None,
-        };
-        j.commit(&[not_found(n, &format!("e-{n}")), queued])
+        j.commit(&[not_found(n, &format!("e-{n}")), queued(n, n as u64)])
             .unwrap();
         if n % 3 == 0 {
             j.commit(&[Entry::OperationFinished {
@@ -203,7 +195,20 @@ fn play_steps(j: &mut Journal) -> Vec<String> {
     }
     seen.push(format!("{:?}", j.snapshot().unwrap()));
     seen.push(format!("{:?}", j.operations().unwrap()));
+    seen.push(all_rows(j));
     seen
+}
+
+/// Quarantine `n` queued by detection `n` at `created_ms`.
+fn queued(n: i64, created_ms: u64) -> Entry {
+    Entry::OperationQueued {
+        id: n,
+        lserver: format!("/t/srv-{n}"),
+        kind: OperationKind::Quarantine,
+        detection: Some(n),
+        created_ms,
+        requested_by: None,
+    }
 }
 
 #[test]
@@ -314,14 +319,7 @@ fn quarantine_steps(n: i64) -> Vec<Vec<Entry>> {
                 operation: Some(n),
                 submitted_by: None,
             },
-            Entry::OperationQueued {
-                id: n,
-                lserver: lserver.clone(),
-                kind: OperationKind::Quarantine,
-                detection: Some(n),
-                created_ms: 1,
-                requested_by: None,
-            },
+            queued(n, 1),
         ],
         vec![started(n, 0, 2)],
         vec![Entry::DeviceCall {
