@@ -105,7 +105,11 @@ impl Journal {
     /// Opens or creates the journal at `path` with the given durability.
     pub fn open_with(path: &Path, durability: Durability) -> Result<Journal, JournalError> {
         let conn = Connection::open(path)?;
-        Self::init(conn, durability)
+        let journal = Self::init(conn, durability)?;
+        // A journal on a file is a long-running engine's: its first burst after a start waits
+        // for the first commit (R7), and should not wait for parsing too.
+        write::prepare_all(&*journal.conn()?)?;
+        Ok(journal)
     }
 
     /// Opens the journal on an already open connection (an in-memory database the caller
