@@ -15,7 +15,7 @@ pub mod smtp;
 pub mod syslog;
 pub mod vcenter;
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -167,15 +167,16 @@ pub trait SyslogOut: Send + Sync {
     async fn send(&self, line: &str) -> DeviceResult<()>;
 }
 
-/// Every adapter the engine may call, by device name.
+/// Every adapter the engine may call, by device name (names come from the topology, not from
+/// the wire, so a fast hash is safe: every device call looks one up).
 #[derive(Clone, Default)]
 pub struct Adapters {
     /// Hypervisor managers by name.
-    pub hypervisors: HashMap<String, Arc<dyn Hypervisor>>,
+    pub hypervisors: FxHashMap<String, Arc<dyn Hypervisor>>,
     /// Switches by name.
-    pub switches: HashMap<String, Arc<dyn Switch>>,
+    pub switches: FxHashMap<String, Arc<dyn Switch>>,
     /// BMCs by name.
-    pub bmcs: HashMap<String, Arc<dyn Bmc>>,
+    pub bmcs: FxHashMap<String, Arc<dyn Bmc>>,
     /// Outbound email; `None` disables email.
     pub mailer: Option<Arc<dyn Mailer>>,
     /// Outbound syslog; `None` keeps alerts in the journal only.

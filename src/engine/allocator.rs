@@ -1,9 +1,9 @@
 //! The quarantine IP allocator (R6, INV-8).
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::model::Network;
 
@@ -11,9 +11,11 @@ use crate::model::Network;
 /// broadcast or first (gateway) address, unique per network.
 #[derive(Debug, Default)]
 pub(crate) struct Allocator {
-    used: HashMap<String, HashSet<IpAddr>>,
-    owner_by_ip: HashMap<IpAddr, String>,
-    cursor: HashMap<String, u128>,
+    // Keyed by topology network names and by addresses the allocator chose itself: nothing
+    // outside picks these keys, so a fast hash is safe.
+    used: FxHashMap<String, FxHashSet<IpAddr>>,
+    owner_by_ip: FxHashMap<IpAddr, String>,
+    cursor: FxHashMap<String, u128>,
 }
 
 impl Allocator {
@@ -90,6 +92,7 @@ fn to_ip(subnet: &IpNet, value: u128) -> IpAddr {
 mod tests {
     use super::*;
     use crate::model::NetworkRole;
+    use std::collections::HashSet;
 
     fn quarantine(subnet: &str) -> Network {
         Network {

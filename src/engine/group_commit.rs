@@ -255,7 +255,17 @@ impl Shared {
     fn flush(&self) -> Result<(), Halted> {
         let (batch, upto) = {
             let mut state = self.lock();
-            state.inflight_detections = std::mem::take(&mut state.pending_detections);
+            // Swapped, not taken: the map emptied at the end of the last commit keeps its
+            // room, so a burst's detections do not regrow (and rehash) a fresh map per commit.
+            debug_assert!(
+                state.inflight_detections.is_empty(),
+                "R4: one commit at a time, and each empties its in-flight detections"
+            );
+            let state = &mut *state;
+            std::mem::swap(
+                &mut state.inflight_detections,
+                &mut state.pending_detections,
+            );
             // The last batch's vector, emptied, takes the next steps: a fresh one per commit
             // cost fresh pages (zeroed by the kernel) in profiles of detection bursts.
             let spare = std::mem::take(&mut state.spare);

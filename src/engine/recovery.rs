@@ -138,7 +138,10 @@ fn lserver_states(site: &Site, snapshot: &Snapshot) -> LsStates {
 
 /// One queue per device, with its `max_concurrent` slots and, for a switch whose protocol
 /// carries several commands per request, its batch size (R15).
-fn device_queues(site: &Site, adapters: &Adapters) -> HashMap<String, Arc<DeviceQueue>> {
+fn device_queues(
+    site: &Site,
+    adapters: &Adapters,
+) -> rustc_hash::FxHashMap<String, Arc<DeviceQueue>> {
     let t = &site.topology;
     let call_timeout = t.engine.call_timeout;
     t.hypervisors

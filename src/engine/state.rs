@@ -154,7 +154,7 @@ pub(crate) struct Shared {
     pub policy: Mutex<Arc<PolicySpec>>,
     pub state: Mutex<State>,
     /// Each device's queue: slots, service order and batches (R15).
-    pub devices: HashMap<String, Arc<DeviceQueue>>,
+    pub devices: rustc_hash::FxHashMap<String, Arc<DeviceQueue>>,
     pub clock: Clock,
     pub hostname: String,
     pub observer: Option<Arc<dyn EngineObserver>>,

@@ -11,7 +11,7 @@
 //! phase. Operations resumed after a restart have no queueing time in memory and are not
 //! measured (their counts by kind and outcome are).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -131,7 +131,7 @@ struct Inner {
     entries_per_commit: Histogram,
     drift_findings: u64,
     /// Kind and queueing time of each unfinished operation: bounded by the lanes' bound.
-    open: HashMap<OperationId, (OperationKind, Option<u64>)>,
+    open: rustc_hash::FxHashMap<OperationId, (OperationKind, Option<u64>)>,
 }
 
 impl Default for EngineStats {
@@ -146,7 +146,7 @@ impl Default for EngineStats {
                 commit_seconds: Histogram::new(LATENCY_BUCKETS),
                 entries_per_commit: Histogram::new(ENTRIES_BUCKETS),
                 drift_findings: 0,
-                open: HashMap::new(),
+                open: Default::default(),
             }),
         }
     }

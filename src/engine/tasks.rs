@@ -83,6 +83,10 @@ impl Shared {
     /// ([`Shared::halt_on_panic`]) instead of ending one task silently.
     pub fn spawn(self: &Arc<Self>, fut: impl std::future::Future<Output = ()> + Send + 'static) {
         use futures::FutureExt as _;
+        // Boxed first: an operation's lane future holds its device calls' futures and runs to
+        // kilobytes, and moving it by value into the guard and then into the task copied it
+        // twice per operation (profiles of a detection burst).
+        let fut = Box::pin(fut);
         let shared = Arc::downgrade(self);
         let guarded = async move {
             if let Err(panic) = std::panic::AssertUnwindSafe(fut).catch_unwind().await {
