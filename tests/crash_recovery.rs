@@ -3,6 +3,10 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use common::*;
 use quarantine_lab::engine::*;
 use quarantine_lab::sim::{CallKind::SetNic, FaultEffect, FaultSpec};
@@ -105,6 +109,76 @@ async fn r16_crash_after_every_journal_step_of_a_quarantine() {
         limit >= 4,
         "the run has several steps to crash after, got {limit}"
     );
+}
+
+/// Counts the commits an engine announces.
+#[derive(Default)]
+struct Commits(AtomicU64);
+
+impl EngineObserver for Commits {
+    fn on_event(&self, event: &EngineEvent) {
+        if let EngineEvent::Committed { .. } = event {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// R16, INV-10 with other handles on the crashed engine alive, as a daemon's connection tasks
+/// hold it after the lab's wire mode crashes the daemon in-process: `Engine::kill` stops it
+/// all the same. The killed engine commits nothing more, so the engine opened next finds the
+/// journal as the crash left it and finishes the operation exactly once. Dropping the
+/// runner's handle alone left the old engine finishing its writes beside the new one, two
+/// engines on one journal.
+#[tokio::test(start_paused = true)]
+async fn r16_a_killed_engine_leaves_the_journal_to_its_successor() {
+    let mut h = Harness::new(site_with_vc_latency("1s"));
+    h.engine = None;
+    let commits = Arc::new(Commits::default());
+    let options = EngineOptions {
+        observer: Some(commits.clone()),
+        ..EngineOptions::default()
+    };
+    let journal = Journal::open(&h.journal_path).expect("journal");
+    let first = Arc::new(
+        Engine::open(h.site.clone(), journal, h.world.adapters(), options).expect("engine"),
+    );
+    let survivor = first.clone();
+    first
+        .submit_detection(detection("10.110.0.12", "e-1"))
+        .await
+        .expect("acknowledged");
+    // Both vNIC writes are on the wire (the vCenter takes 1 s) when the crash comes.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.kill().await;
+    let at_kill = commits.0.load(Ordering::SeqCst);
+    assert!(at_kill >= 1, "the detection and the plan were journaled");
+    drop(first);
+    h.reopen(None);
+    h.settle().await;
+    // Long enough for the killed engine's calls to return, had it gone on.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(
+        commits.0.load(Ordering::SeqCst),
+        at_kill,
+        "a killed engine commits nothing more"
+    );
+    // The crash cut the writes it had on the wire, as a process's death does: they end
+    // `unknown` (the world applies none), and the successor reads before writing again.
+    let calls = h.calls();
+    let killed: Vec<_> = calls[..2]
+        .iter()
+        .map(|c| (c.op.as_str(), c.result.as_deref()))
+        .collect();
+    assert_eq!(
+        killed,
+        vec![("set_nic", Some("unknown")), ("set_nic", Some("unknown"))],
+        "{calls:?}"
+    );
+    assert!(survivor.is_halted(), "a killed engine stays halted");
+    assert_eq!(h.engine().halt_reason(), None, "the successor runs on");
+    check_exactly_once(&h, 0, Outcome::Quarantined);
+    assert_eq!(h.device(VDI2), vec!["qr-a", "qr-b"]);
+    assert_eq!(h.managed(VDI2), vec!["qr-a", "qr-b"]);
 }
 
 #[tokio::test(start_paused = true)]

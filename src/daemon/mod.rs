@@ -439,6 +439,15 @@ impl Daemon {
             .unwrap_or_else(|| "no reason recorded".into())
     }
 
+    /// Ends the daemon as a process crash would (the lab's wire mode crashes it so): the engine
+    /// is killed first ([`Engine::kill`]), so a daemon started next on the same journal finds
+    /// it as this one left it, though this one's connections may hold the engine a while
+    /// longer; then every task is aborted, nothing drained.
+    pub async fn kill(mut self) {
+        self.engine.kill().await;
+        self.tasks.shutdown().await;
+    }
+
     /// Stops the listeners, lets in-flight API requests finish for a few seconds, then drops
     /// the engine (its running operations resume on the next start, R16).
     pub async fn shutdown(mut self) {

@@ -131,7 +131,9 @@ pub enum EngineError {
 }
 
 /// A running quarantine engine. Dropping it aborts every task at once, like a crash: the
-/// journal is what survives (R16).
+/// journal is what survives (R16). Dropping is a crash only when the last handle goes and no
+/// task of the engine runs on another thread at that moment; [`Engine::kill`] is a crash
+/// whatever other handles and threads do.
 pub struct Engine {
     shared: Arc<Shared>,
 }
@@ -187,6 +189,42 @@ impl Engine {
     pub fn panic_an_engine_task_for_tests(&self) {
         self.shared
             .spawn(async { panic!("a task panicked on purpose (test hook)") });
+    }
+
+    /// Ends the engine the way a process crash ends it, and returns once it is over: after
+    /// this returns the engine commits nothing more and no task of it runs. A commit under way
+    /// when it is called ends first and is announced, as one the process made durable before
+    /// it died. The engine then stays halted for whoever still holds it.
+    ///
+    /// Dropping the engine is not enough for a crash inside one process (the lab's wire mode
+    /// restarts the daemon in-process on the same journal): the daemon's request and intake
+    /// tasks hold the engine until the runtime gets round to dropping them, and on a
+    /// multi-thread runtime an aborted task that is running carries on to its next await. Both
+    /// let the old engine commit after its successor read the journal: two engines on one
+    /// journal, whose steps collide (R16 resumes what the old one is still doing).
+    pub async fn kill(&self) {
+        let shared = &self.shared;
+        shared.set_halted("the engine was killed".into());
+        {
+            // Under the journal's lock: a commit under way ends first, and every later one
+            // fails as if the process had died after the last (no statement reaches SQLite).
+            let mut journal = shared.journal();
+            let commits = journal.commits();
+            journal.set_commit_limit(Some(commits));
+        }
+        // A committer announces its commit after the journal's lock is released: let it.
+        loop {
+            let done = shared.flush_done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !shared.committing.load(std::sync::atomic::Ordering::Acquire) {
+                break;
+            }
+            done.await;
+        }
+        let mut tasks =
+            std::mem::take(&mut *shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        tasks.shutdown().await;
     }
 
     /// Waits until no operation is queued or running (or the engine halted).

@@ -23,7 +23,7 @@ impl Shared {
 
     /// Marks the engine halted with `reason` and wakes every waiter; false when it had
     /// halted already (the first reason stays).
-    fn set_halted(&self, reason: String) -> bool {
+    pub(super) fn set_halted(&self, reason: String) -> bool {
         let first = !self.halted.swap(true, Ordering::SeqCst);
         if first {
             *self.halt_reason.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason);

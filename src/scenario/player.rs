@@ -112,8 +112,10 @@ pub(super) trait Backend {
         command: Command,
     ) -> impl Future<Output = Result<Option<Command>, String>>;
 
-    /// Stops the engine abruptly (its tasks die mid-call; the journal is what survives).
-    fn crash(&mut self);
+    /// Stops the engine abruptly (its tasks die mid-call; the journal is what survives), and
+    /// returns once nothing of it can touch the journal again: the restart must find the
+    /// journal as the crash left it.
+    fn crash(&mut self) -> impl Future<Output = ()>;
 
     /// Starts the engine again on its journal, `at` on the run clock.
     fn restart(&mut self, at: Duration) -> impl Future<Output = Result<(), String>>;
@@ -328,7 +330,7 @@ pub(super) async fn play<B: Backend>(
             }
             Step::Crash(restart_after) => {
                 if backend.up() {
-                    backend.crash();
+                    backend.crash().await;
                     recorder.record(EventKind::Crash);
                     played.push(PlayedStep::Crash);
                     schedule_restart(&mut timeline, index, at + restart_after);

@@ -699,7 +699,9 @@ impl Backend for SimBackend<'_> {
         send_command(e, self.recorder, self.trap.as_deref(), paths, command).await
     }
 
-    fn crash(&mut self) {
+    async fn crash(&mut self) {
+        // On the current-thread runtime no engine task runs while this does, and the runner
+        // holds the only handle: dropping the engine is the whole crash.
         self.engine = None;
     }
 

@@ -349,12 +349,15 @@ impl Backend for WireBackend<'_> {
         Ok(None)
     }
 
-    fn crash(&mut self) {
+    async fn crash(&mut self) {
         if let Some(d) = self.daemon.take() {
             add_counts(&mut self.transports, d.metrics());
-            // Abrupt: tasks aborted mid-call, the journal is what survives.
-            drop(d);
             self.client = None;
+            // Abrupt: tasks aborted mid-call, the journal is what survives. Killed, not just
+            // dropped: the daemon's connections hold the engine after a drop, and its tasks on
+            // the other worker thread run on, so the restart's recovery would read a journal
+            // the old engine was still writing (two engines' steps colliding halt the new one).
+            d.kill().await;
         }
     }
 
