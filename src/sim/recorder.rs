@@ -66,6 +66,19 @@ impl Recorder {
         }
     }
 
+    /// Starts the run's clock again now and returns its new origin. Wire mode starts the
+    /// scenario's clock once its simulators and engine are up, so that `at = "0s"` is the
+    /// moment the engine can take a detection, as in sim mode, and not the start of the setup.
+    /// Events recorded before it happened before the run began: they are stamped 0.
+    pub fn restart_clock(&self) -> Instant {
+        let mut state = lock(&self.inner);
+        state.origin = Instant::now();
+        for event in &mut state.events {
+            event.at_ms = 0;
+        }
+        state.origin
+    }
+
     /// Time since the run started.
     pub fn elapsed(&self) -> Duration {
         let origin = lock(&self.inner).origin;
@@ -178,6 +191,27 @@ mod tests {
         assert_eq!(events[0].at_ms, 0);
         assert_eq!(events[1].at_ms, 1500);
         assert_eq!(r.now_ms(), 1500);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_clock_stamps_from_its_new_origin() {
+        // Wire mode's scenario clock starts when the engine can take a detection: an event at
+        // the start of the run is stamped 0 however long the setup took.
+        let r = Recorder::new();
+        r.record(EventKind::Crash);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let origin = r.restart_clock();
+        assert_eq!(origin, Instant::now());
+        r.record(EventKind::Restart);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        r.record(EventKind::Crash);
+        let stamps: Vec<u64> = r.events().iter().map(|e| e.at_ms).collect();
+        assert_eq!(
+            stamps,
+            vec![0, 0, 40],
+            "setup event, start, 40 ms into the run"
+        );
+        assert_eq!(r.now_ms(), 40);
     }
 
     #[tokio::test(start_paused = true)]
