@@ -82,3 +82,27 @@ fn inv12_catches_an_engine_without_a_drift_watch() {
         &["INV-1", "INV-12"],
     );
 }
+
+/// R18: an engine that halts mid-run (here a task's panic) fails its run with the halt's reason.
+/// A runner that took the halted engine for an idle one ended such a run quietly, and passed it
+/// when the invariants happened to hold at that point.
+#[test]
+fn r18_a_run_whose_engine_halted_is_an_error_naming_the_halt() {
+    let file = "tests/scenarios/mutants/trust-device.toml";
+    let scenario = load_scenario(Path::new(file)).unwrap();
+    let error = match run_sim(&scenario, scenario.seed, Some(Mutant::HaltEngine)) {
+        Ok(run) => panic!(
+            "{file}: a halted engine's run ended as a run (passed: {})",
+            run.passed
+        ),
+        Err(error) => error,
+    };
+    assert!(
+        error.contains("the engine halted") && error.contains("panicked on purpose"),
+        "{file}: {error}"
+    );
+    assert!(
+        run_sim(&scenario, scenario.seed, None).is_ok(),
+        "{file}: the correct engine runs to the end"
+    );
+}

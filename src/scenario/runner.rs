@@ -44,17 +44,21 @@ pub enum Mutant {
     /// No drift watch (R20): the engine runs with a `watch_interval` of the longest duration a
     /// file may give, so within the run it never re-reads a quarantined NIC (INV-12).
     NoDriftWatch,
+    /// An engine task panics after the run's first step, so the engine halts mid-run: proof
+    /// that the runner fails such a run with the halt's reason instead of taking it for idle.
+    HaltEngine,
 }
 
 impl Mutant {
     /// Every broken engine, in the order help texts list them.
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 7] = [
         Mutant::TrustDevice,
         Mutant::RevertOnFailure,
         Mutant::DropOnCrash,
         Mutant::RewriteOnReadFailure,
         Mutant::LeakIpOnRollback,
         Mutant::NoDriftWatch,
+        Mutant::HaltEngine,
     ];
 
     /// The spelling on the command line.
@@ -66,6 +70,7 @@ impl Mutant {
             Mutant::RewriteOnReadFailure => "rewrite-on-read-failure",
             Mutant::LeakIpOnRollback => "leak-ip-on-rollback",
             Mutant::NoDriftWatch => "no-drift-watch",
+            Mutant::HaltEngine => "halt-engine",
         }
     }
 
@@ -746,12 +751,25 @@ impl Backend for SimBackend<'_> {
             let _ = tokio::time::timeout(settle, e.wait_idle()).await;
         })
         .await;
+        // `wait_idle` also returns when the engine halted (a journal failure, a task's panic):
+        // that is no end of the run but its failure, and the history has no event for it. A
+        // crash trap freezes the world and never halts the engine.
+        if finished.is_some() {
+            if let Some(reason) = e.halt_reason() {
+                return Err(format!("the engine halted: {reason}"));
+            }
+        }
         Ok(finished.is_some())
     }
 
     async fn stepped(&mut self) {
         if self.mutant == Some(Mutant::RevertOnFailure) {
             revert_failed(&self.site, self.world, &self.observer).await;
+        }
+        if self.mutant == Some(Mutant::HaltEngine) {
+            if let Some(e) = self.engine.as_ref().filter(|e| !e.is_halted()) {
+                e.panic_an_engine_task_for_tests();
+            }
         }
     }
 }
