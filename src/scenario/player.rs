@@ -33,7 +33,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::load::{EventAction, Scenario};
-use crate::engine::Command;
+use crate::engine::{Command, Engine};
 use crate::model::history::EventKind;
 use crate::model::Detection;
 use crate::sim::{Recorder, SimWorld};
@@ -197,6 +197,16 @@ pub(super) fn build_timeline(scenario: &Scenario, world: &SimWorld) -> Vec<(Dura
 }
 
 /// Puts the restart after a crash at `restart_at`, behind every step due by then.
+/// The end of a run whose engine is idle: `wait_idle` also returns when the engine halted (a
+/// journal failure, a task's panic), and that is no end of the run but its failure, with no
+/// event in the history. Both modes' [`Backend::idle`] end with it.
+pub(super) fn not_halted(engine: &Engine) -> Result<(), String> {
+    match engine.halt_reason() {
+        Some(reason) => Err(format!("the engine halted: {reason}")),
+        None => Ok(()),
+    }
+}
+
 fn schedule_restart(timeline: &mut Vec<(Duration, Step)>, next: usize, restart_at: Duration) {
     let pos = timeline[next..]
         .iter()

@@ -751,13 +751,10 @@ impl Backend for SimBackend<'_> {
             let _ = tokio::time::timeout(settle, e.wait_idle()).await;
         })
         .await;
-        // `wait_idle` also returns when the engine halted (a journal failure, a task's panic):
-        // that is no end of the run but its failure, and the history has no event for it. A
-        // crash trap freezes the world and never halts the engine.
+        // A crash trap freezes the world and never halts the engine: only a run that finished
+        // can have ended on a halt.
         if finished.is_some() {
-            if let Some(reason) = e.halt_reason() {
-                return Err(format!("the engine halted: {reason}"));
-            }
+            player::not_halted(e)?;
         }
         Ok(finished.is_some())
     }

@@ -389,11 +389,7 @@ impl Backend for WireBackend<'_> {
                 .await;
         }
         let _ = tokio::time::timeout(self.settle, d.engine().wait_idle()).await;
-        // `wait_idle` also returns when the engine halted (a journal failure, a task's panic):
-        // that is no end of the run but its failure, and the history has no event for it.
-        if let Some(reason) = d.engine().halt_reason() {
-            return Err(format!("the engine halted: {reason}"));
-        }
+        player::not_halted(d.engine())?;
         Ok(true)
     }
 }

@@ -212,7 +212,7 @@ impl Journal {
     }
 
     /// Makes every commit after the `limit`-th fail with [`JournalError::Halted`], as if the
-    /// process died right after that step. The lab and the crash tests use it.
+    /// process died right after that step. The lab, the crash tests and `Engine::kill` use it.
     pub fn set_commit_limit(&mut self, limit: Option<u64>) {
         self.commit_limit = limit;
     }
