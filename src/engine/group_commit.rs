@@ -26,13 +26,18 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 const GATHER_YIELDS: usize = 8;
 
 /// How long a closing step waits for a commit that another step needs, while device calls are
-/// under way, before it commits itself. Short beside any real device's latency (a vCenter
-/// reconfigure takes seconds) and beside how soon an operator reads an INFO alert; long enough
-/// that the closings of a burst share a few commits instead of one every few milliseconds. Each
-/// commit is an fsync and rewrites the journal's hot pages (operations, records, alerts) into
-/// the WAL, so fewer, larger commits cost the devices' callers less CPU (`qlab bench`, the wire
-/// figure). Contained times do not move, and once no device call is under way a closing
-/// commits at once.
+/// under way and no other step is staged: a lone closing beside a slow or hanging call has
+/// nobody to share a commit with, so it commits after this quiet spell, short beside any
+/// device's latency.
+pub const CLOSING_QUIET: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The longest a closing step waits for company while other steps keep being staged (at least
+/// one per [`CLOSING_QUIET`]), as in an outbreak whose closings come every few milliseconds.
+/// Each commit is an fsync and rewrites the journal's hot pages (operations, records, alerts)
+/// into the WAL, so fewer, larger commits leave the devices' callers more CPU (`qlab bench`, the
+/// wire figure). Short beside a real device's latency (a vCenter reconfigure takes seconds) and
+/// beside how soon anyone reads an INFO alert. Contained times do not move, and once no device
+/// call is under way a closing commits at once.
 pub const CLOSING_WINDOW: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What waits for a step to be durable; it decides how long the step's commit may wait for
@@ -47,8 +52,9 @@ pub(crate) enum Waiting {
     /// Someone outside: a detection's or a command's acknowledgement. Gathers.
     Reply,
     /// Only the operation's own end: its records, its closing alert, its delivery marks. Rides a
-    /// commit another step needs, for [`CLOSING_WINDOW`] at most while device calls are under
-    /// way; then, or when none is, it commits after one yield.
+    /// commit another step needs while device calls are under way: for [`CLOSING_QUIET`] when
+    /// no other step is staged meanwhile, for [`CLOSING_WINDOW`] at most while others keep
+    /// coming; then, or when no call is under way, it commits after one yield.
     Closing,
 }
 
@@ -234,10 +240,13 @@ impl Shared {
     }
 
     /// Waits for a commit that carries `ticket` while device calls are under way (what they
-    /// stage next may need one: a write after a failed call, a plan, a detection meanwhile),
-    /// for [`CLOSING_WINDOW`] at most.
+    /// stage next may need one: a write after a failed call, a plan, a detection meanwhile):
+    /// until a [`CLOSING_QUIET`] spell passes with no other step staged, or [`CLOSING_WINDOW`]
+    /// at most.
     async fn ride_along(&self, ticket: Ticket) {
-        let deadline = Instant::now() + CLOSING_WINDOW;
+        let window_ends = Instant::now() + CLOSING_WINDOW;
+        let mut staged = self.lock().staged;
+        let mut quiet_ends = Instant::now() + CLOSING_QUIET;
         loop {
             let done = self.flush_done.notified();
             tokio::pin!(done);
@@ -248,9 +257,19 @@ impl Shared {
             {
                 return;
             }
-            if tokio::time::timeout_at(deadline, done).await.is_err() {
+            if tokio::time::timeout_at(quiet_ends.min(window_ends), done)
+                .await
+                .is_ok()
+            {
+                // A commit ended: it may have carried this step.
+                continue;
+            }
+            let now = self.lock().staged;
+            if now == staged || Instant::now() >= window_ends {
                 return;
             }
+            staged = now;
+            quiet_ends = Instant::now() + CLOSING_QUIET;
         }
     }
 

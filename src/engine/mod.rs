@@ -25,7 +25,7 @@ mod views;
 use std::sync::Arc;
 
 pub use alerts::{Alert, AlertCode, Severity};
-pub use group_commit::CLOSING_WINDOW;
+pub use group_commit::{CLOSING_QUIET, CLOSING_WINDOW};
 pub use journal::{Journal, JournalError};
 pub use types::*;
 
