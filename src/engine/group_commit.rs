@@ -352,3 +352,62 @@ impl Shared {
         blocking(|| journal.commit(batch).map(|()| journal.commits()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::adapters::Adapters;
+    use crate::engine::{Engine, EngineOptions, Journal};
+
+    /// An idle engine on the test site, on an in-memory journal.
+    async fn idle_engine() -> Engine {
+        let site = crate::model::load_site(Path::new("fixtures/topologies/test-site.toml"))
+            .expect("the test site loads");
+        let journal = Journal::open_in_memory().expect("an in-memory journal opens");
+        let engine = Engine::open(
+            Arc::new(site),
+            journal,
+            Adapters::default(),
+            EngineOptions::default(),
+        )
+        .expect("the engine opens");
+        engine.wait_idle().await;
+        engine
+    }
+
+    /// Stages a step that changes no row (a delivery mark of no alert); its ticket.
+    fn stage_one(shared: &Shared) -> Ticket {
+        let mut state = shared.lock();
+        shared
+            .stage(&mut state, vec![Entry::AlertDelivered { seq: 0 }])
+            .expect("the engine runs")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn r7_a_closing_rides_along_while_other_steps_keep_coming_up_to_its_window() {
+        let engine = idle_engine().await;
+        let shared = engine.shared.clone();
+        let _call = shared.call_started();
+        let ticket = stage_one(&shared);
+        let closing = tokio::spawn({
+            let shared = shared.clone();
+            async move { shared.durable(ticket, Waiting::Closing).await }
+        });
+        let start = Instant::now();
+        // Company every quarter of a quiet spell, as an outbreak's closings come; none of it
+        // needs a commit of its own.
+        while shared.flushed.load(Ordering::Acquire) < ticket {
+            tokio::time::sleep(CLOSING_QUIET / 4).await;
+            stage_one(&shared);
+        }
+        let waited = start.elapsed();
+        assert!(
+            waited > CLOSING_QUIET * 2 && waited <= CLOSING_WINDOW + CLOSING_QUIET / 4,
+            "the closing committed after {waited:?}"
+        );
+        closing.await.expect("the task ends").expect("durable");
+    }
+}
