@@ -669,18 +669,29 @@ impl WireComparison {
     }
 }
 
-/// Untimed warm-up turns, each an engine round with fsync, one without and a bare round: the
-/// first rounds of a process ran up to a third slower than later ones, on either side (fresh
-/// threads, allocator and page cache).
+/// Untimed warm-up turns, each an engine round with fsync, one without (when measured) and a
+/// bare round: the first rounds of a process ran up to a third slower than later ones, on either
+/// side (fresh threads, allocator and page cache).
 const WARM_UP_TURNS: usize = 3;
 
+/// Whether a comparison also times the engine with a journal without fsync.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncDiagnostic {
+    /// Each turn adds an engine round without fsync ([`WireComparison::engine_no_fsync`]).
+    Measured,
+    /// Only the engine with fsync and the bare client: the whole budget goes to the two sides
+    /// the ratio compares.
+    Skipped,
+}
+
 /// Runs [`WARM_UP_TURNS`] untimed turns, then timed turns of an engine round, an engine round
-/// without fsync and a bare round until `budget` has passed (at least `min_rounds` of each), on
-/// one [`runtime`].
+/// without fsync (when `fsync` says so) and a bare round until `budget` has passed (at least
+/// `min_rounds` of each), on one [`runtime`].
 pub fn compare(
     workload: &WireWorkload,
     budget: Duration,
     min_rounds: u64,
+    fsync: FsyncDiagnostic,
 ) -> Result<WireComparison, String> {
     let runtime = runtime().map_err(|e| format!("cannot start the runtime: {e}"))?;
     let mut comparison = WireComparison {
@@ -696,6 +707,14 @@ pub fn compare(
         let round = EngineRound::prepare(workload, durability).await?;
         round.run(workload).await
     };
+    let no_fsync_round = || async {
+        match fsync {
+            FsyncDiagnostic::Measured => engine_round(Durability::ProcessCrash)
+                .await
+                .map(|r| r.elapsed),
+            FsyncDiagnostic::Skipped => Ok(Duration::ZERO),
+        }
+    };
     let bare_round = || async {
         let round = BareRound::prepare(workload).await?;
         round.run(workload).await
@@ -703,18 +722,18 @@ pub fn compare(
     runtime.block_on(async {
         for _ in 0..WARM_UP_TURNS {
             engine_round(Durability::PowerLoss).await?;
-            engine_round(Durability::ProcessCrash).await?;
+            no_fsync_round().await?;
             bare_round().await?;
         }
         let start = Instant::now();
         while comparison.rounds < min_rounds.max(1) || start.elapsed() < budget {
             let engine = engine_round(Durability::PowerLoss).await?;
-            let no_fsync = engine_round(Durability::ProcessCrash).await?;
+            let no_fsync = no_fsync_round().await?;
             let bare = bare_round().await?;
             comparison.rounds += 1;
             comparison.engine += engine.elapsed;
             comparison.engine_commits += engine.commits;
-            comparison.engine_no_fsync += no_fsync.elapsed;
+            comparison.engine_no_fsync += no_fsync;
             comparison.bare += bare.elapsed;
         }
         Ok::<(), String>(())
