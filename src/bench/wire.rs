@@ -621,7 +621,8 @@ pub struct WireComparison {
     pub rounds: u64,
     /// Total timed wall time of the engine rounds (production durability).
     pub engine: Duration,
-    /// Total timed wall time of the same engine rounds with a journal without fsync.
+    /// Total timed wall time of the same engine rounds with a journal without fsync; zero when
+    /// the comparison skipped them ([`FsyncDiagnostic::Skipped`]).
     pub engine_no_fsync: Duration,
     /// Total timed wall time of the bare rounds.
     pub bare: Duration,
