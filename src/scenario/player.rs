@@ -196,7 +196,6 @@ pub(super) fn build_timeline(scenario: &Scenario, world: &SimWorld) -> Vec<(Dura
     timeline
 }
 
-/// Puts the restart after a crash at `restart_at`, behind every step due by then.
 /// The end of a run whose engine is idle: `wait_idle` also returns when the engine halted (a
 /// journal failure, a task's panic), and that is no end of the run but its failure, with no
 /// event in the history. Both modes' [`Backend::idle`] end with it.
@@ -207,6 +206,7 @@ pub(super) fn not_halted(engine: &Engine) -> Result<(), String> {
     }
 }
 
+/// Puts the restart after a crash at `restart_at`, behind every step due by then.
 fn schedule_restart(timeline: &mut Vec<(Duration, Step)>, next: usize, restart_at: Duration) {
     let pos = timeline[next..]
         .iter()
