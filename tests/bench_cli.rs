@@ -7,7 +7,7 @@ mod common;
 use common::run::qlab_output as qlab;
 
 /// Every figure key `qlab bench` promises, and whether it carries a target.
-const FIGURES: [(&str, bool); 23] = [
+const FIGURES: [(&str, bool); 24] = [
     ("sim_runs_per_sec", true),
     ("sim_commits_per_run", false),
     ("journal_group_commit_ops_per_sec", true),
@@ -21,6 +21,7 @@ const FIGURES: [(&str, bool); 23] = [
     ("wire_engine_no_fsync_us_per_switchover", false),
     ("wire_bare_us_per_switchover", false),
     ("wire_tls_switchover_ratio", true),
+    ("wire_tls_cpu_ratio", false),
     ("wire_tls_engine_us_per_switchover", false),
     ("wire_tls_bare_us_per_switchover", false),
     ("library_wall_ms", false),

@@ -11,7 +11,11 @@ use super::{BenchReport, Figure, Target, MAKESPAN_RATIO_TARGET};
 pub(super) fn table(report: &BenchReport) -> String {
     let mut out = String::new();
     let seconds = if report.quick { 1 } else { 2 };
-    let budget = format!("{seconds} s (wire {} s)", seconds * super::WIRE_BUDGETS);
+    let budget = format!(
+        "{seconds} s (wire {} s, over TLS {} s)",
+        seconds * super::WIRE_BUDGETS,
+        seconds * super::WIRE_TLS_BUDGETS
+    );
     // Writing to a String cannot fail; the results are ignored for that reason only.
     let _ = writeln!(
         out,

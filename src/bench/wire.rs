@@ -26,7 +26,12 @@
 //!   as the engine's device slots do.
 //!
 //! Both sides log in once before the clock starts and run on the same kind of runtime as the
-//! daemon ([`runtime`]: multi-threaded, two workers).
+//! daemon ([`runtime`]: multi-threaded, two workers). A turn is one round of each side, the bare
+//! one first every other turn; the ratio of their totals comes with its 95 % interval over the
+//! turns ([`TurnSums`]), and each round's process CPU time is kept beside its wall time: with
+//! zero device latency the simulators, the TLS handshakes and the engine share both cores, so a
+//! round is as long as the CPU work it holds, and the CPU ratio shows the engine's extra work
+//! whatever the machine's other load did to wall time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -249,16 +254,19 @@ impl WireWorkload {
         spawn: impl FnOnce(Arc<Semaphore>) -> Vec<tokio::task::JoinHandle<Result<(), String>>>,
     ) -> Result<RoundResult, String> {
         let slots = Arc::new(Semaphore::new(self.concurrency));
+        let cpu_before = process_cpu();
         let start = Instant::now();
         let tasks = spawn(slots);
         let results = join_all(tasks).await;
         let elapsed = start.elapsed();
+        let cpu = process_cpu().saturating_sub(cpu_before);
         for result in results {
             result.map_err(|e| format!("{side} task failed: {e}"))??;
         }
         self.check_truth(wire)?;
         Ok(RoundResult {
             elapsed,
+            cpu,
             commits: 0,
         })
     }
@@ -294,8 +302,28 @@ struct Endpoint {
 pub struct RoundResult {
     /// Wall time of the switchovers alone.
     pub elapsed: Duration,
+    /// CPU time the whole process spent meanwhile (user and system, every thread: the
+    /// simulators' too, which both sides share).
+    pub cpu: Duration,
     /// Journal commits during the timed part (0 for the bare client).
     pub commits: u64,
+}
+
+/// CPU time this process has used so far, user and system, all threads (`getrusage`): a
+/// round's CPU time is what it cost whatever the machine's other load did to its wall time.
+fn process_cpu() -> Duration {
+    // SAFETY: `getrusage` only writes the struct it is given, which is plain data.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::from_secs(t.tv_sec.max(0) as u64) + Duration::from_micros(t.tv_usec.max(0) as u64)
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
 }
 
 /// Counts journal commits.
@@ -387,6 +415,7 @@ pub(crate) async fn quarantine_all(
     workload: &WireWorkload,
 ) -> Result<RoundResult, String> {
     let before = commits.0.load(Ordering::Relaxed);
+    let cpu_before = process_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = workload
         .detections
@@ -400,6 +429,7 @@ pub(crate) async fn quarantine_all(
     let receipts = join_all(tasks).await;
     engine.wait_idle().await;
     let elapsed = start.elapsed();
+    let cpu = process_cpu().saturating_sub(cpu_before);
     let commits = commits.0.load(Ordering::Relaxed) - before;
     for receipt in receipts {
         let receipt = receipt
@@ -419,7 +449,11 @@ pub(crate) async fn quarantine_all(
             ls.path, ls.state, ls.outcome
         ));
     }
-    Ok(RoundResult { elapsed, commits })
+    Ok(RoundResult {
+        elapsed,
+        cpu,
+        commits,
+    })
 }
 
 /// The bare side of one round, ready to run: fresh simulators, one logged-in session per
@@ -626,8 +660,61 @@ pub struct WireComparison {
     pub engine_no_fsync: Duration,
     /// Total timed wall time of the bare rounds.
     pub bare: Duration,
+    /// Total CPU time of the process during the engine rounds (production durability).
+    pub engine_cpu: Duration,
+    /// Total CPU time of the process during the bare rounds.
+    pub bare_cpu: Duration,
     /// Journal commits in all engine rounds.
     pub engine_commits: u64,
+    /// The turns' wall times, for the ratio's interval.
+    pub turns: TurnSums,
+}
+
+/// Sums over the turns of one comparison, each turn an engine round and a bare round, from
+/// which [`TurnSums::ratio_interval`] tells how far the ratio of their totals may be from the
+/// machine's long-run ratio.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TurnSums {
+    n: f64,
+    engine: f64,
+    bare: f64,
+    engine_sq: f64,
+    bare_sq: f64,
+    product: f64,
+}
+
+impl TurnSums {
+    /// Adds a turn's two wall times.
+    pub fn add(&mut self, engine: Duration, bare: Duration) {
+        let (e, b) = (engine.as_secs_f64(), bare.as_secs_f64());
+        self.n += 1.0;
+        self.engine += e;
+        self.bare += b;
+        self.engine_sq += e * e;
+        self.bare_sq += b * b;
+        self.product += e * b;
+    }
+
+    /// The 95 % interval of the ratio of the engine's total to the bare total: the ratio of two
+    /// means, its standard error by the delta method over the turns (a normal approximation,
+    /// fair from a dozen turns on). A round's wall time on a shared machine swings by a third
+    /// from one turn to the next, so a ratio near its target needs this to be read. `None`
+    /// under three turns or without bare time.
+    pub fn ratio_interval(&self) -> Option<(f64, f64)> {
+        if self.n < 3.0 || self.bare <= 0.0 {
+            return None;
+        }
+        let n = self.n;
+        let (mean_e, mean_b) = (self.engine / n, self.bare / n);
+        let ratio = mean_e / mean_b;
+        // Sample (co)variances of the turns' wall times.
+        let var_e = (self.engine_sq - n * mean_e * mean_e) / (n - 1.0);
+        let var_b = (self.bare_sq - n * mean_b * mean_b) / (n - 1.0);
+        let cov = (self.product - n * mean_e * mean_b) / (n - 1.0);
+        let var_ratio = (var_e - 2.0 * ratio * cov + ratio * ratio * var_b).max(0.0) / n;
+        let half = 1.96 * var_ratio.sqrt() / mean_b;
+        Some((ratio - half, ratio + half))
+    }
 }
 
 impl WireComparison {
@@ -659,6 +746,17 @@ impl WireComparison {
         let bare = self.bare.as_secs_f64();
         if bare > 0.0 {
             self.engine.as_secs_f64() / bare
+        } else {
+            f64::INFINITY
+        }
+    }
+
+    /// The process's CPU time in the engine rounds over that in the bare rounds: the engine's
+    /// extra work, which the machine's other load does not stretch as it stretches wall time.
+    pub fn cpu_ratio(&self) -> f64 {
+        let bare = self.bare_cpu.as_secs_f64();
+        if bare > 0.0 {
+            self.engine_cpu.as_secs_f64() / bare
         } else {
             f64::INFINITY
         }
@@ -702,7 +800,10 @@ pub fn compare(
         engine: Duration::ZERO,
         engine_no_fsync: Duration::ZERO,
         bare: Duration::ZERO,
+        engine_cpu: Duration::ZERO,
+        bare_cpu: Duration::ZERO,
         engine_commits: 0,
+        turns: TurnSums::default(),
     };
     let engine_round = |durability| async move {
         let round = EngineRound::prepare(workload, durability).await?;
@@ -728,17 +829,79 @@ pub fn compare(
         }
         let start = Instant::now();
         while comparison.rounds < min_rounds.max(1) || start.elapsed() < budget {
-            let engine = engine_round(Durability::PowerLoss).await?;
-            let no_fsync = no_fsync_round().await?;
-            let bare = bare_round().await?;
+            // Every other turn the bare round goes first, so neither side always follows the
+            // other (its leftovers: freed memory, files being unlinked, a cooler cache).
+            let (engine, no_fsync, bare) = if comparison.rounds.is_multiple_of(2) {
+                let engine = engine_round(Durability::PowerLoss).await?;
+                let no_fsync = no_fsync_round().await?;
+                (engine, no_fsync, bare_round().await?)
+            } else {
+                let bare = bare_round().await?;
+                let no_fsync = no_fsync_round().await?;
+                (engine_round(Durability::PowerLoss).await?, no_fsync, bare)
+            };
             comparison.rounds += 1;
             comparison.engine += engine.elapsed;
+            comparison.engine_cpu += engine.cpu;
             comparison.engine_commits += engine.commits;
             comparison.engine_no_fsync += no_fsync;
             comparison.bare += bare.elapsed;
+            comparison.bare_cpu += bare.cpu;
+            comparison.turns.add(engine.elapsed, bare.elapsed);
         }
         Ok::<(), String>(())
     })?;
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(comparison)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TurnSums;
+    use std::time::Duration;
+
+    fn turns(pairs: &[(u64, u64)]) -> TurnSums {
+        let mut sums = TurnSums::default();
+        for &(engine, bare) in pairs {
+            sums.add(Duration::from_millis(engine), Duration::from_millis(bare));
+        }
+        sums
+    }
+
+    #[test]
+    fn the_interval_is_the_ratio_alone_when_every_turn_keeps_it() {
+        // The machine's load moves both sides of a turn alike: no doubt about the ratio.
+        let (low, high) = turns(&[(110, 100), (88, 80), (132, 120), (99, 90)])
+            .ratio_interval()
+            .unwrap();
+        assert!(
+            (low - 1.1).abs() < 1e-9 && (high - 1.1).abs() < 1e-9,
+            "{low}..{high}"
+        );
+    }
+
+    #[test]
+    fn the_interval_holds_the_ratio_of_totals_and_narrows_with_more_turns() {
+        let noisy = [
+            (100, 100),
+            (120, 100),
+            (95, 90),
+            (130, 110),
+            (90, 95),
+            (115, 100),
+        ];
+        let (low, high) = turns(&noisy).ratio_interval().unwrap();
+        let ratio = 650.0 / 595.0;
+        assert!(low < ratio && ratio < high, "{low}..{high} around {ratio}");
+        // Four times the turns, same spread: half as wide.
+        let (low4, high4) = turns(&noisy.repeat(4)).ratio_interval().unwrap();
+        let narrowing = (high4 - low4) / (high - low);
+        assert!((0.4..0.6).contains(&narrowing), "{narrowing}");
+    }
+
+    #[test]
+    fn too_few_turns_give_no_interval() {
+        assert_eq!(turns(&[(110, 100), (120, 100)]).ratio_interval(), None);
+        assert_eq!(turns(&[(1, 0), (1, 0), (1, 0)]).ratio_interval(), None);
+    }
 }
