@@ -36,7 +36,9 @@ pub(crate) struct NicMove {
     /// slow for the load says so here, not as a bare `unavailable`).
     pub why: Option<String>,
     /// When not confirmed: a network written after the last read that showed a value, whose
-    /// write may have landed; the NIC's record carries it into the next operation (R8).
+    /// write may have landed, or else the network of an answer that contradicted the evidence
+    /// and could not be read again (the device last showed the NIC there); the NIC's record
+    /// carries it into the next operation, which reads before it writes (R8, INV-6).
     pub written: Option<String>,
     /// The network the move's last read that answered showed, or a write the device
     /// acknowledged after it: evidence that a later failed or unconfirmed read does not erase,

@@ -202,6 +202,7 @@ impl OpCtx<'_> {
             truth_fresh: false,
             why: None,
             seen: None,
+            doubted: None,
         };
         let mut attempts = 0u32;
         let done = |truth: Truth, why: Option<String>, written: Option<String>, seen| {
@@ -232,9 +233,13 @@ impl OpCtx<'_> {
                 }
             }
             attempts += 1;
-            if p.expected.as_ref() == Some(&target_truth) || p.written.is_some() {
+            if p.expected.as_ref() == Some(&target_truth)
+                || p.written.is_some()
+                || p.doubted.as_deref() == Some(target)
+            {
                 // The evidence says the NIC is on the target (a confirmed read), or a write
-                // (of any network) may have landed since the last read: no write until a read
+                // (of any network) may have landed since the last read, or the device's last
+                // answer showed the target and could not be read again: no write until a read
                 // says where the NIC is, never a blind one (R8, INV-6).
                 p.must_read = true;
                 continue;
@@ -245,31 +250,21 @@ impl OpCtx<'_> {
         }
         if !p.truth_fresh {
             // R19: past the deadline, one more read tells where the NIC really is.
-            let (read, failure) = self.observe(nic, p.expected.as_ref()).await?;
-            if read != Truth::Unknown {
-                p.written = None;
-                p.seen = read.network().map(str::to_string);
-            }
-            p.truth = read;
-            p.why = failure.or(p.why);
+            let observed = self.observe(nic, p.expected.as_ref()).await?;
+            p.learn(observed);
         }
-        Ok(done(p.truth, p.why, p.written, p.seen))
+        // A doubted answer no read has settled goes to the record like a write that may have
+        // landed: the next operation reads before it writes that NIC (INV-6).
+        Ok(done(p.truth, p.why, p.written.or(p.doubted), p.seen))
     }
 
     /// Reads the NIC during a move, the answer weighed against the evidence
     /// ([`OpCtx::observe`]), and updates the move's evidence with it.
     async fn read_step(&self, nic: &Nic, p: &mut Progress) -> Result<(), Halted> {
-        let (read, failure) = self.observe(nic, p.expected.as_ref()).await?;
-        p.truth = read;
-        p.why = failure.or(p.why.take());
+        let observed = self.observe(nic, p.expected.as_ref()).await?;
+        p.learn(observed);
         p.truth_fresh = true;
         p.must_read = false;
-        if p.truth != Truth::Unknown {
-            // A read that shows a value supersedes every earlier write (R8).
-            p.expected = Some(p.truth.clone());
-            p.written = None;
-            p.seen = p.truth.network().map(str::to_string);
-        }
         Ok(())
     }
 
@@ -323,32 +318,56 @@ impl OpCtx<'_> {
     /// Reads `nic` and weighs the answer against `expected`, what the engine's evidence says
     /// (R8): a read that contradicts it may be a stale answer, so the NIC is read again
     /// `confirm_read_after` later and the later read is the one returned. When the deadline
-    /// leaves no room for that wait, the contradicting answer is not acted on: the NIC's state
-    /// is unknown, and the detail says why.
+    /// leaves no room for that wait, or the later read fails, the contradicting answer is not
+    /// acted on: the NIC's state is unknown, the detail says why, and the answer comes back as
+    /// [`Observed::doubted`].
     pub(crate) async fn observe(
         &self,
         nic: &Nic,
         expected: Option<&Truth>,
-    ) -> Result<(Truth, Option<String>), Halted> {
+    ) -> Result<Observed, Halted> {
         let (truth, failure) = self.read(nic).await?;
         let Some(expected) = expected.filter(|e| truth != Truth::Unknown && truth != **e) else {
-            return Ok((truth, failure));
+            return Ok(Observed {
+                truth,
+                failure,
+                doubted: None,
+            });
         };
         let wait = self.shared.settings.confirm_read_after;
+        let contradiction = format!(
+            "a read showed {} where the engine's evidence says {}",
+            truth.describe(),
+            expected.describe()
+        );
         if self.remaining() < wait {
-            return Ok((
-                Truth::Unknown,
-                Some(format!(
-                    "a read showed {} where the engine's evidence says {}, and the deadline left \
-                     no time to read it again after {}",
-                    truth.describe(),
-                    expected.describe(),
+            return Ok(Observed {
+                truth: Truth::Unknown,
+                failure: Some(format!(
+                    "{contradiction}, and the deadline left no time to read it again after {}",
                     humantime::format_duration(wait)
                 )),
-            ));
+                doubted: Some(truth),
+            });
         }
         tokio::time::sleep(wait).await;
-        self.read(nic).await
+        let (later, later_failure) = self.read(nic).await?;
+        if later != Truth::Unknown {
+            return Ok(Observed {
+                truth: later,
+                failure: later_failure,
+                doubted: None,
+            });
+        }
+        Ok(Observed {
+            truth: Truth::Unknown,
+            failure: Some(format!(
+                "{contradiction}, and the read again {} later failed: {}",
+                humantime::format_duration(wait),
+                later_failure.as_deref().unwrap_or("no answer")
+            )),
+            doubted: Some(truth),
+        })
     }
 
     /// The evidence about `nic` when a move to `target` starts (R8, "evidence across
@@ -381,6 +400,19 @@ impl OpCtx<'_> {
     }
 }
 
+/// A read weighed against the engine's evidence ([`OpCtx::observe`]).
+pub(crate) struct Observed {
+    /// Device truth as far as the engine may act on it: `Unknown` when the read failed or its
+    /// answer contradicted the evidence and could not be read again.
+    pub truth: Truth,
+    /// Why `truth` is unknown.
+    pub failure: Option<String>,
+    /// An answer that contradicted the evidence and could not be confirmed by a later read. It
+    /// is still the last answer the device gave: the engine acts on neither it nor the evidence
+    /// it contradicts until a read answers again (R8, INV-6).
+    pub doubted: Option<Truth>,
+}
+
 /// Where one NIC's move stands (R8): the engine's evidence about the NIC and what it last saw.
 struct Progress {
     /// What a read that contradicts is weighed against ([`OpCtx::observe`]).
@@ -398,4 +430,28 @@ struct Progress {
     /// The network the last read that answered showed, or a write the device acknowledged
     /// since ([`NicMove::seen`]).
     seen: Option<String>,
+    /// The network of an answer that contradicted the evidence and could not be read again
+    /// ([`Observed::doubted`]), until a read answers: not written, since the device last
+    /// showed the NIC there (INV-6).
+    doubted: Option<String>,
+}
+
+impl Progress {
+    /// Takes what a read during the move learned (R8).
+    fn learn(&mut self, observed: Observed) {
+        self.why = observed.failure.or(self.why.take());
+        if observed.truth != Truth::Unknown {
+            // A read that shows a value supersedes every earlier write (R8).
+            self.expected = Some(observed.truth.clone());
+            self.written = None;
+            self.seen = observed.truth.network().map(str::to_string);
+            self.doubted = None;
+        } else if let Some(doubted) = observed.doubted {
+            // The device's last answer contradicted the evidence and could not be read again.
+            // The evidence stays what the answer is weighed against (it may be the stale one),
+            // but writing the answer's network would write what the device last showed.
+            self.doubted = doubted.network().map(str::to_string);
+        }
+        self.truth = observed.truth;
+    }
 }

@@ -91,7 +91,8 @@ async fn verify_saved(ctx: &OpCtx<'_>, mut moves: Vec<NicMove>) -> Result<Vec<Ni
     )
     .await;
     for (at, read) in reads {
-        let (truth, error) = read?;
+        let observed = read?;
+        let (truth, error) = (observed.truth, observed.failure);
         let mv = &mut moves[at];
         let network = &ctx.ls.nics[mv.index].network;
         if truth.network() != Some(network.as_str()) {
