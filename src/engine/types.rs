@@ -169,8 +169,9 @@ pub struct NicRecord {
     /// Network last read from or confirmed at the device; `None` when unknown.
     pub device_network: Option<String>,
     /// A network the engine wrote to the NIC after its last successful read, when that write
-    /// may have landed (ok, or an outcome that leaves it open): the engine does not write it
-    /// again until a read shows another value (R8, "evidence across operations").
+    /// may have landed (ok, or an outcome that leaves it open), or else a network a read
+    /// answered against the evidence that no later read settled: the NIC may be on it, so the
+    /// engine reads before it writes that NIC again (R8, "evidence across operations").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_write: Option<String>,
 }

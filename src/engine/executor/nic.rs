@@ -408,8 +408,8 @@ pub(crate) struct Observed {
     /// Why `truth` is unknown.
     pub failure: Option<String>,
     /// An answer that contradicted the evidence and could not be confirmed by a later read. It
-    /// is still the last answer the device gave: the engine acts on neither it nor the evidence
-    /// it contradicts until a read answers again (R8, INV-6).
+    /// may be stale, so the evidence is not replaced by it; but it is the last answer the device
+    /// gave, so its network is not written until a read answers again (R8, INV-6).
     pub doubted: Option<Truth>,
 }
 
