@@ -670,6 +670,16 @@ pub struct WireComparison {
     pub turns: TurnSums,
 }
 
+/// `engine / bare`, infinite when the bare side took no time.
+fn over(engine: Duration, bare: Duration) -> f64 {
+    let bare = bare.as_secs_f64();
+    if bare > 0.0 {
+        engine.as_secs_f64() / bare
+    } else {
+        f64::INFINITY
+    }
+}
+
 /// Sums over the turns of one comparison, each turn an engine round and a bare round, from
 /// which [`TurnSums::ratio_interval`] tells how far the ratio of their totals may be from the
 /// machine's long-run ratio.
@@ -743,23 +753,13 @@ impl WireComparison {
 
     /// Engine time / bare time per switchover (target: at most 1.2).
     pub fn ratio(&self) -> f64 {
-        let bare = self.bare.as_secs_f64();
-        if bare > 0.0 {
-            self.engine.as_secs_f64() / bare
-        } else {
-            f64::INFINITY
-        }
+        over(self.engine, self.bare)
     }
 
     /// The process's CPU time in the engine rounds over that in the bare rounds: the engine's
     /// extra work, which the machine's other load does not stretch as it stretches wall time.
     pub fn cpu_ratio(&self) -> f64 {
-        let bare = self.bare_cpu.as_secs_f64();
-        if bare > 0.0 {
-            self.engine_cpu.as_secs_f64() / bare
-        } else {
-            f64::INFINITY
-        }
+        over(self.engine_cpu, self.bare_cpu)
     }
 
     /// Journal commits per switchover on the engine side (each one an fsync).
