@@ -792,7 +792,15 @@ fn engine_without_alert_output(h: &Harness) -> (Engine, std::sync::Arc<EventLog>
 fn harness_without_alert_output(
     faults: Vec<FaultSpec>,
 ) -> (Harness, Engine, std::sync::Arc<EventLog>) {
-    let mut h = Harness::standard_with(faults);
+    harness_on_site_without_alert_output(site_with(|s| s.to_string()), faults)
+}
+
+/// [`harness_without_alert_output`] on `site`.
+fn harness_on_site_without_alert_output(
+    site: std::sync::Arc<quarantine_lab::model::Site>,
+    faults: Vec<FaultSpec>,
+) -> (Harness, Engine, std::sync::Arc<EventLog>) {
+    let mut h = Harness::with_faults(site, faults);
     h.engine = None;
     let (engine, log) = engine_without_alert_output(&h);
     (h, engine, log)
@@ -829,45 +837,101 @@ async fn closing_while_a_call_is_under_way() -> (Harness, Engine, std::sync::Arc
     (h, engine, log)
 }
 
+/// vc-1 with one slot, held by vdi-002's first write, which hangs until the call timeout
+/// (2 s); vdi-002's second write and vdi-001's write wait for that slot. sbc-01, on its
+/// switch, is quarantined meanwhile by an engine without alert output; returns when sbc-01's
+/// closing is staged.
+async fn closing_while_calls_wait_for_a_slot() -> (Harness, Engine, std::sync::Arc<EventLog>) {
+    let site = site_with(|s| s.replace("max_concurrent = 8\n", "max_concurrent = 1\n"));
+    let (h, engine, log) = harness_on_site_without_alert_output(
+        site,
+        vec![fault("vc-1", SetNic, FaultEffect::Timeout)
+            .on_vnic("vm-1002", "4000")
+            .times(1)],
+    );
+    for (ip, event) in [("10.110.0.12", "e-2"), ("10.110.0.11", "e-1")] {
+        engine.submit_detection(detection(ip, event)).await.unwrap();
+    }
+    engine
+        .submit_detection(detection("10.110.0.50", "e-5"))
+        .await
+        .unwrap();
+    // The switch answers at once (no latency): sbc-01 is written, verified, saved and read
+    // again within its batch windows (a millisecond each).
+    for _ in 0..5 {
+        if engine.lserver(SBC).unwrap().state == LServerState::Quarantined {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        engine.lserver(SBC).unwrap().state,
+        LServerState::Quarantined,
+        "sbc-01 is quarantined in memory, its closing staged"
+    );
+    (h, engine, log)
+}
+
 fn finished(path: &'static str) -> impl Fn(&EngineEvent) -> bool {
     move |e| matches!(e, EngineEvent::OperationFinished { lserver, .. } if lserver == path)
 }
 
 #[tokio::test(start_paused = true)]
 async fn r7_a_closing_step_rides_the_commit_the_next_detection_needs() {
-    let (_h, engine, log) = closing_while_a_call_is_under_way().await;
+    let (_h, engine, log) = closing_while_calls_wait_for_a_slot().await;
     let start = tokio::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(1)).await;
     let mut spyware = detection("10.110.0.13", "e-3");
     spyware.category = Category::Spyware;
     engine.submit_detection(spyware).await.unwrap();
-    // vdi-001's records and closing alert waited for a commit someone needed: the one that
+    // sbc-01's records and closing alert waited for a commit someone needed: the one that
     // made the new detection durable carries them too.
-    let (closing, closed_at) = log.commit_of(finished(VDI1));
+    let (closing, closed_at) = log.commit_of(finished(SBC));
     let (detection_commit, _) = log.commit_of(
         |e| matches!(e, EngineEvent::DetectionJournaled { event_id, .. } if event_id == "e-3"),
     );
     assert_eq!(closing, detection_commit);
     assert_eq!(closed_at - start, Duration::from_millis(1));
     assert_eq!(
-        engine.lserver(VDI1).unwrap().state,
-        LServerState::Quarantined
+        engine.lserver(VDI1).unwrap().pending_operations,
+        1,
+        "vdi-001's write still waits for the slot"
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn r7_a_closing_step_commits_itself_within_its_window() {
-    let (_h, engine, log) = closing_while_a_call_is_under_way().await;
+    let (_h, engine, log) = closing_while_calls_wait_for_a_slot().await;
     let start = tokio::time::Instant::now();
-    // Nothing else needs a commit and nothing else is staged: vdi-001's closing commits on its
+    // Nothing else needs a commit and nothing else is staged: sbc-01's closing commits on its
     // own after a quiet spell, not the whole window, long before vdi-002's hanging call is cut
-    // off (2 s).
+    // off (2 s) and the waiting calls get the slot.
     tokio::time::sleep(CLOSING_WINDOW * 2).await;
-    let (_, closed_at) = log.commit_of(finished(VDI1));
+    let (_, closed_at) = log.commit_of(finished(SBC));
     let waited = closed_at - start;
     assert!(
         waited > Duration::ZERO && waited <= CLOSING_QUIET,
         "{waited:?}"
+    );
+    assert_eq!(
+        engine.lserver(VDI2).unwrap().pending_operations,
+        1,
+        "still moving"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn r7_a_closing_step_beside_calls_all_on_the_wire_commits_at_once() {
+    // vdi-002's write hangs on the wire and no call waits for a slot: nothing is coming that
+    // vdi-001's closing could share a commit with, so it does not wait for the hanging call.
+    let (_h, engine, log) = closing_while_a_call_is_under_way().await;
+    let start = tokio::time::Instant::now();
+    tokio::time::sleep(CLOSING_WINDOW * 2).await;
+    let (_, closed_at) = log.commit_of(finished(VDI1));
+    assert!(
+        closed_at <= start,
+        "vdi-001's closing waited {:?} beside a call already on the wire",
+        closed_at - start
     );
     assert_eq!(
         engine.lserver(VDI2).unwrap().pending_operations,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use super::device_queue::DeviceQueue;
+use super::device_queue::{DeviceQueue, SlotWaits};
 use super::journal::{OpenOperation, Snapshot};
 use super::state::{Allocator, Clock, LsState, LsStates, QueuedOp, Shared, State};
 use super::{
@@ -37,7 +37,8 @@ impl Engine {
             allocator.insert(network, *ip, lserver);
         }
         let t = &site.topology;
-        let devices = device_queues(&site, &adapters);
+        let slot_waits = Arc::new(SlotWaits::default());
+        let devices = device_queues(&site, &adapters, &slot_waits);
         let state = State {
             lservers,
             allocator,
@@ -75,6 +76,7 @@ impl Engine {
             flush_done: Notify::new(),
             committing: AtomicBool::new(false),
             calls_in_flight: AtomicUsize::new(0),
+            slot_waits,
             stats: stats::EngineStats::default(),
         });
         resume(&shared, snapshot.open_operations);
@@ -141,6 +143,7 @@ fn lserver_states(site: &Site, snapshot: &Snapshot) -> LsStates {
 fn device_queues(
     site: &Site,
     adapters: &Adapters,
+    waits: &Arc<SlotWaits>,
 ) -> rustc_hash::FxHashMap<String, Arc<DeviceQueue>> {
     let t = &site.topology;
     let call_timeout = t.engine.call_timeout;
@@ -156,7 +159,12 @@ fn device_queues(
         }))
         .chain(t.bmcs.iter().map(|b| (b.name.clone(), b.max_concurrent, 1)))
         .map(|(name, concurrency, batch)| {
-            let queue = DeviceQueue::new(concurrency as usize, batch as usize, call_timeout);
+            let queue = DeviceQueue::new(
+                concurrency as usize,
+                batch as usize,
+                call_timeout,
+                waits.clone(),
+            );
             (name, queue)
         })
         .collect()

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 use super::alerts::{Alert, AlertCode};
 pub(crate) use super::allocator::Allocator;
 pub(crate) use super::clock::Clock;
-use super::device_queue::DeviceQueue;
+use super::device_queue::{DeviceQueue, SlotWaits};
 pub(crate) use super::group_commit::{Ticket, Waiting};
 use super::journal::{Entry, Journal, OpenOperation};
 use super::types::*;
@@ -182,6 +182,8 @@ pub(crate) struct Shared {
     pub committing: AtomicBool,
     /// Device calls under way, waiting for a slot or on the wire (`Shared::call_started`).
     pub calls_in_flight: AtomicUsize,
+    /// Of those, the calls waiting for a slot, counted by the device queues.
+    pub slot_waits: Arc<SlotWaits>,
     /// Counters for monitoring.
     pub stats: super::stats::EngineStats,
 }

@@ -34,11 +34,11 @@
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::adapters::{DeviceError, DeviceResult, OutcomeClass};
@@ -85,6 +85,36 @@ impl Budget {
     }
 }
 
+/// Calls waiting for a slot on any of the engine's devices, counted by all their queues. While
+/// some wait, more operations will end soon, and an operation's closing step can share their
+/// commit (`group_commit`); once none waits, every call still under way is on the wire, and
+/// waiting for it would only hold the records of the operations that ended back.
+#[derive(Debug, Default)]
+pub(crate) struct SlotWaits {
+    waiting: AtomicUsize,
+    /// Woken when the last waiting call leaves its queue.
+    pub none_left: Notify,
+}
+
+impl SlotWaits {
+    /// Whether some call waits for a slot.
+    pub fn any(&self) -> bool {
+        self.waiting.load(Ordering::Acquire) > 0
+    }
+
+    fn joined(&self) {
+        self.waiting.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn left(&self) {
+        let before = self.waiting.fetch_sub(1, Ordering::AcqRel);
+        debug_assert!(before > 0, "a call left a device queue it never joined");
+        if before == 1 {
+            self.none_left.notify_waiters();
+        }
+    }
+}
+
 struct Waiter {
     wait_until: Instant,
     grant: oneshot::Sender<()>,
@@ -107,6 +137,10 @@ pub(crate) struct DeviceQueue {
     concurrency: usize,
     /// A front waiter whose budget ends within this is served first.
     urgent_within: Duration,
+    /// The count of waiting calls this queue shares with the engine's other queues. A waiter
+    /// is counted from its joining to its leaving the line (granted, or passed over once it
+    /// gave up), so one that gives up stays counted until the next slot comes free.
+    waits: Arc<SlotWaits>,
     /// Port changes waiting for a switch call.
     pub set_ports: BatchQueue<(String, u16), ()>,
     /// Port reads waiting for a switch call.
@@ -150,8 +184,13 @@ impl Drop for SlotWait {
 
 impl DeviceQueue {
     /// A queue with `concurrency` slots, batches of at most `batch` items, and `call_timeout`
-    /// deciding when a waiter becomes urgent.
-    pub fn new(concurrency: usize, batch: usize, call_timeout: Duration) -> Arc<DeviceQueue> {
+    /// deciding when a waiter becomes urgent; its waiters are counted in `waits`.
+    pub fn new(
+        concurrency: usize,
+        batch: usize,
+        call_timeout: Duration,
+        waits: Arc<SlotWaits>,
+    ) -> Arc<DeviceQueue> {
         let concurrency = concurrency.max(1);
         Arc::new(DeviceQueue {
             slots: Mutex::new(Slots {
@@ -160,6 +199,7 @@ impl DeviceQueue {
             }),
             concurrency,
             urgent_within: call_timeout,
+            waits,
             set_ports: BatchQueue::new(batch),
             get_ports: BatchQueue::new(batch),
             saves: BatchQueue::new(usize::MAX),
@@ -185,6 +225,7 @@ impl DeviceQueue {
                 wait_until,
                 grant: tx,
             });
+            self.waits.joined();
             rx
         };
         let mut wait = SlotWait {
@@ -230,6 +271,7 @@ impl DeviceQueue {
             let Some(waiter) = slots.waiting[class].pop_front() else {
                 continue;
             };
+            self.waits.left();
             if waiter.grant.send(()).is_ok() {
                 return;
             }

@@ -61,7 +61,7 @@ fn spawn_waiter(
 
 #[tokio::test(start_paused = true)]
 async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
-    let queue = DeviceQueue::new(1, 1, Duration::from_secs(5));
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(5), Arc::default());
     let held = queue.acquire(Class::Write, far()).await;
     let gave_up = tokio::time::timeout(
         Duration::from_millis(10),
@@ -77,7 +77,7 @@ async fn r15_a_waiter_that_gives_up_does_not_keep_the_slot() {
 
 #[tokio::test(start_paused = true)]
 async fn r19_a_queued_item_withdrawn_at_its_budget_is_unavailable_never_sent_and_says_why() {
-    let queue = DeviceQueue::new(1, 8, Duration::from_secs(5));
+    let queue = DeviceQueue::new(1, 8, Duration::from_secs(5), Arc::default());
     let _held = queue.acquire(Class::Write, far()).await;
     let sent = Arc::new(AtomicUsize::new(0));
     let counter = sent.clone();
@@ -109,7 +109,7 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
     // One slot, a 1 s call timeout, twenty calls of 500 ms queued at once: the last waits
     // 9.5 s for its slot. Every call is served, none cut, none withdrawn.
     let call_timeout = Duration::from_secs(1);
-    let queue = DeviceQueue::new(1, 1, call_timeout);
+    let queue = DeviceQueue::new(1, 1, call_timeout, Arc::default());
     let budget = budget(Duration::from_secs(60), call_timeout);
     let started = Instant::now();
     let results = run_writes(&queue, 20, budget, Duration::from_millis(500)).await;
@@ -120,7 +120,7 @@ async fn r19_slot_waits_longer_than_the_call_timeout_cost_no_call() {
 #[tokio::test(start_paused = true)]
 async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
     let call_timeout = Duration::from_secs(5);
-    let queue = DeviceQueue::new(2, 1, call_timeout);
+    let queue = DeviceQueue::new(2, 1, call_timeout, Arc::default());
     let budget = budget(Duration::from_secs(3), call_timeout);
     let results = run_writes(&queue, 10, budget, Duration::from_secs(2)).await;
     let refused: Vec<_> = results.into_iter().filter_map(Result::err).collect();
@@ -138,7 +138,7 @@ async fn r19_a_device_too_slow_for_the_budget_says_how_slow() {
 
 #[tokio::test(start_paused = true)]
 async fn r15_writes_go_first_but_an_urgent_read_is_not_starved() {
-    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4), Arc::default());
     let order = Arc::new(Mutex::new(Vec::new()));
     // A read with a 10 s budget waits behind a held slot; a write arrives later. Within one
     // call timeout (4 s) of the end of its budget, the read goes first.
@@ -164,7 +164,7 @@ async fn r15_writes_go_first_but_an_urgent_read_is_not_starved() {
 
 #[tokio::test(start_paused = true)]
 async fn r20_watch_reads_are_served_after_every_other_class_even_when_due() {
-    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4));
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(4), Arc::default());
     let held = queue.acquire(Class::Write, far()).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let waiter = |class: Class, name: &'static str, wait_until: Instant| {
@@ -186,4 +186,27 @@ async fn r20_watch_reads_are_served_after_every_other_class_even_when_due() {
         task.await.unwrap();
     }
     assert_eq!(*lock(&order), ["write", "read", "save", "watch"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn r15_a_waiter_that_gave_up_leaves_the_count_when_the_slot_comes_free() {
+    let waits = Arc::new(SlotWaits::default());
+    let queue = DeviceQueue::new(1, 1, Duration::from_secs(5), waits.clone());
+    let held = queue.acquire(Class::Write, far()).await;
+    assert!(!waits.any(), "a call that got a slot at once never waited");
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(10), queue.acquire(Class::Read, far())).await;
+    assert!(gave_up.is_err(), "the slot was held: the wait ran out");
+    assert!(
+        waits.any(),
+        "a waiter that gave up stays in line until a free slot passes it over"
+    );
+    drop(held);
+    assert!(
+        !waits.any(),
+        "the free slot passed the waiter that gave up over, and the count says so"
+    );
+    let again =
+        tokio::time::timeout(Duration::from_millis(1), queue.acquire(Class::Write, far())).await;
+    assert!(again.is_ok(), "the slot went back to the queue");
 }
