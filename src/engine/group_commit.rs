@@ -11,9 +11,10 @@ use super::journal::{Entry, JournalError};
 use super::state::{Halted, Shared, State};
 use super::EngineEvent;
 
-/// Whether the current runtime is multi-threaded (the daemon) rather than current-thread (the
-/// lab, paused clock), where a commit runs in place: there is nothing else to run meanwhile,
-/// and a commit on another thread would let the paused clock move while it waits.
+/// Whether the current runtime is multi-threaded (the daemon, the lab's wire mode) rather than
+/// current-thread (the sim mode, paused clock), where a commit runs in place: there is nothing
+/// else to run meanwhile, and a commit on another thread would let the paused clock move while
+/// it waits.
 fn multi_thread() -> bool {
     matches!(
         tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()),
