@@ -38,8 +38,8 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 const GATHER_YIELDS: usize = 8;
 
 /// How long a closing step waits for a commit that another step needs, while device calls wait
-/// for slots and no other step is staged: a lone closing beside a slow or hanging call has
-/// nobody to share a commit with, so it commits after this quiet spell, short beside any
+/// for slots and no other step is staged: calls queued behind a slow or hanging one may bring
+/// no company for a long while, so the closing commits after this quiet spell, short beside any
 /// device's latency.
 pub const CLOSING_QUIET: std::time::Duration = std::time::Duration::from_millis(10);
 
@@ -463,10 +463,7 @@ mod tests {
         let shared = engine.shared.clone();
         for round in 0..50u32 {
             let ticket = stage_one(&shared);
-            let waiter = tokio::spawn({
-                let shared = shared.clone();
-                async move { shared.durable(ticket, Waiting::DeviceCall).await }
-            });
+            let waiter = spawn_durable(&shared, ticket, Waiting::DeviceCall);
             // Drop the waiter once its commit is under way (or, rarely, once it is over).
             while !shared.committing.load(Ordering::Acquire)
                 && shared.flushed.load(Ordering::Acquire) < ticket
@@ -493,6 +490,16 @@ mod tests {
             !shared.committing.load(Ordering::Acquire),
             "no commit is left in progress"
         );
+    }
+
+    /// A task waiting, as `waiting` does, for the step of `ticket` to be durable.
+    fn spawn_durable(
+        shared: &Arc<Shared>,
+        ticket: Ticket,
+        waiting: Waiting,
+    ) -> JoinHandle<Result<(), Halted>> {
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.durable(ticket, waiting).await })
     }
 
     /// A device with one slot, held by a call on the wire, and a second call waiting for it:
@@ -539,10 +546,7 @@ mod tests {
         let _call = shared.call_started();
         let (held, waiter) = a_call_waiting_for_a_slot(&shared).await;
         let ticket = stage_one(&shared);
-        let closing = tokio::spawn({
-            let shared = shared.clone();
-            async move { shared.durable(ticket, Waiting::Closing).await }
-        });
+        let closing = spawn_durable(&shared, ticket, Waiting::Closing);
         let start = Instant::now();
         let slot_free_after = CLOSING_QUIET / 2;
         tokio::time::sleep(slot_free_after).await;
@@ -571,10 +575,7 @@ mod tests {
         let _call = shared.call_started();
         let (_held, _waiter) = a_call_waiting_for_a_slot(&shared).await;
         let ticket = stage_one(&shared);
-        let closing = tokio::spawn({
-            let shared = shared.clone();
-            async move { shared.durable(ticket, Waiting::Closing).await }
-        });
+        let closing = spawn_durable(&shared, ticket, Waiting::Closing);
         let start = Instant::now();
         // Company every quarter of a quiet spell, as an outbreak's closings come; none of it
         // needs a commit of its own.
