@@ -52,11 +52,41 @@ pub async fn measure(workload: &WireWorkload, budget: Duration) -> Result<GroupC
 
 async fn round(workload: &WireWorkload) -> Result<GroupCommit, String> {
     let world = SimWorld::new(workload.site.clone(), Vec::new(), Recorder::new(), 0);
-    let (engine, commits, _dir) = open_engine(workload, world.adapters(), Durability::PowerLoss)?;
-    let round = quarantine_all(&engine, &commits, workload).await?;
+    let (engine, _dir) = open_engine(workload, world.adapters(), Durability::PowerLoss)?;
+    let round = quarantine_all(&engine, workload).await?;
     Ok(GroupCommit {
         operations: workload.detections.len() as u64,
         commits: round.commits,
         elapsed: round.elapsed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::measure;
+    use crate::bench::wire::WireWorkload;
+    use crate::bench::workload::WIRE_TOPOLOGY;
+
+    /// R7: the figure counts the engine's own commits (the engine runs without an observer, as
+    /// the daemon does): a round of 100 operations takes at least one commit, and group commit
+    /// gathers them, so far fewer than one per operation.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn r7_the_group_commit_figure_counts_the_engines_commits() {
+        let site = crate::model::load_site(Path::new(WIRE_TOPOLOGY)).expect("the wire site loads");
+        let workload = WireWorkload::new(Arc::new(site)).expect("the wire workload builds");
+        let figure = measure(&workload, Duration::ZERO)
+            .await
+            .expect("one round runs");
+        assert_eq!(figure.operations, 100);
+        assert!(
+            (1..figure.operations).contains(&figure.commits),
+            "{} commits for {} operations",
+            figure.commits,
+            figure.operations
+        );
+    }
 }

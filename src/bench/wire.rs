@@ -33,7 +33,6 @@
 //! round is as long as the CPU work it holds, and the CPU ratio shows the engine's extra work
 //! whatever the machine's other load did to wall time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,9 +44,7 @@ use tokio::sync::Semaphore;
 use crate::adapters::vcenter::{VcenterClient, SESSION_HEADER};
 use crate::adapters::{http, Adapters, Hypervisor};
 use crate::engine::journal::Durability;
-use crate::engine::{
-    Disposition, Engine, EngineEvent, EngineObserver, EngineOptions, Journal, LServerState,
-};
+use crate::engine::{Disposition, Engine, EngineOptions, Journal, LServerState};
 use crate::model::{Category, Detection, NicLocation, Site};
 use crate::sim::wire::accepted_credentials;
 use crate::sim::wire::site::WireSite;
@@ -326,24 +323,11 @@ fn process_cpu() -> Duration {
     time(usage.ru_utime) + time(usage.ru_stime)
 }
 
-/// Counts journal commits.
-#[derive(Default)]
-pub(crate) struct CommitCounter(pub(crate) AtomicU64);
-
-impl EngineObserver for CommitCounter {
-    fn on_event(&self, event: &EngineEvent) {
-        if let EngineEvent::Committed { .. } = event {
-            self.0.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
 /// The engine side of one round, ready to run: fresh simulators, vCenter clients logged in, an
 /// engine open on an empty journal file.
 pub struct EngineRound {
     // Field order is drop order: the engine (and its tasks) before the simulators and the folder.
     engine: Arc<Engine>,
-    commits: Arc<CommitCounter>,
     wire: WireSite,
     _dir: tempfile::TempDir,
 }
@@ -366,10 +350,9 @@ impl EngineRound {
                 .hypervisors
                 .insert(h.name.clone(), Arc::new(client) as Arc<dyn Hypervisor>);
         }
-        let (engine, commits, dir) = open_engine(workload, adapters, durability)?;
+        let (engine, dir) = open_engine(workload, adapters, durability)?;
         Ok(EngineRound {
             engine,
-            commits,
             wire,
             _dir: dir,
         })
@@ -379,31 +362,36 @@ impl EngineRound {
     /// until the engine is idle: the timed part. Then checks, untimed, that every detection was
     /// accepted, every L-Server is quarantined and every NIC is on quarantine at the device.
     pub async fn run(self, workload: &WireWorkload) -> Result<RoundResult, String> {
-        let result = quarantine_all(&self.engine, &self.commits, workload).await?;
+        let result = quarantine_all(&self.engine, workload).await?;
         workload.check_truth(&self.wire)?;
         Ok(result)
     }
 }
 
-/// Opens the engine on a fresh journal file in `TMPDIR` with `durability`, counting commits.
-/// The folder must outlive the engine.
+/// Opens the engine on a fresh journal file in `TMPDIR` with `durability`, as the daemon opens
+/// it: no observer (events would be built for it alone). The folder must outlive the engine.
 pub(crate) fn open_engine(
     workload: &WireWorkload,
     adapters: Adapters,
     durability: Durability,
-) -> Result<(Arc<Engine>, Arc<CommitCounter>, tempfile::TempDir), String> {
+) -> Result<(Arc<Engine>, tempfile::TempDir), String> {
     let dir = tempfile::tempdir()
         .map_err(|e| format!("cannot create a temporary folder for the journal: {e}"))?;
     let journal = Journal::open_with(&dir.path().join("journal.sqlite"), durability)
         .map_err(|e| format!("cannot open the journal: {e}"))?;
-    let commits = Arc::new(CommitCounter::default());
-    let options = EngineOptions {
-        observer: Some(commits.clone()),
-        ..EngineOptions::default()
-    };
-    let engine = Engine::open(workload.site.clone(), journal, adapters, options)
-        .map_err(|e| format!("cannot open the engine: {e}"))?;
-    Ok((Arc::new(engine), commits, dir))
+    let engine = Engine::open(
+        workload.site.clone(),
+        journal,
+        adapters,
+        EngineOptions::default(),
+    )
+    .map_err(|e| format!("cannot open the engine: {e}"))?;
+    Ok((Arc::new(engine), dir))
+}
+
+/// Journal commits the engine has made so far (its own count, as `GET /metrics` shows it).
+fn commits_so_far(engine: &Engine) -> u64 {
+    engine.stats().entries_per_commit.count
 }
 
 /// Submits every detection of `workload` at once, one task each as the daemon's API would, and
@@ -411,10 +399,9 @@ pub(crate) fn open_engine(
 /// was accepted and every L-Server is quarantined.
 pub(crate) async fn quarantine_all(
     engine: &Arc<Engine>,
-    commits: &CommitCounter,
     workload: &WireWorkload,
 ) -> Result<RoundResult, String> {
-    let before = commits.0.load(Ordering::Relaxed);
+    let before = commits_so_far(engine);
     let cpu_before = process_cpu();
     let start = Instant::now();
     let tasks: Vec<_> = workload
@@ -430,7 +417,7 @@ pub(crate) async fn quarantine_all(
     engine.wait_idle().await;
     let elapsed = start.elapsed();
     let cpu = process_cpu().saturating_sub(cpu_before);
-    let commits = commits.0.load(Ordering::Relaxed) - before;
+    let commits = commits_so_far(engine) - before;
     for receipt in receipts {
         let receipt = receipt
             .map_err(|e| format!("detection task failed: {e}"))?

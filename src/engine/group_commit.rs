@@ -360,13 +360,17 @@ impl Shared {
                 Ok(())
             }
             Ok(Some(commit)) => {
-                self.emit(EngineEvent::Committed { commit });
                 // Announced as they become durable, in journal order, so an observer's history
                 // holds what the journal holds even if the process dies right after; and before
-                // `flushed` moves, so nothing a waiter does next is announced first.
-                for entry in &batch {
-                    if let Some(event) = durable_event(entry) {
-                        self.emit(event);
+                // `flushed` moves, so nothing a waiter does next is announced first. Built only
+                // for an observer (the lab's): the daemon has none, and the events clone the
+                // batch's alerts and names.
+                if self.observer.is_some() {
+                    self.emit(EngineEvent::Committed { commit });
+                    for entry in &batch {
+                        if let Some(event) = durable_event(entry) {
+                            self.emit(event);
+                        }
                     }
                 }
                 self.flushed.store(upto, Ordering::Release);
