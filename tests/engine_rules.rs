@@ -102,6 +102,40 @@ async fn r4_same_event_twice_is_processed_once() {
     assert_eq!(h.writes_for(VDI1).len(), 1);
 }
 
+/// R4 across a restart: the reopened engine knows every event the journal holds (its R4
+/// filter is built from the journal at open), including ones from several sources with the
+/// same event id, and still takes a new event of a known source.
+#[tokio::test(start_paused = true)]
+async fn r4_an_event_journaled_before_a_restart_is_a_duplicate_after_it() {
+    let mut h = Harness::new(site_with(|s| {
+        s.replace(
+            "[[hypervisors]]",
+            "[[av_servers]]\nname = \"sepm\"\nkind = \"sepm\"\naddress = \"127.0.0.1\"\n\n[[hypervisors]]",
+        )
+    }));
+    let first = h.detect("10.110.0.11", "e-1").await;
+    let mut from_sepm = detection("10.110.0.12", "e-1");
+    from_sepm.source = "sepm".into();
+    let second = h
+        .engine()
+        .submit_detection(from_sepm.clone())
+        .await
+        .unwrap();
+    h.settle().await;
+    assert_eq!(second.disposition, Disposition::Accepted, "{second:?}");
+    h.reopen(None);
+    let again = h.detect("10.110.0.11", "e-1").await;
+    assert_eq!(again.disposition, Disposition::Duplicate);
+    assert_eq!(again.id, first.id);
+    let again = h.engine().submit_detection(from_sepm).await.unwrap();
+    assert_eq!(again.disposition, Disposition::Duplicate);
+    assert_eq!(again.id, second.id);
+    let fresh = h.detect("10.110.0.13", "e-2").await;
+    assert_eq!(fresh.disposition, Disposition::Accepted);
+    h.settle().await;
+    assert_eq!(h.writes_for(VDI1).len(), 1);
+}
+
 /// A duplicate is answered while another detection's commit waits for the journal file: R4
 /// lookups read through their own connection, so they never wait for a commit (its fsync, or
 /// here an outside writer holding the file) on a runtime thread. The engine runs as the daemon

@@ -159,6 +159,10 @@ impl Shared {
         if !entries.is_empty() {
             note_closings(state, &entries);
             for (key, receipt) in entries.iter().filter_map(Entry::detection_receipt) {
+                // Before its commit can start: from now on the pair is never called new (R4).
+                if let Some(seen) = &mut state.seen_detections {
+                    seen.insert(&key.0, &key.1);
+                }
                 state.pending_detections.insert(key, receipt);
             }
             state.pending.extend(entries);

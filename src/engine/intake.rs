@@ -194,6 +194,15 @@ fn find_detection<'a>(
             if let Some(found) = in_memory(&state) {
                 return Ok((state, Some(found)));
             }
+            // Never journaled nor staged (the filter holds every pair that was): new, without
+            // a read of the journal.
+            if state
+                .seen_detections
+                .as_ref()
+                .is_some_and(|seen| !seen.may_contain(source, event_id))
+            {
+                return Ok((state, None));
+            }
             state.flush_epoch
         };
         let journaled = {

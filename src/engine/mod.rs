@@ -16,6 +16,7 @@ mod intake;
 pub mod journal;
 mod operation;
 mod recovery;
+mod seen_detections;
 mod state;
 pub mod stats;
 mod tasks;

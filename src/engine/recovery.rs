@@ -10,6 +10,7 @@ use tokio::task::JoinSet;
 
 use super::device_queue::{DeviceQueue, SlotWaits};
 use super::journal::{OpenOperation, Snapshot};
+use super::seen_detections::{bits_for, SeenDetections};
 use super::state::{Allocator, Clock, LsState, LsStates, QueuedOp, Shared, State};
 use super::{
     drift_watch, enqueue, executor, stats, Engine, EngineError, EngineOptions, Journal,
@@ -31,6 +32,10 @@ impl Engine {
         // With no alert output an alert is delivered once journaled (R17): no marks to commit.
         journal.set_alerts_delivered_at_insert(adapters.alerts_go_nowhere());
         let reader = journal.open_reader()?.map(Mutex::new);
+        let seen_detections = match reader {
+            Some(_) => Some(seen_detections(&journal, &snapshot, site.lservers.len())?),
+            None => None,
+        };
         let lservers = lserver_states(&site, &snapshot);
         let mut allocator = Allocator::default();
         for (network, ip, lserver, _) in &snapshot.allocations {
@@ -50,6 +55,7 @@ impl Engine {
             spare: Vec::new(),
             pending_detections: HashMap::new(),
             inflight_detections: HashMap::new(),
+            seen_detections,
             flush_epoch: 0,
             staged: 0,
         };
@@ -188,4 +194,19 @@ fn resume(shared: &Arc<Shared>, open_operations: Vec<OpenOperation>) {
         };
         enqueue(shared, &mut state, &path, op);
     }
+}
+
+/// The R4 filter of a journal on a file: every pair it holds now, in a filter sized for them
+/// and for the site's next outbreak ([`super::seen_detections`]).
+fn seen_detections(
+    journal: &Journal,
+    snapshot: &Snapshot,
+    lservers: usize,
+) -> Result<SeenDetections, EngineError> {
+    // Ids are given in order from 1, so the next one tells how many the journal holds.
+    let journaled =
+        usize::try_from(snapshot.next_detection_id.saturating_sub(1)).unwrap_or(usize::MAX);
+    let mut seen = SeenDetections::with_bits(bits_for(journaled, lservers));
+    journal.each_detection_key(|source, event_id| seen.insert(source, event_id))?;
+    Ok(seen)
 }

@@ -107,6 +107,9 @@ pub(crate) struct State {
     pub pending_detections: HashMap<(String, String), DetectionReceipt>,
     /// The detections of the commit in progress: neither staged nor in the journal yet.
     pub inflight_detections: HashMap<(String, String), DetectionReceipt>,
+    /// Every `(source, event_id)` journaled or staged, as a filter that lets a new pair skip
+    /// the R4 lookup in the journal; only for a journal on a file (`seen_detections`).
+    pub seen_detections: Option<super::seen_detections::SeenDetections>,
     /// Commits finished so far; a reader that looked in the journal without the state lock
     /// compares it to know that no commit ended in between (R4).
     pub flush_epoch: u64,

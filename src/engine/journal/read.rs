@@ -44,6 +44,30 @@ impl Journal {
             .optional()?)
     }
 
+    /// Calls `each` with the `(source, event_id)` of every journaled detection, in no
+    /// particular order (the engine's R4 filter, built at open).
+    pub fn each_detection_key(&self, mut each: impl FnMut(&str, &str)) -> Result<(), JournalError> {
+        if let Some(behind) = &self.behind {
+            behind.failed()?;
+            for (source, event_id) in behind.ids.keys() {
+                each(source, event_id);
+            }
+            return Ok(());
+        }
+        let conn = self.conn()?;
+        let mut statement = conn.prepare("SELECT source, event_id FROM detections")?;
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            let text = |i: usize| {
+                row.get_ref(i)?
+                    .as_str()
+                    .map_err(|e| JournalError::Corrupt(format!("a detection's key: {e}")))
+            };
+            each(text(0)?, text(1)?);
+        }
+        Ok(())
+    }
+
     /// The disposition, L-Server and operation of a journaled detection.
     pub fn detection_receipt(
         &self,
