@@ -11,7 +11,8 @@
 //! - **Fed from two places only**: every pair in the journal when the engine opens (one scan of
 //!   the detections table), and every detection staged since (under the state lock, before its
 //!   commit can start). Every detection the journal holds came one of these two ways: the
-//!   engine is the journal's only writer while it runs.
+//!   engine is the journal's only writer while it runs. The scan reads the table's unique
+//!   index on the pair (SQLite answers it from the index alone), once per start.
 //! - **Bounded memory, fixed at open** ([`bits_for`]): [`BITS_PER_PAIR`] bits for each pair the
 //!   journal held at open plus room for [`ROOM_PER_LSERVER`] detections per L-Server of the site
 //!   (an outbreak reports each machine a few times), at least [`MIN_BITS`] and at most
