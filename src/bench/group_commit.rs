@@ -73,7 +73,8 @@ mod tests {
 
     /// R7: the figure counts the engine's own commits (the engine runs without an observer, as
     /// the daemon does): a round of 100 operations takes at least one commit, and group commit
-    /// gathers them, so far fewer than one per operation.
+    /// gathers their steps (four or more each: detection, plan, write, closing), so at most one
+    /// commit per four operations (`qlab bench` shows about one per sixteen).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn r7_the_group_commit_figure_counts_the_engines_commits() {
         let site = crate::model::load_site(Path::new(WIRE_TOPOLOGY)).expect("the wire site loads");
@@ -83,7 +84,7 @@ mod tests {
             .expect("one round runs");
         assert_eq!(figure.operations, 100);
         assert!(
-            (1..figure.operations).contains(&figure.commits),
+            (1..=figure.operations / 4).contains(&figure.commits),
             "{} commits for {} operations",
             figure.commits,
             figure.operations
