@@ -126,6 +126,80 @@ fn inv4_leaves_a_drift_the_engine_could_not_see_before_the_outcome_but_not_one_i
     assert_status(&release(true), "INV-4", Status::Failed);
 }
 
+/// vdi-001's quarantine writes qr-a; its confirming read (call 900) is sent at 40 ms and
+/// answers `shows` at 120 ms; a switch reboot puts the NIC back on op-a at 80 ms, while the read
+/// is under way, or at 20 ms, before it was sent, when `before_the_read`. The operation ends
+/// `quarantined` with the record on qr-a and the device on op-a.
+fn reboot_around_the_confirming_read(site: &Site, shows: &str, before_the_read: bool) -> Rec {
+    use quarantine_lab::model::history::{EventKind, NicRef};
+    let nic = || NicRef {
+        lserver: VDI1.into(),
+        nic: 0,
+    };
+    let mut rec = vdi1_accepted(site);
+    rec.call(0, "vc-1", "set_nic", VDI1, Some(0), Some("qr-a"))
+        .lands("op-a", false);
+    let reboot = |rec: &mut Rec, at| {
+        rec.truth(at, VDI1, 0, "qr-a", "op-a", false)
+            .by("switch_reboot");
+    };
+    if before_the_read {
+        reboot(&mut rec, 20);
+    }
+    rec.push(
+        40,
+        EventKind::Invoke {
+            call: 900,
+            device: "vc-1".into(),
+            op: "get_nic".into(),
+            nic: Some(nic()),
+            lserver: Some(VDI1.into()),
+            value: None,
+        },
+    );
+    if !before_the_read {
+        reboot(&mut rec, 80);
+    }
+    rec.push(
+        120,
+        EventKind::Return {
+            call: 900,
+            result: "ok".into(),
+            detail: shows.into(),
+        },
+    )
+    .finished(200, 1, VDI1, "quarantined")
+    .final_nic(VDI1, 0, Some("op-a"), "qr-a", "10.210.0.2")
+    .final_state(VDI1, "quarantined", "normal", Some("quarantined"))
+    .allocation("qr-a", "10.210.0.2", VDI1);
+    rec
+}
+
+#[test]
+fn inv4_leaves_a_reboot_during_the_last_read_to_inv12_unless_the_read_showed_it() {
+    let site = site();
+    // Sent before the reboot, answering the network before it: the engine could not see it.
+    let report = check(
+        &site,
+        &reboot_around_the_confirming_read(&site, "qr-a", false),
+    );
+    assert_status(&report, "INV-4", Status::Passed);
+    // The same read answering the network the reboot left: the engine saw it and still claimed
+    // quarantine.
+    let report = check(
+        &site,
+        &reboot_around_the_confirming_read(&site, "op-a", false),
+    );
+    assert_status(&report, "INV-4", Status::Failed);
+    // A read sent after the reboot stays INV-4's whatever it answered (a stale read is R8's to
+    // weigh, not a move the engine could not have seen).
+    let report = check(
+        &site,
+        &reboot_around_the_confirming_read(&site, "qr-a", true),
+    );
+    assert_status(&report, "INV-4", Status::Failed);
+}
+
 #[test]
 fn inv12_drift_restored_after_the_bound_violates() {
     let site = site();

@@ -283,6 +283,42 @@ fn inv4_release_failed_nic_the_alert_does_not_name_violates() {
     assert_status(&report, "INV-4", Status::Failed);
 }
 
+/// [`release_failed_vdi1`], then a reboot (operation 3, `kind`) that ends `rebooted`; a reboot
+/// reads no NIC.
+fn reboot_after_release_failed_vdi1(site: &Site, read_fails: bool, named: bool, kind: &str) -> Rec {
+    let mut rec = release_failed_vdi1(site, read_fails, named);
+    rec.started(2_000, 3, VDI1, kind)
+        .finished(2_040, 3, VDI1, "rebooted");
+    rec
+}
+
+#[test]
+fn inv4_a_reboot_keeps_the_nic_its_failed_release_left_unknown_exempt() {
+    let site = site();
+    let report = check(
+        &site,
+        &reboot_after_release_failed_vdi1(&site, true, true, "reboot"),
+    );
+    assert_status(&report, "INV-4", Status::Passed);
+    // What the release had to name and read stays checked after the reboot…
+    let report = check(
+        &site,
+        &reboot_after_release_failed_vdi1(&site, true, false, "reboot"),
+    );
+    assert_status(&report, "INV-4", Status::Failed);
+    let report = check(
+        &site,
+        &reboot_after_release_failed_vdi1(&site, false, true, "reboot"),
+    );
+    assert_status(&report, "INV-4", Status::Failed);
+    // …and a quarantine_reboot, which reads the NICs it quarantines, carries nothing over.
+    let report = check(
+        &site,
+        &reboot_after_release_failed_vdi1(&site, true, true, "quarantine_reboot"),
+    );
+    assert_status(&report, "INV-4", Status::Failed);
+}
+
 #[test]
 fn inv4_release_failed_nic_named_unknown_but_read_fine_violates() {
     let site = site();

@@ -208,6 +208,14 @@ pub(crate) fn rollback(f: &Facts<'_>) -> InvariantVerdict {
     problems.verdict("INV-3", checked, "quarantine_failed L-Servers")
 }
 
+/// The outcomes of operations that move NICs (quarantines and releases, not reboots).
+const NIC_OUTCOMES: [&str; 4] = [
+    "quarantined",
+    "quarantine_failed",
+    "released",
+    "release_failed",
+];
+
 /// The NICs of `lserver` that INV-4 exempts after its `release_failed` operation `last`: those
 /// whose last read before the operation ended failed, and that the operation's
 /// `release-failed` alert names as unknown. A NIC the alert calls unknown but that was read
@@ -253,32 +261,38 @@ fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> B
 }
 
 /// A NIC's last move, when something other than the engine made it (a switch reboot, an
-/// external change): where in the history it happened, and where the engine's first read that
-/// answered after it came (none yet: `None`).
+/// external change): where in the history it happened, the network it put the NIC on, and where
+/// the engine's first read that could have shown it answered (none yet: `None`).
 #[derive(Clone, Copy)]
-struct Unseen {
+struct Unseen<'a> {
     moved_at: usize,
+    to: Option<&'a str>,
     read_at: Option<usize>,
 }
 
 /// For every NIC (L-Server, index) whose last move was made by something other than the engine,
-/// that move and the first read after it. R20 keeps the record on quarantine through a drift,
-/// so record and device differ on purpose until the drift watch moves the NIC back: a drift the
-/// engine could not have seen before the L-Server's last outcome (it came after the outcome, or
-/// after the engine's last read of the NIC that answered) is INV-12's verdict (restored or
-/// alerted), not INV-4's. One pass over the history, for every L-Server at once.
-fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen> {
-    let mut unseen: HashMap<(&'a str, usize), Unseen> = HashMap::default();
-    let mut reads: HashMap<u64, (&'a str, usize)> = HashMap::default();
+/// that move and the first read that could have shown it. R20 keeps the record on quarantine
+/// through a drift, so record and device differ on purpose until the drift watch moves the NIC
+/// back: a drift the engine could not have seen before the L-Server's last outcome (it came
+/// after the outcome, or no read that could show it had answered by then) is INV-12's verdict
+/// (restored or alerted), not INV-4's. A read could show the move when it answered after it and
+/// was sent after it, or answered the network the move put the NIC on; a read already under way
+/// when the switch rebooted, whose answer is the network before, could not. One pass over the
+/// history, for every L-Server at once.
+fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen<'a>> {
+    let mut unseen: HashMap<(&'a str, usize), Unseen<'a>> = HashMap::default();
+    // The reads under way: their NIC and where in the history they were sent.
+    let mut reads: HashMap<u64, ((&'a str, usize), usize)> = HashMap::default();
     for (index, e) in f.events() {
         match &e.kind {
-            EventKind::TruthChanged { nic, by, .. } => {
+            EventKind::TruthChanged { nic, by, to, .. } => {
                 let key = (nic.lserver.as_str(), nic.nic);
                 if by.is_some() {
                     unseen.insert(
                         key,
                         Unseen {
                             moved_at: index,
+                            to: to.as_deref(),
                             read_at: None,
                         },
                     );
@@ -292,12 +306,17 @@ fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen> {
                 nic: Some(nic),
                 ..
             } if NIC_READ_CALLS.contains(&op.as_str()) => {
-                reads.insert(*call, (nic.lserver.as_str(), nic.nic));
+                reads.insert(*call, ((nic.lserver.as_str(), nic.nic), index));
             }
-            EventKind::Return { call, result, .. } => {
-                if let Some(key) = reads.remove(call) {
+            EventKind::Return {
+                call,
+                result,
+                detail,
+            } => {
+                if let Some((key, sent_at)) = reads.remove(call) {
                     if let Some(u) = unseen.get_mut(&key) {
-                        if result == "ok" && u.read_at.is_none() {
+                        let could_show = sent_at > u.moved_at || u.to == Some(detail.as_str());
+                        if result == "ok" && u.read_at.is_none() && could_show {
                             u.read_at = Some(index);
                         }
                     }
@@ -312,13 +331,20 @@ fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen> {
 /// INV-4: after `quarantined`, `released` or `release_failed`, management records equal device
 /// truth; after `release_failed`, a NIC whose last read failed is exempt when the operation's
 /// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
-/// `quarantine_failed`, where R10 leaves records and devices apart on purpose. A NIC that
+/// `quarantine_failed`, where R10 leaves records and devices apart on purpose; after a reboot
+/// the NICs the release before it left unknown stay exempt, since a reboot reads none. A NIC that
 /// something other than the engine moved after the outcome, or after the engine last read it
 /// (see [`unseen_moves`]), is not the records' fault; after a quarantine INV-12 judges it.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
     let unseen = unseen_moves(f);
+    // Each L-Server's last outcome of an operation that moves NICs: what a reboot after it
+    // leaves the records at.
+    let moved: HashMap<&str, LastOutcome<'_>> = f
+        .finishes()
+        .filter(|(_, end)| NIC_OUTCOMES.contains(&end.outcome))
+        .collect();
     for (lserver, last) in f.last_outcomes() {
         let applies = match last.outcome {
             "quarantined" | "released" | "release_failed" => true,
@@ -335,10 +361,19 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
         if nics.len() < f.nic_count(lserver) {
             problems.push(format!("{lserver}: final state lacks some NICs"));
         }
-        let mut exempt = if last.outcome == "release_failed" {
-            unknown_and_unread(f, lserver, &last)
-        } else {
-            BTreeSet::new()
+        let mut exempt = match last.outcome {
+            "release_failed" => unknown_and_unread(f, lserver, &last),
+            // A reboot reads no NIC (a quarantine_reboot's own quarantine does, so it is left
+            // out): a NIC the release before it could not read is as unknown after it.
+            "rebooted" | "reboot_failed" if f.op_kind(last.id) == Some("reboot") => {
+                match moved.get(lserver) {
+                    Some(before) if before.outcome == "release_failed" => {
+                        unknown_and_unread(f, lserver, before)
+                    }
+                    _ => BTreeSet::new(),
+                }
+            }
+            _ => BTreeSet::new(),
         };
         // A move by someone else that the engine had not read by the outcome is not a record
         // it got wrong (after a quarantine, the drift watch answers for it: INV-12).
