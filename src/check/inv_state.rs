@@ -333,15 +333,16 @@ fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen<'a>> {
 /// alert names it as unknown. `rebooted` and `reboot_failed` are held to the same unless the L-Server ends
 /// `quarantine_failed`, where R10 leaves records and devices apart on purpose; after a reboot
 /// the NICs the release before it left unknown stay exempt, since a reboot reads none. A NIC that
-/// something other than the engine moved after the outcome, or after the engine last read it
-/// (see [`unseen_moves`]), is not the records' fault; after a quarantine INV-12 judges it.
+/// something other than the engine moved after the outcome, or that no read able to show the
+/// move had answered by the outcome (see [`unseen_moves`]), is not the records' fault; after a
+/// quarantine INV-12 judges it.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
     let unseen = unseen_moves(f);
     // Each L-Server's last outcome of an operation that moves NICs: what a reboot after it
     // leaves the records at.
-    let moved: HashMap<&str, LastOutcome<'_>> = f
+    let last_nic_outcome: HashMap<&str, LastOutcome<'_>> = f
         .finishes()
         .filter(|(_, end)| NIC_OUTCOMES.contains(&end.outcome))
         .collect();
@@ -366,7 +367,7 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
             // A reboot reads no NIC (a quarantine_reboot's own quarantine does, so it is left
             // out): a NIC the release before it could not read is as unknown after it.
             "rebooted" | "reboot_failed" if f.op_kind(last.id) == Some("reboot") => {
-                match moved.get(lserver) {
+                match last_nic_outcome.get(lserver) {
                     Some(before) if before.outcome == "release_failed" => {
                         unknown_and_unread(f, lserver, before)
                     }
