@@ -223,6 +223,17 @@ fn inv4_record_disagreeing_with_device_violates() {
 /// to op-a) but whose verifying read fails when `read_fails`; it ends `release_failed` with the
 /// record still on qr-a, and its alert names NIC 0 unknown when `named`.
 fn release_failed_vdi1(site: &Site, read_fails: bool, named: bool) -> Rec {
+    let (result, detail) = if read_fails {
+        ("fail", "busy")
+    } else {
+        ("ok", "op-a")
+    };
+    release_failed_vdi1_reading(site, result, detail, named)
+}
+
+/// [`release_failed_vdi1`] whose verifying read ends `result` with `detail` (for an answer:
+/// the network it shows).
+fn release_failed_vdi1_reading(site: &Site, result: &str, detail: &str, named: bool) -> Rec {
     let mut rec = quarantined_vdi1(site);
     rec.command(1_000, "release", VDI1, Some(2))
         .started(1_000, 2, VDI1, "release")
@@ -247,8 +258,8 @@ fn release_failed_vdi1(site: &Site, read_fails: bool, named: bool) -> Rec {
         1_080,
         EventKind::Return {
             call: read,
-            result: if read_fails { "fail" } else { "ok" }.into(),
-            detail: if read_fails { "busy" } else { "op-a" }.into(),
+            result: result.into(),
+            detail: detail.into(),
         },
     )
     .finished(1_100, 2, VDI1, "release_failed")
@@ -280,6 +291,23 @@ fn inv4_release_failed_nic_with_failed_read_named_unknown_is_exempt() {
 fn inv4_release_failed_nic_the_alert_does_not_name_violates() {
     let site = site();
     let report = check(&site, &release_failed_vdi1(&site, true, false));
+    assert_status(&report, "INV-4", Status::Failed);
+}
+
+#[test]
+fn inv4_release_failed_nic_whose_last_read_contradicted_its_write_named_unknown_is_exempt() {
+    // R8: the release wrote op-a and its read answered qr-a (a stale read, or a write that did
+    // not apply): the engine doubts it and reads again, and the deadline came first.
+    let site = site();
+    let report = check(
+        &site,
+        &release_failed_vdi1_reading(&site, "ok", "qr-a", true),
+    );
+    assert_status(&report, "INV-4", Status::Passed);
+    let report = check(
+        &site,
+        &release_failed_vdi1_reading(&site, "ok", "qr-a", false),
+    );
     assert_status(&report, "INV-4", Status::Failed);
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::hash::HashMap;
 
-use super::facts::{is_error, show, Facts, LastOutcome, Problems, Request};
+use super::facts::{is_error, show, Facts, LastOutcome, Problems, Request, NIC_WRITE_CALLS};
 use super::inv_writes::NIC_READ_CALLS;
 use super::InvariantVerdict;
 use crate::model::history::EventKind;
@@ -217,13 +217,20 @@ const NIC_OUTCOMES: [&str; 4] = [
 ];
 
 /// The NICs of `lserver` that INV-4 exempts after its `release_failed` operation `last`: those
-/// whose last read before the operation ended failed, and that the operation's
-/// `release-failed` alert names as unknown. A NIC the alert calls unknown but that was read
-/// fine, or one whose read failed but that the alert does not name, stays checked.
-fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> BTreeSet<usize> {
+/// that the operation's `release-failed` alert names as unknown and whose last read before the
+/// operation ended left them unsettled: the read failed, or it answered a network other than
+/// the engine's evidence when it was sent (its last write of the NIC, or its last read that
+/// answered), which R8 has the engine doubt and read again; the deadline may come first. A NIC
+/// the alert calls unknown but whose last read agreed with the evidence, or one whose read
+/// failed but that the alert does not name, stays checked.
+fn unknown_and_unsettled(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> BTreeSet<usize> {
     let mut named = BTreeSet::new();
-    let mut read_ok: BTreeMap<usize, bool> = BTreeMap::new();
-    let mut reads: HashMap<u64, usize> = HashMap::default();
+    // Per NIC: whether its last read left it settled (answered what the evidence showed).
+    let mut settled: BTreeMap<usize, bool> = BTreeMap::new();
+    // Per NIC: the network the engine's evidence showed (last write sent, last read answered).
+    let mut evidence: BTreeMap<usize, &str> = BTreeMap::new();
+    // The reads under way: their NIC and the evidence when they were sent.
+    let mut reads: HashMap<u64, (usize, Option<&str>)> = HashMap::default();
     // Reads up to the operation's end; its alert may be announced after the end (same commit).
     for (index, e) in f.events() {
         match &e.kind {
@@ -231,16 +238,28 @@ fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> B
                 call,
                 op,
                 nic: Some(nic),
+                value,
                 ..
-            } if index < last.index
-                && nic.lserver == lserver
-                && NIC_READ_CALLS.contains(&op.as_str()) =>
-            {
-                reads.insert(*call, nic.nic);
+            } if index < last.index && nic.lserver == lserver => {
+                if NIC_READ_CALLS.contains(&op.as_str()) {
+                    reads.insert(*call, (nic.nic, evidence.get(&nic.nic).copied()));
+                } else if let (true, Some(value)) = (NIC_WRITE_CALLS.contains(&op.as_str()), value)
+                {
+                    evidence.insert(nic.nic, value.as_str());
+                }
             }
-            EventKind::Return { call, result, .. } => {
-                if let Some(nic) = reads.remove(call) {
-                    read_ok.insert(nic, result == "ok");
+            EventKind::Return {
+                call,
+                result,
+                detail,
+            } => {
+                if let Some((nic, before)) = reads.remove(call) {
+                    let answered = result == "ok";
+                    let agrees = before.is_none_or(|b| b == detail.as_str());
+                    settled.insert(nic, answered && agrees);
+                    if answered {
+                        evidence.insert(nic, detail.as_str());
+                    }
                 }
             }
             EventKind::Alert {
@@ -256,7 +275,7 @@ fn unknown_and_unread(f: &Facts<'_>, lserver: &str, last: &LastOutcome<'_>) -> B
     }
     named
         .into_iter()
-        .filter(|nic| read_ok.get(nic) == Some(&false))
+        .filter(|nic| settled.get(nic) == Some(&false))
         .collect()
 }
 
@@ -363,13 +382,13 @@ pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
             problems.push(format!("{lserver}: final state lacks some NICs"));
         }
         let mut exempt = match last.outcome {
-            "release_failed" => unknown_and_unread(f, lserver, &last),
+            "release_failed" => unknown_and_unsettled(f, lserver, &last),
             // A reboot reads no NIC (a quarantine_reboot's own quarantine does, so it is left
             // out): a NIC the release before it could not read is as unknown after it.
             "rebooted" | "reboot_failed" if f.op_kind(last.id) == Some("reboot") => {
                 match last_nic_outcome.get(lserver) {
                     Some(before) if before.outcome == "release_failed" => {
-                        unknown_and_unread(f, lserver, before)
+                        unknown_and_unsettled(f, lserver, before)
                     }
                     _ => BTreeSet::new(),
                 }
