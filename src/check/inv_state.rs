@@ -353,9 +353,9 @@ fn unseen_moves<'a>(f: &Facts<'a>) -> HashMap<(&'a str, usize), Unseen<'a>> {
 /// [`unknown_and_unsettled`]). `rebooted` and `reboot_failed` are held to the same unless the
 /// L-Server ends `quarantine_failed`, where R10 leaves records and devices apart on purpose;
 /// after a reboot the NICs the release before it left unknown stay exempt, since a reboot reads
-/// none. A NIC that something other than the engine moved after the outcome, or that no read able to show the
-/// move had answered by the outcome (see [`unseen_moves`]), is not the records' fault; after a
-/// quarantine INV-12 judges it.
+/// none. A NIC that something other than the engine moved after the outcome, or that no read
+/// able to show the move had answered by the outcome (see [`unseen_moves`]), is not the
+/// records' fault; after a quarantine INV-12 judges it.
 pub(crate) fn agreement(f: &Facts<'_>) -> InvariantVerdict {
     let mut problems = Problems::new();
     let mut checked = 0;
